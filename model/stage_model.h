@@ -1,0 +1,94 @@
+// StageModel: the part of a GPT-2 that one pipeline stage owns, and the only model
+// interface the pipeline sees. A stage covers transformer blocks [first_layer,
+// last_layer); the first stage also owns the embeddings (wte, wpe), the last stage
+// the final LayerNorm, the LM head and the loss.
+//
+// Parameters: one flat fp32 buffer per stage, laid out as the ordered list
+// tensors(); every tensor carries its global id (its index in the full model's
+// canonical order, param_layout.h), so norms and checkpoints can be combined
+// across stages in a layout-independent order. Initialization of a tensor is a
+// pure function of (seed, global id, element index): any layout gets the same
+// weights.
+//
+// Tied embeddings: when the model ties the head to wte and this stage has the
+// head, it holds its own copy of wte for the head, with a separate gradient
+// (head_wte_grad). When the same stage also has the embedding, the two gradient
+// contributions are still kept apart; the trainer sums embed + head in that
+// order on every layout, so pp=1 and pp=S runs are bitwise equal.
+//
+// Activations live in slots, one per in-flight micro-batch; the pipeline picks
+// the slot. Gradients accumulate (+=) across backward calls until zero_grads().
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace pt {
+
+struct StageSpec {
+  int first_layer = 0;   // first transformer block of this stage
+  int last_layer = 0;    // one past the last block
+  bool has_embedding = false;
+  bool has_head = false;
+};
+
+struct ParamTensor {
+  std::string name;            // e.g. "h3.attn.qkv_w", "wte", "lnf_w"
+  int global_id = 0;           // index in the full model's canonical tensor order
+  size_t offset = 0;           // in floats, into params()/grads()
+  size_t numel = 0;
+  std::vector<int> shape;      // row-major
+  bool weight_decay = true;    // false for biases, LayerNorm and position table
+  bool is_tied_head = false;   // the head's copy of wte (not counted in the norm)
+};
+
+class StageModel {
+ public:
+  virtual ~StageModel() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  virtual const StageSpec& spec() const = 0;
+  virtual int batch_size() const = 0;   // B
+  virtual int seq_len() const = 0;      // T
+
+  virtual const std::vector<ParamTensor>& tensors() const = 0;
+  virtual size_t num_params() const = 0;
+  virtual float* params() = 0;          // host-visible fp32 master weights
+  virtual float* grads() = 0;           // same layout as params()
+  virtual void init_params(uint64_t seed) = 0;
+  virtual void zero_grads() = 0;
+
+  // Forward of one micro-batch into `slot`.
+  //   first stage: tokens (B, T) int32; others: input (B, T, C).
+  //   last stage:  targets (B, T) int32, computes per-token losses; output unused.
+  //   other stages: writes output (B, T, C).
+  virtual void forward(int slot, const int32_t* tokens, const float* input, const int32_t* targets,
+                       float* output) = 0;
+  // Mean cross-entropy of the micro-batch in `slot` (last stage only).
+  virtual float loss(int slot) const = 0;
+
+  // Full backward of the micro-batch in `slot`: accumulates parameter gradients.
+  //   last stage: d(loss)/d(logits) is scaled by loss_scale (1/(m*dp) for a mean); doutput unused.
+  //   other stages: doutput (B, T, C) is the gradient of the stage output.
+  //   non-first stages write dinput (B, T, C).
+  // Equals backward_input followed by backward_weight, bit for bit.
+  virtual void backward(int slot, const float* doutput, float* dinput, float loss_scale) = 0;
+  // Split backward for zero-bubble schedules: input gradients now (keeps what the
+  // weight gradients need in the slot), weight gradients later.
+  virtual void backward_input(int slot, const float* doutput, float* dinput, float loss_scale) = 0;
+  virtual void backward_weight(int slot) = 0;
+
+  // Frees the slot's activations for reuse (after its backward).
+  virtual void release(int slot) = 0;
+  virtual size_t activation_floats_per_slot() const = 0;
+};
+
+// CPU (fp32, OpenBLAS) implementation.
+std::unique_ptr<StageModel> make_cpu_stage_model(const ModelConfig& config, const StageSpec& spec, int B, int T);
+
+}  // namespace pt
