@@ -1,0 +1,103 @@
+// The run configuration: YAML -> typed structs with defaults. Every key is declared
+// once in the schema (config.cc), which drives loading, `--set` overrides, unknown-key
+// errors, the resolved-config dump and the docs check. Cross-field rules live in
+// validate() alone. docs/config.md documents every key.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "model/config.h"
+
+namespace pt {
+
+struct RunSection {
+  std::string name;             // default: the config file's stem
+  std::string out_dir = "runs"; // run directory = out_dir/name
+  int64_t seed = 1337;
+};
+
+struct DataSection {
+  std::string train;            // glob of train_*.bin shards (required)
+  std::string val;              // glob of validation shards; empty = no evaluation
+  bool shuffle = true;
+};
+
+struct TrainingSection {
+  int64_t steps = 100;          // optimizer steps
+  int micro_batch_size = 4;     // B, sequences per micro-batch
+  int seq_len = 64;             // T
+  int microbatches = 4;         // m, micro-batches per step per data-parallel replica
+  int64_t eval_every = 0;       // steps between validation evals; 0 = only at the end (if data.val)
+  int eval_batches = 8;         // validation micro-batches per eval
+  int64_t log_every = 1;        // steps between metric lines on stdout
+  double max_seconds = 0;       // stop after this wall time (0 = no limit)
+};
+
+struct OptimizerSection {
+  std::string kind = "adamw";
+  double lr = 6e-4;
+  double min_lr_ratio = 0.1;
+  std::string lr_schedule = "cosine";  // cosine | linear | constant
+  int64_t warmup_steps = 0;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  double grad_clip = 1.0;              // global-norm clip; 0 = off
+  bool decay_embeddings = true;        // apply weight decay to wte (wpe never decays)
+};
+
+struct ParallelSection {
+  int dp = 1;
+  int pp = 1;                          // pipeline ranks (N_PP)
+  std::vector<int> layer_split;        // empty = auto; else blocks per stage
+};
+
+struct ScheduleSection {
+  std::string kind = "1f1b";           // gpipe | 1f1b | interleaved_1f1b | bfpp | zb_h1
+  int chunks = 1;                      // v: stages per pipeline rank (interleaved_1f1b, bfpp)
+  int bfpp_breadth = 0;                // micro-batches per breadth-first group; 0 = all m
+};
+
+struct RuntimeSection {
+  std::string backend = "auto";        // auto | cpu | cuda
+  std::string transport = "auto";      // auto | mpi | local | nccl
+  int threads = 0;                     // OpenBLAS threads per rank; 0 = library default
+  std::string progress = "auto";       // auto | on | off (one-line progress on rank 0)
+};
+
+struct Config {
+  std::string source_file;             // where it was loaded from (for messages)
+  RunSection run;
+  ModelConfig model;
+  DataSection data;
+  TrainingSection training;
+  OptimizerSection optimizer;
+  ParallelSection parallel;
+  ScheduleSection schedule;
+  RuntimeSection runtime;
+};
+
+// Loads `path`, applies "a.b=value" overrides, then validates.
+Status load_config(const std::string& path, const std::vector<std::string>& overrides, Config* out);
+// Same from YAML text (tests); `source` names it in messages.
+Status load_config_text(const std::string& yaml, const std::string& source,
+                        const std::vector<std::string>& overrides, Config* out);
+// Every cross-field rule. Messages name the key and the file.
+Status validate(const Config& c);
+// The resolved config as YAML, every key included.
+std::string dump_config(const Config& c);
+
+struct ConfigKeyDoc {
+  std::string path;       // "training.micro_batch_size"
+  std::string type;       // int | float | bool | string | list<int>
+  std::string default_value;
+  std::string help;
+};
+// The schema, in declaration order (docs test and `pipetrain keys`).
+std::vector<ConfigKeyDoc> config_schema();
+
+}  // namespace pt
