@@ -1,0 +1,106 @@
+// The CPU Backend: host memory (64-byte aligned for vector loads) and thin
+// forwards to the model/cpu ops.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "common/check.h"
+#include "model/backend.h"
+#include "model/cpu/attention.h"
+#include "model/cpu/crossentropy.h"
+#include "model/cpu/encoder.h"
+#include "model/cpu/gelu.h"
+#include "model/cpu/layernorm.h"
+#include "model/cpu/matmul.h"
+#include "model/cpu/residual.h"
+
+namespace pt {
+namespace {
+
+constexpr size_t kAlignment = 64;
+
+void* aligned_bytes(size_t bytes) {
+  size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
+  PT_CHECK_MSG(p != nullptr, "host allocation of " + std::to_string(bytes) + " bytes failed");
+  return p;
+}
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+
+  float* alloc(size_t n) override { return static_cast<float*>(aligned_bytes(n * sizeof(float))); }
+  void free(float* p) override { std::free(p); }
+  int32_t* alloc_i32(size_t n) override { return static_cast<int32_t*>(aligned_bytes(n * sizeof(int32_t))); }
+  void free_i32(int32_t* p) override { std::free(p); }
+  void zero(float* p, size_t n) override { std::memset(p, 0, n * sizeof(float)); }
+  void copy(float* dst, const float* src, size_t n) override {
+    if (dst != src) std::memcpy(dst, src, n * sizeof(float));
+  }
+  void upload(float* dst, const float* host_src, size_t n) override { copy(dst, host_src, n); }
+  void download(float* host_dst, const float* src, size_t n) override { copy(host_dst, src, n); }
+  void upload_i32(int32_t* dst, const int32_t* host_src, size_t n) override {
+    if (dst != host_src) std::memcpy(dst, host_src, n * sizeof(int32_t));
+  }
+
+  void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
+                       int C) override {
+    cpu::encoder_forward(out, inp, wte, wpe, B, T, C);
+  }
+  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp, int B, int T,
+                        int C) override {
+    cpu::encoder_backward(dwte, dwpe, dout, inp, B, T, C);
+  }
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                         const float* bias, int N, int C) override {
+    cpu::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C);
+  }
+  void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight,
+                                const float* mean, const float* rstd, int N, int C) override {
+    cpu::layernorm_backward_input(dinp, dout, inp, weight, mean, rstd, N, C);
+  }
+  void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp,
+                                 const float* mean, const float* rstd, int N, int C) override {
+    cpu::layernorm_backward_weight(dweight, dbias, dout, inp, mean, rstd, N, C);
+  }
+  void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
+                      int OC) override {
+    cpu::matmul_forward(out, inp, weight, bias, N, C, OC);
+  }
+  void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) override {
+    cpu::matmul_backward_input(dinp, dout, weight, N, C, OC);
+  }
+  void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C,
+                              int OC) override {
+    cpu::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC);
+  }
+  void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) override {
+    cpu::attention_forward(out, att, inp, B, T, C, NH);
+  }
+  void attention_backward(float* dinp, float* scratch, const float* dout, const float* inp, const float* att,
+                          int B, int T, int C, int NH) override {
+    cpu::attention_backward(dinp, scratch, dout, inp, att, B, T, C, NH);
+  }
+  void gelu_forward(float* out, const float* inp, int N) override { cpu::gelu_forward(out, inp, N); }
+  void gelu_backward(float* dinp, const float* inp, const float* dout, int N) override {
+    cpu::gelu_backward(dinp, inp, dout, N);
+  }
+  void residual_forward(float* out, const float* inp1, const float* inp2, int N) override {
+    cpu::residual_forward(out, inp1, inp2, N);
+  }
+  void crossentropy_forward(float* losses, float* probs, const float* logits, const int32_t* targets, int B, int T,
+                            int V) override {
+    cpu::crossentropy_forward(losses, probs, logits, targets, B, T, V);
+  }
+  void crossentropy_softmax_backward(float* dlogits, const float* probs, const int32_t* targets, float scale,
+                                     int B, int T, int V) override {
+    cpu::crossentropy_softmax_backward(dlogits, probs, targets, scale, B, T, V);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace pt
