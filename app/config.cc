@@ -103,6 +103,7 @@ const std::vector<Field>& schema() {
       PT_KEY("run.name", run.name, "Run name; the run directory is run.out_dir/run.name. Default: the config file's stem."),
       PT_KEY("run.out_dir", run.out_dir, "Parent folder of run directories."),
       PT_KEY("run.seed", run.seed, "Seed of initialization and data order."),
+      PT_KEY("run.save_params", run.save_params, "After the last step, write every parameter tensor to run_dir/params/<global id>.bin (raw fp32, layout-independent names)."),
       PT_KEY("model.vocab_size", model.vocab_size, "V: token ids are < V (at most 65536: shards store uint16)."),
       PT_KEY("model.max_seq_len", model.max_seq_len, "Rows of the position table; must be >= training.seq_len."),
       PT_KEY("model.n_layer", model.n_layer, "L: transformer blocks."),

@@ -17,6 +17,7 @@ struct RunSection {
   std::string name;             // default: the config file's stem
   std::string out_dir = "runs"; // run directory = out_dir/name
   int64_t seed = 1337;
+  bool save_params = false;     // write final parameters to run_dir/params/<global id>.bin
 };
 
 struct DataSection {

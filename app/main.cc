@@ -1,1 +1,105 @@
-int main() { return 0; }
+// pipetrain: the command line. Subcommands:
+//   train   --config C [--set k=v ...]      train under mpirun (or as one process)
+//   plan    --config C [--ranks N]          dry run of the schedule: no MPI, no GPU
+//   prepare --tokenizer gpt2|byte --input FILES --out DIR
+//   keys    [--markdown]                    every config key with type, default, help
+// Exit codes: 0 success, 1 a user-fixable error (printed), 2 bad command line.
+#include <mpi.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "app/config.h"
+#include "app/plan_command.h"
+#include "app/trainer.h"
+#include "common/check.h"
+#include "data/prepare.h"
+
+namespace {
+
+int report(const pt::Status& s) {
+  if (s) return 0;
+  std::fprintf(stderr, "pipetrain: error: %s\n", s.message().c_str());
+  return 1;
+}
+
+int run_train(const std::string& config_path, const std::vector<std::string>& overrides) {
+  MPI_Init(nullptr, nullptr);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  pt::set_reporting_rank(rank);
+  pt::Config config;
+  pt::Status s = pt::load_config(config_path, overrides, &config);
+  if (s) s = pt::run_training(config);
+  if (!s) {
+    // A config or data error is the same on every rank; print it once.
+    if (rank == 0) report(s);
+    MPI_Finalize();
+    return 1;
+  }
+  MPI_Finalize();
+  return 0;
+}
+
+void print_keys(bool markdown) {
+  if (markdown) std::printf("| key | type | default | meaning |\n|---|---|---|---|\n");
+  for (const auto& k : pt::config_schema()) {
+    if (markdown)
+      std::printf("| `%s` | %s | `%s` | %s |\n", k.path.c_str(), k.type.c_str(), k.default_value.c_str(), k.help.c_str());
+    else
+      std::printf("%-32s %-9s %-12s %s\n", k.path.c_str(), k.type.c_str(), k.default_value.c_str(), k.help.c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"pipetrain: pipeline-parallel GPT pretraining (launch `train` under mpirun)"};
+  app.require_subcommand(1);
+
+  std::string config_path;
+  std::vector<std::string> overrides;
+  auto* train = app.add_subcommand("train", "Train a model (run under mpirun -np dp*pp)");
+  train->add_option("--config,-c", config_path, "YAML config file")->required()->check(CLI::ExistingFile);
+  train->add_option("--set", overrides, "Override a config key: --set training.steps=10 (repeatable)");
+
+  int plan_ranks = 0;
+  std::string trace_path;
+  auto* plan = app.add_subcommand("plan", "Dry run: layer split, per-rank action grid, predicted bubble and memory");
+  plan->add_option("--config,-c", config_path, "YAML config file")->required()->check(CLI::ExistingFile);
+  plan->add_option("--set", overrides, "Override a config key (repeatable)");
+  plan->add_option("--ranks", plan_ranks, "Pipeline ranks to plan for (default: parallel.pp)");
+  plan->add_option("--trace", trace_path, "Where to write the Chrome/Perfetto trace (default: run dir/plan_trace.json)");
+
+  pt::PrepareOptions prep;
+  auto* prepare = app.add_subcommand("prepare", "Tokenize text files into token shards (llm.c format)");
+  prepare->add_option("--tokenizer", prep.tokenizer, "gpt2 or byte")->required()->check(CLI::IsMember({"gpt2", "byte"}));
+  prepare->add_option("--input", prep.inputs, "Text files")->required()->expected(1, -1);
+  prepare->add_option("--out", prep.out_dir, "Output folder for train_*.bin and val_*.bin")->required();
+  prepare->add_option("--tokenizer-dir", prep.tokenizer_dir,
+                      "Folder holding encoder.json and vocab.bpe (gpt2); default data_cache/tokenizer");
+  prepare->add_option("--val-fraction", prep.val_fraction, "Fraction of tokens held out for validation")
+      ->check(CLI::Range(0.0, 0.5));
+
+  bool markdown = false;
+  auto* keys = app.add_subcommand("keys", "List every config key with its type, default and meaning");
+  keys->add_flag("--markdown", markdown, "Print a Markdown table");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*train) return run_train(config_path, overrides);
+  if (*plan) return report(pt::run_plan_command(config_path, overrides, plan_ranks, trace_path));
+  if (*prepare) {
+    std::string summary;
+    pt::Status s = pt::prepare_shards(prep, &summary);
+    if (s) std::printf("%s\n", summary.c_str());
+    return report(s);
+  }
+  if (*keys) {
+    print_keys(markdown);
+    return 0;
+  }
+  return 2;
+}

@@ -1,0 +1,83 @@
+#include "app/plan_command.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "app/config.h"
+#include "pipeline/lower.h"
+#include "pipeline/plan_report.h"
+#include "pipeline/schedules/schedules.h"
+#include "pipeline/simulate.h"
+#include "pipeline/topology.h"
+#include "pipeline/validate.h"
+
+namespace pt {
+namespace {
+
+// Default cost model, in units of one transformer block's forward: a stage costs
+// its blocks, plus the LM head on the last stage (head_cost_in_layers: 2·B·T·C·V
+// FLOPs against ~24·B·T·C² for a block). Backward-for-input and backward-for-weights
+// each cost as much as the forward (B = 2F overall).
+CostModel default_costs(const std::vector<double>& stage_cost) {
+  const int S = int(stage_cost.size());
+  CostModel cm = CostModel::uniform(S);
+  for (int s = 0; s < S; ++s) cm.forward[s] = cm.backward_input[s] = cm.backward_weight[s] = stage_cost[s];
+  return cm;
+}
+
+}  // namespace
+
+Status run_plan_command(const std::string& config_path, const std::vector<std::string>& overrides, int ranks_override,
+                        const std::string& trace_path) {
+  Config c;
+  std::vector<std::string> all = overrides;
+  if (ranks_override > 0) all.push_back("parallel.pp=" + std::to_string(ranks_override));
+  PT_RETURN_IF_ERROR(load_config(config_path, all, &c));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  ScheduleSpec spec;
+  spec.kind = c.schedule.kind;
+  spec.ranks = c.parallel.pp;
+  spec.chunks = c.schedule.chunks;
+  spec.microbatches = c.training.microbatches;
+  spec.bfpp_breadth = c.schedule.bfpp_breadth;
+  Schedule compute, lowered;
+  PT_RETURN_IF_ERROR(make_schedule(spec, &compute).with_context(c.source_file));
+  PT_RETURN_IF_ERROR(lower_communication(compute, &lowered));
+  PT_RETURN_IF_ERROR(validate_lowered(lowered));
+  const int S = lowered.num_stages;
+  SplitCosts split_costs;
+  split_costs.embedding_layers = 0.0;
+  split_costs.head_layers = head_cost_in_layers(c.model.vocab_size, c.model.n_embd);
+  std::vector<std::pair<int, int>> ranges;
+  PT_RETURN_IF_ERROR(
+      split_layers(c.model.n_layer, S, c.parallel.layer_split, &ranges, split_costs).with_context(c.source_file));
+  const CostModel costs = default_costs(stage_costs(ranges, split_costs));
+  SimResult sim, unit_sim;
+  PT_RETURN_IF_ERROR(simulate(lowered, costs, &sim));
+  PT_RETURN_IF_ERROR(simulate(lowered, CostModel::uniform(S, 1, 1, 1), &unit_sim));
+  const double plan_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  PlanReportInputs in;
+  in.resolved_config = dump_config(c);
+  in.layer_ranges = ranges;
+  in.cost_model = &sim;
+  in.cost_model_unit = "block-forward units";
+  std::printf("%s", plan_report(lowered, unit_sim, in).c_str());
+  std::printf("planned in %.3f s (%lld actions)\n", plan_s, (long long)num_actions(lowered));
+
+  std::string trace = trace_path;
+  if (trace.empty()) {
+    const std::string dir = c.run.out_dir + "/" + c.run.name;
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return Status::error(dir + ": cannot create: " + ec.message());
+    trace = dir + "/plan_trace.json";
+  }
+  PT_RETURN_IF_ERROR(write_chrome_trace(trace, lowered, sim, 1000.0));
+  std::printf("trace: %s (open in https://ui.perfetto.dev or chrome://tracing)\n", trace.c_str());
+  return Status::ok();
+}
+
+}  // namespace pt

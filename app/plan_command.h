@@ -1,0 +1,19 @@
+// `pipetrain plan`: a dry run of a config's pipeline. Needs no MPI and no GPU:
+// it validates the config, builds, lowers, validates and simulates the schedule,
+// and prints the layer split, the per-rank action grid, the predicted bubble
+// fraction, peak in-flight activations per rank and the predicted step time;
+// it writes a Chrome/Perfetto trace of the planned timeline.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace pt {
+
+// ranks_override > 0 replaces parallel.pp; trace_path empty = run dir/plan_trace.json.
+Status run_plan_command(const std::string& config_path, const std::vector<std::string>& overrides, int ranks_override,
+                        const std::string& trace_path);
+
+}  // namespace pt

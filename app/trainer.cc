@@ -1,0 +1,360 @@
+#include "app/trainer.h"
+
+#include <mpi.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "app/metrics.h"
+#include "common/check.h"
+#include "common/json.h"
+#include "common/logging.h"
+#include "data/loader.h"
+#include "model/stage_model.h"
+#include "optim/adamw.h"
+#include "optim/grad_norm.h"
+#include "optim/lr_schedule.h"
+#include "pipeline/executor.h"
+#include "pipeline/lower.h"
+#include "pipeline/process_groups.h"
+#include "pipeline/schedules/schedules.h"
+#include "pipeline/topology.h"
+#include "pipeline/validate.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace pt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct LocalStage {
+  int stage = 0;
+  std::unique_ptr<StageModel> model;
+  std::vector<float> adam_m, adam_v;  // AdamW moments, same layout as params
+};
+
+// Tensor that holds the embedding's wte (first stage) or the head's tied copy (last stage).
+const ParamTensor* find_wte(const StageModel& m, bool tied_head) {
+  for (const auto& t : m.tensors())
+    if (t.name == "wte" && t.is_tied_head == tied_head) return &t;
+  return nullptr;
+}
+
+// Tied embeddings: grad(wte) = embedding part + head part, summed in that order on
+// every layout, so both copies get identical gradients and identical updates.
+void reduce_tied_embeddings(const Config& c, const ProcessGroups& g, const Schedule& sched,
+                            std::vector<LocalStage>& local) {
+  if (!c.model.tie_embeddings) return;
+  const int S = sched.num_stages;
+  const int first_rank = sched.stage_to_rank[0], last_rank = sched.stage_to_rank[S - 1];
+  StageModel* first = nullptr;
+  StageModel* last = nullptr;
+  for (auto& ls : local) {
+    if (ls.stage == 0) first = ls.model.get();
+    if (ls.stage == S - 1) last = ls.model.get();
+  }
+  if (first && last) {
+    const ParamTensor* e = find_wte(*first, false);
+    const ParamTensor* h = find_wte(*last, true);
+    PT_CHECK(e && h && e->numel == h->numel);
+    float* ge = first->grads() + e->offset;
+    float* gh = last->grads() + h->offset;
+    for (size_t i = 0; i < e->numel; ++i) {
+      float total = ge[i] + gh[i];
+      ge[i] = total;
+      gh[i] = total;
+    }
+    return;
+  }
+  if (!first && !last) return;
+  StageModel* mine = first ? first : last;
+  const ParamTensor* t = find_wte(*mine, last != nullptr);
+  PT_CHECK(t != nullptr);
+  float* grad = mine->grads() + t->offset;
+  std::vector<float> other(t->numel);
+  const int peer = first ? last_rank : first_rank;
+  PT_MPI_CHECK(MPI_Sendrecv(grad, int(t->numel), MPI_FLOAT, peer, 77, other.data(), int(t->numel), MPI_FLOAT, peer, 77,
+                            g.pipeline, MPI_STATUS_IGNORE));
+  for (size_t i = 0; i < t->numel; ++i) grad[i] = first ? grad[i] + other[i] : other[i] + grad[i];
+}
+
+// Global gradient norm: per-tensor sums of squares gathered over the pipeline
+// group and added in global tensor order (the tied head copy is not counted).
+double global_grad_norm(const ProcessGroups& g, std::vector<LocalStage>& local) {
+  std::vector<double> mine;  // (id, sumsq) pairs flattened
+  for (auto& ls : local)
+    for (const auto& t : ls.model->tensors()) {
+      if (t.is_tied_head) continue;
+      mine.push_back(double(t.global_id));
+      mine.push_back(sum_of_squares(ls.model->grads() + t.offset, t.numel));
+    }
+  int count = int(mine.size());
+  std::vector<int> counts(g.pp), displs(g.pp);
+  PT_MPI_CHECK(MPI_Allgather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, g.pipeline));
+  int total = 0;
+  for (int r = 0; r < g.pp; ++r) {
+    displs[r] = total;
+    total += counts[r];
+  }
+  std::vector<double> all(total);
+  PT_MPI_CHECK(MPI_Allgatherv(mine.data(), count, MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE,
+                              g.pipeline));
+  std::vector<std::pair<int, double>> entries;
+  for (int i = 0; i < total; i += 2) entries.push_back({int(all[i]), all[i + 1]});
+  return combine_norm(std::move(entries));
+}
+
+// Mean over all micro-batches of the step, summed in global micro-batch order
+// (replica-major), so dp×m and 1×(dp·m) runs agree. Valid on every rank.
+double reduce_loss(const ProcessGroups& g, const Schedule& sched, const std::vector<float>& local_losses, int m) {
+  const int last_rank = sched.stage_to_rank[sched.num_stages - 1];
+  double loss = 0.0;
+  if (g.pp_rank == last_rank) {
+    std::vector<float> all(size_t(m) * g.dp);
+    PT_MPI_CHECK(MPI_Allgather(local_losses.data(), m, MPI_FLOAT, all.data(), m, MPI_FLOAT, g.data));
+    double sum = 0.0;
+    for (float x : all) sum += double(x);
+    loss = sum / double(all.size());
+  }
+  PT_MPI_CHECK(MPI_Bcast(&loss, 1, MPI_DOUBLE, last_rank, g.pipeline));
+  return loss;
+}
+
+// One raw fp32 file per tensor, named by global id, so runs with different
+// layouts can be compared file by file. The tied head copy is not written.
+Status save_params(const std::string& run_dir, const ProcessGroups& g, std::vector<LocalStage>& local) {
+  const std::string dir = run_dir + "/params";
+  if (g.world_rank == 0) std::filesystem::create_directories(dir);
+  PT_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+  if (g.dp_rank != 0) return Status::ok();
+  for (auto& ls : local)
+    for (const auto& t : ls.model->tensors()) {
+      if (t.is_tied_head) continue;
+      const std::string path = dir + "/" + std::to_string(t.global_id) + ".bin";
+      std::FILE* f = std::fopen(path.c_str(), "wb");
+      if (!f) return Status::error(path + ": cannot open for writing");
+      std::fwrite(ls.model->params() + t.offset, sizeof(float), t.numel, f);
+      if (std::fclose(f) != 0) return Status::error(path + ": write failed");
+    }
+  return Status::ok();
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+}  // namespace
+
+Status run_training(const Config& c) {
+  ProcessGroups g;
+  PT_RETURN_IF_ERROR(make_process_groups(c.parallel.dp, c.parallel.pp, &g).with_context(c.source_file));
+  set_reporting_rank(g.world_rank);
+  if (c.runtime.threads > 0) openblas_set_num_threads(c.runtime.threads);
+  if (c.runtime.backend == "cuda")
+    return Status::error(c.source_file + ": key 'runtime.backend': the cuda backend is not built into this binary yet; use cpu or auto");
+  if (c.runtime.transport == "nccl")
+    return Status::error(c.source_file + ": key 'runtime.transport': nccl needs the cuda backend; use mpi or auto");
+
+  const int B = c.training.micro_batch_size, T = c.training.seq_len, m = c.training.microbatches;
+
+  // Schedule: built, lowered and validated identically on every rank.
+  ScheduleSpec spec;
+  spec.kind = c.schedule.kind;
+  spec.ranks = c.parallel.pp;
+  spec.chunks = c.schedule.chunks;
+  spec.microbatches = m;
+  spec.bfpp_breadth = c.schedule.bfpp_breadth;
+  Schedule compute, lowered;
+  PT_RETURN_IF_ERROR(make_schedule(spec, &compute).with_context(c.source_file));
+  PT_RETURN_IF_ERROR(lower_communication(compute, &lowered));
+  PT_RETURN_IF_ERROR(validate_lowered(lowered));
+  const int S = lowered.num_stages;
+
+  SplitCosts split_costs;
+  split_costs.embedding_layers = 0.0;
+  split_costs.head_layers = head_cost_in_layers(c.model.vocab_size, c.model.n_embd);
+  std::vector<std::pair<int, int>> ranges;
+  PT_RETURN_IF_ERROR(
+      split_layers(c.model.n_layer, S, c.parallel.layer_split, &ranges, split_costs).with_context(c.source_file));
+
+  std::vector<LocalStage> local;
+  std::vector<StageModel*> by_stage(S, nullptr);
+  for (int s = 0; s < S; ++s) {
+    if (lowered.stage_to_rank[s] != g.pp_rank) continue;
+    StageSpec ss{ranges[s].first, ranges[s].second, s == 0, s == S - 1};
+    LocalStage ls;
+    ls.stage = s;
+    ls.model = make_cpu_stage_model(c.model, ss, B, T);
+    ls.model->init_params(uint64_t(c.run.seed));
+    ls.adam_m.assign(ls.model->num_params(), 0.0f);
+    ls.adam_v.assign(ls.model->num_params(), 0.0f);
+    by_stage[s] = ls.model.get();
+    local.push_back(std::move(ls));
+  }
+
+  DataLoaderOptions data_opts;
+  data_opts.train_pattern = c.data.train;
+  data_opts.val_pattern = c.data.val;
+  data_opts.batch_size = B;
+  data_opts.seq_len = T;
+  data_opts.microbatches = m;
+  data_opts.dp_size = c.parallel.dp;
+  data_opts.seed = uint64_t(c.run.seed);
+  data_opts.shuffle = c.data.shuffle;
+  data_opts.vocab_size = c.model.vocab_size;
+  DataLoader data;
+  PT_RETURN_IF_ERROR(data.open(data_opts).with_context(c.source_file + ": data"));
+  const bool have_val = !c.data.val.empty();
+  if (have_val && data.num_eval_batches() < c.training.eval_batches)
+    return Status::error(c.source_file + ": key 'training.eval_batches': the validation split holds only " +
+                         std::to_string(data.num_eval_batches()) + " micro-batches of B*T tokens; lower eval_batches");
+
+  auto transport = make_mpi_transport(g.pipeline);
+  Executor executor(lowered, g.pp_rank, by_stage, transport.get());
+
+  // Run directory (rank 0).
+  const std::string run_dir = c.run.out_dir + "/" + c.run.name;
+  MetricsLog metrics;
+  const bool is_root = g.world_rank == 0;
+  if (is_root) {
+    std::error_code ec;
+    std::filesystem::create_directories(run_dir, ec);
+    if (ec) return Status::error(run_dir + ": cannot create the run directory: " + ec.message());
+    std::filesystem::remove(run_dir + "/metrics.jsonl", ec);
+    PT_RETURN_IF_ERROR(write_text_file(run_dir + "/config.yaml", dump_config(c)));
+    PT_RETURN_IF_ERROR(metrics.open(run_dir + "/metrics.jsonl"));
+  }
+  const bool interactive = c.runtime.progress == "on" || (c.runtime.progress == "auto" && isatty(STDOUT_FILENO));
+  Progress progress(interactive && is_root);
+
+  LrSchedule lr_sched;
+  lr_sched.kind = c.optimizer.lr_schedule;
+  lr_sched.lr = c.optimizer.lr;
+  lr_sched.min_lr_ratio = c.optimizer.min_lr_ratio;
+  lr_sched.warmup_steps = c.optimizer.warmup_steps;
+  lr_sched.total_steps = c.training.steps;
+
+  const int64_t tokens_per_step = int64_t(B) * T * m * c.parallel.dp;
+  const float loss_scale = 1.0f / float(m * c.parallel.dp);
+  if (is_root)
+    log_info("pipetrain: " + std::to_string(g.world_size) + " rank(s) = dp " + std::to_string(g.dp) + " x pp " +
+             std::to_string(g.pp) + ", schedule " + c.schedule.kind + ", " + std::to_string(S) + " stages, " +
+             std::to_string(tokens_per_step) + " tokens/step, run dir " + run_dir);
+
+  auto evaluate = [&](int64_t step) -> double {
+    const int count = c.training.eval_batches;
+    std::vector<float> losses = executor.forward_only(count, [&](int mb, int32_t* in, int32_t* tg) {
+      data.eval_batch(mb, in, tg);
+    });
+    double v = 0.0;
+    const int last_rank = lowered.stage_to_rank[S - 1];
+    if (g.pp_rank == last_rank) {
+      double sum = 0.0;
+      for (float x : losses) sum += double(x);
+      v = sum / double(losses.size());
+    }
+    PT_MPI_CHECK(MPI_Bcast(&v, 1, MPI_DOUBLE, last_rank, g.pipeline));
+    return v;
+  };
+
+  const auto t_start = Clock::now();
+  double last_val = NAN;
+  int64_t steps_done = 0;
+  for (int64_t step = 0; step < c.training.steps; ++step) {
+    const auto t_step = Clock::now();
+    for (auto& ls : local) ls.model->zero_grads();
+    StepOutput out = executor.run_step(
+        [&](int mb, int32_t* in, int32_t* tg) { data.batch(step, mb, g.dp_rank, in, tg); }, loss_scale);
+
+    if (g.dp > 1)
+      for (auto& ls : local)
+        PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, ls.model->grads(), int(ls.model->num_params()), MPI_FLOAT, MPI_SUM,
+                                   g.data));
+    reduce_tied_embeddings(c, g, lowered, local);
+    const double norm = global_grad_norm(g, local);
+    const float scale = clip_scale(norm, c.optimizer.grad_clip);
+    const double lr = learning_rate(lr_sched, step);
+    for (auto& ls : local) {
+      for (const auto& t : ls.model->tensors()) {
+        AdamWParams p;
+        p.lr = float(lr);
+        p.beta1 = float(c.optimizer.beta1);
+        p.beta2 = float(c.optimizer.beta2);
+        p.eps = float(c.optimizer.eps);
+        bool decay = t.weight_decay && (t.name != "wte" || c.optimizer.decay_embeddings);
+        p.weight_decay = decay ? float(c.optimizer.weight_decay) : 0.0f;
+        p.t = step + 1;
+        p.grad_scale = scale;
+        adamw_update(ls.model->params() + t.offset, ls.model->grads() + t.offset, ls.adam_m.data() + t.offset,
+                     ls.adam_v.data() + t.offset, t.numel, p);
+      }
+    }
+    const double loss = reduce_loss(g, lowered, out.losses, m);
+    steps_done = step + 1;
+    const double step_s = seconds_since(t_step);
+    const double elapsed = seconds_since(t_start);
+    if (is_root) {
+      std::vector<int32_t> in(size_t(B) * T), tg(size_t(B) * T);
+      data.batch(step, 0, 0, in.data(), tg.data());
+      JsonWriter j;
+      j.field("step", step + 1)
+          .field("tokens", (step + 1) * tokens_per_step)
+          .field("time_s", elapsed)
+          .field("loss", loss)
+          .field("lr", lr)
+          .field("grad_norm", norm)
+          .field("tokens_per_s", double(tokens_per_step) / step_s)
+          .field("peak_slots", out.peak_slots)
+          .field("data_hash", std::to_string(batch_hash(in.data(), tg.data(), int64_t(in.size()))));
+      metrics.write(j.str());
+      if ((step + 1) % c.training.log_every == 0 || step + 1 == c.training.steps) {
+        char line[256];
+        std::snprintf(line, sizeof line, "step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.1fs",
+                      (long long)(step + 1), (long long)c.training.steps, loss, lr, norm,
+                      double(tokens_per_step) / step_s, elapsed);
+        progress.update(line);
+      }
+    }
+    const bool last = step + 1 == c.training.steps;
+    bool out_of_time = c.training.max_seconds > 0 && elapsed >= c.training.max_seconds;
+    // Every rank must agree on stopping: take rank 0's clock.
+    int stop = out_of_time ? 1 : 0;
+    PT_MPI_CHECK(MPI_Bcast(&stop, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    const bool eval_now = have_val && ((c.training.eval_every > 0 && (step + 1) % c.training.eval_every == 0) || last || stop);
+    if (eval_now) {
+      last_val = evaluate(step + 1);
+      if (is_root) {
+        JsonWriter j;
+        j.field("step", step + 1).field("tokens", (step + 1) * tokens_per_step).field("time_s", seconds_since(t_start))
+            .field("val_loss", last_val);
+        metrics.write(j.str());
+        progress.finish();
+        char line[160];
+        std::snprintf(line, sizeof line, "eval  step %5lld | val_loss %.4f", (long long)(step + 1), last_val);
+        std::printf("%s\n", line);
+        std::fflush(stdout);
+      }
+    }
+    if (stop) break;
+  }
+  progress.finish();
+  if (c.run.save_params) PT_RETURN_IF_ERROR(save_params(run_dir, g, local));
+  if (is_root) {
+    JsonWriter j;
+    j.field("steps", steps_done)
+        .field("tokens", steps_done * tokens_per_step)
+        .field("time_s", seconds_since(t_start))
+        .field("final_val_loss", last_val)
+        .field("schedule", c.schedule.kind)
+        .field("world_size", g.world_size);
+    PT_RETURN_IF_ERROR(write_text_file(run_dir + "/summary.json", j.str() + "\n"));
+    log_info("pipetrain: done; metrics in " + run_dir + "/metrics.jsonl");
+  }
+  free_process_groups(&g);
+  return Status::ok();
+}
+
+}  // namespace pt

@@ -1,0 +1,65 @@
+// Executor: the one interpreter of lowered schedules. It walks this rank's action
+// list for one optimizer step, calling StageModel forward/backward for compute
+// actions and the Transport for SEND/RECV, and owns the per-(stage, micro-batch)
+// boundary buffers. Every schedule, sync or split-backward, runs through run_step.
+//
+// Buffers: activations inside a StageModel live in slots taken at F and returned
+// at B (or Bw), so a stage holds only its in-flight micro-batches; the boundary
+// tensors (stage inputs/outputs and their gradients, (B, T, C) each) are kept in
+// pools keyed by (stage, micro-batch) and reused across steps.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "model/stage_model.h"
+#include "pipeline/action.h"
+#include "pipeline/transport.h"
+
+namespace pt {
+
+// Fills the (B, T) inputs and targets of micro-batch `microbatch` of the current step.
+using BatchFn = std::function<void(int microbatch, int32_t* inputs, int32_t* targets)>;
+
+struct StepOutput {
+  std::vector<float> losses;   // per micro-batch; filled only on the rank that holds the last stage
+  int peak_slots = 0;          // most activation slots held at once, summed over local stages
+};
+
+class Executor {
+ public:
+  // `lowered`: the schedule after lower(); `stages[s]` is the model of global stage s
+  // when this rank owns it, else nullptr. Does not own the models or the transport.
+  Executor(const Schedule& lowered, int pipeline_rank, std::vector<StageModel*> stages, Transport* transport);
+
+  // One optimizer step's forwards and backwards; gradients accumulate in the
+  // stage models. loss_scale multiplies d(loss)/d(logits) (1/(m*dp) for a mean).
+  StepOutput run_step(const BatchFn& batch, float loss_scale);
+
+  // Forward-only pass of `count` micro-batches through all stages (evaluation).
+  // Returns per-micro-batch losses on the last stage's rank, empty elsewhere.
+  std::vector<float> forward_only(int count, const BatchFn& batch);
+
+ private:
+  std::vector<float>& buffer(std::map<int64_t, std::vector<float>>& pool, int stage, int microbatch);
+  int take_slot(int stage);
+  void give_slot(int stage, int slot);
+  int local_peer_rank(int stage) const;
+
+  const Schedule& schedule_;
+  int rank_;
+  std::vector<StageModel*> stages_;
+  Transport* transport_;
+  size_t act_floats_ = 0;      // B*T*C
+  size_t tokens_ = 0;          // B*T
+  std::map<int64_t, std::vector<float>> act_in_, act_out_, grad_in_, grad_out_;
+  std::vector<std::vector<int>> free_slots_;   // per stage
+  std::vector<int> slots_in_use_;              // per stage
+  std::vector<int> next_slot_;                 // per stage
+  std::map<int64_t, int> slot_of_;             // (stage, mb) -> slot
+};
+
+}  // namespace pt
