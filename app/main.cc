@@ -43,11 +43,18 @@ int run_train(const std::string& config_path, const std::vector<std::string>& ov
   return 0;
 }
 
+std::string escape_pipes(const std::string& s) {
+  std::string out;
+  for (char ch : s) out += ch == '|' ? std::string("\\|") : std::string(1, ch);
+  return out;
+}
+
 void print_keys(bool markdown) {
   if (markdown) std::printf("| key | type | default | meaning |\n|---|---|---|---|\n");
   for (const auto& k : pt::config_schema()) {
     if (markdown)
-      std::printf("| `%s` | %s | `%s` | %s |\n", k.path.c_str(), k.type.c_str(), k.default_value.c_str(), k.help.c_str());
+      std::printf("| `%s` | %s | `%s` | %s |\n", k.path.c_str(), k.type.c_str(), k.default_value.c_str(),
+                  escape_pipes(k.help).c_str());
     else
       std::printf("%-32s %-9s %-12s %s\n", k.path.c_str(), k.type.c_str(), k.default_value.c_str(), k.help.c_str());
   }

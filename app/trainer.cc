@@ -263,6 +263,19 @@ Status run_training(const Config& c) {
   const auto t_start = Clock::now();
   double last_val = NAN;
   int64_t steps_done = 0;
+  auto log_eval = [&](int64_t step) {
+    last_val = evaluate(step);
+    if (!is_root) return;
+    JsonWriter j;
+    j.field("step", step).field("tokens", step * tokens_per_step).field("time_s", seconds_since(t_start))
+        .field("val_loss", last_val);
+    metrics.write(j.str());
+    progress.finish();
+    std::printf("eval  step %5lld | val_loss %.4f\n", (long long)step, last_val);
+    std::fflush(stdout);
+  };
+  // The untrained model's validation loss anchors every loss-vs-time curve.
+  if (have_val) log_eval(0);
   for (int64_t step = 0; step < c.training.steps; ++step) {
     const auto t_step = Clock::now();
     for (auto& ls : local) ls.model->zero_grads();
@@ -324,20 +337,7 @@ Status run_training(const Config& c) {
     int stop = out_of_time ? 1 : 0;
     PT_MPI_CHECK(MPI_Bcast(&stop, 1, MPI_INT, 0, MPI_COMM_WORLD));
     const bool eval_now = have_val && ((c.training.eval_every > 0 && (step + 1) % c.training.eval_every == 0) || last || stop);
-    if (eval_now) {
-      last_val = evaluate(step + 1);
-      if (is_root) {
-        JsonWriter j;
-        j.field("step", step + 1).field("tokens", (step + 1) * tokens_per_step).field("time_s", seconds_since(t_start))
-            .field("val_loss", last_val);
-        metrics.write(j.str());
-        progress.finish();
-        char line[160];
-        std::snprintf(line, sizeof line, "eval  step %5lld | val_loss %.4f", (long long)(step + 1), last_val);
-        std::printf("%s\n", line);
-        std::fflush(stdout);
-      }
-    }
+    if (eval_now) log_eval(step + 1);
     if (stop) break;
   }
   progress.finish();
