@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "app/metrics.h"
+#include "app/train_state.h"
 #include "common/check.h"
 #include "common/json.h"
 #include "common/logging.h"
@@ -31,12 +32,6 @@ namespace pt {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-struct LocalStage {
-  int stage = 0;
-  std::unique_ptr<StageModel> model;
-  std::vector<float> adam_m, adam_v;  // AdamW moments, same layout as params
-};
 
 // Tensor that holds the embedding's wte (first stage) or the head's tied copy (last stage).
 const ParamTensor* find_wte(const StageModel& m, bool tied_head) {
@@ -187,6 +182,7 @@ Status run_training(const Config& c) {
     StageSpec ss{ranges[s].first, ranges[s].second, s == 0, s == S - 1};
     LocalStage ls;
     ls.stage = s;
+    ls.layers = ranges[s];
     ls.model = make_cpu_stage_model(c.model, ss, B, T);
     ls.model->init_params(uint64_t(c.run.seed));
     ls.adam_m.assign(ls.model->num_params(), 0.0f);
@@ -299,11 +295,12 @@ Status run_training(const Config& c) {
         p.eps = float(c.optimizer.eps);
         bool decay = t.weight_decay && (t.name != "wte" || c.optimizer.decay_embeddings);
         p.weight_decay = decay ? float(c.optimizer.weight_decay) : 0.0f;
-        p.t = step + 1;
+        p.t = ls.version + 1;
         p.grad_scale = scale;
         adamw_update(ls.model->params() + t.offset, ls.model->grads() + t.offset, ls.adam_m.data() + t.offset,
                      ls.adam_v.data() + t.offset, t.numel, p);
       }
+      ++ls.version;
     }
     const double loss = reduce_loss(g, lowered, out.losses, m);
     steps_done = step + 1;
