@@ -1,6 +1,7 @@
 #include "pipeline/executor.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "common/check.h"
 
@@ -11,7 +12,8 @@ constexpr int kGradTag = 1;
 int64_t key(int stage, int mb) { return (int64_t(stage) << 32) | uint32_t(mb); }
 }  // namespace
 
-Executor::Executor(const Schedule& lowered, int pipeline_rank, std::vector<StageModel*> stages, Transport* transport)
+Executor::Executor(const Schedule& lowered, int pipeline_rank, std::vector<StageModel*> stages,
+                   Transport* transport)
     : schedule_(lowered), rank_(pipeline_rank), stages_(std::move(stages)), transport_(transport) {
   PT_CHECK(int(stages_.size()) == schedule_.num_stages);
   for (int s = 0; s < schedule_.num_stages; ++s) {
@@ -28,7 +30,8 @@ Executor::Executor(const Schedule& lowered, int pipeline_rank, std::vector<Stage
   next_slot_.assign(schedule_.num_stages, 0);
 }
 
-std::vector<float>& Executor::buffer(std::map<int64_t, std::vector<float>>& pool, int stage, int mb) {
+std::vector<float>& Executor::buffer(std::map<int64_t, std::vector<float>>& pool, int stage,
+                                     int mb) {
   std::vector<float>& b = pool[key(stage, mb)];
   if (b.size() != act_floats_) b.assign(act_floats_, 0.0f);
   return b;
@@ -54,16 +57,51 @@ void Executor::give_slot(int stage, int slot) {
   --slots_in_use_[stage];
 }
 
-StepOutput Executor::run_step(const BatchFn& batch, float loss_scale) {
+template <class Fn> void Executor::with_version(int stage, int version, Fn&& fn) {
+  if (version == live_version_[stage]) {
+    fn();
+    return;
+  }
+  auto it = snapshots_[stage].find(version);
+  PT_CHECK_MSG(it != snapshots_[stage].end(), "stage " + std::to_string(stage) + " has no snapshot of version " +
+                                                  std::to_string(version) + " (live " +
+                                                  std::to_string(live_version_[stage]) + ")");
+  StageModel* m = stages_[stage];
+  const size_t n = m->num_params();
+  scratch_.assign(m->params(), m->params() + n);
+  std::copy(it->second.begin(), it->second.end(), m->params());
+  fn();
+  std::copy(scratch_.begin(), scratch_.end(), m->params());
+}
+
+StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const StageStepFn& step) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
   const int S = schedule_.num_stages;
   const int m = schedule_.microbatches;
+  const std::vector<Action>& actions = schedule_.per_rank[rank_];
   StepOutput out;
   std::vector<int32_t> inputs(tokens_), targets(tokens_);
   const bool has_last = stages_[S - 1] != nullptr;
-  if (has_last) out.losses.assign(m, 0.0f);
+  if (has_last) {
+    out.losses.assign(m, 0.0f);
+    out.loss_times.assign(m, 0.0);
+  }
   int peak = 0;
 
-  for (const Action& a : schedule_.per_rank[rank_]) {
+  // Last action index that reads each (stage, version): a snapshot of a version is
+  // kept at STEP only if a later action still reads it, and dropped after that read.
+  std::map<int64_t, size_t> last_read;
+  for (size_t i = 0; i < actions.size(); ++i)
+    if (is_compute(actions[i].kind)) last_read[key(actions[i].stage, actions[i].version)] = i;
+  live_version_.assign(S, 0);
+  for (auto& snaps : snapshots_) snaps.clear();
+  snapshots_.resize(S);
+  std::map<int64_t, size_t> record_of;          // (stage, mb) -> index in out.versions
+  std::vector<std::vector<size_t>> unapplied(S);  // per stage: records whose gradient awaits a STEP
+
+  for (size_t i = 0; i < actions.size(); ++i) {
+    const Action& a = actions[i];
     const int s = a.stage, mb = a.microbatch;
     switch (a.kind) {
       case ActionKind::F: {
@@ -78,8 +116,15 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale) {
         float* output = s < S - 1 ? buffer(act_out_, s, mb).data() : nullptr;
         const int slot = take_slot(s);
         slot_of_[key(s, mb)] = slot;
-        model->forward(slot, s == 0 ? inputs.data() : nullptr, input, s == S - 1 ? targets.data() : nullptr, output);
-        if (s == S - 1) out.losses[mb] = model->loss(slot);
+        with_version(s, a.version, [&] {
+          model->forward(slot, s == 0 ? inputs.data() : nullptr, input, s == S - 1 ? targets.data() : nullptr, output);
+        });
+        if (s == S - 1) {
+          out.losses[mb] = model->loss(slot);
+          out.loss_times[mb] = std::chrono::duration<double>(Clock::now() - t0).count();
+        }
+        record_of[key(s, mb)] = out.versions.size();
+        out.versions.push_back(VersionRecord{mb, s, a.version, -1, -1});
         int in_use = 0;
         for (int x : slots_in_use_) in_use += x;
         peak = std::max(peak, in_use);
@@ -95,21 +140,27 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale) {
         auto it = slot_of_.find(key(s, mb));
         PT_CHECK_MSG(it != slot_of_.end(), "backward of stage " + std::to_string(s) + " micro-batch " +
                                                std::to_string(mb) + " before its forward");
+        const int slot = it->second;
         if (a.kind == ActionKind::B) {
-          model->backward(it->second, dout, dinput, loss_scale);
-          give_slot(s, it->second);
+          with_version(s, a.version, [&] { model->backward(slot, dout, dinput, loss_scale); });
+          give_slot(s, slot);
           slot_of_.erase(it);
         } else {
-          model->backward_input(it->second, dout, dinput, loss_scale);
+          with_version(s, a.version, [&] { model->backward_input(slot, dout, dinput, loss_scale); });
         }
+        VersionRecord& r = out.versions[record_of.at(key(s, mb))];
+        r.backward = a.version;
+        if (a.kind == ActionKind::B) unapplied[s].push_back(record_of.at(key(s, mb)));
         break;
       }
       case ActionKind::Bw: {
         auto it = slot_of_.find(key(s, mb));
         PT_CHECK_MSG(it != slot_of_.end(), "Bw before F for stage " + std::to_string(s));
-        stages_[s]->backward_weight(it->second);
-        give_slot(s, it->second);
+        const int slot = it->second;
+        with_version(s, a.version, [&] { stages_[s]->backward_weight(slot); });
+        give_slot(s, slot);
         slot_of_.erase(it);
+        unapplied[s].push_back(record_of.at(key(s, mb)));
         break;
       }
       case ActionKind::SEND_ACT:
@@ -125,9 +176,27 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale) {
         transport_->recv(buffer(grad_out_, s, mb).data(), act_floats_, a.peer_rank,
                          message_tag(kGradTag, s + 1, mb, S));
         break;
-      case ActionKind::STEP:
+      case ActionKind::STEP: {
+        PT_CHECK_MSG(step != nullptr, "schedule has STEP actions but no step function was given");
+        StageModel* model = stages_[s];
+        PT_CHECK(model != nullptr);
+        const int live = live_version_[s];
+        auto lr = last_read.find(key(s, live));
+        if (lr != last_read.end() && lr->second > i)
+          snapshots_[s][live].assign(model->params(), model->params() + model->num_params());
+        for (size_t r : unapplied[s]) out.versions[r].applied = live;
+        unapplied[s].clear();
+        step(s);
+        ++live_version_[s];
+        // Drop snapshots no later action reads.
+        for (auto it = snapshots_[s].begin(); it != snapshots_[s].end();) {
+          auto last = last_read.find(key(s, it->first));
+          if (last == last_read.end() || last->second <= i) it = snapshots_[s].erase(it);
+          else ++it;
+        }
+        break;
+      }
       case ActionKind::ALLREDUCE_GRAD:
-        // Synchronous schedules reduce and step after the action list (trainer).
         break;
     }
   }
@@ -150,7 +219,8 @@ std::vector<float> Executor::forward_only(int count, const BatchFn& batch) {
       if (!model) continue;
       if (s == 0 || s == S - 1) batch(mb, inputs.data(), targets.data());
       if (s > 0 && !stages_[s - 1])
-        transport_->recv(in.data(), act_floats_, schedule_.stage_to_rank[s - 1], message_tag(kActTag, s - 1, mb, S));
+        transport_->recv(in.data(), act_floats_, schedule_.stage_to_rank[s - 1],
+                         message_tag(kActTag, s - 1, mb, S));
       else if (s > 0)
         in = out;
       const int slot = take_slot(s);
@@ -159,7 +229,8 @@ std::vector<float> Executor::forward_only(int count, const BatchFn& batch) {
       if (s == S - 1) losses.push_back(model->loss(slot));
       give_slot(s, slot);
       if (s < S - 1 && !stages_[s + 1]) {
-        transport_->send(out.data(), act_floats_, schedule_.stage_to_rank[s + 1], message_tag(kActTag, s, mb, S));
+        transport_->send(out.data(), act_floats_, schedule_.stage_to_rank[s + 1],
+                         message_tag(kActTag, s, mb, S));
         transport_->wait_sends();  // `out` is reused by the next forward
       }
     }

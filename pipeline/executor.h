@@ -21,45 +21,70 @@
 
 namespace pt {
 
-// Fills the (B, T) inputs and targets of micro-batch `microbatch` of the current step.
+// Fills the (B, T) inputs and targets of micro-batch `microbatch` of the current list.
 using BatchFn = std::function<void(int microbatch, int32_t* inputs, int32_t* targets)>;
+// Applies one optimizer update to `stage` (a STEP action of an asynchronous list).
+using StageStepFn = std::function<void(int stage)>;
+
+// Weight versions of one (micro-batch, stage): the version its forward read, the
+// version its backward read, and the version its gradient was applied to (-1 when
+// no STEP followed). Versions count optimizer updates of that stage since the list began.
+struct VersionRecord {
+  int microbatch = 0;
+  int stage = 0;
+  int forward = 0;
+  int backward = -1;
+  int applied = -1;
+};
 
 struct StepOutput {
-  std::vector<float> losses;   // per micro-batch; filled only on the rank that holds the last stage
-  int peak_slots = 0;          // most activation slots held at once, summed over local stages
+  std::vector<float> losses;            // per micro-batch; only on the rank that holds the last stage
+  std::vector<double> loss_times;       // seconds after run_step began at which each loss was ready
+  int peak_slots = 0;                   // most activation slots held at once, summed over local stages
+  std::vector<VersionRecord> versions;  // one per (micro-batch, local stage), in forward order
 };
 
 class Executor {
  public:
   // `lowered`: the schedule after lower(); `stages[s]` is the model of global stage s
   // when this rank owns it, else nullptr. Does not own the models or the transport.
-  Executor(const Schedule& lowered, int pipeline_rank, std::vector<StageModel*> stages, Transport* transport);
+  Executor(const Schedule& lowered, int pipeline_rank, std::vector<StageModel*> stages,
+           Transport* transport);
 
-  // One optimizer step's forwards and backwards; gradients accumulate in the
-  // stage models. loss_scale multiplies d(loss)/d(logits) (1/(m*dp) for a mean).
-  StepOutput run_step(const BatchFn& batch, float loss_scale);
+  // Runs this rank's whole action list: one optimizer step's forwards and
+  // backwards for a synchronous schedule (the caller steps afterwards), or a
+  // continuous asynchronous segment whose STEP actions call `step`. Gradients
+  // accumulate in the stage models. loss_scale multiplies d(loss)/d(logits).
+  // F/B actions read the weight version in Action::version: the live weights when
+  // it equals the stage's live version, else a snapshot kept from that version
+  // (weight stashing) for exactly as long as later actions reference it.
+  StepOutput run_step(const BatchFn& batch, float loss_scale, const StageStepFn& step = nullptr);
 
   // Forward-only pass of `count` micro-batches through all stages (evaluation).
   // Returns per-micro-batch losses on the last stage's rank, empty elsewhere.
   std::vector<float> forward_only(int count, const BatchFn& batch);
 
  private:
-  std::vector<float>& buffer(std::map<int64_t, std::vector<float>>& pool, int stage, int microbatch);
+  std::vector<float>& buffer(std::map<int64_t, std::vector<float>>& pool, int stage,
+                             int microbatch);
   int take_slot(int stage);
   void give_slot(int stage, int slot);
-  int local_peer_rank(int stage) const;
+  template <class Fn> void with_version(int stage, int version, Fn&& fn);
 
   const Schedule& schedule_;
   int rank_;
   std::vector<StageModel*> stages_;
   Transport* transport_;
-  size_t act_floats_ = 0;      // B*T*C
-  size_t tokens_ = 0;          // B*T
+  size_t act_floats_ = 0;  // B*T*C
+  size_t tokens_ = 0;      // B*T
   std::map<int64_t, std::vector<float>> act_in_, act_out_, grad_in_, grad_out_;
-  std::vector<std::vector<int>> free_slots_;   // per stage
-  std::vector<int> slots_in_use_;              // per stage
-  std::vector<int> next_slot_;                 // per stage
-  std::map<int64_t, int> slot_of_;             // (stage, mb) -> slot
+  std::vector<std::vector<int>> free_slots_;  // per stage
+  std::vector<int> slots_in_use_;             // per stage
+  std::vector<int> next_slot_;                // per stage
+  std::map<int64_t, int> slot_of_;            // (stage, mb) -> slot
+  std::vector<int> live_version_;             // per stage: updates applied so far in this list
+  std::vector<std::map<int, std::vector<float>>> snapshots_;  // per stage: version -> params
+  std::vector<float> scratch_;                // live params while a snapshot is swapped in
 };
 
 }  // namespace pt

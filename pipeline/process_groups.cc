@@ -10,9 +10,11 @@ Status make_process_groups(int dp, int pp, ProcessGroups* g) {
   PT_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &g->world_rank));
   PT_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &g->world_size));
   if (g->world_size != dp * pp)
-    return Status::error("the job has " + std::to_string(g->world_size) + " ranks but parallel.dp * parallel.pp = " +
-                         std::to_string(dp) + " * " + std::to_string(pp) + " = " + std::to_string(dp * pp) +
-                         "; launch with mpirun -np " + std::to_string(dp * pp) + " or change the config");
+    return Status::error("the job has " + std::to_string(g->world_size) +
+                         " ranks but parallel.dp * parallel.pp = " + std::to_string(dp) + " * " +
+                         std::to_string(pp) + " = " + std::to_string(dp * pp) +
+                         "; launch with mpirun -np " + std::to_string(dp * pp) +
+                         " or change the config");
   g->dp = dp;
   g->pp = pp;
   g->dp_rank = g->world_rank / pp;

@@ -5,11 +5,11 @@
 // Messages between a pair of ranks with the same tag arrive in send order.
 #pragma once
 
+#include <mpi.h>
+
 #include <cstddef>
 #include <memory>
 #include <string>
-
-#include <mpi.h>
 
 namespace pt {
 

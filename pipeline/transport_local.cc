@@ -51,7 +51,8 @@ class LocalTransport final : public Transport {
   }
   void recv(float* data, size_t count, int peer, int tag) override {
     std::vector<float> got = hub_->take(peer, rank_, tag);
-    PT_CHECK_MSG(got.size() == count, "local transport: size mismatch from rank " + std::to_string(peer));
+    PT_CHECK_MSG(got.size() == count,
+                 "local transport: size mismatch from rank " + std::to_string(peer));
     std::memcpy(data, got.data(), count * sizeof(float));
   }
   void wait_sends() override {}

@@ -30,8 +30,9 @@ class MpiTransport final : public Transport {
     PT_MPI_CHECK(MPI_Recv(data, int(count), MPI_FLOAT, peer, tag, comm_, &status));
     int got = 0;
     MPI_Get_count(&status, MPI_FLOAT, &got);
-    PT_CHECK_MSG(size_t(got) == count, "received " + std::to_string(got) + " floats from pipeline rank " +
-                                           std::to_string(peer) + ", expected " + std::to_string(count));
+    PT_CHECK_MSG(size_t(got) == count, "received " + std::to_string(got) +
+                                           " floats from pipeline rank " + std::to_string(peer) +
+                                           ", expected " + std::to_string(count));
   }
   void wait_sends() override {
     if (pending_.empty()) return;
@@ -47,6 +48,8 @@ class MpiTransport final : public Transport {
 
 }  // namespace
 
-std::unique_ptr<Transport> make_mpi_transport(MPI_Comm comm) { return std::make_unique<MpiTransport>(comm); }
+std::unique_ptr<Transport> make_mpi_transport(MPI_Comm comm) {
+  return std::make_unique<MpiTransport>(comm);
+}
 
 }  // namespace pt

@@ -1,0 +1,93 @@
+// The pipeline schedule IR: one Action is a value type (kind, stage, micro-batch, peer, version)
+// and a Schedule is, per pipeline rank, the ordered action list of ONE optimizer step. Builders
+// (schedules/) emit compute actions only; lower.h inserts the SEND/RECV pairs; validate.h,
+// simulate.h and the executor all read the same lists, so the list that is tested is the list that
+// runs.
+//
+// Index conventions (used by every file in pipeline/):
+//   stage      global stage index in [0, num_stages); stage 0 holds the embedding, num_stages-1 the
+//   loss. microbatch micro-batch index in [0, microbatches) within one optimizer step; -1 for
+//   STEP/ALLREDUCE_GRAD. rank       pipeline rank in [0, num_ranks); stage s lives on rank
+//   stage_to_rank[s].
+// Communication actions carry the LOCAL stage of the rank that executes them (PyTorch pipelining's
+// rule):
+//   SEND_ACT  (s, mb) -> peer : output of F(s, mb) to the rank of stage s+1
+//   RECV_ACT  (s, mb) <- peer : input of F(s, mb) from the rank of stage s-1
+//   SEND_GRAD (s, mb) -> peer : input-gradient of B/Bx(s, mb) to the rank of stage s-1
+//   RECV_GRAD (s, mb) <- peer : output-gradient needed by B/Bx(s, mb) from the rank of stage s+1
+// so SEND_ACT(s) pairs with RECV_ACT(s+1) and SEND_GRAD(s) pairs with RECV_GRAD(s-1), same
+// micro-batch.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace pt {
+
+// Enumerator names are the IR's text tokens (the lead's spec), hence not kName.
+enum class ActionKind : uint8_t {
+  F,   // forward of (stage, mb)
+  B,   // full backward (input and weight gradients) of (stage, mb)
+  Bx,  // zero-bubble split: backward for the input gradient (on the critical path)
+  Bw,  // zero-bubble split: backward for the weight gradient (deferrable)
+  SEND_ACT,
+  RECV_ACT,
+  SEND_GRAD,
+  RECV_GRAD,
+  STEP,            // optimizer step of `stage` (microbatch = -1)
+  ALLREDUCE_GRAD,  // data-parallel gradient reduction of `stage` (microbatch = -1)
+};
+inline constexpr int kNumActionKinds = 10;
+
+struct Action {
+  ActionKind kind = ActionKind::F;
+  int stage = 0;
+  int microbatch = 0;
+  int peer_rank = -1;  // comm actions only: the other end
+  int version =
+      0;  // weight version an F/B reads; sync schedules run within one step and leave it 0
+};
+
+bool operator==(const Action& a, const Action& b);
+inline bool operator!=(const Action& a, const Action& b) { return !(a == b); }
+
+bool is_compute(ActionKind k);  // F, B, Bx, Bw
+bool is_comm(ActionKind k);     // SEND_*/RECV_*
+bool is_send(ActionKind k);
+bool is_recv(ActionKind k);
+const char* action_kind_name(ActionKind k);  // "F", "Bx", "SEND_ACT", ...
+
+// Text form: <stage><KIND>[<mb>][->peer | <-peer][@version]
+//   "2F5"  "1B3"  "1Bx3"  "1Bw3"  "0SEND_ACT4->1"  "1RECV_ACT4<-0"  "1SEND_GRAD3->0"
+//   "0RECV_GRAD3<-1" "0STEP"  "3ALLREDUCE_GRAD"  "2F5@7" (version 7; omitted when 0).
+// Sends print "->peer", receives "<-peer"; the peer is omitted when it is -1.
+std::string format_action(const Action& a);
+// Inverse of format_action; an error names the offending text and what was expected.
+Status parse_action(std::string_view text, Action* out);
+
+struct Schedule {
+  int num_ranks = 0;
+  int num_stages = 0;
+  int microbatches = 0;
+  std::vector<int> stage_to_rank;             // size num_stages
+  std::vector<std::vector<Action>> per_rank;  // size num_ranks; one optimizer step per rank
+  std::string name;                           // "1f1b", "interleaved_1f1b", ...
+};
+
+// Looping placement (Megatron interleaved, BFPP): global stage c*num_ranks + d lives on rank d.
+std::vector<int> looping_stage_to_rank(int num_ranks, int chunks);
+
+// Total action count over all ranks.
+int64_t num_actions(const Schedule& s);
+
+// Rank x tick listing of a schedule: one row per tick (index into the per-rank list), one column
+// per rank, PyTorch `_format_pipeline_order` style. With mark_rank/mark_tick >= 0 the row gets "<--
+// ERROR HERE" and the cell a '*'; large schedules are cut to a window of ticks and ranks around the
+// mark.
+std::string format_schedule(const Schedule& s, int mark_rank = -1, int mark_tick = -1);
+
+}  // namespace pt

@@ -1,0 +1,158 @@
+// Lowering pass (rules in lower.h). Linear in the number of actions: sender sequence numbers live
+// in flat per-(stage, mb) arrays, receives are bucketed by the compute tick they must precede, and
+// only tiny buckets are ever sorted.
+#include "pipeline/lower.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "pipeline/prefault.h"
+#include "pipeline/validate.h"
+
+namespace pt {
+
+namespace {
+
+struct PendingRecv {
+  Action action;
+  int src;       // sending rank
+  int seq;       // index in src's sends to this rank
+  int deadline;  // compute tick (in the compute list) it must precede
+};
+
+Action comm(ActionKind kind, int stage, int mb, int peer) {
+  Action a;
+  a.kind = kind;
+  a.stage = stage;
+  a.microbatch = mb;
+  a.peer_rank = peer;
+  return a;
+}
+
+}  // namespace
+
+Status lower_communication(const Schedule& compute, Schedule* lowered) {
+  PT_RETURN_IF_ERROR(validate_compute(compute));
+  const int n = compute.num_ranks;
+  const int num_stages = compute.num_stages;
+  const int m = compute.microbatches;
+  const auto& owner = compute.stage_to_rank;
+  const size_t keys = size_t(num_stages) * size_t(m);
+
+  // Pass 1: the send each compute action produces, and its sequence number on its (sender,
+  // receiver) channel. seq_act[key(s, mb)] = seq of SEND_ACT(s, mb); seq_grad[key(s, mb)] = seq of
+  // SEND_GRAD(s, mb).
+  std::vector<int> seq_act, seq_grad;
+  assign_prefaulted(&seq_act, keys, -1);
+  assign_prefaulted(&seq_grad, keys, -1);
+  std::vector<int> per_peer(size_t(n), 0);
+  for (int r = 0; r < n; ++r) {
+    std::fill(per_peer.begin(), per_peer.end(), 0);
+    for (const Action& a : compute.per_rank[r]) {
+      const size_t key = size_t(a.stage) * size_t(m) + size_t(a.microbatch);
+      if (a.kind == ActionKind::F && a.stage + 1 < num_stages && owner[a.stage + 1] != r) {
+        seq_act[key] = per_peer[owner[a.stage + 1]]++;
+      } else if ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) && a.stage > 0 &&
+                 owner[a.stage - 1] != r) {
+        seq_grad[key] = per_peer[owner[a.stage - 1]]++;
+      }
+    }
+  }
+
+  Schedule out;
+  out.num_ranks = n;
+  out.num_stages = num_stages;
+  out.microbatches = m;
+  out.stage_to_rank = owner;
+  out.name = compute.name;
+  out.per_rank.assign(size_t(n), {});
+
+  std::vector<PendingRecv> recvs;
+  std::vector<int> src_slot(size_t(n), -1);  // rank -> index into channels, for this receiver
+  std::vector<std::vector<PendingRecv>> channels;
+  std::vector<int> bucket_start;
+  std::vector<PendingRecv> bucketed;
+  for (int r = 0; r < n; ++r) {
+    const auto& list = compute.per_rank[r];
+    const int len = int(list.size());
+    // Pass 2: this rank's receives, grouped per sending rank, each with its latest allowed
+    // position.
+    channels.clear();
+    std::vector<int> touched;
+    int sends = 0;
+    for (int t = 0; t < len; ++t) {
+      const Action& a = list[t];
+      sends += (a.kind == ActionKind::F && a.stage + 1 < num_stages && owner[a.stage + 1] != r) ||
+               ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) && a.stage > 0 &&
+                owner[a.stage - 1] != r);
+      PendingRecv p{};
+      if (a.kind == ActionKind::F && a.stage > 0 && owner[a.stage - 1] != r) {
+        p = {comm(ActionKind::RECV_ACT, a.stage, a.microbatch, owner[a.stage - 1]),
+             owner[a.stage - 1], seq_act[size_t(a.stage - 1) * size_t(m) + size_t(a.microbatch)],
+             t};
+      } else if ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) &&
+                 a.stage + 1 < num_stages && owner[a.stage + 1] != r) {
+        p = {comm(ActionKind::RECV_GRAD, a.stage, a.microbatch, owner[a.stage + 1]),
+             owner[a.stage + 1], seq_grad[size_t(a.stage + 1) * size_t(m) + size_t(a.microbatch)],
+             t};
+      } else {
+        continue;
+      }
+      if (src_slot[p.src] < 0) {
+        src_slot[p.src] = int(channels.size());
+        channels.emplace_back();
+        touched.push_back(p.src);
+      }
+      channels[size_t(src_slot[p.src])].push_back(p);
+    }
+    for (int src : touched) src_slot[src] = -1;
+    // FIFO: receive in send order; a message needed later than a later-sent one is pulled up to it.
+    recvs.clear();
+    for (auto& ch : channels) {
+      auto by_seq = [](const PendingRecv& x, const PendingRecv& y) { return x.seq < y.seq; };
+      if (!std::is_sorted(ch.begin(), ch.end(), by_seq))
+        std::stable_sort(ch.begin(), ch.end(), by_seq);
+      for (int j = int(ch.size()) - 2; j >= 0; --j) {
+        ch[size_t(j)].deadline = std::min(ch[size_t(j)].deadline, ch[size_t(j) + 1].deadline);
+      }
+      recvs.insert(recvs.end(), ch.begin(), ch.end());
+    }
+    // Bucket by deadline (counting sort); inside a bucket order by (peer, channel seq).
+    bucket_start.assign(size_t(len) + 2, 0);
+    for (const auto& p : recvs) ++bucket_start[size_t(p.deadline) + 1];
+    for (int t = 0; t <= len; ++t) bucket_start[size_t(t) + 1] += bucket_start[size_t(t)];
+    bucketed.resize(recvs.size());
+    {
+      std::vector<int> fill(bucket_start.begin(), bucket_start.end() - 1);
+      for (const auto& p : recvs) bucketed[size_t(fill[size_t(p.deadline)]++)] = p;
+    }
+    // Pass 3: emit [sends of the previous compute][receives due here] compute, per tick.
+    auto& dst = out.per_rank[r];
+    dst.reserve(size_t(len) + recvs.size() + size_t(sends));
+    prefault(dst.data(), dst.capacity() * sizeof(Action));
+    for (int t = 0; t < len; ++t) {
+      auto b0 = bucketed.begin() + bucket_start[size_t(t)];
+      auto b1 = bucketed.begin() + bucket_start[size_t(t) + 1];
+      if (b1 - b0 > 1) {
+        std::sort(b0, b1, [](const PendingRecv& x, const PendingRecv& y) {
+          return x.src != y.src ? x.src < y.src : x.seq < y.seq;
+        });
+      }
+      for (auto it = b0; it != b1; ++it) dst.push_back(it->action);
+      const Action& a = list[t];
+      dst.push_back(a);
+      // Each compute action produces at most one send, so the sends of a group are trivially
+      // peer-sorted.
+      if (a.kind == ActionKind::F && a.stage + 1 < num_stages && owner[a.stage + 1] != r) {
+        dst.push_back(comm(ActionKind::SEND_ACT, a.stage, a.microbatch, owner[a.stage + 1]));
+      } else if ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) && a.stage > 0 &&
+                 owner[a.stage - 1] != r) {
+        dst.push_back(comm(ActionKind::SEND_GRAD, a.stage, a.microbatch, owner[a.stage - 1]));
+      }
+    }
+  }
+  *lowered = std::move(out);
+  return Status::ok();
+}
+
+}  // namespace pt

@@ -1,0 +1,280 @@
+// Static schedule checks (see validate.h for the rules). Cost is linear in the number of actions
+// with one byte of "seen" bits per (stage, mb) (key = stage * microbatches + mb) plus two send
+// sequence numbers for the FIFO check, so 1024 stages x 4096 micro-batches validate in well under a
+// second. Order rules are checked while scanning each rank's list in order: a consumer must find
+// its producer's bit already set. Error paths rescan a list to find the tick they mark; that is
+// only paid on failure.
+#include "pipeline/validate.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pipeline/prefault.h"
+
+namespace pt {
+
+namespace {
+
+// Bits per (stage, mb) key.
+constexpr uint8_t kF = 1, kB = 2, kBx = 4, kBw = 8, kSendAct = 16, kRecvAct = 32, kSendGrad = 64,
+                  kRecvGrad = 128;
+
+uint8_t bit_of(ActionKind k) {
+  switch (k) {
+    case ActionKind::F:
+      return kF;
+    case ActionKind::B:
+      return kB;
+    case ActionKind::Bx:
+      return kBx;
+    case ActionKind::Bw:
+      return kBw;
+    case ActionKind::SEND_ACT:
+      return kSendAct;
+    case ActionKind::RECV_ACT:
+      return kRecvAct;
+    case ActionKind::SEND_GRAD:
+      return kSendGrad;
+    case ActionKind::RECV_GRAD:
+      return kRecvGrad;
+    default:
+      return 0;
+  }
+}
+
+Status fail_at(const Schedule& s, int rank, int tick, const std::string& why) {
+  return Status::error("invalid schedule: " + why + "\n" + format_schedule(s, rank, tick));
+}
+
+std::string key_name(const char* kind, int stage, int mb) {
+  return std::string(kind) + "(stage " + std::to_string(stage) + ", mb " + std::to_string(mb) + ")";
+}
+
+// Tick of the first action of `kind` for (stage, mb) on `rank`, or the list's end.
+int find_tick(const Schedule& s, int rank, ActionKind kind, int stage, int mb) {
+  const auto& list = s.per_rank[rank];
+  for (int t = 0; t < int(list.size()); ++t) {
+    if (list[t].kind == kind && list[t].stage == stage && list[t].microbatch == mb) return t;
+  }
+  return int(list.size());
+}
+
+Status check_shape(const Schedule& s) {
+  if (s.num_ranks < 1 || int(s.per_rank.size()) != s.num_ranks) {
+    return Status::error("invalid schedule: num_ranks = " + std::to_string(s.num_ranks) + " but " +
+                         std::to_string(s.per_rank.size()) + " rank lists");
+  }
+  if (s.num_stages < 1 || int(s.stage_to_rank.size()) != s.num_stages) {
+    return Status::error("invalid schedule: num_stages = " + std::to_string(s.num_stages) +
+                         " but stage_to_rank has " + std::to_string(s.stage_to_rank.size()) +
+                         " entries");
+  }
+  for (int st = 0; st < s.num_stages; ++st) {
+    if (s.stage_to_rank[st] < 0 || s.stage_to_rank[st] >= s.num_ranks) {
+      return Status::error("invalid schedule: stage " + std::to_string(st) + " mapped to rank " +
+                           std::to_string(s.stage_to_rank[st]) + ", outside [0, " +
+                           std::to_string(s.num_ranks) + ")");
+    }
+  }
+  if (s.microbatches < 1) return Status::error("invalid schedule: microbatches must be >= 1");
+  return Status::ok();
+}
+
+// One in-order pass over every rank. `lowered` adds the comm rules. seq_act/seq_grad receive, per
+// sending (stage, mb), the message's index among its sender's sends to that peer (lowered only).
+Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::vector<int>* seq_act,
+            std::vector<int>* seq_grad) {
+  const int m = s.microbatches;
+  const int num_stages = s.num_stages;
+  const auto& owner = s.stage_to_rank;
+  assign_prefaulted(seen, size_t(num_stages) * size_t(m), uint8_t(0));
+  if (lowered) {
+    assign_prefaulted(seq_act, seen->size(), -1);
+    assign_prefaulted(seq_grad, seen->size(), -1);
+  }
+  std::vector<int> per_peer(static_cast<size_t>(s.num_ranks), 0);
+  for (int r = 0; r < s.num_ranks; ++r) {
+    std::fill(per_peer.begin(), per_peer.end(), 0);
+    const auto& list = s.per_rank[r];
+    for (int t = 0; t < int(list.size()); ++t) {
+      const Action& a = list[t];
+      if (int(a.kind) >= kNumActionKinds) return fail_at(s, r, t, "unknown action kind");
+      if (a.stage < 0 || a.stage >= num_stages) {
+        return fail_at(s, r, t, "stage " + std::to_string(a.stage) + " out of range");
+      }
+      if (owner[a.stage] != r) {
+        return fail_at(s, r, t,
+                       format_action(a) + " runs on rank " + std::to_string(r) + " but stage " +
+                           std::to_string(a.stage) + " is owned by rank " +
+                           std::to_string(owner[a.stage]));
+      }
+      if (a.kind == ActionKind::STEP || a.kind == ActionKind::ALLREDUCE_GRAD) continue;
+      if (a.microbatch < 0 || a.microbatch >= m) {
+        return fail_at(s, r, t,
+                       "micro-batch " + std::to_string(a.microbatch) + " out of range [0, " +
+                           std::to_string(m) + ")");
+      }
+      if (is_comm(a.kind) && !lowered) {
+        return fail_at(s, r, t, "communication action in a compute-only schedule");
+      }
+      const int st = a.stage, mb = a.microbatch;
+      const size_t key = size_t(st) * size_t(m) + size_t(mb);
+      uint8_t& bits = (*seen)[key];
+      const uint8_t bit = bit_of(a.kind);
+      if (bits & bit) return fail_at(s, r, t, "duplicate " + format_action(a));
+      // Does this stage exchange data with a neighbour on another rank?
+      const bool from_prev = st > 0 && owner[st - 1] != r;
+      const bool from_next = st + 1 < num_stages && owner[st + 1] != r;
+      switch (a.kind) {
+        case ActionKind::F:
+          if (lowered && from_prev && !(bits & kRecvAct)) {
+            return fail_at(s, r, t,
+                           key_name("F", st, mb) + " has no RECV_ACT from rank " +
+                               std::to_string(owner[st - 1]) + " before it");
+          }
+          break;
+        case ActionKind::B:
+        case ActionKind::Bx:
+          if (!(bits & kF)) {
+            return fail_at(s, r, t,
+                           "backward of (stage " + std::to_string(st) + ", mb " +
+                               std::to_string(mb) + ") runs before its forward");
+          }
+          if (bits & (kB | kBx))
+            return fail_at(s, r, t, "second backward of " + key_name("F", st, mb));
+          if (lowered && from_next && !(bits & kRecvGrad)) {
+            return fail_at(s, r, t,
+                           "backward of (stage " + std::to_string(st) + ", mb " +
+                               std::to_string(mb) + ") has no RECV_GRAD from rank " +
+                               std::to_string(owner[st + 1]) + " before it");
+          }
+          break;
+        case ActionKind::Bw:
+          if (!(bits & kBx))
+            return fail_at(s, r, t, key_name("Bw", st, mb) + " runs before its Bx");
+          break;
+        default: {  // comm
+          const bool act = a.kind == ActionKind::SEND_ACT || a.kind == ActionKind::RECV_ACT;
+          const int other =
+              a.kind == ActionKind::SEND_ACT || a.kind == ActionKind::RECV_GRAD ? st + 1 : st - 1;
+          if (other < 0 || other >= num_stages) {
+            return fail_at(
+                s, r, t, format_action(a) + " has no neighbouring stage " + std::to_string(other));
+          }
+          if (owner[other] == r) {
+            return fail_at(s, r, t,
+                           format_action(a) + " communicates between stages " + std::to_string(st) +
+                               " and " + std::to_string(other) + ", which are both on rank " +
+                               std::to_string(r));
+          }
+          if (a.peer_rank != owner[other]) {
+            return fail_at(s, r, t,
+                           format_action(a) + " names peer " + std::to_string(a.peer_rank) +
+                               " but stage " + std::to_string(other) + " is on rank " +
+                               std::to_string(owner[other]));
+          }
+          if (a.kind == ActionKind::SEND_ACT && !(bits & kF)) {
+            return fail_at(s, r, t, "SEND_ACT before the forward that produces it");
+          }
+          if (a.kind == ActionKind::SEND_GRAD && !(bits & (kB | kBx))) {
+            return fail_at(s, r, t, "SEND_GRAD before the backward that produces it");
+          }
+          if (is_send(a.kind)) (act ? *seq_act : *seq_grad)[key] = per_peer[a.peer_rank]++;
+          break;
+        }
+      }
+      bits |= bit;
+    }
+  }
+  return Status::ok();
+}
+
+// Counts per (stage, mb), stage-major so the first error is deterministic: one F, one B or one Bx +
+// one Bw, and for lowered schedules one SEND per cross-rank edge (the matching receive was required
+// by scan()).
+Status check_counts(const Schedule& s, const std::vector<uint8_t>& seen, bool lowered) {
+  const int m = s.microbatches;
+  const auto& owner = s.stage_to_rank;
+  for (int st = 0; st < s.num_stages; ++st) {
+    const int r = owner[st];
+    for (int mb = 0; mb < m; ++mb) {
+      const uint8_t bits = seen[size_t(st) * size_t(m) + size_t(mb)];
+      if (!(bits & kF))
+        return fail_at(s, r, int(s.per_rank[r].size()), key_name("F", st, mb) + " is missing");
+      if ((bits & kB) && (bits & (kBx | kBw))) {
+        return fail_at(s, r, find_tick(s, r, ActionKind::B, st, mb),
+                       key_name("B", st, mb) + " appears together with a Bx/Bw split backward");
+      }
+      if (!(bits & (kB | kBx))) {
+        return fail_at(s, r, find_tick(s, r, ActionKind::F, st, mb),
+                       key_name("F", st, mb) + " has no backward (B or Bx+Bw)");
+      }
+      if ((bits & kBx) && !(bits & kBw)) {
+        return fail_at(s, r, find_tick(s, r, ActionKind::Bx, st, mb),
+                       key_name("Bx", st, mb) + " has no Bw");
+      }
+      if (!lowered) continue;
+      if (st + 1 < s.num_stages && owner[st + 1] != r && !(bits & kSendAct)) {
+        return fail_at(s, r, find_tick(s, r, ActionKind::F, st, mb),
+                       key_name("F", st, mb) + " is not followed by SEND_ACT to rank " +
+                           std::to_string(owner[st + 1]));
+      }
+      if (st > 0 && owner[st - 1] != r && !(bits & kSendGrad)) {
+        const ActionKind back = (bits & kB) ? ActionKind::B : ActionKind::Bx;
+        return fail_at(s, r, find_tick(s, r, back, st, mb),
+                       "backward of (stage " + std::to_string(st) + ", mb " + std::to_string(mb) +
+                           ") is not followed by SEND_GRAD to rank " +
+                           std::to_string(owner[st - 1]));
+      }
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status validate_compute(const Schedule& s) {
+  PT_RETURN_IF_ERROR(check_shape(s));
+  std::vector<uint8_t> seen;
+  PT_RETURN_IF_ERROR(scan(s, /*lowered=*/false, &seen, nullptr, nullptr));
+  return check_counts(s, seen, /*lowered=*/false);
+}
+
+Status validate_lowered(const Schedule& s) {
+  PT_RETURN_IF_ERROR(check_shape(s));
+  // The compute rules on the compute actions (scan skips comm bits for them), then the comm rules.
+  std::vector<uint8_t> seen;
+  std::vector<int> seq_act, seq_grad;
+  PT_RETURN_IF_ERROR(scan(s, /*lowered=*/true, &seen, &seq_act, &seq_grad));
+  PT_RETURN_IF_ERROR(check_counts(s, seen, /*lowered=*/true));
+  const int m = s.microbatches;
+  // FIFO channels: on each receiver, the receives from one sender come in that sender's send order.
+  // A receive whose send is missing has seq -1 and is reported too.
+  std::vector<int> last_seq(static_cast<size_t>(s.num_ranks));
+  for (int r = 0; r < s.num_ranks; ++r) {
+    std::fill(last_seq.begin(), last_seq.end(), -1);
+    const auto& list = s.per_rank[r];
+    for (int t = 0; t < int(list.size()); ++t) {
+      const Action& a = list[t];
+      if (!is_recv(a.kind)) continue;
+      const bool act = a.kind == ActionKind::RECV_ACT;
+      const size_t key = size_t(act ? a.stage - 1 : a.stage + 1) * size_t(m) + size_t(a.microbatch);
+      const int seq = (act ? seq_act : seq_grad)[key];
+      if (seq < 0)
+        return fail_at(
+            s, r, t,
+            format_action(a) + " has no matching send on rank " + std::to_string(a.peer_rank));
+      if (seq <= last_seq[a.peer_rank]) {
+        return fail_at(s, r, t,
+                       format_action(a) + " is received out of the order rank " +
+                           std::to_string(a.peer_rank) + " sends it in (p2p channels are FIFO)");
+      }
+      last_seq[a.peer_rank] = seq;
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace pt

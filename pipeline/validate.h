@@ -1,0 +1,30 @@
+// Static checks of a schedule (PyTorch pipelining's _validate_schedule). Errors are a Status whose
+// message states the rule, then the rank x tick listing (format_schedule) with the failing tick
+// marked
+// "<-- ERROR HERE".
+#pragma once
+
+#include "common/status.h"
+#include "pipeline/action.h"
+
+namespace pt {
+
+// Compute-level rules (a builder's output, or the compute actions of a lowered schedule):
+//   * shape: per_rank has num_ranks lists, stage_to_rank has num_stages entries in [0, num_ranks);
+//   * every action's stage is in range and owned by the rank that runs it; micro-batches in [0,
+//   microbatches);
+//   * each (stage, mb) has exactly one F and either one B or one Bx and one Bw;
+//   * F before B/Bx, Bx before Bw on the owning rank.
+Status validate_compute(const Schedule& s);
+
+// validate_compute plus the communication rules of a lowered schedule:
+//   * every cross-rank edge has exactly one SEND and one RECV with the right peers, SEND_ACT(s)
+//   pairing with
+//     RECV_ACT(s+1) and SEND_GRAD(s) with RECV_GRAD(s-1), for the same micro-batch;
+//   * a SEND comes after its producing compute, a RECV before its consuming compute;
+//   * no comm action between stages on one rank;
+//   * per (sender, receiver) channel, receives are in send order (NCCL matches p2p messages in
+//   order).
+Status validate_lowered(const Schedule& s);
+
+}  // namespace pt

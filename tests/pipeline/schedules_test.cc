@@ -1,0 +1,226 @@
+// Every builder over the acceptance grid S in {1,2,3,4,8}, m in {1, S-1, S, 2S+1, 32}, v in
+// {1,2,4}: valid where allowed (or a clear Status naming the key), lowered + validated + simulated
+// without deadlock, backwards in ascending micro-batch order per stage, in-flight bounds, and the
+// closed-form bubbles under F=1, B=2 (Bx=Bw=1):
+//   gpipe, 1f1b:              (S-1)/(m+S-1)                                  every m
+//   interleaved_1f1b, bfpp:   (S-1)/(v m+S-1)      interleaved: m % S == 0; bfpp: m >= S (pure
+//   breadth-first) zb_h1, m >= S:            makespan 3m + (S-1): every rank idles exactly
+//   (S-1)(F+Bx-Bw) = S-1 units, against
+//                             1F1B's (S-1)(F+Bx+Bw) = 3(S-1); m < S: strictly less idle than 1F1B
+//                             (S > 1).
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "tests/pipeline/test_util.h"
+
+namespace pt {
+namespace {
+
+using testing_util::describe;
+using testing_util::plan_or_fail;
+
+std::vector<int> microbatch_grid(int S) {
+  std::set<int> ms = {1, S - 1, S, 2 * S + 1, 32};
+  ms.erase(0);
+  return {ms.begin(), ms.end()};
+}
+
+// Per stage, the micro-batches of each compute kind must come in ascending order (gradient
+// accumulation order).
+void expect_ascending_per_stage(const Schedule& s, const std::string& what) {
+  for (int k : {int(ActionKind::F), int(ActionKind::B), int(ActionKind::Bx), int(ActionKind::Bw)}) {
+    std::vector<int> last(size_t(s.num_stages), -1);
+    for (const auto& list : s.per_rank) {
+      for (const Action& a : list) {
+        if (int(a.kind) != k) continue;
+        EXPECT_GT(a.microbatch, last[a.stage])
+            << what << ": " << format_action(a) << " after mb " << last[a.stage];
+        last[a.stage] = a.microbatch;
+      }
+    }
+  }
+}
+
+double closed_form(const std::string& kind, int S, int v, int m) {
+  if (kind == "gpipe" || kind == "1f1b") return double(S - 1) / double(m + S - 1);
+  return double(S - 1) / double(v * m + S - 1);
+}
+
+TEST(Schedules, AcceptanceGrid) {
+  int planned = 0, rejected = 0;
+  for (const char* kind : {"gpipe", "1f1b", "interleaved_1f1b", "bfpp", "zb_h1"}) {
+    const std::string k = kind;
+    const bool chunked = k == "interleaved_1f1b" || k == "bfpp";
+    for (int S : {1, 2, 3, 4, 8}) {
+      for (int m : microbatch_grid(S)) {
+        for (int v : {1, 2, 4}) {
+          if (!chunked && v != 1) continue;
+          ScheduleSpec spec{k, S, v, m, 0};
+          const std::string what = describe(spec);
+          if (k == "interleaved_1f1b" && m % S != 0) {
+            Schedule s;
+            Status st = make_schedule(spec, &s);
+            ASSERT_FALSE(st.is_ok()) << what;
+            EXPECT_NE(st.message().find("schedule.microbatches"), std::string::npos)
+                << st.message();
+            EXPECT_NE(st.message().find("multiple"), std::string::npos) << st.message();
+            ++rejected;
+            continue;
+          }
+          testing_util::Planned p = plan_or_fail(spec);
+          if (::testing::Test::HasFailure()) return;
+          ++planned;
+          EXPECT_EQ(p.compute.num_stages, S * v) << what;
+          expect_ascending_per_stage(p.compute, what);
+          const SimResult& r = p.sim;
+          if (k == "zb_h1") {
+            double one_f_one_b_idle = 3.0 * (S - 1);
+            for (int rank = 0; rank < S; ++rank) {
+              if (m >= S) {
+                EXPECT_DOUBLE_EQ(r.idle[rank], double(S - 1)) << what << " rank " << rank;
+              } else if (S > 1) {
+                EXPECT_LT(r.idle[rank], one_f_one_b_idle) << what << " rank " << rank;
+              }
+            }
+            if (m >= S) {
+              EXPECT_DOUBLE_EQ(r.makespan, 3.0 * m + S - 1) << what;
+            }
+          } else if (k == "bfpp" && m < S) {
+            // Below N_PP micro-batches the loop boundary stalls (§6.3): more bubble than the closed
+            // form.
+            EXPECT_GE(r.bubble_fraction + 1e-12, closed_form(k, S, v, m)) << what;
+          } else {
+            EXPECT_NEAR(r.bubble_fraction, closed_form(k, S, v, m), 1e-12) << what;
+          }
+          // In-flight activations (micro-batch x stage units with F done, B/Bw not done).
+          for (int st = 0; st < p.compute.num_stages; ++st) {
+            const int peak = r.peak_in_flight_stage[st];
+            if (k == "1f1b") {
+              EXPECT_EQ(peak, std::min(S - st, m)) << what << " stage " << st;
+            } else if (k == "gpipe" || k == "bfpp") {
+              EXPECT_EQ(peak, m) << what << " stage " << st;
+            } else if (k == "zb_h1") {
+              EXPECT_LE(peak, std::min(S, m)) << what << " stage " << st;  // <= 1F1B's peak
+            }
+          }
+          if (k == "interleaved_1f1b") {
+            for (int d = 0; d < S; ++d) {
+              const int warmup = std::min(2 * (S - d - 1) + (v - 1) * S, m * v);
+              EXPECT_LE(r.peak_in_flight[d], std::min(warmup + 1, m * v)) << what << " rank " << d;
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(planned, 100);
+  EXPECT_GT(rejected, 5);
+}
+
+TEST(Schedules, BfppOrderInvariants) {
+  // §6.6.2: per rank, forwards non-decreasing in local stage and all m forwards of a stage before
+  // the next stage's; backwards non-increasing in local stage.
+  Schedule s;
+  ASSERT_TRUE(make_schedule({"bfpp", 4, 3, 8, 0}, &s).is_ok());
+  for (int d = 0; d < 4; ++d) {
+    int last_f = -1, last_b = 1 << 30, f_count = 0;
+    for (const Action& a : s.per_rank[d]) {
+      if (a.kind == ActionKind::F) {
+        EXPECT_GE(a.stage, last_f);
+        if (a.stage != last_f) {
+          EXPECT_TRUE(last_f < 0 || f_count == 8)
+              << "stage changed after " << f_count << " forwards";
+          f_count = 0;
+        }
+        last_f = a.stage;
+        ++f_count;
+      } else {
+        EXPECT_LE(a.stage, last_b);
+        last_b = a.stage;
+      }
+    }
+  }
+}
+
+TEST(Schedules, BfppBreadthDepthHybrid) {
+  // m = 8 = breadth 4 x depth 2: two sequential breadth-first fill-and-drains.
+  testing_util::Planned p = plan_or_fail({"bfpp", 4, 2, 8, 4});
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  expect_ascending_per_stage(p.compute, "bfpp hybrid");
+  // Rank 0 starts group 1's forwards only after all group-0 backwards.
+  const auto& r0 = p.compute.per_rank[0];
+  int first_group1 = -1, last_group0_b = -1;
+  for (int t = 0; t < int(r0.size()); ++t) {
+    if (r0[t].microbatch >= 4 && first_group1 < 0) first_group1 = t;
+    if (r0[t].microbatch < 4 && r0[t].kind == ActionKind::B) last_group0_b = t;
+  }
+  EXPECT_LT(last_group0_b, first_group1);
+  for (int st = 0; st < 8; ++st) EXPECT_EQ(p.sim.peak_in_flight_stage[st], 4);  // breadth, not m
+  // Each group pays its own fill/drain: more bubble than pure breadth-first, at most two separate
+  // groups.
+  testing_util::Planned pure = plan_or_fail({"bfpp", 4, 2, 8, 0});
+  testing_util::Planned one_group = plan_or_fail({"bfpp", 4, 2, 4, 0});
+  EXPECT_GT(p.sim.bubble_fraction, pure.sim.bubble_fraction);
+  EXPECT_LE(p.sim.makespan, 2 * one_group.sim.makespan);
+  EXPECT_GT(p.sim.makespan, pure.sim.makespan);
+
+  Schedule s;
+  Status st = make_schedule({"bfpp", 4, 2, 8, 3}, &s);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("schedule.bfpp_breadth"), std::string::npos) << st.message();
+}
+
+TEST(Schedules, ZbH1SplitsEveryBackward) {
+  Schedule s;
+  ASSERT_TRUE(make_schedule({"zb_h1", 4, 1, 8, 0}, &s).is_ok());
+  for (const auto& list : s.per_rank) {
+    for (const Action& a : list) EXPECT_NE(a.kind, ActionKind::B) << format_action(a);
+  }
+  // Rank r holds back r weight passes: the last r+1 actions of rank r are Bw.
+  for (int r = 0; r < 4; ++r) {
+    const auto& list = s.per_rank[r];
+    for (int i = 0; i <= r; ++i)
+      EXPECT_EQ(list[list.size() - 1 - size_t(i)].kind, ActionKind::Bw) << "rank " << r;
+    EXPECT_NE(list[list.size() - 2 - size_t(r)].kind, ActionKind::Bw) << "rank " << r;
+  }
+}
+
+TEST(Schedules, RejectsBadSpecsNamingTheKey) {
+  struct Case {
+    ScheduleSpec spec;
+    const char* key;
+  };
+  const Case cases[] = {
+      {{"zigzag", 4, 1, 8, 0}, "schedule.kind"},
+      {{"1f1b", 4, 2, 8, 0}, "schedule.chunks"},
+      {{"gpipe", 4, 2, 8, 0}, "schedule.chunks"},
+      {{"zb_h1", 4, 2, 8, 0}, "schedule.chunks"},
+      {{"1f1b", 4, 1, 0, 0}, "schedule.microbatches"},
+      {{"bfpp", 4, 0, 8, 0}, "schedule.chunks"},
+      {{"interleaved_1f1b", 4, 2, 6, 0}, "schedule.microbatches"},
+      {{"1f1b", 0, 1, 8, 0}, "parallel.pp"},
+  };
+  for (const Case& c : cases) {
+    Schedule s;
+    Status st = make_schedule(c.spec, &s);
+    ASSERT_FALSE(st.is_ok()) << describe(c.spec);
+    EXPECT_NE(st.message().find(c.key), std::string::npos)
+        << describe(c.spec) << ": " << st.message();
+  }
+}
+
+TEST(Schedules, RegistryListsEveryKind) {
+  int count = 0;
+  const char* const* kinds = schedule_kinds(&count);
+  ASSERT_EQ(count, 5);
+  for (int i = 0; i < count; ++i) {
+    Schedule s;
+    Status st = make_schedule({kinds[i], 2, 1, 4, 0}, &s);
+    EXPECT_TRUE(st.is_ok()) << kinds[i] << ": " << st.message();
+    EXPECT_EQ(s.name, kinds[i]);
+  }
+}
+
+}  // namespace
+}  // namespace pt
