@@ -18,6 +18,7 @@
 #include "model/stage_model.h"
 #include "pipeline/action.h"
 #include "pipeline/transport.h"
+#include "pipeline/versions.h"
 
 namespace pt {
 
@@ -25,17 +26,6 @@ namespace pt {
 using BatchFn = std::function<void(int microbatch, int32_t* inputs, int32_t* targets)>;
 // Applies one optimizer update to `stage` (a STEP action of an asynchronous list).
 using StageStepFn = std::function<void(int stage)>;
-
-// Weight versions of one (micro-batch, stage): the version its forward read, the
-// version its backward read, and the version its gradient was applied to (-1 when
-// no STEP followed). Versions count optimizer updates of that stage since the list began.
-struct VersionRecord {
-  int microbatch = 0;
-  int stage = 0;
-  int forward = 0;
-  int backward = -1;
-  int applied = -1;
-};
 
 struct StepOutput {
   std::vector<float> losses;            // per micro-batch; only on the rank that holds the last stage
