@@ -143,6 +143,9 @@ const std::vector<Field>& schema() {
       PT_KEY("runtime.transport", runtime.transport, "auto | mpi | local | nccl."),
       PT_KEY("runtime.threads", runtime.threads, "OpenBLAS threads per rank; 0 = library default."),
       PT_KEY("runtime.progress", runtime.progress, "auto | on | off: one-line progress display on rank 0 (auto = when stdout is a terminal)."),
+      PT_KEY("checkpoint.every_steps", checkpoint.every_steps, "Write a checkpoint every N steps and after the last step; 0 = only on SIGTERM/SIGUSR1. Resume with `train --resume auto|PATH` (docs/checkpoints.md)."),
+      PT_KEY("checkpoint.keep_last", checkpoint.keep_last, "Complete checkpoints kept (older ones are deleted after a new one is complete); 0 = keep all."),
+      PT_KEY("checkpoint.dir", checkpoint.dir, "Checkpoint folder (holds step_N/); empty = run_dir/checkpoints."),
   };
   return fields;
 }
@@ -335,6 +338,8 @@ Status validate(const Config& c) {
   if (!ok) return bad("runtime.progress", "'" + c.runtime.progress + "' is not one of: " + allowed);
   if (c.runtime.threads < 0) return bad("runtime.threads", "must be >= 0");
   if (c.run.name.find('/') != std::string::npos) return bad("run.name", "must not contain '/'");
+  if (c.checkpoint.every_steps < 0) return bad("checkpoint.every_steps", "must be >= 0 (0 = only on SIGTERM/SIGUSR1)");
+  if (c.checkpoint.keep_last < 0) return bad("checkpoint.keep_last", "must be >= 0 (0 = keep all)");
   return Status::ok();
 }
 

@@ -70,6 +70,13 @@ struct RuntimeSection {
   std::string progress = "auto";       // auto | on | off (one-line progress on rank 0)
 };
 
+struct CheckpointSection {
+  int64_t every_steps = 0;             // checkpoint cadence in steps; 0 = only on SIGTERM/SIGUSR1
+  int keep_last = 3;                   // complete checkpoints kept; 0 = keep all
+  std::string dir;                     // checkpoint root; empty = run_dir/checkpoints
+  std::string resume;                  // not a config key: `train --resume auto|PATH` sets it
+};
+
 struct Config {
   std::string source_file;             // where it was loaded from (for messages)
   RunSection run;
@@ -80,6 +87,7 @@ struct Config {
   ParallelSection parallel;
   ScheduleSection schedule;
   RuntimeSection runtime;
+  CheckpointSection checkpoint;
 };
 
 // Loads `path`, applies "a.b=value" overrides, then validates.

@@ -1,5 +1,5 @@
 // pipetrain: the command line. Subcommands:
-//   train   --config C [--set k=v ...]      train under mpirun (or as one process)
+//   train   --config C [--set k=v ...] [--resume auto|DIR]   train under mpirun (or as one process)
 //   plan    --config C [--ranks N]          dry run of the schedule: no MPI, no GPU
 //   prepare --tokenizer gpt2|byte --input FILES --out DIR
 //   keys    [--markdown]                    every config key with type, default, help
@@ -25,13 +25,14 @@ int report(const pt::Status& s) {
   return 1;
 }
 
-int run_train(const std::string& config_path, const std::vector<std::string>& overrides) {
+int run_train(const std::string& config_path, const std::vector<std::string>& overrides, const std::string& resume) {
   MPI_Init(nullptr, nullptr);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   pt::set_reporting_rank(rank);
   pt::Config config;
   pt::Status s = pt::load_config(config_path, overrides, &config);
+  config.checkpoint.resume = resume;
   if (s) s = pt::run_training(config);
   if (!s) {
     // A config or data error is the same on every rank; print it once.
@@ -71,6 +72,10 @@ int main(int argc, char** argv) {
   auto* train = app.add_subcommand("train", "Train a model (run under mpirun -np dp*pp)");
   train->add_option("--config,-c", config_path, "YAML config file")->required()->check(CLI::ExistingFile);
   train->add_option("--set", overrides, "Override a config key: --set training.steps=10 (repeatable)");
+  std::string resume;
+  train->add_option("--resume", resume,
+                    "Resume from a checkpoint: 'auto' = the newest complete one of this run (fresh start if none), "
+                    "or a checkpoint step directory (docs/checkpoints.md)");
 
   int plan_ranks = 0;
   std::string trace_path;
@@ -96,7 +101,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
 
-  if (*train) return run_train(config_path, overrides);
+  if (*train) return run_train(config_path, overrides, resume);
   if (*plan) return report(pt::run_plan_command(config_path, overrides, plan_ranks, trace_path));
   if (*prepare) {
     std::string summary;

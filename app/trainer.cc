@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "app/checkpoint.h"
 #include "app/metrics.h"
 #include "app/train_state.h"
 #include "common/check.h"
@@ -208,6 +209,11 @@ Status run_training(const Config& c) {
     return Status::error(c.source_file + ": key 'training.eval_batches': the validation split holds only " +
                          std::to_string(data.num_eval_batches()) + " micro-batches of B*T tokens; lower eval_batches");
 
+  // Resume (checkpoint.cc): params, moments, versions and the step, mapped by global tensor id.
+  install_stop_signal_handlers();
+  ResumeResult resumed;
+  PT_RETURN_IF_ERROR(resume_training(c, g, local, &resumed));
+
   auto transport = make_mpi_transport(g.pipeline);
   Executor executor(lowered, g.pp_rank, by_stage, transport.get());
 
@@ -219,7 +225,7 @@ Status run_training(const Config& c) {
     std::error_code ec;
     std::filesystem::create_directories(run_dir, ec);
     if (ec) return Status::error(run_dir + ": cannot create the run directory: " + ec.message());
-    std::filesystem::remove(run_dir + "/metrics.jsonl", ec);
+    PT_RETURN_IF_ERROR(prepare_metrics_file(run_dir + "/metrics.jsonl", resumed.step));  // keeps lines <= resume step
     PT_RETURN_IF_ERROR(write_text_file(run_dir + "/config.yaml", dump_config(c)));
     PT_RETURN_IF_ERROR(metrics.open(run_dir + "/metrics.jsonl"));
   }
@@ -258,7 +264,7 @@ Status run_training(const Config& c) {
 
   const auto t_start = Clock::now();
   double last_val = NAN;
-  int64_t steps_done = 0;
+  int64_t steps_done = resumed.step;
   auto log_eval = [&](int64_t step) {
     last_val = evaluate(step);
     if (!is_root) return;
@@ -271,8 +277,8 @@ Status run_training(const Config& c) {
     std::fflush(stdout);
   };
   // The untrained model's validation loss anchors every loss-vs-time curve.
-  if (have_val) log_eval(0);
-  for (int64_t step = 0; step < c.training.steps; ++step) {
+  if (have_val && resumed.step == 0) log_eval(0);
+  for (int64_t step = resumed.step; step < c.training.steps; ++step) {
     const auto t_step = Clock::now();
     for (auto& ls : local) ls.model->zero_grads();
     StepOutput out = executor.run_step(
@@ -335,6 +341,11 @@ Status run_training(const Config& c) {
     PT_MPI_CHECK(MPI_Bcast(&stop, 1, MPI_INT, 0, MPI_COMM_WORLD));
     const bool eval_now = have_val && ((c.training.eval_every > 0 && (step + 1) % c.training.eval_every == 0) || last || stop);
     if (eval_now) log_eval(step + 1);
+    const bool signalled = stop_signal_agreed();  // SIGTERM/SIGUSR1 on any rank: checkpoint, then exit 0
+    if (checkpoint_due(c, step + 1, last || stop, signalled))
+      PT_RETURN_IF_ERROR(save_checkpoint(c, g, ranges, local, step + 1, resumed.restarts));
+    if (signalled && is_root) log_info("pipetrain: stop signal received; checkpointed step " + std::to_string(step + 1) + ", exiting");
+    if (signalled) break;
     if (stop) break;
   }
   progress.finish();
@@ -346,7 +357,8 @@ Status run_training(const Config& c) {
         .field("time_s", seconds_since(t_start))
         .field("final_val_loss", last_val)
         .field("schedule", c.schedule.kind)
-        .field("world_size", g.world_size);
+        .field("world_size", g.world_size)
+        .field("restarts", resumed.restarts);
     PT_RETURN_IF_ERROR(write_text_file(run_dir + "/summary.json", j.str() + "\n"));
     log_info("pipetrain: done; metrics in " + run_dir + "/metrics.jsonl");
   }

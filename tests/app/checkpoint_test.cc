@@ -1,0 +1,335 @@
+// Unit tests of the checkpoint format (app/checkpoint.h): round trip, corruption
+// (flipped byte, truncation, magic, version) named by file, config mismatch naming
+// the key, layout-independent mapping by global id (pp=4 -> pp=2 -> pp=1, tied
+// head), refusal of unmappable layouts without touching the state, find-latest
+// skipping partial and corrupted directories, metrics truncation and cadence.
+#include "app/checkpoint.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "app/metrics.h"
+
+namespace pt {
+namespace {
+
+namespace fs = std::filesystem;
+
+ModelConfig tiny_model() {
+  ModelConfig m;
+  m.vocab_size = 32;
+  m.max_seq_len = 8;
+  m.n_layer = 4;
+  m.n_head = 2;
+  m.n_embd = 8;
+  m.tie_embeddings = true;
+  return m;
+}
+
+Config tiny_config(int pp) {
+  Config c;
+  c.model = tiny_model();
+  c.data.train = "data/train_*.bin";
+  c.parallel.pp = pp;
+  return c;
+}
+
+std::vector<std::pair<int, int>> even_split(int L, int S) {
+  std::vector<std::pair<int, int>> r;
+  for (int s = 0; s < S; ++s) r.push_back({s * L / S, (s + 1) * L / S});
+  return r;
+}
+
+// The stages of pipeline rank `rank` under an S-stage layout (one stage per rank),
+// with params/moments that encode (global id, element) so a wrong mapping shows.
+std::vector<LocalStage> make_local(const ModelConfig& m, int S, int rank, float salt, int64_t version) {
+  auto ranges = even_split(m.n_layer, S);
+  std::vector<LocalStage> out;
+  LocalStage ls;
+  ls.stage = rank;
+  ls.layers = ranges[rank];
+  ls.model = make_cpu_stage_model(m, StageSpec{ranges[rank].first, ranges[rank].second, rank == 0, rank == S - 1}, 1, 4);
+  ls.model->init_params(7);
+  ls.adam_m.assign(ls.model->num_params(), 0.0f);
+  ls.adam_v.assign(ls.model->num_params(), 0.0f);
+  for (const auto& t : ls.model->tensors())
+    for (size_t i = 0; i < t.numel; ++i) {
+      ls.model->params()[t.offset + i] = salt + float(t.global_id) + float(i) * 1e-3f;
+      ls.adam_m[t.offset + i] = salt + float(t.global_id) * 2 + float(i) * 1e-4f;
+      ls.adam_v[t.offset + i] = salt + float(t.global_id) * 3 + float(i) * 1e-5f;
+    }
+  ls.version = version;
+  out.push_back(std::move(ls));
+  return out;
+}
+
+// Rank files of a saved S-stage layout, round-tripped through bytes.
+std::vector<RankCheckpoint> save_layout(const Config& c, int S, int64_t step, std::vector<std::string>* paths) {
+  std::vector<RankCheckpoint> files;
+  for (int r = 0; r < S; ++r) {
+    auto local = make_local(c.model, S, r, 0.5f, step);
+    RankCheckpoint out;
+    const std::string path = "mem/rank_" + std::to_string(r) + ".ckpt";
+    EXPECT_TRUE(decode_rank_checkpoint(path, encode_rank_checkpoint(make_rank_checkpoint(
+                                                 c, r, even_split(c.model.n_layer, S), local, step, 2)),
+                                       &out));
+    files.push_back(std::move(out));
+    paths->push_back(path);
+  }
+  return files;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/ckpt_test_XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string one_file_bytes() {
+  Config c = tiny_config(1);
+  auto local = make_local(c.model, 1, 0, 0.25f, 3);
+  return encode_rank_checkpoint(make_rank_checkpoint(c, 0, even_split(4, 1), local, 3, 0));
+}
+
+TEST(Checkpoint, RoundTrip) {
+  Config c = tiny_config(2);
+  auto local = make_local(c.model, 2, 1, 0.25f, 9);
+  RankCheckpoint in = make_rank_checkpoint(c, 1, even_split(4, 2), local, 9, 4), out;
+  ASSERT_TRUE(decode_rank_checkpoint("x.ckpt", encode_rank_checkpoint(in), &out));
+  EXPECT_EQ(out.pp, 2);
+  EXPECT_EQ(out.pp_rank, 1);
+  EXPECT_EQ(out.step, 9);
+  EXPECT_EQ(out.restarts, 4);
+  EXPECT_EQ(out.schedule, "1f1b");
+  EXPECT_EQ(out.stage_layers, even_split(4, 2));
+  EXPECT_EQ(out.fingerprint, resume_fingerprint(c));
+  ASSERT_EQ(out.stages.size(), 1u);
+  EXPECT_EQ(out.stages[0].version, 9);
+  EXPECT_EQ(out.stages[0].layers, std::make_pair(2, 4));
+  ASSERT_EQ(out.stages[0].tensors.size(), in.stages[0].tensors.size());
+  for (size_t i = 0; i < in.stages[0].tensors.size(); ++i) {
+    const auto& a = in.stages[0].tensors[i];
+    const auto& b = out.stages[0].tensors[i];
+    EXPECT_EQ(a.global_id, b.global_id);
+    EXPECT_EQ(a.name, b.name);
+    EXPECT_EQ(a.params, b.params);
+    EXPECT_EQ(a.adam_m, b.adam_m);
+    EXPECT_EQ(a.adam_v, b.adam_v);
+    EXPECT_NE(a.name, "") << "tensor names are stored";
+  }
+  // The last stage's tied head copy of wte is not stored.
+  for (const auto& t : out.stages[0].tensors) EXPECT_NE(t.name, "wte");
+}
+
+TEST(Checkpoint, EveryFlippedPayloadByteIsCaught) {
+  const std::string good = one_file_bytes();
+  RankCheckpoint out;
+  for (size_t pos = 8; pos < good.size(); pos += 97) {
+    std::string bad = good;
+    bad[pos] ^= 0x04;
+    Status s = decode_rank_checkpoint("step_3/rank_0.ckpt", bad, &out);
+    ASSERT_FALSE(s) << "byte " << pos;
+    EXPECT_NE(s.message().find("step_3/rank_0.ckpt"), std::string::npos) << s.message();
+  }
+  std::string bad = good;
+  bad[good.size() / 2] ^= 0x01;
+  Status s = decode_rank_checkpoint("f.ckpt", bad, &out);
+  EXPECT_NE(s.message().find("checksum mismatch"), std::string::npos) << s.message();
+}
+
+TEST(Checkpoint, TruncatedMagicVersion) {
+  const std::string good = one_file_bytes();
+  RankCheckpoint out;
+  for (size_t n : {size_t(0), size_t(5), size_t(27), size_t(28), good.size() / 2, good.size() - 1}) {
+    Status s = decode_rank_checkpoint("t.ckpt", good.substr(0, n), &out);
+    ASSERT_FALSE(s) << n;
+    EXPECT_NE(s.message().find("t.ckpt: truncated"), std::string::npos) << s.message();
+  }
+  std::string bad = good;
+  bad[0] = 'X';
+  EXPECT_NE(decode_rank_checkpoint("m.ckpt", bad, &out).message().find("bad magic"), std::string::npos);
+  bad = good;
+  bad[8] = 9;
+  EXPECT_NE(decode_rank_checkpoint("v.ckpt", bad, &out).message().find("format version 9"), std::string::npos);
+}
+
+TEST(Checkpoint, AtomicWriteAndRead) {
+  TempDir d;
+  const std::string path = d.path() + "/rank_0.ckpt";
+  ASSERT_TRUE(write_file_atomic(path, one_file_bytes()));
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  RankCheckpoint r;
+  ASSERT_TRUE(read_rank_checkpoint(path, &r));
+  EXPECT_EQ(r.step, 3);
+  Status s = read_rank_checkpoint(d.path() + "/nope.ckpt", &r);
+  EXPECT_NE(s.message().find("nope.ckpt: cannot open"), std::string::npos);
+}
+
+// pp=4 -> pp=2 and pp=1: params and both moments land by global id, bitwise;
+// the tied head copy loads wte; versions and step carry over.
+TEST(Checkpoint, MapsAcrossLayouts) {
+  std::vector<std::string> paths;
+  auto files = save_layout(tiny_config(4), 4, 6, &paths);
+  for (int S : {1, 2, 4}) {
+    for (int r = 0; r < S; ++r) {
+      auto local = make_local(tiny_model(), S, r, 100.0f, 0);
+      int64_t step = -1, restarts = -1;
+      ASSERT_TRUE(map_checkpoint_to_stages(files, paths, tiny_config(S), local, &step, &restarts));
+      EXPECT_EQ(step, 6);
+      EXPECT_EQ(restarts, 2);
+      EXPECT_EQ(local[0].version, 6);
+      // Expected values: what make_local(salt 0.5) holds at each global id.
+      for (const auto& t : local[0].model->tensors())
+        for (size_t i = 0; i < t.numel; i += 7) {
+          ASSERT_EQ(local[0].model->params()[t.offset + i], 0.5f + float(t.global_id) + float(i) * 1e-3f)
+              << t.name << " S=" << S << (t.is_tied_head ? " (tied head)" : "");
+          ASSERT_EQ(local[0].adam_m[t.offset + i], 0.5f + float(t.global_id) * 2 + float(i) * 1e-4f);
+          ASSERT_EQ(local[0].adam_v[t.offset + i], 0.5f + float(t.global_id) * 3 + float(i) * 1e-5f);
+        }
+    }
+  }
+}
+
+TEST(Checkpoint, ConfigMismatchNamesTheKeyAndLoadsNothing) {
+  std::vector<std::string> paths;
+  auto files = save_layout(tiny_config(2), 2, 4, &paths);
+  Config c = tiny_config(1);
+  c.run.seed = 99;
+  c.optimizer.lr = 1e-2;
+  auto local = make_local(c.model, 1, 0, 100.0f, 0);
+  const std::vector<float> before(local[0].model->params(), local[0].model->params() + local[0].model->num_params());
+  int64_t step = 0, restarts = 0;
+  Status s = map_checkpoint_to_stages(files, paths, c, local, &step, &restarts);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("mem/rank_0.ckpt: config mismatch"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("run.seed: checkpoint 1337, config 99"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("optimizer.lr: checkpoint 0.00059999999999999995, config 0.01"), std::string::npos)
+      << s.message();
+  EXPECT_EQ(before, std::vector<float>(local[0].model->params(), local[0].model->params() + before.size()));
+  EXPECT_EQ(local[0].version, 0);
+  // Keys that may change on resume: steps, layout, schedule, eval cadence.
+  Config ok = tiny_config(1);
+  ok.training.steps = 1000;
+  ok.schedule.kind = "gpipe";
+  ok.training.eval_every = 3;
+  EXPECT_EQ(resume_fingerprint(ok), resume_fingerprint(tiny_config(2)));
+}
+
+TEST(Checkpoint, RefusesUnmappableLayouts) {
+  std::vector<std::string> paths;
+  auto files = save_layout(tiny_config(2), 2, 4, &paths);
+  auto fresh = [] { return make_local(tiny_model(), 1, 0, 100.0f, 0); };
+  int64_t step = 0, restarts = 0;
+  // A tensor missing from every file.
+  {
+    auto broken = files;
+    broken[1].stages[0].tensors.erase(broken[1].stages[0].tensors.begin() + 3);
+    auto local = fresh();
+    const float first = local[0].model->params()[0];
+    Status s = map_checkpoint_to_stages(broken, paths, tiny_config(1), local, &step, &restarts);
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.message().find("is in no rank file of this checkpoint; the layout cannot be mapped"), std::string::npos)
+        << s.message();
+    EXPECT_EQ(local[0].model->params()[0], first) << "nothing is loaded on failure";
+  }
+  // A rank file missing.
+  {
+    auto one = std::vector<RankCheckpoint>{files[0]};
+    auto local = fresh();
+    Status s = map_checkpoint_to_stages(one, {paths[0]}, tiny_config(1), local, &step, &restarts);
+    EXPECT_NE(s.message().find("expected rank 0 of 1"), std::string::npos) << s.message();
+  }
+  // Files of different checkpoints mixed.
+  {
+    auto mixed = files;
+    mixed[1].step = 5;
+    auto local = fresh();
+    Status s = map_checkpoint_to_stages(mixed, paths, tiny_config(1), local, &step, &restarts);
+    EXPECT_NE(s.message().find("mem/rank_1.ckpt: step, config or layout differs"), std::string::npos) << s.message();
+  }
+  // Unequal stage versions (async state): only the same layout can take them.
+  {
+    auto async = files;
+    async[1].stages[0].version = 3;
+    auto local = fresh();
+    Status s = map_checkpoint_to_stages(async, paths, tiny_config(1), local, &step, &restarts);
+    EXPECT_NE(s.message().find("different version counters"), std::string::npos) << s.message();
+    auto same0 = make_local(tiny_model(), 2, 0, 100.0f, 0), same1 = make_local(tiny_model(), 2, 1, 100.0f, 0);
+    ASSERT_TRUE(map_checkpoint_to_stages(async, paths, tiny_config(2), same0, &step, &restarts));
+    ASSERT_TRUE(map_checkpoint_to_stages(async, paths, tiny_config(2), same1, &step, &restarts));
+    EXPECT_EQ(same0[0].version, 4);
+    EXPECT_EQ(same1[0].version, 3);
+  }
+}
+
+TEST(Checkpoint, FindLatestSkipsPartialAndCorrupt) {
+  TempDir d;
+  const std::string root = d.path() + "/checkpoints";
+  const std::string bytes = one_file_bytes();
+  auto make = [&](int step, bool done, bool corrupt) {
+    const std::string dir = root + "/step_" + std::to_string(step);
+    fs::create_directories(dir);
+    std::string b = bytes;
+    if (corrupt) b[b.size() - 3] ^= 1;
+    ASSERT_TRUE(write_file_atomic(dir + "/rank_0.ckpt", b));
+    if (done) ASSERT_TRUE(write_text_file(dir + "/DONE", "pipetrain checkpoint\nstep 1\nfiles 1\n"));
+  };
+  std::string dir;
+  std::vector<std::string> skipped;
+  ASSERT_TRUE(find_latest_checkpoint(root, &dir, &skipped));
+  EXPECT_EQ(dir, "") << "no checkpoint directory yet";
+  make(5, true, false);
+  make(20, true, true);
+  make(30, false, false);
+  make(100, true, false);
+  fs::remove(root + "/step_100/rank_0.ckpt");
+  fs::create_directories(root + "/step_x");
+  ASSERT_TRUE(find_latest_checkpoint(root, &dir, &skipped));
+  EXPECT_EQ(dir, root + "/step_5");
+  ASSERT_EQ(skipped.size(), 3u);
+  EXPECT_NE(skipped[0].find("step_100/rank_0.ckpt: missing"), std::string::npos) << skipped[0];
+  EXPECT_NE(skipped[1].find("step_30: no DONE marker"), std::string::npos) << skipped[1];
+  EXPECT_NE(skipped[2].find("step_20/rank_0.ckpt: payload checksum mismatch"), std::string::npos) << skipped[2];
+  std::vector<std::string> files;
+  EXPECT_FALSE(list_complete_checkpoint(root + "/step_30", &files));
+  ASSERT_TRUE(list_complete_checkpoint(root + "/step_5", &files));
+  EXPECT_EQ(files, std::vector<std::string>{root + "/step_5/rank_0.ckpt"});
+}
+
+TEST(Checkpoint, MetricsKeepLinesUpToTheResumeStep) {
+  TempDir d;
+  const std::string path = d.path() + "/metrics.jsonl";
+  ASSERT_TRUE(write_text_file(path, "{\"step\": 0, \"val_loss\": 5}\n{\"step\": 1, \"loss\": 4}\n{\"step\": 2, \"loss\": 3}\n"
+                                    "{\"step\": 2, \"val_loss\": 3}\n{\"step\": 3, \"loss\": 2}\n"));
+  ASSERT_TRUE(prepare_metrics_file(path, 2));
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_EQ(ss.str(), "{\"step\": 0, \"val_loss\": 5}\n{\"step\": 1, \"loss\": 4}\n{\"step\": 2, \"loss\": 3}\n"
+                      "{\"step\": 2, \"val_loss\": 3}\n");
+  ASSERT_TRUE(prepare_metrics_file(path, 0));
+  EXPECT_FALSE(fs::exists(path));
+}
+
+TEST(Checkpoint, Cadence) {
+  Config c = tiny_config(1);
+  EXPECT_FALSE(checkpoint_due(c, 5, true, false)) << "every_steps 0: only on a signal";
+  EXPECT_TRUE(checkpoint_due(c, 5, false, true));
+  c.checkpoint.every_steps = 5;
+  EXPECT_TRUE(checkpoint_due(c, 10, false, false));
+  EXPECT_FALSE(checkpoint_due(c, 11, false, false));
+  EXPECT_TRUE(checkpoint_due(c, 11, true, false)) << "the last step is always saved";
+}
+
+}  // namespace
+}  // namespace pt

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Acceptance of checkpoint/resume (docs/checkpoints.md), end to end under mpirun:
+#  1. 10 steps straight == 5 steps + resume + 5 steps, bitwise (loss, grad norm,
+#     data hash columns and every parameter file), for pp=1 and every sync
+#     schedule at pp=4 (gpipe, 1f1b, interleaved_1f1b v=2, bfpp v=2, zb_h1).
+#  2. A rank SIGKILLed while writing step_10 leaves step_5 usable; --resume auto
+#     skips the partial step_10 with a warning and the continuation is exact.
+#  3. A flipped byte, a truncated file, a changed config: a clear error naming the
+#     file and the mismatch, exit 1, and neither the checkpoint nor the run's
+#     metrics are modified.
+#  4. pp=4 -> pp=2 and pp=1 (and 1f1b -> zb_h1) load bitwise-identical parameters
+#     and continue bitwise like the uninterrupted run (no loss jump).
+#  5. SIGTERM to the ranks / SIGUSR1 to mpirun: a complete checkpoint and exit 0.
+# Usage: resume_test.sh PIPETRAIN SOURCE_DIR
+set -euo pipefail
+bin=$1
+src=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+mpirun="mpirun --oversubscribe -x OPENBLAS_NUM_THREADS=1 -x PIPETRAIN_TEST_CRASH_IN_CHECKPOINT"
+export PIPETRAIN_TEST_CRASH_IN_CHECKPOINT=""
+
+python3 "$src/tests/app/make_byte_corpus.py" "$work/corpus.txt" 128
+"$bin" prepare --tokenizer byte --input "$work/corpus.txt" --out "$work/data" >/dev/null
+
+cfg="$src/configs/tiny_test.yaml"
+runs="$work/runs"
+common=(--set "data.train=$work/data/train_*.bin" --set run.out_dir="$runs" --set run.save_params=true
+        --set training.steps=10 --set checkpoint.every_steps=5 --set checkpoint.keep_last=0)
+
+train() {  # train NAME NP [args...]: must succeed
+  local name=$1 np=$2
+  shift 2
+  $mpirun -np "$np" "$bin" train --config "$cfg" "${common[@]}" --set run.name="$name" "$@" >"$work/$name.log" 2>&1 ||
+    { echo "FAIL: run $name failed"; cat "$work/$name.log"; exit 1; }
+}
+
+fails() {  # fails NAME EXPECTED_TEXT... -- [train args]: must exit 1 and print every EXPECTED_TEXT
+  local name=$1
+  shift
+  local expect=()
+  while [ "$1" != "--" ]; do expect+=("$1"); shift; done
+  shift
+  local rc=0
+  "$bin" train --config "$cfg" "${common[@]}" --set run.name="$name" "$@" >"$work/$name.err" 2>&1 || rc=$?
+  [ "$rc" = 1 ] || { echo "FAIL $name: exit code $rc, expected 1"; cat "$work/$name.err"; exit 1; }
+  for e in "${expect[@]}"; do
+    grep -qF -- "$e" "$work/$name.err" || { echo "FAIL $name: message lacks '$e'"; cat "$work/$name.err"; exit 1; }
+  done
+  echo "ok   $name: $(grep -m1 'error' "$work/$name.err")"
+}
+
+columns() {
+  python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if "loss" in r: print(r["step"], repr(r["loss"]), repr(r["grad_norm"]), r["data_hash"])
+' "$runs/$1/metrics.jsonl"
+}
+
+same_params() {  # same_params REF NAME
+  local n=0
+  for f in "$runs/$1/params/"*.bin; do
+    cmp -s "$f" "$runs/$2/params/$(basename "$f")" || { echo "FAIL $2: $(basename "$f") differs from $1"; exit 1; }
+    n=$((n + 1))
+  done
+  [ "$n" -gt 10 ] && [ "$(ls "$runs/$2/params" | wc -l)" = "$n" ] || { echo "FAIL $2: parameter files"; exit 1; }
+}
+
+same() {  # same REF NAME: bitwise metrics columns (10 steps) and parameters
+  if ! diff <(columns "$1") <(columns "$2") >"$work/diff.txt"; then
+    echo "FAIL $2: metrics differ from $1"; cat "$work/diff.txt"; exit 1
+  fi
+  [ "$(columns "$2" | wc -l)" = 10 ] || { echo "FAIL $2: expected 10 step lines"; columns "$2"; exit 1; }
+  same_params "$1" "$2"
+  echo "ok   $2 == $1 (10 steps: losses, grad norms, data and parameters bitwise)"
+}
+
+# A second run that starts from a copy of REF's step_5 checkpoint and metrics.
+resume_copy() {  # resume_copy REF NAME NP [args...]
+  local ref=$1 name=$2 np=$3
+  shift 3
+  mkdir -p "$runs/$name/checkpoints"
+  cp -r "$runs/$ref/checkpoints/step_5" "$runs/$name/checkpoints/"
+  cp "$runs/$ref/metrics.jsonl" "$runs/$name/metrics.jsonl"  # lines after step 5 must be dropped
+  train "$name" "$np" --resume auto "$@"
+  grep -q "resumed from .*step_5 at step 5" "$work/$name.log" || { echo "FAIL $name: no resume line"; cat "$work/$name.log"; exit 1; }
+  grep -q '"restarts": *1' "$runs/$name/summary.json" || { echo "FAIL $name: summary.json restarts"; cat "$runs/$name/summary.json"; exit 1; }
+}
+
+# --- 1. straight vs resumed, every schedule ---
+declare -A layout=(
+  [pp1]="1"
+  [gpipe]="4 --set parallel.pp=4 --set schedule.kind=gpipe"
+  [1f1b]="4 --set parallel.pp=4 --set schedule.kind=1f1b"
+  [interleaved]="4 --set parallel.pp=4 --set schedule.kind=interleaved_1f1b --set schedule.chunks=2"
+  [bfpp]="4 --set parallel.pp=4 --set schedule.kind=bfpp --set schedule.chunks=2"
+  [zb_h1]="4 --set parallel.pp=4 --set schedule.kind=zb_h1"
+)
+for s in pp1 gpipe 1f1b interleaved bfpp zb_h1; do
+  # shellcheck disable=SC2086
+  train "$s" ${layout[$s]}
+  # shellcheck disable=SC2086
+  resume_copy "$s" "${s}_res" ${layout[$s]}
+  same "$s" "${s}_res"
+done
+
+# --- 2. SIGKILL while writing step_10: step_5 stays usable, step_10 is skipped ---
+rc=0
+PIPETRAIN_TEST_CRASH_IN_CHECKPOINT=10 $mpirun -np 4 "$bin" train --config "$cfg" "${common[@]}" --set run.name=crash \
+  --set parallel.pp=4 >"$work/crash.log" 2>&1 || rc=$?
+[ "$rc" != 0 ] || { echo "FAIL crash: the crash hook did not fire"; exit 1; }
+[ -f "$runs/crash/checkpoints/step_5/DONE" ] && [ ! -f "$runs/crash/checkpoints/step_10/DONE" ] ||
+  { echo "FAIL crash: expected complete step_5 and partial step_10"; ls -R "$runs/crash/checkpoints"; exit 1; }
+ls "$runs/crash/checkpoints/step_10/"*.tmp >/dev/null || { echo "FAIL crash: no half-written tmp file"; exit 1; }
+train crash 4 --set parallel.pp=4 --resume auto
+grep -q "skipping .*step_10: no DONE marker" "$work/crash.log" || { echo "FAIL crash: no warning about step_10"; cat "$work/crash.log"; exit 1; }
+grep -q "resumed from .*step_5 at step 5" "$work/crash.log" || { echo "FAIL crash: did not resume from step_5"; exit 1; }
+same 1f1b crash
+echo "ok   SIGKILL while writing: partial step_10 skipped with a warning, step_5 resumed exactly"
+
+# --- 4. layout-independent: pp=4 (1f1b) -> pp=2, pp=1, zb_h1 ---
+ck="$runs/1f1b/checkpoints/step_5"
+train load_pp4 4 --set parallel.pp=4 --resume "$ck" --set training.steps=5  # loads, runs no step, saves params
+for t in "load_pp2 2 --set parallel.pp=2" "load_pp1 1"; do
+  # shellcheck disable=SC2086
+  train $t --resume "$ck" --set training.steps=5
+  same_params load_pp4 "${t%% *}"
+done
+echo "ok   pp=4 checkpoint loads bitwise-identical parameters under pp=2 and pp=1"
+resume_copy 1f1b to_pp2 2 --set parallel.pp=2
+same 1f1b to_pp2
+resume_copy 1f1b to_pp1 1
+same 1f1b to_pp1
+resume_copy 1f1b to_zb 4 --set parallel.pp=4 --set schedule.kind=zb_h1
+same 1f1b to_zb
+resume_copy interleaved inter_to_pp2 2 --set parallel.pp=2
+same 1f1b inter_to_pp2
+
+# --- 3. corruption, truncation, config mismatch: clear errors, nothing modified ---
+bad="$runs/bad/checkpoints"
+mkdir -p "$bad"
+cp -r "$runs/pp1/checkpoints/step_5" "$runs/pp1/checkpoints/step_10" "$bad/"
+cp "$runs/pp1/metrics.jsonl" "$runs/bad/metrics.jsonl"
+python3 - "$bad/step_10/rank_0.ckpt" <<'PY'
+import sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[len(b) // 2] ^= 0x10; open(p, "wb").write(b)
+PY
+before=$(cd "$runs/bad" && find . -type f | sort | xargs md5sum)
+fails bad "step_10/rank_0.ckpt" "checksum mismatch" -- --resume "$bad/step_10"
+cp -r "$runs/pp1/checkpoints/step_5" "$work/trunc"
+truncate -s 100000 "$work/trunc/rank_0.ckpt"
+fails trunc "trunc/rank_0.ckpt" "truncated" -- --resume "$work/trunc"
+fails seed "step_5/rank_0.ckpt" "config mismatch" "run.seed: checkpoint 1234, config 99" -- --resume "$bad/step_5" --set run.seed=99
+fails batch "global batch" -- --resume "$bad/step_5" --set training.microbatches=4
+cp -r "$runs/pp1/checkpoints/step_5" "$work/partial" && rm "$work/partial/DONE"
+fails incomplete "partial: no DONE marker" -- --resume "$work/partial"
+after=$(cd "$runs/bad" && find . -type f | sort | xargs md5sum)
+[ "$before" = "$after" ] || { echo "FAIL: a failed resume modified the run directory"; exit 1; }
+echo "ok   failed resumes left the checkpoints and metrics untouched"
+# --resume auto skips the corrupted step_10 with a warning and resumes step_5 exactly.
+train bad 1 --resume auto
+grep -q "skipping .*step_10/rank_0.ckpt: payload checksum mismatch" "$work/bad.log" || { echo "FAIL bad: no warning"; cat "$work/bad.log"; exit 1; }
+same pp1 bad
+
+# --- 5. SIGTERM to the ranks, SIGUSR1 to mpirun: checkpoint + exit 0 ---
+signal_test() {  # signal_test NAME SIGNAL TARGET(ranks|mpirun)
+  local name=$1 sig=$2 target=$3
+  $mpirun -np 4 "$bin" train --config "$cfg" "${common[@]}" --set run.name="$name" --set parallel.pp=4 \
+    --set training.steps=100000 --set checkpoint.every_steps=0 >"$work/$name.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 300); do
+    [ -f "$runs/$name/metrics.jsonl" ] && [ "$(wc -l <"$runs/$name/metrics.jsonl")" -ge 3 ] && break
+    sleep 0.1
+  done
+  local t0=$SECONDS
+  if [ "$target" = mpirun ]; then kill -"$sig" "$pid"; else pkill -"$sig" -P "$pid"; fi
+  local rc=0
+  wait "$pid" || rc=$?
+  [ "$rc" = 0 ] || { echo "FAIL $name: exit code $rc after SIG$sig"; cat "$work/$name.log"; exit 1; }
+  [ $((SECONDS - t0)) -le 30 ] || { echo "FAIL $name: took $((SECONDS - t0)) s to stop"; exit 1; }
+  local dir
+  dir=$(ls -d "$runs/$name/checkpoints/step_"* | head -1)
+  [ -f "$dir/DONE" ] && [ "$(ls "$dir"/rank_*.ckpt | wc -l)" = 4 ] || { echo "FAIL $name: no complete checkpoint"; exit 1; }
+  local step=${dir##*step_}
+  [ "$(columns "$name" | tail -1 | cut -d' ' -f1)" = "$step" ] || { echo "FAIL $name: metrics end != checkpoint step $step"; exit 1; }
+  echo "ok   SIG$sig to $target: checkpoint step_$step complete, exit 0 within $((SECONDS - t0)) s"
+}
+signal_test sigterm TERM ranks
+signal_test sigusr1 USR1 mpirun
+echo "all resume checks passed"
