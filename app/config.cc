@@ -136,9 +136,12 @@ const std::vector<Field>& schema() {
       PT_KEY("parallel.dp", parallel.dp, "Data-parallel replicas. World size = dp * pp."),
       PT_KEY("parallel.pp", parallel.pp, "Pipeline ranks per replica (N_PP)."),
       PT_KEY("parallel.layer_split", parallel.layer_split, "'auto' (balanced, counting embedding and head) or a list of blocks per stage (pp*chunks entries, summing to n_layer)."),
-      PT_KEY("schedule.kind", schedule.kind, "gpipe | 1f1b | interleaved_1f1b | bfpp | zb_h1."),
+      PT_KEY("schedule.kind", schedule.kind, "Synchronous: gpipe | 1f1b | interleaved_1f1b | bfpp | zb_h1. Asynchronous (no flush; training.microbatches = micro-batches per update): pipedream | pipedream_2bw | paci | paci_flush | amdp."),
       PT_KEY("schedule.chunks", schedule.chunks, "v: stages per pipeline rank (looping placement; interleaved_1f1b and bfpp)."),
       PT_KEY("schedule.bfpp_breadth", schedule.bfpp_breadth, "bfpp: micro-batches per breadth-first group (must divide m); 0 = all m."),
+      PT_KEY("schedule.drain_every", schedule.drain_every, "Asynchronous schedules: drain the pipeline every N steps (0 = only at evaluations, checkpoints and the end). Signals and max_seconds are honoured at drain points."),
+      PT_KEY("schedule.paci.allowed_lagging", schedule.paci_allowed_lagging, "paci: 'auto' (S-s) or one in-flight cap per stage, each in [1, S-s]."),
+      PT_KEY("schedule.paci.mode", schedule.paci_mode, "paci: perf (keep activations) or mem (keep the stage input, recompute the forward in the backward with the live weights)."),
       PT_KEY("runtime.backend", runtime.backend, "auto | cpu | cuda (auto picks cuda when a GPU is visible and built)."),
       PT_KEY("runtime.transport", runtime.transport, "auto | mpi | local | nccl."),
       PT_KEY("runtime.threads", runtime.threads, "OpenBLAS threads per rank; 0 = library default."),
@@ -307,8 +310,40 @@ Status validate(const Config& c) {
   if (o.grad_clip < 0) return bad("optimizer.grad_clip", "must be >= 0 (0 = off)");
   if (p.dp < 1) return bad("parallel.dp", "must be >= 1");
   if (p.pp < 1) return bad("parallel.pp", "must be >= 1");
-  allowed = one_of(s.kind, {"gpipe", "1f1b", "interleaved_1f1b", "bfpp", "zb_h1"}, &ok);
+  allowed = one_of(s.kind, {"gpipe", "1f1b", "interleaved_1f1b", "bfpp", "zb_h1", "pipedream", "pipedream_2bw", "paci",
+                            "paci_flush", "amdp"},
+                   &ok);
   if (!ok) return bad("schedule.kind", "'" + s.kind + "' is not one of: " + allowed);
+  const bool async = s.kind == "pipedream" || s.kind == "pipedream_2bw" || s.kind == "paci" || s.kind == "paci_flush" ||
+                     s.kind == "amdp";
+  if (async && m.tie_embeddings)
+    return bad("model.tie_embeddings", "asynchronous schedules (" + s.kind + ") keep separate weight versions per stage, "
+               "so the first and last stage cannot share wte; set model.tie_embeddings: false");
+  if (s.drain_every < 0) return bad("schedule.drain_every", "must be >= 0");
+  allowed = one_of(s.paci_mode, {"perf", "mem"}, &ok);
+  if (!ok) return bad("schedule.paci.mode", "'" + s.paci_mode + "' is not one of: " + allowed);
+  if (!s.paci_allowed_lagging.empty()) {
+    if (s.kind != "paci") return bad("schedule.paci.allowed_lagging", "applies to schedule.kind: paci only; use 'auto'");
+    if (int(s.paci_allowed_lagging.size()) != p.pp)
+      return bad("schedule.paci.allowed_lagging", "needs one entry per stage (parallel.pp = " + std::to_string(p.pp) + "), got " +
+                 std::to_string(s.paci_allowed_lagging.size()));
+    for (int st = 0; st < p.pp; ++st)
+      if (s.paci_allowed_lagging[st] < 1 || s.paci_allowed_lagging[st] > p.pp - st)
+        return bad("schedule.paci.allowed_lagging", "entry for stage " + std::to_string(st) + " must be in [1, S-s] = [1, " +
+                   std::to_string(p.pp - st) + "], got " + std::to_string(s.paci_allowed_lagging[st]));
+  }
+  if (s.kind == "pipedream_2bw" && t.microbatches < p.pp)
+    return bad("training.microbatches", "pipedream_2bw accumulates m >= S micro-batches per update (S = parallel.pp = " +
+               std::to_string(p.pp) + "), got " + std::to_string(t.microbatches));
+  if (s.kind == "amdp") {
+    if (p.pp % 2 != 0 || p.pp < 2)
+      return bad("parallel.pp", "amdp runs S/2 bidirectional pipelines and needs an even number of stages >= 2, got " + std::to_string(p.pp));
+    if (t.microbatches % p.pp != 0)
+      return bad("training.microbatches", "amdp needs m divisible by parallel.pp (" + std::to_string(p.pp) +
+                 ": rounds of 2 micro-batches per pipeline), got " + std::to_string(t.microbatches));
+    if (c.checkpoint.every_steps > 0)
+      return bad("checkpoint.every_steps", "checkpoints of amdp (stage replicas) are not supported yet; set 0");
+  }
   if (s.chunks < 1) return bad("schedule.chunks", "must be >= 1");
   if (s.chunks > 1 && s.kind != "interleaved_1f1b" && s.kind != "bfpp")
     return bad("schedule.chunks", "only interleaved_1f1b and bfpp place several stages per rank; use chunks: 1 with " + s.kind);

@@ -58,9 +58,13 @@ struct ParallelSection {
 };
 
 struct ScheduleSection {
-  std::string kind = "1f1b";           // gpipe | 1f1b | interleaved_1f1b | bfpp | zb_h1
+  std::string kind = "1f1b";           // gpipe | 1f1b | interleaved_1f1b | bfpp | zb_h1 | pipedream |
+                                       // pipedream_2bw | paci | paci_flush | amdp
   int chunks = 1;                      // v: stages per pipeline rank (interleaved_1f1b, bfpp)
   int bfpp_breadth = 0;                // micro-batches per breadth-first group; 0 = all m
+  int64_t drain_every = 0;             // async: drain every N steps (0 = only at eval, checkpoint, end)
+  std::vector<int> paci_allowed_lagging;  // paci: per-stage in-flight cap; empty = S - s
+  std::string paci_mode = "perf";      // paci: perf | mem (recompute the forward in the backward)
 };
 
 struct RuntimeSection {

@@ -13,6 +13,7 @@
 
 #include "app/config.h"
 #include "app/plan_command.h"
+#include "app/replay.h"
 #include "app/trainer.h"
 #include "common/check.h"
 #include "data/prepare.h"
@@ -95,6 +96,12 @@ int main(int argc, char** argv) {
   prepare->add_option("--val-fraction", prep.val_fraction, "Fraction of tokens held out for validation")
       ->check(CLI::Range(0.0, 0.5));
 
+  std::string replay_dir;
+  auto* replay = app.add_subcommand("replay", "Verify an asynchronous run: replay its version record in one process and "
+                                              "compare the final parameters bit for bit");
+  replay->add_option("--run", replay_dir, "Run directory (config.yaml, versions.jsonl, params/)")->required()
+      ->check(CLI::ExistingDirectory);
+
   bool markdown = false;
   auto* keys = app.add_subcommand("keys", "List every config key with its type, default and meaning");
   keys->add_flag("--markdown", markdown, "Print a Markdown table");
@@ -106,6 +113,12 @@ int main(int argc, char** argv) {
   if (*prepare) {
     std::string summary;
     pt::Status s = pt::prepare_shards(prep, &summary);
+    if (s) std::printf("%s\n", summary.c_str());
+    return report(s);
+  }
+  if (*replay) {
+    std::string summary;
+    pt::Status s = pt::replay_run(replay_dir, &summary);
     if (s) std::printf("%s\n", summary.c_str());
     return report(s);
   }

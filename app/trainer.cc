@@ -7,10 +7,13 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 
 #include "app/checkpoint.h"
+#include "app/async_runner.h"
 #include "app/metrics.h"
+#include "app/optimizer_step.h"
 #include "app/train_state.h"
 #include "common/check.h"
 #include "common/json.h"
@@ -156,34 +159,62 @@ Status run_training(const Config& c) {
 
   const int B = c.training.micro_batch_size, T = c.training.seq_len, m = c.training.microbatches;
 
-  // Schedule: built, lowered and validated identically on every rank.
-  ScheduleSpec spec;
-  spec.kind = c.schedule.kind;
-  spec.ranks = c.parallel.pp;
-  spec.chunks = c.schedule.chunks;
-  spec.microbatches = m;
-  spec.bfpp_breadth = c.schedule.bfpp_breadth;
-  Schedule compute, lowered;
-  PT_RETURN_IF_ERROR(make_schedule(spec, &compute).with_context(c.source_file));
-  PT_RETURN_IF_ERROR(lower_communication(compute, &lowered));
-  PT_RETURN_IF_ERROR(validate_lowered(lowered));
+  // Schedule: built, lowered and validated identically on every rank. Asynchronous
+  // kinds build one list per drained segment (segments of equal length share it).
+  const bool async = is_async_kind(c.schedule.kind);
+  std::map<int64_t, Schedule> segment_lists;  // segment length (updates) -> lowered list
+  auto lowered_for = [&](int64_t updates, const Schedule** out) -> Status {
+    auto it = segment_lists.find(updates);
+    if (it == segment_lists.end()) {
+      ScheduleSpec spec;
+      spec.kind = c.schedule.kind;
+      spec.ranks = c.parallel.pp;
+      spec.chunks = c.schedule.chunks;
+      spec.microbatches = m;
+      spec.bfpp_breadth = c.schedule.bfpp_breadth;
+      spec.segment_updates = int(updates);
+      spec.paci_allowed_lagging = c.schedule.paci_allowed_lagging;
+      spec.paci_mode = c.schedule.paci_mode;
+      Schedule compute, lowered;
+      PT_RETURN_IF_ERROR(make_schedule(spec, &compute).with_context(c.source_file));
+      PT_RETURN_IF_ERROR(lower_communication(compute, &lowered));
+      PT_RETURN_IF_ERROR(validate_lowered(lowered));
+      it = segment_lists.emplace(updates, std::move(lowered)).first;
+    }
+    *out = &it->second;
+    return Status::ok();
+  };
+  // Drain points of asynchronous runs: evaluations, checkpoints, schedule.drain_every, the end.
+  const bool have_val = !c.data.val.empty();
+  auto next_drain = [&](int64_t step) {
+    int64_t end = c.training.steps;
+    for (int64_t every : {have_val ? c.training.eval_every : int64_t(0), c.checkpoint.every_steps, c.schedule.drain_every})
+      if (every > 0) end = std::min(end, (step / every + 1) * every);
+    return end;
+  };
+  const Schedule* first_list = nullptr;
+  PT_RETURN_IF_ERROR(lowered_for(async ? next_drain(0) : 1, &first_list));
+  const Schedule& lowered = *first_list;  // sync: every step; async: placement and evaluation
   const int S = lowered.num_stages;
+  const int L = chain_length(lowered);    // model stages (S / pipelines)
 
   SplitCosts split_costs;
   split_costs.embedding_layers = 0.0;
   split_costs.head_layers = head_cost_in_layers(c.model.vocab_size, c.model.n_embd);
   std::vector<std::pair<int, int>> ranges;
   PT_RETURN_IF_ERROR(
-      split_layers(c.model.n_layer, S, c.parallel.layer_split, &ranges, split_costs).with_context(c.source_file));
+      split_layers(c.model.n_layer, L, c.parallel.layer_split, &ranges, split_costs).with_context(c.source_file));
 
-  std::vector<LocalStage> local;
+  TrainState state;
+  std::vector<LocalStage>& local = state.local;
   std::vector<StageModel*> by_stage(S, nullptr);
   for (int s = 0; s < S; ++s) {
     if (lowered.stage_to_rank[s] != g.pp_rank) continue;
-    StageSpec ss{ranges[s].first, ranges[s].second, s == 0, s == S - 1};
+    const int ms = s % L;  // model stage of (virtual) stage s
+    StageSpec ss{ranges[ms].first, ranges[ms].second, ms == 0, ms == L - 1};
     LocalStage ls;
     ls.stage = s;
-    ls.layers = ranges[s];
+    ls.layers = ranges[ms];
     ls.model = make_cpu_stage_model(c.model, ss, B, T);
     ls.model->init_params(uint64_t(c.run.seed));
     ls.adam_m.assign(ls.model->num_params(), 0.0f);
@@ -204,7 +235,6 @@ Status run_training(const Config& c) {
   data_opts.vocab_size = c.model.vocab_size;
   DataLoader data;
   PT_RETURN_IF_ERROR(data.open(data_opts).with_context(c.source_file + ": data"));
-  const bool have_val = !c.data.val.empty();
   if (have_val && data.num_eval_batches() < c.training.eval_batches)
     return Status::error(c.source_file + ": key 'training.eval_batches': the validation split holds only " +
                          std::to_string(data.num_eval_batches()) + " micro-batches of B*T tokens; lower eval_batches");
@@ -252,7 +282,7 @@ Status run_training(const Config& c) {
       data.eval_batch(mb, in, tg);
     });
     double v = 0.0;
-    const int last_rank = lowered.stage_to_rank[S - 1];
+    const int last_rank = lowered.stage_to_rank[L - 1];
     if (g.pp_rank == last_rank) {
       double sum = 0.0;
       for (float x : losses) sum += double(x);
@@ -278,73 +308,105 @@ Status run_training(const Config& c) {
   };
   // The untrained model's validation loss anchors every loss-vs-time curve.
   if (have_val && resumed.step == 0) log_eval(0);
-  for (int64_t step = resumed.step; step < c.training.steps; ++step) {
-    const auto t_step = Clock::now();
-    for (auto& ls : local) ls.model->zero_grads();
-    StepOutput out = executor.run_step(
-        [&](int mb, int32_t* in, int32_t* tg) { data.batch(step, mb, g.dp_rank, in, tg); }, loss_scale);
-
-    if (g.dp > 1)
-      for (auto& ls : local)
-        PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, ls.model->grads(), int(ls.model->num_params()), MPI_FLOAT, MPI_SUM,
-                                   g.data));
-    reduce_tied_embeddings(c, g, lowered, local);
-    const double norm = global_grad_norm(g, local);
-    const float scale = clip_scale(norm, c.optimizer.grad_clip);
-    const double lr = learning_rate(lr_sched, step);
-    for (auto& ls : local) {
-      for (const auto& t : ls.model->tensors()) {
-        AdamWParams p;
-        p.lr = float(lr);
-        p.beta1 = float(c.optimizer.beta1);
-        p.beta2 = float(c.optimizer.beta2);
-        p.eps = float(c.optimizer.eps);
-        bool decay = t.weight_decay && (t.name != "wte" || c.optimizer.decay_embeddings);
-        p.weight_decay = decay ? float(c.optimizer.weight_decay) : 0.0f;
-        p.t = ls.version + 1;
-        p.grad_scale = scale;
-        adamw_update(ls.model->params() + t.offset, ls.model->grads() + t.offset, ls.adam_m.data() + t.offset,
-                     ls.adam_v.data() + t.offset, t.numel, p);
-      }
-      ++ls.version;
-    }
-    const double loss = reduce_loss(g, lowered, out.losses, m);
-    steps_done = step + 1;
-    const double step_s = seconds_since(t_step);
-    const double elapsed = seconds_since(t_start);
+  std::unique_ptr<AsyncRunner> runner;
+  std::unique_ptr<MetricsLog> versions_log;
+  if (async) {
+    runner = std::make_unique<AsyncRunner>(c, g, lowered.stage_to_rank, L);
     if (is_root) {
-      std::vector<int32_t> in(size_t(B) * T), tg(size_t(B) * T);
-      data.batch(step, 0, 0, in.data(), tg.data());
-      JsonWriter j;
-      j.field("step", step + 1)
-          .field("tokens", (step + 1) * tokens_per_step)
-          .field("time_s", elapsed)
-          .field("loss", loss)
-          .field("lr", lr)
-          .field("grad_norm", norm)
-          .field("tokens_per_s", double(tokens_per_step) / step_s)
-          .field("peak_slots", out.peak_slots)
-          .field("data_hash", std::to_string(batch_hash(in.data(), tg.data(), int64_t(in.size()))));
-      metrics.write(j.str());
-      if ((step + 1) % c.training.log_every == 0 || step + 1 == c.training.steps) {
-        char line[256];
-        std::snprintf(line, sizeof line, "step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.1fs",
-                      (long long)(step + 1), (long long)c.training.steps, loss, lr, norm,
-                      double(tokens_per_step) / step_s, elapsed);
-        progress.update(line);
-      }
+      versions_log = std::make_unique<MetricsLog>();
+      const std::string path = run_dir + "/versions.jsonl";
+      if (resumed.step == 0) std::filesystem::remove(path);
+      PT_RETURN_IF_ERROR(versions_log->open(path));
     }
-    const bool last = step + 1 == c.training.steps;
+  }
+  auto print_step = [&](int64_t step, double loss, double lr, double norm, double tok_s, double elapsed) {
+    if (step % c.training.log_every != 0 && step != c.training.steps) return;
+    char line[256];
+    std::snprintf(line, sizeof line, "step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.1fs",
+                  (long long)step, (long long)c.training.steps, loss, lr, norm, tok_s, elapsed);
+    progress.update(line);
+  };
+
+  for (int64_t step = resumed.step; step < c.training.steps;) {
+    const auto t_step = Clock::now();
+    if (async) {
+      // One drained segment: steps [step, end) without a flush.
+      const int64_t end = next_drain(step);
+      const Schedule* list = nullptr;
+      PT_RETURN_IF_ERROR(lowered_for(end - step, &list));
+      std::vector<AsyncStepLog> logs;
+      std::vector<RunVersionRecord> records;
+      PT_RETURN_IF_ERROR(runner->run_segment(*list, step, seconds_since(t_start), &state, data, transport.get(), &logs,
+                                             &records));
+      const double seg_s = seconds_since(t_step);
+      if (is_root) {
+        for (const auto& r : records) versions_log->write(version_record_json(r));
+        for (const auto& l : logs) {
+          JsonWriter j;
+          j.field("step", l.step)
+              .field("tokens", l.step * tokens_per_step)
+              .field("time_s", l.time_s)
+              .field("loss", l.loss)
+              .field("lr", l.lr)
+              .field("grad_norm", l.grad_norm)
+              .field("tokens_per_s", double(tokens_per_step * (end - step)) / seg_s)
+              .raw("versions", l.versions);
+          metrics.write(j.str());
+          print_step(l.step, l.loss, l.lr, l.grad_norm, double(tokens_per_step * (end - step)) / seg_s, l.time_s);
+        }
+      }
+      step = end;
+    } else {
+      for (auto& ls : local) ls.model->zero_grads();
+      StepOutput out = executor.run_step(
+          [&](int mb, int32_t* in, int32_t* tg) { data.batch(step, mb, g.dp_rank, in, tg); }, loss_scale);
+      if (g.dp > 1)
+        for (auto& ls : local)
+          PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, ls.model->grads(), int(ls.model->num_params()), MPI_FLOAT, MPI_SUM,
+                                     g.data));
+      reduce_tied_embeddings(c, g, lowered, local);
+      const double norm = global_grad_norm(g, local);
+      const float scale = clip_scale(norm, c.optimizer.grad_clip);
+      const double lr = learning_rate(lr_sched, step);
+      for (auto& ls : local) apply_stage_update(ls, c.optimizer, lr, scale);
+      const double loss = reduce_loss(g, lowered, out.losses, m);
+      const double step_s = seconds_since(t_step);
+      if (is_root) {
+        std::vector<int32_t> in(size_t(B) * T), tg(size_t(B) * T);
+        data.batch(step, 0, 0, in.data(), tg.data());
+        JsonWriter j;
+        j.field("step", step + 1)
+            .field("tokens", (step + 1) * tokens_per_step)
+            .field("time_s", seconds_since(t_start))
+            .field("loss", loss)
+            .field("lr", lr)
+            .field("grad_norm", norm)
+            .field("tokens_per_s", double(tokens_per_step) / step_s)
+            .field("peak_slots", out.peak_slots)
+            .field("data_hash", std::to_string(batch_hash(in.data(), tg.data(), int64_t(in.size()))));
+        metrics.write(j.str());
+        print_step(step + 1, loss, lr, norm, double(tokens_per_step) / step_s, seconds_since(t_start));
+      }
+      step += 1;
+    }
+    steps_done = step;
+    const double elapsed = seconds_since(t_start);
+    const bool last = step == c.training.steps;
     bool out_of_time = c.training.max_seconds > 0 && elapsed >= c.training.max_seconds;
     // Every rank must agree on stopping: take rank 0's clock.
     int stop = out_of_time ? 1 : 0;
     PT_MPI_CHECK(MPI_Bcast(&stop, 1, MPI_INT, 0, MPI_COMM_WORLD));
-    const bool eval_now = have_val && ((c.training.eval_every > 0 && (step + 1) % c.training.eval_every == 0) || last || stop);
-    if (eval_now) log_eval(step + 1);
+    const bool eval_now = have_val && ((c.training.eval_every > 0 && step % c.training.eval_every == 0) || last || stop);
+    if (eval_now) log_eval(step);
     const bool signalled = stop_signal_agreed();  // SIGTERM/SIGUSR1 on any rank: checkpoint, then exit 0
-    if (checkpoint_due(c, step + 1, last || stop, signalled))
-      PT_RETURN_IF_ERROR(save_checkpoint(c, g, ranges, local, step + 1, resumed.restarts));
-    if (signalled && is_root) log_info("pipetrain: stop signal received; checkpointed step " + std::to_string(step + 1) + ", exiting");
+    if (checkpoint_due(c, step, last || stop, signalled)) {
+      if (lowered.pipelines > 1) {
+        if (is_root) log_warn("checkpoints of amdp runs are not supported; none written at step " + std::to_string(step));
+      } else {
+        PT_RETURN_IF_ERROR(save_checkpoint(c, g, ranges, local, step, resumed.restarts));
+      }
+    }
+    if (signalled && is_root) log_info("pipetrain: stop signal received; checkpointed step " + std::to_string(step) + ", exiting");
     if (signalled) break;
     if (stop) break;
   }

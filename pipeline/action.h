@@ -6,7 +6,7 @@
 //
 // Index conventions (used by every file in pipeline/):
 //   stage      global stage index in [0, num_stages); stage 0 holds the embedding, num_stages-1 the
-//   loss. microbatch micro-batch index in [0, microbatches) within one optimizer step; -1 for
+//   loss (per pipeline: see Schedule::pipelines). microbatch micro-batch index in [0, microbatches) within one optimizer step; -1 for
 //   STEP/ALLREDUCE_GRAD. rank       pipeline rank in [0, num_ranks); stage s lives on rank
 //   stage_to_rank[s].
 // Communication actions carry the LOCAL stage of the rank that executes them (PyTorch pipelining's
@@ -75,8 +75,29 @@ struct Schedule {
   int microbatches = 0;
   std::vector<int> stage_to_rank;             // size num_stages
   std::vector<std::vector<Action>> per_rank;  // size num_ranks; one optimizer step per rank
+                                              // (asynchronous kinds: one drained segment)
   std::string name;                           // "1f1b", "interleaved_1f1b", ...
+  // Several independent pipelines over the same ranks (AMDP, algorithms.md §2): pipeline p holds
+  // the VIRTUAL stages p*model_stages .. p*model_stages + model_stages-1, virtual stage
+  // p*model_stages + s being model stage s's replica in pipeline p. Data (activations, gradients)
+  // flows only between chain neighbours inside one pipeline (v-1, v+1 with the same p); the K
+  // replicas of a model stage meet only in ALLREDUCE_GRAD. Defaults = one pipeline whose
+  // model_stages is num_stages (0 means num_stages), so every synchronous builder is unchanged.
+  int pipelines = 1;
+  int model_stages = 0;
+  // PACI mem mode (§3.2 item 6): the executor keeps only the stage input and recomputes the
+  // forward inside the backward with the live weights. The action order is the same as perf mode.
+  bool recompute_in_backward = false;
 };
+
+// Stages per pipeline chain (model_stages, or num_stages when 0).
+inline int chain_length(const Schedule& s) {
+  return s.model_stages > 0 ? s.model_stages : s.num_stages;
+}
+// Chain neighbours of (virtual) stage v inside its pipeline, -1 at the pipeline's ends. `len` is
+// chain_length(schedule), hoisted by callers that loop over many actions.
+inline int chain_prev(int v, int len) { return v % len == 0 ? -1 : v - 1; }
+inline int chain_next(int v, int len) { return v % len == len - 1 ? -1 : v + 1; }
 
 // Looping placement (Megatron interleaved, BFPP): global stage c*num_ranks + d lives on rank d.
 std::vector<int> looping_stage_to_rank(int num_ranks, int chunks);

@@ -1,3 +1,6 @@
+// The one interpreter (see executor.h). Stages are chain positions: with several
+// pipelines (AMDP) stage v is model stage v % chain of pipeline v / chain, and data
+// flows only between chain neighbours; with one pipeline, v is the global stage.
 #include "pipeline/executor.h"
 
 #include <algorithm>
@@ -12,10 +15,10 @@ constexpr int kGradTag = 1;
 int64_t key(int stage, int mb) { return (int64_t(stage) << 32) | uint32_t(mb); }
 }  // namespace
 
-Executor::Executor(const Schedule& lowered, int pipeline_rank, std::vector<StageModel*> stages,
-                   Transport* transport)
+Executor::Executor(const Schedule& lowered, int pipeline_rank, std::vector<StageModel*> stages, Transport* transport)
     : schedule_(lowered), rank_(pipeline_rank), stages_(std::move(stages)), transport_(transport) {
   PT_CHECK(int(stages_.size()) == schedule_.num_stages);
+  chain_ = chain_length(schedule_);
   for (int s = 0; s < schedule_.num_stages; ++s) {
     PT_CHECK_MSG((stages_[s] != nullptr) == (schedule_.stage_to_rank[s] == rank_),
                  "stage " + std::to_string(s) + " ownership disagrees with the schedule");
@@ -25,13 +28,14 @@ Executor::Executor(const Schedule& lowered, int pipeline_rank, std::vector<Stage
       act_floats_ = tokens_ * m.config().n_embd;
     }
   }
+  inputs_.resize(tokens_);
+  targets_.resize(tokens_);
   free_slots_.resize(schedule_.num_stages);
   slots_in_use_.assign(schedule_.num_stages, 0);
   next_slot_.assign(schedule_.num_stages, 0);
 }
 
-std::vector<float>& Executor::buffer(std::map<int64_t, std::vector<float>>& pool, int stage,
-                                     int mb) {
+std::vector<float>& Executor::buffer(std::map<int64_t, std::vector<float>>& pool, int stage, int mb) {
   std::vector<float>& b = pool[key(stage, mb)];
   if (b.size() != act_floats_) b.assign(act_floats_, 0.0f);
   return b;
@@ -74,15 +78,34 @@ template <class Fn> void Executor::with_version(int stage, int version, Fn&& fn)
   std::copy(scratch_.begin(), scratch_.end(), m->params());
 }
 
-StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const StageStepFn& step) {
+int Executor::forward_into_slot(int s, int mb, int version, const BatchFn& batch) {
+  StageModel* model = stages_[s];
+  PT_CHECK(model != nullptr);
+  if (is_first(s) || is_last(s)) batch(mb, inputs_.data(), targets_.data());
+  const float* input = nullptr;
+  if (!is_first(s)) {
+    // Input of stage s: the local output of its predecessor, or what RECV_ACT delivered.
+    input = stages_[s - 1] ? buffer(act_out_, s - 1, mb).data() : buffer(act_in_, s, mb).data();
+  }
+  float* output = is_last(s) ? nullptr : buffer(act_out_, s, mb).data();
+  const int slot = take_slot(s);
+  slot_of_[key(s, mb)] = slot;
+  with_version(s, version, [&] {
+    model->forward(slot, is_first(s) ? inputs_.data() : nullptr, input, is_last(s) ? targets_.data() : nullptr, output);
+  });
+  return slot;
+}
+
+StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const StageCallbacks& callbacks) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   const int S = schedule_.num_stages;
   const int m = schedule_.microbatches;
+  const bool recompute = schedule_.recompute_in_backward;
   const std::vector<Action>& actions = schedule_.per_rank[rank_];
   StepOutput out;
-  std::vector<int32_t> inputs(tokens_), targets(tokens_);
-  const bool has_last = stages_[S - 1] != nullptr;
+  bool has_last = false;
+  for (int s = 0; s < S; ++s) has_last = has_last || (stages_[s] && is_last(s));
   if (has_last) {
     out.losses.assign(m, 0.0f);
     out.loss_times.assign(m, 0.0);
@@ -97,7 +120,9 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
   live_version_.assign(S, 0);
   for (auto& snaps : snapshots_) snaps.clear();
   snapshots_.resize(S);
-  std::map<int64_t, size_t> record_of;          // (stage, mb) -> index in out.versions
+  std::map<int64_t, size_t> record_of;            // (stage, mb) -> index in `records`
+  std::vector<VersionRecord> records;             // in forward order
+  std::vector<size_t> backward_order;             // record indices in the order backwards ran
   std::vector<std::vector<size_t>> unapplied(S);  // per stage: records whose gradient awaits a STEP
 
   for (size_t i = 0; i < actions.size(); ++i) {
@@ -105,29 +130,21 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
     const int s = a.stage, mb = a.microbatch;
     switch (a.kind) {
       case ActionKind::F: {
-        StageModel* model = stages_[s];
-        PT_CHECK(model != nullptr);
-        const float* input = nullptr;
-        if (s == 0 || s == S - 1) batch(mb, inputs.data(), targets.data());
-        if (s > 0) {
-          // Input of stage s: the local output of stage s-1, or what RECV_ACT delivered.
-          input = stages_[s - 1] ? buffer(act_out_, s - 1, mb).data() : buffer(act_in_, s, mb).data();
-        }
-        float* output = s < S - 1 ? buffer(act_out_, s, mb).data() : nullptr;
-        const int slot = take_slot(s);
-        slot_of_[key(s, mb)] = slot;
-        with_version(s, a.version, [&] {
-          model->forward(slot, s == 0 ? inputs.data() : nullptr, input, s == S - 1 ? targets.data() : nullptr, output);
-        });
-        if (s == S - 1) {
-          out.losses[mb] = model->loss(slot);
+        const int slot = forward_into_slot(s, mb, a.version, batch);
+        if (is_last(s)) {
+          out.losses[mb] = stages_[s]->loss(slot);
           out.loss_times[mb] = std::chrono::duration<double>(Clock::now() - t0).count();
         }
-        record_of[key(s, mb)] = out.versions.size();
-        out.versions.push_back(VersionRecord{mb, s, a.version, -1, -1});
+        record_of[key(s, mb)] = records.size();
+        records.push_back(VersionRecord{mb, s, a.version, -1, -1});
         int in_use = 0;
         for (int x : slots_in_use_) in_use += x;
         peak = std::max(peak, in_use);
+        if (recompute) {
+          // Keep only the stage input (in the boundary pools); the backward recomputes.
+          give_slot(s, slot);
+          slot_of_.erase(key(s, mb));
+        }
         break;
       }
       case ActionKind::B:
@@ -135,8 +152,12 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         StageModel* model = stages_[s];
         PT_CHECK(model != nullptr);
         const float* dout = nullptr;
-        if (s < S - 1) dout = stages_[s + 1] ? buffer(grad_in_, s + 1, mb).data() : buffer(grad_out_, s, mb).data();
-        float* dinput = s > 0 ? buffer(grad_in_, s, mb).data() : nullptr;
+        if (!is_last(s)) dout = stages_[s + 1] ? buffer(grad_in_, s + 1, mb).data() : buffer(grad_out_, s, mb).data();
+        float* dinput = is_first(s) ? nullptr : buffer(grad_in_, s, mb).data();
+        if (recompute) {
+          PT_CHECK_MSG(a.kind == ActionKind::B, "recompute mode needs full backwards");
+          forward_into_slot(s, mb, a.version, batch);  // live weights: the stage is self-consistent
+        }
         auto it = slot_of_.find(key(s, mb));
         PT_CHECK_MSG(it != slot_of_.end(), "backward of stage " + std::to_string(s) + " micro-batch " +
                                                std::to_string(mb) + " before its forward");
@@ -148,9 +169,12 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         } else {
           with_version(s, a.version, [&] { model->backward_input(slot, dout, dinput, loss_scale); });
         }
-        VersionRecord& r = out.versions[record_of.at(key(s, mb))];
-        r.backward = a.version;
-        if (a.kind == ActionKind::B) unapplied[s].push_back(record_of.at(key(s, mb)));
+        const size_t r = record_of.at(key(s, mb));
+        records[r].backward = a.version;
+        if (a.kind == ActionKind::B) {
+          unapplied[s].push_back(r);
+          backward_order.push_back(r);
+        }
         break;
       }
       case ActionKind::Bw: {
@@ -160,7 +184,9 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         with_version(s, a.version, [&] { stages_[s]->backward_weight(slot); });
         give_slot(s, slot);
         slot_of_.erase(it);
-        unapplied[s].push_back(record_of.at(key(s, mb)));
+        const size_t r = record_of.at(key(s, mb));
+        unapplied[s].push_back(r);
+        backward_order.push_back(r);
         break;
       }
       case ActionKind::SEND_ACT:
@@ -176,17 +202,21 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         transport_->recv(buffer(grad_out_, s, mb).data(), act_floats_, a.peer_rank,
                          message_tag(kGradTag, s + 1, mb, S));
         break;
+      case ActionKind::ALLREDUCE_GRAD:
+        PT_CHECK_MSG(callbacks.reduce != nullptr, "schedule has ALLREDUCE_GRAD actions but no reduce callback");
+        callbacks.reduce(s);
+        break;
       case ActionKind::STEP: {
-        PT_CHECK_MSG(step != nullptr, "schedule has STEP actions but no step function was given");
+        PT_CHECK_MSG(callbacks.step != nullptr, "schedule has STEP actions but no step callback");
         StageModel* model = stages_[s];
         PT_CHECK(model != nullptr);
         const int live = live_version_[s];
         auto lr = last_read.find(key(s, live));
         if (lr != last_read.end() && lr->second > i)
           snapshots_[s][live].assign(model->params(), model->params() + model->num_params());
-        for (size_t r : unapplied[s]) out.versions[r].applied = live;
+        for (size_t r : unapplied[s]) records[r].applied = live;
         unapplied[s].clear();
-        step(s);
+        callbacks.step(s);
         ++live_version_[s];
         // Drop snapshots no later action reads.
         for (auto it = snapshots_[s].begin(); it != snapshots_[s].end();) {
@@ -196,41 +226,38 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         }
         break;
       }
-      case ActionKind::ALLREDUCE_GRAD:
-        break;
     }
   }
   transport_->wait_sends();
   PT_CHECK_MSG(slot_of_.empty(), "schedule left micro-batches without a backward");
   out.peak_slots = peak;
+  out.versions.reserve(backward_order.size());
+  for (size_t r : backward_order) out.versions.push_back(records[r]);
   return out;
 }
 
 std::vector<float> Executor::forward_only(int count, const BatchFn& batch) {
   const int S = schedule_.num_stages;
   std::vector<float> losses;
-  std::vector<int32_t> inputs(tokens_), targets(tokens_);
   std::vector<float> in(act_floats_), out(act_floats_);
-  // Every rank walks (micro-batch, stage) in the same order: receives are matched by
-  // sends issued earlier in that order, so no rank can wait on a later one.
+  // Every rank walks (micro-batch, stage of pipeline 0) in the same order: receives
+  // are matched by sends issued earlier in that order, so no rank waits on a later one.
   for (int mb = 0; mb < count; ++mb) {
-    for (int s = 0; s < S; ++s) {
+    for (int s = 0; s < chain_; ++s) {
       StageModel* model = stages_[s];
       if (!model) continue;
-      if (s == 0 || s == S - 1) batch(mb, inputs.data(), targets.data());
-      if (s > 0 && !stages_[s - 1])
-        transport_->recv(in.data(), act_floats_, schedule_.stage_to_rank[s - 1],
-                         message_tag(kActTag, s - 1, mb, S));
-      else if (s > 0)
-        in = out;
+      if (is_first(s) || is_last(s)) batch(mb, inputs_.data(), targets_.data());
+      if (!is_first(s) && !stages_[s - 1])
+        transport_->recv(in.data(), act_floats_, schedule_.stage_to_rank[s - 1], message_tag(kActTag, s - 1, mb, S));
+      else if (!is_first(s))
+        in.swap(out);
       const int slot = take_slot(s);
-      model->forward(slot, s == 0 ? inputs.data() : nullptr, s > 0 ? in.data() : nullptr,
-                     s == S - 1 ? targets.data() : nullptr, s < S - 1 ? out.data() : nullptr);
-      if (s == S - 1) losses.push_back(model->loss(slot));
+      model->forward(slot, is_first(s) ? inputs_.data() : nullptr, is_first(s) ? nullptr : in.data(),
+                     is_last(s) ? targets_.data() : nullptr, is_last(s) ? nullptr : out.data());
+      if (is_last(s)) losses.push_back(model->loss(slot));
       give_slot(s, slot);
-      if (s < S - 1 && !stages_[s + 1]) {
-        transport_->send(out.data(), act_floats_, schedule_.stage_to_rank[s + 1],
-                         message_tag(kActTag, s, mb, S));
+      if (!is_last(s) && !stages_[s + 1]) {
+        transport_->send(out.data(), act_floats_, schedule_.stage_to_rank[s + 1], message_tag(kActTag, s, mb, S));
         transport_->wait_sends();  // `out` is reused by the next forward
       }
     }

@@ -24,8 +24,13 @@ namespace pt {
 
 // Fills the (B, T) inputs and targets of micro-batch `microbatch` of the current list.
 using BatchFn = std::function<void(int microbatch, int32_t* inputs, int32_t* targets)>;
-// Applies one optimizer update to `stage` (a STEP action of an asynchronous list).
-using StageStepFn = std::function<void(int stage)>;
+// Callbacks for the collective and optimizer actions of asynchronous lists:
+// `step(stage)` applies one optimizer update to that stage (STEP); `reduce(stage)`
+// sums the stage's gradients over its replicas (ALLREDUCE_GRAD, AMDP).
+struct StageCallbacks {
+  std::function<void(int stage)> step;
+  std::function<void(int stage)> reduce;
+};
 
 struct StepOutput {
   std::vector<float> losses;            // per micro-batch; only on the rank that holds the last stage
@@ -48,9 +53,10 @@ class Executor {
   // F/B actions read the weight version in Action::version: the live weights when
   // it equals the stage's live version, else a snapshot kept from that version
   // (weight stashing) for exactly as long as later actions reference it.
-  StepOutput run_step(const BatchFn& batch, float loss_scale, const StageStepFn& step = nullptr);
+  StepOutput run_step(const BatchFn& batch, float loss_scale, const StageCallbacks& callbacks = {});
 
-  // Forward-only pass of `count` micro-batches through all stages (evaluation).
+  // Forward-only pass of `count` micro-batches through the stages of pipeline 0
+  // (evaluation; AMDP's replicas hold identical weights at drain points).
   // Returns per-micro-batch losses on the last stage's rank, empty elsewhere.
   std::vector<float> forward_only(int count, const BatchFn& batch);
 
@@ -60,9 +66,16 @@ class Executor {
   int take_slot(int stage);
   void give_slot(int stage, int slot);
   template <class Fn> void with_version(int stage, int version, Fn&& fn);
+  // Runs F of (stage, mb) into a fresh slot with the weights of `version`.
+  int forward_into_slot(int stage, int microbatch, int version, const BatchFn& batch);
+
+  // Chain structure (virtual stages for several pipelines, Schedule::pipelines).
+  bool is_first(int v) const { return v % chain_ == 0; }
+  bool is_last(int v) const { return v % chain_ == chain_ - 1; }
 
   const Schedule& schedule_;
   int rank_;
+  int chain_ = 1;  // stages per pipeline chain
   std::vector<StageModel*> stages_;
   Transport* transport_;
   size_t act_floats_ = 0;  // B*T*C
@@ -75,6 +88,7 @@ class Executor {
   std::vector<int> live_version_;             // per stage: updates applied so far in this list
   std::vector<std::map<int, std::vector<float>>> snapshots_;  // per stage: version -> params
   std::vector<float> scratch_;                // live params while a snapshot is swapped in
+  std::vector<int32_t> inputs_, targets_;     // (B, T) token scratch
 };
 
 }  // namespace pt

@@ -37,6 +37,10 @@ Status lower_communication(const Schedule& compute, Schedule* lowered) {
   const int num_stages = compute.num_stages;
   const int m = compute.microbatches;
   const auto& owner = compute.stage_to_rank;
+  // Chain neighbours (several pipelines: a virtual stage talks only inside its pipeline).
+  const int len = chain_length(compute);
+  auto has_next = [&](int st) { return chain_next(st, len) >= 0; };
+  auto has_prev = [&](int st) { return chain_prev(st, len) >= 0; };
   const size_t keys = size_t(num_stages) * size_t(m);
 
   // Pass 1: the send each compute action produces, and its sequence number on its (sender,
@@ -50,9 +54,9 @@ Status lower_communication(const Schedule& compute, Schedule* lowered) {
     std::fill(per_peer.begin(), per_peer.end(), 0);
     for (const Action& a : compute.per_rank[r]) {
       const size_t key = size_t(a.stage) * size_t(m) + size_t(a.microbatch);
-      if (a.kind == ActionKind::F && a.stage + 1 < num_stages && owner[a.stage + 1] != r) {
+      if (a.kind == ActionKind::F && has_next(a.stage) && owner[a.stage + 1] != r) {
         seq_act[key] = per_peer[owner[a.stage + 1]]++;
-      } else if ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) && a.stage > 0 &&
+      } else if ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) && has_prev(a.stage) &&
                  owner[a.stage - 1] != r) {
         seq_grad[key] = per_peer[owner[a.stage - 1]]++;
       }
@@ -65,6 +69,9 @@ Status lower_communication(const Schedule& compute, Schedule* lowered) {
   out.microbatches = m;
   out.stage_to_rank = owner;
   out.name = compute.name;
+  out.pipelines = compute.pipelines;
+  out.model_stages = compute.model_stages;
+  out.recompute_in_backward = compute.recompute_in_backward;
   out.per_rank.assign(size_t(n), {});
 
   std::vector<PendingRecv> recvs;
@@ -74,24 +81,24 @@ Status lower_communication(const Schedule& compute, Schedule* lowered) {
   std::vector<PendingRecv> bucketed;
   for (int r = 0; r < n; ++r) {
     const auto& list = compute.per_rank[r];
-    const int len = int(list.size());
+    const int n_actions = int(list.size());
     // Pass 2: this rank's receives, grouped per sending rank, each with its latest allowed
     // position.
     channels.clear();
     std::vector<int> touched;
     int sends = 0;
-    for (int t = 0; t < len; ++t) {
+    for (int t = 0; t < n_actions; ++t) {
       const Action& a = list[t];
-      sends += (a.kind == ActionKind::F && a.stage + 1 < num_stages && owner[a.stage + 1] != r) ||
-               ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) && a.stage > 0 &&
+      sends += (a.kind == ActionKind::F && has_next(a.stage) && owner[a.stage + 1] != r) ||
+               ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) && has_prev(a.stage) &&
                 owner[a.stage - 1] != r);
       PendingRecv p{};
-      if (a.kind == ActionKind::F && a.stage > 0 && owner[a.stage - 1] != r) {
+      if (a.kind == ActionKind::F && has_prev(a.stage) && owner[a.stage - 1] != r) {
         p = {comm(ActionKind::RECV_ACT, a.stage, a.microbatch, owner[a.stage - 1]),
              owner[a.stage - 1], seq_act[size_t(a.stage - 1) * size_t(m) + size_t(a.microbatch)],
              t};
       } else if ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) &&
-                 a.stage + 1 < num_stages && owner[a.stage + 1] != r) {
+                 has_next(a.stage) && owner[a.stage + 1] != r) {
         p = {comm(ActionKind::RECV_GRAD, a.stage, a.microbatch, owner[a.stage + 1]),
              owner[a.stage + 1], seq_grad[size_t(a.stage + 1) * size_t(m) + size_t(a.microbatch)],
              t};
@@ -118,9 +125,9 @@ Status lower_communication(const Schedule& compute, Schedule* lowered) {
       recvs.insert(recvs.end(), ch.begin(), ch.end());
     }
     // Bucket by deadline (counting sort); inside a bucket order by (peer, channel seq).
-    bucket_start.assign(size_t(len) + 2, 0);
+    bucket_start.assign(size_t(n_actions) + 2, 0);
     for (const auto& p : recvs) ++bucket_start[size_t(p.deadline) + 1];
-    for (int t = 0; t <= len; ++t) bucket_start[size_t(t) + 1] += bucket_start[size_t(t)];
+    for (int t = 0; t <= n_actions; ++t) bucket_start[size_t(t) + 1] += bucket_start[size_t(t)];
     bucketed.resize(recvs.size());
     {
       std::vector<int> fill(bucket_start.begin(), bucket_start.end() - 1);
@@ -128,9 +135,9 @@ Status lower_communication(const Schedule& compute, Schedule* lowered) {
     }
     // Pass 3: emit [sends of the previous compute][receives due here] compute, per tick.
     auto& dst = out.per_rank[r];
-    dst.reserve(size_t(len) + recvs.size() + size_t(sends));
+    dst.reserve(size_t(n_actions) + recvs.size() + size_t(sends));
     prefault(dst.data(), dst.capacity() * sizeof(Action));
-    for (int t = 0; t < len; ++t) {
+    for (int t = 0; t < n_actions; ++t) {
       auto b0 = bucketed.begin() + bucket_start[size_t(t)];
       auto b1 = bucketed.begin() + bucket_start[size_t(t) + 1];
       if (b1 - b0 > 1) {
@@ -143,9 +150,9 @@ Status lower_communication(const Schedule& compute, Schedule* lowered) {
       dst.push_back(a);
       // Each compute action produces at most one send, so the sends of a group are trivially
       // peer-sorted.
-      if (a.kind == ActionKind::F && a.stage + 1 < num_stages && owner[a.stage + 1] != r) {
+      if (a.kind == ActionKind::F && has_next(a.stage) && owner[a.stage + 1] != r) {
         dst.push_back(comm(ActionKind::SEND_ACT, a.stage, a.microbatch, owner[a.stage + 1]));
-      } else if ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) && a.stage > 0 &&
+      } else if ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) && has_prev(a.stage) &&
                  owner[a.stage - 1] != r) {
         dst.push_back(comm(ActionKind::SEND_GRAD, a.stage, a.microbatch, owner[a.stage - 1]));
       }

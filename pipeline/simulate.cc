@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <unordered_map>
 
 #include "pipeline/prefault.h"
 
@@ -32,7 +33,14 @@ namespace {
 constexpr double kNotYet = -1;
 
 // What a rank stopped on.
-enum class Block { kNone, kMessage, kLocal };
+enum class Block { kNone, kMessage, kLocal, kCollective };
+
+// One ALLREDUCE_GRAD collective: the k-th reduction of one model stage over its replicas.
+struct Collective {
+  int arrived = 0;
+  double ready = 0;        // latest arrival
+  std::vector<int> ranks;  // members that arrived (re-queued when the last one comes)
+};
 
 struct RankState {
   size_t pc = 0;
@@ -40,10 +48,14 @@ struct RankState {
   int in_flight = 0;
   bool queued = false;
   Block block = Block::kNone;
+  bool joined = false;  // registered at the collective it is blocked on
 };
 
 std::string block_reason(const Schedule& s, const Action& a, Block why) {
   std::string what = format_action(a);
+  if (why == Block::kCollective) {
+    return what + " waits for a replica that never reaches the matching ALLREDUCE_GRAD";
+  }
   if (why == Block::kMessage) {
     return what + " waits for a message that is never sent (missing or misordered SEND on rank " +
            std::to_string(a.peer_rank) + ")";
@@ -77,7 +89,14 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
                          " stages, the schedule " + std::to_string(num_stages));
   }
   const auto& owner = s.stage_to_rank;
+  const int len = chain_length(s);  // chain neighbours stay inside one pipeline
+  if (len < 1 || num_stages % len != 0) {
+    return Status::error("simulate: model_stages does not divide num_stages");
+  }
   const size_t keys = size_t(num_stages) * size_t(m);
+  // ALLREDUCE_GRAD collectives, keyed (model stage, occurrence); occurrences counted per stage.
+  std::unordered_map<int64_t, Collective> collectives;
+  std::vector<int> reductions_done(size_t(num_stages), 0);
   // A dependency on the same rank was met earlier in that rank's list, so it ended before the
   // rank's clock: per key only "has it happened" bits are needed, and times only for messages
   // (arrival, keyed by the SENDING stage). 17 bytes per (stage, mb) keeps S=1024 x m=4096 at ~70
@@ -113,6 +132,12 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
       work.push_back(peer);
     }
   };
+  auto wake_collective = [&](int peer) {
+    if (!ranks[peer].queued && ranks[peer].block == Block::kCollective) {
+      ranks[peer].queued = true;
+      work.push_back(peer);
+    }
+  };
 
   while (!work.empty()) {
     const int r = work.back();
@@ -137,7 +162,7 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
       bool ready = true;
       switch (a.kind) {
         case ActionKind::F: {
-          if (stg > 0) {
+          if (chain_prev(stg, len) >= 0) {
             ready = owner[stg - 1] == r ? (flags[key - size_t(m)] & kFDone) : (flags[key] & kActIn);
           }
           if (!ready) break;
@@ -153,7 +178,7 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
         case ActionKind::B:
         case ActionKind::Bx: {
           ready = flags[key] & kFDone;
-          if (stg + 1 < num_stages) {
+          if (chain_next(stg, len) >= 0) {
             ready = ready && (owner[stg + 1] == r ? (flags[key + size_t(m)] & kBackDone)
                                                   : (flags[key] & kGradIn));
           }
@@ -181,7 +206,7 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
         case ActionKind::SEND_ACT:
         case ActionKind::SEND_GRAD: {
           const bool act = a.kind == ActionKind::SEND_ACT;
-          const int to_stage = act ? stg + 1 : stg - 1;
+          const int to_stage = act ? chain_next(stg, len) : chain_prev(stg, len);
           ready =
               (flags[key] & (act ? kFDone : kBackDone)) && to_stage >= 0 && to_stage < num_stages;
           if (!ready) break;
@@ -192,7 +217,7 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
         case ActionKind::RECV_ACT:
         case ActionKind::RECV_GRAD: {
           const bool act = a.kind == ActionKind::RECV_ACT;
-          const int from_stage = act ? stg - 1 : stg + 1;
+          const int from_stage = act ? chain_prev(stg, len) : chain_next(stg, len);
           const double arrival =
               from_stage < 0 || from_stage >= num_stages
                   ? kNotYet
@@ -207,8 +232,34 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
           break;
         }
         case ActionKind::STEP:
-        case ActionKind::ALLREDUCE_GRAD:
+          end = start + costs.step;
           break;
+        case ActionKind::ALLREDUCE_GRAD: {
+          if (s.pipelines <= 1) {
+            end = start + costs.allreduce;
+            break;
+          }
+          const int64_t ckey = int64_t(stg % len) * (int64_t(1) << 32) + reductions_done[stg];
+          Collective& c = collectives[ckey];
+          if (!st.joined) {
+            st.joined = true;
+            c.arrived++;
+            c.ready = std::max(c.ready, start);
+            c.ranks.push_back(r);
+            if (c.arrived == s.pipelines) {
+              for (int q : c.ranks)
+                if (q != r) wake_collective(q);
+            }
+          }
+          if (c.arrived < s.pipelines) {
+            st.block = Block::kCollective;
+            break;
+          }
+          end = c.ready + costs.allreduce;
+          st.joined = false;
+          reductions_done[stg]++;
+          break;
+        }
       }
       if (!ready) st.block = Block::kLocal;
       if (st.block != Block::kNone) break;
@@ -280,6 +331,14 @@ std::string format_timeline(const Schedule& s, const SimResult& result,
     const auto& list = s.per_rank[r];
     for (size_t t = 0; t < list.size(); ++t) {
       const Action& a = list[t];
+      if (a.kind == ActionKind::STEP || a.kind == ActionKind::ALLREDUCE_GRAD) {
+        // The step slot: 'U' cells over its duration (zero-cost steps print nothing).
+        const long c0 = std::lround(result.timeline[r][t].start / options.unit);
+        const long c1 = std::lround(result.timeline[r][t].end / options.unit);
+        for (long c = std::max(0L, c0); c < std::min(c1, columns); ++c)
+          cells[size_t(c)] = std::string(width, 'U');
+        continue;
+      }
       if (!is_compute(a.kind)) continue;
       char letter = kind_letter(a.kind);
       if (options.case_by_chunk && (a.stage / s.num_ranks) % 2 == 0)

@@ -10,7 +10,12 @@
 //   SEND_*       non-blocking and free for the rank: posted once its producer is done, arrives
 //   p2p_latency
 //                later;
-//   RECV_*       blocking: the rank waits until the matching SEND has arrived.
+//   RECV_*       blocking: the rank waits until the matching SEND has arrived;
+//   STEP         costs CostModel::step on its rank (AMDP's step slot), no dependency;
+//   ALLREDUCE_GRAD(v) a collective of the `pipelines` replicas of v's model stage: the k-th
+//                ALLREDUCE_GRAD of each replica forms one collective, which starts when the last
+//                replica reaches it and costs CostModel::allreduce (one pipeline: no wait).
+// Stages exchange data only with their chain neighbours (Schedule::pipelines, action.h).
 // These are the transport's semantics (non-blocking send, blocking receive), so a lowered schedule
 // is executable iff simulate() returns ok. No progress with work left is a deadlock, reported with
 // the rank x tick listing and the blocked tick marked. Busy time counts compute only; bubble
@@ -32,6 +37,8 @@ struct CostModel {
   std::vector<double> backward_input;   // per stage
   std::vector<double> backward_weight;  // per stage
   double p2p_latency = 0;               // send post -> arrival at the receiver
+  double step = 0;       // one STEP action (AMDP's timeline: 1 unit per step slot on a GPU)
+  double allreduce = 0;  // one ALLREDUCE_GRAD collective, after its last member arrives
 
   // Unit-time default of algorithms.md: F = 1, B = 2 (Bx = 1, Bw = 1), free communication.
   static CostModel uniform(int num_stages, double forward = 1, double backward_input = 1,
@@ -49,7 +56,7 @@ struct SimOptions {
 
 struct SimResult {
   double makespan = 0;
-  std::vector<double> busy;    // per rank: compute time
+  std::vector<double> busy;    // per rank: compute time (F/B/Bx/Bw; not STEP/ALLREDUCE_GRAD)
   std::vector<double> idle;    // per rank: makespan - busy
   double bubble_fraction = 0;  // sum(idle) / (ranks x makespan)
   std::vector<int>
@@ -67,7 +74,8 @@ Status simulate(const Schedule& lowered, const CostModel& costs, SimResult* resu
 // ASCII timeline in the style of algorithms.md: one row "GPU<r>|" per rank, one cell per `unit` of
 // time, a compute action of k units printed k times ("B0B0"), idle cells " .". Letters: F, B (B or
 // Bx), W (Bw). With case_by_chunk, even chunks (stage / num_ranks) print lower case and odd chunks
-// upper case, as the doc's interleaved and BFPP timelines do. Rows are cut at max_columns cells
+// upper case, as the doc's interleaved and BFPP timelines do. STEP/ALLREDUCE_GRAD actions with a
+// nonzero duration print 'U' cells (the doc's "UU" step slot). Rows are cut at max_columns cells
 // (with "...").
 struct GridOptions {
   double unit = 1;

@@ -79,6 +79,11 @@ Status check_shape(const Schedule& s) {
     }
   }
   if (s.microbatches < 1) return Status::error("invalid schedule: microbatches must be >= 1");
+  if (s.pipelines < 1 || chain_length(s) < 1 || chain_length(s) * s.pipelines != s.num_stages) {
+    return Status::error("invalid schedule: pipelines = " + std::to_string(s.pipelines) +
+                         " x model_stages = " + std::to_string(chain_length(s)) +
+                         " does not equal num_stages = " + std::to_string(s.num_stages));
+  }
   return Status::ok();
 }
 
@@ -89,6 +94,7 @@ Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::ve
   const int m = s.microbatches;
   const int num_stages = s.num_stages;
   const auto& owner = s.stage_to_rank;
+  const int len = chain_length(s);  // chain neighbours stay inside one pipeline
   assign_prefaulted(seen, size_t(num_stages) * size_t(m), uint8_t(0));
   if (lowered) {
     assign_prefaulted(seq_act, seen->size(), -1);
@@ -111,6 +117,9 @@ Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::ve
                            std::to_string(owner[a.stage]));
       }
       if (a.kind == ActionKind::STEP || a.kind == ActionKind::ALLREDUCE_GRAD) continue;
+      if (a.version < 0) {
+        return fail_at(s, r, t, format_action(a) + " reads a negative weight version");
+      }
       if (a.microbatch < 0 || a.microbatch >= m) {
         return fail_at(s, r, t,
                        "micro-batch " + std::to_string(a.microbatch) + " out of range [0, " +
@@ -125,8 +134,8 @@ Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::ve
       const uint8_t bit = bit_of(a.kind);
       if (bits & bit) return fail_at(s, r, t, "duplicate " + format_action(a));
       // Does this stage exchange data with a neighbour on another rank?
-      const bool from_prev = st > 0 && owner[st - 1] != r;
-      const bool from_next = st + 1 < num_stages && owner[st + 1] != r;
+      const bool from_prev = chain_prev(st, len) >= 0 && owner[st - 1] != r;
+      const bool from_next = chain_next(st, len) >= 0 && owner[st + 1] != r;
       switch (a.kind) {
         case ActionKind::F:
           if (lowered && from_prev && !(bits & kRecvAct)) {
@@ -157,8 +166,9 @@ Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::ve
           break;
         default: {  // comm
           const bool act = a.kind == ActionKind::SEND_ACT || a.kind == ActionKind::RECV_ACT;
-          const int other =
-              a.kind == ActionKind::SEND_ACT || a.kind == ActionKind::RECV_GRAD ? st + 1 : st - 1;
+          const int other = a.kind == ActionKind::SEND_ACT || a.kind == ActionKind::RECV_GRAD
+                                ? chain_next(st, len)
+                                : chain_prev(st, len);
           if (other < 0 || other >= num_stages) {
             return fail_at(
                 s, r, t, format_action(a) + " has no neighbouring stage " + std::to_string(other));
@@ -197,10 +207,43 @@ Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::ve
 Status check_counts(const Schedule& s, const std::vector<uint8_t>& seen, bool lowered) {
   const int m = s.microbatches;
   const auto& owner = s.stage_to_rank;
+  const int len = chain_length(s);
+  // Several pipelines (AMDP): a micro-batch runs on the stages of exactly one pipeline, the one
+  // whose first stage forwards it; the other pipelines' stages must not touch it.
+  std::vector<int> pipe_of;
+  if (s.pipelines > 1) {
+    pipe_of.assign(size_t(m), -1);
+    for (int mb = 0; mb < m; ++mb) {
+      for (int p = 0; p < s.pipelines; ++p) {
+        if (!(seen[size_t(p * len) * size_t(m) + size_t(mb)] & kF)) continue;
+        if (pipe_of[size_t(mb)] >= 0) {
+          return fail_at(s, owner[p * len], find_tick(s, owner[p * len], ActionKind::F, p * len, mb),
+                         "micro-batch " + std::to_string(mb) + " enters pipelines " +
+                             std::to_string(pipe_of[size_t(mb)]) + " and " + std::to_string(p) +
+                             " (each micro-batch runs through one pipeline)");
+        }
+        pipe_of[size_t(mb)] = p;
+      }
+      if (pipe_of[size_t(mb)] < 0) {
+        return fail_at(s, owner[0], int(s.per_rank[size_t(owner[0])].size()),
+                       "micro-batch " + std::to_string(mb) + " enters no pipeline (no F on any "
+                       "pipeline's first stage)");
+      }
+    }
+  }
   for (int st = 0; st < s.num_stages; ++st) {
     const int r = owner[st];
     for (int mb = 0; mb < m; ++mb) {
       const uint8_t bits = seen[size_t(st) * size_t(m) + size_t(mb)];
+      if (!pipe_of.empty() && pipe_of[size_t(mb)] != st / len) {
+        if (bits != 0) {
+          return fail_at(s, r, int(s.per_rank[size_t(r)].size()),
+                         "micro-batch " + std::to_string(mb) + " of pipeline " +
+                             std::to_string(pipe_of[size_t(mb)]) + " runs on stage " +
+                             std::to_string(st) + " of pipeline " + std::to_string(st / len));
+        }
+        continue;
+      }
       if (!(bits & kF))
         return fail_at(s, r, int(s.per_rank[r].size()), key_name("F", st, mb) + " is missing");
       if ((bits & kB) && (bits & (kBx | kBw))) {
@@ -216,12 +259,12 @@ Status check_counts(const Schedule& s, const std::vector<uint8_t>& seen, bool lo
                        key_name("Bx", st, mb) + " has no Bw");
       }
       if (!lowered) continue;
-      if (st + 1 < s.num_stages && owner[st + 1] != r && !(bits & kSendAct)) {
+      if (chain_next(st, len) >= 0 && owner[st + 1] != r && !(bits & kSendAct)) {
         return fail_at(s, r, find_tick(s, r, ActionKind::F, st, mb),
                        key_name("F", st, mb) + " is not followed by SEND_ACT to rank " +
                            std::to_string(owner[st + 1]));
       }
-      if (st > 0 && owner[st - 1] != r && !(bits & kSendGrad)) {
+      if (chain_prev(st, len) >= 0 && owner[st - 1] != r && !(bits & kSendGrad)) {
         const ActionKind back = (bits & kB) ? ActionKind::B : ActionKind::Bx;
         return fail_at(s, r, find_tick(s, r, back, st, mb),
                        "backward of (stage " + std::to_string(st) + ", mb " + std::to_string(mb) +

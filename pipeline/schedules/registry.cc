@@ -55,9 +55,17 @@ constexpr Entry kRegistry[] = {
     {"interleaved_1f1b", build_interleaved_1f1b},
     {"bfpp", build_bfpp},
     {"zb_h1", build_zb_h1},
+    {"pipedream", build_pipedream},
+    {"pipedream_2bw", build_pipedream_2bw},
+    {"paci", build_paci},
+    {"paci_flush", build_paci_flush},
+    {"amdp", build_amdp},
 };
 constexpr int kNumKinds = int(sizeof(kRegistry) / sizeof(kRegistry[0]));
-const char* const kKindNames[kNumKinds] = {"gpipe", "1f1b", "interleaved_1f1b", "bfpp", "zb_h1"};
+const char* const kKindNames[kNumKinds] = {"gpipe",     "1f1b",          "interleaved_1f1b",
+                                           "bfpp",      "zb_h1",         "pipedream",
+                                           "pipedream_2bw", "paci",      "paci_flush",
+                                           "amdp"};
 
 }  // namespace
 
@@ -73,7 +81,12 @@ Status make_schedule(const ScheduleSpec& spec, Schedule* out) {
   std::string known;
   for (const Entry& e : kRegistry) known += std::string(known.empty() ? "" : ", ") + e.kind;
   return Status::error("schedule.kind '" + spec.kind +
-                       "' is not a synchronous schedule this planner knows (" + known + ")");
+                       "' is not a schedule this planner knows (" + known + ")");
+}
+
+bool is_async_kind(const std::string& kind) {
+  return kind == "pipedream" || kind == "pipedream_2bw" || kind == "paci" ||
+         kind == "paci_flush" || kind == "amdp";
 }
 
 }  // namespace pt

@@ -9,9 +9,17 @@
 //     accumulation adds micro-batches in the same order as the single-rank run (bitwise-equal
 //     gradients);
 //   * forwards on a stage run in ascending micro-batch order.
+// Asynchronous kinds (is_async_kind: pipedream, pipedream_2bw, paci, paci_flush, amdp) generate ONE
+// SEGMENT between two drain points instead of one step: segment_updates optimizer updates per stage
+// of `microbatches` (= m) micro-batches each, so Schedule::microbatches = N = m x segment_updates
+// (id g belongs to update g / m). Their lists carry STEP(stage) right after the backward that
+// triggers the update (AMDP: ALLREDUCE_GRAD + STEP in its step slot) and Action::version = the
+// version of the stage's weights each F/B reads, counted from 0 at segment start. Their orders come
+// from event-simulating each schedule's rule once with unit costs F=1, B=2 and are then fixed data.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "pipeline/action.h"
@@ -25,6 +33,14 @@ struct ScheduleSpec {
   int microbatches =
       1;  // m per optimizer step                            (YAML: schedule.microbatches)
   int bfpp_breadth = 0;  // bfpp: micro-batches per breadth-first group; 0 = m (pure breadth-first)
+  // Asynchronous kinds only. microbatches = m means: PACI's accumulation a, PipeDream's
+  // accumulation (1 = an update per backward), 2BW's m >= S, AMDP's micro-batches per iteration
+  // (a multiple of S).
+  int segment_updates = 1;  // optimizer updates per stage per segment  (schedule.segment_updates)
+  // paci: per-stage cap on in-flight micro-batches, each in [1, S-s]; empty = S-s (the paper's
+  // default).                                                  (schedule.paci.allowed_lagging)
+  std::vector<int> paci_allowed_lagging;
+  std::string paci_mode = "perf";  // paci: perf | mem (mem: recompute in backward) (schedule.paci.mode)
 };
 
 // The schedule kinds make_schedule knows, in the order of the docs.
@@ -32,6 +48,9 @@ const char* const* schedule_kinds(int* count);
 
 // Dispatches on spec.kind; errors name the YAML key and the rule that failed.
 Status make_schedule(const ScheduleSpec& spec, Schedule* out);
+
+// True for the kinds whose Schedule is a drained asynchronous segment (see the file comment).
+bool is_async_kind(const std::string& kind);
 
 // GPipe (algorithms.md §1.1): all m forwards, then all m backwards, both ascending. One stage per
 // rank.
@@ -46,5 +65,23 @@ Status build_bfpp(const ScheduleSpec& spec, Schedule* out);
 // ZB-H1 (§1.6): 1F1B shape with the backward split into Bx and Bw; rank s holds back s
 // weight-gradient passes.
 Status build_zb_h1(const ScheduleSpec& spec, Schedule* out);
+
+// PipeDream (§1.4): async 1F1B, stage 0 admits while fewer than S are in flight, STEP after every
+// m-th backward (m = accumulation, default 1); weight stashing: B reads its F's version.
+Status build_pipedream(const ScheduleSpec& spec, Schedule* out);
+// PipeDream-2BW (§1.5): PipeDream's order with m >= S; every F/B of update t reads version
+// max(0, t-1) (double buffering); STEP after every m-th backward.
+Status build_pipedream_2bw(const ScheduleSpec& spec, Schedule* out);
+// PACI (§3.2): per-stage worker loop, backward first, forward while in_flight < allowed_lagging;
+// STEP after every a-th backward (a = m); F and B read the live version (no stashing).
+Status build_paci(const ScheduleSpec& spec, Schedule* out);
+// PACI's flush baseline (§3.2 item 7): stage 0 forwards only if (fwd-bwd) < S and
+// (fwd % a != 0 or fwd == bwd): 1F1B-flush over the segment, drift 0.
+Status build_paci_flush(const ScheduleSpec& spec, Schedule* out);
+// AMDP (§2): K = S/2 pipelines over S GPUs (virtual stages p*S + s), rounds of 2 micro-batches per
+// pipeline, the reference per-GPU order for S=4 and the merged earliest-ready rule otherwise; a step
+// slot (ALLREDUCE_GRAD + STEP per hosted stage) in the first round of every iteration t >= 1 and
+// after the tail.
+Status build_amdp(const ScheduleSpec& spec, Schedule* out);
 
 }  // namespace pt

@@ -1,0 +1,218 @@
+// AMDP (algorithms.md §2) as a pure generator of one drained segment.
+// Placement: K = S/2 pipelines over S GPUs; pipeline p holds virtual stages p*S + s (model stage
+// s). Even p runs "down" from GPU 2p (stage s on GPU (2p + s) mod S), odd p runs "up" from GPU
+// 2p+1 (stage s on GPU (2p+1 - s) mod S). This reproduces both coded cases of §2.2 (S=4: s, 3-s;
+// S=8: s, (11-s) mod 8, (s+4) mod 8, 7-s) and, because down starts are even and up starts odd,
+// gives every model stage K replicas on K distinct GPUs for every even S, and every GPU K stages.
+// Micro-batches: a round is 2K consecutive ids; id g goes to pipeline (g mod 2K) mod K (two per
+// pipeline per round); an iteration (one optimizer update per stage) is m/(2K) rounds.
+// Order: S=4 follows the reference per-GPU round table of §2.2 verbatim (which reproduces the §2.2
+// timeline). Other even S (S=8 included: only GPU0's orders are published) use the [I] general rule
+// of §2.3, event-simulated once with F=1, B=2, slot=1: each pipeline keeps 2 micro-batches per round
+// (its first stage forwards round r only after the backward of round r-1's first micro-batch
+// there); a free GPU runs, among its hosted stages' ready ops (per stage: forwards and backwards in
+// ascending id), the one ready earliest, ties to the lower pipeline then backward first.
+// Step slot ("clean" all-reduce variant): on every GPU, for each hosted virtual stage in ascending
+// MODEL stage order, ALLREDUCE_GRAD(v) (sum over the K replicas) then STEP(v), so every replica
+// steps identically and each gradient is applied at the first slot after its backward. S=4 puts the
+// slot at the table's U position in the first round of every iteration t >= 1; the general rule
+// puts it, as a barrier over all GPUs (so the replica collectives can never wait on a later p2p),
+// right after the GPU's last backward of iteration t-1. One final slot follows the tail on every
+// GPU, so each stage steps segment_updates times. F and B read the live version (no stashing).
+#include <algorithm>
+#include <string>
+
+#include "pipeline/schedules/async_common.h"
+#include "pipeline/schedules/common.h"
+
+namespace pt {
+
+using schedules_internal::compute;
+
+namespace {
+
+int amdp_gpu(int S, int p, int s) {
+  return p % 2 == 0 ? (2 * p + s) % S : ((2 * p + 1 - s) % S + S) % S;
+}
+
+// One op of the S=4 reference round table: kind 'F', 'B', 'P' (backward of the previous round's
+// micro-batch j) or 'U' (step slot), j = index within the round.
+struct RefOp {
+  char kind;
+  int j;
+};
+constexpr RefOp kRef4[4][9] = {
+    {{'F', 0}, {'F', 2}, {'P', 2}, {'F', 1}, {'B', 1}, {'U', 0}, {'F', 3}, {'B', 3}, {'B', 0}},
+    {{'P', 2}, {'F', 0}, {'F', 1}, {'F', 2}, {'F', 3}, {'U', 0}, {'B', 1}, {'B', 0}, {'B', 3}},
+    {{'P', 3}, {'F', 1}, {'F', 0}, {'F', 3}, {'F', 2}, {'U', 0}, {'B', 0}, {'B', 1}, {'B', 2}},
+    {{'F', 1}, {'F', 3}, {'P', 3}, {'F', 0}, {'B', 0}, {'U', 0}, {'F', 2}, {'B', 2}, {'B', 1}},
+};
+
+struct Layout {
+  int S, K, rounds, rounds_per_iter;
+  std::vector<std::vector<int>> host;  // host[gpu][p] = virtual stage of pipeline p on gpu
+};
+
+void emit_slot(const Layout& L, int gpu, std::vector<Action>* list) {
+  std::vector<int> vs = L.host[size_t(gpu)];
+  std::sort(vs.begin(), vs.end(), [&](int a, int b) { return a % L.S < b % L.S; });
+  for (int v : vs) {
+    list->push_back(compute(ActionKind::ALLREDUCE_GRAD, v, -1));
+    list->push_back(compute(ActionKind::STEP, v, -1));
+  }
+}
+
+void reference_s4(const Layout& L, Schedule* s) {
+  for (int gpu = 0; gpu < 4; ++gpu) {
+    auto& list = s->per_rank[size_t(gpu)];
+    auto op = [&](ActionKind k, int j, int round) {
+      list.push_back(compute(k, L.host[size_t(gpu)][size_t(j % L.K)], 4 * round + j));
+    };
+    for (int r = 0; r <= L.rounds; ++r) {
+      for (const RefOp& o : kRef4[gpu]) {
+        if (o.kind == 'P' && r > 0) op(ActionKind::B, o.j, r - 1);
+        if (r == L.rounds) continue;  // the tail: only the pending backwards
+        if (o.kind == 'F') op(ActionKind::F, o.j, r);
+        if (o.kind == 'B') op(ActionKind::B, o.j, r);
+        if (o.kind == 'U' && r > 0 && r % L.rounds_per_iter == 0) emit_slot(L, gpu, &list);
+      }
+    }
+    emit_slot(L, gpu, &list);
+  }
+}
+
+void general_rule(const Layout& L, Schedule* s) {
+  const int S = L.S, K = L.K, V = S * K, per_pipe = 2 * L.rounds;
+  const int iters = L.rounds / L.rounds_per_iter;
+  const int per_iter = 2 * L.rounds_per_iter;  // micro-batches of one pipeline per iteration
+  constexpr int kF = 1, kB = 2, kSlot = 1;
+  auto mb_of = [&](int p, int k) { return 2 * K * (k / 2) + p + K * (k % 2); };
+  std::vector<std::vector<int>> f_end(size_t(V), std::vector<int>(size_t(per_pipe), -1));
+  std::vector<std::vector<int>> b_end = f_end;
+  std::vector<int> kf(size_t(V), 0), kb(size_t(V), 0), busy(size_t(S), 0), slots(size_t(S), 0);
+  std::vector<bool> done(size_t(S), false);
+  int finished = 0;
+  for (int t = 0; finished < S; ++t) {
+    // Barrier slot t' (1 <= t' < iters): every GPU reaches it once its backwards of iteration
+    // t'-1 are done; all GPUs then take the slot together.
+    const int next_slot = *std::min_element(slots.begin(), slots.end()) + 1;
+    bool all_at_slot = next_slot < iters;
+    auto at_slot = [&](int gpu) {
+      for (int v : L.host[size_t(gpu)])
+        if (kb[size_t(v)] < per_iter * next_slot) return false;
+      return true;
+    };
+    for (int gpu = 0; gpu < S && all_at_slot; ++gpu)
+      all_at_slot = busy[size_t(gpu)] <= t && at_slot(gpu);
+    if (all_at_slot) {
+      for (int gpu = 0; gpu < S; ++gpu) {
+        emit_slot(L, gpu, &s->per_rank[size_t(gpu)]);
+        busy[size_t(gpu)] = t + kSlot;
+        ++slots[size_t(gpu)];
+      }
+      continue;
+    }
+    for (int gpu = 0; gpu < S; ++gpu) {
+      if (busy[size_t(gpu)] > t || done[size_t(gpu)]) continue;
+      if (next_slot < iters && at_slot(gpu)) continue;  // waits at the barrier
+      int best_v = -1, best_ready = 0;
+      bool best_b = false;
+      for (int p = 0; p < K; ++p) {
+        const int v = L.host[size_t(gpu)][size_t(p)], st = v % S;
+        // Backward of the oldest pending micro-batch.
+        if (kb[size_t(v)] < kf[size_t(v)]) {
+          const int k = kb[size_t(v)];
+          const int ready = st == S - 1 ? f_end[size_t(v)][size_t(k)] : b_end[size_t(v) + 1][size_t(k)];
+          if (ready >= 0 && ready <= t && (best_v < 0 || ready < best_ready)) {
+            best_v = v, best_ready = ready, best_b = true;
+          }
+        }
+        // Next forward.
+        if (kf[size_t(v)] < per_pipe) {
+          const int k = kf[size_t(v)];
+          int ready = 0;
+          if (st == 0) {
+            // Two micro-batches per round: round k/2 waits for the backward of the previous
+            // round's first micro-batch on this first stage.
+            if (k >= 2) ready = b_end[size_t(v)][size_t(2 * (k / 2 - 1))];
+          } else {
+            ready = f_end[size_t(v) - 1][size_t(k)];
+          }
+          if (ready >= 0 && ready <= t && (best_v < 0 || ready < best_ready)) {
+            best_v = v, best_ready = ready, best_b = false;
+          }
+        }
+      }
+      if (best_v < 0) continue;
+      const int p = best_v / S;
+      auto& list = s->per_rank[size_t(gpu)];
+      if (best_b) {
+        const int k = kb[size_t(best_v)]++;
+        list.push_back(compute(ActionKind::B, best_v, mb_of(p, k)));
+        b_end[size_t(best_v)][size_t(k)] = busy[size_t(gpu)] = t + kB;
+      } else {
+        const int k = kf[size_t(best_v)]++;
+        list.push_back(compute(ActionKind::F, best_v, mb_of(p, k)));
+        f_end[size_t(best_v)][size_t(k)] = busy[size_t(gpu)] = t + kF;
+      }
+      bool all = true;
+      for (int v : L.host[size_t(gpu)]) all = all && kb[size_t(v)] == per_pipe;
+      if (all) {
+        emit_slot(L, gpu, &list);  // the final slot after the tail
+        done[size_t(gpu)] = true;
+        ++finished;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Status build_amdp(const ScheduleSpec& spec, Schedule* out) {
+  PT_RETURN_IF_ERROR(schedules_internal::check_async_basic(spec));
+  const int S = spec.ranks;
+  if (S < 2 || S % 2 != 0) {
+    return Status::error("parallel.pp = " + std::to_string(S) +
+                         " is not supported by schedule.kind 'amdp': it runs K = S/2 pipelines, "
+                         "so the number of pipeline stages must be even and >= 2");
+  }
+  const int K = S / 2;
+  const int m = spec.microbatches;
+  if (m % (2 * K) != 0) {
+    return Status::error("schedule.microbatches = " + std::to_string(m) +
+                         " is not a multiple of 2K = parallel.pp = " + std::to_string(S) +
+                         ": amdp runs rounds of 2 micro-batches per pipeline (K = S/2 pipelines)");
+  }
+  Layout L;
+  L.S = S;
+  L.K = K;
+  L.rounds_per_iter = m / (2 * K);
+  L.rounds = L.rounds_per_iter * spec.segment_updates;
+  L.host.assign(size_t(S), std::vector<int>(size_t(K), -1));
+  Schedule s;
+  s.num_ranks = S;
+  s.num_stages = K * S;
+  s.model_stages = S;
+  s.pipelines = K;
+  s.microbatches = m * spec.segment_updates;
+  s.name = "amdp";
+  s.stage_to_rank.assign(size_t(K * S), -1);
+  s.per_rank.assign(size_t(S), {});
+  for (int p = 0; p < K; ++p) {
+    for (int st = 0; st < S; ++st) {
+      const int gpu = amdp_gpu(S, p, st);
+      s.stage_to_rank[size_t(p * S + st)] = gpu;
+      L.host[size_t(gpu)][size_t(p)] = p * S + st;
+    }
+  }
+  if (S == 4) {
+    reference_s4(L, &s);
+  } else {
+    general_rule(L, &s);
+  }
+  schedules_internal::assign_live_versions(&s, /*stash=*/false);
+  *out = std::move(s);
+  return Status::ok();
+}
+
+}  // namespace pt

@@ -1,0 +1,483 @@
+// Asynchronous schedules (algorithms.md §1.4 PipeDream, §1.5 PipeDream-2BW, §2 AMDP, §3 PACI): the
+// generated lists are lowered, validated and event-simulated with F=1, B=2, and every invariant of
+// §1.4, §1.5, §2.4 and §3.5 that the IR and the simulator can see is asserted, together with the
+// documented timelines (§3.3 PACI and flush, §2.2 AMDP S=4) reproduced op for op.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "tests/pipeline/async_test_util.h"
+
+namespace pt {
+namespace {
+
+using async_test::Op;
+using async_test::plan;
+using async_test::Planned;
+using async_test::spec;
+
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// Every rank computes without a gap over [t0, t1) (steady state).
+void expect_no_idle(const Planned& p, double t0, double t1, const std::string& what) {
+  ASSERT_LT(t0, t1) << what;
+  for (int r = 0; r < p.lowered.num_ranks; ++r) {
+    EXPECT_DOUBLE_EQ(async_test::busy_in(p, r, t0, t1), t1 - t0)
+        << what << ": rank " << r << " idles in the steady state [" << t0 << ", " << t1 << ")\n"
+        << (r == 0 ? format_timeline(p.lowered, p.sim) : std::string());
+  }
+}
+
+// Steady state of a one-stage-per-rank async schedule: from the moment the first micro-batch
+// admitted after the warm-up (id S) reaches the last stage (PipeDream's uncapped inner stages leave
+// holes until then) to the end of stage 0's last forward (the drain follows).
+void expect_no_steady_idle(const Planned& p, const std::string& what) {
+  const int S = p.lowered.num_stages;
+  double t0 = -1;
+  {
+    const int r = p.lowered.stage_to_rank[size_t(S - 1)];
+    const auto& list = p.lowered.per_rank[size_t(r)];
+    for (size_t i = 0; i < list.size() && t0 < 0; ++i)
+      if (list[i].kind == ActionKind::F && list[i].microbatch == S)
+        t0 = p.sim.timeline[size_t(r)][i].start;
+  }
+  const double t1 = async_test::first_start(p, ActionKind::F, 0, /*last=*/true) + 1;
+  expect_no_idle(p, t0, t1, what);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PACI (§3)
+
+// §3.3 states "PACI 56 vs flush 83 units", but its own PACI timeline (reproduced cell for cell in
+// the next test) is 57 columns wide: the stated numbers are the index of the last busy column
+// (makespan - 1). Both runs here end one unit later than stated, so the gap of 27 units is the doc's.
+TEST(AsyncPaci, MakespanS4A4SixteenPaciVersusFlush) {
+  Planned paci = plan(spec("paci", 4, 4, 4));
+  Planned flush = plan(spec("paci_flush", 4, 4, 4));
+  ASSERT_TRUE(paci.ok && flush.ok);
+  EXPECT_EQ(paci.compute.microbatches, 16);
+  EXPECT_DOUBLE_EQ(paci.sim.makespan - 1, 56);
+  EXPECT_DOUBLE_EQ(flush.sim.makespan - 1, 83);
+  // Flush pays (a+S-1)(F+B) = 21 per mini-batch, plus the last drain's (S-1) units.
+  EXPECT_DOUBLE_EQ(flush.sim.makespan, 4 * 21 + 0);
+}
+
+TEST(AsyncPaci, ReproducesTheSection33Timeline) {
+  const char* doc[] = {
+      "S0|F0 F1 F2 F3  .  .  .  .  .  . B0 B0 F4 B1 B1 F5 B2 B2 F6 B3 B3|F7 B4 B4 F8 B5 B5 F9 B6 B6 "
+      "F10B7 B7|F11B8 B8 F12B9 B9 F13B10B10F14B11B1|F15B12B12 . B13B13 . B14B14 . B15B1|",
+      "S1| . F0 F1 F2  .  .  .  . B0 B0 F3 B1 B1 F4 B2 B2 F5 B3 B3|F6 B4 B4 F7 B5 B5 F8 B6 B6 F9 B7 "
+      "B7|F10B8 B8 F11B9 B9 F12B10B10F13B11B1|F14B12B12F15B13B13 . B14B14 . B15B1|",
+      "S2| .  . F0 F1  .  . B0 B0 F2 B1 B1 F3 B2 B2 F4 B3 B3|F5 B4 B4 F6 B5 B5 F7 B6 B6 F8 B7 B7|F9 "
+      "B8 B8 F10B9 B9 F11B10B10F12B11B1|F13B12B12F14B13B13F15B14B14 . B15B1|",
+      "S3| .  .  . F0 B0 B0 F1 B1 B1 F2 B2 B2 F3 B3 B3|F4 B4 B4 F5 B5 B5 F6 B6 B6 F7 B7 B7|F8 B8 B8 "
+      "F9 B9 B9 F10B10B10F11B11B1|F12B12B12F13B13B13F14B14B14F15B15B1|",
+  };
+  Planned p = plan(spec("paci", 4, 4, 4));
+  ASSERT_TRUE(p.ok);
+  for (int r = 0; r < 4; ++r) {
+    const auto want = async_test::parse_doc_row(doc[r]);
+    const auto got = async_test::sim_ops(p, r);
+    EXPECT_EQ(got, want) << "stage " << r << "\n got: " << async_test::show(got)
+                         << "\nwant: " << async_test::show(want);
+    // '|' = STEP right after backwards 3, 7, 11, 15 of the stage (a = 4).
+    const auto& list = p.compute.per_rank[size_t(r)];
+    int backs = 0;
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (list[i].kind == ActionKind::B) ++backs;
+      const bool step_next = i + 1 < list.size() && list[i + 1].kind == ActionKind::STEP;
+      if (list[i].kind == ActionKind::B) EXPECT_EQ(step_next, backs % 4 == 0) << "stage " << r;
+    }
+  }
+  // Stage 0: 4,5,6 / 8,9,10 / 12,13,14 forward at v and backward at v+1; 7, 11, 15 do not.
+  std::map<int, int> drift0;
+  for (const VersionRecord& v : versions_from_schedule(p.compute))
+    if (v.stage == 0) drift0[v.microbatch] = v.backward - v.forward;
+  for (int i = 0; i < 16; ++i) {
+    const bool mismatch = i >= 4 && i % 4 != 3;
+    EXPECT_EQ(drift0[i], mismatch ? 1 : 0) << "micro-batch " << i;
+  }
+}
+
+TEST(AsyncPaci, FlushReproducesTheSection33FlushRowsAndEquals1F1B) {
+  Planned p = plan(spec("paci_flush", 4, 4, 4));
+  ASSERT_TRUE(p.ok);
+  const auto s0 = async_test::parse_doc_row(
+      "S0|F0 F1 F2 F3  .  .  .  .  .  . B0 B0  . B1 B1  . B2 B2  . B3 B3|F4 F5 F6 F7  .  .  .  .  .  . "
+      "B4 B4  . B5 B5");
+  const auto s3 = async_test::parse_doc_row(
+      "S3| .  .  . F0 B0 B0 F1 B1 B1 F2 B2 B2 F3 B3 B3| .  .  .  .  .  .  .  .  . F4 B4 B4 F5 B5 B5");
+  auto got0 = async_test::sim_ops(p, 0), got3 = async_test::sim_ops(p, 3);
+  got0.resize(s0.size());
+  got3.resize(s3.size());
+  EXPECT_EQ(got0, s0) << async_test::show(got0);
+  EXPECT_EQ(got3, s3) << async_test::show(got3);
+  // Per mini-batch k, every rank's compute order is 1F1B's with ids shifted by 4k, then STEP.
+  Schedule ref;
+  ASSERT_TRUE(make_schedule({"1f1b", 4, 1, 4, 0}, &ref).is_ok());
+  for (int r = 0; r < 4; ++r) {
+    std::vector<Action> want;
+    for (int k = 0; k < 4; ++k) {
+      for (Action a : ref.per_rank[size_t(r)]) {
+        a.microbatch += 4 * k;
+        a.version = k;
+        want.push_back(a);
+      }
+      Action step;
+      step.kind = ActionKind::STEP;
+      step.stage = r;
+      step.microbatch = -1;
+      want.push_back(step);
+    }
+    EXPECT_EQ(p.compute.per_rank[size_t(r)], want) << "rank " << r;
+  }
+  const auto rec = versions_from_schedule(p.compute);
+  EXPECT_TRUE(check_drift_zero(rec).is_ok()) << check_drift_zero(rec).message();
+  EXPECT_TRUE(check_paci_invariants(rec, 4, 4).is_ok());
+}
+
+TEST(AsyncPaci, InvariantsHoldForS4AndS8AcrossAccumulation) {
+  for (int S : {4, 8}) {
+    for (int a : {1, 2, 3, 4, 8, 16}) {
+      const std::string what = "S=" + std::to_string(S) + " a=" + std::to_string(a);
+      Planned p = plan(spec("paci", S, a, std::max(5, ceil_div(6 * S, a))));
+      ASSERT_TRUE(p.ok) << what;
+      // Drift law, step after backwards a, 2a, ... (§3.5 items 2, 3), on the pure record.
+      const auto rec = versions_from_schedule(p.compute);
+      Status st = check_paci_invariants(rec, S, a);
+      EXPECT_TRUE(st.is_ok()) << what << ": " << st.message();
+      // The bound is reached (the law is tight, §3.3) on stage 0 once there is a steady state.
+      const auto sum = summarize_versions(rec, S);
+      EXPECT_EQ(sum[0].max_drift, ceil_div(S - 1, a)) << what;
+      EXPECT_EQ(sum[size_t(S - 1)].max_drift, 0) << what;
+      // One weight copy: nothing ever reads an old version.
+      for (int v : peak_live_versions(p.compute)) EXPECT_EQ(v, 1) << what;
+      // in_flight_s <= S-s (§3.5 item 1).
+      for (int s = 0; s < S; ++s) EXPECT_LE(p.sim.peak_in_flight_stage[size_t(s)], S - s) << what;
+      // Step counts differ by <= ceil((S-1)/a) at every instant (§3.5 item 5).
+      std::vector<std::vector<double>> step_times(static_cast<size_t>(S));
+      std::set<double> instants;
+      for (int r = 0; r < S; ++r) {
+        const auto& list = p.lowered.per_rank[size_t(r)];
+        for (size_t i = 0; i < list.size(); ++i) {
+          instants.insert(p.sim.timeline[size_t(r)][i].end);
+          if (list[i].kind == ActionKind::STEP)
+            step_times[size_t(list[i].stage)].push_back(p.sim.timeline[size_t(r)][i].end);
+        }
+      }
+      for (double t : instants) {
+        int lo = 1 << 30, hi = 0;
+        for (int s = 0; s < S; ++s) {
+          const int n = int(std::upper_bound(step_times[size_t(s)].begin(),
+                                             step_times[size_t(s)].end(), t) -
+                            step_times[size_t(s)].begin());
+          lo = std::min(lo, n);
+          hi = std::max(hi, n);
+        }
+        EXPECT_LE(hi - lo, ceil_div(S - 1, a)) << what << " at t=" << t;
+      }
+      expect_no_steady_idle(p, what);
+    }
+  }
+}
+
+TEST(AsyncPaci, SingleStageIsPlainAccumulation) {
+  Planned p = plan(spec("paci", 1, 4, 3));
+  ASSERT_TRUE(p.ok);
+  std::vector<Action> want;
+  for (int i = 0; i < 12; ++i) {
+    Action f;
+    f.stage = 0;
+    f.microbatch = i;
+    f.version = i / 4;
+    want.push_back(f);
+    Action b = f;
+    b.kind = ActionKind::B;
+    want.push_back(b);
+    if (i % 4 == 3) {
+      Action s;
+      s.kind = ActionKind::STEP;
+      s.microbatch = -1;
+      want.push_back(s);
+    }
+  }
+  EXPECT_EQ(p.compute.per_rank[0], want);
+}
+
+TEST(AsyncPaci, AllowedLaggingAndModeAreHonouredAndChecked) {
+  ScheduleSpec sp = spec("paci", 4, 4, 4);
+  sp.paci_allowed_lagging = {2, 2, 2, 1};
+  Planned p = plan(sp);
+  ASSERT_TRUE(p.ok);
+  for (int s = 0; s < 4; ++s)
+    EXPECT_LE(p.sim.peak_in_flight_stage[size_t(s)], sp.paci_allowed_lagging[size_t(s)]);
+  EXPECT_TRUE(check_paci_invariants(versions_from_schedule(p.compute), 4, 4).is_ok());
+  EXPECT_GT(p.sim.makespan, 56);  // less lag, less overlap
+
+  sp.paci_mode = "mem";
+  Schedule mem;
+  ASSERT_TRUE(make_schedule(sp, &mem).is_ok());
+  EXPECT_TRUE(mem.recompute_in_backward);
+  EXPECT_EQ(mem.per_rank, p.compute.per_rank);  // same order, only the executor differs
+  EXPECT_FALSE(p.compute.recompute_in_backward);
+
+  Schedule out;
+  for (auto bad : std::vector<std::vector<int>>{{5, 3, 2, 1}, {4, 3, 2, 0}, {4, 3, 3, 1}, {4, 3}}) {
+    sp.paci_allowed_lagging = bad;
+    Status st = make_schedule(sp, &out);
+    ASSERT_FALSE(st.is_ok());
+    EXPECT_NE(st.message().find("schedule.paci.allowed_lagging"), std::string::npos)
+        << st.message();
+  }
+  sp.paci_allowed_lagging.clear();
+  sp.paci_mode = "fast";
+  Status st = make_schedule(sp, &out);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("schedule.paci.mode"), std::string::npos);
+  sp.paci_mode = "perf";
+  sp.microbatches = 0;
+  st = make_schedule(sp, &out);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("schedule.microbatches"), std::string::npos) << st.message();
+  sp.microbatches = 4;
+  sp.segment_updates = 0;
+  st = make_schedule(sp, &out);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("schedule.segment_updates"), std::string::npos) << st.message();
+}
+
+// ---------------------------------------------------------------------------------------------
+// PipeDream (§1.4) and PipeDream-2BW (§1.5)
+
+TEST(AsyncPipeDream, StashingGivesDriftZeroAndSteadyDelaySMinus1MinusS) {
+  for (int S : {4, 8}) {
+    Planned p = plan(spec("pipedream", S, 1, 4 * S));
+    ASSERT_TRUE(p.ok);
+    const auto rec = versions_from_schedule(p.compute);
+    Status st = check_pipedream_invariants(rec, S, 1);
+    EXPECT_TRUE(st.is_ok()) << st.message() << "\n" << format_schedule(p.compute);
+    EXPECT_TRUE(check_version_reads(p.compute).is_ok());
+    // Stashing keeps up to S-s versions on stage s (weights of every in-flight micro-batch).
+    const auto peaks = peak_live_versions(p.compute);
+    EXPECT_EQ(peaks[0], S);
+    EXPECT_EQ(peaks[size_t(S - 1)], 1);
+    EXPECT_LE(p.sim.peak_in_flight_stage[0], S);  // NOAM = S
+    expect_no_steady_idle(p, "pipedream S=" + std::to_string(S));
+  }
+  // With accumulation k: one STEP per k backwards, drift still 0.
+  Planned p = plan(spec("pipedream", 4, 3, 4));
+  ASSERT_TRUE(p.ok);
+  Status st = check_pipedream_invariants(versions_from_schedule(p.compute), 4, 3);
+  EXPECT_TRUE(st.is_ok()) << st.message();
+}
+
+TEST(AsyncPipeDream, TwoBwDelayExactlyOneAndTwoVersions) {
+  for (int S : {4, 8}) {
+    for (int m : {S, 2 * S}) {
+      const std::string what = "S=" + std::to_string(S) + " m=" + std::to_string(m);
+      Planned p = plan(spec("pipedream_2bw", S, m, 5));
+      ASSERT_TRUE(p.ok) << what;
+      const auto rec = versions_from_schedule(p.compute);
+      Status st = check_2bw_invariants(rec, S, m);
+      EXPECT_TRUE(st.is_ok()) << what << ": " << st.message();
+      for (const VersionRecord& r : rec)
+        if (r.microbatch >= m) EXPECT_EQ(r.applied - r.forward, 1) << what;
+      const auto peaks = peak_live_versions(p.compute);
+      EXPECT_EQ(*std::max_element(peaks.begin(), peaks.end()), 2) << what;
+      EXPECT_TRUE(check_version_reads(p.compute).is_ok());
+      expect_no_steady_idle(p, "pipedream_2bw " + what);
+      // Same order as PipeDream with the same m (only the versions differ).
+      Schedule pd;
+      ASSERT_TRUE(make_schedule(spec("pipedream", S, m, 5), &pd).is_ok());
+      for (int r = 0; r < S; ++r) {
+        ASSERT_EQ(pd.per_rank[size_t(r)].size(), p.compute.per_rank[size_t(r)].size());
+        for (size_t i = 0; i < pd.per_rank[size_t(r)].size(); ++i) {
+          Action x = pd.per_rank[size_t(r)][i];
+          x.version = p.compute.per_rank[size_t(r)][i].version;
+          EXPECT_EQ(x, p.compute.per_rank[size_t(r)][i]);
+        }
+      }
+    }
+  }
+  Schedule out;
+  Status st = make_schedule(spec("pipedream_2bw", 4, 3, 2), &out);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("schedule.microbatches"), std::string::npos) << st.message();
+}
+
+// ---------------------------------------------------------------------------------------------
+// AMDP (§2)
+
+TEST(AsyncAmdp, PlacementIsABijectionPerPipelineWithDistinctReplicas) {
+  for (int S : {2, 4, 6, 8, 10, 16}) {
+    Schedule s;
+    ASSERT_TRUE(make_schedule(spec("amdp", S, S, 1), &s).is_ok()) << S;
+    const int K = S / 2;
+    EXPECT_EQ(s.pipelines, K);
+    EXPECT_EQ(s.model_stages, S);
+    EXPECT_EQ(s.num_stages, K * S);
+    std::vector<int> hosted(size_t(S), 0);
+    for (int p = 0; p < K; ++p) {
+      std::set<int> gpus;
+      for (int st = 0; st < S; ++st) gpus.insert(s.stage_to_rank[size_t(p * S + st)]);
+      EXPECT_EQ(int(gpus.size()), S) << "S=" << S << " pipeline " << p;
+    }
+    for (int st = 0; st < S; ++st) {
+      std::set<int> gpus;
+      for (int p = 0; p < K; ++p) gpus.insert(s.stage_to_rank[size_t(p * S + st)]);
+      EXPECT_EQ(int(gpus.size()), K) << "S=" << S << " stage " << st;
+    }
+    for (int v = 0; v < K * S; ++v) hosted[size_t(s.stage_to_rank[size_t(v)])]++;
+    for (int g = 0; g < S; ++g) EXPECT_EQ(hosted[size_t(g)], K);
+  }
+  // The coded cases of §2.2.
+  Schedule s8;
+  ASSERT_TRUE(make_schedule(spec("amdp", 8, 8, 1), &s8).is_ok());
+  const std::vector<int> want8 = {0, 1, 2, 3, 4, 5, 6, 7, 3, 2, 1, 0, 7, 6, 5, 4,
+                                  4, 5, 6, 7, 0, 1, 2, 3, 7, 6, 5, 4, 3, 2, 1, 0};
+  EXPECT_EQ(s8.stage_to_rank, want8);
+  Schedule s4;
+  ASSERT_TRUE(make_schedule(spec("amdp", 4, 4, 1), &s4).is_ok());
+  EXPECT_EQ(s4.stage_to_rank, (std::vector<int>{0, 1, 2, 3, 3, 2, 1, 0}));
+}
+
+TEST(AsyncAmdp, ReproducesTheS4TimelineOfSection22) {
+  const char* doc[] = {
+      "GPU0|F0 F2  . F1 B1 B1 F3 B3 B3  . B0 B0 F4 F6 b2 b2 F5 B5 B5 UU F7 B7 B7 B4 B4 F8 F10b6 b6 F9 "
+      "B9 B9 UU F11B11B11B8 B8  .  . b10b10",
+      "GPU1| . F0 F1 F2 F3  . B1 B1 B0 B0 B3 B3 b2 b2 F4 F5 F6 F7 UU B5 B5 B4 B4 B7 B7 b6 b6 F8 F9 "
+      "F10F11UU B9 B9 B8 B8 B11B11b10b10 .  .",
+      "GPU2| . F1 F0 F3 F2  . B0 B0 B1 B1 B2 B2 b3 b3 F5 F4 F7 F6 UU B4 B4 B5 B5 B6 B6 b7 b7 F9 F8 "
+      "F11F10UU B8 B8 B9 B9 B10B10b11b11 .  .",
+      "GPU3|F1 F3  . F0 B0 B0 F2 B2 B2  . B1 B1 F5 F7 b3 b3 F4 B4 B4 UU F6 B6 B6 B5 B5 F9 F11b7 b7 F8 "
+      "B8 B8 UU F10B10B10B9 B9  .  . b11b11",
+  };
+  Planned p = plan(spec("amdp", 4, 4, 3));
+  ASSERT_TRUE(p.ok);
+  for (int r = 0; r < 4; ++r) {
+    const auto want = async_test::parse_doc_row(doc[r]);
+    auto got = async_test::sim_ops(p, r);
+    // The doc stops after the tail; the segment's final step slot follows it.
+    ASSERT_EQ(got.size(), want.size() + 1) << async_test::show(got);
+    EXPECT_EQ(got.back().label, "U");
+    got.pop_back();
+    EXPECT_EQ(got, want) << "GPU" << r << "\n got: " << async_test::show(got)
+                         << "\nwant: " << async_test::show(want);
+  }
+}
+
+TEST(AsyncAmdp, S4TwelveRoundsMakespan159WithNoSteadyIdle) {
+  Planned p = plan(spec("amdp", 4, 4, 12));
+  ASSERT_TRUE(p.ok);
+  for (int r = 0; r < 4; ++r) {
+    double last_compute = 0, compute = 0;
+    const auto& list = p.lowered.per_rank[size_t(r)];
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (!is_compute(list[i].kind)) continue;
+      last_compute = std::max(last_compute, p.sim.timeline[size_t(r)][i].end);
+      compute += p.sim.timeline[size_t(r)][i].end - p.sim.timeline[size_t(r)][i].start;
+    }
+    EXPECT_DOUBLE_EQ(compute, 144) << r;
+    // Doc: 159 = 144 compute + 11 step slots + 4 warm-up/drain units, on every GPU (the final slot
+    // after the tail is extra).
+    EXPECT_DOUBLE_EQ(p.sim.makespan, 160) << r;
+    EXPECT_DOUBLE_EQ(p.sim.busy[size_t(r)], 144);
+    EXPECT_DOUBLE_EQ(p.sim.idle[size_t(r)], 160 - 144) << "11 + 1 slots + 4 warm-up/drain";
+  }
+}
+
+// ≤ 2 consecutive forwards of a pipeline at its first stage between two of its backwards (§2.4
+// item 2), in list order of the first stage.
+void expect_at_most_two_forwards_in_a_row(const Schedule& s) {
+  for (int p = 0; p < s.pipelines; ++p) {
+    const int v = p * s.model_stages;
+    int run = 0, worst = 0;
+    for (const Action& a : s.per_rank[size_t(s.stage_to_rank[size_t(v)])]) {
+      if (a.stage != v) continue;
+      if (a.kind == ActionKind::F) worst = std::max(worst, ++run);
+      if (a.kind == ActionKind::B) run = 0;
+    }
+    EXPECT_EQ(worst, 2) << s.name << " S=" << s.model_stages << " pipeline " << p;
+  }
+}
+
+TEST(AsyncAmdp, InvariantsHoldForS4S6S8) {
+  for (int S : {4, 6, 8}) {
+    for (int rounds_per_iter : {1, 2, 3}) {
+      const int m = S * rounds_per_iter;
+      const std::string what = "S=" + std::to_string(S) + " m=" + std::to_string(m);
+      Planned p = plan(spec("amdp", S, m, 4));
+      ASSERT_TRUE(p.ok) << what;
+      const auto rec = versions_from_schedule(p.compute);
+      Status st = check_amdp_invariants(rec, S, S / 2, m);
+      EXPECT_TRUE(st.is_ok()) << what << ": " << st.message();
+      EXPECT_TRUE(check_version_reads(p.compute).is_ok()) << what;
+      int drifted = 0;
+      for (const VersionRecord& r : rec) drifted += r.backward != r.forward;
+      EXPECT_GT(drifted, 0) << what << ": the one-step mismatch of §2.2 should occur";
+      expect_at_most_two_forwards_in_a_row(p.compute);
+      // Every virtual stage steps segment_updates times, each step preceded by its all-reduce.
+      for (int r = 0; r < S; ++r) {
+        std::map<int, int> steps, reduces;
+        for (const Action& a : p.compute.per_rank[size_t(r)]) {
+          if (a.kind == ActionKind::ALLREDUCE_GRAD) ++reduces[a.stage];
+          if (a.kind == ActionKind::STEP) {
+            EXPECT_EQ(reduces[a.stage], steps[a.stage] + 1) << what;
+            ++steps[a.stage];
+          }
+        }
+        EXPECT_EQ(int(steps.size()), S / 2) << what;
+        for (auto [v, n] : steps) EXPECT_EQ(n, 4) << what << " stage " << v;
+      }
+    }
+  }
+}
+
+TEST(AsyncAmdp, S4DriftCountsPerRoundMatchTheReference) {
+  // One round per iteration: drift-1 pairs per round are 2 on GPU0 and GPU3, 4 on GPU1 and GPU2.
+  Planned p = plan(spec("amdp", 4, 4, 6));
+  ASSERT_TRUE(p.ok);
+  std::map<std::pair<int, int>, int> per_gpu_round;
+  for (const VersionRecord& r : versions_from_schedule(p.compute))
+    if (r.backward != r.forward)
+      per_gpu_round[{p.compute.stage_to_rank[size_t(r.stage)], r.microbatch / 4}]++;
+  for (int round = 1; round < 6; ++round) {
+    EXPECT_EQ((per_gpu_round[{0, round}]), 2) << round;
+    EXPECT_EQ((per_gpu_round[{1, round}]), 4) << round;
+    EXPECT_EQ((per_gpu_round[{2, round}]), 4) << round;
+    EXPECT_EQ((per_gpu_round[{3, round}]), 2) << round;
+  }
+}
+
+TEST(AsyncAmdp, BadInputNamesTheKey) {
+  Schedule out;
+  Status st = make_schedule(spec("amdp", 3, 6, 1), &out);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("parallel.pp"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("even"), std::string::npos) << st.message();
+  st = make_schedule(spec("amdp", 4, 6, 1), &out);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("schedule.microbatches"), std::string::npos) << st.message();
+}
+
+TEST(AsyncRegistry, KindsAreRegisteredAndAsync) {
+  for (const char* k : {"pipedream", "pipedream_2bw", "paci", "paci_flush", "amdp"}) {
+    EXPECT_TRUE(is_async_kind(k)) << k;
+    Schedule s;
+    EXPECT_TRUE(make_schedule(spec(k, 4, 4, 2), &s).is_ok()) << k;
+    EXPECT_EQ(s.name, k);
+    EXPECT_EQ(s.microbatches, 8) << k;
+  }
+  for (const char* k : {"gpipe", "1f1b", "interleaved_1f1b", "bfpp", "zb_h1", "nope"})
+    EXPECT_FALSE(is_async_kind(k)) << k;
+  int n = 0;
+  const char* const* names = schedule_kinds(&n);
+  EXPECT_EQ(n, 10);
+  EXPECT_STREQ(names[9], "amdp");
+}
+
+}  // namespace
+}  // namespace pt
