@@ -14,6 +14,7 @@
 #include "app/async_runner.h"
 #include "app/metrics.h"
 #include "app/optimizer_step.h"
+#include "app/schedule_builder.h"
 #include "app/train_state.h"
 #include "common/check.h"
 #include "common/json.h"
@@ -166,19 +167,8 @@ Status run_training(const Config& c) {
   auto lowered_for = [&](int64_t updates, const Schedule** out) -> Status {
     auto it = segment_lists.find(updates);
     if (it == segment_lists.end()) {
-      ScheduleSpec spec;
-      spec.kind = c.schedule.kind;
-      spec.ranks = c.parallel.pp;
-      spec.chunks = c.schedule.chunks;
-      spec.microbatches = m;
-      spec.bfpp_breadth = c.schedule.bfpp_breadth;
-      spec.segment_updates = int(updates);
-      spec.paci_allowed_lagging = c.schedule.paci_allowed_lagging;
-      spec.paci_mode = c.schedule.paci_mode;
-      Schedule compute, lowered;
-      PT_RETURN_IF_ERROR(make_schedule(spec, &compute).with_context(c.source_file));
-      PT_RETURN_IF_ERROR(lower_communication(compute, &lowered));
-      PT_RETURN_IF_ERROR(validate_lowered(lowered));
+      Schedule lowered;
+      PT_RETURN_IF_ERROR(build_lowered_schedule(c, updates, &lowered));
       it = segment_lists.emplace(updates, std::move(lowered)).first;
     }
     *out = &it->second;
