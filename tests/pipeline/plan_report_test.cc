@@ -30,7 +30,7 @@ TEST(PlanReport, PrintsEveryPrediction) {
             std::string::npos)
       << text;
   char expected[64];
-  std::snprintf(expected, sizeof(expected), "predicted step time %.6f s", timed.makespan);
+  std::snprintf(expected, sizeof(expected), "predicted step time %.3f s", timed.makespan);
   EXPECT_NE(text.find(expected), std::string::npos) << text;
   EXPECT_GT(timed.makespan, 11 * 0.030);  // at least the uniform-cost makespan in seconds
 }
