@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 
@@ -144,6 +145,20 @@ Status save_params(const std::string& run_dir, const ProcessGroups& g, std::vect
   return Status::ok();
 }
 
+// On resume, keeps the records of micro-batches before the checkpoint (ids < keep_below):
+// a killed run may have logged records past its last checkpoint.
+Status truncate_version_record(const std::string& path, int64_t keep_below) {
+  std::ifstream in(path);
+  if (!in) return Status::ok();
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    long long mb = 0;
+    if (std::sscanf(line.c_str(), "{\"mb\":%lld,", &mb) == 1 && mb < keep_below) kept += line + "\n";
+  }
+  in.close();
+  return write_text_file(path, kept);
+}
+
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 }  // namespace
@@ -207,8 +222,11 @@ Status run_training(const Config& c) {
     ls.layers = ranges[ms];
     ls.model = make_cpu_stage_model(c.model, ss, B, T);
     ls.model->init_params(uint64_t(c.run.seed));
-    ls.adam_m.assign(ls.model->num_params(), 0.0f);
-    ls.adam_v.assign(ls.model->num_params(), 0.0f);
+    // amdp + schedule.amdp.zero_owner: only the owner (pipeline 0's rank) of a model stage holds Adam moments.
+    if (!(c.schedule.kind == "amdp" && c.schedule.amdp_zero_owner) || lowered.stage_to_rank[ms] == g.pp_rank) {
+      ls.adam_m.assign(ls.model->num_params(), 0.0f);
+      ls.adam_v.assign(ls.model->num_params(), 0.0f);
+    }
     by_stage[s] = ls.model.get();
     local.push_back(std::move(ls));
   }
@@ -306,9 +324,16 @@ Status run_training(const Config& c) {
       versions_log = std::make_unique<MetricsLog>();
       const std::string path = run_dir + "/versions.jsonl";
       if (resumed.step == 0) std::filesystem::remove(path);
+      else PT_RETURN_IF_ERROR(truncate_version_record(path, resumed.step * m));
       PT_RETURN_IF_ERROR(versions_log->open(path));
     }
   }
+  // Hash of (replica 0, micro-batch 0)'s tokens of a step: runs that must see the same data can be compared.
+  auto step_data_hash = [&](int64_t step) {
+    std::vector<int32_t> in(size_t(B) * T), tg(size_t(B) * T);
+    data.batch(step, 0, 0, in.data(), tg.data());
+    return std::to_string(batch_hash(in.data(), tg.data(), int64_t(in.size())));
+  };
   auto print_step = [&](int64_t step, double loss, double lr, double norm, double tok_s, double elapsed) {
     if (step % c.training.log_every != 0 && step != c.training.steps) return;
     char line[256];
@@ -340,6 +365,7 @@ Status run_training(const Config& c) {
               .field("lr", l.lr)
               .field("grad_norm", l.grad_norm)
               .field("tokens_per_s", double(tokens_per_step * (end - step)) / seg_s)
+              .field("data_hash", step_data_hash(l.step - 1))
               .raw("versions", l.versions);
           metrics.write(j.str());
           print_step(l.step, l.loss, l.lr, l.grad_norm, double(tokens_per_step * (end - step)) / seg_s, l.time_s);
@@ -362,8 +388,6 @@ Status run_training(const Config& c) {
       const double loss = reduce_loss(g, lowered, out.losses, m);
       const double step_s = seconds_since(t_step);
       if (is_root) {
-        std::vector<int32_t> in(size_t(B) * T), tg(size_t(B) * T);
-        data.batch(step, 0, 0, in.data(), tg.data());
         JsonWriter j;
         j.field("step", step + 1)
             .field("tokens", (step + 1) * tokens_per_step)
@@ -373,7 +397,7 @@ Status run_training(const Config& c) {
             .field("grad_norm", norm)
             .field("tokens_per_s", double(tokens_per_step) / step_s)
             .field("peak_slots", out.peak_slots)
-            .field("data_hash", std::to_string(batch_hash(in.data(), tg.data(), int64_t(in.size()))));
+            .field("data_hash", step_data_hash(step));
         metrics.write(j.str());
         print_step(step + 1, loss, lr, norm, double(tokens_per_step) / step_s, seconds_since(t_start));
       }

@@ -2,7 +2,9 @@
 # Acceptance of checkpoint/resume (docs/checkpoints.md), end to end under mpirun:
 #  1. 10 steps straight == 5 steps + resume + 5 steps, bitwise (loss, grad norm,
 #     data hash columns and every parameter file), for pp=1 and every sync
-#     schedule at pp=4 (gpipe, 1f1b, interleaved_1f1b v=2, bfpp v=2, zb_h1).
+#     schedule at pp=4 (gpipe, 1f1b, interleaved_1f1b v=2, bfpp v=2, zb_h1) and the
+#     asynchronous ones (paci, pipedream, pipedream_2bw, paci_flush; checkpoints are
+#     drain points), version records included.
 #  2. A rank SIGKILLed while writing step_10 leaves step_5 usable; --resume auto
 #     skips the partial step_10 with a warning and the continuation is exact.
 #  3. A flipped byte, a truncated file, a changed config: a clear error naming the
@@ -75,6 +77,9 @@ same() {  # same REF NAME: bitwise metrics columns (10 steps) and parameters
   fi
   [ "$(columns "$2" | wc -l)" = 10 ] || { echo "FAIL $2: expected 10 step lines"; columns "$2"; exit 1; }
   same_params "$1" "$2"
+  if [ -f "$runs/$1/versions.jsonl" ]; then
+    cmp -s "$runs/$1/versions.jsonl" "$runs/$2/versions.jsonl" || { echo "FAIL $2: version record differs from $1"; exit 1; }
+  fi
   echo "ok   $2 == $1 (10 steps: losses, grad norms, data and parameters bitwise)"
 }
 
@@ -85,6 +90,7 @@ resume_copy() {  # resume_copy REF NAME NP [args...]
   mkdir -p "$runs/$name/checkpoints"
   cp -r "$runs/$ref/checkpoints/step_5" "$runs/$name/checkpoints/"
   cp "$runs/$ref/metrics.jsonl" "$runs/$name/metrics.jsonl"  # lines after step 5 must be dropped
+  if [ -f "$runs/$ref/versions.jsonl" ]; then cp "$runs/$ref/versions.jsonl" "$runs/$name/"; fi  # likewise
   train "$name" "$np" --resume auto "$@"
   grep -q "resumed from .*step_5 at step 5" "$work/$name.log" || { echo "FAIL $name: no resume line"; cat "$work/$name.log"; exit 1; }
   grep -q '"restarts": *1' "$runs/$name/summary.json" || { echo "FAIL $name: summary.json restarts"; cat "$runs/$name/summary.json"; exit 1; }
@@ -98,8 +104,14 @@ declare -A layout=(
   [interleaved]="4 --set parallel.pp=4 --set schedule.kind=interleaved_1f1b --set schedule.chunks=2"
   [bfpp]="4 --set parallel.pp=4 --set schedule.kind=bfpp --set schedule.chunks=2"
   [zb_h1]="4 --set parallel.pp=4 --set schedule.kind=zb_h1"
+  # Asynchronous schedules drain at every checkpoint (step 5), so the straight run
+  # and the resumed one compute the same thing.
+  [paci]="4 --set parallel.pp=4 --set schedule.kind=paci --set model.tie_embeddings=false"
+  [pipedream]="4 --set parallel.pp=4 --set schedule.kind=pipedream --set model.tie_embeddings=false"
+  [pipedream_2bw]="4 --set parallel.pp=4 --set schedule.kind=pipedream_2bw --set model.tie_embeddings=false"
+  [paci_flush]="4 --set parallel.pp=4 --set schedule.kind=paci_flush --set model.tie_embeddings=false"
 )
-for s in pp1 gpipe 1f1b interleaved bfpp zb_h1; do
+for s in pp1 gpipe 1f1b interleaved bfpp zb_h1 paci pipedream pipedream_2bw paci_flush; do
   # shellcheck disable=SC2086
   train "$s" ${layout[$s]}
   # shellcheck disable=SC2086
