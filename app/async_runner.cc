@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "app/metrics.h"
 #include "app/optimizer_step.h"
 #include "common/check.h"
 #include "common/json.h"
@@ -69,6 +70,9 @@ AsyncRunner::AsyncRunner(const Config& config, const ProcessGroups& groups, cons
           PT_CHECK_MSG(hosted[stage_to_rank_[v]] == hosted[stage_to_rank_[w]],
                        "replicas of model stage " + std::to_string(int(v) % chain_) + " live in different rank groups");
     PT_MPI_CHECK(MPI_Comm_split(groups_.pipeline, color, groups_.pp_rank, &replica_comm_));
+    for (int r = 0; r < groups_.pp; ++r)  // the split's key is pp_rank: ascending = comm rank order
+      if (hosted[r] == hosted[groups_.pp_rank]) replica_members_.push_back(r);
+    zero_owner_ = config_.schedule.amdp_zero_owner;
   }
 }
 
@@ -100,21 +104,85 @@ void AsyncRunner::check_replicas_identical(const TrainState& state) {
   }
 }
 
-// Sum of the stage's gradients over its replicas, added in replica-group rank order
-// on every member, so all replicas get identical bits and step identically.
+// Sum of the stage's gradients over its replicas, added in replica-group rank order:
+// on every member (all replicas get identical bits and step identically), or in owner
+// mode on the owner only (the others keep theirs until STEP zeroes them).
 void AsyncRunner::reduce_replicas(LocalStage& ls) {
   PT_CHECK(replica_comm_ != MPI_COMM_NULL);
   int size = 1;
   MPI_Comm_size(replica_comm_, &size);
   const size_t n = ls.model->num_params();
-  std::vector<float> all(n * size);
-  PT_MPI_CHECK(MPI_Allgather(ls.model->grads(), int(n), MPI_FLOAT, all.data(), int(n), MPI_FLOAT, replica_comm_));
+  std::vector<float> all;
+  if (zero_owner_) {
+    if (owns(ls)) all.resize(n * size);
+    PT_MPI_CHECK(MPI_Gather(ls.model->grads(), int(n), MPI_FLOAT, all.data(), int(n), MPI_FLOAT,
+                            owner_comm_rank(ls), replica_comm_));
+    if (!owns(ls)) return;
+  } else {
+    all.resize(n * size);
+    PT_MPI_CHECK(MPI_Allgather(ls.model->grads(), int(n), MPI_FLOAT, all.data(), int(n), MPI_FLOAT, replica_comm_));
+  }
   float* g = ls.model->grads();
   for (size_t i = 0; i < n; ++i) {
     float sum = all[i];
     for (int r = 1; r < size; ++r) sum += all[r * n + i];
     g[i] = sum;
   }
+}
+
+int AsyncRunner::owner_comm_rank(const LocalStage& ls) const {
+  const int owner = stage_to_rank_[size_t(ls.stage % chain_)];
+  for (size_t i = 0; i < replica_members_.size(); ++i)
+    if (replica_members_[i] == owner) return int(i);
+  PT_CHECK_MSG(false, "the owner of model stage " + std::to_string(ls.stage % chain_) + " is not in its replica group");
+  return -1;
+}
+
+// §2.4 item 5 (owner mode): only the owner of a model stage keeps its Adam moments.
+void AsyncRunner::release_non_owner_moments(TrainState* state) const {
+  if (!zero_owner_) return;
+  for (auto& ls : state->local) {
+    if (owns(ls)) continue;
+    std::vector<float>().swap(ls.adam_m);
+    std::vector<float>().swap(ls.adam_v);
+  }
+}
+
+// Gathers (pp rank, stage, model stage, params, moment floats) of every local stage on rank 0,
+// checks §2.4 item 5 in owner mode (each model stage's moments, 2 floats per parameter, on
+// exactly one rank: its owner; none elsewhere) and writes run_dir/optimizer_state.jsonl.
+void AsyncRunner::check_and_record_optimizer_state(const TrainState& state) const {
+  std::vector<int64_t> mine;
+  for (const auto& ls : state.local) {
+    mine.push_back(groups_.pp_rank);
+    mine.push_back(ls.stage);
+    mine.push_back(ls.stage % chain_);
+    mine.push_back(int64_t(ls.model->num_params()));
+    mine.push_back(int64_t(ls.adam_m.size() + ls.adam_v.size()));
+  }
+  std::vector<int64_t> all = gather_on_root(mine, groups_.pipeline);
+  if (groups_.world_rank != 0) return;
+  std::map<int64_t, int> holders;  // model stage -> ranks holding moments
+  std::string text;
+  for (size_t i = 0; i + 5 <= all.size(); i += 5) {
+    const int64_t rank = all[i], stage = all[i + 1], ms = all[i + 2], n = all[i + 3], floats = all[i + 4];
+    if (zero_owner_) {
+      const bool owner = stage_to_rank_[size_t(ms)] == rank;
+      PT_CHECK_MSG(floats == (owner ? 2 * n : 0), "optimizer state of model stage " + std::to_string(ms) + " on rank " +
+                                                     std::to_string(rank) + ": " + std::to_string(floats) +
+                                                     " moment floats, expected " + std::to_string(owner ? 2 * n : 0));
+    }
+    if (floats > 0) ++holders[ms];
+    JsonWriter j;
+    j.field("rank", rank).field("stage", stage).field("model_stage", ms).field("params", n).field("moment_floats", floats);
+    text += j.str() + "\n";
+  }
+  if (zero_owner_)
+    for (int ms = 0; ms < chain_; ++ms)
+      PT_CHECK_MSG(holders[ms] == 1, "model stage " + std::to_string(ms) + " has optimizer state on " +
+                                         std::to_string(holders[ms]) + " ranks, expected exactly 1 (its owner)");
+  Status st = write_text_file(config_.run.out_dir + "/" + config_.run.name + "/optimizer_state.jsonl", text);
+  PT_CHECK_MSG(st.is_ok(), st.message());
 }
 
 Status AsyncRunner::run_segment(const Schedule& lowered, int64_t first_step, double clock_offset, TrainState* state,
@@ -135,11 +203,22 @@ Status AsyncRunner::run_segment(const Schedule& lowered, int64_t first_step, dou
   // Per (stage, update k): squared norm of the applied gradient.
   std::map<std::pair<int, int>, double> norm_sq;
   const int64_t version_base = first_step;
+  release_non_owner_moments(state);
 
   StageCallbacks callbacks;
   callbacks.reduce = [&](int v) { reduce_replicas(*local.at(v)); };
+  // Owner mode: the owner's new parameters to the other replicas (every replica calls it once per STEP).
+  auto broadcast_params = [&](LocalStage& ls) {
+    PT_MPI_CHECK(MPI_Bcast(ls.model->params(), int(ls.model->num_params()), MPI_FLOAT, owner_comm_rank(ls), replica_comm_));
+  };
   callbacks.step = [&](int v) {
     LocalStage& ls = *local.at(v);
+    if (zero_owner_ && !owns(ls)) {
+      broadcast_params(ls);
+      ls.model->zero_grads();
+      ++ls.version;
+      return;
+    }
     if (groups_.dp > 1)
       PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, ls.model->grads(), int(ls.model->num_params()), MPI_FLOAT, MPI_SUM,
                                  groups_.data));
@@ -152,6 +231,7 @@ Status AsyncRunner::run_segment(const Schedule& lowered, int64_t first_step, dou
     norm_sq[{v, k}] = stage_sq;
     apply_stage_update(ls, config_.optimizer, learning_rate(lr_sched, ls.version), scale);
     ls.model->zero_grads();
+    if (zero_owner_) broadcast_params(ls);
   };
 
   Executor executor(lowered, groups_.pp_rank, by_stage, transport);
@@ -160,7 +240,10 @@ Status AsyncRunner::run_segment(const Schedule& lowered, int64_t first_step, dou
       [&](int g, int32_t* in, int32_t* tg) { data.batch(first_step + g / m, g % m, groups_.dp_rank, in, tg); },
       loss_scale, callbacks);
 
-  if (replica_comm_ != MPI_COMM_NULL) check_replicas_identical(*state);
+  if (replica_comm_ != MPI_COMM_NULL) {
+    check_replicas_identical(*state);
+    check_and_record_optimizer_state(*state);
+  }
 
   // Losses: each micro-batch's loss lives on the rank of its last stage; a SUM over
   // the pipeline group of (value, zeros) is exact. Times: MAX.

@@ -9,6 +9,20 @@
 // Per stage, a STEP clips the stage's own gradient norm (a global clip would need a
 // collective inside the pipeline, which these schedules avoid), takes the learning
 // rate of the stage's version, and applies AdamW (optimizer_step.h).
+//
+// AMDP replicas (algorithms.md §2.2 "Stage ownership", §2.4 items 4 and 5): a model
+// stage's K replicas live on the K ranks of one replica group. With
+// schedule.amdp.zero_owner (default) model stage s is OWNED by the rank hosting it in
+// pipeline 0: ALLREDUCE_GRAD gathers the K gradients on the owner, which sums them in
+// replica-group rank order; STEP runs AdamW on the owner only and broadcasts the new
+// parameters; non-owners hold no Adam moments (freed at the first segment) and only
+// advance their version counter. Without it every replica sums all gradients in the
+// same order and steps itself. Both give bit-identical parameters (the owner computes
+// exactly what every replica computes otherwise). At every drain the runner checks
+// that replicas are bit-identical (item 4) and, in owner mode, that each model stage's
+// moments exist on exactly one rank (item 5), and rank 0 writes the per-rank count to
+// run_dir/optimizer_state.jsonl: one line per (rank, stage) {"rank", "stage",
+// "model_stage", "params", "moment_floats"}, rewritten at each drain.
 #pragma once
 
 #include <mpi.h>
@@ -61,11 +75,18 @@ class AsyncRunner {
  private:
   void reduce_replicas(LocalStage& stage);
   void check_replicas_identical(const TrainState& state);
+  // Owner mode: frees non-owners' moments; checks and records where moments live.
+  void release_non_owner_moments(TrainState* state) const;
+  void check_and_record_optimizer_state(const TrainState& state) const;
+  int owner_comm_rank(const LocalStage& stage) const;  // the owner's rank in replica_comm_
+  bool owns(const LocalStage& stage) const { return stage_to_rank_[size_t(stage.stage % chain_)] == groups_.pp_rank; }
   const Config& config_;
   const ProcessGroups& groups_;
   std::vector<int> stage_to_rank_;
   int chain_;
   MPI_Comm replica_comm_ = MPI_COMM_NULL;  // ranks hosting the same model stages (AMDP)
+  bool zero_owner_ = false;                 // replicas and schedule.amdp.zero_owner
+  std::vector<int> replica_members_;        // pp ranks of replica_comm_, in its rank order
 };
 
 // JSON line for versions.jsonl.

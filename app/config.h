@@ -65,6 +65,7 @@ struct ScheduleSection {
   int64_t drain_every = 0;             // async: drain every N steps (0 = only at eval, checkpoint, end)
   std::vector<int> paci_allowed_lagging;  // paci: per-stage in-flight cap; empty = S - s
   std::string paci_mode = "perf";      // paci: perf | mem (recompute the forward in the backward)
+  bool amdp_zero_owner = true;         // amdp: only the stage's owner (pipeline 0's GPU) holds Adam state
 };
 
 struct RuntimeSection {

@@ -87,13 +87,9 @@ Status run_plan_command(const std::string& config_path, const std::vector<std::s
   PT_RETURN_IF_ERROR(build_lowered_schedule(c, updates, &lowered));
   const int S = lowered.num_stages;
   const int L = chain_length(lowered);
-  SplitCosts split_costs;
-  split_costs.embedding_layers = 0.0;
-  split_costs.head_layers = head_cost_in_layers(c.model.vocab_size, c.model.n_embd);
   std::vector<std::pair<int, int>> ranges;
-  PT_RETURN_IF_ERROR(
-      split_layers(c.model.n_layer, L, c.parallel.layer_split, &ranges, split_costs).with_context(c.source_file));
-  std::vector<double> model_stage_cost = stage_costs(ranges, split_costs), stage_cost(S);
+  PT_RETURN_IF_ERROR(split_layers_for_config(c, L, &ranges));
+  std::vector<double> model_stage_cost = stage_costs(ranges, config_split_costs(c)), stage_cost(S);
   for (int v = 0; v < S; ++v) stage_cost[v] = model_stage_cost[v % L];
   const CostModel costs = default_costs(stage_cost);
   // Large plans (a 1024-rank pipeline has ~25M actions) skip what only a human can

@@ -12,6 +12,7 @@
 
 #include "app/config.h"
 #include "app/optimizer_step.h"
+#include "app/schedule_builder.h"
 #include "app/train_state.h"
 #include "optim/grad_norm.h"
 #include "optim/lr_schedule.h"
@@ -74,11 +75,8 @@ Status replay_run(const std::string& run_dir, std::string* summary) {
   const int S = c.parallel.pp;
   const int m = c.training.microbatches;
   const int B = c.training.micro_batch_size, T = c.training.seq_len;
-  SplitCosts costs;
-  costs.embedding_layers = 0.0;
-  costs.head_layers = head_cost_in_layers(c.model.vocab_size, c.model.n_embd);
   std::vector<std::pair<int, int>> ranges;
-  PT_RETURN_IF_ERROR(split_layers(c.model.n_layer, S, c.parallel.layer_split, &ranges, costs));
+  PT_RETURN_IF_ERROR(split_layers_for_config(c, S, &ranges));
   DataLoaderOptions d;
   d.train_pattern = c.data.train;
   d.batch_size = B;

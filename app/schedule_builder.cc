@@ -22,4 +22,16 @@ Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule
   return validate_lowered(*out);
 }
 
+SplitCosts config_split_costs(const Config& c) {
+  SplitCosts costs;
+  costs.embedding_layers = 0.0;
+  costs.head_layers = head_cost_in_layers(c.model.vocab_size, c.model.n_embd);
+  return costs;
+}
+
+Status split_layers_for_config(const Config& c, int model_stages, std::vector<std::pair<int, int>>* ranges) {
+  return split_layers(c.model.n_layer, model_stages, c.parallel.layer_split, ranges, config_split_costs(c))
+      .with_context(c.source_file);
+}
+
 }  // namespace pt

@@ -8,9 +8,20 @@
 #include "app/config.h"
 #include "common/status.h"
 #include "pipeline/action.h"
+#include "pipeline/topology.h"
+
+#include <utility>
+#include <vector>
 
 namespace pt {
 
 Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule* out);
+
+// The stage costs the layer split balances: blocks, plus the LM head on the last
+// stage (V/(12·C) blocks of work); the embedding lookup is counted as free.
+SplitCosts config_split_costs(const Config& c);
+
+// Blocks [first, last) of each of `model_stages` stages (parallel.layer_split or auto).
+Status split_layers_for_config(const Config& c, int model_stages, std::vector<std::pair<int, int>>* ranges);
 
 }  // namespace pt

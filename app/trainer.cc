@@ -203,12 +203,8 @@ Status run_training(const Config& c) {
   const int S = lowered.num_stages;
   const int L = chain_length(lowered);    // model stages (S / pipelines)
 
-  SplitCosts split_costs;
-  split_costs.embedding_layers = 0.0;
-  split_costs.head_layers = head_cost_in_layers(c.model.vocab_size, c.model.n_embd);
   std::vector<std::pair<int, int>> ranges;
-  PT_RETURN_IF_ERROR(
-      split_layers(c.model.n_layer, L, c.parallel.layer_split, &ranges, split_costs).with_context(c.source_file));
+  PT_RETURN_IF_ERROR(split_layers_for_config(c, L, &ranges));
 
   TrainState state;
   std::vector<LocalStage>& local = state.local;
