@@ -1,0 +1,31 @@
+// Device helpers shared by the model/cuda kernels (included by .cu files only):
+// grid sizing and warp/block reductions whose combine order is a fixed tree, so
+// every reduction gives the same bits on every run.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+namespace pt::cuda::detail {
+
+constexpr int kWarpSize = 32;
+
+inline unsigned int ceil_div(size_t a, size_t b) { return static_cast<unsigned int>((a + b - 1) / b); }
+
+// Butterfly reduction: every lane ends with the same value, combined in a fixed
+// order (xor 16, 8, 4, 2, 1), independent of timing.
+__device__ inline float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ inline double warp_sum(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ inline float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+}  // namespace pt::cuda::detail

@@ -1,0 +1,23 @@
+// Residual add on the GPU; see residual.h.
+#include "model/cuda/residual.h"
+
+#include "model/cuda/common.cuh"
+#include "model/cuda/cuda_check.h"
+
+namespace pt::cuda {
+namespace {
+
+static __global__ void residual_forward_kernel(float* out, const float* inp1, const float* inp2, int N) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < N) out[i] = inp1[i] + inp2[i];
+}
+
+}  // namespace
+
+void residual_forward(float* out, const float* inp1, const float* inp2, int N, cudaStream_t stream) {
+  if (N <= 0) return;
+  residual_forward_kernel<<<detail::ceil_div(N, 256), 256, 0, stream>>>(out, inp1, inp2, N);
+  PT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace pt::cuda

@@ -1,0 +1,121 @@
+// cuBLASLt matmuls vs the OpenBLAS twins. Tolerance is the order-independent
+// bound 2·γ_K·(|A|·|B| + |bias|)_ij (cuda_test_util.h), with Σ|terms| computed
+// exactly by running the CPU twin on absolute values; fp32 compute (TF32 off) is
+// what makes this tight bound hold: TF32 would exceed it by ~1000x and fail.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/cpu/gelu.h"
+#include "model/cpu/matmul.h"
+#include "model/cuda/matmul.h"
+#include "tests/model/cuda/cuda_test_util.h"
+
+namespace pt {
+namespace {
+
+using testing::abs_of;
+using testing::DeviceBuffer;
+using testing::expect_within;
+using testing::philox_vector;
+using testing::sum_order_rtol;
+
+class CudaMatmul : public testing::CudaTest {};
+
+// tol_i = 2·γ_K · mag_i (+ one rounding of the result).
+std::vector<double> gemm_tolerances(const std::vector<float>& mag, int K) {
+  std::vector<double> t(mag.size());
+  for (size_t i = 0; i < mag.size(); ++i) t[i] = (sum_order_rtol(K) + testing::kFp32Unit) * double(mag[i]);
+  return t;
+}
+
+struct Shape {
+  int N, C, OC;
+};
+
+void check_shape(const Shape& s, bool offset_bias) {
+  const int N = s.N, C = s.C, OC = s.OC;
+  const auto inp = philox_vector(size_t(N) * C, 11, 1);
+  const auto weight = philox_vector(size_t(OC) * C, 11, 2, 0.2f);
+  // Bias at a 4-byte offset inside its allocation takes the pre-fill path, not the epilogue.
+  auto bias_storage = philox_vector(size_t(OC) + 1, 11, 3);
+  const std::vector<float> bias(bias_storage.begin() + (offset_bias ? 1 : 0),
+                                bias_storage.begin() + (offset_bias ? 1 : 0) + OC);
+  const auto dout = philox_vector(size_t(N) * OC, 11, 4);
+  const auto dweight0 = philox_vector(size_t(OC) * C, 11, 5);
+  const auto dbias0 = philox_vector(OC, 11, 6);
+  const std::string tag = " N" + std::to_string(N) + " C" + std::to_string(C) + " OC" + std::to_string(OC) +
+                          (offset_bias ? " (unaligned bias)" : "");
+
+  std::vector<float> out(size_t(N) * OC), dinp(size_t(N) * C), dweight = dweight0, dbias = dbias0;
+  cpu::matmul_forward(out.data(), inp.data(), weight.data(), bias.data(), N, C, OC);
+  cpu::matmul_backward_input(dinp.data(), dout.data(), weight.data(), N, C, OC);
+  cpu::matmul_backward_weight(dweight.data(), dbias.data(), dout.data(), inp.data(), N, C, OC);
+  // Σ|terms| of every output: the same ops on absolute values.
+  std::vector<float> mag_out(out.size()), mag_dinp(dinp.size());
+  std::vector<float> mag_dw = abs_of(dweight0), mag_db = abs_of(dbias0);
+  cpu::matmul_forward(mag_out.data(), abs_of(inp).data(), abs_of(weight).data(), abs_of(bias).data(), N, C, OC);
+  cpu::matmul_backward_input(mag_dinp.data(), abs_of(dout).data(), abs_of(weight).data(), N, C, OC);
+  cpu::matmul_backward_weight(mag_dw.data(), mag_db.data(), abs_of(dout).data(), abs_of(inp).data(), N, C, OC);
+
+  DeviceBuffer<float> d_inp(inp), d_w(weight), d_bias_storage(bias_storage), d_dout(dout);
+  DeviceBuffer<float> d_out(out.size()), d_dinp(dinp.size()), d_dw(dweight0), d_db(dbias0);
+  const float* d_bias = d_bias_storage.get() + (offset_bias ? 1 : 0);
+  d_out.poison();
+  cuda::matmul_forward(d_out.get(), d_inp.get(), d_w.get(), d_bias, N, C, OC, nullptr);
+  const auto gpu_out = d_out.download();
+  expect_within("matmul_forward out" + tag, gpu_out, out, gemm_tolerances(mag_out, C + 1));
+  // Same plan again: bitwise the same result.
+  d_out.poison();
+  cuda::matmul_forward(d_out.get(), d_inp.get(), d_w.get(), d_bias, N, C, OC, nullptr);
+  testing::expect_bitwise_equal("matmul_forward rerun" + tag, d_out.download(), gpu_out);
+
+  // Without bias.
+  std::vector<float> out_nb(out.size()), mag_nb(out.size());
+  cpu::matmul_forward(out_nb.data(), inp.data(), weight.data(), nullptr, N, C, OC);
+  cpu::matmul_forward(mag_nb.data(), abs_of(inp).data(), abs_of(weight).data(), nullptr, N, C, OC);
+  d_out.poison();
+  cuda::matmul_forward(d_out.get(), d_inp.get(), d_w.get(), nullptr, N, C, OC, nullptr);
+  expect_within("matmul_forward no bias" + tag, d_out.download(), out_nb, gemm_tolerances(mag_nb, C));
+
+  // Fused GELU: pre_gelu as out; gelu is 1.13-Lipschitz, plus the two tanh forms'
+  // 5e-7·|x| difference (see ops_test) and one rounding.
+  if (!offset_bias) {
+    std::vector<float> gelu_out(out.size());
+    cpu::gelu_forward(gelu_out.data(), out.data(), int(out.size()));
+    DeviceBuffer<float> d_pre(out.size());
+    d_pre.poison();
+    d_out.poison();
+    cuda::matmul_forward_gelu(d_out.get(), d_pre.get(), d_inp.get(), d_w.get(), d_bias, N, C, OC, nullptr);
+    expect_within("matmul_forward_gelu pre_gelu" + tag, d_pre.download(), out, gemm_tolerances(mag_out, C + 1));
+    auto tol = gemm_tolerances(mag_out, C + 1);
+    for (size_t i = 0; i < tol.size(); ++i) {
+      tol[i] = 1.13 * tol[i] + 5e-7 * std::fabs(out[i]) + 8 * testing::kFp32Unit * std::fabs(gelu_out[i]);
+    }
+    expect_within("matmul_forward_gelu out" + tag, d_out.download(), gelu_out, tol);
+  }
+
+  d_dinp.poison();
+  cuda::matmul_backward_input(d_dinp.get(), d_dout.get(), d_w.get(), N, C, OC, nullptr);
+  expect_within("matmul_backward_input dinp" + tag, d_dinp.download(), dinp, gemm_tolerances(mag_dinp, OC));
+
+  cuda::matmul_backward_weight(d_dw.get(), d_db.get(), d_dout.get(), d_inp.get(), N, C, OC, nullptr);
+  expect_within("matmul_backward_weight dweight" + tag, d_dw.download(), dweight, gemm_tolerances(mag_dw, N + 1));
+  expect_within("matmul_backward_weight dbias" + tag, d_db.download(), dbias, gemm_tolerances(mag_db, N + 1));
+}
+
+TEST_F(CudaMatmul, MatchesCpuOnOddShapes) {
+  // N = B·T with T = 67; C and OC not multiples of 8, 16 or any tile size; then a
+  // GPT-2-like shape whose OC is a multiple of 8 (fused GELU epilogue eligible).
+  for (const Shape& s : {Shape{134, 103, 309}, Shape{67, 96, 389}, Shape{268, 128, 512}}) {
+    check_shape(s, /*offset_bias=*/false);
+  }
+  check_shape(Shape{134, 103, 309}, /*offset_bias=*/true);
+  cuda::matmul_release_plans();
+}
+
+}  // namespace
+}  // namespace pt

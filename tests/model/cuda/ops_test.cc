@@ -1,0 +1,212 @@
+// GPU kernels vs their CPU twins: encoder, layernorm, gelu, residual, softmax +
+// cross-entropy. Sizes are deliberately not multiples of warp, block or tile sizes
+// (T = 67, C = 103, V = 1007). Written outputs are NaN-poisoned before each run.
+// Tolerance derivations: cuda_test_util.h and the comment at each comparison.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "model/cpu/crossentropy.h"
+#include "model/cpu/encoder.h"
+#include "model/cpu/gelu.h"
+#include "model/cpu/layernorm.h"
+#include "model/cpu/residual.h"
+#include "model/cuda/crossentropy.h"
+#include "model/cuda/encoder.h"
+#include "model/cuda/gelu.h"
+#include "model/cuda/layernorm.h"
+#include "model/cuda/residual.h"
+#include "tests/model/cuda/cuda_test_util.h"
+
+namespace pt {
+namespace {
+
+using testing::DeviceBuffer;
+using testing::expect_bitwise_equal;
+using testing::expect_within;
+using testing::kFp32Unit;
+using testing::philox_vector;
+
+constexpr int kB = 2, kT = 67, kC = 103, kV = 1007, kMaxT = 80;
+constexpr int kN = kB * kT;
+
+// Tokens from a small range plus the last vocabulary row, so buckets repeat many
+// times (the order of the backward sums matters) and the row-bound edge is used.
+std::vector<int32_t> repeated_tokens(size_t n, uint64_t seed) {
+  std::vector<int32_t> tok(n);
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t r[4];
+    Philox4x32::generate(seed, 7, i, r);
+    tok[i] = (r[0] % 11 == 0) ? kV - 1 : int32_t(r[1] % 23);
+  }
+  return tok;
+}
+
+class CudaOps : public testing::CudaTest {};
+
+// Forward is one add per element; backward only adds, in the CPU twin's order
+// (see model/cuda/encoder.h): both must be bitwise equal.
+TEST_F(CudaOps, EncoderForwardAndBackwardAreBitwiseEqualToCpu) {
+  const auto tok = repeated_tokens(kN, 1);
+  const auto wte = philox_vector(size_t(kV) * kC, 1, 1);
+  const auto wpe = philox_vector(size_t(kMaxT) * kC, 1, 2);
+  const auto dout = philox_vector(size_t(kN) * kC, 1, 3);
+  const auto dwte0 = philox_vector(size_t(kV) * kC, 1, 4);  // += onto existing gradients
+  const auto dwpe0 = philox_vector(size_t(kMaxT) * kC, 1, 5);
+  testing::expect_not_all_zero("dout", dout);
+
+  std::vector<float> out(size_t(kN) * kC), dwte = dwte0, dwpe = dwpe0;
+  cpu::encoder_forward(out.data(), tok.data(), wte.data(), wpe.data(), kB, kT, kC);
+  cpu::encoder_backward(dwte.data(), dwpe.data(), dout.data(), tok.data(), kB, kT, kC);
+
+  DeviceBuffer<int32_t> d_tok(tok);
+  DeviceBuffer<float> d_wte(wte), d_wpe(wpe), d_dout(dout), d_out(out.size());
+  DeviceBuffer<int32_t> d_ws(cuda::encoder_backward_workspace_ints(kB, kT, kV));
+  d_out.poison();
+  cuda::encoder_forward(d_out.get(), d_tok.get(), d_wte.get(), d_wpe.get(), kB, kT, kC, nullptr);
+  expect_bitwise_equal("encoder_forward out", d_out.download(), out);
+
+  // Twice from the same start: the result must not depend on atomics' timing.
+  for (int run = 0; run < 2; ++run) {
+    DeviceBuffer<float> d_dwte(dwte0), d_dwpe(dwpe0);
+    d_ws.poison();  // the workspace needs no initialization by the caller
+    cuda::encoder_backward(d_dwte.get(), d_dwpe.get(), d_dout.get(), d_tok.get(), kB, kT, kC, kV, d_ws.get(),
+                           nullptr);
+    expect_bitwise_equal("encoder_backward dwte", d_dwte.download(), dwte);
+    expect_bitwise_equal("encoder_backward dwpe", d_dwpe.download(), dwpe);
+  }
+}
+
+TEST_F(CudaOps, LayerNormMatchesCpu) {
+  // Shifted inputs (mean 0.5, std 2) exercise the two-pass variance.
+  const auto inp = philox_vector(size_t(kN) * kC, 2, 1, 2.0f, 0.5f);
+  const auto weight = philox_vector(kC, 2, 2, 0.5f, 1.0f);
+  const auto bias = philox_vector(kC, 2, 3, 0.5f);
+  const auto dout = philox_vector(size_t(kN) * kC, 2, 4);
+  const auto dweight0 = philox_vector(kC, 2, 5);
+  const auto dbias0 = philox_vector(kC, 2, 6);
+
+  std::vector<float> out(size_t(kN) * kC), mean(kN), rstd(kN), dinp(out.size());
+  std::vector<float> dweight = dweight0, dbias = dbias0;
+  cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), weight.data(), bias.data(), kN, kC);
+  cpu::layernorm_backward_input(dinp.data(), dout.data(), inp.data(), weight.data(), mean.data(), rstd.data(), kN,
+                                kC);
+  cpu::layernorm_backward_weight(dweight.data(), dbias.data(), dout.data(), inp.data(), mean.data(), rstd.data(), kN,
+                                 kC);
+
+  DeviceBuffer<float> d_inp(inp), d_w(weight), d_b(bias), d_dout(dout);
+  DeviceBuffer<float> d_out(out.size()), d_mean(kN), d_rstd(kN), d_dinp(dinp.size());
+  DeviceBuffer<float> d_dw(dweight0), d_db(dbias0);
+  DeviceBuffer<float> d_scratch(cuda::layernorm_backward_weight_scratch_floats(kN, kC));
+  d_out.poison();
+  d_mean.poison();
+  d_rstd.poison();
+  d_dinp.poison();
+  cuda::layernorm_forward(d_out.get(), d_mean.get(), d_rstd.get(), d_inp.get(), d_w.get(), d_b.get(), kN, kC,
+                          nullptr);
+  // Forward: mean and variance are sums of C terms (K = C); out adds ~4 roundings.
+  const double rtol_fwd = testing::sum_order_rtol(kC) + 8 * kFp32Unit;
+  expect_within("layernorm mean", d_mean.download(), mean, testing::scaled_tolerances(mean, rtol_fwd));
+  expect_within("layernorm rstd", d_rstd.download(), rstd, testing::tolerances(rstd, 0.0, rtol_fwd));
+  expect_within("layernorm out", d_out.download(), out, testing::scaled_tolerances(out, 2 * rtol_fwd));
+
+  // Backward from the CPU's mean/rstd so only the backward's own rounding is compared.
+  d_mean.upload(mean);
+  d_rstd.upload(rstd);
+  cuda::layernorm_backward_input(d_dinp.get(), d_dout.get(), d_inp.get(), d_w.get(), d_mean.get(), d_rstd.get(),
+                                 kN, kC, nullptr);
+  // Two row sums of C terms whose means are subtracted from O(1) terms: cancellation
+  // makes the scale-aware floor necessary.
+  expect_within("layernorm dinp", d_dinp.download(), dinp,
+                testing::scaled_tolerances(dinp, 2 * testing::sum_order_rtol(kC) + 8 * kFp32Unit));
+  cuda::layernorm_backward_weight(d_dw.get(), d_db.get(), d_dout.get(), d_inp.get(), d_mean.get(), d_rstd.get(),
+                                  kN, kC, d_scratch.get(), nullptr);
+  // Column sums of N terms plus the existing value (K = N + 1).
+  const double rtol_w = testing::sum_order_rtol(kN + 1) + 4 * kFp32Unit;
+  expect_within("layernorm dweight", d_dw.download(), dweight, testing::scaled_tolerances(dweight, rtol_w));
+  expect_within("layernorm dbias", d_db.download(), dbias, testing::scaled_tolerances(dbias, rtol_w));
+}
+
+TEST_F(CudaOps, GeluMatchesCpu) {
+  const int n = 10007;
+  const auto x = philox_vector(n, 3, 1, 2.5f);  // reaches |x| ~ 10: both saturated tails
+  const auto dout = philox_vector(n, 3, 2);
+  std::vector<float> out(n), dinp(n);
+  cpu::gelu_forward(out.data(), x.data(), n);
+  cpu::gelu_backward(dinp.data(), x.data(), dout.data(), n);
+  DeviceBuffer<float> d_x(x), d_dout(dout), d_out(n), d_dinp(n);
+  d_out.poison();
+  d_dinp.poison();
+  cuda::gelu_forward(d_out.get(), d_x.get(), n, nullptr);
+  cuda::gelu_backward(d_dinp.get(), d_x.get(), d_dout.get(), n, nullptr);
+  // The two tanh implementations differ by <= ~2.5e-7 absolute (CPU: exp-based,
+  // ~1e-7 by its own analysis in model/cpu/gelu.cc; GPU: tanhf, 2 ulp). out moves by
+  // 0.5|x|·Δtanh; dinp by (0.5 + |x|·|th|·0.8·(1 + 0.134x²))·Δtanh·|dout|. We allow
+  // Δtanh = 5e-7 in those bounds, plus 8 ulp of relative rounding.
+  std::vector<double> tol_out(n), tol_dinp(n);
+  for (int i = 0; i < n; ++i) {
+    const double ax = std::fabs(x[i]);
+    tol_out[i] = 0.5 * ax * 5e-7 + 8 * kFp32Unit * std::fabs(out[i]);
+    tol_dinp[i] = (0.5 + ax * 0.8 * (1.0 + 0.134 * ax * ax)) * 5e-7 * std::fabs(dout[i]) +
+                  8 * kFp32Unit * std::fabs(dinp[i]);
+  }
+  expect_within("gelu_forward out", d_out.download(), out, tol_out);
+  expect_within("gelu_backward dinp", d_dinp.download(), dinp, tol_dinp);
+}
+
+TEST_F(CudaOps, ResidualIsBitwiseEqualToCpu) {
+  const int n = 10007;
+  const auto a = philox_vector(n, 4, 1), b = philox_vector(n, 4, 2);
+  std::vector<float> out(n);
+  cpu::residual_forward(out.data(), a.data(), b.data(), n);
+  DeviceBuffer<float> d_a(a), d_b(b), d_out(n);
+  d_out.poison();
+  cuda::residual_forward(d_out.get(), d_a.get(), d_b.get(), n, nullptr);
+  expect_bitwise_equal("residual_forward out", d_out.download(), out);
+  // In place (out aliases inp1), as the residual stream uses it.
+  cuda::residual_forward(d_a.get(), d_a.get(), d_b.get(), n, nullptr);
+  expect_bitwise_equal("residual_forward in place", d_a.download(), out);
+}
+
+TEST_F(CudaOps, CrossEntropyMatchesCpu) {
+  const auto logits = philox_vector(size_t(kN) * kV, 5, 1, 3.0f);
+  std::vector<int32_t> targets(kN);
+  for (int i = 0; i < kN; ++i) targets[i] = int32_t((uint64_t(i) * 7919u) % kV);
+  targets[0] = kV - 1;
+  std::vector<float> losses(kN), probs(logits.size()), dlogits(logits.size());
+  cpu::crossentropy_forward(losses.data(), probs.data(), logits.data(), targets.data(), kB, kT, kV);
+  const float scale = 1.0f / kN;
+  cpu::crossentropy_softmax_backward(dlogits.data(), probs.data(), targets.data(), scale, kB, kT, kV);
+
+  DeviceBuffer<float> d_logits(logits), d_losses(kN), d_probs(probs.size()), d_dlogits(dlogits.size());
+  DeviceBuffer<int32_t> d_targets(targets);
+  d_losses.poison();
+  d_probs.poison();
+  cuda::crossentropy_forward(d_losses.get(), d_probs.get(), d_logits.get(), d_targets.get(), kB, kT, kV, nullptr);
+  // The row sum of V exponentials is the longest reduction (K = V); each
+  // probability adds exp (2 ulp per side) and the division. The loss is
+  // log(sum) - (x_t - max): its absolute error is the relative error of the sum
+  // (log's derivative is 1/sum) plus the final subtraction's ulp (in rtol·|loss|).
+  const double rtol = testing::sum_order_rtol(kV) + 8 * kFp32Unit;
+  expect_within("crossentropy probs", d_probs.download(), probs, testing::tolerances(probs, 0.0, rtol));
+  expect_within("crossentropy losses", d_losses.download(), losses, testing::tolerances(losses, 2 * rtol, rtol));
+
+  // In place: probs alias logits, as the last stage runs it.
+  cuda::crossentropy_forward(d_losses.get(), d_logits.get(), d_logits.get(), d_targets.get(), kB, kT, kV, nullptr);
+  expect_within("crossentropy probs in place", d_logits.download(), probs, testing::tolerances(probs, 0.0, rtol));
+  expect_within("crossentropy losses in place", d_losses.download(), losses,
+                testing::tolerances(losses, 2 * rtol, rtol));
+
+  // Backward from the CPU's probabilities: the same two roundings, bitwise equal.
+  d_probs.upload(probs);
+  d_dlogits.poison();
+  cuda::crossentropy_softmax_backward(d_dlogits.get(), d_probs.get(), d_targets.get(), scale, kB, kT, kV, nullptr);
+  expect_bitwise_equal("crossentropy dlogits", d_dlogits.download(), dlogits);
+  cuda::crossentropy_softmax_backward(d_probs.get(), d_probs.get(), d_targets.get(), scale, kB, kT, kV, nullptr);
+  expect_bitwise_equal("crossentropy dlogits in place", d_probs.download(), dlogits);
+}
+
+}  // namespace
+}  // namespace pt
