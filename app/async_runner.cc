@@ -240,6 +240,21 @@ Status AsyncRunner::run_segment(const Schedule& lowered, int64_t first_step, dou
       [&](int g, int32_t* in, int32_t* tg) { data.batch(first_step + g / m, g % m, groups_.dp_rank, in, tg); },
       loss_scale, callbacks);
 
+  // step_slot reference (owner mode): a non-owner's backward between its stage's ALLREDUCE_GRAD and
+  // STEP was zeroed at the STEP, never applied; the record says so (applied -1), exactly as
+  // versions_from_schedule derives it from the list.
+  if (zero_owner_) {
+    std::set<int> reduced;
+    std::set<std::pair<int, int>> dropped;  // (micro-batch, stage)
+    for (const Action& a : lowered.per_rank[size_t(groups_.pp_rank)]) {
+      if (a.kind == ActionKind::ALLREDUCE_GRAD) reduced.insert(a.stage);
+      if (a.kind == ActionKind::STEP) reduced.erase(a.stage);
+      if (a.kind == ActionKind::B && reduced.count(a.stage) && !owns(*local.at(a.stage)))
+        dropped.insert({a.microbatch, a.stage});
+    }
+    for (VersionRecord& r : out.versions)
+      if (dropped.count({r.microbatch, r.stage})) r.applied = -1;
+  }
   if (replica_comm_ != MPI_COMM_NULL) {
     check_replicas_identical(*state);
     check_and_record_optimizer_state(*state);

@@ -23,6 +23,9 @@
 // moments exist on exactly one rank (item 5), and rank 0 writes the per-rank count to
 // run_dir/optimizer_state.jsonl: one line per (rank, stage) {"rank", "stage",
 // "model_stage", "params", "moment_floats"}, rewritten at each drain.
+// schedule.amdp.step_slot = reference separates ALLREDUCE_GRAD from STEP: a
+// non-owner's backwards in between are zeroed at STEP (dropped, recorded with
+// applied -1 as versions_from_schedule derives it), an owner's are applied at it.
 #pragma once
 
 #include <mpi.h>

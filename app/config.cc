@@ -143,6 +143,7 @@ const std::vector<Field>& schema() {
       PT_KEY("schedule.paci.allowed_lagging", schedule.paci_allowed_lagging, "paci: 'auto' (S-s) or one in-flight cap per stage, each in [1, S-s]."),
       PT_KEY("schedule.paci.mode", schedule.paci_mode, "paci: perf (keep activations) or mem (keep the stage input, recompute the forward in the backward with the live weights)."),
       PT_KEY("schedule.amdp.zero_owner", schedule.amdp_zero_owner, "amdp: stage s is owned by the GPU hosting it in pipeline 0; at the step slot the K replicas' gradients are summed on the owner (canonical order), only the owner runs AdamW and holds Adam moments, then it broadcasts the new parameters (ZeRO-1 over replicas). false: every replica sums all gradients and steps itself."),
+      PT_KEY("schedule.amdp.step_slot", schedule.amdp_step_slot, "amdp: clean (each step slot reduces and applies everything accumulated since the previous slot: every gradient applied exactly once) | reference (parallel.pp 4 or 8, needs zero_owner: the reference code's placement, reduce after a replica's last backward of the iteration, step at its U; backwards in between are dropped on non-owners, algorithms.md §2.2)."),
       PT_KEY("runtime.backend", runtime.backend, "auto | cpu | cuda (auto picks cuda when a GPU is visible and built)."),
       PT_KEY("runtime.transport", runtime.transport, "auto | mpi | local | nccl."),
       PT_KEY("runtime.threads", runtime.threads, "OpenBLAS threads per rank; 0 = library default."),
@@ -323,6 +324,13 @@ Status validate(const Config& c) {
   if (s.drain_every < 0) return bad("schedule.drain_every", "must be >= 0");
   allowed = one_of(s.paci_mode, {"perf", "mem"}, &ok);
   if (!ok) return bad("schedule.paci.mode", "'" + s.paci_mode + "' is not one of: " + allowed);
+  allowed = one_of(s.amdp_step_slot, {"clean", "reference"}, &ok);
+  if (!ok) return bad("schedule.amdp.step_slot", "'" + s.amdp_step_slot + "' is not one of: " + allowed);
+  if (s.amdp_step_slot == "reference" && s.kind != "amdp")
+    return bad("schedule.amdp.step_slot", "applies to schedule.kind: amdp only; leave it clean with " + s.kind);
+  if (s.amdp_step_slot == "reference" && !s.amdp_zero_owner)
+    return bad("schedule.amdp.step_slot", "reference needs schedule.amdp.zero_owner: true (with an all-reduce, gradients "
+               "accumulated between the reduce and the step would make the replicas diverge)");
   if (!s.amdp_zero_owner && s.kind != "amdp")
     return bad("schedule.amdp.zero_owner", "applies to schedule.kind: amdp only (stage replicas); leave it true with " + s.kind);
   if (!s.paci_allowed_lagging.empty()) {

@@ -66,6 +66,7 @@ struct ScheduleSection {
   std::vector<int> paci_allowed_lagging;  // paci: per-stage in-flight cap; empty = S - s
   std::string paci_mode = "perf";      // paci: perf | mem (recompute the forward in the backward)
   bool amdp_zero_owner = true;         // amdp: only the stage's owner (pipeline 0's GPU) holds Adam state
+  std::string amdp_step_slot = "clean";  // amdp: clean | reference (reduce after the last backward, step at U)
 };
 
 struct RuntimeSection {

@@ -16,6 +16,7 @@ Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule
   spec.segment_updates = int(segment_updates);
   spec.paci_allowed_lagging = c.schedule.paci_allowed_lagging;
   spec.paci_mode = c.schedule.paci_mode;
+  spec.amdp_step_slot = c.schedule.amdp_step_slot;
   Schedule compute;
   PT_RETURN_IF_ERROR(make_schedule(spec, &compute).with_context(c.source_file));
   PT_RETURN_IF_ERROR(lower_communication(compute, out));

@@ -74,7 +74,15 @@ auto all_stages = [](int, int) { return true; };
 
 std::vector<VersionRecord> versions_from_schedule(const Schedule& s) {
   std::vector<VersionRecord> out;
-  for (const auto& list : s.per_rank) {
+  for (size_t rank = 0; rank < s.per_rank.size(); ++rank) {
+    const auto& list = s.per_rank[rank];
+    // AMDP replicas: stages reduced (ALLREDUCE_GRAD) and not yet stepped; a non-owner's backward
+    // in that window is dropped (never applied), see the header.
+    std::set<int> reduced;
+    auto dropped = [&](int stage) {
+      return s.pipelines > 1 && reduced.count(stage) &&
+             s.stage_to_rank[size_t(stage % s.model_stages)] != int(rank);
+    };
     std::map<int, int> live;
     std::map<std::pair<int, int>, size_t> record_of;
     std::map<int, std::vector<size_t>> unapplied;
@@ -90,7 +98,7 @@ std::vector<VersionRecord> versions_from_schedule(const Schedule& s) {
           auto it = record_of.find(key);
           if (it == record_of.end()) break;  // validate_compute reports a B before its F
           out[it->second].backward = a.version;
-          if (a.kind == ActionKind::B) unapplied[a.stage].push_back(it->second);
+          if (a.kind == ActionKind::B && !dropped(a.stage)) unapplied[a.stage].push_back(it->second);
           break;
         }
         case ActionKind::Bw: {
@@ -102,8 +110,12 @@ std::vector<VersionRecord> versions_from_schedule(const Schedule& s) {
           for (size_t i : unapplied[a.stage]) out[i].applied = live[a.stage];
           unapplied[a.stage].clear();
           ++live[a.stage];
+          reduced.erase(a.stage);
           break;
         }
+        case ActionKind::ALLREDUCE_GRAD:
+          reduced.insert(a.stage);
+          break;
         default:
           break;
       }

@@ -7,19 +7,32 @@
 // Micro-batches: a round is 2K consecutive ids; id g goes to pipeline (g mod 2K) mod K (two per
 // pipeline per round); an iteration (one optimizer update per stage) is m/(2K) rounds.
 // Order: S=4 follows the reference per-GPU round table of §2.2 verbatim (which reproduces the §2.2
-// timeline). Other even S (S=8 included: only GPU0's orders are published) use the [I] general rule
+// timeline). S=8 follows the reference code's per-GPU fwd_order/bwd_order lists and phase structure
+// (Vinsmoke86/AMDP, megatron/core/pipeline_parallel/async_schedules.py,
+// async_train_fourdirectional_pipeline, commit 2136e2b8): per round, GPUs hosting a first/last stage
+// ({0,3,4,7}) run F f0, F f1, Bp, F f2..f6, B b0, F f7, U, B b1..b6; the others ({1,2,5,6}) run
+// Bp, F f0..f7, U, B b0..b6, where fN/bN = fwd_order[N]/bwd_order[N] (micro-batch j of the round)
+// and Bp = B of bwd_order[7] of the previous round. Other even S use the [I] general rule
 // of §2.3, event-simulated once with F=1, B=2, slot=1: each pipeline keeps 2 micro-batches per round
 // (its first stage forwards round r only after the backward of round r-1's first micro-batch
 // there); a free GPU runs, among its hosted stages' ready ops (per stage: forwards and backwards in
 // ascending id), the one ready earliest, ties to the lower pipeline then backward first.
-// Step slot ("clean" all-reduce variant): on every GPU, for each hosted virtual stage in ascending
-// MODEL stage order, ALLREDUCE_GRAD(v) (sum over the K replicas) then STEP(v), so every replica
-// steps identically and each gradient is applied at the first slot after its backward. S=4 puts the
-// slot at the table's U position in the first round of every iteration t >= 1; the general rule
-// puts it, as a barrier over all GPUs (so the replica collectives can never wait on a later p2p),
-// right after the GPU's last backward of iteration t-1. One final slot follows the tail on every
-// GPU, so each stage steps segment_updates times. F and B read the live version (no stashing).
+// Step slot, schedule.amdp.step_slot = clean (default): on every GPU, for each hosted virtual stage
+// in ascending MODEL stage order, ALLREDUCE_GRAD(v) (sum over the K replicas; in owner mode onto
+// the owner) then STEP(v), so each gradient is applied exactly once, at the first slot after its
+// backward. S=4 and S=8 put the slot at the reference's U position in the first round of every
+// iteration t >= 1; the general rule puts it, as a barrier over all GPUs (so the replica
+// collectives can never wait on a later p2p), right after the GPU's last backward of iteration
+// t-1. One final slot follows the tail on every GPU, so each stage steps segment_updates times.
+// step_slot = reference (S=4, 8 only; §2.2 "Reference-code artifact"): as the reference code,
+// ALLREDUCE_GRAD(v) follows the replica's last backward of the iteration and the slot holds only
+// the STEPs, so a replica's backwards between the two (S=4: GPU0's B of j=1, GPU3's B of j=0 in
+// an iteration's first round) are applied at that STEP on the owner and dropped on non-owners
+// (the runner: a non-owner zeroes its gradient at STEP). Every replica group issues its
+// collectives (ALLREDUCE_GRAD and, in owner mode, STEP's broadcast) in the same order on every
+// member (tested). F and B read the live version (no stashing).
 #include <algorithm>
+#include <iterator>
 #include <string>
 
 #include "pipeline/schedules/async_common.h"
@@ -48,28 +61,70 @@ constexpr RefOp kRef4[4][9] = {
     {{'F', 1}, {'F', 3}, {'P', 3}, {'F', 0}, {'B', 0}, {'U', 0}, {'F', 2}, {'B', 2}, {'B', 1}},
 };
 
+// The S=8 reference orders (per GPU, j = index within the round; pipeline = j mod 4).
+constexpr int kRef8Fwd[8][8] = {
+    {0, 4, 1, 2, 5, 6, 3, 7}, {0, 1, 4, 5, 2, 3, 6, 7}, {1, 0, 5, 4, 3, 2, 7, 6}, {1, 5, 0, 3, 4, 7, 2, 6},
+    {2, 6, 3, 0, 7, 4, 1, 5}, {2, 3, 6, 7, 0, 1, 4, 5}, {3, 2, 7, 6, 1, 0, 5, 4}, {3, 7, 2, 1, 6, 5, 0, 4},
+};
+constexpr int kRef8Bwd[8][8] = {
+    {3, 7, 2, 1, 6, 5, 0, 4}, {3, 2, 7, 6, 1, 0, 5, 4}, {2, 3, 6, 7, 0, 1, 4, 5}, {2, 6, 3, 0, 7, 4, 1, 5},
+    {1, 5, 0, 3, 4, 7, 2, 6}, {1, 0, 5, 4, 3, 2, 7, 6}, {0, 1, 4, 5, 2, 3, 6, 7}, {0, 4, 1, 2, 5, 6, 3, 7},
+};
+
+// The S=8 round of one GPU in the RefOp form of the S=4 table (17 ops: 8 F, 8 B, U).
+std::vector<RefOp> reference_round_s8(int gpu) {
+  const int* f = kRef8Fwd[gpu];
+  const int* b = kRef8Bwd[gpu];
+  const bool ends = gpu == 0 || gpu == 3 || gpu == 4 || gpu == 7;  // hosts a first and a last stage
+  std::vector<RefOp> ops;
+  if (!ends) ops.push_back({'P', b[7]});
+  ops.push_back({'F', f[0]});
+  ops.push_back({'F', f[1]});
+  if (ends) ops.push_back({'P', b[7]});
+  for (int k = 2; k <= 6; ++k) ops.push_back({'F', f[k]});
+  if (ends) ops.push_back({'B', b[0]});
+  ops.push_back({'F', f[7]});
+  ops.push_back({'U', 0});
+  for (int k = ends ? 1 : 0; k <= 6; ++k) ops.push_back({'B', b[k]});
+  return ops;
+}
+
 struct Layout {
   int S, K, rounds, rounds_per_iter;
+  bool reference_slot = false;  // schedule.amdp.step_slot: reference
   std::vector<std::vector<int>> host;  // host[gpu][p] = virtual stage of pipeline p on gpu
 };
 
+// The step slot: per hosted stage in ascending model stage order, ALLREDUCE_GRAD then STEP
+// (clean), or STEP only (reference: the reduce ran after the stage's last backward).
 void emit_slot(const Layout& L, int gpu, std::vector<Action>* list) {
   std::vector<int> vs = L.host[size_t(gpu)];
   std::sort(vs.begin(), vs.end(), [&](int a, int b) { return a % L.S < b % L.S; });
   for (int v : vs) {
-    list->push_back(compute(ActionKind::ALLREDUCE_GRAD, v, -1));
+    if (!L.reference_slot) list->push_back(compute(ActionKind::ALLREDUCE_GRAD, v, -1));
     list->push_back(compute(ActionKind::STEP, v, -1));
   }
 }
 
-void reference_s4(const Layout& L, Schedule* s) {
-  for (int gpu = 0; gpu < 4; ++gpu) {
+// The reference rounds (S = 4 or 8): round 0 omits the deferred backwards, the tail after the last
+// round runs only them; U is a step slot in the first round of every iteration t >= 1.
+void reference_rounds(const Layout& L, Schedule* s) {
+  const int S = L.S, R = 2 * L.K;  // R micro-batches per round
+  for (int gpu = 0; gpu < S; ++gpu) {
     auto& list = s->per_rank[size_t(gpu)];
-    auto op = [&](ActionKind k, int j, int round) {
-      list.push_back(compute(k, L.host[size_t(gpu)][size_t(j % L.K)], 4 * round + j));
+    const std::vector<RefOp> round =
+        S == 4 ? std::vector<RefOp>(std::begin(kRef4[gpu]), std::end(kRef4[gpu])) : reference_round_s8(gpu);
+    const int m = R * L.rounds_per_iter;
+    auto op = [&](ActionKind k, int j, int r) {
+      const int v = L.host[size_t(gpu)][size_t(j % L.K)], g = R * r + j;
+      list.push_back(compute(k, v, g));
+      // Reference slot: the replica's gradient is reduced right after its last backward of the
+      // iteration (the second micro-batch of its pipeline in the iteration's last round).
+      if (L.reference_slot && k == ActionKind::B && g == m * (g / m) + m - L.K + j % L.K)
+        list.push_back(compute(ActionKind::ALLREDUCE_GRAD, v, -1));
     };
     for (int r = 0; r <= L.rounds; ++r) {
-      for (const RefOp& o : kRef4[gpu]) {
+      for (const RefOp& o : round) {
         if (o.kind == 'P' && r > 0) op(ActionKind::B, o.j, r - 1);
         if (r == L.rounds) continue;  // the tail: only the pending backwards
         if (o.kind == 'F') op(ActionKind::F, o.j, r);
@@ -188,6 +243,12 @@ Status build_amdp(const ScheduleSpec& spec, Schedule* out) {
   L.K = K;
   L.rounds_per_iter = m / (2 * K);
   L.rounds = L.rounds_per_iter * spec.segment_updates;
+  if (spec.amdp_step_slot != "clean" && spec.amdp_step_slot != "reference")
+    return Status::error("schedule.amdp.step_slot = '" + spec.amdp_step_slot + "' is not one of: clean, reference");
+  L.reference_slot = spec.amdp_step_slot == "reference";
+  if (L.reference_slot && S != 4 && S != 8)
+    return Status::error("schedule.amdp.step_slot = reference reproduces the reference code, which exists for "
+                         "parallel.pp 4 and 8 only (got " + std::to_string(S) + "); use clean");
   L.host.assign(size_t(S), std::vector<int>(size_t(K), -1));
   Schedule s;
   s.num_ranks = S;
@@ -205,8 +266,8 @@ Status build_amdp(const ScheduleSpec& spec, Schedule* out) {
       L.host[size_t(gpu)][size_t(p)] = p * S + st;
     }
   }
-  if (S == 4) {
-    reference_s4(L, &s);
+  if (S == 4 || S == 8) {
+    reference_rounds(L, &s);
   } else {
     general_rule(L, &s);
   }

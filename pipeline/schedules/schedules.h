@@ -41,6 +41,10 @@ struct ScheduleSpec {
   // default).                                                  (schedule.paci.allowed_lagging)
   std::vector<int> paci_allowed_lagging;
   std::string paci_mode = "perf";  // paci: perf | mem (mem: recompute in backward) (schedule.paci.mode)
+  // amdp: clean (ALLREDUCE_GRAD + STEP together in the step slot) | reference (S=4, 8 only:
+  // ALLREDUCE_GRAD right after a replica's last backward of the iteration, STEP at the reference
+  // code's U; backwards in between are dropped on non-owners)        (schedule.amdp.step_slot)
+  std::string amdp_step_slot = "clean";
 };
 
 // The schedule kinds make_schedule knows, in the order of the docs.

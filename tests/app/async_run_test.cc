@@ -11,7 +11,10 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -183,6 +186,109 @@ TEST_F(AsyncRun, AmdpInvariants) {
   Status s = check_amdp_invariants(record(dir), 4, 2, 4);
   EXPECT_TRUE(s.is_ok()) << s.message();
   expect_val_loss_falls(dir);
+}
+
+// run_dir/optimizer_state.jsonl (AsyncRunner): per model stage, the ranks holding Adam moments.
+std::map<int, std::vector<int>> moment_holders(const std::string& dir, int* lines) {
+  std::map<int, std::vector<int>> out;
+  std::ifstream in(dir + "/optimizer_state.jsonl");
+  std::string line;
+  *lines = 0;
+  while (std::getline(in, line)) {
+    long long rank, stage, ms, n, floats;
+    EXPECT_EQ(std::sscanf(line.c_str(), "{\"rank\":%lld,\"stage\":%lld,\"model_stage\":%lld,\"params\":%lld,\"moment_floats\":%lld}",
+                          &rank, &stage, &ms, &n, &floats),
+              5)
+        << line;
+    ++*lines;
+    if (floats > 0) {
+      EXPECT_EQ(floats, 2 * n) << line;
+      out[int(ms)].push_back(int(rank));
+    }
+  }
+  return out;
+}
+
+// §2.2 "Stage ownership", §2.4 items 4 and 5. Owner mode (the default) and all-reduce mode must
+// train bit-identically (the owner sums the K gradients in the same canonical order every replica
+// uses otherwise, and its AdamW result is broadcast); the runner aborts if replicas differ after a
+// step slot (item 4, hashed at every drain, here at steps 10 and 20). Item 5: in owner mode each
+// model stage's moments live on exactly one rank, its pipeline-0 host (stage s on rank s for S=4);
+// without it on both replicas {s, 3-s}.
+TEST_F(AsyncRun, AmdpZeroOwnerShardsOptimizerStateAndKeepsReplicasIdentical) {
+  const std::string base = "--set parallel.pp=4 --set schedule.kind=amdp --set training.microbatches=4 ";
+  const std::string owner = train("amdp_owner", 4, base);
+  const std::string all = train("amdp_allreduce", 4, base + "--set schedule.amdp.zero_owner=false");
+  EXPECT_TRUE(check_amdp_invariants(record(owner), 4, 2, 4).is_ok());
+  EXPECT_EQ(losses(owner), losses(all));
+  EXPECT_FALSE(losses(owner).empty());
+  expect_same_params(owner, all);
+  int lines = 0;
+  auto held = moment_holders(owner, &lines);
+  EXPECT_EQ(lines, 8) << "4 ranks x K=2 hosted stages";
+  ASSERT_EQ(held.size(), 4u);
+  for (int s = 0; s < 4; ++s) EXPECT_EQ(held[s], (std::vector<int>{s})) << "model stage " << s;
+  held = moment_holders(all, &lines);
+  EXPECT_EQ(lines, 8);
+  for (int s = 0; s < 4; ++s) {
+    std::vector<int> h = held[s];
+    std::sort(h.begin(), h.end());
+    EXPECT_EQ(h, (std::vector<int>{std::min(s, 3 - s), std::max(s, 3 - s)})) << "model stage " << s;
+  }
+  CommandResult r;
+  train("amdp_bad_owner", 1, "--set schedule.kind=paci --set schedule.amdp.zero_owner=false", &r);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("schedule.amdp.zero_owner"), std::string::npos) << r.output;
+}
+
+// schedule.amdp.step_slot: reference on a real run (§2.2 "Reference-code artifact"): the runner
+// zeroes a non-owner's gradient at STEP, so GPU0's B of micro-batch 4t+1 on its stage-3 replica
+// (virtual stage 7) is dropped in every iteration t >= 1 (one segment: t = 1..19) and recorded
+// with applied -1; every other record equals the clean run's. Replicas stay bit-identical (the
+// runner aborts otherwise). And the S=8 reference order runs for real (8 ranks): §2.4 invariants
+// on its record, moments of model stage s on rank s only.
+TEST_F(AsyncRun, AmdpReferenceStepSlotArtifactAndS8) {
+  const std::string base = "--set parallel.pp=4 --set schedule.kind=amdp --set training.microbatches=4 "
+                           "--set training.eval_every=0 ";
+  const std::string ref = train("amdp_ref", 4, base + "--set schedule.amdp.step_slot=reference");
+  const std::string clean = train("amdp_clean", 4, base);
+  const auto rec = record(ref), rec_clean = record(clean);
+  ASSERT_EQ(rec.size(), size_t(20 * 4 * 4));
+  ASSERT_EQ(rec_clean.size(), rec.size());
+  EXPECT_TRUE(check_amdp_invariants(rec_clean, 4, 2, 4).is_ok());
+  std::map<std::pair<int, int>, VersionRecord> by_key;
+  for (const auto& r : rec_clean) by_key[{r.microbatch, r.stage}] = r;
+  std::set<std::pair<int, int>> dropped, want;
+  for (const auto& r : rec) {
+    const VersionRecord& c = by_key.at({r.microbatch, r.stage});
+    EXPECT_EQ(r.forward, c.forward);
+    EXPECT_EQ(r.backward, c.backward);
+    if (r.applied < 0) dropped.insert({r.microbatch, r.stage});
+    else EXPECT_EQ(r.applied, c.applied) << "mb " << r.microbatch << " stage " << r.stage;
+  }
+  for (int t = 1; t < 20; ++t) want.insert({4 * t + 1, 7});
+  EXPECT_EQ(dropped, want);
+  EXPECT_NE(losses(ref), losses(clean)) << "dropping gradients must change the training";
+  expect_val_loss_falls(ref);
+
+  const std::string s8 = train("amdp_s8", 8, "--set parallel.pp=8 --set schedule.kind=amdp --set training.microbatches=8");
+  Status st = check_amdp_invariants(record(s8), 8, 4, 8);
+  EXPECT_TRUE(st.is_ok()) << st.message();
+  int lines = 0;
+  auto held = moment_holders(s8, &lines);
+  EXPECT_EQ(lines, 32) << "8 ranks x K=4 hosted stages";
+  ASSERT_EQ(held.size(), 8u);
+  for (int s = 0; s < 8; ++s) EXPECT_EQ(held[s], (std::vector<int>{s})) << "model stage " << s;
+
+  CommandResult r;
+  train("amdp_bad_slot", 1, "--set schedule.kind=amdp --set parallel.pp=4 --set training.microbatches=4 "
+                            "--set schedule.amdp.step_slot=reference --set schedule.amdp.zero_owner=false", &r);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("schedule.amdp.step_slot"), std::string::npos) << r.output;
+  train("amdp_bad_slot2", 1, "--set schedule.kind=amdp --set parallel.pp=4 --set training.microbatches=4 "
+                             "--set schedule.amdp.step_slot=early", &r);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("schedule.amdp.step_slot"), std::string::npos) << r.output;
 }
 
 TEST_F(AsyncRun, TamperedRecordIsRejectedByReplay) {

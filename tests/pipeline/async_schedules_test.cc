@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "tests/pipeline/async_test_util.h"
 
@@ -452,6 +453,203 @@ TEST(AsyncAmdp, S4DriftCountsPerRoundMatchTheReference) {
   }
 }
 
+// The S=8 reference round of every GPU, transcribed from the reference code's fwd_order/bwd_order
+// lists and phase structure (Vinsmoke86/AMDP, megatron/core/pipeline_parallel/async_schedules.py,
+// async_train_fourdirectional_pipeline, commit 2136e2b8): Fj/Bj = micro-batch j of the round, bj =
+// the deferred backward of micro-batch j of the previous round, U = the step slot.
+const char* const kS8ReferenceRounds[8] = {
+    "F0 F4 b4 F1 F2 F5 F6 F3 B3 F7 U B7 B2 B1 B6 B5 B0",
+    "b4 F0 F1 F4 F5 F2 F3 F6 F7 U B3 B2 B7 B6 B1 B0 B5",
+    "b5 F1 F0 F5 F4 F3 F2 F7 F6 U B2 B3 B6 B7 B0 B1 B4",
+    "F1 F5 b5 F0 F3 F4 F7 F2 B2 F6 U B6 B3 B0 B7 B4 B1",
+    "F2 F6 b6 F3 F0 F7 F4 F1 B1 F5 U B5 B0 B3 B4 B7 B2",
+    "b6 F2 F3 F6 F7 F0 F1 F4 F5 U B1 B0 B5 B4 B3 B2 B7",
+    "b7 F3 F2 F7 F6 F1 F0 F5 F4 U B0 B1 B4 B5 B2 B3 B6",
+    "F3 F7 b7 F2 F1 F6 F5 F0 B0 F4 U B4 B1 B2 B5 B6 B3",
+};
+
+// The compute list of one rank as tokens: "F<global id>", "B<global id>", "U" per step slot.
+std::vector<std::string> list_tokens(const Schedule& s, int rank) {
+  std::vector<std::string> out;
+  bool in_slot = false;
+  for (const Action& a : s.per_rank[size_t(rank)]) {
+    const bool slot = a.kind == ActionKind::STEP || a.kind == ActionKind::ALLREDUCE_GRAD;
+    if (slot && !in_slot) out.push_back("U");
+    in_slot = slot;
+    if (a.kind == ActionKind::F || a.kind == ActionKind::B)
+      out.push_back((a.kind == ActionKind::F ? "F" : "B") + std::to_string(a.microbatch));
+  }
+  return out;
+}
+
+TEST(AsyncAmdp, S8FollowsTheReferenceRoundsOpForOp) {
+  for (int rounds_per_iter : {1, 2}) {
+    const int rounds = 3 * rounds_per_iter;
+    Schedule s;
+    ASSERT_TRUE(make_schedule(spec("amdp", 8, 8 * rounds_per_iter, 3), &s).is_ok());
+    for (int gpu = 0; gpu < 8; ++gpu) {
+      std::vector<std::string> round_ops;
+      std::istringstream in(kS8ReferenceRounds[gpu]);
+      for (std::string t; in >> t;) round_ops.push_back(t);
+      // Round 0 omits the deferred backward, the tail runs only it, then the segment's final slot.
+      std::vector<std::string> want;
+      for (int r = 0; r <= rounds; ++r) {
+        for (const std::string& t : round_ops) {
+          const int j = t == "U" ? 0 : std::stoi(t.substr(1));
+          if (t[0] == 'b') {
+            if (r > 0) want.push_back("B" + std::to_string(8 * (r - 1) + j));
+            continue;
+          }
+          if (r == rounds) continue;
+          if (t == "U") {
+            if (r > 0 && r % rounds_per_iter == 0) want.push_back("U");
+            continue;
+          }
+          want.push_back(t.substr(0, 1) + std::to_string(8 * r + j));
+        }
+      }
+      want.push_back("U");
+      EXPECT_EQ(list_tokens(s, gpu), want) << "GPU" << gpu << " rounds/iteration " << rounds_per_iter;
+      // The reference's per-GPU orders of a steady round, as published in §2.2 for GPU0.
+      if (gpu == 0) {
+        std::vector<int> fwd, bwd;
+        for (const Action& a : s.per_rank[0]) {
+          if (a.microbatch < 8 || a.microbatch >= 16) continue;
+          (a.kind == ActionKind::F ? fwd : bwd).push_back(a.microbatch - 8);
+        }
+        EXPECT_EQ(fwd, (std::vector<int>{0, 4, 1, 2, 5, 6, 3, 7}));
+        EXPECT_EQ(bwd, (std::vector<int>{3, 7, 2, 1, 6, 5, 0, 4}));
+      }
+    }
+  }
+}
+
+// §2.4 item 6 at S=8: with F=1, B=2 the steady state has no idle time besides the step slot. Every
+// extra round (one per iteration) adds exactly 8 F + 8 B = 24 units of compute and one 1-unit slot
+// to every GPU, and nothing else: the makespan grows by 25 per round, idle by the slot only.
+TEST(AsyncAmdp, S8SteadyStateHasNoIdleBesidesTheStepSlot) {
+  Planned a = plan(spec("amdp", 8, 8, 6));
+  Planned b = plan(spec("amdp", 8, 8, 12));
+  ASSERT_TRUE(a.ok && b.ok);
+  EXPECT_DOUBLE_EQ(b.sim.makespan - a.sim.makespan, 6 * 25);
+  for (int r = 0; r < 8; ++r) {
+    EXPECT_DOUBLE_EQ(a.sim.busy[size_t(r)], 6 * 24) << r;
+    EXPECT_DOUBLE_EQ(b.sim.busy[size_t(r)], 12 * 24) << r;
+    EXPECT_DOUBLE_EQ(b.sim.idle[size_t(r)] - a.sim.idle[size_t(r)], 6) << "GPU" << r << ": 6 more slots, no gap";
+  }
+  // And inside the run: over rounds 2..9 of the 12-round run, every GPU is busy except 1 unit per slot.
+  auto f_start = [&](int mb) {  // F of micro-batch mb on stage 0 (GPU0)
+    const auto& list = b.lowered.per_rank[0];
+    for (size_t i = 0; i < list.size(); ++i)
+      if (list[i].kind == ActionKind::F && list[i].stage == 0 && list[i].microbatch == mb)
+        return b.sim.timeline[0][i].start;
+    return -1.0;
+  };
+  const double t0 = f_start(16), t1 = f_start(80);
+  ASSERT_GT(t1 - t0, 7 * 25 - 1);
+  for (int r = 0; r < 8; ++r) {
+    double slot = 0;
+    const auto& list = b.lowered.per_rank[size_t(r)];
+    for (size_t i = 0; i < list.size(); ++i) {
+      const SimEvent& e = b.sim.timeline[size_t(r)][i];
+      if ((list[i].kind == ActionKind::STEP || list[i].kind == ActionKind::ALLREDUCE_GRAD) && e.start >= t0 &&
+          e.end <= t1)
+        slot += e.end - e.start;
+    }
+    EXPECT_DOUBLE_EQ(async_test::busy_in(b, r, t0, t1) + slot, t1 - t0) << "GPU" << r << " idles in [" << t0 << ", "
+                                                                       << t1 << ")";
+  }
+}
+
+// step_slot: reference (§2.2 "Reference-code artifact"). The reduce of each replica follows its last
+// backward of the iteration and the slot holds only the STEPs; a non-owner's backward between the
+// two is dropped (applied -1), an owner's is applied at that STEP. S=4: exactly GPU0's replica of
+// stage 3 (pipeline 1, virtual stage 7) drops B of j=1 of every iteration's first round (t >= 1);
+// GPU3's B of j=0 on its owned stage 3 is applied one step early, as in clean mode. Apart from the
+// dropped gradients the record equals clean mode's (same op order); clean mode drops nothing.
+// S=8: the three non-owner replicas of stage 7 drop the loss-stage B they run before U.
+ScheduleSpec reference_spec(int S, int m, int updates, const char* slot) {
+  ScheduleSpec sp = spec("amdp", S, m, updates);
+  sp.amdp_step_slot = slot;
+  return sp;
+}
+
+TEST(AsyncAmdp, ReferenceStepSlotDropsExactlyTheDocumentedGradients) {
+  for (int S : {4, 8}) {
+    for (int rounds_per_iter : {1, 2}) {
+      const int m = S * rounds_per_iter, updates = 4, K = S / 2;
+      const std::string what = "S=" + std::to_string(S) + " m=" + std::to_string(m);
+      Planned ref = plan(reference_spec(S, m, updates, "reference"));
+      Planned clean = plan(reference_spec(S, m, updates, "clean"));
+      ASSERT_TRUE(ref.ok && clean.ok) << what;
+      // ALLREDUCE_GRAD(v) right after v's last backward of an iteration; one per stage and update.
+      for (int r = 0; r < S; ++r) {
+        const auto& list = ref.compute.per_rank[size_t(r)];
+        std::map<int, int> reduces;
+        for (size_t i = 0; i < list.size(); ++i) {
+          if (list[i].kind != ActionKind::ALLREDUCE_GRAD) continue;
+          ++reduces[list[i].stage];
+          ASSERT_GT(i, 0u);
+          const Action& b = list[i - 1];
+          EXPECT_EQ(b.kind, ActionKind::B) << what;
+          EXPECT_EQ(b.stage, list[i].stage) << what;
+          EXPECT_EQ(b.microbatch % m, m - K + list[i].stage / S) << what << " rank " << r;
+        }
+        EXPECT_EQ(int(reduces.size()), K) << what;
+        for (auto [v, n] : reduces) EXPECT_EQ(n, updates) << what << " stage " << v;
+      }
+      // Collectives (ALLREDUCE_GRAD, and STEP's owner broadcast) in the same order on every member of a
+      // replica group (ranks hosting the same model stages), as MPI requires.
+      for (const Planned* p : {&ref, &clean}) {
+        std::map<std::set<int>, std::vector<std::string>> group_order;
+        for (int r = 0; r < S; ++r) {
+          std::set<int> hosted;
+          std::vector<std::string> order;
+          for (const Action& a : p->compute.per_rank[size_t(r)]) {
+            hosted.insert(a.stage % S);
+            if (a.kind == ActionKind::ALLREDUCE_GRAD || a.kind == ActionKind::STEP)
+              order.push_back((a.kind == ActionKind::STEP ? "S" : "R") + std::to_string(a.stage % S));
+          }
+          auto [it, inserted] = group_order.insert({hosted, order});
+          EXPECT_TRUE(inserted || it->second == order) << what << ": rank " << r << " orders its collectives differently";
+        }
+        EXPECT_EQ(group_order.size(), 2u) << what;  // S=4: {0,3}, {1,2}; S=8: {0,3,4,7}, {1,2,5,6}
+      }
+      const auto rec = versions_from_schedule(ref.compute);
+      const auto rec_clean = versions_from_schedule(clean.compute);
+      EXPECT_TRUE(check_amdp_invariants(rec_clean, S, K, m).is_ok()) << what;
+      std::map<std::pair<int, int>, VersionRecord> by_key;
+      for (const VersionRecord& r : rec_clean) {
+        EXPECT_GE(r.applied, 0) << what << ": clean mode drops nothing";
+        by_key[{r.microbatch, r.stage}] = r;
+      }
+      ASSERT_EQ(rec.size(), rec_clean.size());
+      std::set<std::pair<int, int>> dropped;
+      for (const VersionRecord& r : rec) {
+        const VersionRecord& c = by_key.at({r.microbatch, r.stage});
+        EXPECT_EQ(r.forward, c.forward) << what;
+        EXPECT_EQ(r.backward, c.backward) << what;
+        if (r.applied < 0) {
+          dropped.insert({r.microbatch, r.stage});
+          EXPECT_NE(ref.compute.stage_to_rank[size_t(r.stage)], ref.compute.stage_to_rank[size_t(r.stage % S)])
+              << what << ": only non-owners drop";
+        } else {
+          EXPECT_EQ(r.applied, c.applied) << what << " mb " << r.microbatch << " stage " << r.stage;
+        }
+      }
+      std::set<std::pair<int, int>> want;
+      for (int t = 1; t < updates; ++t) {
+        if (S == 4) want.insert({m * t + 1, 7});
+        // S=8, all on model stage 7 (loss: its B follows its F at once), before U in an iteration's
+        // first round: GPU4's B1 (pipeline 1), GPU3's B2 (pipeline 2), GPU0's B3 (pipeline 3);
+        // GPU7's B0 (pipeline 0) is on the owner and applied early.
+        if (S == 8) want.insert({{m * t + 1, 15}, {m * t + 2, 23}, {m * t + 3, 31}});
+      }
+      EXPECT_EQ(dropped, want) << what;
+    }
+  }
+}
+
 TEST(AsyncAmdp, BadInputNamesTheKey) {
   Schedule out;
   Status st = make_schedule(spec("amdp", 3, 6, 1), &out);
@@ -461,6 +659,12 @@ TEST(AsyncAmdp, BadInputNamesTheKey) {
   st = make_schedule(spec("amdp", 4, 6, 1), &out);
   ASSERT_FALSE(st.is_ok());
   EXPECT_NE(st.message().find("schedule.microbatches"), std::string::npos) << st.message();
+  st = make_schedule(reference_spec(6, 6, 1, "reference"), &out);  // the reference code has S=4, 8 only
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("schedule.amdp.step_slot"), std::string::npos) << st.message();
+  st = make_schedule(reference_spec(4, 4, 1, "late"), &out);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("schedule.amdp.step_slot"), std::string::npos) << st.message();
 }
 
 TEST(AsyncRegistry, KindsAreRegisteredAndAsync) {
