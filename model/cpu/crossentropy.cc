@@ -1,12 +1,14 @@
 // Fused softmax + cross-entropy (CPU); see crossentropy.h. The loss is computed
 // from the log-sum-exp (not log(prob)) so it stays finite when a probability
-// underflows in fp32.
+// underflows in fp32. The exponentials use the vectorizable exp of vec_math.h
+// (libm's scalar expf dominated this op) and fixed-order sums.
 #include "model/cpu/crossentropy.h"
 
 #include <cmath>
 #include <cstddef>
 
 #include "common/check.h"
+#include "model/cpu/vec_math.h"
 
 namespace pt::cpu {
 
@@ -18,14 +20,11 @@ void crossentropy_forward(float* losses, float* probs, const float* logits, cons
     float* p = probs + n * V;
     const int32_t target = targets[n];
     PT_CHECK_MSG(target >= 0 && target < V, "target token id out of range [0, V)");
-    float mx = x[0];
-    for (int v = 1; v < V; ++v) mx = x[v] > mx ? x[v] : mx;
+    const float mx = row_max(x, V);
     const float x_target = x[target];  // read before an in-place overwrite
-    float sum = 0.0f;
-    for (int v = 0; v < V; ++v) {
-      p[v] = std::exp(x[v] - mx);
-      sum += p[v];
-    }
+    if (p != x)
+      for (int v = 0; v < V; ++v) p[v] = x[v];
+    const float sum = exp_shift_sum(p, V, mx);
     const float inv = 1.0f / sum;
     for (int v = 0; v < V; ++v) p[v] *= inv;
     losses[n] = std::log(sum) - (x_target - mx);
