@@ -99,24 +99,20 @@ Status run_plan_command(const std::string& config_path, const std::vector<std::s
   SimOptions sim_options;
   sim_options.record_timeline = !large;
   SimResult sim, unit_sim;
-  PT_RETURN_IF_ERROR(simulate(lowered, costs, &sim, sim_options));
-  if (large) {
-    unit_sim = sim;
-  } else {
-    PT_RETURN_IF_ERROR(simulate(lowered, CostModel::uniform(S, 1, 1, 1), &unit_sim));
-  }
+  PT_RETURN_IF_ERROR(simulate(lowered, CostModel::uniform(S, 1, 1, 1), &unit_sim, sim_options));
+  if (!large) PT_RETURN_IF_ERROR(simulate(lowered, costs, &sim));
   const double plan_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   PlanReportInputs in;
   in.resolved_config = dump_config(c);
   in.layer_ranges = ranges;
-  in.cost_model = &sim;
+  in.cost_model = large ? nullptr : &sim;
   in.cost_model_unit = "block-forward units";
   std::string report = plan_report(lowered, unit_sim, in);
   if (large) {
-    // One simulation served both roles: the "unit-time" lines are the cost model's.
     report += "(large plan: " + std::to_string(num_actions(lowered)) +
-              " actions; unit-time grid and trace skipped, the prediction above uses the cost model; pass --trace to force them)\n";
+              " actions; one unit-time simulation without a timeline: grid, cost model and trace skipped; pass --trace "
+              "to get them)\n";
   }
   std::printf("%s", report.c_str());
   if (async) PT_RETURN_IF_ERROR(print_async_versions(c, lowered));
