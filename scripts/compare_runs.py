@@ -6,12 +6,13 @@ Usage: compare_runs.py RUN_DIR [RUN_DIR ...] [--targets 2.5,2.2] [--plot out.png
 For each run directory (runs/<name>, with metrics.jsonl and config.yaml) prints the
 schedule, training throughput, the first and last validation loss, and the wall time
 and tokens at which the validation loss first reached each target. Without
---targets, the targets are spread between the worst first and the worst final
-validation loss, so every run reaches the easiest one. With --plot, draws validation
+--targets, the targets are the worst final validation loss and 0.15 and 0.3 above
+it, so every run reaches all three. With --plot, draws validation
 loss against wall time and against tokens (needs matplotlib).
 """
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -50,9 +51,8 @@ def main():
     if args.targets:
         targets = [float(t) for t in args.targets.split(",")]
     else:
-        hi = max(r["evals"][0]["val_loss"] for r in runs)
-        lo = max(r["evals"][-1]["val_loss"] for r in runs)
-        targets = [round(lo + (hi - lo) * f, 3) for f in (0.5, 0.2, 0.0)]
+        worst_final = max(r["evals"][-1]["val_loss"] for r in runs)
+        targets = [math.ceil((worst_final + d) * 1000) / 1000 for d in (0.3, 0.15, 0.0)]
     head = f"| run | schedule | steps | tokens | time s | tokens/s | val first | val last |"
     head += "".join(f" to {t:g}: time s / Mtok |" for t in targets)
     print(head)
@@ -67,7 +67,10 @@ def main():
             line += f" {hit['time_s']:.1f} / {hit['tokens'] / 1e6:.3f} |" if hit else " not reached |"
         print(line)
     if args.plot:
-        import matplotlib
+        try:
+            import matplotlib
+        except ImportError:
+            sys.exit("compare_runs: --plot needs matplotlib (Debian: python3-matplotlib; run with /usr/bin/python3)")
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))

@@ -3,7 +3,8 @@
 //     record can show holds on the record of a REAL run (versions.jsonl), checked by
 //     the same functions the simulator tests use (pipeline/versions.h);
 //   * `pipetrain replay` reproduces every stage's parameters bit for bit after 20
-//     steps from the record alone (and rejects a tampered record);
+//     steps from the record alone, for every asynchronous kind (and rejects a
+//     tampered record);
 //   * degenerate cases: PACI with S=1 equals gradient accumulation (1f1b, pp=1) bit
 //     for bit; PACI's flush baseline equals 1f1b at pp=4 bit for bit;
 //   * bad input gives errors naming the key.
@@ -186,6 +187,21 @@ TEST_F(AsyncRun, AmdpInvariants) {
   Status s = check_amdp_invariants(record(dir), 4, 2, 4);
   EXPECT_TRUE(s.is_ok()) << s.message();
   expect_val_loss_falls(dir);
+  expect_replay_exact(dir);  // replicas' gradients summed in rank order, owner steps
+}
+
+TEST_F(AsyncRun, PaciEightStagesInvariantsAndReplay) {
+  // S=8 (one block per stage of the 8-block test model), a = 8 >= S-1: drift <= 1.
+  const std::string dir = train("paci8", 8, "--set parallel.pp=8 --set schedule.kind=paci --set training.microbatches=8 "
+                                            "--set training.eval_every=0 --set training.steps=10");
+  Status s = check_paci_invariants(record(dir), 8, 8);
+  EXPECT_TRUE(s.is_ok()) << s.message();
+  expect_replay_exact(dir);
+}
+
+TEST_F(AsyncRun, PaciFlushReplays) {
+  const std::string dir = train("flush_replay", 4, "--set parallel.pp=4 --set schedule.kind=paci_flush --set training.microbatches=4");
+  expect_replay_exact(dir);
 }
 
 // run_dir/optimizer_state.jsonl (AsyncRunner): per model stage, the ranks holding Adam moments.
