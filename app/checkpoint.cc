@@ -452,6 +452,7 @@ Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const 
     for (const auto& t : ls.model->tensors()) {
       const CheckpointTensor& ct = *by_id.at(t.global_id).first;
       std::copy(ct.params.begin(), ct.params.end(), ls.model->params() + t.offset);
+      if (ls.adam_m.empty()) continue;  // a replica that does not own its stage's optimizer state
       std::copy(ct.adam_m.begin(), ct.adam_m.end(), ls.adam_m.begin() + ptrdiff_t(t.offset));
       std::copy(ct.adam_v.begin(), ct.adam_v.end(), ls.adam_v.begin() + ptrdiff_t(t.offset));
     }
@@ -533,6 +534,9 @@ RankCheckpoint make_rank_checkpoint(const Config& c, int pp_rank, const std::vec
   r.fingerprint = resume_fingerprint(c);
   r.config_hash = fnv1a64(r.fingerprint.data(), r.fingerprint.size());
   for (const auto& ls : local) {
+    // Stage replicas (AMDP: virtual stage p*L + s) hold the same weights after every
+    // step slot; pipeline 0's copy (the owner's, with the Adam moments) is saved.
+    if (ls.stage >= int(layers.size())) continue;
     CheckpointStage cs;
     cs.stage = ls.stage;
     cs.layers = ls.layers;

@@ -352,8 +352,6 @@ Status validate(const Config& c) {
     if (t.microbatches % p.pp != 0)
       return bad("training.microbatches", "amdp needs m divisible by parallel.pp (" + std::to_string(p.pp) +
                  ": rounds of 2 micro-batches per pipeline), got " + std::to_string(t.microbatches));
-    if (c.checkpoint.every_steps > 0)
-      return bad("checkpoint.every_steps", "checkpoints of amdp (stage replicas) are not supported yet; set 0");
   }
   if (s.chunks < 1) return bad("schedule.chunks", "must be >= 1");
   if (s.chunks > 1 && s.kind != "interleaved_1f1b" && s.kind != "bfpp")

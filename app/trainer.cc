@@ -409,13 +409,8 @@ Status run_training(const Config& c) {
     const bool eval_now = have_val && ((c.training.eval_every > 0 && step % c.training.eval_every == 0) || last || stop);
     if (eval_now) log_eval(step);
     const bool signalled = stop_signal_agreed();  // SIGTERM/SIGUSR1 on any rank: checkpoint, then exit 0
-    if (checkpoint_due(c, step, last || stop, signalled)) {
-      if (lowered.pipelines > 1) {
-        if (is_root) log_warn("checkpoints of amdp runs are not supported; none written at step " + std::to_string(step));
-      } else {
-        PT_RETURN_IF_ERROR(save_checkpoint(c, g, ranges, local, step, resumed.restarts));
-      }
-    }
+    if (checkpoint_due(c, step, last || stop, signalled))
+      PT_RETURN_IF_ERROR(save_checkpoint(c, g, ranges, local, step, resumed.restarts));
     if (signalled && is_root) log_info("pipetrain: stop signal received; checkpointed step " + std::to_string(step) + ", exiting");
     if (signalled) break;
     if (stop) break;

@@ -3,8 +3,8 @@
 #  1. 10 steps straight == 5 steps + resume + 5 steps, bitwise (loss, grad norm,
 #     data hash columns and every parameter file), for pp=1 and every sync
 #     schedule at pp=4 (gpipe, 1f1b, interleaved_1f1b v=2, bfpp v=2, zb_h1) and the
-#     asynchronous ones (paci, pipedream, pipedream_2bw, paci_flush; checkpoints are
-#     drain points), version records included.
+#     asynchronous ones (paci, pipedream, pipedream_2bw, paci_flush, amdp; checkpoints
+#     are drain points), version records included.
 #  2. A rank SIGKILLed while writing step_10 leaves step_5 usable; --resume auto
 #     skips the partial step_10 with a warning and the continuation is exact.
 #  3. A flipped byte, a truncated file, a changed config: a clear error naming the
@@ -110,8 +110,10 @@ declare -A layout=(
   [pipedream]="4 --set parallel.pp=4 --set schedule.kind=pipedream --set model.tie_embeddings=false"
   [pipedream_2bw]="4 --set parallel.pp=4 --set schedule.kind=pipedream_2bw --set model.tie_embeddings=false"
   [paci_flush]="4 --set parallel.pp=4 --set schedule.kind=paci_flush --set model.tie_embeddings=false"
+  # AMDP: stage replicas; the owner's copy (pipeline 0) is saved, every replica loads it.
+  [amdp]="4 --set parallel.pp=4 --set schedule.kind=amdp --set model.tie_embeddings=false"
 )
-for s in pp1 gpipe 1f1b interleaved bfpp zb_h1 paci pipedream pipedream_2bw paci_flush; do
+for s in pp1 gpipe 1f1b interleaved bfpp zb_h1 paci pipedream pipedream_2bw paci_flush amdp; do
   # shellcheck disable=SC2086
   train "$s" ${layout[$s]}
   # shellcheck disable=SC2086
