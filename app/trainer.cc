@@ -248,7 +248,17 @@ Status run_training(const Config& c) {
   ResumeResult resumed;
   PT_RETURN_IF_ERROR(resume_training(c, g, local, &resumed));
 
-  auto transport = make_mpi_transport(g.pipeline);
+  // `local` keeps every stage in this process (pp = 1: no stage boundary crosses a
+  // process); the MPI transport carries everything else.
+  std::unique_ptr<Transport> transport;
+  if (c.runtime.transport == "local") {
+    if (g.pp != 1)
+      return Status::error(c.source_file + ": key 'runtime.transport': local runs a pipeline inside one process and "
+                           "needs parallel.pp = 1; use mpi (or auto) for " + std::to_string(g.pp) + " pipeline ranks");
+    transport = make_local_transport(make_local_hub(1), 0);
+  } else {
+    transport = make_mpi_transport(g.pipeline);
+  }
   Executor executor(lowered, g.pp_rank, by_stage, transport.get());
 
   // Run directory (rank 0).
