@@ -107,8 +107,9 @@ void run_pipeline_and_compare(const std::string& kind) {
     }
   EXPECT_EQ(compared, int(ref.size()));
   // 1F1B keeps at most S - r micro-batches in flight on rank r (algorithms.md §1.2).
-  if (kind == "1f1b")
+  if (kind == "1f1b") {
     for (int r = 0; r < kS; ++r) EXPECT_LE(outs[r].peak_slots, kS - r) << "rank " << r;
+  }
 }
 
 TEST(ExecutorLocal, OneFOneBEqualsGradientAccumulationBitwise) { run_pipeline_and_compare("1f1b"); }
