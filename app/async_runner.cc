@@ -11,22 +11,11 @@
 #include "app/optimizer_step.h"
 #include "common/check.h"
 #include "common/json.h"
-#include "optim/grad_norm.h"
 #include "optim/lr_schedule.h"
 #include "pipeline/executor.h"
 
 namespace pt {
 namespace {
-
-LrSchedule make_lr_schedule(const Config& c) {
-  LrSchedule s;
-  s.kind = c.optimizer.lr_schedule;
-  s.lr = c.optimizer.lr;
-  s.min_lr_ratio = c.optimizer.min_lr_ratio;
-  s.warmup_steps = c.optimizer.warmup_steps;
-  s.total_steps = c.training.steps;
-  return s;
-}
 
 // Gathers variable-length int64 arrays of every rank of `comm` on rank 0, in rank order.
 std::vector<int64_t> gather_on_root(const std::vector<int64_t>& mine, MPI_Comm comm) {
@@ -199,7 +188,7 @@ Status AsyncRunner::run_segment(const Schedule& lowered, int64_t first_step, dou
     by_stage[ls.stage] = ls.model.get();
     local[ls.stage] = &ls;
   }
-  const LrSchedule lr_sched = make_lr_schedule(config_);
+  const LrSchedule lr_sched = lr_schedule_for(config_);
   // Per (stage, update k): squared norm of the applied gradient.
   std::map<std::pair<int, int>, double> norm_sq;
   const int64_t version_base = first_step;
@@ -222,14 +211,8 @@ Status AsyncRunner::run_segment(const Schedule& lowered, int64_t first_step, dou
     if (groups_.dp > 1)
       PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, ls.model->grads(), int(ls.model->num_params()), MPI_FLOAT, MPI_SUM,
                                  groups_.data));
-    std::vector<std::pair<int, double>> sq = stage_grad_sumsq(ls);
-    double stage_sq = 0.0;
-    std::sort(sq.begin(), sq.end());
-    for (const auto& e : sq) stage_sq += e.second;
-    const float scale = clip_scale(std::sqrt(stage_sq), config_.optimizer.grad_clip);
     const int k = int(ls.version - version_base);
-    norm_sq[{v, k}] = stage_sq;
-    apply_stage_update(ls, config_.optimizer, learning_rate(lr_sched, ls.version), scale);
+    norm_sq[{v, k}] = apply_stage_update_self_clipped(ls, config_, lr_sched);
     ls.model->zero_grads();
     if (zero_owner_) broadcast_params(ls);
   };

@@ -3,6 +3,9 @@
 #include "optim/adamw.h"
 #include "optim/grad_norm.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace pt {
 
 std::vector<std::pair<int, double>> stage_grad_sumsq(const LocalStage& ls) {
@@ -29,6 +32,25 @@ void apply_stage_update(LocalStage& ls, const OptimizerSection& o, double lr, fl
                  ls.adam_v.data() + t.offset, t.numel, p);
   }
   ++ls.version;
+}
+
+LrSchedule lr_schedule_for(const Config& c) {
+  LrSchedule s;
+  s.kind = c.optimizer.lr_schedule;
+  s.lr = c.optimizer.lr;
+  s.min_lr_ratio = c.optimizer.min_lr_ratio;
+  s.warmup_steps = c.optimizer.warmup_steps;
+  s.total_steps = c.training.steps;
+  return s;
+}
+
+double apply_stage_update_self_clipped(LocalStage& ls, const Config& c, const LrSchedule& lr) {
+  std::vector<std::pair<int, double>> sq = stage_grad_sumsq(ls);
+  std::sort(sq.begin(), sq.end());
+  double total = 0.0;
+  for (const auto& e : sq) total += e.second;
+  apply_stage_update(ls, c.optimizer, learning_rate(lr, ls.version), clip_scale(std::sqrt(total), c.optimizer.grad_clip));
+  return total;
 }
 
 }  // namespace pt

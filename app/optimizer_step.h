@@ -10,6 +10,7 @@
 
 #include "app/config.h"
 #include "app/train_state.h"
+#include "optim/lr_schedule.h"
 
 namespace pt {
 
@@ -20,5 +21,14 @@ std::vector<std::pair<int, double>> stage_grad_sumsq(const LocalStage& stage);
 // Applies AdamW with learning rate `lr` to grads·grad_scale; increments version.
 // Does not zero the gradients.
 void apply_stage_update(LocalStage& stage, const OptimizerSection& o, double lr, float grad_scale);
+
+// The learning-rate schedule of the config (warm-up, decay over training.steps).
+LrSchedule lr_schedule_for(const Config& c);
+
+// An asynchronous stage's own update (STEP action and its replay): clips by the
+// stage's gradient norm (tensor sums of squares added in ascending id), takes the
+// learning rate of the stage's version, applies AdamW. Returns the squared norm.
+// Does not zero the gradients.
+double apply_stage_update_self_clipped(LocalStage& stage, const Config& c, const LrSchedule& lr);
 
 }  // namespace pt

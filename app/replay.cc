@@ -14,7 +14,6 @@
 #include "app/optimizer_step.h"
 #include "app/schedule_builder.h"
 #include "app/train_state.h"
-#include "optim/grad_norm.h"
 #include "optim/lr_schedule.h"
 #include "data/loader.h"
 #include "pipeline/action.h"
@@ -121,12 +120,7 @@ Status replay_run(const std::string& run_dir, std::string* summary) {
     queue[r.stage].push_back(r);
     by_key[{r.mb, r.stage}] = r;
   }
-  LrSchedule lr;
-  lr.kind = c.optimizer.lr_schedule;
-  lr.lr = c.optimizer.lr;
-  lr.min_lr_ratio = c.optimizer.min_lr_ratio;
-  lr.warmup_steps = c.optimizer.warmup_steps;
-  lr.total_steps = c.training.steps;
+  const LrSchedule lr = lr_schedule_for(c);
   const bool recompute = c.schedule.kind == "paci" && c.schedule.paci_mode == "mem";
   const float loss_scale = 1.0f / float(m);
   const size_t act = size_t(B) * T * c.model.n_embd;
@@ -182,11 +176,7 @@ Status replay_run(const std::string& run_dir, std::string* summary) {
     }
     std::copy(sum.begin(), sum.end(), owner.model->grads());
     load(s, k);
-    auto sq = stage_grad_sumsq(owner);
-    std::sort(sq.begin(), sq.end());
-    double total = 0.0;
-    for (const auto& e : sq) total += e.second;
-    apply_stage_update(owner, c.optimizer, learning_rate(lr, owner.version), clip_scale(std::sqrt(total), c.optimizer.grad_clip));
+    apply_stage_update_self_clipped(owner, c, lr);
     for (int v : replicas[s]) st[v].model->zero_grads();
     version[s] = owner.version;
     snap[s][owner.version].assign(owner.model->params(), owner.model->params() + n);

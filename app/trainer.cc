@@ -22,7 +22,6 @@
 #include "common/logging.h"
 #include "data/loader.h"
 #include "model/stage_model.h"
-#include "optim/adamw.h"
 #include "optim/grad_norm.h"
 #include "optim/lr_schedule.h"
 #include "pipeline/executor.h"
@@ -89,10 +88,9 @@ void reduce_tied_embeddings(const Config& c, const ProcessGroups& g, const Sched
 double global_grad_norm(const ProcessGroups& g, std::vector<LocalStage>& local) {
   std::vector<double> mine;  // (id, sumsq) pairs flattened
   for (auto& ls : local)
-    for (const auto& t : ls.model->tensors()) {
-      if (t.is_tied_head) continue;
-      mine.push_back(double(t.global_id));
-      mine.push_back(sum_of_squares(ls.model->grads() + t.offset, t.numel));
+    for (const auto& [id, sq] : stage_grad_sumsq(ls)) {
+      mine.push_back(double(id));
+      mine.push_back(sq);
     }
   int count = int(mine.size());
   std::vector<int> counts(g.pp), displs(g.pp);
@@ -276,12 +274,7 @@ Status run_training(const Config& c) {
   const bool interactive = c.runtime.progress == "on" || (c.runtime.progress == "auto" && isatty(STDOUT_FILENO));
   Progress progress(interactive && is_root);
 
-  LrSchedule lr_sched;
-  lr_sched.kind = c.optimizer.lr_schedule;
-  lr_sched.lr = c.optimizer.lr;
-  lr_sched.min_lr_ratio = c.optimizer.min_lr_ratio;
-  lr_sched.warmup_steps = c.optimizer.warmup_steps;
-  lr_sched.total_steps = c.training.steps;
+  const LrSchedule lr_sched = lr_schedule_for(c);
 
   const int64_t tokens_per_step = int64_t(B) * T * m * c.parallel.dp;
   const float loss_scale = 1.0f / float(m * c.parallel.dp);
