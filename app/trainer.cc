@@ -25,11 +25,8 @@
 #include "optim/grad_norm.h"
 #include "optim/lr_schedule.h"
 #include "pipeline/executor.h"
-#include "pipeline/lower.h"
 #include "pipeline/process_groups.h"
 #include "pipeline/schedules/schedules.h"
-#include "pipeline/topology.h"
-#include "pipeline/validate.h"
 
 extern "C" void openblas_set_num_threads(int);
 
