@@ -62,6 +62,13 @@ AsyncRunner::AsyncRunner(const Config& config, const ProcessGroups& groups, cons
     for (int r = 0; r < groups_.pp; ++r)  // the split's key is pp_rank: ascending = comm rank order
       if (hosted[r] == hosted[groups_.pp_rank]) replica_members_.push_back(r);
     zero_owner_ = config_.schedule.amdp_zero_owner;
+  } else if (config_.schedule.kind == "amdp") {
+    // AMDP at S = 2 runs K = S/2 = 1 pipeline: every model stage has one replica, so
+    // its replica group is this rank alone (the reduce is the identity, the owner is
+    // this rank) and the ALLREDUCE_GRAD/STEP code paths stay the same as for K > 1.
+    PT_MPI_CHECK(MPI_Comm_dup(MPI_COMM_SELF, &replica_comm_));
+    replica_members_.push_back(groups_.pp_rank);
+    zero_owner_ = config_.schedule.amdp_zero_owner;
   }
 }
 

@@ -190,6 +190,17 @@ TEST_F(AsyncRun, AmdpInvariants) {
   expect_replay_exact(dir);  // replicas' gradients summed in rank order, owner steps
 }
 
+// S = 2: K = 1 pipeline, so every model stage is its own only replica (regression: the
+// runner used to abort on the missing replica group).
+TEST_F(AsyncRun, AmdpTwoStagesOnePipeline) {
+  const std::string dir = train("amdp_s2", 2, "--set parallel.pp=2 --set schedule.kind=amdp --set training.microbatches=2 "
+                                              "--set training.eval_every=0");
+  Status s = check_amdp_invariants(record(dir), 2, 1, 2);
+  EXPECT_TRUE(s.is_ok()) << s.message();
+  expect_val_loss_falls(dir);
+  expect_replay_exact(dir);
+}
+
 TEST_F(AsyncRun, PaciEightStagesInvariantsAndReplay) {
   // S=8 (one block per stage of the 8-block test model), a = 8 >= S-1: drift <= 1.
   const std::string dir = train("paci8", 8, "--set parallel.pp=8 --set schedule.kind=paci --set training.microbatches=8 "
