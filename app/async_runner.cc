@@ -108,6 +108,7 @@ void AsyncRunner::reduce_replicas(LocalStage& ls) {
   int size = 1;
   MPI_Comm_size(replica_comm_, &size);
   const size_t n = ls.model->num_params();
+  ls.model->sync_grads_to_host();  // host reads, then (owner or every member) a host write of grads()
   std::vector<float> all;
   if (zero_owner_) {
     if (owns(ls)) all.resize(n * size);
@@ -206,6 +207,7 @@ Status AsyncRunner::run_segment(const Schedule& lowered, int64_t first_step, dou
   // Owner mode: the owner's new parameters to the other replicas (every replica calls it once per STEP).
   auto broadcast_params = [&](LocalStage& ls) {
     PT_MPI_CHECK(MPI_Bcast(ls.model->params(), int(ls.model->num_params()), MPI_FLOAT, owner_comm_rank(ls), replica_comm_));
+    ls.model->sync_params_to_device();
   };
   callbacks.step = [&](int v) {
     LocalStage& ls = *local.at(v);
@@ -215,9 +217,11 @@ Status AsyncRunner::run_segment(const Schedule& lowered, int64_t first_step, dou
       ++ls.version;
       return;
     }
-    if (groups_.dp > 1)
+    if (groups_.dp > 1) {
+      ls.model->sync_grads_to_host();
       PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, ls.model->grads(), int(ls.model->num_params()), MPI_FLOAT, MPI_SUM,
                                  groups_.data));
+    }
     const int k = int(ls.version - version_base);
     norm_sq[{v, k}] = apply_stage_update_self_clipped(ls, config_, lr_sched);
     ls.model->zero_grads();

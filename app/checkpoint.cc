@@ -456,6 +456,7 @@ Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const 
       std::copy(ct.adam_m.begin(), ct.adam_m.end(), ls.adam_m.begin() + ptrdiff_t(t.offset));
       std::copy(ct.adam_v.begin(), ct.adam_v.end(), ls.adam_v.begin() + ptrdiff_t(t.offset));
     }
+    ls.model->sync_params_to_device();  // params() were written on the host
     ls.version = new_versions[k];
   }
   *step = f0.step;

@@ -145,7 +145,7 @@ const std::vector<Field>& schema() {
       PT_KEY("schedule.amdp.zero_owner", schedule.amdp_zero_owner, "amdp: stage s is owned by the GPU hosting it in pipeline 0; at the step slot the K replicas' gradients are summed on the owner (canonical order), only the owner runs AdamW and holds Adam moments, then it broadcasts the new parameters (ZeRO-1 over replicas). false: every replica sums all gradients and steps itself."),
       PT_KEY("schedule.amdp.step_slot", schedule.amdp_step_slot, "amdp: clean (each step slot reduces and applies everything accumulated since the previous slot: every gradient applied exactly once) | reference (parallel.pp 4 or 8, needs zero_owner: the reference code's placement, reduce after a replica's last backward of the iteration, step at its U; backwards in between are dropped on non-owners, algorithms.md §2.2)."),
       PT_KEY("runtime.backend", runtime.backend, "auto | cpu | cuda (auto picks cuda when a GPU is visible and built)."),
-      PT_KEY("runtime.transport", runtime.transport, "auto | mpi | local | nccl. auto = mpi on the CPU backend; local keeps every stage in one process (parallel.pp = 1); nccl needs the CUDA backend."),
+      PT_KEY("runtime.transport", runtime.transport, "auto | mpi | local | nccl. auto = nccl when the backend is cuda and every pipeline rank has a GPU of its own, else mpi; mpi = host-staged MPI, also for ranks that share a GPU (MPS, scripts/mps_pipeline.sh); local keeps every stage in one process (parallel.pp = 1); nccl needs the cuda backend and one GPU per pipeline rank (docs/transports.md)."),
       PT_KEY("runtime.threads", runtime.threads, "OpenBLAS threads per rank; 0 = library default."),
       PT_KEY("runtime.progress", runtime.progress, "auto | on | off: one-line progress display on rank 0 (auto = when stdout is a terminal)."),
       PT_KEY("checkpoint.every_steps", checkpoint.every_steps, "Write a checkpoint every N steps and after the last step; 0 = only on SIGTERM/SIGUSR1. Resume with `train --resume auto|PATH` (docs/checkpoints.md)."),
@@ -378,6 +378,8 @@ Status validate(const Config& c) {
   if (!ok) return bad("runtime.backend", "'" + c.runtime.backend + "' is not one of: " + allowed);
   allowed = one_of(c.runtime.transport, {"auto", "mpi", "local", "nccl"}, &ok);
   if (!ok) return bad("runtime.transport", "'" + c.runtime.transport + "' is not one of: " + allowed);
+  if (c.runtime.transport == "nccl" && c.runtime.backend == "cpu")
+    return bad("runtime.transport", "nccl needs the cuda backend, but runtime.backend is cpu; use mpi or auto");
   if (c.runtime.transport == "local" && p.pp != 1)
     return bad("runtime.transport", "local runs a pipeline inside one process and needs parallel.pp = 1, got " +
                std::to_string(p.pp) + "; use mpi or auto");

@@ -9,6 +9,7 @@
 namespace pt {
 
 std::vector<std::pair<int, double>> stage_grad_sumsq(const LocalStage& ls) {
+  ls.model->sync_grads_to_host();  // host read of grads() (no-op on the CPU backend)
   std::vector<std::pair<int, double>> out;
   for (const auto& t : ls.model->tensors()) {
     if (t.is_tied_head) continue;
@@ -17,7 +18,12 @@ std::vector<std::pair<int, double>> stage_grad_sumsq(const LocalStage& ls) {
   return out;
 }
 
+// The optimizer runs on the host on every backend: grads() are brought to the host
+// and the new params() sent back (stage_model.h, host/device contract). A
+// device-side AdamW (model/cuda/adamw.h) that skips both transfers is a later
+// optimisation.
 void apply_stage_update(LocalStage& ls, const OptimizerSection& o, double lr, float grad_scale) {
+  ls.model->sync_grads_to_host();
   for (const auto& t : ls.model->tensors()) {
     AdamWParams p;
     p.lr = float(lr);
@@ -31,6 +37,7 @@ void apply_stage_update(LocalStage& ls, const OptimizerSection& o, double lr, fl
     adamw_update(ls.model->params() + t.offset, ls.model->grads() + t.offset, ls.adam_m.data() + t.offset,
                  ls.adam_v.data() + t.offset, t.numel, p);
   }
+  ls.model->sync_params_to_device();
   ++ls.version;
 }
 

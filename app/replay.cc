@@ -16,6 +16,7 @@
 #include "app/train_state.h"
 #include "optim/lr_schedule.h"
 #include "data/loader.h"
+#include "model/stage_model_factory.h"
 #include "pipeline/action.h"
 #include "pipeline/schedules/schedules.h"
 #include "pipeline/topology.h"
@@ -101,7 +102,11 @@ Status replay_run(const std::string& run_dir, std::string* summary) {
     const int ms = v % L;
     st[v].stage = v;
     st[v].layers = ranges[ms];
-    st[v].model = make_cpu_stage_model(c.model, StageSpec{ranges[ms].first, ranges[ms].second, ms == 0, ms == L - 1}, B, T);
+    // The run's backend (auto resolves as the run did on a machine like this one); one process: GPU 0.
+    PT_RETURN_IF_ERROR(make_stage_model(c.runtime.backend, 0, c.model,
+                                        StageSpec{ranges[ms].first, ranges[ms].second, ms == 0, ms == L - 1}, B, T,
+                                        &st[v].model)
+                           .with_context(c.source_file));
     st[v].model->init_params(uint64_t(c.run.seed));
     replicas[ms].push_back(v);
   }
@@ -133,6 +138,7 @@ Status replay_run(const std::string& run_dir, std::string* summary) {
     auto it = snap[v % L].find(version);
     if (it == snap[v % L].end()) return false;
     std::copy(it->second.begin(), it->second.end(), st[v].model->params());
+    st[v].model->sync_params_to_device();
     return true;
   };
   // Output of stage v for micro-batch mb at its recorded forward version.
@@ -169,6 +175,7 @@ Status replay_run(const std::string& run_dir, std::string* summary) {
     if (!any) return false;
     LocalStage& owner = st[s];
     const size_t n = owner.model->num_params();
+    for (int v : replicas[s]) st[v].model->sync_grads_to_host();  // host reads; the owner's is then written
     sum.assign(st[replicas[s][0]].model->grads(), st[replicas[s][0]].model->grads() + n);
     for (size_t r = 1; r < replicas[s].size(); ++r) {
       const float* g = st[replicas[s][r]].model->grads();

@@ -22,11 +22,13 @@
 #include "common/logging.h"
 #include "data/loader.h"
 #include "model/stage_model.h"
+#include "model/stage_model_factory.h"
 #include "optim/grad_norm.h"
 #include "optim/lr_schedule.h"
 #include "pipeline/executor.h"
 #include "pipeline/process_groups.h"
 #include "pipeline/schedules/schedules.h"
+#include "pipeline/transport_select.h"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -55,6 +57,8 @@ void reduce_tied_embeddings(const Config& c, const ProcessGroups& g, const Sched
     if (ls.stage == 0) first = ls.model.get();
     if (ls.stage == S - 1) last = ls.model.get();
   }
+  if (first) first->sync_grads_to_host();  // host reads and writes of grads() below
+  if (last) last->sync_grads_to_host();
   if (first && last) {
     const ParamTensor* e = find_wte(*first, false);
     const ParamTensor* h = find_wte(*last, true);
@@ -156,6 +160,18 @@ Status truncate_version_record(const std::string& path, int64_t keep_below) {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// Rank among the processes of this node (MPI_COMM_TYPE_SHARED, ordered by world
+// rank): the CUDA backend uses GPU (node rank % GPUs on the node). Collective over
+// MPI_COMM_WORLD, so every rank calls it whatever its backend.
+int node_local_rank() {
+  MPI_Comm node = MPI_COMM_NULL;
+  PT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  int rank = 0;
+  PT_MPI_CHECK(MPI_Comm_rank(node, &rank));
+  PT_MPI_CHECK(MPI_Comm_free(&node));
+  return rank;
+}
+
 }  // namespace
 
 Status run_training(const Config& c) {
@@ -163,10 +179,18 @@ Status run_training(const Config& c) {
   PT_RETURN_IF_ERROR(make_process_groups(c.parallel.dp, c.parallel.pp, &g).with_context(c.source_file));
   set_reporting_rank(g.world_rank);
   if (c.runtime.threads > 0) openblas_set_num_threads(c.runtime.threads);
-  if (c.runtime.backend == "cuda")
-    return Status::error(c.source_file + ": key 'runtime.backend': the cuda backend is not built into this binary yet; use cpu or auto");
-  if (c.runtime.transport == "nccl")
-    return Status::error(c.source_file + ": key 'runtime.transport': nccl needs the cuda backend; use mpi or auto");
+  // runtime.backend: cuda fails here, naming the key and the reason, when the binary
+  // has no CUDA or no GPU is usable; auto picks cuda only when both are there.
+  std::string backend;
+  PT_RETURN_IF_ERROR(resolve_backend(c.runtime.backend, &backend).with_context(c.source_file));
+  const int gpu = node_local_rank();  // make_stage_model takes it modulo the GPU count
+  // runtime.transport (pipeline/transport_select.h): from the backend in use and where each
+  // pipeline rank runs (host, GPU UUID), gathered over the pipeline group; built further down.
+  TransportRequest transport_request{c.runtime.transport, backend, g.pp, nccl_transport_built(), {}};
+  int transport_gpu = -1;
+  PT_RETURN_IF_ERROR(gather_rank_devices(g.pipeline, backend == "cuda", &transport_gpu, &transport_request.ranks));
+  TransportChoice transport_choice;
+  PT_RETURN_IF_ERROR(select_transport(transport_request, &transport_choice).with_context(c.source_file));
 
   const int B = c.training.micro_batch_size, T = c.training.seq_len, m = c.training.microbatches;
 
@@ -211,8 +235,8 @@ Status run_training(const Config& c) {
     LocalStage ls;
     ls.stage = s;
     ls.layers = ranges[ms];
-    ls.model = make_cpu_stage_model(c.model, ss, B, T);
-    ls.model->init_params(uint64_t(c.run.seed));
+    PT_RETURN_IF_ERROR(make_stage_model(backend, gpu, c.model, ss, B, T, &ls.model).with_context(c.source_file));
+    ls.model->init_params(uint64_t(c.run.seed));  // leaves host and device copies consistent
     // amdp + schedule.amdp.zero_owner: only the owner (pipeline 0's rank) of a model stage holds Adam moments.
     if (!(c.schedule.kind == "amdp" && c.schedule.amdp_zero_owner) || lowered.stage_to_rank[ms] == g.pp_rank) {
       ls.adam_m.assign(ls.model->num_params(), 0.0f);
@@ -244,16 +268,18 @@ Status run_training(const Config& c) {
   PT_RETURN_IF_ERROR(resume_training(c, g, local, &resumed));
 
   // `local` keeps every stage in this process (pp = 1: no stage boundary crosses a
-  // process); the MPI transport carries everything else.
+  // process); mpi or nccl carries everything else.
   std::unique_ptr<Transport> transport;
-  if (c.runtime.transport == "local") {
-    if (g.pp != 1)
-      return Status::error(c.source_file + ": key 'runtime.transport': local runs a pipeline inside one process and "
-                           "needs parallel.pp = 1; use mpi (or auto) for " + std::to_string(g.pp) + " pipeline ranks");
+  if (transport_choice.transport == "local") {
     transport = make_local_transport(make_local_hub(1), 0);
+  } else if (transport_choice.transport == "nccl") {
+    Status st;
+    transport = make_nccl_transport(g.pipeline, transport_gpu, pipeline_channels(lowered), &st);
+    PT_RETURN_IF_ERROR(st.with_context(c.source_file + ": key 'runtime.transport'"));
   } else {
     transport = make_mpi_transport(g.pipeline);
   }
+  if (g.world_rank == 0) log_info("pipetrain: transport " + transport_choice.transport + " (" + transport_choice.reason + ")");
   Executor executor(lowered, g.pp_rank, by_stage, transport.get());
 
   // Run directory (rank 0).
@@ -277,8 +303,8 @@ Status run_training(const Config& c) {
   const float loss_scale = 1.0f / float(m * c.parallel.dp);
   if (is_root)
     log_info("pipetrain: " + std::to_string(g.world_size) + " rank(s) = dp " + std::to_string(g.dp) + " x pp " +
-             std::to_string(g.pp) + ", schedule " + c.schedule.kind + ", " + std::to_string(S) + " stages, " +
-             std::to_string(tokens_per_step) + " tokens/step, run dir " + run_dir);
+             std::to_string(g.pp) + ", schedule " + c.schedule.kind + ", backend " + backend + ", " +
+             std::to_string(S) + " stages, " + std::to_string(tokens_per_step) + " tokens/step, run dir " + run_dir);
 
   auto evaluate = [&](int64_t step) -> double {
     const int count = c.training.eval_batches;
@@ -373,9 +399,11 @@ Status run_training(const Config& c) {
       StepOutput out = executor.run_step(
           [&](int mb, int32_t* in, int32_t* tg) { data.batch(step, mb, g.dp_rank, in, tg); }, loss_scale);
       if (g.dp > 1)
-        for (auto& ls : local)
+        for (auto& ls : local) {
+          ls.model->sync_grads_to_host();
           PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, ls.model->grads(), int(ls.model->num_params()), MPI_FLOAT, MPI_SUM,
                                      g.data));
+        }
       reduce_tied_embeddings(c, g, lowered, local);
       const double norm = global_grad_norm(g, local);
       const float scale = clip_scale(norm, c.optimizer.grad_clip);

@@ -4,7 +4,9 @@
 // style), so the stage model code is backend-independent.
 //
 // Invariants shared by every implementation:
-//   - Pointers passed to ops are backend memory (host memory on the CPU backend).
+//   - Pointers passed to ops are backend memory (host memory on the CPU backend,
+//     device memory on the CUDA backend); copy/upload/download also take host
+//     memory (see below).
 //   - Activation gradients are written (=); parameter gradients accumulate (+=).
 //   - Results do not depend on the number of threads: reductions that feed a
 //     single output run in a fixed order.
@@ -27,19 +29,38 @@ class Backend {
   virtual void free(float* p) = 0;
   virtual int32_t* alloc_i32(size_t n) = 0;
   virtual void free_i32(int32_t* p) = 0;
-  virtual void zero(float* p, size_t n) = 0;
-  virtual void copy(float* dst, const float* src, size_t n) = 0;  // backend -> backend
+  virtual void zero(float* p, size_t n) = 0;  // backend memory
+  // dst and src may each be backend memory or host memory (the pipeline hands the
+  // stage model host buffers). Returns once dst holds the data wherever host
+  // memory is involved, so the caller may read dst or reuse src right away.
+  virtual void copy(float* dst, const float* src, size_t n) = 0;
   virtual void upload(float* dst, const float* host_src, size_t n) = 0;
   virtual void download(float* host_dst, const float* src, size_t n) = 0;
   virtual void upload_i32(int32_t* dst, const int32_t* host_src, size_t n) = 0;
+  // True when alloc() returns host memory (CPU): the stage model then exposes it
+  // directly as params()/grads(). Otherwise (CUDA) the stage model keeps host
+  // mirrors in alloc_host() memory (pinned on CUDA) and copies on the sync hooks
+  // of stage_model.h.
+  virtual bool host_memory() const = 0;
+  virtual float* alloc_host(size_t n) = 0;  // host memory, n floats, contents undefined
+  virtual void free_host(float* p) = 0;
+  // Blocks until every op and copy issued so far has finished (CUDA: the
+  // backend's stream). For timing only, never needed for correctness: copies to
+  // host memory already wait. No-op where ops are synchronous (CPU).
+  virtual void synchronize() {}
+  // The most backend memory alloc()/alloc_i32() (and the backend's own
+  // workspaces) held at once since construction, in bytes; 0 where not tracked
+  // (CPU: host memory). Library-internal memory (CUDA context, cuBLASLt
+  // workspaces) is not included.
+  virtual size_t peak_device_bytes() const { return 0; }
 
   // ---- ops (see model/cpu/<op>.h for the exact contracts) ----
   // out (B,T,C); inp (B,T); wte (V,C); wpe (maxT,C)
   virtual void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
                                int C) = 0;
-  // dwte (V,C) +=, dwpe (maxT,C) +=; dout (B,T,C)
+  // dwte (V,C) +=, dwpe (maxT,C) +=; dout (B,T,C); inp in [0, V)
   virtual void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp, int B, int T,
-                                int C) = 0;
+                                int C, int V) = 0;
   // out (N,C); mean, rstd (N); inp (N,C); weight, bias (C)
   virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                                  const float* bias, int N, int C) = 0;
@@ -57,11 +78,18 @@ class Backend {
   // dweight (OC,C) += doutᵀ · inp; dbias (OC) += sum dout (null: none)
   virtual void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N,
                                       int C, int OC) = 0;
-  // out (B,T,C); att (B,NH,T,T); inp (B,T,3C)
+  // What the attention forward saves for the backward is backend-specific: the CPU
+  // keeps the probabilities att (B,NH,T,T), the CUDA kernel (flash style) the
+  // log-sum-exp of each score row (B,NH,T) and recomputes the probabilities.
+  virtual size_t attention_saved_floats(int B, int NH, int T) const = 0;
+  // Floats of attention_backward's scratch: CPU (T,T), CUDA (B,NH,T).
+  virtual size_t attention_scratch_floats(int B, int NH, int T) const = 0;
+  // out (B,T,C); att (attention_saved_floats); inp (B,T,3C)
   virtual void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) = 0;
-  // dinp (B,T,3C) =; scratch (T,T)
+  // dinp (B,T,3C) =; scratch (attention_scratch_floats); dout (B,T,C); inp, out and
+  // att from the forward (out: the forward's output, read by the CUDA backward only).
   virtual void attention_backward(float* dinp, float* scratch, const float* dout, const float* inp,
-                                  const float* att, int B, int T, int C, int NH) = 0;
+                                  const float* out, const float* att, int B, int T, int C, int NH) = 0;
   // out, inp (N)
   virtual void gelu_forward(float* out, const float* inp, int N) = 0;
   // dinp =, inp, dout (N)
@@ -78,5 +106,11 @@ class Backend {
 
 // fp32 host backend on OpenBLAS.
 std::unique_ptr<Backend> make_cpu_backend();
+// Test only: the same CPU backend, but host_memory() reports false, so a stage
+// model keeps separate host mirrors of params/grads and its sync hooks really
+// copy, as on CUDA. Identical numerics; lets CPU-only CI check that every caller
+// calls the hooks (stage_model_factory.h, PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS).
+std::unique_ptr<Backend> make_cpu_backend_separate_host_mirrors();
+// The fp32 CUDA backend is model/cuda/cuda_backend.h (CUDA builds only).
 
 }  // namespace pt

@@ -1,7 +1,10 @@
 // A StageModel that runs on any Backend: the same stage code serves the CPU
-// backend now and a CUDA backend later (make_cpu_stage_model is this with
-// make_cpu_backend()). Invariants are those of stage_model.h; in addition the
-// backend's params()/grads() pointers must be host-visible.
+// backend (make_cpu_stage_model is this with make_cpu_backend()) and the CUDA
+// backend (make_cuda_backend, model/cuda/cuda_backend.h). Invariants are those of
+// stage_model.h. params()/grads() are host memory either way: the backend's own
+// buffers when Backend::host_memory(), else pinned host mirrors synchronized by
+// sync_params_to_device()/sync_grads_to_host(). Backends are chosen from the
+// config by model/stage_model_factory.h.
 #pragma once
 
 #include <memory>

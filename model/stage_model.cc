@@ -9,6 +9,16 @@
 // slot and returned on release(), so steady-state training allocates nothing.
 // Stage-independent numerics: a block computes the same ops on the same shapes
 // whichever stage owns it, so any pipeline split is bitwise equal to pp=1.
+//
+// Host mirrors (backends whose memory is not host memory, i.e. CUDA): params()
+// and grads() are alloc_host() buffers next to the backend copies params_/grads_.
+// The device params are refreshed lazily: sync_params_to_device() marks them
+// stale and the next forward/backward uploads once. Gradients have one owner at a
+// time: the device during backward, the host after sync_grads_to_host() until
+// zero_grads() (a backward_weight in between sends the host values back first).
+// With host-memory backends (CPU) the mirrors are the backend buffers themselves
+// and both hooks do nothing.
+#include <cstring>
 #include <vector>
 
 #include "common/check.h"
@@ -29,7 +39,7 @@ struct LayerActs {
   float* ln1_mean;  // (N)
   float* ln1_rstd;  // (N)
   float* qkv;       // (N, 3C)
-  float* att;       // (B, NH, T, T) softmax probabilities
+  float* att;       // attention_saved_floats: CPU (B, NH, T, T) probabilities, CUDA (B, NH, T) lse
   float* atty;      // (N, C) attention output before the projection
   float* res1;      // (N, C) residual after attention
   float* ln2;       // (N, C)
@@ -84,10 +94,20 @@ class BackendStageModel final : public StageModel {
     grads_ = backend_->alloc(num_params_);
     backend_->zero(params_, num_params_);
     backend_->zero(grads_, num_params_);
+    mirrored_ = !backend_->host_memory();
+    if (mirrored_) {
+      host_params_ = backend_->alloc_host(num_params_);
+      host_grads_ = backend_->alloc_host(num_params_);
+      std::memset(host_params_, 0, num_params_ * sizeof(float));
+      std::memset(host_grads_, 0, num_params_ * sizeof(float));
+    } else {
+      host_params_ = params_;
+      host_grads_ = grads_;
+    }
     bind_params();
     slot_floats_ = layout_slot(nullptr, nullptr);
     scratch_nc_ = backend_->alloc(size_t(N_) * C_);
-    scratch_tt_ = backend_->alloc(size_t(T_) * T_);
+    scratch_tt_ = backend_->alloc(backend_->attention_scratch_floats(B_, NH_, T_));
   }
 
   ~BackendStageModel() override {
@@ -99,6 +119,10 @@ class BackendStageModel final : public StageModel {
     backend_->free(scratch_nc_);
     backend_->free(grads_);
     backend_->free(params_);
+    if (mirrored_) {
+      backend_->free_host(host_grads_);
+      backend_->free_host(host_params_);
+    }
   }
 
   const ModelConfig& config() const override { return config_; }
@@ -107,24 +131,38 @@ class BackendStageModel final : public StageModel {
   int seq_len() const override { return T_; }
   const std::vector<ParamTensor>& tensors() const override { return tensors_; }
   size_t num_params() const override { return num_params_; }
-  float* params() override { return params_; }
-  float* grads() override { return grads_; }
+  float* params() override { return host_params_; }
+  float* grads() override { return host_grads_; }
   size_t activation_floats_per_slot() const override { return slot_floats_; }
 
   void init_params(uint64_t seed) override {
-    std::vector<float> host;
-    for (const auto& t : tensors_) {
-      host.resize(t.numel);
-      init_tensor(config_, t, seed, host.data());
-      backend_->upload(params_ + t.offset, host.data(), t.numel);
-    }
+    for (const auto& t : tensors_) init_tensor(config_, t, seed, host_params_ + t.offset);
+    sync_params_to_device();
   }
 
-  void zero_grads() override { backend_->zero(grads_, num_params_); }
+  void zero_grads() override {
+    backend_->zero(grads_, num_params_);
+    if (mirrored_) std::memset(host_grads_, 0, num_params_ * sizeof(float));
+    grads_on_host_ = false;
+  }
+
+  void sync_params_to_device() override {
+    if (mirrored_) params_stale_ = true;
+  }
+
+  void sync_grads_to_host() override {
+    if (!mirrored_ || grads_on_host_) return;
+    backend_->download(host_grads_, grads_, num_params_);
+    grads_on_host_ = true;
+  }
+
+  void synchronize() override { backend_->synchronize(); }
+  size_t peak_device_bytes() const override { return backend_->peak_device_bytes(); }
 
   void forward(int slot_index, const int32_t* tokens, const float* input, const int32_t* targets,
                float* output) override {
     Slot& s = acquire_slot(slot_index);
+    refresh_device_params();
     Backend& be = *backend_;
     if (spec_.has_embedding) {
       PT_CHECK_MSG(tokens != nullptr, "first stage forward needs tokens");
@@ -185,6 +223,7 @@ class BackendStageModel final : public StageModel {
   void backward_input(int slot_index, const float* doutput, float* dinput, float loss_scale) override {
     Slot& s = slot_at(slot_index);
     PT_CHECK_MSG(s.state == SlotState::kForward, "backward_input needs a slot after forward and before backward");
+    refresh_device_params();
     Backend& be = *backend_;
     const size_t NC = size_t(N_) * C_;
     if (spec_.has_head) {
@@ -210,7 +249,7 @@ class BackendStageModel final : public StageModel {
       be.residual_forward(a.d_res1, dout, tmp, N_ * C_);
       // Attention: tmp holds d(atty).
       be.matmul_backward_input(tmp, a.d_res1, w[BlockTensor::kAttProjW], N_, C_, C_);
-      be.attention_backward(a.dqkv, scratch_tt_, tmp, a.qkv, a.att, B_, T_, C_, NH_);
+      be.attention_backward(a.dqkv, scratch_tt_, tmp, a.qkv, a.atty, a.att, B_, T_, C_, NH_);
       be.matmul_backward_input(a.dln1, a.dqkv, w[BlockTensor::kQkvW], N_, C_, 3 * C_);
       be.layernorm_backward_input(tmp, a.dln1, block_input(s, i), w[BlockTensor::kLn1W], a.ln1_mean, a.ln1_rstd, N_,
                                   C_);
@@ -226,6 +265,11 @@ class BackendStageModel final : public StageModel {
   void backward_weight(int slot_index) override {
     Slot& s = slot_at(slot_index);
     PT_CHECK_MSG(s.state == SlotState::kBackwardInput, "backward_weight needs backward_input first");
+    refresh_device_params();
+    if (grads_on_host_) {  // the host owns the gradients (and may have changed them): accumulate onto those
+      backend_->upload(grads_, host_grads_, num_params_);
+      grads_on_host_ = false;
+    }
     Backend& be = *backend_;
     if (spec_.has_head) {
       be.matmul_backward_weight(head_grad_, nullptr, s.logits, s.lnf, N_, C_, V_);
@@ -245,7 +289,7 @@ class BackendStageModel final : public StageModel {
       be.layernorm_backward_weight(g[BlockTensor::kLn1W], g[BlockTensor::kLn1B], a.dln1, block_input(s, i),
                                    a.ln1_mean, a.ln1_rstd, N_, C_);
     }
-    if (spec_.has_embedding) be.encoder_backward(wte_grad_, wpe_grad_, s.d_resid[0], s.tokens, B_, T_, C_);
+    if (spec_.has_embedding) be.encoder_backward(wte_grad_, wpe_grad_, s.d_resid[0], s.tokens, B_, T_, C_, V_);
     s.state = SlotState::kDone;
   }
 
@@ -311,7 +355,7 @@ class BackendStageModel final : public StageModel {
       a.ln1_mean = take(N);
       a.ln1_rstd = take(N);
       a.qkv = take(N * 3 * C);
-      a.att = take(size_t(B_) * NH_ * T_ * T_);
+      a.att = take(backend_->attention_saved_floats(B_, NH_, T_));
       a.atty = take(N * C);
       a.res1 = take(N * C);
       a.ln2 = take(N * C);
@@ -389,6 +433,13 @@ class BackendStageModel final : public StageModel {
     s = Slot();
   }
 
+  // Uploads the host params when a sync_params_to_device() left the device copy stale.
+  void refresh_device_params() {
+    if (!params_stale_) return;
+    backend_->upload(params_, host_params_, num_params_);
+    params_stale_ = false;
+  }
+
   // Input of local block i (i == nl_: the stage's residual output).
   const float* block_input(const Slot& s, int i) const { return i == 0 ? s.x0 : s.layers[size_t(i - 1)].res2; }
 
@@ -399,8 +450,13 @@ class BackendStageModel final : public StageModel {
   std::vector<ParamTensor> tensors_;
   size_t num_params_ = 0;
   size_t slot_floats_ = 0;
-  float* params_ = nullptr;  // (num_params)
-  float* grads_ = nullptr;   // (num_params)
+  float* params_ = nullptr;  // (num_params) backend memory
+  float* grads_ = nullptr;   // (num_params) backend memory
+  bool mirrored_ = false;    // backend memory is not host memory: host_* are separate mirrors
+  float* host_params_ = nullptr;  // params(): params_ itself, or its host mirror
+  float* host_grads_ = nullptr;   // grads(): grads_ itself, or its host mirror
+  bool params_stale_ = false;     // mirrored: params_ lags host_params_ (upload before the next use)
+  bool grads_on_host_ = false;    // mirrored: host_grads_ is authoritative (after sync_grads_to_host)
   float *wte_ = nullptr, *wpe_ = nullptr, *lnf_w_ = nullptr, *lnf_b_ = nullptr, *head_ = nullptr;
   float *wte_grad_ = nullptr, *wpe_grad_ = nullptr, *lnf_w_grad_ = nullptr, *lnf_b_grad_ = nullptr,
         *head_grad_ = nullptr;

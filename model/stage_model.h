@@ -18,6 +18,24 @@
 //
 // Activations live in slots, one per in-flight micro-batch; the pipeline picks
 // the slot. Gradients accumulate (+=) across backward calls until zero_grads().
+//
+// Host/device contract. params() and grads() are host memory on every backend.
+// A backend that computes elsewhere (CUDA) keeps device copies and host mirrors
+// (pinned), and transfers only at two hooks, which every caller that touches
+// params()/grads() on the host must call (on the CPU backend they are no-ops):
+//   - sync_params_to_device() after writing params() on the host (optimizer step,
+//     checkpoint load, snapshot swaps, broadcasts): the next forward/backward sees
+//     the host values. The host copy is the master: compute never writes params,
+//     so reading params() on the host needs no hook.
+//   - sync_grads_to_host() before reading grads() on the host (all-reduce, norm,
+//     tied-embedding sum, optimizer). From then on the host copy is authoritative
+//     until zero_grads(): the host may modify it (reductions write their result in
+//     place), and a later backward accumulates onto the host values (they are sent
+//     back first). Calling it again without a backward in between transfers nothing,
+//     so it never overwrites a host-side reduction.
+// init_params() and zero_grads() leave both copies consistent by themselves.
+// Forward inputs/outputs and backward doutput/dinput are host buffers; loss() and
+// the output copies return only when the data is on the host.
 #pragma once
 
 #include <cstddef>
@@ -58,10 +76,22 @@ class StageModel {
 
   virtual const std::vector<ParamTensor>& tensors() const = 0;
   virtual size_t num_params() const = 0;
-  virtual float* params() = 0;          // host-visible fp32 master weights
-  virtual float* grads() = 0;           // same layout as params()
+  virtual float* params() = 0;          // host fp32 master weights
+  virtual float* grads() = 0;           // host, same layout as params()
   virtual void init_params(uint64_t seed) = 0;
-  virtual void zero_grads() = 0;
+  virtual void zero_grads() = 0;        // zeroes the host and the device copy
+
+  // The host/device hooks (see the header comment). Defaults: host-only models.
+  virtual void sync_params_to_device() {}
+  virtual void sync_grads_to_host() {}
+
+  // Blocks until every op issued so far has finished (on CUDA ops are
+  // asynchronous on a stream); for timing. Not needed for correctness: the host
+  // outputs and loss() already wait. No-op on host-only models.
+  virtual void synchronize() {}
+  // Peak bytes of backend (device) memory this model's backend has held at once
+  // (Backend::peak_device_bytes); 0 where not tracked (CPU).
+  virtual size_t peak_device_bytes() const { return 0; }
 
   // Forward of one micro-batch into `slot`.
   //   first stage: tokens (B, T) int32; others: input (B, T, C).
@@ -88,7 +118,8 @@ class StageModel {
   virtual size_t activation_floats_per_slot() const = 0;
 };
 
-// CPU (fp32, OpenBLAS) implementation.
+// CPU (fp32, OpenBLAS) implementation. The backend-choosing factory (cpu | cuda |
+// auto) is model/stage_model_factory.h.
 std::unique_ptr<StageModel> make_cpu_stage_model(const ModelConfig& config, const StageSpec& spec, int B, int T);
 
 }  // namespace pt

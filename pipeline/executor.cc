@@ -74,8 +74,10 @@ template <class Fn> void Executor::with_version(int stage, int version, Fn&& fn)
   const size_t n = m->num_params();
   scratch_.assign(m->params(), m->params() + n);
   std::copy(it->second.begin(), it->second.end(), m->params());
+  m->sync_params_to_device();  // host writes of params() (stage_model.h); no-ops on the CPU
   fn();
   std::copy(scratch_.begin(), scratch_.end(), m->params());
+  m->sync_params_to_device();
 }
 
 int Executor::forward_into_slot(int s, int mb, int version, const BatchFn& batch) {
@@ -217,6 +219,7 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         for (size_t r : unapplied[s]) records[r].applied = live;
         unapplied[s].clear();
         callbacks.step(s);
+        model->sync_params_to_device();  // the step wrote params() on the host (it syncs too; this is idempotent)
         ++live_version_[s];
         // Drop snapshots no later action reads.
         for (auto it = snapshots_[s].begin(); it != snapshots_[s].end();) {

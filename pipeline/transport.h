@@ -10,6 +10,11 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "pipeline/transport_select.h"
 
 namespace pt {
 
@@ -26,6 +31,50 @@ class Transport {
 
 // Host-staged MPI over `comm` (the pipeline group). Does not own the communicator.
 std::unique_ptr<Transport> make_mpi_transport(MPI_Comm comm);
+
+// NCCL over the CUDA devices of the ranks of `comm` (the pipeline group), one per rank:
+// NCCL cannot put two ranks of one communicator on one GPU (use mpi there, e.g. for the
+// MPS one-GPU emulation; pipeline/transport_select.h decides). Each directed channel
+// (from, to) in `channels` (pipeline ranks; empty = every ordered pair) gets its own
+// two-rank communicator and CUDA stream, so a pending send never holds up a receive
+// (transport_nccl.cc explains why this keeps the semantics above). Buffers may be host
+// or device memory (detected per call; host memory is staged through device buffers).
+// A device buffer handed to send() must already hold its data (its producer's stream
+// synchronized). Tags are not sent: messages of one channel match in send order, which
+// lowering guarantees (pipeline/lower.h, "FIFO channels"). Collective over `comm`:
+// every rank calls it with the same `channels`. On failure (no such device, a
+// binary built without CUDA) returns nullptr and sets *status on every rank.
+std::unique_ptr<Transport> make_nccl_transport(MPI_Comm comm, int device,
+                                               const std::vector<std::pair<int, int>>& channels,
+                                               Status* status);
+
+// fp32 sum all-reduce over the ranks of `comm` (data-parallel gradients, tied
+// embeddings), NCCL on CUDA device `device`. In place, blocking; host or device buffer.
+// Every rank of `comm` calls all_reduce_sum in the same order with the same count.
+class AllReducer {
+ public:
+  virtual ~AllReducer() = default;
+  virtual void all_reduce_sum(float* data, size_t count) = 0;
+  virtual std::string name() const = 0;
+};
+// Collective over `comm`; nullptr and *status set (on every rank) on failure.
+std::unique_ptr<AllReducer> make_nccl_all_reducer(MPI_Comm comm, int device, Status* status);
+
+// Whether this binary has the NCCL transport (built with CUDA).
+bool nccl_transport_built();
+
+// The CUDA device this process uses: node-local rank (MPI_COMM_TYPE_SHARED over
+// MPI_COMM_WORLD, collective) modulo the visible device count, and that device's UUID
+// ("GPU-...", which names the physical GPU whatever CUDA_VISIBLE_DEVICES renumbers).
+// Fails (Status) when no device is usable or the binary has no CUDA.
+Status local_cuda_device(int* device, std::string* uuid);
+
+// Every pipeline rank's (host name, GPU UUID) in pipeline-rank order, gathered with
+// MPI_Allgather over `comm` (collective; with `use_gpu` also over MPI_COMM_WORLD for the
+// node-local rank, so every rank of the job must call it alike). With `use_gpu` false
+// the GPU fields stay empty and CUDA is never touched; with it, *device receives this
+// rank's CUDA device (local_cuda_device), or -1 and an empty field when it has none.
+Status gather_rank_devices(MPI_Comm comm, bool use_gpu, int* device, std::vector<RankDevice>* out);
 
 // In-process transport for tests: `size` ranks in one process (one thread each)
 // share a LocalHub; each thread makes its own endpoint.

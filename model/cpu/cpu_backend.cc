@@ -28,6 +28,8 @@ void* aligned_bytes(size_t bytes) {
 
 class CpuBackend final : public Backend {
  public:
+  // separate_host_mirrors: report host_memory() == false (test only, backend.h).
+  explicit CpuBackend(bool separate_host_mirrors = false) : separate_host_mirrors_(separate_host_mirrors) {}
   const char* name() const override { return "cpu"; }
 
   float* alloc(size_t n) override { return static_cast<float*>(aligned_bytes(n * sizeof(float))); }
@@ -43,13 +45,16 @@ class CpuBackend final : public Backend {
   void upload_i32(int32_t* dst, const int32_t* host_src, size_t n) override {
     if (dst != host_src) std::memcpy(dst, host_src, n * sizeof(int32_t));
   }
+  bool host_memory() const override { return !separate_host_mirrors_; }
+  float* alloc_host(size_t n) override { return alloc(n); }
+  void free_host(float* p) override { free(p); }
 
   void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
                        int C) override {
     cpu::encoder_forward(out, inp, wte, wpe, B, T, C);
   }
-  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp, int B, int T,
-                        int C) override {
+  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp, int B, int T, int C,
+                        int /*V*/) override {
     cpu::encoder_backward(dwte, dwpe, dout, inp, B, T, C);
   }
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
@@ -75,11 +80,14 @@ class CpuBackend final : public Backend {
                               int OC) override {
     cpu::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC);
   }
+  size_t attention_saved_floats(int B, int NH, int T) const override { return size_t(B) * NH * T * T; }
+  size_t attention_scratch_floats(int /*B*/, int /*NH*/, int T) const override { return size_t(T) * T; }
   void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) override {
     cpu::attention_forward(out, att, inp, B, T, C, NH);
   }
-  void attention_backward(float* dinp, float* scratch, const float* dout, const float* inp, const float* att,
-                          int B, int T, int C, int NH) override {
+  // The probabilities att are saved, so the forward output is not needed.
+  void attention_backward(float* dinp, float* scratch, const float* dout, const float* inp, const float* /*out*/,
+                          const float* att, int B, int T, int C, int NH) override {
     cpu::attention_backward(dinp, scratch, dout, inp, att, B, T, C, NH);
   }
   void gelu_forward(float* out, const float* inp, int N) override { cpu::gelu_forward(out, inp, N); }
@@ -97,10 +105,14 @@ class CpuBackend final : public Backend {
                                      int B, int T, int V) override {
     cpu::crossentropy_softmax_backward(dlogits, probs, targets, scale, B, T, V);
   }
+
+ private:
+  bool separate_host_mirrors_ = false;
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend_separate_host_mirrors() { return std::make_unique<CpuBackend>(true); }
 
 }  // namespace pt

@@ -1,0 +1,279 @@
+// The CUDA Backend; see cuda_backend.h. Thin forwards to the model/cuda launchers
+// on the backend's stream, plus the memory primitives and the two workspaces the
+// kernels need (encoder backward, LayerNorm weight backward), grown on demand.
+#include "model/cuda/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+
+#include "common/check.h"
+#include "model/cuda/attention.h"
+#include "model/cuda/crossentropy.h"
+#include "model/cuda/cuda_check.h"
+#include "model/cuda/encoder.h"
+#include "model/cuda/gelu.h"
+#include "model/cuda/layernorm.h"
+#include "model/cuda/matmul.h"
+#include "model/cuda/residual.h"
+
+namespace pt {
+namespace {
+
+// Device memory only: pageable, pinned and managed memory are all host-readable,
+// so a copy touching them must finish before copy() returns.
+bool is_device_pointer(const void* p) {
+  cudaPointerAttributes attr{};
+  const cudaError_t rc = cudaPointerGetAttributes(&attr, p);
+  if (rc != cudaSuccess) {
+    (void)cudaGetLastError();  // older runtimes report plain host pointers as an error
+    return false;
+  }
+  return attr.type == cudaMemoryTypeDevice;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    std::string why;
+    const int count = cuda_device_count(&why);
+    PT_CHECK_MSG(device >= 0 && device < count, "CUDA device " + std::to_string(device) + " is not available (" +
+                                                    std::to_string(count) + " visible" +
+                                                    (why.empty() ? std::string() : ": " + why) + ")");
+    PT_CUDA_CHECK(cudaSetDevice(device_));
+    PT_CUDA_CHECK(cudaStreamCreate(&stream_));
+  }
+
+  ~CudaBackend() override {
+    activate();
+    PT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (ln_scratch_ != nullptr) PT_CUDA_CHECK(cudaFree(ln_scratch_));
+    if (enc_workspace_ != nullptr) PT_CUDA_CHECK(cudaFree(enc_workspace_));
+    // The matmul plan cache keeps this stream's cuBLASLt workspace (keyed by the
+    // stream handle) until matmul_release_plans(); other backends may still use
+    // the cache, so it is not released here.
+    PT_CUDA_CHECK(cudaStreamDestroy(stream_));
+  }
+
+  const char* name() const override { return "cuda"; }
+
+  void synchronize() override {
+    activate();
+    PT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  // Tracked in device_bytes/free_device: every cudaMalloc of this backend
+  // (buffers and workspaces), not cuBLASLt's workspace or the CUDA context.
+  size_t peak_device_bytes() const override { return peak_bytes_; }
+
+  // ---- memory ----
+  float* alloc(size_t n) override { return static_cast<float*>(device_bytes(n * sizeof(float))); }
+  void free(float* p) override { free_device(p); }
+  int32_t* alloc_i32(size_t n) override { return static_cast<int32_t*>(device_bytes(n * sizeof(int32_t))); }
+  void free_i32(int32_t* p) override { free_device(p); }
+  void zero(float* p, size_t n) override {
+    if (n == 0) return;
+    activate();
+    PT_CUDA_CHECK(cudaMemsetAsync(p, 0, n * sizeof(float), stream_));
+  }
+  void copy(float* dst, const float* src, size_t n) override { copy_bytes(dst, src, n * sizeof(float)); }
+  void upload(float* dst, const float* host_src, size_t n) override { copy_bytes(dst, host_src, n * sizeof(float)); }
+  void download(float* host_dst, const float* src, size_t n) override {
+    copy_bytes(host_dst, src, n * sizeof(float));
+  }
+  void upload_i32(int32_t* dst, const int32_t* host_src, size_t n) override {
+    copy_bytes(dst, host_src, n * sizeof(int32_t));
+  }
+  bool host_memory() const override { return false; }
+  float* alloc_host(size_t n) override {
+    activate();
+    void* p = nullptr;
+    PT_CUDA_CHECK(cudaMallocHost(&p, std::max<size_t>(n, 1) * sizeof(float)));
+    return static_cast<float*>(p);
+  }
+  void free_host(float* p) override {
+    if (p == nullptr) return;
+    activate();
+    PT_CUDA_CHECK(cudaStreamSynchronize(stream_));  // no copy may still read or write it
+    PT_CUDA_CHECK(cudaFreeHost(p));
+  }
+
+  // ---- ops ----
+  void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
+                       int C) override {
+    activate();
+    cuda::encoder_forward(out, inp, wte, wpe, B, T, C, stream_);
+  }
+  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp, int B, int T, int C,
+                        int V) override {
+    activate();
+    int32_t* ws = grow(&enc_workspace_, &enc_workspace_bytes_,
+                       cuda::encoder_backward_workspace_ints(B, T, V) * sizeof(int32_t));
+    cuda::encoder_backward(dwte, dwpe, dout, inp, B, T, C, V, ws, stream_);
+  }
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                         const float* bias, int N, int C) override {
+    activate();
+    cuda::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, stream_);
+  }
+  void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight,
+                                const float* mean, const float* rstd, int N, int C) override {
+    activate();
+    cuda::layernorm_backward_input(dinp, dout, inp, weight, mean, rstd, N, C, stream_);
+  }
+  void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp,
+                                 const float* mean, const float* rstd, int N, int C) override {
+    activate();
+    float* scratch =
+        grow(&ln_scratch_, &ln_scratch_bytes_, cuda::layernorm_backward_weight_scratch_floats(N, C) * sizeof(float));
+    cuda::layernorm_backward_weight(dweight, dbias, dout, inp, mean, rstd, N, C, scratch, stream_);
+  }
+  void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
+                      int OC) override {
+    activate();
+    cuda::matmul_forward(out, inp, weight, bias, N, C, OC, stream_);
+  }
+  void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) override {
+    activate();
+    cuda::matmul_backward_input(dinp, dout, weight, N, C, OC, stream_);
+  }
+  void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C,
+                              int OC) override {
+    activate();
+    cuda::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC, stream_);
+  }
+  // Flash-style kernel: saves lse (B, NH, T); the backward's scratch holds
+  // D = rowsum(dout * out), also (B, NH, T).
+  size_t attention_saved_floats(int B, int NH, int T) const override { return size_t(B) * NH * T; }
+  size_t attention_scratch_floats(int B, int NH, int T) const override { return size_t(B) * NH * T; }
+  void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) override {
+    activate();
+    cuda::attention_forward(out, /*lse=*/att, inp, B, T, C, NH, stream_);
+  }
+  void attention_backward(float* dinp, float* scratch, const float* dout, const float* inp, const float* out,
+                          const float* att, int B, int T, int C, int NH) override {
+    activate();
+    cuda::attention_backward(dinp, scratch, dout, inp, out, /*lse=*/att, B, T, C, NH, stream_);
+  }
+  void gelu_forward(float* out, const float* inp, int N) override {
+    activate();
+    cuda::gelu_forward(out, inp, N, stream_);
+  }
+  void gelu_backward(float* dinp, const float* inp, const float* dout, int N) override {
+    activate();
+    cuda::gelu_backward(dinp, inp, dout, N, stream_);
+  }
+  void residual_forward(float* out, const float* inp1, const float* inp2, int N) override {
+    activate();
+    cuda::residual_forward(out, inp1, inp2, N, stream_);
+  }
+  // Same argument order and contract as the CPU twin (probs may alias logits,
+  // dlogits may alias probs); only the stream is added.
+  void crossentropy_forward(float* losses, float* probs, const float* logits, const int32_t* targets, int B, int T,
+                            int V) override {
+    activate();
+    cuda::crossentropy_forward(losses, probs, logits, targets, B, T, V, stream_);
+  }
+  void crossentropy_softmax_backward(float* dlogits, const float* probs, const int32_t* targets, float scale,
+                                     int B, int T, int V) override {
+    activate();
+    cuda::crossentropy_softmax_backward(dlogits, probs, targets, scale, B, T, V, stream_);
+  }
+
+ private:
+  // cudaSetDevice only when another device is current (cudaGetDevice is a
+  // thread-local read).
+  void activate() const {
+    int current = -1;
+    PT_CUDA_CHECK(cudaGetDevice(&current));
+    if (current != device_) PT_CUDA_CHECK(cudaSetDevice(device_));
+  }
+
+  void* device_bytes(size_t bytes) {
+    activate();
+    void* p = nullptr;
+    const size_t size = std::max<size_t>(bytes, 4);
+    PT_CUDA_CHECK(cudaMalloc(&p, size));
+    sizes_[p] = size;
+    live_bytes_ += size;
+    peak_bytes_ = std::max(peak_bytes_, live_bytes_);
+    return p;
+  }
+
+  void free_device(void* p) {
+    if (p == nullptr) return;
+    activate();
+    PT_CUDA_CHECK(cudaStreamSynchronize(stream_));  // pending work on the stream may still use it
+    PT_CUDA_CHECK(cudaFree(p));
+    const auto it = sizes_.find(p);
+    if (it != sizes_.end()) {
+      live_bytes_ -= it->second;
+      sizes_.erase(it);
+    }
+  }
+
+  // Ordered on the stream after every op issued so far. When either side is host
+  // memory, waits for the copy: the caller may then read a host dst or reuse a
+  // host src (pinned memory is otherwise read or written asynchronously).
+  void copy_bytes(void* dst, const void* src, size_t bytes) {
+    if (bytes == 0 || dst == src) return;
+    activate();
+    PT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
+    if (!is_device_pointer(dst) || !is_device_pointer(src)) PT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  // A workspace of at least `bytes`, reallocated (after the stream drains) when too small.
+  template <typename T>
+  T* grow(T** buf, size_t* have, size_t bytes) {
+    if (*buf == nullptr || *have < bytes) {
+      if (*buf != nullptr) free_device(*buf);
+      *buf = static_cast<T*>(device_bytes(bytes));
+      *have = std::max<size_t>(bytes, 4);
+    }
+    return *buf;
+  }
+
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  float* ln_scratch_ = nullptr;  // LayerNorm weight-gradient partial sums
+  size_t ln_scratch_bytes_ = 0;
+  int32_t* enc_workspace_ = nullptr;  // encoder backward bucketing
+  size_t enc_workspace_bytes_ = 0;
+  std::unordered_map<const void*, size_t> sizes_;  // live cudaMalloc'd buffers -> bytes
+  size_t live_bytes_ = 0;  // sum of sizes_
+  size_t peak_bytes_ = 0;  // max of live_bytes_ so far
+};
+
+}  // namespace
+
+int cuda_device_count(std::string* why) {
+  int count = 0;
+  const cudaError_t rc = cudaGetDeviceCount(&count);
+  if (rc != cudaSuccess) {
+    (void)cudaGetLastError();  // clear it so later runtime calls do not report it again
+    if (why != nullptr)
+      *why = std::string("cudaGetDeviceCount failed with ") + cudaGetErrorName(rc) + " (" + cudaGetErrorString(rc) +
+             ")";
+    return 0;
+  }
+  if (count == 0 && why != nullptr) *why = "cudaGetDeviceCount returned 0 devices";
+  return count;
+}
+
+std::string cuda_device_name(int device) {
+  cudaDeviceProp prop{};
+  const cudaError_t rc = cudaGetDeviceProperties(&prop, device);
+  if (rc != cudaSuccess) {
+    (void)cudaGetLastError();
+    return "";
+  }
+  return prop.name;
+}
+
+int cuda_attention_max_head_size() { return cuda::kAttentionMaxHeadSize; }
+
+std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+
+}  // namespace pt

@@ -1,0 +1,423 @@
+// NCCL transport and all-reducer (CUDA builds; transport_nccl_stub.cc otherwise).
+//
+// Why one two-rank communicator per directed channel, and not one communicator for
+// the pipeline group with a send stream and a recv stream:
+//
+//   The Transport contract (transport.h) is MPI's: send() never waits for the
+//   receiver, recv() blocks until its message is there. A lowered schedule is
+//   deadlock-free under exactly that contract (simulate checks it), but not under
+//   rendezvous sends. On the GPU an ncclSend is a kernel that finishes only once the
+//   peer's matching ncclRecv runs, and NCCL orders all kernels of one communicator in
+//   issue order whatever user stream they are enqueued on (every launch waits on the
+//   communicator's internal device stream), so two user streams on one communicator
+//   give no independence: with "A: send B, recv B" and "B: send A, recv A" each
+//   rank's recv kernel queues behind its own send kernel, which waits for the other
+//   rank's recv: a deadlock once messages exceed NCCL's internal buffering. Grouping
+//   the sends and receives of a tick (ncclGroupStart/End, as Megatron does for 1F1B)
+//   fixes that shape, but not lists where a send's matching receive lies in a later
+//   tick of the peer (send-send-recv-recv, interleaved and asynchronous schedules).
+//
+//   Here every directed channel (from, to) the schedule uses has its own
+//   communicator {from = rank 0, to = rank 1} and its own stream on each side. On one
+//   rank a channel's communicator carries only sends to one peer or only receives from
+//   one peer, so the only order NCCL imposes is FIFO within a channel, which is the
+//   order the receiver asks for anyway (lowering keeps receives of a channel in send
+//   order). Then: recv k of a channel completes as soon as the sender's host has
+//   issued send k (its send k-1 already matched recv k-1, which completed before this
+//   rank's host posted recv k, recv being blocking), and a pending send holds up
+//   nothing on its own rank. That is the MPI contract, so the lowered schedule cannot
+//   deadlock. What it assumes of the GPU: the kernels of different communicators run
+//   concurrently (at most one pending send kernel per outgoing channel plus the one
+//   receive kernel, a few CTAs each), and nothing on this device synchronizes the
+//   whole device while a send is pending: all streams here are cudaStreamNonBlocking
+//   (so legacy-default-stream work such as a synchronous cudaMemcpy does not wait for
+//   them), staging memory comes from a stream-ordered pool (no cudaMalloc/cudaFree in
+//   the loop), and stage models must not call cudaDeviceSynchronize between send()
+//   and wait_sends().
+//
+//   Tags are not transmitted: NCCL matches the k-th send of a channel with its k-th
+//   receive. The executor's tags only ever distinguish messages that lowering already
+//   orders FIFO per channel, so ignoring them delivers the same messages MPI would.
+//   Counts must match on both sides (NCCL cannot report a short message); the
+//   executor's are fixed, (B, T, C) per boundary tensor.
+//
+//   Connections are opened at construction: NCCL connects a peer lazily at the first
+//   send/recv, and that handshake blocks the host until the peer joins, which would
+//   turn the first send of a run into a rendezvous. A one-float exchange per channel,
+//   in one global channel order on every rank, connects them all without deadlock
+//   (both members of the lowest unfinished channel always reach it).
+//
+// Host or device buffers: cudaPointerGetAttributes decides. Host buffers are staged:
+// send copies host -> device on a copy-only stream (the host buffer is free when the
+// call returns, pageable copies having been staged by the driver) and the channel
+// stream waits on it before ncclSend; recv runs ncclRecv into a device buffer and
+// copies back before returning. Staging buffers come from the transport's own
+// memory pool (cudaMallocFromPoolAsync; freed in stream order at wait_sends).
+#include <cuda_runtime.h>
+#include <mpi.h>
+#include <nccl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <vector>
+
+#include "common/check.h"
+#include "pipeline/transport.h"
+
+namespace pt {
+namespace {
+
+std::string where_am_i() {
+  int world = -1, initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) MPI_Comm_rank(MPI_COMM_WORLD, &world);
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return "world rank " + std::to_string(world) + " on " + host;
+}
+
+std::string nccl_error_detail(ncclResult_t rc) {
+  std::string last = ncclGetLastError(nullptr);
+  return std::string("NCCL ") + ncclGetErrorString(rc) + (last.empty() ? "" : " (" + last + ")") + ", " +
+         where_am_i();
+}
+
+std::string cuda_error_detail(cudaError_t rc) {
+  return std::string(cudaGetErrorName(rc)) + ": " + cudaGetErrorString(rc) + ", " + where_am_i();
+}
+
+}  // namespace
+}  // namespace pt
+
+// Any NCCL result other than ncclSuccess is fatal; the message names the rank and host.
+#define PT_NCCL_CHECK(call)                                                                      \
+  do {                                                                                           \
+    ncclResult_t pt_nccl_rc_ = (call);                                                           \
+    if (pt_nccl_rc_ != ncclSuccess)                                                              \
+      ::pt::fatal_error(#call, __FILE__, __LINE__, ::pt::nccl_error_detail(pt_nccl_rc_));        \
+  } while (0)
+
+#define PT_CUDA_RT_CHECK(call)                                                                   \
+  do {                                                                                           \
+    cudaError_t pt_cuda_rc_ = (call);                                                            \
+    if (pt_cuda_rc_ != cudaSuccess)                                                              \
+      ::pt::fatal_error(#call, __FILE__, __LINE__, ::pt::cuda_error_detail(pt_cuda_rc_));        \
+  } while (0)
+
+namespace pt {
+namespace {
+
+// Makes `device` current; a Status (user-fixable: no GPU, wrong device) otherwise.
+Status use_device(int device) {
+  int count = 0;
+  const cudaError_t rc = cudaGetDeviceCount(&count);
+  if (rc != cudaSuccess) {
+    (void)cudaGetLastError();
+    return Status::error("no usable GPU: cudaGetDeviceCount failed with " + std::string(cudaGetErrorName(rc)) +
+                         " (" + where_am_i() + ")");
+  }
+  if (count == 0) return Status::error("no usable GPU: no CUDA device is visible (" + where_am_i() + ")");
+  if (device < 0 || device >= count)
+    return Status::error("CUDA device " + std::to_string(device) + " does not exist: " + std::to_string(count) +
+                         " visible (" + where_am_i() + ")");
+  const cudaError_t set = cudaSetDevice(device);
+  if (set != cudaSuccess) {
+    (void)cudaGetLastError();
+    return Status::error("cudaSetDevice(" + std::to_string(device) + ") failed: " + cudaGetErrorName(set) + " (" +
+                         where_am_i() + ")");
+  }
+  return Status::ok();
+}
+
+// Collective: every rank learns whether every rank's `mine` succeeded. The failing
+// ranks return their own message; the others name the failing ranks.
+Status agree(MPI_Comm comm, const Status& mine, const std::string& what) {
+  int size = 1;
+  PT_MPI_CHECK(MPI_Comm_size(comm, &size));
+  int ok = mine.is_ok() ? 1 : 0;
+  std::vector<int> all(size_t(size), 0);
+  PT_MPI_CHECK(MPI_Allgather(&ok, 1, MPI_INT, all.data(), 1, MPI_INT, comm));
+  if (!mine.is_ok()) return mine;
+  std::string failing;
+  for (int r = 0; r < size; ++r)
+    if (!all[size_t(r)]) failing += (failing.empty() ? "" : ", ") + std::to_string(r);
+  if (failing.empty()) return Status::ok();
+  return Status::error(what + ": rank(s) " + failing + " of the communicator could not use their GPU (see their message)");
+}
+
+// A pool of device memory owned by one transport: stream-ordered allocation without
+// cudaMalloc/cudaFree (which may synchronize the device) once it is warm.
+cudaMemPool_t make_pool(int device) {
+  cudaMemPoolProps props = {};
+  props.allocType = cudaMemAllocationTypePinned;
+  props.handleTypes = cudaMemHandleTypeNone;
+  props.location.type = cudaMemLocationTypeDevice;
+  props.location.id = device;
+  cudaMemPool_t pool = nullptr;
+  PT_CUDA_RT_CHECK(cudaMemPoolCreate(&pool, &props));
+  uint64_t keep = UINT64_MAX;  // never hand memory back to the OS between steps
+  PT_CUDA_RT_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+  return pool;
+}
+
+float* pool_alloc(cudaMemPool_t pool, size_t count, cudaStream_t stream) {
+  void* p = nullptr;
+  PT_CUDA_RT_CHECK(cudaMallocFromPoolAsync(&p, std::max<size_t>(count, 1) * sizeof(float), pool, stream));
+  return static_cast<float*>(p);
+}
+
+// True for memory NCCL can use directly (device memory of `device`, managed memory).
+bool is_device_pointer(const void* p, int device) {
+  cudaPointerAttributes attr = {};
+  const cudaError_t rc = cudaPointerGetAttributes(&attr, p);
+  if (rc != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  if (attr.type == cudaMemoryTypeManaged) return true;
+  if (attr.type != cudaMemoryTypeDevice) return false;
+  PT_CHECK_MSG(attr.device == device, "a device buffer of CUDA device " + std::to_string(attr.device) +
+                                          " was handed to the NCCL transport of device " + std::to_string(device));
+  return true;
+}
+
+uint64_t fnv1a(const std::vector<std::pair<int, int>>& v) {
+  uint64_t h = 1469598103934665603ull;
+  for (const auto& [a, b] : v)
+    for (int x : {a, b}) {
+      h ^= uint64_t(uint32_t(x));
+      h *= 1099511628211ull;
+    }
+  return h;
+}
+
+// ncclUniqueIds made on rank 0 of `comm` and broadcast with MPI.
+std::vector<ncclUniqueId> shared_ids(MPI_Comm comm, size_t count) {
+  int rank = 0;
+  PT_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+  std::vector<ncclUniqueId> ids(count);
+  if (rank == 0)
+    for (auto& id : ids) PT_NCCL_CHECK(ncclGetUniqueId(&id));
+  if (count > 0)
+    PT_MPI_CHECK(MPI_Bcast(ids.data(), int(count * sizeof(ncclUniqueId)), MPI_BYTE, 0, comm));
+  return ids;
+}
+
+class NcclTransport final : public Transport {
+ public:
+  // Called only after use_device(device) succeeded on every rank of `comm`.
+  NcclTransport(MPI_Comm comm, int device, std::vector<std::pair<int, int>> channels) : device_(device) {
+    PT_MPI_CHECK(MPI_Comm_rank(comm, &rank_));
+    PT_MPI_CHECK(MPI_Comm_size(comm, &size_));
+    // The same channel list on every rank, or the communicators would not pair up.
+    uint64_t mine[2] = {fnv1a(channels), uint64_t(channels.size())}, lo[2], hi[2];
+    PT_MPI_CHECK(MPI_Allreduce(mine, lo, 2, MPI_UINT64_T, MPI_MIN, comm));
+    PT_MPI_CHECK(MPI_Allreduce(mine, hi, 2, MPI_UINT64_T, MPI_MAX, comm));
+    PT_CHECK_MSG(lo[0] == hi[0] && lo[1] == hi[1], "the ranks passed different NCCL channel lists");
+
+    pool_ = make_pool(device_);
+    PT_CUDA_RT_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
+    PT_CUDA_RT_CHECK(cudaEventCreateWithFlags(&copy_done_, cudaEventDisableTiming));
+
+    const std::vector<ncclUniqueId> ids = shared_ids(comm, channels.size());
+    for (size_t k = 0; k < channels.size(); ++k) {
+      const auto [from, to] = channels[k];
+      if (from != rank_ && to != rank_) continue;
+      Channel ch;
+      ch.sending = from == rank_;
+      ch.peer = ch.sending ? to : from;
+      PT_NCCL_CHECK(ncclCommInitRank(&ch.comm, 2, ids[k], ch.sending ? 0 : 1));
+      PT_CUDA_RT_CHECK(cudaStreamCreateWithFlags(&ch.stream, cudaStreamNonBlocking));
+      // Connect now (see the top of the file): one float each way, in global order.
+      float* one = pool_alloc(pool_, 1, ch.stream);
+      PT_CUDA_RT_CHECK(cudaMemsetAsync(one, 0, sizeof(float), ch.stream));
+      if (ch.sending)
+        PT_NCCL_CHECK(ncclSend(one, 1, ncclFloat, 1, ch.comm, ch.stream));
+      else
+        PT_NCCL_CHECK(ncclRecv(one, 1, ncclFloat, 0, ch.comm, ch.stream));
+      PT_CUDA_RT_CHECK(cudaFreeAsync(one, ch.stream));
+      PT_CUDA_RT_CHECK(cudaStreamSynchronize(ch.stream));
+      (ch.sending ? send_to_ : recv_from_)[ch.peer] = channels_.size();
+      channels_.push_back(ch);
+    }
+  }
+
+  ~NcclTransport() override {
+    wait_sends();
+    for (Channel& ch : channels_) {
+      ncclCommDestroy(ch.comm);
+      cudaStreamDestroy(ch.stream);
+    }
+    cudaEventDestroy(copy_done_);
+    cudaStreamDestroy(copy_stream_);
+    cudaMemPoolDestroy(pool_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string name() const override { return "nccl"; }
+
+  void send(const float* data, size_t count, int peer, int tag) override {
+    Channel& ch = channel(send_to_, peer, "to");
+    const float* src = data;
+    if (!is_device_pointer(data, device_)) {
+      float* staged = pool_alloc(pool_, count, copy_stream_);
+      PT_CUDA_RT_CHECK(cudaMemcpyAsync(staged, data, count * sizeof(float), cudaMemcpyHostToDevice, copy_stream_));
+      PT_CUDA_RT_CHECK(cudaEventRecord(copy_done_, copy_stream_));
+      PT_CUDA_RT_CHECK(cudaStreamWaitEvent(ch.stream, copy_done_, 0));
+      staged_.push_back(staged);
+      src = staged;
+    }
+    PT_NCCL_CHECK(ncclSend(src, count, ncclFloat, 1, ch.comm, ch.stream));
+    ch.pending = true;
+  }
+
+  void recv(float* data, size_t count, int peer, int tag) override {
+    Channel& ch = channel(recv_from_, peer, "from");
+    if (is_device_pointer(data, device_)) {
+      PT_NCCL_CHECK(ncclRecv(data, count, ncclFloat, 0, ch.comm, ch.stream));
+    } else {
+      float* staged = pool_alloc(pool_, count, ch.stream);
+      PT_NCCL_CHECK(ncclRecv(staged, count, ncclFloat, 0, ch.comm, ch.stream));
+      PT_CUDA_RT_CHECK(cudaMemcpyAsync(data, staged, count * sizeof(float), cudaMemcpyDeviceToHost, ch.stream));
+      PT_CUDA_RT_CHECK(cudaFreeAsync(staged, ch.stream));
+    }
+    PT_CUDA_RT_CHECK(cudaStreamSynchronize(ch.stream));
+  }
+
+  void wait_sends() override {
+    for (Channel& ch : channels_)
+      if (ch.pending) {
+        PT_CUDA_RT_CHECK(cudaStreamSynchronize(ch.stream));
+        ch.pending = false;
+      }
+    // Every send that read a staging buffer has completed: hand them back in order.
+    for (float* p : staged_) PT_CUDA_RT_CHECK(cudaFreeAsync(p, copy_stream_));
+    staged_.clear();
+  }
+
+ private:
+  struct Channel {
+    int peer = -1;
+    bool sending = false;
+    bool pending = false;  // sends enqueued since the last wait_sends
+    ncclComm_t comm = nullptr;
+    cudaStream_t stream = nullptr;
+  };
+
+  Channel& channel(const std::map<int, size_t>& index, int peer, const char* dir) {
+    auto it = index.find(peer);
+    PT_CHECK_MSG(it != index.end(), "the NCCL transport of pipeline rank " + std::to_string(rank_) +
+                                        " has no channel " + dir + " pipeline rank " + std::to_string(peer) +
+                                        " (channels come from the schedule's placement)");
+    return channels_[it->second];
+  }
+
+  int device_ = 0, rank_ = 0, size_ = 1;
+  cudaMemPool_t pool_ = nullptr;
+  cudaStream_t copy_stream_ = nullptr;
+  cudaEvent_t copy_done_ = nullptr;
+  std::vector<Channel> channels_;
+  std::map<int, size_t> send_to_, recv_from_;  // peer -> index in channels_
+  std::vector<float*> staged_;                 // staging buffers of pending host sends
+};
+
+class NcclAllReducer final : public AllReducer {
+ public:
+  NcclAllReducer(MPI_Comm comm, int device) : device_(device) {
+    int rank = 0, size = 1;
+    PT_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+    PT_MPI_CHECK(MPI_Comm_size(comm, &size));
+    pool_ = make_pool(device_);
+    PT_CUDA_RT_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    const std::vector<ncclUniqueId> id = shared_ids(comm, 1);
+    PT_NCCL_CHECK(ncclCommInitRank(&comm_, size, id[0], rank));
+  }
+  ~NcclAllReducer() override {
+    cudaStreamSynchronize(stream_);
+    ncclCommDestroy(comm_);
+    cudaStreamDestroy(stream_);
+    cudaMemPoolDestroy(pool_);
+  }
+  std::string name() const override { return "nccl"; }
+
+  void all_reduce_sum(float* data, size_t count) override {
+    if (is_device_pointer(data, device_)) {
+      PT_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
+    } else {
+      float* staged = pool_alloc(pool_, count, stream_);
+      PT_CUDA_RT_CHECK(cudaMemcpyAsync(staged, data, count * sizeof(float), cudaMemcpyHostToDevice, stream_));
+      PT_NCCL_CHECK(ncclAllReduce(staged, staged, count, ncclFloat, ncclSum, comm_, stream_));
+      PT_CUDA_RT_CHECK(cudaMemcpyAsync(data, staged, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+      PT_CUDA_RT_CHECK(cudaFreeAsync(staged, stream_));
+    }
+    PT_CUDA_RT_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+ private:
+  int device_ = 0;
+  ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  cudaMemPool_t pool_ = nullptr;
+};
+
+}  // namespace
+
+bool nccl_transport_built() { return true; }
+
+std::unique_ptr<Transport> make_nccl_transport(MPI_Comm comm, int device,
+                                               const std::vector<std::pair<int, int>>& channels, Status* status) {
+  int rank = 0, size = 1;
+  PT_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+  PT_MPI_CHECK(MPI_Comm_size(comm, &size));
+  std::vector<std::pair<int, int>> list = channels;
+  if (list.empty())
+    for (int a = 0; a < size; ++a)
+      for (int b = 0; b < size; ++b)
+        if (a != b) list.push_back({a, b});
+  Status mine = use_device(device);
+  for (const auto& [a, b] : list)
+    if (mine.is_ok() && (a < 0 || b < 0 || a >= size || b >= size || a == b))
+      mine = Status::error("bad NCCL channel (" + std::to_string(a) + ", " + std::to_string(b) + ") for " +
+                           std::to_string(size) + " pipeline ranks");
+  *status = agree(comm, mine, "nccl transport");
+  if (!status->is_ok()) return nullptr;
+  return std::make_unique<NcclTransport>(comm, device, std::move(list));
+}
+
+std::unique_ptr<AllReducer> make_nccl_all_reducer(MPI_Comm comm, int device, Status* status) {
+  *status = agree(comm, use_device(device), "nccl all-reduce");
+  if (!status->is_ok()) return nullptr;
+  return std::make_unique<NcclAllReducer>(comm, device);
+}
+
+Status local_cuda_device(int* device, std::string* uuid) {
+  MPI_Comm node = MPI_COMM_NULL;
+  PT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  int local_rank = 0;
+  PT_MPI_CHECK(MPI_Comm_rank(node, &local_rank));
+  PT_MPI_CHECK(MPI_Comm_free(&node));
+  int count = 0;
+  const cudaError_t rc = cudaGetDeviceCount(&count);
+  if (rc != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    return Status::error("no usable GPU: " + (rc != cudaSuccess ? std::string("cudaGetDeviceCount failed with ") +
+                                                                       cudaGetErrorName(rc)
+                                                                 : std::string("no CUDA device is visible")) +
+                         " (" + where_am_i() + ")");
+  }
+  *device = local_rank % count;
+  cudaDeviceProp prop = {};
+  PT_CUDA_RT_CHECK(cudaGetDeviceProperties(&prop, *device));
+  char text[64];
+  const auto* u = reinterpret_cast<const unsigned char*>(prop.uuid.bytes);
+  std::snprintf(text, sizeof(text), "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
+                u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+  *uuid = text;
+  return Status::ok();
+}
+
+}  // namespace pt

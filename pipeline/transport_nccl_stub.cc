@@ -1,0 +1,28 @@
+// The NCCL entry points of transport.h in a binary built without CUDA: each one
+// fails with a Status that says so (transport_select never picks nccl here).
+#include "pipeline/transport.h"
+
+namespace pt {
+namespace {
+Status not_built() {
+  return Status::error("this binary was built without CUDA, so it has no NCCL and no GPU; rebuild with "
+                       "-DPIPETRAIN_CUDA=ON or use the mpi transport");
+}
+}  // namespace
+
+bool nccl_transport_built() { return false; }
+
+std::unique_ptr<Transport> make_nccl_transport(MPI_Comm, int, const std::vector<std::pair<int, int>>&,
+                                               Status* status) {
+  *status = not_built();
+  return nullptr;
+}
+
+std::unique_ptr<AllReducer> make_nccl_all_reducer(MPI_Comm, int, Status* status) {
+  *status = not_built();
+  return nullptr;
+}
+
+Status local_cuda_device(int*, std::string*) { return not_built(); }
+
+}  // namespace pt

@@ -1,0 +1,49 @@
+// Transport selection (runtime.transport), a pure function of the request, the backend
+// in use, the pipeline size, the build and where each pipeline rank runs:
+//   local  one process (parallel.pp = 1); in-process hand-over.
+//   mpi    host-staged MPI; always possible, and the only choice when two pipeline
+//          ranks share a GPU (the MPS one-GPU pipeline emulation, scripts/mps_pipeline.sh).
+//   nccl   needs a CUDA build, the cuda backend and a GPU of its own for every pipeline
+//          rank: NCCL cannot put two ranks of one communicator on one GPU.
+//   auto   nccl when the backend is cuda, the build has NCCL and every pipeline rank has
+//          a GPU of its own; mpi otherwise (pp = 1 included: no messages cross ranks).
+// Errors name the key runtime.transport and say what to use instead.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "pipeline/action.h"
+
+namespace pt {
+
+// Where one pipeline rank runs. gpu: the CUDA device's UUID (or any id unique on the
+// host); empty when the rank uses no GPU (cpu backend) or has none.
+struct RankDevice {
+  std::string host;
+  std::string gpu;
+};
+
+struct TransportRequest {
+  std::string requested = "auto";  // runtime.transport: auto | mpi | local | nccl
+  std::string backend = "cpu";     // the backend actually used: cpu | cuda
+  int pp = 1;                      // pipeline ranks
+  bool nccl_built = false;         // this binary has the NCCL transport (CUDA build)
+  std::vector<RankDevice> ranks;   // per pipeline rank; only read for nccl / auto + cuda
+};
+
+struct TransportChoice {
+  std::string transport;  // mpi | local | nccl
+  std::string reason;     // one line for the log
+};
+
+Status select_transport(const TransportRequest& request, TransportChoice* choice);
+
+// The directed channels (from, to) in pipeline ranks that a schedule's messages use:
+// both directions between the ranks of chain-neighbour stages on different ranks
+// (activations forward, gradients back), sorted, without duplicates.
+std::vector<std::pair<int, int>> pipeline_channels(const Schedule& schedule);
+
+}  // namespace pt

@@ -1,0 +1,346 @@
+// The CUDA stage model (BackendStageModel on the CUDA backend, built by
+// make_stage_model("cuda", ...)) against the CPU stage model on a tiny GPT-2 whose
+// sizes divide no tile, warp or block size: V = 97, C = 48, NH = 3 (HS = 16),
+// T = 19, maxT = 23, B = 3 (N = 57), L = 3, tied and untied embeddings.
+// Checked: forward loss, stage outputs, dinput and every parameter gradient for
+// the whole model and the first / middle / last stage specs; split backward
+// (backward_input + backward_weight) equal to backward bitwise on the GPU, and a
+// repeated step bitwise equal to the first (determinism); the host/device contract
+// of stage_model.h (params written on the host reach the device only through
+// sync_params_to_device, host-side gradient edits after sync_grads_to_host survive
+// a second sync and are what a later backward accumulates onto, zero_grads clears
+// both copies); and the backend factory (runs without a GPU too).
+//
+// Tolerances (see cuda_test_util.h). Every op of the model reduces over at most
+// K = max(4C, V, N, T) = 192 terms, so each op's GPU-vs-CPU difference is within
+// 2·γ_K of its output scale (sum order; exp/log/tanh differ by a few ulp, far
+// below that). To first order these relative differences add along the chain of
+// ops from the input to the compared value and LayerNorm renormalizes what passes
+// through, so the chain of a stage — D = 22 ops per block forward + backward plus
+// 8 for embedding and head — bounds the accumulation: rtol = 4 · D · 2·γ_K, the
+// factor 4 covering the gain of the GEMMs and the softmax Jacobian on the
+// relative error (inputs and weights are O(1)-scaled random values, so neither
+// amplifies beyond a small constant). With L = 3: rtol ≈ 6.8e-3. Comparisons are
+// scale-aware per tensor (tol_i = rtol·|ref_i| + rtol·max|ref|), which covers the
+// cancellations inside gradients; the qkv bias gradient's k third is zero in exact
+// arithmetic (softmax is shift-invariant), and its q and v thirds set the scale of
+// that tensor. A wrong index, mask, missing transfer or stale copy gives O(1)
+// relative errors, far above rtol; the tests assert the references are non-zero.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/param_layout.h"
+#include "model/stage_model.h"
+#include "model/stage_model_factory.h"
+#include "tests/model/cuda/cuda_test_util.h"
+#include "tests/model/test_util.h"
+
+namespace pt {
+namespace {
+
+using testing::expect_within;
+using testing::philox_vector;
+using testing::scaled_tolerances;
+
+constexpr int kB = 3, kT = 19, kN = kB * kT;
+constexpr int kV = 97, kC = 48, kNH = 3, kL = 3, kMaxT = 23;
+
+ModelConfig tiny_config(bool tied) {
+  ModelConfig c;
+  c.vocab_size = kV;
+  c.max_seq_len = kMaxT;
+  c.n_layer = kL;
+  c.n_head = kNH;
+  c.n_embd = kC;
+  c.tie_embeddings = tied;
+  c.init_std = 0.2f;  // larger than GPT-2's so every path carries a visible signal
+  return c;
+}
+
+StageSpec spec(int l0, int l1, bool emb, bool head) {
+  StageSpec s;
+  s.first_layer = l0;
+  s.last_layer = l1;
+  s.has_embedding = emb;
+  s.has_head = head;
+  return s;
+}
+
+// rtol of the header: 4 · D · 2γ_K with D = 22 ops per block + 8.
+double model_rtol(int blocks) {
+  const double K = std::max({4.0 * kC, double(kV), double(kN), double(kT)});
+  return 4.0 * (22.0 * blocks + 8.0) * testing::sum_order_rtol(K);
+}
+
+std::unique_ptr<StageModel> make_model(const std::string& backend, const ModelConfig& c, const StageSpec& s) {
+  std::unique_ptr<StageModel> m;
+  const Status st = make_stage_model(backend, 0, c, s, kB, kT, &m);
+  EXPECT_TRUE(st.is_ok()) << st.message();
+  if (m) m->init_params(1234);
+  return m;
+}
+
+std::vector<float> host_grads(StageModel& m) {
+  m.sync_grads_to_host();
+  return std::vector<float>(m.grads(), m.grads() + m.num_params());
+}
+
+std::vector<float> slice(const std::vector<float>& v, const ParamTensor& t) {
+  return std::vector<float>(v.begin() + ptrdiff_t(t.offset), v.begin() + ptrdiff_t(t.offset + t.numel));
+}
+
+// Every parameter gradient tensor, scale-aware per tensor.
+void expect_grads_within(const std::string& what, StageModel& gpu, StageModel& cpu, double rtol) {
+  const auto g = host_grads(gpu), r = host_grads(cpu);
+  for (const auto& t : cpu.tensors()) {
+    const auto rs = slice(r, t);
+    expect_within(what + " d" + t.name + (t.is_tied_head ? "(head)" : ""), slice(g, t), rs,
+                  scaled_tolerances(rs, rtol));
+  }
+}
+
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Inputs of one micro-batch for any stage.
+struct Batch {
+  std::vector<int32_t> tokens, targets;
+  std::vector<float> input, doutput;  // (N, C)
+};
+
+Batch make_batch(uint32_t seed) {
+  Batch b;
+  b.tokens = testing::random_tokens(kN, kV, seed);
+  b.targets = testing::random_tokens(kN, kV, seed + 1000);
+  b.input = philox_vector(size_t(kN) * kC, seed, 1);
+  b.doutput = philox_vector(size_t(kN) * kC, seed, 2, 0.1f);
+  return b;
+}
+
+// Forward of `b` into `slot`; returns the stage output (empty on the last stage).
+std::vector<float> forward(StageModel& m, int slot, const Batch& b) {
+  const StageSpec& s = m.spec();
+  std::vector<float> out(s.has_head ? 0 : size_t(kN) * kC);
+  m.forward(slot, s.has_embedding ? b.tokens.data() : nullptr, s.has_embedding ? nullptr : b.input.data(),
+            s.has_head ? b.targets.data() : nullptr, s.has_head ? nullptr : out.data());
+  return out;
+}
+
+// Full (or split) backward of `slot`; returns dinput (empty on the first stage).
+std::vector<float> backward(StageModel& m, int slot, const Batch& b, bool split, float loss_scale = 1.0f) {
+  const StageSpec& s = m.spec();
+  std::vector<float> dinput(s.has_embedding ? 0 : size_t(kN) * kC, NAN);
+  const float* dout = s.has_head ? nullptr : b.doutput.data();
+  float* din = s.has_embedding ? nullptr : dinput.data();
+  if (split) {
+    m.backward_input(slot, dout, din, loss_scale);
+    m.backward_weight(slot);
+  } else {
+    m.backward(slot, dout, din, loss_scale);
+  }
+  m.release(slot);
+  return dinput;
+}
+
+class CudaStageModel : public testing::CudaTest {};
+
+// The whole model and the first / middle / last stages, tied and untied: loss,
+// outputs, dinput and all gradients vs the CPU model.
+TEST_F(CudaStageModel, MatchesCpuOnEveryStageKind) {
+  struct Case {
+    const char* name;
+    StageSpec s;
+  };
+  const Case cases[] = {{"whole", spec(0, kL, true, true)},
+                        {"first", spec(0, 1, true, false)},
+                        {"middle", spec(1, 2, false, false)},
+                        {"last", spec(2, kL, false, true)}};
+  for (bool tied : {true, false}) {
+    const ModelConfig c = tiny_config(tied);
+    for (const Case& k : cases) {
+      const std::string tag = std::string(k.name) + (tied ? " tied" : " untied");
+      SCOPED_TRACE(tag);
+      auto gpu = make_model("cuda", c, k.s);
+      auto cpu = make_model("cpu", c, k.s);
+      ASSERT_TRUE(gpu && cpu);
+      ASSERT_EQ(gpu->num_params(), cpu->num_params());
+      const double rtol = model_rtol(k.s.last_layer - k.s.first_layer);
+      // Same initial parameters on both (init is a host function of the global ids).
+      ASSERT_TRUE(bitwise_equal(std::vector<float>(gpu->params(), gpu->params() + gpu->num_params()),
+                                std::vector<float>(cpu->params(), cpu->params() + cpu->num_params())));
+      const Batch b = make_batch(7);
+      const auto out_g = forward(*gpu, 0, b);
+      const auto out_c = forward(*cpu, 0, b);
+      if (k.s.has_head) {
+        const double lg = gpu->loss(0), lc = cpu->loss(0);
+        EXPECT_TRUE(std::isfinite(lg));
+        EXPECT_LE(std::fabs(lg - lc), rtol * std::fabs(lc)) << tag << " loss gpu " << lg << " cpu " << lc;
+        std::printf("  %-34s gpu %.9g cpu %.9g\n", (tag + " loss").c_str(), lg, lc);
+      } else {
+        expect_within(tag + " output", out_g, out_c, scaled_tolerances(out_c, rtol));
+      }
+      // Mean-loss scaling as in training (1/m); any value works for the comparison.
+      const auto din_g = backward(*gpu, 0, b, false, 0.5f);
+      const auto din_c = backward(*cpu, 0, b, false, 0.5f);
+      if (!k.s.has_embedding) expect_within(tag + " dinput", din_g, din_c, scaled_tolerances(din_c, rtol));
+      expect_grads_within(tag, *gpu, *cpu, rtol);
+    }
+  }
+}
+
+// On the GPU: backward == backward_input + backward_weight bit for bit, several
+// slots in flight accumulate like the CPU, and repeating a step from zeroed
+// gradients gives the same bits (deterministic kernels, fixed GEMM plans).
+TEST_F(CudaStageModel, SplitBackwardAndRepeatsAreBitwiseEqual) {
+  for (bool tied : {true, false}) {
+    const ModelConfig c = tiny_config(tied);
+    for (const StageSpec& s : {spec(0, kL, true, true), spec(0, 1, true, false), spec(1, 2, false, false),
+                               spec(2, kL, false, true)}) {
+      SCOPED_TRACE(std::string(tied ? "tied" : "untied") + " stage [" + std::to_string(s.first_layer) + "," +
+                   std::to_string(s.last_layer) + ")");
+      auto full = make_model("cuda", c, s);
+      auto split = make_model("cuda", c, s);
+      ASSERT_TRUE(full && split);
+      const Batch b0 = make_batch(11), b1 = make_batch(12);
+      std::vector<float> first_grads;
+      float first_loss = 0.0f;
+      for (int rep = 0; rep < 2; ++rep) {
+        full->zero_grads();
+        split->zero_grads();
+        // Two micro-batches in flight (slots 0 and 1), backwards in reverse order.
+        const auto of0 = forward(*full, 0, b0), of1 = forward(*full, 1, b1);
+        const auto os0 = forward(*split, 0, b0), os1 = forward(*split, 1, b1);
+        EXPECT_TRUE(bitwise_equal(of0, os0) && bitwise_equal(of1, os1)) << "forward outputs differ";
+        float loss = 0.0f;
+        if (s.has_head) {
+          EXPECT_EQ(full->loss(0), split->loss(0));
+          EXPECT_EQ(full->loss(1), split->loss(1));
+          loss = full->loss(0) + full->loss(1);
+        }
+        const auto df1 = backward(*full, 1, b1, false), df0 = backward(*full, 0, b0, false);
+        const auto ds1 = backward(*split, 1, b1, true), ds0 = backward(*split, 0, b0, true);
+        EXPECT_TRUE(bitwise_equal(df0, ds0) && bitwise_equal(df1, ds1)) << "dinput: split != full";
+        const auto gf = host_grads(*full), gs = host_grads(*split);
+        EXPECT_TRUE(bitwise_equal(gf, gs)) << "gradients: split != full";
+        testing::expect_not_all_zero("gradients", gf);
+        if (rep == 0) {
+          first_grads = gf;
+          first_loss = loss;
+        } else {
+          EXPECT_TRUE(bitwise_equal(gf, first_grads)) << "a repeated step changed the gradient bits";
+          EXPECT_EQ(loss, first_loss);
+        }
+      }
+    }
+  }
+}
+
+// stage_model.h's host/device contract, with the CPU model (where the hooks are
+// no-ops) as the reference.
+TEST_F(CudaStageModel, HostDeviceHooks) {
+  const ModelConfig c = tiny_config(true);
+  const StageSpec s = spec(0, kL, true, true);
+  auto gpu = make_model("cuda", c, s);
+  auto cpu = make_model("cpu", c, s);
+  ASSERT_TRUE(gpu && cpu);
+  const double rtol = model_rtol(kL);
+  const Batch b0 = make_batch(21), b1 = make_batch(22);
+  const size_t n = cpu->num_params();
+
+  // 1. Host writes of params() reach the device on sync_params_to_device(). Doubling
+  // every parameter doubles the LayerNorm gains and the head, so the logits grow
+  // about 4x and the loss moves far more than the tolerance.
+  forward(*cpu, 0, b0);
+  const double loss_before = cpu->loss(0);
+  cpu->release(0);
+  for (StageModel* m : {gpu.get(), cpu.get()}) {
+    float* p = m->params();
+    for (size_t i = 0; i < n; ++i) p[i] = 2.0f * p[i];
+    m->sync_params_to_device();
+  }
+  forward(*gpu, 0, b0);
+  forward(*cpu, 0, b0);
+  const double lg = gpu->loss(0), lc = cpu->loss(0);
+  EXPECT_LE(std::fabs(lg - lc), rtol * std::fabs(lc)) << "loss after a host write: gpu " << lg << " cpu " << lc;
+  EXPECT_GT(std::fabs(lc - loss_before), 10 * rtol * std::fabs(lc))
+      << "the host write barely changed the loss (" << loss_before << " -> " << lc << "): the test would be vacuous";
+  backward(*gpu, 0, b0, false);
+  backward(*cpu, 0, b0, false);
+
+  // 2. After sync_grads_to_host() the host owns the gradients: a host-side edit
+  // survives another sync and a later backward accumulates onto it.
+  for (StageModel* m : {gpu.get(), cpu.get()}) {
+    m->sync_grads_to_host();
+    float* g = m->grads();
+    for (size_t i = 0; i < n; ++i) g[i] = 2.0f * g[i] + 1e-3f;
+  }
+  const auto edited = std::vector<float>(gpu->grads(), gpu->grads() + n);
+  gpu->sync_grads_to_host();  // no backward since: must not bring the device values back
+  EXPECT_TRUE(bitwise_equal(std::vector<float>(gpu->grads(), gpu->grads() + n), edited))
+      << "a second sync_grads_to_host overwrote host-side gradient edits";
+  forward(*gpu, 0, b1);
+  forward(*cpu, 0, b1);
+  backward(*gpu, 0, b1, true);
+  backward(*cpu, 0, b1, true);
+  expect_grads_within("edited + backward", *gpu, *cpu, rtol);
+
+  // 3. zero_grads() clears both copies.
+  gpu->zero_grads();
+  cpu->zero_grads();
+  EXPECT_EQ(testing::max_abs(std::vector<float>(gpu->grads(), gpu->grads() + n)), 0.0) << "host grads after zero_grads";
+  EXPECT_EQ(testing::max_abs(host_grads(*gpu)), 0.0) << "device grads after zero_grads";
+  forward(*gpu, 0, b1);
+  forward(*cpu, 0, b1);
+  backward(*gpu, 0, b1, false);
+  backward(*cpu, 0, b1, false);
+  expect_grads_within("after zero_grads", *gpu, *cpu, rtol);
+}
+
+// Backend choice (runs with or without a GPU; see stage_model_factory.h).
+TEST(StageModelFactory, ResolvesBackends) {
+  std::string why, kind;
+  const int gpus = usable_gpu_count(&why);
+  ASSERT_TRUE(resolve_backend("cpu", &kind).is_ok());
+  EXPECT_EQ(kind, "cpu");
+  const Status bad = resolve_backend("tpu", &kind);
+  EXPECT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.message().find("runtime.backend"), std::string::npos) << bad.message();
+  ASSERT_TRUE(resolve_backend("auto", &kind).is_ok());
+  EXPECT_TRUE(cuda_backend_built());  // this test binary is only built with CUDA
+  if (gpus > 0) {
+    EXPECT_EQ(kind, "cuda");
+    ASSERT_TRUE(resolve_backend("cuda", &kind).is_ok());
+    EXPECT_EQ(kind, "cuda");
+    // The device is taken modulo the GPU count (several ranks per GPU).
+    std::unique_ptr<StageModel> m;
+    const Status st = make_stage_model("cuda", 7 * gpus, tiny_config(true), spec(0, 1, true, false), kB, kT, &m);
+    EXPECT_TRUE(st.is_ok()) << st.message();
+    EXPECT_NE(m, nullptr);
+    // Head sizes beyond the attention kernels' limit are a config error, not a crash.
+    ModelConfig wide = tiny_config(true);
+    wide.n_embd = 264;
+    wide.n_head = 2;  // HS = 132 > 128
+    const Status hs = make_stage_model("cuda", 0, wide, spec(0, 1, true, false), kB, kT, &m);
+    EXPECT_FALSE(hs.is_ok());
+    EXPECT_NE(hs.message().find("model.n_head"), std::string::npos) << hs.message();
+  } else {
+    EXPECT_EQ(kind, "cpu");
+    const Status st = resolve_backend("cuda", &kind);
+    ASSERT_FALSE(st.is_ok());
+    EXPECT_NE(st.message().find("key 'runtime.backend'"), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find(why), std::string::npos) << st.message();
+    EXPECT_NE(why.find("cudaGetDeviceCount"), std::string::npos) << why;
+    std::printf("  runtime.backend: cuda here: %s\n", st.message().c_str());
+  }
+}
+
+}  // namespace
+}  // namespace pt

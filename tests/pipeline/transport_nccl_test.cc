@@ -1,0 +1,290 @@
+// The NCCL transport under mpirun -np 2 (label gpu): NCCL needs a GPU of its own per
+// rank, so without two distinct GPUs every test skips with "no usable GPU: ...".
+//  * send-send-recv-recv in both directions at once (the shape that deadlocks when a
+//    pending send holds up the rank's next receive), with messages far beyond NCCL's
+//    internal buffering, for host -> host, device -> device, host -> device and
+//    device -> host buffers; contents checked element by element;
+//  * the host buffer of a send may be reused once wait_sends returns;
+//  * the fp32 all-reducer sums host and device buffers;
+//  * the executor over the NCCL transport (1F1B, interleaved 1F1B with its wrap-around
+//    channel, ZB-H1) equals one process's gradient accumulation bit for bit, as
+//    executor_local_test checks for the in-process transport.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/check.h"
+#include "common/rng.h"
+#include "model/stage_model.h"
+#include "pipeline/executor.h"
+#include "pipeline/lower.h"
+#include "pipeline/schedules/schedules.h"
+#include "pipeline/transport.h"
+#include "pipeline/transport_select.h"
+#include "pipeline/validate.h"
+
+namespace pt {
+namespace {
+
+int g_rank = 0, g_size = 1, g_device = -1;
+std::string g_skip;  // empty when the two ranks have a GPU each
+
+// Decided once, identically on both ranks (the device table is gathered).
+std::string decide_skip() {
+  if (g_size != 2) return "this test runs under mpirun -np 2, got " + std::to_string(g_size) + " rank(s)";
+  int count = 0;
+  const cudaError_t rc = cudaGetDeviceCount(&count);
+  int mine = rc == cudaSuccess ? count : 0, fewest = 0;
+  if (rc != cudaSuccess) (void)cudaGetLastError();
+  MPI_Allreduce(&mine, &fewest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (fewest == 0)
+    return std::string("no usable GPU: ") +
+           (rc != cudaSuccess ? std::string("cudaGetDeviceCount failed with ") + cudaGetErrorName(rc)
+                              : "no CUDA device is visible on some rank");
+  std::vector<RankDevice> ranks;
+  if (!gather_rank_devices(MPI_COMM_WORLD, true, &g_device, &ranks).is_ok()) return "no usable GPU: gather failed";
+  TransportRequest req;
+  req.requested = "nccl";
+  req.backend = "cuda";
+  req.pp = 2;
+  req.nccl_built = nccl_transport_built();
+  req.ranks = ranks;
+  TransportChoice choice;
+  if (!select_transport(req, &choice).is_ok())
+    return "no usable GPU: need 2 GPUs for NCCL p2p, found " + std::to_string(fewest) +
+           " (the 2 ranks would share one)";
+  return "";
+}
+
+class NcclTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!g_skip.empty()) GTEST_SKIP() << g_skip;
+  }
+};
+
+float pattern(int sender, int msg, size_t i) { return float(sender * 1000003 + msg * 7919) + float(i % 4093) * 0.25f; }
+
+// Host or device buffer of n floats.
+struct Buf {
+  bool device = false;
+  size_t n = 0;
+  std::vector<float> host;
+  float* dev = nullptr;
+  Buf(bool on_device, size_t count) : device(on_device), n(count) {
+    if (device)
+      EXPECT_EQ(cudaMalloc(&dev, n * sizeof(float)), cudaSuccess);
+    else
+      host.assign(n, -1.0f);
+  }
+  ~Buf() {
+    if (dev) cudaFree(dev);
+  }
+  float* ptr() { return device ? dev : host.data(); }
+  void fill(int sender, int msg) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = pattern(sender, msg, i);
+    if (device)
+      EXPECT_EQ(cudaMemcpy(dev, v.data(), n * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+    else
+      host = v;
+  }
+  std::vector<float> read() {
+    if (!device) return host;
+    std::vector<float> v(n);
+    EXPECT_EQ(cudaMemcpy(v.data(), dev, n * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+    return v;
+  }
+};
+
+void expect_pattern(const std::vector<float>& got, int sender, int msg, const std::string& what) {
+  size_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (got[i] != pattern(sender, msg, i) && bad++ < 3)
+      ADD_FAILURE() << what << "[" << i << "] = " << got[i] << ", expected " << pattern(sender, msg, i);
+  EXPECT_EQ(bad, 0u) << what;
+}
+
+std::unique_ptr<Transport> make_transport() {
+  Status st;
+  auto t = make_nccl_transport(MPI_COMM_WORLD, g_device, {}, &st);
+  EXPECT_TRUE(st.is_ok()) << st.message();
+  return t;
+}
+
+// Both ranks: send, send, recv, recv to/from the other, then wait_sends. 8 Mi floats
+// (32 MiB) per message: far more than NCCL buffers for a pending send.
+void send_send_recv_recv(bool send_on_device, bool recv_on_device) {
+  auto t = make_transport();
+  ASSERT_TRUE(t);
+  const int peer = 1 - g_rank;
+  const size_t n = size_t(8) << 20;
+  Buf s0(send_on_device, n), s1(send_on_device, n), r0(recv_on_device, n), r1(recv_on_device, n);
+  s0.fill(g_rank, 0);
+  s1.fill(g_rank, 1);
+  t->send(s0.ptr(), n, peer, 11);
+  t->send(s1.ptr(), n, peer, 12);
+  t->recv(r0.ptr(), n, peer, 11);
+  t->recv(r1.ptr(), n, peer, 12);
+  t->wait_sends();
+  const std::string what = std::string(send_on_device ? "device" : "host") + " -> " +
+                           (recv_on_device ? "device" : "host") + " rank " + std::to_string(g_rank);
+  expect_pattern(r0.read(), peer, 0, what + " message 0");
+  expect_pattern(r1.read(), peer, 1, what + " message 1");
+  EXPECT_EQ(t->name(), "nccl");
+  EXPECT_EQ(t->rank(), g_rank);
+  EXPECT_EQ(t->size(), 2);
+}
+
+TEST_F(NcclTest, SendSendRecvRecvHostToHost) { send_send_recv_recv(false, false); }
+TEST_F(NcclTest, SendSendRecvRecvDeviceToDevice) { send_send_recv_recv(true, true); }
+TEST_F(NcclTest, SendSendRecvRecvHostToDevice) { send_send_recv_recv(false, true); }
+TEST_F(NcclTest, SendSendRecvRecvDeviceToHost) { send_send_recv_recv(true, false); }
+
+TEST_F(NcclTest, ManySmallMessagesKeepChannelOrderAndBuffersAreReusable) {
+  auto t = make_transport();
+  ASSERT_TRUE(t);
+  const int peer = 1 - g_rank;
+  const size_t n = 1000;
+  std::vector<float> buf(n);
+  for (int round = 0; round < 3; ++round) {
+    for (int k = 0; k < 20; ++k) {
+      std::vector<float> v(n);
+      for (size_t i = 0; i < n; ++i) v[i] = pattern(g_rank, round * 100 + k, i);
+      std::vector<std::vector<float>> keep;  // one buffer per pending send
+      keep.push_back(v);
+      t->send(keep.back().data(), n, peer, k);
+      std::vector<float> got(n);
+      t->recv(got.data(), n, peer, k);
+      expect_pattern(got, peer, round * 100 + k, "round " + std::to_string(round) + " message " + std::to_string(k));
+      t->wait_sends();
+    }
+  }
+}
+
+TEST_F(NcclTest, AllReduceSumsHostAndDeviceBuffers) {
+  Status st;
+  auto ar = make_nccl_all_reducer(MPI_COMM_WORLD, g_device, &st);
+  ASSERT_TRUE(st.is_ok()) << st.message();
+  const size_t n = (size_t(1) << 20) + 3;
+  std::vector<float> h(n);
+  for (size_t i = 0; i < n; ++i) h[i] = float(g_rank + 1) * float(i % 1024);  // sums are exact in fp32
+  ar->all_reduce_sum(h.data(), n);
+  size_t bad = 0;
+  for (size_t i = 0; i < n; ++i) bad += h[i] != 3.0f * float(i % 1024);
+  EXPECT_EQ(bad, 0u) << "host all-reduce";
+  Buf d(true, n);
+  d.fill(g_rank, 5);
+  ar->all_reduce_sum(d.ptr(), n);
+  const std::vector<float> got = d.read();
+  bad = 0;
+  for (size_t i = 0; i < n; ++i) bad += got[i] != pattern(0, 5, i) + pattern(1, 5, i);
+  EXPECT_EQ(bad, 0u) << "device all-reduce";
+}
+
+// The executor over NCCL equals gradient accumulation in one process, bitwise.
+constexpr int kB = 2, kT = 8, kM = 6;
+
+void fill_batch(int mb, int32_t* in, int32_t* tg) {
+  for (int i = 0; i < kB * kT; ++i) {
+    uint32_t r[4];
+    Philox4x32::generate(7, uint64_t(mb), uint64_t(i), r);
+    in[i] = int32_t(r[0] % 37);
+    tg[i] = int32_t(r[1] % 37);
+  }
+}
+
+void executor_matches_reference(const std::string& kind, int chunks) {
+  const int S = 2 * chunks;
+  ModelConfig cfg;
+  cfg.vocab_size = 37;
+  cfg.max_seq_len = kT;
+  cfg.n_layer = S;
+  cfg.n_head = 2;
+  cfg.n_embd = 16;
+  cfg.tie_embeddings = false;
+  auto whole = make_cpu_stage_model(cfg, StageSpec{0, S, true, true}, kB, kT);
+  whole->init_params(3);
+  whole->zero_grads();
+  std::vector<float> ref_losses;
+  std::vector<int32_t> in(kB * kT), tg(kB * kT);
+  for (int mb = 0; mb < kM; ++mb) {
+    fill_batch(mb, in.data(), tg.data());
+    whole->forward(0, in.data(), nullptr, tg.data(), nullptr);
+    ref_losses.push_back(whole->loss(0));
+    whole->backward(0, nullptr, nullptr, 1.0f / kM);
+    whole->release(0);
+  }
+  std::map<int, std::vector<float>> ref;
+  for (const auto& t : whole->tensors()) ref[t.global_id].assign(whole->grads() + t.offset, whole->grads() + t.offset + t.numel);
+
+  ScheduleSpec spec;
+  spec.kind = kind;
+  spec.ranks = 2;
+  spec.chunks = chunks;
+  spec.microbatches = kM;
+  Schedule compute, lowered;
+  ASSERT_TRUE(make_schedule(spec, &compute).is_ok());
+  ASSERT_TRUE(lower_communication(compute, &lowered).is_ok());
+  ASSERT_TRUE(validate_lowered(lowered).is_ok());
+
+  std::vector<std::unique_ptr<StageModel>> owned;
+  std::vector<StageModel*> mine(size_t(S), nullptr);
+  for (int s = 0; s < S; ++s) {
+    if (lowered.stage_to_rank[size_t(s)] != g_rank) continue;
+    owned.push_back(make_cpu_stage_model(cfg, StageSpec{s, s + 1, s == 0, s == S - 1}, kB, kT));
+    owned.back()->init_params(3);
+    owned.back()->zero_grads();
+    mine[size_t(s)] = owned.back().get();
+  }
+  Status st;
+  auto transport = make_nccl_transport(MPI_COMM_WORLD, g_device, pipeline_channels(lowered), &st);
+  ASSERT_TRUE(st.is_ok()) << st.message();
+  StepOutput out;
+  {
+    Executor ex(lowered, g_rank, mine, transport.get());
+    out = ex.run_step(fill_batch, 1.0f / kM);
+  }
+  if (lowered.stage_to_rank[size_t(S - 1)] == g_rank) {
+    ASSERT_EQ(out.losses.size(), size_t(kM));
+    for (int mb = 0; mb < kM; ++mb) EXPECT_EQ(out.losses[size_t(mb)], ref_losses[size_t(mb)]) << kind << " mb " << mb;
+  }
+  int compared = 0;
+  for (const auto& m : owned)
+    for (const auto& t : m->tensors()) {
+      std::vector<float> g(m->grads() + t.offset, m->grads() + t.offset + t.numel);
+      ASSERT_TRUE(ref.count(t.global_id));
+      EXPECT_TRUE(g == ref.at(t.global_id)) << kind << ": tensor " << t.global_id << " differs on rank " << g_rank;
+      ++compared;
+    }
+  EXPECT_GT(compared, 0);
+}
+
+TEST_F(NcclTest, ExecutorOneFOneBEqualsGradientAccumulationBitwise) { executor_matches_reference("1f1b", 1); }
+TEST_F(NcclTest, ExecutorInterleavedEqualsGradientAccumulationBitwise) {
+  executor_matches_reference("interleaved_1f1b", 2);
+}
+TEST_F(NcclTest, ExecutorZeroBubbleEqualsGradientAccumulationBitwise) { executor_matches_reference("zb_h1", 1); }
+
+}  // namespace
+}  // namespace pt
+
+// MPI around gtest: every rank runs every test; the job fails when any rank fails.
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &pt::g_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &pt::g_size);
+  pt::set_reporting_rank(pt::g_rank);
+  pt::g_skip = pt::decide_skip();
+  if (!pt::g_skip.empty() && pt::g_rank == 0) std::printf("%s\n", pt::g_skip.c_str());
+  int failed = RUN_ALL_TESTS() != 0 ? 1 : 0, any = 0;
+  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return any;
+}
