@@ -1,6 +1,7 @@
 // pipetrain: the command line. Subcommands:
 //   train   --config C [--set k=v ...] [--resume auto|DIR]   train under mpirun (or as one process)
-//   plan    --config C [--ranks N]          dry run of the schedule: no MPI, no GPU
+//   plan    --config C [--ranks N] [--costs FILE]   dry run of the schedule: no MPI, no GPU
+//   bench   --config C [--out FILE]         measure stage, p2p and optimizer costs (under mpirun)
 //   prepare --tokenizer gpt2|byte --input FILES --out DIR
 //   keys    [--markdown]                    every config key with type, default, help
 // Exit codes: 0 success, 1 a user-fixable error (printed), 2 bad command line.
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "app/bench_command.h"
 #include "app/config.h"
 #include "app/plan_command.h"
 #include "app/replay.h"
@@ -43,6 +45,18 @@ int run_train(const std::string& config_path, const std::vector<std::string>& ov
   }
   MPI_Finalize();
   return 0;
+}
+
+int run_bench(const pt::BenchOptions& options) {
+  MPI_Init(nullptr, nullptr);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  pt::set_reporting_rank(rank);
+  const pt::Status s = pt::run_bench_command(options);
+  // Config and measurement errors are the same on every rank; print once.
+  if (!s && rank == 0) report(s);
+  MPI_Finalize();
+  return s ? 0 : 1;
 }
 
 std::string escape_pipes(const std::string& s) {
@@ -85,6 +99,24 @@ int main(int argc, char** argv) {
   plan->add_option("--set", overrides, "Override a config key (repeatable)");
   plan->add_option("--ranks", plan_ranks, "Pipeline ranks to plan for (default: parallel.pp)");
   plan->add_option("--trace", trace_path, "Where to write the Chrome/Perfetto trace (default: run dir/plan_trace.json)");
+  std::string costs_path;
+  plan->add_option("--costs", costs_path,
+                   "Cost file written by `pipetrain bench`: predict the step time in seconds instead of block units")
+      ->check(CLI::ExistingFile);
+
+  pt::BenchOptions bench_opts;
+  auto* bench = app.add_subcommand("bench", "Measure per-stage F/B/W, p2p and optimizer costs on this machine (run "
+                                            "under mpirun -np 2+ for p2p) and write the cost file `plan --costs` reads");
+  bench->add_option("--config,-c", bench_opts.config_path, "YAML config file")->required()->check(CLI::ExistingFile);
+  bench->add_option("--set", bench_opts.overrides, "Override a config key (repeatable)");
+  bench->add_option("--out", bench_opts.out, "Where to write the cost file (default: run dir/costs.json)");
+  bench->add_option("--iters", bench_opts.iters, "Timed repetitions per measurement (the median is kept)")
+      ->check(CLI::Range(1, 100000));
+  bench->add_option("--warmup", bench_opts.warmup, "Untimed repetitions before each measurement")
+      ->check(CLI::Range(0, 100000));
+  bench->add_option("--peak-tflops", bench_opts.peak_tflops,
+                    "Peak FLOP/s of the device in TFLOP/s for the MFU (default: the GPU peak table; none for CPUs)")
+      ->check(CLI::PositiveNumber);
 
   pt::PrepareOptions prep;
   auto* prepare = app.add_subcommand("prepare", "Tokenize text files into token shards (llm.c format)");
@@ -109,7 +141,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (*train) return run_train(config_path, overrides, resume);
-  if (*plan) return report(pt::run_plan_command(config_path, overrides, plan_ranks, trace_path));
+  if (*plan) return report(pt::run_plan_command(config_path, overrides, plan_ranks, trace_path, costs_path));
+  if (*bench) return run_bench(bench_opts);
   if (*prepare) {
     std::string summary;
     pt::Status s = pt::prepare_shards(prep, &summary);

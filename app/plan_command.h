@@ -3,6 +3,11 @@
 // and prints the layer split, the per-rank action grid, the predicted bubble
 // fraction, peak in-flight activations per rank and the predicted step time;
 // it writes a Chrome/Perfetto trace of the planned timeline.
+//
+// Without a cost file the step time is in block-forward units (F = B_input = B_weight
+// = the stage's blocks, + the head). With `--costs FILE` (written by `pipetrain bench`)
+// the stage costs, message times and optimizer time are the measured seconds, and the
+// prediction is printed in ms and tokens/s.
 #pragma once
 
 #include <string>
@@ -12,8 +17,9 @@
 
 namespace pt {
 
-// ranks_override > 0 replaces parallel.pp; trace_path empty = run dir/plan_trace.json.
+// ranks_override > 0 replaces parallel.pp; trace_path empty = run dir/plan_trace.json;
+// costs_path empty = the unit cost model.
 Status run_plan_command(const std::string& config_path, const std::vector<std::string>& overrides, int ranks_override,
-                        const std::string& trace_path);
+                        const std::string& trace_path, const std::string& costs_path = "");
 
 }  // namespace pt
