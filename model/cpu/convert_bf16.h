@@ -1,0 +1,23 @@
+// Array conversions between fp32 and bf16 (CPU twin of model/cuda/convert_bf16.h):
+// fp32 -> bf16 rounds to nearest, ties to even (pt::cpu::float_to_bf16, the rounding
+// of CUDA's __float2bfloat16_rn); bf16 -> fp32 is exact. Used (on the GPU side) to
+// refresh the bf16 weight copies from the fp32 master weights after each optimizer
+// step. Not yet used by training.
+// NaN: both sides map NaN to a NaN, but the payload/sign bits may differ (this twin
+// keeps the sign and upper payload and sets the quiet bit; the GPU's cvt.rn.bf16.f32
+// may return a canonical NaN), so compare NaNs with isnan, not bitwise.
+#pragma once
+
+#include <cstddef>
+
+#include "model/cpu/bf16.h"
+
+namespace pt::cpu {
+
+// out[i] = float_to_bf16(inp[i]), i < n.
+void convert_fp32_to_bf16(bf16* out, const float* inp, size_t n);
+
+// out[i] = bf16_to_float(inp[i]), i < n (exact).
+void convert_bf16_to_fp32(float* out, const bf16* inp, size_t n);
+
+}  // namespace pt::cpu

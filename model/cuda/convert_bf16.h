@@ -1,0 +1,27 @@
+// fp32 <-> bf16 array conversions on the GPU; CPU twin model/cpu/convert_bf16.h.
+// convert_fp32_to_bf16 rounds to nearest, ties to even (__float2bfloat16_rn): it
+// refreshes the bf16 weight copies from the fp32 master weights after each optimizer
+// step. convert_bf16_to_fp32 is exact. Elementwise, one thread per element in a
+// grid-stride loop: results do not depend on the launch shape. No alignment
+// requirement beyond the element type's; out must not overlap inp.
+// NaN stays NaN (payload bits may differ from the twin: compare with isnan); values
+// beyond the largest finite bf16 round to ±inf.
+// Status: compiled for sm_90, NOT yet run on a GPU (the task that wrote it had none;
+// tests/model/cuda/bf16_ops_test.cc checks it against the twin bitwise on a GPU), and
+// not yet used by training.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+namespace pt::cuda {
+
+// out[i] = __float2bfloat16_rn(inp[i]), i < n.
+void convert_fp32_to_bf16(__nv_bfloat16* out, const float* inp, size_t n, cudaStream_t stream);
+
+// out[i] = __bfloat162float(inp[i]), i < n.
+void convert_bf16_to_fp32(float* out, const __nv_bfloat16* inp, size_t n, cudaStream_t stream);
+
+}  // namespace pt::cuda

@@ -1,0 +1,355 @@
+// bf16 GPU ops (model/cuda/{matmul,layernorm,convert}_bf16.h) against their CPU twins
+// (model/cpu/{matmul,layernorm,convert}_bf16.h), which tests/model/bf16_ops_cpu_test.cc
+// checks against the fp32 CPU ops. Sizes do not divide the tiles (N = 77, 130 rows;
+// OC = 200, 40 columns against 32-column bias tiles; C = 200, 37 for LayerNorm's
+// 32-lane rows and 64-row chunks); matmul C and OC are multiples of 8, as the bf16
+// cuBLASLt path requires (16-byte rows, see matmul_bf16.h). Inputs are Philox
+// normals rounded to bf16 (not all zero; checked), outputs NaN-poisoned first.
+//
+// Tolerances (u = 2^-24, r = 2^-8 the bf16 unit roundoff). Kernel and twin compute
+// the same fp32 quantities from the same bf16 inputs (products of two bf16 values are
+// exact in fp32) in different summation orders; the kernel's fp32 value a and the
+// twin's b then differ by Δ, and for bf16 outputs both are rounded:
+//   |bf16(a) - bf16(b)| <= r·|a| + Δ + r·|b| <= Δ + r·(2(1 + 2r)·|ref| + Δ)   (two_roundings)
+// with ref = bf16(b) the twin's output (|b| <= (1 + 2r)|ref|): one bf16 ulp (<= 2r·|x|)
+// plus Δ. Δ for a GEMM of K products: e_tc(K)·Σ|terms| with e_tc(K) = 2·2γ_K + 2u,
+// i.e. the fp32 sum-order bound 2γ_K doubled because tensor-core fp32 accumulation
+// may truncate instead of round (as in attention_bf16_test.cc), plus the final
+// alpha/beta/bias roundings; Σ|terms| comes from the fp32 CPU op on |inputs|.
+// GELU epilogue: cuBLASLt does not document its GELU formula; we allow it to differ
+// from the tanh form of cpu::gelu_forward by 2^-9·|p| (covers a tanh.approx.f32
+// tanh, max relative error 2^-10.99, and even the erf form, which differs from the
+// tanh form by < 5e-4 absolute) and also cover the unfused fallback, which applies
+// GELU to bf16(p): Δg = 1.13·(Δp + r·(|p| + Δp)) + 2^-9·|p| + 16u·|p| (|gelu'| <= 1.13).
+// LayerNorm: the per-row bounds of bf16_ops_cpu_test.cc (sum-order differences of
+// the mean, variance and backward means; ~1e-5 relative), then two_roundings.
+// fp32 outputs (weight/bias gradients, mean, rstd) are compared with Δ alone.
+// Conversions are compared bitwise (NaN: isnan). A wrong index, transpose, leading
+// dimension, epilogue or rounding point errs by O(r·|x|)..O(|x|) in many elements.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "common/rng.h"
+#include "model/cpu/bf16.h"
+#include "model/cpu/convert_bf16.h"
+#include "model/cpu/layernorm.h"
+#include "model/cpu/layernorm_bf16.h"
+#include "model/cpu/matmul.h"
+#include "model/cpu/matmul_bf16.h"
+#include "model/cuda/convert_bf16.h"
+#include "model/cuda/layernorm_bf16.h"
+#include "model/cuda/matmul_bf16.h"
+#include "tests/model/cuda/cuda_test_util.h"
+
+namespace pt {
+namespace {
+
+using cpu::bf16;
+using testing::DeviceBuffer;
+using testing::expect_within;
+
+constexpr double kU = 1.0 / 16777216.0;  // fp32 unit roundoff 2^-24
+constexpr double kR = 1.0 / 256.0;       // bf16 unit roundoff 2^-8
+
+double sum_order(double K) { return testing::sum_order_rtol(K); }  // 2γ_K
+double e_tc(double K) { return 2.0 * sum_order(K) + 2.0 * kU; }
+
+double two_roundings(double ref, double delta) { return delta + kR * (2.0 * (1.0 + 2.0 * kR) * std::fabs(ref) + delta); }
+
+std::vector<bf16> bf16_normal(size_t n, uint64_t seed, uint64_t stream, float scale, float shift = 0.0f) {
+  std::vector<bf16> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = cpu::float_to_bf16(shift + scale * philox_normal(seed, stream, i));
+  return v;
+}
+
+std::vector<float> widen(const std::vector<bf16>& v) {
+  std::vector<float> f(v.size());
+  for (size_t i = 0; i < v.size(); ++i) f[i] = cpu::bf16_to_float(v[i]);
+  return f;
+}
+
+std::vector<float> abs_of(std::vector<float> v) {
+  for (auto& x : v) x = std::fabs(x);
+  return v;
+}
+
+__nv_bfloat16* dev(const DeviceBuffer<bf16>& b) { return reinterpret_cast<__nv_bfloat16*>(b.get()); }
+
+std::vector<double> two_rounding_tols(const std::vector<float>& ref, const std::vector<double>& delta) {
+  std::vector<double> t(ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) t[i] = two_roundings(ref[i], delta[i]);
+  return t;
+}
+
+std::vector<double> scaled(const std::vector<float>& mag, double rel) {
+  std::vector<double> t(mag.size());
+  for (size_t i = 0; i < mag.size(); ++i) t[i] = rel * mag[i];
+  return t;
+}
+
+class CudaBf16Ops : public testing::CudaTest {};
+
+// ---------------------------------------------------------------- matmul
+
+struct Shape {
+  int N, C, OC;
+};
+
+void check_matmul(const Shape& s) {
+  const int N = s.N, C = s.C, OC = s.OC;
+  const std::string tag = " N" + std::to_string(N) + " C" + std::to_string(C) + " OC" + std::to_string(OC);
+  const auto inp = bf16_normal(size_t(N) * C, 41, 1, 1.0f);
+  const auto weight = bf16_normal(size_t(OC) * C, 41, 2, 0.2f);
+  const auto bias = bf16_normal(OC, 41, 3, 0.5f);
+  const auto dout = bf16_normal(size_t(N) * OC, 41, 4, 1.0f);
+  const auto ai = abs_of(widen(inp)), aw = abs_of(widen(weight)), ab = abs_of(widen(bias)), ad = abs_of(widen(dout));
+  DeviceBuffer<bf16> d_inp(inp), d_w(weight), d_bias(bias), d_dout(dout);
+  DeviceBuffer<bf16> d_out(size_t(N) * OC), d_pre(size_t(N) * OC), d_dinp(size_t(N) * C);
+
+  // Forward with and without bias (K = C products + bias), rerun bitwise equal.
+  for (bool with_bias : {true, false}) {
+    std::vector<bf16> out(size_t(N) * OC);
+    cpu::matmul_forward_bf16(out.data(), inp.data(), weight.data(), with_bias ? bias.data() : nullptr, N, C, OC);
+    std::vector<float> mag(out.size());
+    cpu::matmul_forward(mag.data(), ai.data(), aw.data(), with_bias ? ab.data() : nullptr, N, C, OC);
+    const std::string what = std::string("matmul_forward_bf16") + (with_bias ? "" : " (no bias)") + tag;
+    d_out.poison();
+    cuda::matmul_forward_bf16(dev(d_out), dev(d_inp), dev(d_w), with_bias ? dev(d_bias) : nullptr, N, C, OC,
+                              nullptr);
+    const auto gpu = widen(d_out.download());
+    expect_within(what, gpu, widen(out), two_rounding_tols(widen(out), scaled(mag, e_tc(C + 1))));
+    d_out.poison();
+    cuda::matmul_forward_bf16(dev(d_out), dev(d_inp), dev(d_w), with_bias ? dev(d_bias) : nullptr, N, C, OC,
+                              nullptr);
+    testing::expect_bitwise_equal(what + " rerun", widen(d_out.download()), gpu);
+  }
+
+  // Fused GELU.
+  {
+    std::vector<bf16> out(size_t(N) * OC), pre(size_t(N) * OC);
+    cpu::matmul_forward_gelu_bf16(out.data(), pre.data(), inp.data(), weight.data(), bias.data(), N, C, OC);
+    std::vector<float> mag(out.size());
+    cpu::matmul_forward(mag.data(), ai.data(), aw.data(), ab.data(), N, C, OC);
+    const auto pre_f = widen(pre), out_f = widen(out);
+    std::vector<double> dp(mag.size()), dg(mag.size());
+    for (size_t i = 0; i < mag.size(); ++i) {
+      dp[i] = e_tc(C + 1) * mag[i];
+      const double p = std::fabs(pre_f[i]) * (1.0 + 2.0 * kR);  // >= |p| of the twin's fp32 value
+      dg[i] = 1.13 * (dp[i] + kR * (p + dp[i])) + std::ldexp(1.0, -9) * (p + dp[i]) + 16 * kU * (p + dp[i]);
+    }
+    d_out.poison();
+    d_pre.poison();
+    cuda::matmul_forward_gelu_bf16(dev(d_out), dev(d_pre), dev(d_inp), dev(d_w), dev(d_bias), N, C, OC, nullptr);
+    expect_within("matmul_forward_gelu_bf16 pre_gelu" + tag, widen(d_pre.download()), pre_f,
+                  two_rounding_tols(pre_f, dp));
+    expect_within("matmul_forward_gelu_bf16 out" + tag, widen(d_out.download()), out_f,
+                  two_rounding_tols(out_f, dg));
+  }
+
+  // Input gradient (K = OC).
+  {
+    std::vector<bf16> dinp(size_t(N) * C);
+    cpu::matmul_backward_input_bf16(dinp.data(), dout.data(), weight.data(), N, C, OC);
+    std::vector<float> mag(dinp.size());
+    cpu::matmul_backward_input(mag.data(), ad.data(), aw.data(), N, C, OC);
+    d_dinp.poison();
+    cuda::matmul_backward_input_bf16(dev(d_dinp), dev(d_dout), dev(d_w), N, C, OC, nullptr);
+    expect_within("matmul_backward_input_bf16" + tag, widen(d_dinp.download()), widen(dinp),
+                  two_rounding_tols(widen(dinp), scaled(mag, e_tc(OC))));
+  }
+
+  // Weight/bias gradients: fp32 +=, two calls onto non-zero initial values.
+  {
+    const auto dw0 = testing::philox_vector(size_t(OC) * C, 41, 5), db0 = testing::philox_vector(OC, 41, 6);
+    std::vector<float> dw = dw0, db = db0, mag_dw = abs_of(dw0), mag_db = abs_of(db0);
+    DeviceBuffer<float> d_dw(dw0), d_db(db0);
+    for (int call = 0; call < 2; ++call) {
+      cpu::matmul_backward_weight_bf16(dw.data(), db.data(), dout.data(), inp.data(), N, C, OC);
+      cpu::matmul_backward_weight(mag_dw.data(), mag_db.data(), ad.data(), ai.data(), N, C, OC);
+      cuda::matmul_backward_weight_bf16(d_dw.get(), d_db.get(), dev(d_dout), dev(d_inp), N, C, OC, nullptr);
+    }
+    const auto gpu_dw = d_dw.download(), gpu_db = d_db.download();
+    expect_within("matmul_backward_weight_bf16 dweight (2 calls)" + tag, gpu_dw, dw,
+                  scaled(mag_dw, e_tc(2 * N + 1) + kU));
+    expect_within("matmul_backward_weight_bf16 dbias (2 calls)" + tag, gpu_db, db,
+                  scaled(mag_db, sum_order(2 * N + 1) + kU));
+    // Same plan and kernel from the same start: bitwise reproducible; null dbias.
+    d_dw.upload(dw0);
+    d_db.upload(db0);
+    for (int call = 0; call < 2; ++call) {
+      cuda::matmul_backward_weight_bf16(d_dw.get(), d_db.get(), dev(d_dout), dev(d_inp), N, C, OC, nullptr);
+    }
+    testing::expect_bitwise_equal("matmul_backward_weight_bf16 dweight rerun" + tag, d_dw.download(), gpu_dw);
+    testing::expect_bitwise_equal("matmul_backward_weight_bf16 dbias rerun" + tag, d_db.download(), gpu_db);
+    d_db.upload(db0);
+    cuda::matmul_backward_weight_bf16(d_dw.get(), nullptr, dev(d_dout), dev(d_inp), N, C, OC, nullptr);
+    testing::expect_bitwise_equal("matmul_backward_weight_bf16 null dbias untouched" + tag, d_db.download(), db0);
+  }
+}
+
+TEST_F(CudaBf16Ops, Matmul) {
+  for (const Shape& s : {Shape{77, 48, 200}, Shape{130, 96, 40}, Shape{5, 768, 24}}) check_matmul(s);
+  cuda::matmul_bf16_release_plans();
+}
+
+// ---------------------------------------------------------------- layernorm
+// Bounds as in tests/model/bf16_ops_cpu_test.cc (derivation there).
+
+void check_layernorm(int N, int C) {
+  const std::string tag = " N" + std::to_string(N) + " C" + std::to_string(C);
+  const auto inp = bf16_normal(size_t(N) * C, 51, 1, 1.0f, 0.3f);
+  const auto weight = bf16_normal(C, 51, 2, 0.3f, 1.0f);
+  const auto bias = bf16_normal(C, 51, 3, 0.2f);
+  const auto dout = bf16_normal(size_t(N) * C, 51, 4, 1.0f);
+  const auto fx = widen(inp), fw = widen(weight), fd = widen(dout);
+
+  std::vector<bf16> out(size_t(N) * C);
+  std::vector<float> mean(N), rstd(N);
+  cpu::layernorm_forward_bf16(out.data(), mean.data(), rstd.data(), inp.data(), weight.data(), bias.data(), N, C);
+  DeviceBuffer<bf16> d_inp(inp), d_w(weight), d_b(bias), d_dout(dout), d_out(out.size()), d_dinp(out.size());
+  DeviceBuffer<float> d_mean(N), d_rstd(N);
+  d_out.poison();
+  d_mean.poison();
+  d_rstd.poison();
+  cuda::layernorm_forward_bf16(dev(d_out), d_mean.get(), d_rstd.get(), dev(d_inp), dev(d_w), dev(d_b), N, C,
+                               nullptr);
+  // Per row: Δm = 2γ_C·mean|x| + 2u|m|, Δs/s = 2γ_C + 16u + 2Δm·s(1 + Δm·s), doubled.
+  std::vector<double> tol_m(N), tol_s(N), d_out_delta(out.size());
+  for (int n = 0; n < N; ++n) {
+    double m1 = 0;
+    for (int c = 0; c < C; ++c) m1 += std::fabs(fx[size_t(n) * C + c]);
+    m1 /= C;
+    const double dm = 2 * (sum_order(C) * m1 + 2 * kU * std::fabs(mean[n]));
+    const double dms = dm * rstd[n];
+    const double ds_rel = 2 * (sum_order(C) + 16 * kU + 2 * dms * (1 + dms));
+    tol_m[n] = dm;
+    tol_s[n] = ds_rel * rstd[n];
+    for (int c = 0; c < C; ++c) {
+      const size_t i = size_t(n) * C + c;
+      const double s = rstd[n], xm = std::fabs(double(fx[i]) - mean[n]), aw = std::fabs(fw[c]);
+      d_out_delta[i] = 2 * (aw * (s * dm + xm * s * ds_rel) +
+                            6 * kU * (xm * s * aw + std::fabs(cpu::bf16_to_float(bias[c]))));
+    }
+  }
+  expect_within("layernorm_forward_bf16 mean" + tag, d_mean.download(), mean, tol_m);
+  expect_within("layernorm_forward_bf16 rstd" + tag, d_rstd.download(), rstd, tol_s);
+  expect_within("layernorm_forward_bf16 out" + tag, widen(d_out.download()), widen(out),
+                two_rounding_tols(widen(out), d_out_delta));
+
+  // Backward on the twin's statistics (uploaded), so both sides see the same m, s.
+  d_mean.upload(mean);
+  d_rstd.upload(rstd);
+  std::vector<bf16> dinp(out.size());
+  cpu::layernorm_backward_input_bf16(dinp.data(), dout.data(), inp.data(), weight.data(), mean.data(), rstd.data(),
+                                     N, C);
+  std::vector<double> ddx(out.size());
+  for (int n = 0; n < N; ++n) {
+    const double s = rstd[n];
+    double a = 0, b = 0, a1 = 0, b1 = 0;
+    for (int c = 0; c < C; ++c) {
+      const size_t i = size_t(n) * C + c;
+      const double dn = double(fw[c]) * fd[i], nm = (double(fx[i]) - mean[n]) * s;
+      a += dn, b += dn * nm, a1 += std::fabs(dn), b1 += std::fabs(dn * nm);
+    }
+    a /= C, b /= C, a1 /= C, b1 /= C;
+    const double da = sum_order(C) * a1 + 2 * kU * std::fabs(a);
+    const double db = sum_order(C) * b1 + 4 * kU * b1 + 2 * kU * std::fabs(b);
+    for (int c = 0; c < C; ++c) {
+      const size_t i = size_t(n) * C + c;
+      const double dn = std::fabs(double(fw[c]) * fd[i]), nm = std::fabs((double(fx[i]) - mean[n]) * s);
+      ddx[i] = 2 * (s * (da + nm * db) + 6 * kU * s * (dn + std::fabs(a) + nm * std::fabs(b)));
+    }
+  }
+  d_dinp.poison();
+  cuda::layernorm_backward_input_bf16(dev(d_dinp), dev(d_dout), dev(d_inp), dev(d_w), d_mean.get(), d_rstd.get(),
+                                      N, C, nullptr);
+  expect_within("layernorm_backward_input_bf16" + tag, widen(d_dinp.download()), widen(dinp),
+                two_rounding_tols(widen(dinp), ddx));
+
+  // Weight/bias gradients: fp32 +=, twice.
+  const auto w0 = testing::philox_vector(C, 51, 5), b0 = testing::philox_vector(C, 51, 6);
+  std::vector<float> dw = w0, db = b0;
+  DeviceBuffer<float> d_dw(w0), d_db(b0);
+  DeviceBuffer<float> scratch(cuda::layernorm_backward_weight_bf16_scratch_floats(N, C));
+  scratch.poison();
+  for (int call = 0; call < 2; ++call) {
+    cpu::layernorm_backward_weight_bf16(dw.data(), db.data(), dout.data(), inp.data(), mean.data(), rstd.data(), N,
+                                        C);
+    cuda::layernorm_backward_weight_bf16(d_dw.get(), d_db.get(), dev(d_dout), dev(d_inp), d_mean.get(),
+                                         d_rstd.get(), N, C, scratch.get(), nullptr);
+  }
+  std::vector<double> tol_w(C), tol_b(C);
+  for (int c = 0; c < C; ++c) {
+    double mw = std::fabs(w0[c]), mb = std::fabs(b0[c]);
+    for (int n = 0; n < N; ++n) {
+      const size_t i = size_t(n) * C + c;
+      mw += 2 * std::fabs(fd[i] * (double(fx[i]) - mean[n]) * rstd[n]);
+      mb += 2 * std::fabs(fd[i]);
+    }
+    tol_w[c] = (sum_order(2 * N + 2) + 4 * kU) * mw;
+    tol_b[c] = (sum_order(2 * N + 2) + 4 * kU) * mb;
+  }
+  expect_within("layernorm_backward_weight_bf16 dweight (2 calls)" + tag, d_dw.download(), dw, tol_w);
+  expect_within("layernorm_backward_weight_bf16 dbias (2 calls)" + tag, d_db.download(), db, tol_b);
+}
+
+TEST_F(CudaBf16Ops, LayerNorm) {
+  check_layernorm(77, 200);
+  check_layernorm(130, 37);
+  check_layernorm(3, 768);
+}
+
+// ---------------------------------------------------------------- conversions
+
+TEST_F(CudaBf16Ops, Convert) {
+  // fp32 -> bf16 on values over many binades plus the special cases, bitwise vs the twin.
+  std::vector<float> x;
+  for (size_t i = 0; i < 5003; ++i) x.push_back(std::ldexp(philox_normal(61, 1, i), int(i % 61) - 30));
+  const uint32_t specials[] = {0x3F808000u, 0x3F818000u, 0x7F7F7FFFu, 0x7F7F8000u, 0x00008000u, 0x00018000u,
+                               0x7F800000u, 0xFF800000u, 0x7F7FFFFFu, 0x80000000u, 0x7FC00000u, 0x7F800001u};
+  for (uint32_t b : specials) {
+    float f;
+    std::memcpy(&f, &b, sizeof f);
+    x.push_back(f);
+  }
+  std::vector<bf16> ref(x.size());
+  cpu::convert_fp32_to_bf16(ref.data(), x.data(), x.size());
+  DeviceBuffer<float> d_x(x);
+  DeviceBuffer<bf16> d_y(x.size());
+  d_y.poison();
+  cuda::convert_fp32_to_bf16(dev(d_y), d_x.get(), x.size(), nullptr);
+  const auto y = d_y.download();
+  size_t bad = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const bool nan_ref = std::isnan(cpu::bf16_to_float(ref[i]));
+    const bool ok = nan_ref ? std::isnan(cpu::bf16_to_float(y[i])) : y[i].bits == ref[i].bits;
+    if (!ok && bad++ < 5) ADD_FAILURE() << "convert_fp32_to_bf16[" << i << "]: " << y[i].bits << " vs " << ref[i].bits;
+  }
+  EXPECT_EQ(bad, 0u);
+
+  // bf16 -> fp32 on every bit pattern.
+  std::vector<bf16> all(65536);
+  for (uint32_t i = 0; i < 65536; ++i) all[i].bits = uint16_t(i);
+  std::vector<float> ref_f(all.size());
+  cpu::convert_bf16_to_fp32(ref_f.data(), all.data(), all.size());
+  DeviceBuffer<bf16> d_all(all);
+  DeviceBuffer<float> d_f(all.size());
+  d_f.poison();
+  cuda::convert_bf16_to_fp32(d_f.get(), dev(d_all), all.size(), nullptr);
+  const auto f = d_f.download();
+  bad = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
+    const bool ok = std::isnan(ref_f[i]) ? std::isnan(f[i]) : std::memcmp(&f[i], &ref_f[i], sizeof(float)) == 0;
+    if (!ok && bad++ < 5) ADD_FAILURE() << "convert_bf16_to_fp32[" << i << "]: " << f[i] << " vs " << ref_f[i];
+  }
+  EXPECT_EQ(bad, 0u);
+}
+
+}  // namespace
+}  // namespace pt
