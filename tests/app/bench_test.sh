@@ -5,15 +5,11 @@
 # and a damaged one are refused with the key named.
 # Usage: bench_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
-bin=$1
-src=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-cfg="$src/configs/tiny_test.yaml"
-fail() { echo "FAIL: $*"; exit 1; }
+source "$2/tests/app/test_lib.sh"
+init_test "$1" "$2"
+mpi_setup
 
-mpirun --oversubscribe -np 2 "$bin" bench --config "$cfg" --set run.out_dir="$work/runs" --iters 5 --warmup 1 \
+$mpirun -np 2 "$bin" bench --config "$cfg" --set run.out_dir="$runs" --iters 5 --warmup 1 \
   --out "$work/costs.json" >"$work/bench.log" 2>"$work/bench.err" || { cat "$work/bench.log" "$work/bench.err"; fail "bench exited non-zero"; }
 [ -s "$work/costs.json" ] || fail "no cost file written"
 grep -q "MFU: n/a (unknown peak; pass --peak-tflops X)" "$work/bench.log" || { cat "$work/bench.log"; fail "no MFU fallback line on CPU"; }
@@ -36,14 +32,14 @@ assert f["optimizer"]["seconds_per_param"] > 0, f["optimizer"]
 print("cost file ok")
 PY
 
-"$bin" plan --config "$cfg" --set parallel.pp=2 --set run.out_dir="$work/runs" --costs "$work/costs.json" >"$work/plan.log" \
+"$bin" plan --config "$cfg" --set parallel.pp=2 --set run.out_dir="$runs" --costs "$work/costs.json" >"$work/plan.log" \
   || { cat "$work/plan.log"; fail "plan --costs exited non-zero"; }
 grep -Eq "^predicted step time: [0-9]+\.[0-9]+ ms  \(256 tokens/step -> [0-9]+ tokens/s\)" "$work/plan.log" \
   || { cat "$work/plan.log"; fail "no predicted step time in ms"; }
 grep -Eq "^pipeline \(forwards, backwards, messages\): [0-9.]+ ms  bubble fraction: [0-9.]+%" "$work/plan.log" \
   || { cat "$work/plan.log"; fail "no pipeline time / bubble fraction"; }
 # Without --costs the plan keeps its unit cost model.
-"$bin" plan --config "$cfg" --set parallel.pp=2 --set run.out_dir="$work/runs" >"$work/plan_units.log"
+"$bin" plan --config "$cfg" --set parallel.pp=2 --set run.out_dir="$runs" >"$work/plan_units.log"
 grep -q "block-forward units" "$work/plan_units.log" || fail "plan without --costs lost the unit cost model"
 grep -q "predicted step time:" "$work/plan_units.log" && fail "plan without --costs printed a measured prediction"
 

@@ -20,72 +20,17 @@
 #     and paci at pp=4, as tests/app/resume_test.sh does on the CPU.
 # Usage: gpu_train_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
-bin=$1
-src=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-mpirun="mpirun --oversubscribe -x OPENBLAS_NUM_THREADS=1"
-
-python3 "$src/tests/app/make_byte_corpus.py" "$work/corpus.txt" 128
-"$bin" prepare --tokenizer byte --input "$work/corpus.txt" --out "$work/data" >/dev/null
-
-cfg="$src/configs/tiny_test.yaml"
-runs="$work/runs"
+source "$2/tests/app/test_lib.sh"
+init_test "$1" "$2"
+mpi_setup
+make_corpus 128
 common=(--set "data.train=$work/data/train_*.bin" --set run.out_dir="$runs" --set run.save_params=true
         --set runtime.transport=mpi)
 
-run() {  # run NAME NP [args...]: must succeed
-  local name=$1 np=$2
-  shift 2
-  $mpirun -np "$np" "$bin" train --config "$cfg" "${common[@]}" --set run.name="$name" "$@" >"$work/$name.log" 2>&1 ||
-    { echo "FAIL: run $name failed"; cat "$work/$name.log"; exit 1; }
-}
-
 # Skip (ctest SKIP_REGULAR_EXPRESSION "no usable GPU: ") when the binary cannot use
 # a GPU here: no CUDA in the build, no driver, or no device.
-rc=0
-$mpirun -np 1 "$bin" train --config "$cfg" "${common[@]}" --set run.name=cuda_a --set training.steps=20 \
-  --set runtime.backend=cuda >"$work/cuda_a.log" 2>&1 || rc=$?
-if [ "$rc" != 0 ]; then
-  if grep -q "key 'runtime.backend': cuda cannot run here" "$work/cuda_a.log"; then
-    why=$(sed -n "s/.*cuda cannot run here: \(.*\); use cpu or auto.*/\1/p" "$work/cuda_a.log" | head -1)
-    echo "no usable GPU: $why"
-    exit 0
-  fi
-  echo "FAIL: run cuda_a failed"; cat "$work/cuda_a.log"; exit 1
-fi
+train_or_skip cuda_a 1 --set training.steps=20 --set runtime.backend=cuda
 grep -q "backend cuda" "$work/cuda_a.log" || { echo "FAIL cuda_a: did not run on the cuda backend"; cat "$work/cuda_a.log"; exit 1; }
-
-columns() {
-  python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if "loss" in r: print(r["step"], repr(r["loss"]), repr(r["grad_norm"]), r["data_hash"])
-' "$runs/$1/metrics.jsonl"
-}
-
-same_params() {  # same_params REF NAME
-  local n=0
-  for f in "$runs/$1/params/"*.bin; do
-    cmp -s "$f" "$runs/$2/params/$(basename "$f")" || { echo "FAIL $2: $(basename "$f") differs from $1"; exit 1; }
-    n=$((n + 1))
-  done
-  [ "$n" -gt 10 ] && [ "$(ls "$runs/$2/params" | wc -l)" = "$n" ] || { echo "FAIL $2: parameter files"; exit 1; }
-}
-
-same() {  # same REF NAME STEPS: bitwise metrics columns and parameters
-  if ! diff <(columns "$1") <(columns "$2") >"$work/diff.txt"; then
-    echo "FAIL $2: metrics differ from $1"; cat "$work/diff.txt"; exit 1
-  fi
-  [ "$(columns "$2" | wc -l)" = "$3" ] || { echo "FAIL $2: expected $3 step lines"; columns "$2"; exit 1; }
-  same_params "$1" "$2"
-  if [ -f "$runs/$1/versions.jsonl" ]; then
-    cmp -s "$runs/$1/versions.jsonl" "$runs/$2/versions.jsonl" || { echo "FAIL $2: version record differs from $1"; exit 1; }
-  fi
-  echo "ok   $2 == $1 ($3 steps: losses, grad norms, data and parameters bitwise)"
-}
 
 close() {  # close REF NAME STEPS: step 1 within 1e-4, every step's loss within 5e-3 (relative)
   python3 - "$runs/$1/metrics.jsonl" "$runs/$2/metrics.jsonl" "$3" "$1" "$2" <<'PY'
@@ -112,13 +57,13 @@ PY
 }
 
 # --- 1 and 2: cuda vs cpu, cuda twice ---
-run cuda_b 1 --set training.steps=20 --set runtime.backend=cuda
-run cpu 1 --set training.steps=20 --set runtime.backend=cpu
-same cuda_a cuda_b 20
+train cuda_b 1 --set training.steps=20 --set runtime.backend=cuda
+train cpu 1 --set training.steps=20 --set runtime.backend=cpu
+same_run cuda_a cuda_b 20
 close cpu cuda_a 20
 
 # --- 3: pp=4 on the GPU(s) against pp=1 ---
-run cuda_pp4 4 --set training.steps=20 --set runtime.backend=cuda --set parallel.pp=4 --set schedule.kind=1f1b
+train cuda_pp4 4 --set training.steps=20 --set runtime.backend=cuda --set parallel.pp=4 --set schedule.kind=1f1b
 close cuda_a cuda_pp4 20
 
 # --- 4: resume == uninterrupted, bitwise, on the GPU ---
@@ -130,15 +75,9 @@ declare -A layout=(
 )
 for s in 1f1b paci; do
   # shellcheck disable=SC2086
-  run "res_$s" 4 "${resume[@]}" ${layout[$s]}
-  name="res_${s}_resumed"
-  mkdir -p "$runs/$name/checkpoints"
-  cp -r "$runs/res_$s/checkpoints/step_5" "$runs/$name/checkpoints/"
-  cp "$runs/res_$s/metrics.jsonl" "$runs/$name/metrics.jsonl"  # lines after step 5 must be dropped
-  if [ -f "$runs/res_$s/versions.jsonl" ]; then cp "$runs/res_$s/versions.jsonl" "$runs/$name/"; fi
+  train "res_$s" 4 "${resume[@]}" ${layout[$s]}
   # shellcheck disable=SC2086
-  run "$name" 4 "${resume[@]}" ${layout[$s]} --resume auto
-  grep -q "resumed from .*step_5 at step 5" "$work/$name.log" || { echo "FAIL $name: no resume line"; cat "$work/$name.log"; exit 1; }
-  same "res_$s" "$name" 10
+  resume_copy "res_$s" "res_${s}_resumed" 4 "${resume[@]}" ${layout[$s]}
+  same_run "res_$s" "res_${s}_resumed" 10
 done
 echo "all gpu training checks passed"

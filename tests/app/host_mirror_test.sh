@@ -13,30 +13,17 @@
 # straight; and `pipetrain replay` of the mirrored paci run.
 # Usage: host_mirror_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
-bin=$1
-src=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+source "$2/tests/app/test_lib.sh"
+init_test "$1" "$2"
 export PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS=0
-mpirun="mpirun --oversubscribe -x OPENBLAS_NUM_THREADS=1 -x PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS"
-
-python3 "$src/tests/app/make_byte_corpus.py" "$work/corpus.txt" 64
-"$bin" prepare --tokenizer byte --input "$work/corpus.txt" --out "$work/data" >/dev/null
-
-cfg="$src/configs/tiny_test.yaml"
-runs="$work/runs"
+mpi_setup PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS
+make_corpus 64
 common=(--set "data.train=$work/data/train_*.bin" --set "data.val=$work/data/val_*.bin" --set run.out_dir="$runs"
         --set run.save_params=true --set training.steps=4 --set training.eval_every=2 --set training.eval_batches=2
         --set training.microbatches=4)
 
-train() {  # train NAME MIRROR(0|1) NP [args...]: must succeed
-  local name=$1 mirror=$2 np=$3
-  shift 3
-  PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS=$mirror $mpirun -np "$np" "$bin" train --config "$cfg" "${common[@]}" \
-    --set run.name="$name" "$@" >"$work/$name.log" 2>&1 || { echo "FAIL: run $name failed"; cat "$work/$name.log"; exit 1; }
-  # The switch must take effect in the mirrored runs, and only there.
-  local notices
+switch_took_effect() {  # switch_took_effect NAME MIRROR(0|1): in the mirrored runs, and only there
+  local name=$1 mirror=$2 notices
   notices=$(grep -c "test switch: separate host mirrors" "$work/$name.log" || true)
   if [ "$mirror" = 1 ]; then
     [ "$notices" -ge 1 ] || { echo "FAIL $name: the test switch did not take effect"; cat "$work/$name.log"; exit 1; }
@@ -45,33 +32,24 @@ train() {  # train NAME MIRROR(0|1) NP [args...]: must succeed
   fi
 }
 
-columns() {
-  python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    print(r["step"], repr(r.get("loss")), repr(r.get("grad_norm")), repr(r.get("val_loss")))
-' "$runs/$1/metrics.jsonl"
+mirror_train() {  # mirror_train NAME MIRROR(0|1) NP [args...]: must succeed
+  local name=$1 mirror=$2 np=$3
+  shift 3
+  PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS=$mirror train "$name" "$np" "$@"
+  switch_took_effect "$name" "$mirror"
 }
 
-same() {  # same REF NAME: bitwise metrics columns and parameters
-  if ! diff <(columns "$1") <(columns "$2") >"$work/diff.txt"; then
-    echo "FAIL $2: metrics differ from $1"; cat "$work/diff.txt"; exit 1
-  fi
-  local n=0
-  for f in "$runs/$1/params/"*.bin; do
-    cmp -s "$f" "$runs/$2/params/$(basename "$f")" || { echo "FAIL $2: $(basename "$f") differs from $1"; exit 1; }
-    n=$((n + 1))
-  done
-  [ "$n" -gt 10 ] && [ "$(ls "$runs/$2/params" | wc -l)" = "$n" ] || { echo "FAIL $2: parameter files"; exit 1; }
-  echo "ok   $2 == $1 ($(columns "$1" | wc -l) metrics lines, $n parameter tensors, bitwise)"
+same() {  # same REF NAME: bitwise metrics columns (steps and evals) and parameters
+  same_metrics "$1" "$2" all_columns
+  same_params "$1" "$2"
+  echo "ok   $2 == $1 ($(all_columns "$1" | wc -l) metrics lines, $params_checked parameter tensors, bitwise)"
 }
 
 case_pair() {  # case_pair NAME NP [args...]: normal vs mirrored
   local name=$1 np=$2
   shift 2
-  train "$name" 0 "$np" "$@"
-  train "${name}_mirror" 1 "$np" "$@"
+  mirror_train "$name" 0 "$np" "$@"
+  mirror_train "${name}_mirror" 1 "$np" "$@"
   same "$name" "${name}_mirror"
 }
 
@@ -97,14 +75,10 @@ echo "ok   replay of paci_mirror: bit for bit"
 # both halves with the switch (checkpoint save and load through the mirrors).
 ck=(--set parallel.pp=2 --set schedule.kind=1f1b --set training.steps=10 --set training.eval_every=5
     --set checkpoint.every_steps=5 --set checkpoint.keep_last=0)
-train res_ref 0 2 "${ck[@]}"
-train res_mirror 1 2 "${ck[@]}"
+mirror_train res_ref 0 2 "${ck[@]}"
+mirror_train res_mirror 1 2 "${ck[@]}"
 same res_ref res_mirror
-mkdir -p "$runs/res_resumed/checkpoints"
-cp -r "$runs/res_mirror/checkpoints/step_5" "$runs/res_resumed/checkpoints/"
-cp "$runs/res_mirror/metrics.jsonl" "$runs/res_resumed/metrics.jsonl"  # lines after step 5 are dropped on resume
-train res_resumed 1 2 "${ck[@]}" --resume auto
-grep -q "resumed from .*step_5 at step 5" "$work/res_resumed.log" ||
-  { echo "FAIL res_resumed: no resume line"; cat "$work/res_resumed.log"; exit 1; }
+PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS=1 resume_copy res_mirror res_resumed 2 "${ck[@]}"
+switch_took_effect res_resumed 1
 same res_ref res_resumed
 echo "ok: every hook call site is exercised with separate host mirrors and changes nothing"

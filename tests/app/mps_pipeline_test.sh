@@ -8,16 +8,10 @@
 #       reports it skipped); with one, trains a tiny 4-stage 1F1B pipeline on the CUDA
 #       backend as 4 MPS ranks and checks that it finished every step over mpi.
 set -uo pipefail
-bin=$1
-src=$2
+source "$2/tests/app/test_lib.sh"
+init_test "$1" "$2"
 mode=$3
 script="$src/scripts/mps_pipeline.sh"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fail() {
-  echo "FAIL: $*"
-  exit 1
-}
 
 # expect_error NAME PATTERN CMD...: CMD must exit nonzero, printing PATTERN.
 expect_error() {
@@ -109,10 +103,9 @@ command -v nvidia-smi >/dev/null 2>&1 || { echo "no usable GPU: nvidia-smi not f
 nvidia-smi -L >/dev/null 2>&1 || { echo "no usable GPU: nvidia-smi -L failed"; exit 0; }
 command -v nvidia-cuda-mps-control >/dev/null 2>&1 || { echo "no usable GPU: nvidia-cuda-mps-control not found"; exit 0; }
 
-python3 "$src/tests/app/make_byte_corpus.py" "$work/corpus.txt" 64
-"$bin" prepare --tokenizer byte --input "$work/corpus.txt" --out "$work/data" >/dev/null || fail "prepare failed"
-TMPDIR="$work" "$script" -np 4 --binary "$bin" -- --config "$src/configs/tiny_test.yaml" \
-  --set "data.train=$work/data/train_*.bin" --set run.out_dir="$work/runs" --set run.name=mps \
+make_corpus 64
+TMPDIR="$work" "$script" -np 4 --binary "$bin" -- --config "$cfg" \
+  --set "data.train=$work/data/train_*.bin" --set run.out_dir="$runs" --set run.name=mps \
   --set parallel.pp=4 --set schedule.kind=1f1b --set runtime.backend=cuda --set training.steps=5 \
   >"$work/run.log" 2>&1
 rc=$?
@@ -120,8 +113,8 @@ cat "$work/run.log"
 [ "$rc" = 0 ] || fail "mps_pipeline.sh exited with $rc"
 grep -q "transport mpi" "$work/run.log" || fail "the run did not report the mpi transport"
 grep -q "backend cuda" "$work/run.log" || fail "the run did not report the cuda backend"
-steps=$(grep -c '"step":' "$work/runs/mps/metrics.jsonl")
+steps=$(grep -c '"step":' "$runs/mps/metrics.jsonl")
 [ "$steps" -ge 5 ] || fail "metrics.jsonl holds $steps step records, expected 5"
-[ -f "$work/runs/mps/summary.json" ] || fail "no summary.json"
+[ -f "$runs/mps/summary.json" ] || fail "no summary.json"
 ls -d "$work"/pipetrain-mps.* 2>/dev/null && fail "the MPS work directory was not removed"
 echo "PASS: 4-rank 1F1B over MPS finished $steps steps"

@@ -15,28 +15,13 @@
 #  5. SIGTERM to the ranks / SIGUSR1 to mpirun: a complete checkpoint and exit 0.
 # Usage: resume_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
-bin=$1
-src=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-mpirun="mpirun --oversubscribe -x OPENBLAS_NUM_THREADS=1 -x PIPETRAIN_TEST_CRASH_IN_CHECKPOINT"
+source "$2/tests/app/test_lib.sh"
+init_test "$1" "$2"
 export PIPETRAIN_TEST_CRASH_IN_CHECKPOINT=""
-
-python3 "$src/tests/app/make_byte_corpus.py" "$work/corpus.txt" 128
-"$bin" prepare --tokenizer byte --input "$work/corpus.txt" --out "$work/data" >/dev/null
-
-cfg="$src/configs/tiny_test.yaml"
-runs="$work/runs"
+mpi_setup PIPETRAIN_TEST_CRASH_IN_CHECKPOINT
+make_corpus 128
 common=(--set "data.train=$work/data/train_*.bin" --set run.out_dir="$runs" --set run.save_params=true
         --set training.steps=10 --set checkpoint.every_steps=5 --set checkpoint.keep_last=0)
-
-train() {  # train NAME NP [args...]: must succeed
-  local name=$1 np=$2
-  shift 2
-  $mpirun -np "$np" "$bin" train --config "$cfg" "${common[@]}" --set run.name="$name" "$@" >"$work/$name.log" 2>&1 ||
-    { echo "FAIL: run $name failed"; cat "$work/$name.log"; exit 1; }
-}
 
 fails() {  # fails NAME EXPECTED_TEXT... -- [train args]: must exit 1 and print every EXPECTED_TEXT
   local name=$1
@@ -53,47 +38,14 @@ fails() {  # fails NAME EXPECTED_TEXT... -- [train args]: must exit 1 and print 
   echo "ok   $name: $(grep -m1 'error' "$work/$name.err")"
 }
 
-columns() {
-  python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if "loss" in r: print(r["step"], repr(r["loss"]), repr(r["grad_norm"]), r["data_hash"])
-' "$runs/$1/metrics.jsonl"
-}
-
-same_params() {  # same_params REF NAME
-  local n=0
-  for f in "$runs/$1/params/"*.bin; do
-    cmp -s "$f" "$runs/$2/params/$(basename "$f")" || { echo "FAIL $2: $(basename "$f") differs from $1"; exit 1; }
-    n=$((n + 1))
-  done
-  [ "$n" -gt 10 ] && [ "$(ls "$runs/$2/params" | wc -l)" = "$n" ] || { echo "FAIL $2: parameter files"; exit 1; }
-}
-
-same() {  # same REF NAME: bitwise metrics columns (10 steps) and parameters
-  if ! diff <(columns "$1") <(columns "$2") >"$work/diff.txt"; then
-    echo "FAIL $2: metrics differ from $1"; cat "$work/diff.txt"; exit 1
-  fi
-  [ "$(columns "$2" | wc -l)" = 10 ] || { echo "FAIL $2: expected 10 step lines"; columns "$2"; exit 1; }
-  same_params "$1" "$2"
-  if [ -f "$runs/$1/versions.jsonl" ]; then
-    cmp -s "$runs/$1/versions.jsonl" "$runs/$2/versions.jsonl" || { echo "FAIL $2: version record differs from $1"; exit 1; }
-  fi
-  echo "ok   $2 == $1 (10 steps: losses, grad norms, data and parameters bitwise)"
+same() {  # same REF NAME: bitwise metrics columns (10 steps), parameters and version records
+  same_run "$1" "$2" 10
 }
 
 # A second run that starts from a copy of REF's step_5 checkpoint and metrics.
-resume_copy() {  # resume_copy REF NAME NP [args...]
-  local ref=$1 name=$2 np=$3
-  shift 3
-  mkdir -p "$runs/$name/checkpoints"
-  cp -r "$runs/$ref/checkpoints/step_5" "$runs/$name/checkpoints/"
-  cp "$runs/$ref/metrics.jsonl" "$runs/$name/metrics.jsonl"  # lines after step 5 must be dropped
-  if [ -f "$runs/$ref/versions.jsonl" ]; then cp "$runs/$ref/versions.jsonl" "$runs/$name/"; fi  # likewise
-  train "$name" "$np" --resume auto "$@"
-  grep -q "resumed from .*step_5 at step 5" "$work/$name.log" || { echo "FAIL $name: no resume line"; cat "$work/$name.log"; exit 1; }
-  grep -q '"restarts": *1' "$runs/$name/summary.json" || { echo "FAIL $name: summary.json restarts"; cat "$runs/$name/summary.json"; exit 1; }
+resume() {  # resume REF NAME NP [args...]
+  resume_copy "$@"
+  grep -q '"restarts": *1' "$runs/$2/summary.json" || { echo "FAIL $2: summary.json restarts"; cat "$runs/$2/summary.json"; exit 1; }
 }
 
 # --- 1. straight vs resumed, every schedule ---
@@ -120,7 +72,7 @@ for s in pp1 gpipe 1f1b interleaved bfpp zb_h1 paci pipedream pipedream_2bw paci
   # shellcheck disable=SC2086
   train "$s" ${layout[$s]}
   # shellcheck disable=SC2086
-  resume_copy "$s" "${s}_res" ${layout[$s]}
+  resume "$s" "${s}_res" ${layout[$s]}
   same "$s" "${s}_res"
 done
 
@@ -147,13 +99,13 @@ for t in "load_pp2 2 --set parallel.pp=2" "load_pp1 1"; do
   same_params load_pp4 "${t%% *}"
 done
 echo "ok   pp=4 checkpoint loads bitwise-identical parameters under pp=2 and pp=1"
-resume_copy 1f1b to_pp2 2 --set parallel.pp=2
+resume 1f1b to_pp2 2 --set parallel.pp=2
 same 1f1b to_pp2
-resume_copy 1f1b to_pp1 1
+resume 1f1b to_pp1 1
 same 1f1b to_pp1
-resume_copy 1f1b to_zb 4 --set parallel.pp=4 --set schedule.kind=zb_h1
+resume 1f1b to_zb 4 --set parallel.pp=4 --set schedule.kind=zb_h1
 same 1f1b to_zb
-resume_copy interleaved inter_to_pp2 2 --set parallel.pp=2
+resume interleaved inter_to_pp2 2 --set parallel.pp=2
 same 1f1b inter_to_pp2
 
 # --- 3. corruption, truncation, config mismatch: clear errors, nothing modified ---
@@ -202,7 +154,7 @@ signal_test() {  # signal_test NAME SIGNAL TARGET(ranks|mpirun)
   dir=$(ls -d "$runs/$name/checkpoints/step_"* | head -1)
   [ -f "$dir/DONE" ] && [ "$(ls "$dir"/rank_*.ckpt | wc -l)" = 4 ] || { echo "FAIL $name: no complete checkpoint"; exit 1; }
   local step=${dir##*step_}
-  [ "$(columns "$name" | tail -1 | cut -d' ' -f1)" = "$step" ] || { echo "FAIL $name: metrics end != checkpoint step $step"; exit 1; }
+  [ "$(step_columns "$name" | tail -1 | cut -d' ' -f1)" = "$step" ] || { echo "FAIL $name: metrics end != checkpoint step $step"; exit 1; }
   echo "ok   SIG$sig to $target: checkpoint step_$step complete, exit 0 within $((SECONDS - t0)) s"
 }
 signal_test sigterm TERM ranks

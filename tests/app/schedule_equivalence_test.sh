@@ -4,85 +4,41 @@
 # the single-rank run of the same config and seed; dp=2 x pp=2 against dp=1 with
 # the same global batch likewise. Usage: schedule_equivalence_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
-bin=$1
-src=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-mpirun="mpirun --oversubscribe -x OPENBLAS_NUM_THREADS=1"
+source "$2/tests/app/test_lib.sh"
+init_test "$1" "$2"
+mpi_setup
+make_corpus 128
+common=(--set "data.train=$work/data/train_*.bin" --set run.out_dir="$runs" --set run.save_params=true)
 
-python3 "$src/tests/app/make_byte_corpus.py" "$work/corpus.txt" 128
-"$bin" prepare --tokenizer byte --input "$work/corpus.txt" --out "$work/data" >/dev/null
-
-cfg="$src/configs/tiny_test.yaml"
-common=(--set "data.train=$work/data/train_*.bin" --set run.out_dir="$work/runs" --set run.save_params=true)
-
-run() {  # run NAME NP [--set ...]
-  local name=$1 np=$2
-  shift 2
-  if [ "$np" = 1 ]; then
-    "$bin" train --config "$cfg" "${common[@]}" --set run.name="$name" "$@" >"$work/$name.log" 2>&1 ||
-      { cat "$work/$name.log"; exit 1; }
-  else
-    $mpirun -np "$np" "$bin" train --config "$cfg" "${common[@]}" --set run.name="$name" "$@" >"$work/$name.log" 2>&1 ||
-      { cat "$work/$name.log"; exit 1; }
-  fi
-}
-
-# Loss and grad-norm columns of metrics.jsonl, printed with all digits.
-columns() {
-  python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if "loss" in r: print(r["step"], repr(r["loss"]), repr(r["grad_norm"]), r["data_hash"])
-' "$work/runs/$1/metrics.jsonl"
-}
-
-same() {  # same REF NAME: bitwise-equal metrics columns and parameter files
-  local ref=$1 name=$2
-  if ! diff <(columns "$ref") <(columns "$name") >"$work/diff.txt"; then
-    echo "FAIL $name: losses differ from $ref"; cat "$work/diff.txt"; exit 1
-  fi
-  local n=0
-  for f in "$work/runs/$ref/params/"*.bin; do
-    cmp -s "$f" "$work/runs/$name/params/$(basename "$f")" || { echo "FAIL $name: $(basename "$f") differs from $ref"; exit 1; }
-    n=$((n + 1))
-  done
-  [ "$n" -gt 10 ] || { echo "FAIL: only $n parameter files in $ref"; exit 1; }
-  [ "$(ls "$work/runs/$name/params" | wc -l)" = "$n" ] || { echo "FAIL $name: parameter file count differs"; exit 1; }
-  echo "ok   $name == $ref (losses, grad norms and $n parameter tensors bitwise)"
-}
-
-run ref 1
+train ref direct
 # The reference must actually train: loss after 5 steps below the first.
 python3 -c '
 import json, sys
 l = [json.loads(x)["loss"] for x in open(sys.argv[1]) if "loss" in x]
 assert len(l) == 5 and l[-1] < l[0], l
-' "$work/runs/ref/metrics.jsonl"
+' "$runs/ref/metrics.jsonl"
 
-run gpipe 4 --set parallel.pp=4 --set schedule.kind=gpipe
-same ref gpipe
-run 1f1b 4 --set parallel.pp=4 --set schedule.kind=1f1b
-same ref 1f1b
-run interleaved 4 --set parallel.pp=4 --set schedule.kind=interleaved_1f1b --set schedule.chunks=2
-same ref interleaved
-run bfpp 4 --set parallel.pp=4 --set schedule.kind=bfpp --set schedule.chunks=2
-same ref bfpp
-run zb_h1 4 --set parallel.pp=4 --set schedule.kind=zb_h1
-same ref zb_h1
-run split 4 --set parallel.pp=4 --set schedule.kind=1f1b --set "parallel.layer_split=[1,3,3,1]"
-same ref split
+train gpipe 4 --set parallel.pp=4 --set schedule.kind=gpipe
+same_run ref gpipe 5
+train 1f1b 4 --set parallel.pp=4 --set schedule.kind=1f1b
+same_run ref 1f1b 5
+train interleaved 4 --set parallel.pp=4 --set schedule.kind=interleaved_1f1b --set schedule.chunks=2
+same_run ref interleaved 5
+train bfpp 4 --set parallel.pp=4 --set schedule.kind=bfpp --set schedule.chunks=2
+same_run ref bfpp 5
+train zb_h1 4 --set parallel.pp=4 --set schedule.kind=zb_h1
+same_run ref zb_h1 5
+train split 4 --set parallel.pp=4 --set schedule.kind=1f1b --set "parallel.layer_split=[1,3,3,1]"
+same_run ref split 5
 
 # Data parallel: dp=2 x pp=2 with m=4 per replica vs dp=1 with m=8 (same global batch).
 # Two replicas' gradients are summed by one all-reduce: a+b is exact-commutative, but
 # the dp=1 run accumulates all 8 micro-batches in one chain, so bitwise equality is
 # not expected; compare with a tolerance instead (measured: equal losses, parameters
 # within 1.2e-7).
-run dp_ref 1 --set training.microbatches=8
-run dp2 4 --set parallel.dp=2 --set parallel.pp=2 --set training.microbatches=4
-python3 - "$work/runs/dp_ref" "$work/runs/dp2" <<'PY'
+train dp_ref direct --set training.microbatches=8
+train dp2 4 --set parallel.dp=2 --set parallel.pp=2 --set training.microbatches=4
+python3 - "$runs/dp_ref" "$runs/dp2" <<'PY'
 import array, glob, json, os, sys
 ref, dp2 = sys.argv[1], sys.argv[2]
 a = [json.loads(x) for x in open(ref + "/metrics.jsonl") if '"loss"' in x]
