@@ -27,6 +27,7 @@ namespace {
 // each cost as much as the forward (B = 2F overall).
 constexpr int64_t kMaxDetailedActions = 2'000'000;
 constexpr int64_t kPlanUpdates = 4;  // updates per planned asynchronous segment
+constexpr int64_t kMaxPredictedUpdates = 512;  // longest segment simulated for a measured prediction
 
 // Versions of every (micro-batch, stage) of the planned segment, their per-stage
 // summary, and the steady-state idle time per update: the idle that one more
@@ -197,10 +198,20 @@ Status run_plan_command(const std::string& config_path, const std::vector<std::s
     const double tokens_per_update =
         double(c.training.micro_batch_size) * c.training.seq_len * c.training.microbatches * c.parallel.dp;
     if (async) {
-      const double per_update = sim.makespan / double(updates);
-      std::printf("planned segment of %lld updates (fill and drain included, each STEP %.3f ms): %.3f ms  bubble "
-                  "fraction: %.2f%%\n",
-                  (long long)updates, 1e3 * costs.step, 1e3 * sim.makespan, 100.0 * sim.bubble_fraction);
+      // The run's first drained segment (next_drain_step: evaluation, checkpoint,
+      // drain_every or the end), so fill and drain are amortized as in training;
+      // capped to keep planning fast (the per-update time converges with length).
+      const int64_t run_updates = std::min<int64_t>(next_drain_step(c, 0), kMaxPredictedUpdates);
+      SimResult seg_sim = sim;
+      if (run_updates != updates) {
+        Schedule segment;
+        PT_RETURN_IF_ERROR(build_lowered_schedule(c, run_updates, &segment));
+        PT_RETURN_IF_ERROR(simulate(segment, costs, &seg_sim, SimOptions{false}));
+      }
+      const double per_update = seg_sim.makespan / double(run_updates);
+      std::printf("the run's first drained segment, %lld updates (fill and drain included, each STEP %.3f ms): "
+                  "%.3f ms  bubble fraction: %.2f%%\n",
+                  (long long)run_updates, 1e3 * costs.step, 1e3 * seg_sim.makespan, 100.0 * seg_sim.bubble_fraction);
       std::printf("predicted time per update: %.3f ms  (%.0f tokens/update -> %.0f tokens/s)\n", 1e3 * per_update,
                   tokens_per_update, tokens_per_update / per_update);
     } else {

@@ -1,5 +1,7 @@
 #include "app/schedule_builder.h"
 
+#include <algorithm>
+
 #include "pipeline/lower.h"
 #include "pipeline/schedules/schedules.h"
 #include "pipeline/validate.h"
@@ -21,6 +23,14 @@ Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule
   PT_RETURN_IF_ERROR(make_schedule(spec, &compute).with_context(c.source_file));
   PT_RETURN_IF_ERROR(lower_communication(compute, out));
   return validate_lowered(*out);
+}
+
+int64_t next_drain_step(const Config& c, int64_t step) {
+  int64_t end = c.training.steps;
+  const int64_t eval_every = c.data.val.empty() ? 0 : c.training.eval_every;
+  for (int64_t every : {eval_every, c.checkpoint.every_steps, c.schedule.drain_every})
+    if (every > 0) end = std::min(end, (step / every + 1) * every);
+  return end;
 }
 
 SplitCosts config_split_costs(const Config& c) {

@@ -17,6 +17,11 @@ namespace pt {
 
 Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule* out);
 
+// Asynchronous runs drain at evaluations (when data.val is set), checkpoints,
+// schedule.drain_every and the end: the first drain point after `step`, so the
+// segment starting at `step` has next_drain_step(c, step) - step updates.
+int64_t next_drain_step(const Config& c, int64_t step);
+
 // The stage costs the layer split balances: blocks, plus the LM head on the last
 // stage (V/(12·C) blocks of work); the embedding lookup is counted as free.
 SplitCosts config_split_costs(const Config& c);

@@ -210,12 +210,7 @@ Status run_training(const Config& c) {
   };
   // Drain points of asynchronous runs: evaluations, checkpoints, schedule.drain_every, the end.
   const bool have_val = !c.data.val.empty();
-  auto next_drain = [&](int64_t step) {
-    int64_t end = c.training.steps;
-    for (int64_t every : {have_val ? c.training.eval_every : int64_t(0), c.checkpoint.every_steps, c.schedule.drain_every})
-      if (every > 0) end = std::min(end, (step / every + 1) * every);
-    return end;
-  };
+  auto next_drain = [&](int64_t step) { return next_drain_step(c, step); };
   const Schedule* first_list = nullptr;
   PT_RETURN_IF_ERROR(lowered_for(async ? next_drain(0) : 1, &first_list));
   const Schedule& lowered = *first_list;  // sync: every step; async: placement and evaluation

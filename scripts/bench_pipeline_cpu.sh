@@ -11,6 +11,8 @@
 #
 #   scripts/bench_pipeline_cpu.sh                                  # quickstart model, pp=2, 1f1b and bfpp
 #   CONFIG=configs/tiny_test.yaml SCHEDULES=1f1b STEPS=100 scripts/bench_pipeline_cpu.sh
+#   CONFIG=configs/cpu_paci.yaml SCHEDULES="paci_flush paci" scripts/bench_pipeline_cpu.sh  # asynchronous:
+#     time per update of one drained segment of STEPS updates (the trainer logs the segment's mean)
 #
 # Env: CONFIG (configs/quickstart.yaml), PP (2), SCHEDULES ("1f1b bfpp"; bfpp runs with
 # schedule.chunks=CHUNKS, default 2), STEPS (40), SKIP (5), ITERS (20, bench repetitions),
@@ -79,11 +81,14 @@ for sched in $SCHEDULES; do
   sets=(--set parallel.pp="$PP" --set schedule.kind="$sched")
   case "$sched" in bfpp | interleaved_1f1b) sets+=(--set schedule.chunks="$CHUNKS") ;; esac
   echo "== 2. pipetrain plan --costs ($sched) =="
-  "$BIN" plan --config "$CONFIG" "${sets[@]}" --set run.out_dir="$OUT/runs" --costs "$OUT/costs.json" \
-    --trace "$OUT/plan_$sched.json" >"$OUT/plan_$sched.log"
+  # Same steps and no validation as the training run below, so an asynchronous
+  # schedule is planned as the one drained segment of STEPS updates it runs.
+  "$BIN" plan --config "$CONFIG" "${sets[@]}" --set run.out_dir="$OUT/runs" --set data.val= \
+    --set training.steps="$STEPS" --costs "$OUT/costs.json" --trace "$OUT/plan_$sched.json" >"$OUT/plan_$sched.log"
   sed -n '/^== layer split ==/,/^== actions/p' "$OUT/plan_$sched.log" | grep -v '^== actions'
   sed -n '/^== prediction from/,$p' "$OUT/plan_$sched.log" | grep -v '^trace:'
-  predicted_ms=$(sed -n 's/^predicted step time: \([0-9.]*\) ms.*/\1/p' "$OUT/plan_$sched.log")
+  # Synchronous kinds: "predicted step time"; asynchronous: "predicted time per update".
+  predicted_ms=$(sed -n 's/^predicted \(step time\|time per update\): \([0-9.]*\) ms.*/\2/p' "$OUT/plan_$sched.log")
   [ -n "$predicted_ms" ] || { echo "bench_pipeline_cpu: plan printed no prediction" >&2; exit 1; }
 
   echo "== 3. training $STEPS steps ($sched, $PP ranks; load average before: $(cut -d' ' -f1-3 /proc/loadavg)) =="
