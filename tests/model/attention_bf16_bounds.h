@@ -10,10 +10,13 @@
 #include "common/rng.h"
 #include "model/cpu/attention.h"
 #include "model/cpu/bf16.h"
+#include "tests/model/bf16_test_util.h"
 
 namespace pt::attention_bf16_test {
 
 using cpu::bf16;
+using testing::bf16_normal;
+using testing::widen;
 
 // Notation: u = 2^-24 (fp32 unit
 // roundoff); a bf16 rounding errs by <= 2^-8·|x| and two bf16 roundings of nearby
@@ -157,20 +160,5 @@ struct Model {
   }
   double dv_delta(double eb, double adv) const { return (r_p + 2 * eb + e(T) + 4 * kU) * adv; }
 };
-// ---- end of the error-bound helper
-
-
-inline std::vector<float> to_float(const std::vector<bf16>& v) {
-  std::vector<float> f(v.size());
-  for (size_t i = 0; i < v.size(); ++i) f[i] = cpu::bf16_to_float(v[i]);
-  return f;
-}
-
-// Philox normal samples (scale·N(0,1)) rounded to bf16.
-inline std::vector<bf16> bf16_normal(size_t n, uint64_t seed, uint64_t stream, float scale) {
-  std::vector<bf16> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = cpu::float_to_bf16(scale * philox_normal(seed, stream, i));
-  return v;
-}
 
 }  // namespace pt::attention_bf16_test

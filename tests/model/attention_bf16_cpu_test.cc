@@ -67,14 +67,14 @@ void check_shape(const Shape& s) {
   // Scale 1.5: scores of a few units, so the softmax is far from uniform.
   const auto inp_b = bf16_normal(size_t(B) * T * 3 * C, 31, uint64_t(T * 1000 + C), 1.5f);
   const auto dout_b = bf16_normal(size_t(B) * T * C, 32, uint64_t(T * 1000 + C), 1.0f);
-  const auto inp = to_float(inp_b), dout = to_float(dout_b);
+  const auto inp = widen(inp_b), dout = widen(dout_b);
 
   std::vector<bf16> out_b(size_t(B) * T * C), dinp_b(inp.size());
   std::vector<float> lse(size_t(B) * NH * T), scratch(size_t(B) * NH * T);
   cpu::attention_forward_bf16(out_b.data(), lse.data(), inp_b.data(), B, T, C, NH);
   cpu::attention_backward_bf16(dinp_b.data(), scratch.data(), dout_b.data(), inp_b.data(), out_b.data(), lse.data(),
                                B, T, C, NH);
-  const auto out = to_float(out_b), dinp = to_float(dinp_b);
+  const auto out = widen(out_b), dinp = widen(dinp_b);
 
   std::vector<float> out_f(out.size()), att(size_t(B) * NH * T * T), dinp_f(inp.size()), scr(size_t(T) * T);
   cpu::attention_forward(out_f.data(), att.data(), inp.data(), B, T, C, NH);

@@ -33,11 +33,14 @@
 #include "model/cpu/layernorm_bf16.h"
 #include "model/cpu/matmul.h"
 #include "model/cpu/matmul_bf16.h"
+#include "tests/model/bf16_test_util.h"
 
 namespace pt {
 namespace {
 
 using cpu::bf16;
+using testing::bf16_normal;
+using testing::widen;
 
 constexpr double kU = 1.0 / 16777216.0;  // fp32 unit roundoff 2^-24
 constexpr double kR = 1.0 / 256.0;       // bf16 unit roundoff 2^-8
@@ -47,17 +50,7 @@ double sum_order(double K) { return 2.0 * K * kU / (1.0 - K * kU); }
 
 double one_rounding(double ref, double delta) { return delta + kR * (std::fabs(ref) + delta); }
 
-std::vector<bf16> bf16_normal(size_t n, uint64_t seed, uint64_t stream, float scale, float shift = 0.0f) {
-  std::vector<bf16> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = cpu::float_to_bf16(shift + scale * philox_normal(seed, stream, i));
-  return v;
-}
 
-std::vector<float> widen(const std::vector<bf16>& v) {
-  std::vector<float> f(v.size());
-  for (size_t i = 0; i < v.size(); ++i) f[i] = cpu::bf16_to_float(v[i]);
-  return f;
-}
 
 std::vector<float> abs_of(std::vector<float> v) {
   for (auto& x : v) x = std::fabs(x);

@@ -90,7 +90,7 @@ void check_shape(const Shape& s) {
   // Scale 1.5: scores of a few units, so the softmax is far from uniform.
   const auto inp_b = bf16_normal(rows * 3 * C, 41, uint64_t(T * 1000 + C), 1.5f);
   const auto dout_b = bf16_normal(rows * C, 42, uint64_t(T * 1000 + C), 1.0f);
-  const auto inp = to_float(inp_b), dout = to_float(dout_b);
+  const auto inp = widen(inp_b), dout = widen(dout_b);
   testing::expect_not_all_zero("inp" + tag, inp);
   testing::expect_not_all_zero("dout" + tag, dout);
 
@@ -102,13 +102,13 @@ void check_shape(const Shape& s) {
   cuda::attention_forward_bf16(dev(d_out), d_lse.get(), dev(d_inp), B, T, C, NH, nullptr);
   const std::vector<bf16> out_gb = d_out.download();
   const std::vector<float> lse_g = d_lse.download();
-  const auto out_g = to_float(out_gb);
+  const auto out_g = widen(out_gb);
 
   // Twin forward.
   std::vector<bf16> out_cb(rows * C);
   std::vector<float> lse_c(lse_g.size());
   cpu::attention_forward_bf16(out_cb.data(), lse_c.data(), inp_b.data(), B, T, C, NH);
-  const auto out_c = to_float(out_cb);
+  const auto out_c = widen(out_cb);
 
   // fp32 reference on the same (bf16-representable) inputs.
   std::vector<float> out_f(rows * C), att(size_t(B) * NH * T * T), dinp_f(inp.size()), scr(size_t(T) * T);
@@ -147,12 +147,12 @@ void check_shape(const Shape& s) {
   cuda::attention_backward_bf16(dev(d_dinp), d_scratch.get(), dev(d_dout), dev(d_inp), dev(d_out_g), d_lse_g.get(),
                                 B, T, C, NH, nullptr);
   const std::vector<bf16> dinp_gb = d_dinp.download();
-  const auto dinp_g = to_float(dinp_gb);
+  const auto dinp_g = widen(dinp_gb);
   std::vector<bf16> dinp_cb(inp_b.size());
   std::vector<float> scratch_c(size_t(B) * NH * T);
   cpu::attention_backward_bf16(dinp_cb.data(), scratch_c.data(), dout_b.data(), inp_b.data(), out_gb.data(),
                                lse_g.data(), B, T, C, NH);
-  const auto dinp_c = to_float(dinp_cb);
+  const auto dinp_c = widen(dinp_cb);
 
   // vs twin: identical inputs, D differs only by fp32 order (inside G).
   const double eb_twin = twin_m.eps_b(a, lse_max, 0.0), g_twin = twin_m.G(a, {});
@@ -186,11 +186,11 @@ void check_shape(const Shape& s) {
   // Deterministic: a second forward and backward give the same bits.
   d_out.poison();
   cuda::attention_forward_bf16(dev(d_out), d_lse.get(), dev(d_inp), B, T, C, NH, nullptr);
-  testing::expect_bitwise_equal("bf16 out rerun" + tag, to_float(d_out.download()), out_g);
+  testing::expect_bitwise_equal("bf16 out rerun" + tag, widen(d_out.download()), out_g);
   d_dinp.poison();
   cuda::attention_backward_bf16(dev(d_dinp), d_scratch.get(), dev(d_dout), dev(d_inp), dev(d_out_g), d_lse_g.get(),
                                 B, T, C, NH, nullptr);
-  testing::expect_bitwise_equal("bf16 dinp rerun" + tag, to_float(d_dinp.download()), dinp_g);
+  testing::expect_bitwise_equal("bf16 dinp rerun" + tag, widen(d_dinp.download()), dinp_g);
 }
 
 TEST_F(CudaAttentionBf16, MatchesTwinAndFp32OnOddShapes) {
