@@ -16,56 +16,21 @@
 #include "pipeline/lower.h"
 #include "pipeline/schedules/schedules.h"
 #include "pipeline/validate.h"
+#include "tests/pipeline/executor_test_util.h"
 
 namespace pt {
 namespace {
 
-constexpr int kB = 2, kT = 8, kM = 6, kS = 4;
-
-ModelConfig tiny_model() {
-  ModelConfig c;
-  c.vocab_size = 37;
-  c.max_seq_len = kT;
-  c.n_layer = kS;
-  c.n_head = 2;
-  c.n_embd = 16;
-  c.tie_embeddings = false;
-  return c;
-}
-
-// Deterministic tokens for micro-batch mb.
-void fill_batch(int mb, int32_t* in, int32_t* tg) {
-  for (int i = 0; i < kB * kT; ++i) {
-    uint32_t r[4];
-    Philox4x32::generate(7, uint64_t(mb), uint64_t(i), r);
-    in[i] = int32_t(r[0] % 37);
-    tg[i] = int32_t(r[1] % 37);
-  }
-}
-
-// Gradients of the stage holding blocks [l0, l1), by global tensor id.
-std::map<int, std::vector<float>> grads_by_id(StageModel& m) {
-  std::map<int, std::vector<float>> out;
-  for (const auto& t : m.tensors()) out[t.global_id].assign(m.grads() + t.offset, m.grads() + t.offset + t.numel);
-  return out;
-}
+using testing::executor_test_batch;
+using testing::grads_by_id;
+constexpr int kB = testing::kExecB, kT = testing::kExecT, kM = 6, kS = 4;
 
 void run_pipeline_and_compare(const std::string& kind) {
-  const ModelConfig cfg = tiny_model();
+  const ModelConfig cfg = testing::executor_test_model(kS);
   // Reference: one stage, micro-batches in order (gradient accumulation).
-  auto whole = make_cpu_stage_model(cfg, StageSpec{0, kS, true, true}, kB, kT);
-  whole->init_params(3);
-  whole->zero_grads();
-  std::vector<float> ref_losses;
-  std::vector<int32_t> in(kB * kT), tg(kB * kT);
-  for (int mb = 0; mb < kM; ++mb) {
-    fill_batch(mb, in.data(), tg.data());
-    whole->forward(0, in.data(), nullptr, tg.data(), nullptr);
-    ref_losses.push_back(whole->loss(0));
-    whole->backward(0, nullptr, nullptr, 1.0f / kM);
-    whole->release(0);
-  }
-  auto ref = grads_by_id(*whole);
+  const testing::AccumulationReference reference = testing::gradient_accumulation_reference(cfg, kM);
+  const std::vector<float>& ref_losses = reference.losses;
+  const auto& ref = reference.grads;
 
   ScheduleSpec spec;
   spec.kind = kind;
@@ -91,7 +56,7 @@ void run_pipeline_and_compare(const std::string& kind) {
       std::vector<StageModel*> mine(kS, nullptr);
       mine[r] = stages[r].get();
       Executor ex(lowered, r, mine, transport.get());
-      outs[r] = ex.run_step(fill_batch, 1.0f / kM);
+      outs[r] = ex.run_step(executor_test_batch, 1.0f / kM);
     });
   }
   for (auto& t : ranks) t.join();

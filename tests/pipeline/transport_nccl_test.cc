@@ -27,6 +27,7 @@
 #include "pipeline/transport.h"
 #include "pipeline/transport_select.h"
 #include "pipeline/validate.h"
+#include "tests/pipeline/executor_test_util.h"
 
 namespace pt {
 namespace {
@@ -188,40 +189,14 @@ TEST_F(NcclTest, AllReduceSumsHostAndDeviceBuffers) {
 }
 
 // The executor over NCCL equals gradient accumulation in one process, bitwise.
-constexpr int kB = 2, kT = 8, kM = 6;
-
-void fill_batch(int mb, int32_t* in, int32_t* tg) {
-  for (int i = 0; i < kB * kT; ++i) {
-    uint32_t r[4];
-    Philox4x32::generate(7, uint64_t(mb), uint64_t(i), r);
-    in[i] = int32_t(r[0] % 37);
-    tg[i] = int32_t(r[1] % 37);
-  }
-}
+constexpr int kB = testing::kExecB, kT = testing::kExecT, kM = 6;
 
 void executor_matches_reference(const std::string& kind, int chunks) {
   const int S = 2 * chunks;
-  ModelConfig cfg;
-  cfg.vocab_size = 37;
-  cfg.max_seq_len = kT;
-  cfg.n_layer = S;
-  cfg.n_head = 2;
-  cfg.n_embd = 16;
-  cfg.tie_embeddings = false;
-  auto whole = make_cpu_stage_model(cfg, StageSpec{0, S, true, true}, kB, kT);
-  whole->init_params(3);
-  whole->zero_grads();
-  std::vector<float> ref_losses;
-  std::vector<int32_t> in(kB * kT), tg(kB * kT);
-  for (int mb = 0; mb < kM; ++mb) {
-    fill_batch(mb, in.data(), tg.data());
-    whole->forward(0, in.data(), nullptr, tg.data(), nullptr);
-    ref_losses.push_back(whole->loss(0));
-    whole->backward(0, nullptr, nullptr, 1.0f / kM);
-    whole->release(0);
-  }
-  std::map<int, std::vector<float>> ref;
-  for (const auto& t : whole->tensors()) ref[t.global_id].assign(whole->grads() + t.offset, whole->grads() + t.offset + t.numel);
+  const ModelConfig cfg = testing::executor_test_model(S);
+  const testing::AccumulationReference reference = testing::gradient_accumulation_reference(cfg, kM);
+  const std::vector<float>& ref_losses = reference.losses;
+  const auto& ref = reference.grads;
 
   ScheduleSpec spec;
   spec.kind = kind;
@@ -248,7 +223,7 @@ void executor_matches_reference(const std::string& kind, int chunks) {
   StepOutput out;
   {
     Executor ex(lowered, g_rank, mine, transport.get());
-    out = ex.run_step(fill_batch, 1.0f / kM);
+    out = ex.run_step(testing::executor_test_batch, 1.0f / kM);
   }
   if (lowered.stage_to_rank[size_t(S - 1)] == g_rank) {
     ASSERT_EQ(out.losses.size(), size_t(kM));
@@ -256,10 +231,9 @@ void executor_matches_reference(const std::string& kind, int chunks) {
   }
   int compared = 0;
   for (const auto& m : owned)
-    for (const auto& t : m->tensors()) {
-      std::vector<float> g(m->grads() + t.offset, m->grads() + t.offset + t.numel);
-      ASSERT_TRUE(ref.count(t.global_id));
-      EXPECT_TRUE(g == ref.at(t.global_id)) << kind << ": tensor " << t.global_id << " differs on rank " << g_rank;
+    for (const auto& [id, g] : testing::grads_by_id(*m)) {
+      ASSERT_TRUE(ref.count(id));
+      EXPECT_TRUE(g == ref.at(id)) << kind << ": tensor " << id << " differs on rank " << g_rank;
       ++compared;
     }
   EXPECT_GT(compared, 0);

@@ -1,0 +1,70 @@
+// Shared by the executor tests (executor_local_test over threads, transport_nccl_test
+// over NCCL): a tiny untied model with one block per stage, deterministic token
+// batches, and the single-process gradient-accumulation reference that a pipelined
+// step must equal bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "common/rng.h"
+#include "model/stage_model.h"
+
+namespace pt::testing {
+
+constexpr int kExecB = 2, kExecT = 8, kExecVocab = 37;
+
+// n_layer blocks (one per stage), V = 37, C = 16, 2 heads, untied.
+inline ModelConfig executor_test_model(int n_layer) {
+  ModelConfig c;
+  c.vocab_size = kExecVocab;
+  c.max_seq_len = kExecT;
+  c.n_layer = n_layer;
+  c.n_head = 2;
+  c.n_embd = 16;
+  c.tie_embeddings = false;
+  return c;
+}
+
+// Deterministic tokens and targets (B, T) of micro-batch mb.
+inline void executor_test_batch(int mb, int32_t* in, int32_t* tg) {
+  for (int i = 0; i < kExecB * kExecT; ++i) {
+    uint32_t r[4];
+    Philox4x32::generate(7, uint64_t(mb), uint64_t(i), r);
+    in[i] = int32_t(r[0] % kExecVocab);
+    tg[i] = int32_t(r[1] % kExecVocab);
+  }
+}
+
+// A stage's gradients by global tensor id.
+inline std::map<int, std::vector<float>> grads_by_id(StageModel& m) {
+  std::map<int, std::vector<float>> out;
+  for (const auto& t : m.tensors()) out[t.global_id].assign(m.grads() + t.offset, m.grads() + t.offset + t.numel);
+  return out;
+}
+
+struct AccumulationReference {
+  std::vector<float> losses;                   // per micro-batch
+  std::map<int, std::vector<float>> grads;     // by global tensor id
+};
+
+// One single-stage model (seed 3) running micro-batches 0..m-1 in order, loss scale 1/m.
+inline AccumulationReference gradient_accumulation_reference(const ModelConfig& cfg, int m) {
+  auto whole = make_cpu_stage_model(cfg, StageSpec{0, cfg.n_layer, true, true}, kExecB, kExecT);
+  whole->init_params(3);
+  whole->zero_grads();
+  AccumulationReference ref;
+  std::vector<int32_t> in(kExecB * kExecT), tg(kExecB * kExecT);
+  for (int mb = 0; mb < m; ++mb) {
+    executor_test_batch(mb, in.data(), tg.data());
+    whole->forward(0, in.data(), nullptr, tg.data(), nullptr);
+    ref.losses.push_back(whole->loss(0));
+    whole->backward(0, nullptr, nullptr, 1.0f / float(m));
+    whole->release(0);
+  }
+  ref.grads = grads_by_id(*whole);
+  return ref;
+}
+
+}  // namespace pt::testing
