@@ -219,7 +219,6 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         for (size_t r : unapplied[s]) records[r].applied = live;
         unapplied[s].clear();
         callbacks.step(s);
-        model->sync_params_to_device();  // the step wrote params() on the host (it syncs too; this is idempotent)
         ++live_version_[s];
         // Drop snapshots no later action reads.
         for (auto it = snapshots_[s].begin(); it != snapshots_[s].end();) {
