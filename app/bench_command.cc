@@ -23,6 +23,7 @@
 #include "model/stage_model.h"
 #include "model/stage_model_factory.h"
 #include "pipeline/cost_file.h"
+#include "pipeline/process_groups.h"
 
 extern "C" void openblas_set_num_threads(int);
 extern "C" int openblas_get_num_threads(void);
@@ -272,13 +273,7 @@ Status run_bench_command(const BenchOptions& o) {
   if (o.peak_tflops < 0) return Status::error("--peak-tflops must be > 0 (or left out), got " + fmt("%g", o.peak_tflops));
   Config c;
   PT_RETURN_IF_ERROR(load_config(o.config_path, o.overrides, &c));
-  int local_rank = 0;
-  {
-    MPI_Comm node;
-    PT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node));
-    PT_MPI_CHECK(MPI_Comm_rank(node, &local_rank));
-    PT_MPI_CHECK(MPI_Comm_free(&node));
-  }
+  const int local_rank = node_local_rank();  // the GPU: node rank % GPUs, as in train
   BenchDevice dev;
   PT_RETURN_IF_ERROR(make_bench_device(c, local_rank, &dev));
   if (c.runtime.threads > 0) openblas_set_num_threads(c.runtime.threads);

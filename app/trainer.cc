@@ -160,18 +160,6 @@ Status truncate_version_record(const std::string& path, int64_t keep_below) {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Rank among the processes of this node (MPI_COMM_TYPE_SHARED, ordered by world
-// rank): the CUDA backend uses GPU (node rank % GPUs on the node). Collective over
-// MPI_COMM_WORLD, so every rank calls it whatever its backend.
-int node_local_rank() {
-  MPI_Comm node = MPI_COMM_NULL;
-  PT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  int rank = 0;
-  PT_MPI_CHECK(MPI_Comm_rank(node, &rank));
-  PT_MPI_CHECK(MPI_Comm_free(&node));
-  return rank;
-}
-
 }  // namespace
 
 Status run_training(const Config& c) {
@@ -183,12 +171,12 @@ Status run_training(const Config& c) {
   // has no CUDA or no GPU is usable; auto picks cuda only when both are there.
   std::string backend;
   PT_RETURN_IF_ERROR(resolve_backend(c.runtime.backend, &backend).with_context(c.source_file));
-  const int gpu = node_local_rank();  // make_stage_model takes it modulo the GPU count
+  const int gpu = g.node_rank;  // make_stage_model takes it modulo the GPU count
   // runtime.transport (pipeline/transport_select.h): from the backend in use and where each
   // pipeline rank runs (host, GPU UUID), gathered over the pipeline group; built further down.
   TransportRequest transport_request{c.runtime.transport, backend, g.pp, nccl_transport_built(), {}};
   int transport_gpu = -1;
-  PT_RETURN_IF_ERROR(gather_rank_devices(g.pipeline, backend == "cuda", &transport_gpu, &transport_request.ranks));
+  PT_RETURN_IF_ERROR(gather_rank_devices(g.pipeline, backend == "cuda", g.node_rank, &transport_gpu, &transport_request.ranks));
   TransportChoice transport_choice;
   PT_RETURN_IF_ERROR(select_transport(transport_request, &transport_choice).with_context(c.source_file));
 

@@ -21,7 +21,17 @@ Status make_process_groups(int dp, int pp, ProcessGroups* g) {
   g->pp_rank = g->world_rank % pp;
   PT_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, g->dp_rank, g->pp_rank, &g->pipeline));
   PT_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, g->pp_rank, g->dp_rank, &g->data));
+  g->node_rank = node_local_rank();
   return Status::ok();
+}
+
+int node_local_rank() {
+  MPI_Comm node = MPI_COMM_NULL;
+  PT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  int rank = 0;
+  PT_MPI_CHECK(MPI_Comm_rank(node, &rank));
+  PT_MPI_CHECK(MPI_Comm_free(&node));
+  return rank;
 }
 
 void free_process_groups(ProcessGroups* g) {

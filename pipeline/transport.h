@@ -63,18 +63,17 @@ std::unique_ptr<AllReducer> make_nccl_all_reducer(MPI_Comm comm, int device, Sta
 // Whether this binary has the NCCL transport (built with CUDA).
 bool nccl_transport_built();
 
-// The CUDA device this process uses: node-local rank (MPI_COMM_TYPE_SHARED over
-// MPI_COMM_WORLD, collective) modulo the visible device count, and that device's UUID
-// ("GPU-...", which names the physical GPU whatever CUDA_VISIBLE_DEVICES renumbers).
+// The CUDA device this process uses: node_rank (node_local_rank, process_groups.h)
+// modulo the visible device count, and that device's UUID ("GPU-...", which names
+// the physical GPU whatever CUDA_VISIBLE_DEVICES renumbers). Not collective.
 // Fails (Status) when no device is usable or the binary has no CUDA.
-Status local_cuda_device(int* device, std::string* uuid);
+Status local_cuda_device(int node_rank, int* device, std::string* uuid);
 
 // Every pipeline rank's (host name, GPU UUID) in pipeline-rank order, gathered with
-// MPI_Allgather over `comm` (collective; with `use_gpu` also over MPI_COMM_WORLD for the
-// node-local rank, so every rank of the job must call it alike). With `use_gpu` false
-// the GPU fields stay empty and CUDA is never touched; with it, *device receives this
-// rank's CUDA device (local_cuda_device), or -1 and an empty field when it has none.
-Status gather_rank_devices(MPI_Comm comm, bool use_gpu, int* device, std::vector<RankDevice>* out);
+// MPI_Allgather over `comm` (collective). With `use_gpu` false the GPU fields stay
+// empty and CUDA is never touched; with it, *device receives this rank's CUDA device
+// (local_cuda_device of node_rank), or -1 and an empty field when it has none.
+Status gather_rank_devices(MPI_Comm comm, bool use_gpu, int node_rank, int* device, std::vector<RankDevice>* out);
 
 // In-process transport for tests: `size` ranks in one process (one thread each)
 // share a LocalHub; each thread makes its own endpoint.

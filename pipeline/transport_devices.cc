@@ -10,17 +10,17 @@
 
 namespace pt {
 
-Status gather_rank_devices(MPI_Comm comm, bool use_gpu, int* device, std::vector<RankDevice>* out) {
+Status gather_rank_devices(MPI_Comm comm, bool use_gpu, int node_rank, int* device, std::vector<RankDevice>* out) {
   constexpr int kHost = 256, kGpu = 64;  // fixed-width fields for one MPI_Allgather
   char mine[kHost + kGpu] = {0};
   gethostname(mine, kHost - 1);
   if (device) *device = -1;
-  if (use_gpu) {  // collective inside (node-local rank) on every rank alike
+  if (use_gpu) {
     std::string uuid;
     int dev = -1;
     // A rank without a usable GPU keeps an empty field: every rank then sees the same
     // table and selection decides alike everywhere (it names that rank).
-    if (local_cuda_device(&dev, &uuid).is_ok()) {
+    if (local_cuda_device(node_rank, &dev, &uuid).is_ok()) {
       if (device) *device = dev;
       std::strncpy(mine + kHost, uuid.c_str(), kGpu - 1);
     }

@@ -394,12 +394,7 @@ std::unique_ptr<AllReducer> make_nccl_all_reducer(MPI_Comm comm, int device, Sta
   return std::make_unique<NcclAllReducer>(comm, device);
 }
 
-Status local_cuda_device(int* device, std::string* uuid) {
-  MPI_Comm node = MPI_COMM_NULL;
-  PT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  int local_rank = 0;
-  PT_MPI_CHECK(MPI_Comm_rank(node, &local_rank));
-  PT_MPI_CHECK(MPI_Comm_free(&node));
+Status local_cuda_device(int node_rank, int* device, std::string* uuid) {
   int count = 0;
   const cudaError_t rc = cudaGetDeviceCount(&count);
   if (rc != cudaSuccess || count == 0) {
@@ -409,7 +404,7 @@ Status local_cuda_device(int* device, std::string* uuid) {
                                                                  : std::string("no CUDA device is visible")) +
                          " (" + where_am_i() + ")");
   }
-  *device = local_rank % count;
+  *device = node_rank % count;
   cudaDeviceProp prop = {};
   PT_CUDA_RT_CHECK(cudaGetDeviceProperties(&prop, *device));
   char text[64];

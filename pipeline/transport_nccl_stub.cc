@@ -23,6 +23,6 @@ std::unique_ptr<AllReducer> make_nccl_all_reducer(MPI_Comm, int, Status* status)
   return nullptr;
 }
 
-Status local_cuda_device(int*, std::string*) { return not_built(); }
+Status local_cuda_device(int, int*, std::string*) { return not_built(); }
 
 }  // namespace pt

@@ -23,6 +23,7 @@
 #include "model/stage_model.h"
 #include "pipeline/executor.h"
 #include "pipeline/lower.h"
+#include "pipeline/process_groups.h"
 #include "pipeline/schedules/schedules.h"
 #include "pipeline/transport.h"
 #include "pipeline/transport_select.h"
@@ -48,7 +49,7 @@ std::string decide_skip() {
            (rc != cudaSuccess ? std::string("cudaGetDeviceCount failed with ") + cudaGetErrorName(rc)
                               : "no CUDA device is visible on some rank");
   std::vector<RankDevice> ranks;
-  if (!gather_rank_devices(MPI_COMM_WORLD, true, &g_device, &ranks).is_ok()) return "no usable GPU: gather failed";
+  if (!gather_rank_devices(MPI_COMM_WORLD, true, node_local_rank(), &g_device, &ranks).is_ok()) return "no usable GPU: gather failed";
   TransportRequest req;
   req.requested = "nccl";
   req.backend = "cuda";
