@@ -60,4 +60,16 @@ double apply_stage_update_self_clipped(LocalStage& ls, const Config& c, const Lr
   return total;
 }
 
+size_t optimizer_state_floats(const LocalStage& ls) { return ls.adam_m.size() + ls.adam_v.size(); }
+
+void init_optimizer_state(LocalStage& ls, const OptimizerSection&) {
+  ls.adam_m.assign(ls.model->num_params(), 0.0f);
+  ls.adam_v.assign(ls.model->num_params(), 0.0f);
+}
+
+void release_optimizer_state(LocalStage& ls) {
+  std::vector<float>().swap(ls.adam_m);
+  std::vector<float>().swap(ls.adam_v);
+}
+
 }  // namespace pt

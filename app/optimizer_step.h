@@ -31,4 +31,10 @@ LrSchedule lr_schedule_for(const Config& c);
 // Does not zero the gradients.
 double apply_stage_update_self_clipped(LocalStage& stage, const Config& c, const LrSchedule& lr);
 
+// Optimizer state of a stage: its size in floats (0 = none held), and freeing it (AMDP
+// non-owners in owner mode hold none).
+size_t optimizer_state_floats(const LocalStage& stage);
+void init_optimizer_state(LocalStage& stage, const OptimizerSection& o);
+void release_optimizer_state(LocalStage& stage);
+
 }  // namespace pt
