@@ -13,6 +13,7 @@
 #include "common/json.h"
 #include "optim/lr_schedule.h"
 #include "pipeline/executor.h"
+#include "pipeline/schedules/schedules.h"
 
 namespace pt {
 namespace {
@@ -62,7 +63,7 @@ AsyncRunner::AsyncRunner(const Config& config, const ProcessGroups& groups, cons
     for (int r = 0; r < groups_.pp; ++r)  // the split's key is pp_rank: ascending = comm rank order
       if (hosted[r] == hosted[groups_.pp_rank]) replica_members_.push_back(r);
     zero_owner_ = config_.schedule.amdp_zero_owner;
-  } else if (config_.schedule.kind == "amdp") {
+  } else if (find_schedule(config_.schedule.kind)->replicas) {
     // AMDP at S = 2 runs K = S/2 = 1 pipeline: every model stage has one replica, so
     // its replica group is this rank alone (the reduce is the identity, the owner is
     // this rank) and the ALLREDUCE_GRAD/STEP code paths stay the same as for K > 1.
@@ -203,7 +204,16 @@ Status AsyncRunner::run_segment(const Schedule& lowered, int64_t first_step, dou
   release_non_owner_moments(state);
 
   StageCallbacks callbacks;
-  callbacks.reduce = [&](int v) { reduce_replicas(*local.at(v)); };
+  callbacks.reduce = [&](int v, uint8_t group) {
+    LocalStage& ls = *local.at(v);
+    if (group & kGroupReplicas) reduce_replicas(ls);
+    // Data-parallel sum right before the STEP; a non-owner replica (owner mode) does not step.
+    if ((group & kGroupData) && groups_.dp > 1 && !(zero_owner_ && !owns(ls))) {
+      ls.model->sync_grads_to_host();
+      PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, ls.model->grads(), int(ls.model->num_params()), MPI_FLOAT, MPI_SUM,
+                                 groups_.data));
+    }
+  };
   // Owner mode: the owner's new parameters to the other replicas (every replica calls it once per STEP).
   auto broadcast_params = [&](LocalStage& ls) {
     PT_MPI_CHECK(MPI_Bcast(ls.model->params(), int(ls.model->num_params()), MPI_FLOAT, owner_comm_rank(ls), replica_comm_));
@@ -216,11 +226,6 @@ Status AsyncRunner::run_segment(const Schedule& lowered, int64_t first_step, dou
       ls.model->zero_grads();
       ++ls.version;
       return;
-    }
-    if (groups_.dp > 1) {
-      ls.model->sync_grads_to_host();
-      PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, ls.model->grads(), int(ls.model->num_params()), MPI_FLOAT, MPI_SUM,
-                                 groups_.data));
     }
     const int k = int(ls.version - version_base);
     norm_sq[{v, k}] = apply_stage_update_self_clipped(ls, config_, lr_sched);
