@@ -86,12 +86,6 @@ class Reader {
   bool ok_ = true;
 };
 
-std::string fmt_double(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
-
 Status fsync_dir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
   if (fd < 0) return Status::error(dir + ": cannot open directory to fsync: " + std::strerror(errno));
@@ -155,35 +149,30 @@ uint64_t fnv1a64(const void* data, size_t size, uint64_t h) {
   return h;
 }
 
+// The keys marked OnResume::kMustMatch in the config schema as "key=value" lines, and one line for
+// the kGlobalBatch keys ("training.microbatches*parallel.dp (global batch)=<product>") where the
+// first of them stands. Order of the first fingerprint format, so older checkpoints still resume:
+// the model section first, then the other sections in schema order.
 std::string resume_fingerprint(const Config& c) {
-  std::string s;
-  auto add = [&](const char* k, const std::string& v) { s += std::string(k) + "=" + v + "\n"; };
-  add("model.vocab_size", std::to_string(c.model.vocab_size));
-  add("model.max_seq_len", std::to_string(c.model.max_seq_len));
-  add("model.n_layer", std::to_string(c.model.n_layer));
-  add("model.n_head", std::to_string(c.model.n_head));
-  add("model.n_embd", std::to_string(c.model.n_embd));
-  add("model.tie_embeddings", c.model.tie_embeddings ? "true" : "false");
-  add("model.init_std", fmt_double(c.model.init_std));
-  add("run.seed", std::to_string(c.run.seed));
-  add("data.train", c.data.train);
-  add("data.shuffle", c.data.shuffle ? "true" : "false");
-  add("training.micro_batch_size", std::to_string(c.training.micro_batch_size));
-  add("training.seq_len", std::to_string(c.training.seq_len));
-  add("training.microbatches*parallel.dp (global batch)",
-      std::to_string(int64_t(c.training.microbatches) * c.parallel.dp));
-  add("optimizer.kind", c.optimizer.kind);
-  add("optimizer.lr", fmt_double(c.optimizer.lr));
-  add("optimizer.min_lr_ratio", fmt_double(c.optimizer.min_lr_ratio));
-  add("optimizer.lr_schedule", c.optimizer.lr_schedule);
-  add("optimizer.warmup_steps", std::to_string(c.optimizer.warmup_steps));
-  add("optimizer.beta1", fmt_double(c.optimizer.beta1));
-  add("optimizer.beta2", fmt_double(c.optimizer.beta2));
-  add("optimizer.eps", fmt_double(c.optimizer.eps));
-  add("optimizer.weight_decay", fmt_double(c.optimizer.weight_decay));
-  add("optimizer.grad_clip", fmt_double(c.optimizer.grad_clip));
-  add("optimizer.decay_embeddings", c.optimizer.decay_embeddings ? "true" : "false");
-  return s;
+  const std::vector<ResumeKey> keys = resume_keys(c);
+  std::string batch_name;
+  int64_t batch = 1;
+  for (const auto& k : keys) {
+    if (k.on_resume != OnResume::kGlobalBatch) continue;
+    batch_name += (batch_name.empty() ? "" : "*") + k.path;
+    batch *= std::stoll(k.value);
+  }
+  std::string model, rest;
+  bool batch_done = false;
+  for (const auto& k : keys) {
+    std::string& out = k.path.rfind("model.", 0) == 0 ? model : rest;
+    if (k.on_resume == OnResume::kMustMatch) out += k.path + "=" + k.value + "\n";
+    if (k.on_resume == OnResume::kGlobalBatch && !batch_done) {
+      out += batch_name + " (global batch)=" + std::to_string(batch) + "\n";
+      batch_done = true;
+    }
+  }
+  return model + rest;
 }
 
 std::string encode_rank_checkpoint(const RankCheckpoint& r) {

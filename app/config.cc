@@ -3,9 +3,12 @@
 // error that names the key, the file and the keys allowed at that level.
 #include "app/config.h"
 
+#include "app/schedule_builder.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -21,6 +24,8 @@ struct Field {
   std::string help;
   std::function<Status(Config&, const YAML::Node&)> set;
   std::function<std::string(const Config&)> get;  // flow-style YAML value
+  OnResume on_resume = OnResume::kMayChange;
+  std::function<std::string(const Config&)> fingerprint;  // fingerprint_value
 };
 
 template <class T> std::string type_name() {
@@ -85,72 +90,92 @@ template <class T> std::string format_value(const T& v) {
   } else return std::to_string(v);
 }
 
-template <class T, class Access> Field make_field(const char* path, Access access, const char* help) {
+// The value as the checkpoint fingerprint writes it: integers in decimal, bools true/false,
+// strings verbatim, floats with 17 significant digits (exact round trip).
+template <class T> std::string fingerprint_value(const T& v) {
+  if constexpr (std::is_same_v<T, std::string>) return v;
+  else if constexpr (std::is_floating_point_v<T>) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return buf;
+  } else return format_value<T>(v);
+}
+
+template <class T, class Access>
+Field make_field(const char* path, Access access, OnResume on_resume, const char* help) {
   Field f;
   f.path = path;
   f.type = type_name<T>();
   f.help = help;
+  f.on_resume = on_resume;
   f.set = [access](Config& c, const YAML::Node& n) { return parse_value<T>(n, &access(c)); };
   f.get = [access](const Config& c) { return format_value<T>(access(const_cast<Config&>(c))); };
+  f.fingerprint = [access](const Config& c) { return fingerprint_value<T>(access(const_cast<Config&>(c))); };
   return f;
 }
 
-#define PT_KEY(path, member, help) \
-  make_field<std::decay_t<decltype(Config{}.member)>>(path, [](Config& c) -> auto& { return c.member; }, help)
+#define PT_KEY(path, member, on_resume, help)                                                               \
+  make_field<std::decay_t<decltype(Config{}.member)>>(path, [](Config& c) -> auto& { return c.member; }, on_resume, \
+                                                      help)
+
+// On resume (docs/checkpoints.md): kMust = the model, data order and optimizer, which a resumed run
+// must keep to continue exactly; kBatch = a factor of the global batch (only the product must
+// match); kMay = everything else (run length, evaluation, logging, layout, runtime, checkpoints).
+constexpr OnResume kMay = OnResume::kMayChange, kMust = OnResume::kMustMatch, kBatch = OnResume::kGlobalBatch;
 
 const std::vector<Field>& schema() {
   static const std::vector<Field> fields = {
-      PT_KEY("run.name", run.name, "Run name; the run directory is run.out_dir/run.name. Default: the config file's stem."),
-      PT_KEY("run.out_dir", run.out_dir, "Parent folder of run directories."),
-      PT_KEY("run.seed", run.seed, "Seed of initialization and data order."),
-      PT_KEY("run.save_params", run.save_params, "After the last step, write every parameter tensor to run_dir/params/<global id>.bin (raw fp32, layout-independent names)."),
-      PT_KEY("model.vocab_size", model.vocab_size, "V: token ids are < V (at most 65536: shards store uint16)."),
-      PT_KEY("model.max_seq_len", model.max_seq_len, "Rows of the position table; must be >= training.seq_len."),
-      PT_KEY("model.n_layer", model.n_layer, "L: transformer blocks."),
-      PT_KEY("model.n_head", model.n_head, "NH: attention heads; must divide n_embd."),
-      PT_KEY("model.n_embd", model.n_embd, "C: model width."),
-      PT_KEY("model.tie_embeddings", model.tie_embeddings, "LM head shares the token embedding (GPT-2 default)."),
-      PT_KEY("model.init_std", model.init_std, "Std of the normal weight init; residual projections use init_std/sqrt(2L)."),
-      PT_KEY("data.train", data.train, "Glob of training shards (llm.c format, written by `pipetrain prepare`). Required."),
-      PT_KEY("data.val", data.val, "Glob of validation shards; empty disables evaluation."),
-      PT_KEY("data.shuffle", data.shuffle, "Shuffle sequences each epoch (a pure function of seed and epoch)."),
-      PT_KEY("training.steps", training.steps, "Optimizer steps."),
-      PT_KEY("training.micro_batch_size", training.micro_batch_size, "B: sequences per micro-batch."),
-      PT_KEY("training.seq_len", training.seq_len, "T: tokens per sequence."),
-      PT_KEY("training.microbatches", training.microbatches, "m: micro-batches per optimizer step per data-parallel replica. Global batch = B*T*m*dp tokens."),
-      PT_KEY("training.eval_every", training.eval_every, "Steps between validation evaluations; 0 = only after the last step."),
-      PT_KEY("training.eval_batches", training.eval_batches, "Validation micro-batches per evaluation."),
-      PT_KEY("training.log_every", training.log_every, "Steps between metric lines printed on rank 0 (metrics.jsonl gets every step)."),
-      PT_KEY("training.max_seconds", training.max_seconds, "Stop after this many seconds of training (0 = no limit)."),
-      PT_KEY("optimizer.kind", optimizer.kind, "Optimizer: adamw."),
-      PT_KEY("optimizer.lr", optimizer.lr, "Peak learning rate."),
-      PT_KEY("optimizer.min_lr_ratio", optimizer.min_lr_ratio, "Final learning rate as a fraction of lr (cosine, linear)."),
-      PT_KEY("optimizer.lr_schedule", optimizer.lr_schedule, "cosine | linear | constant, after linear warm-up."),
-      PT_KEY("optimizer.warmup_steps", optimizer.warmup_steps, "Linear warm-up steps."),
-      PT_KEY("optimizer.beta1", optimizer.beta1, "Adam beta1."),
-      PT_KEY("optimizer.beta2", optimizer.beta2, "Adam beta2."),
-      PT_KEY("optimizer.eps", optimizer.eps, "Adam epsilon."),
-      PT_KEY("optimizer.weight_decay", optimizer.weight_decay, "Decoupled weight decay (not applied to biases, LayerNorms, wpe)."),
-      PT_KEY("optimizer.grad_clip", optimizer.grad_clip, "Clip the global gradient norm to this value; 0 = no clipping."),
-      PT_KEY("optimizer.decay_embeddings", optimizer.decay_embeddings, "Apply weight decay to the token embedding wte."),
-      PT_KEY("parallel.dp", parallel.dp, "Data-parallel replicas. World size = dp * pp."),
-      PT_KEY("parallel.pp", parallel.pp, "Pipeline ranks per replica (N_PP)."),
-      PT_KEY("parallel.layer_split", parallel.layer_split, "'auto' (balanced, counting embedding and head) or a list of blocks per stage (pp*chunks entries, summing to n_layer)."),
-      PT_KEY("schedule.kind", schedule.kind, "Synchronous: gpipe | 1f1b | interleaved_1f1b | bfpp | zb_h1. Asynchronous (no flush; training.microbatches = micro-batches per update): pipedream | pipedream_2bw | paci | paci_flush | amdp."),
-      PT_KEY("schedule.chunks", schedule.chunks, "v: stages per pipeline rank (looping placement; interleaved_1f1b and bfpp)."),
-      PT_KEY("schedule.bfpp_breadth", schedule.bfpp_breadth, "bfpp: micro-batches per breadth-first group (must divide m); 0 = all m."),
-      PT_KEY("schedule.drain_every", schedule.drain_every, "Asynchronous schedules: drain the pipeline every N steps (0 = only at evaluations, checkpoints and the end). Signals and max_seconds are honoured at drain points."),
-      PT_KEY("schedule.paci.allowed_lagging", schedule.paci_allowed_lagging, "paci: 'auto' (S-s) or one in-flight cap per stage, each in [1, S-s]."),
-      PT_KEY("schedule.paci.mode", schedule.paci_mode, "paci: perf (keep activations) or mem (keep the stage input, recompute the forward in the backward with the live weights)."),
-      PT_KEY("schedule.amdp.zero_owner", schedule.amdp_zero_owner, "amdp: stage s is owned by the GPU hosting it in pipeline 0; at the step slot the K replicas' gradients are summed on the owner (canonical order), only the owner runs AdamW and holds Adam moments, then it broadcasts the new parameters (ZeRO-1 over replicas). false: every replica sums all gradients and steps itself."),
-      PT_KEY("schedule.amdp.step_slot", schedule.amdp_step_slot, "amdp: clean (each step slot reduces and applies everything accumulated since the previous slot: every gradient applied exactly once) | reference (parallel.pp 4 or 8, needs zero_owner: the reference code's placement, reduce after a replica's last backward of the iteration, step at its U; backwards in between are dropped on non-owners, algorithms.md §2.2)."),
-      PT_KEY("runtime.backend", runtime.backend, "auto | cpu | cuda (auto picks cuda when a GPU is visible and built)."),
-      PT_KEY("runtime.transport", runtime.transport, "auto | mpi | local | nccl. auto = nccl when the backend is cuda and every pipeline rank has a GPU of its own, else mpi; mpi = host-staged MPI, also for ranks that share a GPU (MPS, scripts/mps_pipeline.sh); local keeps every stage in one process (parallel.pp = 1); nccl needs the cuda backend and one GPU per pipeline rank (docs/transports.md)."),
-      PT_KEY("runtime.threads", runtime.threads, "OpenBLAS threads per rank; 0 = library default."),
-      PT_KEY("runtime.progress", runtime.progress, "auto | on | off: one-line progress display on rank 0 (auto = when stdout is a terminal)."),
-      PT_KEY("checkpoint.every_steps", checkpoint.every_steps, "Write a checkpoint every N steps and after the last step; 0 = only on SIGTERM/SIGUSR1. Resume with `train --resume auto|PATH` (docs/checkpoints.md)."),
-      PT_KEY("checkpoint.keep_last", checkpoint.keep_last, "Complete checkpoints kept (older ones are deleted after a new one is complete); 0 = keep all."),
-      PT_KEY("checkpoint.dir", checkpoint.dir, "Checkpoint folder (holds step_N/); empty = run_dir/checkpoints."),
+      PT_KEY("run.name", run.name, kMay, "Run name; the run directory is run.out_dir/run.name. Default: the config file's stem."),
+      PT_KEY("run.out_dir", run.out_dir, kMay, "Parent folder of run directories."),
+      PT_KEY("run.seed", run.seed, kMust, "Seed of initialization and data order."),
+      PT_KEY("run.save_params", run.save_params, kMay, "After the last step, write every parameter tensor to run_dir/params/<global id>.bin (raw fp32, layout-independent names)."),
+      PT_KEY("model.vocab_size", model.vocab_size, kMust, "V: token ids are < V (at most 65536: shards store uint16)."),
+      PT_KEY("model.max_seq_len", model.max_seq_len, kMust, "Rows of the position table; must be >= training.seq_len."),
+      PT_KEY("model.n_layer", model.n_layer, kMust, "L: transformer blocks."),
+      PT_KEY("model.n_head", model.n_head, kMust, "NH: attention heads; must divide n_embd."),
+      PT_KEY("model.n_embd", model.n_embd, kMust, "C: model width."),
+      PT_KEY("model.tie_embeddings", model.tie_embeddings, kMust, "LM head shares the token embedding (GPT-2 default)."),
+      PT_KEY("model.init_std", model.init_std, kMust, "Std of the normal weight init; residual projections use init_std/sqrt(2L)."),
+      PT_KEY("data.train", data.train, kMust, "Glob of training shards (llm.c format, written by `pipetrain prepare`). Required."),
+      PT_KEY("data.val", data.val, kMay, "Glob of validation shards; empty disables evaluation."),
+      PT_KEY("data.shuffle", data.shuffle, kMust, "Shuffle sequences each epoch (a pure function of seed and epoch)."),
+      PT_KEY("training.steps", training.steps, kMay, "Optimizer steps."),
+      PT_KEY("training.micro_batch_size", training.micro_batch_size, kMust, "B: sequences per micro-batch."),
+      PT_KEY("training.seq_len", training.seq_len, kMust, "T: tokens per sequence."),
+      PT_KEY("training.microbatches", training.microbatches, kBatch, "m: micro-batches per optimizer step per data-parallel replica. Global batch = B*T*m*dp tokens."),
+      PT_KEY("training.eval_every", training.eval_every, kMay, "Steps between validation evaluations; 0 = only after the last step."),
+      PT_KEY("training.eval_batches", training.eval_batches, kMay, "Validation micro-batches per evaluation."),
+      PT_KEY("training.log_every", training.log_every, kMay, "Steps between metric lines printed on rank 0 (metrics.jsonl gets every step)."),
+      PT_KEY("training.max_seconds", training.max_seconds, kMay, "Stop after this many seconds of training (0 = no limit)."),
+      PT_KEY("optimizer.kind", optimizer.kind, kMust, "Optimizer: adamw."),
+      PT_KEY("optimizer.lr", optimizer.lr, kMust, "Peak learning rate."),
+      PT_KEY("optimizer.min_lr_ratio", optimizer.min_lr_ratio, kMust, "Final learning rate as a fraction of lr (cosine, linear)."),
+      PT_KEY("optimizer.lr_schedule", optimizer.lr_schedule, kMust, "cosine | linear | constant, after linear warm-up."),
+      PT_KEY("optimizer.warmup_steps", optimizer.warmup_steps, kMust, "Linear warm-up steps."),
+      PT_KEY("optimizer.beta1", optimizer.beta1, kMust, "Adam beta1."),
+      PT_KEY("optimizer.beta2", optimizer.beta2, kMust, "Adam beta2."),
+      PT_KEY("optimizer.eps", optimizer.eps, kMust, "Adam epsilon."),
+      PT_KEY("optimizer.weight_decay", optimizer.weight_decay, kMust, "Decoupled weight decay (not applied to biases, LayerNorms, wpe)."),
+      PT_KEY("optimizer.grad_clip", optimizer.grad_clip, kMust, "Clip the global gradient norm to this value; 0 = no clipping."),
+      PT_KEY("optimizer.decay_embeddings", optimizer.decay_embeddings, kMust, "Apply weight decay to the token embedding wte."),
+      PT_KEY("parallel.dp", parallel.dp, kBatch, "Data-parallel replicas. World size = dp * pp."),
+      PT_KEY("parallel.pp", parallel.pp, kMay, "Pipeline ranks per replica (N_PP)."),
+      PT_KEY("parallel.layer_split", parallel.layer_split, kMay, "'auto' (balanced, counting embedding and head) or a list of blocks per stage (pp*chunks entries, summing to n_layer)."),
+      PT_KEY("schedule.kind", schedule.kind, kMay, "Synchronous: gpipe | 1f1b | interleaved_1f1b | bfpp | zb_h1. Asynchronous (no flush; training.microbatches = micro-batches per update): pipedream | pipedream_2bw | paci | paci_flush | amdp."),
+      PT_KEY("schedule.chunks", schedule.chunks, kMay, "v: stages per pipeline rank (looping placement; interleaved_1f1b and bfpp)."),
+      PT_KEY("schedule.bfpp_breadth", schedule.bfpp_breadth, kMay, "bfpp: micro-batches per breadth-first group (must divide m); 0 = all m."),
+      PT_KEY("schedule.drain_every", schedule.drain_every, kMay, "Asynchronous schedules: drain the pipeline every N steps (0 = only at evaluations, checkpoints and the end). Signals and max_seconds are honoured at drain points."),
+      PT_KEY("schedule.paci.allowed_lagging", schedule.paci_allowed_lagging, kMay, "paci: 'auto' (S-s) or one in-flight cap per stage, each in [1, S-s]."),
+      PT_KEY("schedule.paci.mode", schedule.paci_mode, kMay, "paci: perf (keep activations) or mem (keep the stage input, recompute the forward in the backward with the live weights)."),
+      PT_KEY("schedule.amdp.zero_owner", schedule.amdp_zero_owner, kMay, "amdp: stage s is owned by the GPU hosting it in pipeline 0; at the step slot the K replicas' gradients are summed on the owner (canonical order), only the owner runs AdamW and holds Adam moments, then it broadcasts the new parameters (ZeRO-1 over replicas). false: every replica sums all gradients and steps itself."),
+      PT_KEY("schedule.amdp.step_slot", schedule.amdp_step_slot, kMay, "amdp: clean (each step slot reduces and applies everything accumulated since the previous slot: every gradient applied exactly once) | reference (parallel.pp 4 or 8, needs zero_owner: the reference code's placement, reduce after a replica's last backward of the iteration, step at its U; backwards in between are dropped on non-owners, algorithms.md §2.2)."),
+      PT_KEY("runtime.backend", runtime.backend, kMay, "auto | cpu | cuda (auto picks cuda when a GPU is visible and built)."),
+      PT_KEY("runtime.transport", runtime.transport, kMay, "auto | mpi | local | nccl. auto = nccl when the backend is cuda and every pipeline rank has a GPU of its own, else mpi; mpi = host-staged MPI, also for ranks that share a GPU (MPS, scripts/mps_pipeline.sh); local keeps every stage in one process (parallel.pp = 1); nccl needs the cuda backend and one GPU per pipeline rank (docs/transports.md)."),
+      PT_KEY("runtime.threads", runtime.threads, kMay, "OpenBLAS threads per rank; 0 = library default."),
+      PT_KEY("runtime.progress", runtime.progress, kMay, "auto | on | off: one-line progress display on rank 0 (auto = when stdout is a terminal)."),
+      PT_KEY("checkpoint.every_steps", checkpoint.every_steps, kMay, "Write a checkpoint every N steps and after the last step; 0 = only on SIGTERM/SIGUSR1. Resume with `train --resume auto|PATH` (docs/checkpoints.md)."),
+      PT_KEY("checkpoint.keep_last", checkpoint.keep_last, kMay, "Complete checkpoints kept (older ones are deleted after a new one is complete); 0 = keep all."),
+      PT_KEY("checkpoint.dir", checkpoint.dir, kMay, "Checkpoint folder (holds step_N/); empty = run_dir/checkpoints."),
   };
   return fields;
 }
@@ -293,7 +318,6 @@ Status validate(const Config& c) {
   if (t.seq_len < 1) return bad("training.seq_len", "must be >= 1");
   if (t.seq_len > m.max_seq_len)
     return bad("training.seq_len", "must be <= model.max_seq_len (" + std::to_string(m.max_seq_len) + "), got " + std::to_string(t.seq_len));
-  if (t.microbatches < 1) return bad("training.microbatches", "must be >= 1");
   if (t.eval_every < 0) return bad("training.eval_every", "must be >= 0");
   if (t.eval_batches < 1) return bad("training.eval_batches", "must be >= 1");
   if (t.log_every < 1) return bad("training.log_every", "must be >= 1");
@@ -311,51 +335,9 @@ Status validate(const Config& c) {
   if (o.weight_decay < 0) return bad("optimizer.weight_decay", "must be >= 0");
   if (o.grad_clip < 0) return bad("optimizer.grad_clip", "must be >= 0 (0 = off)");
   if (p.dp < 1) return bad("parallel.dp", "must be >= 1");
-  if (p.pp < 1) return bad("parallel.pp", "must be >= 1");
-  allowed = one_of(s.kind, {"gpipe", "1f1b", "interleaved_1f1b", "bfpp", "zb_h1", "pipedream", "pipedream_2bw", "paci",
-                            "paci_flush", "amdp"},
-                   &ok);
-  if (!ok) return bad("schedule.kind", "'" + s.kind + "' is not one of: " + allowed);
-  const bool async = s.kind == "pipedream" || s.kind == "pipedream_2bw" || s.kind == "paci" || s.kind == "paci_flush" ||
-                     s.kind == "amdp";
-  if (async && m.tie_embeddings)
-    return bad("model.tie_embeddings", "asynchronous schedules (" + s.kind + ") keep separate weight versions per stage, "
-               "so the first and last stage cannot share wte; set model.tie_embeddings: false");
   if (s.drain_every < 0) return bad("schedule.drain_every", "must be >= 0");
-  allowed = one_of(s.paci_mode, {"perf", "mem"}, &ok);
-  if (!ok) return bad("schedule.paci.mode", "'" + s.paci_mode + "' is not one of: " + allowed);
-  allowed = one_of(s.amdp_step_slot, {"clean", "reference"}, &ok);
-  if (!ok) return bad("schedule.amdp.step_slot", "'" + s.amdp_step_slot + "' is not one of: " + allowed);
-  if (s.amdp_step_slot == "reference" && s.kind != "amdp")
-    return bad("schedule.amdp.step_slot", "applies to schedule.kind: amdp only; leave it clean with " + s.kind);
-  if (s.amdp_step_slot == "reference" && !s.amdp_zero_owner)
-    return bad("schedule.amdp.step_slot", "reference needs schedule.amdp.zero_owner: true (with an all-reduce, gradients "
-               "accumulated between the reduce and the step would make the replicas diverge)");
-  if (!s.amdp_zero_owner && s.kind != "amdp")
-    return bad("schedule.amdp.zero_owner", "applies to schedule.kind: amdp only (stage replicas); leave it true with " + s.kind);
-  if (!s.paci_allowed_lagging.empty()) {
-    if (s.kind != "paci") return bad("schedule.paci.allowed_lagging", "applies to schedule.kind: paci only; use 'auto'");
-    if (int(s.paci_allowed_lagging.size()) != p.pp)
-      return bad("schedule.paci.allowed_lagging", "needs one entry per stage (parallel.pp = " + std::to_string(p.pp) + "), got " +
-                 std::to_string(s.paci_allowed_lagging.size()));
-    for (int st = 0; st < p.pp; ++st)
-      if (s.paci_allowed_lagging[st] < 1 || s.paci_allowed_lagging[st] > p.pp - st)
-        return bad("schedule.paci.allowed_lagging", "entry for stage " + std::to_string(st) + " must be in [1, S-s] = [1, " +
-                   std::to_string(p.pp - st) + "], got " + std::to_string(s.paci_allowed_lagging[st]));
-  }
-  if (s.kind == "pipedream_2bw" && t.microbatches < p.pp)
-    return bad("training.microbatches", "pipedream_2bw accumulates m >= S micro-batches per update (S = parallel.pp = " +
-               std::to_string(p.pp) + "), got " + std::to_string(t.microbatches));
-  if (s.kind == "amdp") {
-    if (p.pp % 2 != 0 || p.pp < 2)
-      return bad("parallel.pp", "amdp runs S/2 bidirectional pipelines and needs an even number of stages >= 2, got " + std::to_string(p.pp));
-    if (t.microbatches % p.pp != 0)
-      return bad("training.microbatches", "amdp needs m divisible by parallel.pp (" + std::to_string(p.pp) +
-                 ": rounds of 2 micro-batches per pipeline), got " + std::to_string(t.microbatches));
-  }
-  if (s.chunks < 1) return bad("schedule.chunks", "must be >= 1");
-  if (s.chunks > 1 && s.kind != "interleaved_1f1b" && s.kind != "bfpp")
-    return bad("schedule.chunks", "only interleaved_1f1b and bfpp place several stages per rank; use chunks: 1 with " + s.kind);
+  // The schedule rules (pipeline/schedules/): one copy, shared with `pipetrain plan`.
+  PT_RETURN_IF_ERROR(check_schedule_spec(schedule_spec_for(c)).with_context(src));
   const int num_stages = p.pp * s.chunks;
   if (m.n_layer < num_stages)
     return bad("parallel.pp", "pp * schedule.chunks = " + std::to_string(num_stages) + " stages need at least that many layers; model.n_layer = " + std::to_string(m.n_layer));
@@ -370,10 +352,6 @@ Status validate(const Config& c) {
     if (sum != m.n_layer)
       return bad("parallel.layer_split", "sums to " + std::to_string(sum) + "; must equal model.n_layer = " + std::to_string(m.n_layer));
   }
-  if (s.kind == "interleaved_1f1b" && t.microbatches % p.pp != 0)
-    return bad("training.microbatches", "interleaved_1f1b needs m divisible by parallel.pp (" + std::to_string(p.pp) + "), got " + std::to_string(t.microbatches));
-  if (s.bfpp_breadth < 0 || (s.bfpp_breadth > 0 && t.microbatches % s.bfpp_breadth != 0))
-    return bad("schedule.bfpp_breadth", "must be 0 or divide training.microbatches (" + std::to_string(t.microbatches) + ")");
   allowed = one_of(c.runtime.backend, {"auto", "cpu", "cuda"}, &ok);
   if (!ok) return bad("runtime.backend", "'" + c.runtime.backend + "' is not one of: " + allowed);
   allowed = one_of(c.runtime.transport, {"auto", "mpi", "local", "nccl"}, &ok);
@@ -409,8 +387,14 @@ std::string dump_config(const Config& c) {
 std::vector<ConfigKeyDoc> config_schema() {
   std::vector<ConfigKeyDoc> docs;
   Config defaults;
-  for (const auto& f : schema()) docs.push_back({f.path, f.type, f.get(defaults), f.help});
+  for (const auto& f : schema()) docs.push_back({f.path, f.type, f.get(defaults), f.help, f.on_resume});
   return docs;
+}
+
+std::vector<ResumeKey> resume_keys(const Config& c) {
+  std::vector<ResumeKey> keys;
+  for (const auto& f : schema()) keys.push_back({f.path, f.on_resume, f.fingerprint(c)});
+  return keys;
 }
 
 }  // namespace pt

@@ -106,13 +106,31 @@ Status validate(const Config& c);
 // The resolved config as YAML, every key included.
 std::string dump_config(const Config& c);
 
+// Whether a key may change when a run resumes from a checkpoint (docs/checkpoints.md); the
+// checkpoint's fingerprint (resume_fingerprint) is derived from it.
+enum class OnResume : uint8_t {
+  kMayChange,    // run length, evaluation, logging, layout (dp, pp, schedule), runtime, checkpoints
+  kMustMatch,    // the model, the data order and the optimizer: a resume must continue exactly
+  kGlobalBatch,  // a factor of the global batch: only the product of these keys must match
+};
+
 struct ConfigKeyDoc {
   std::string path;       // "training.micro_batch_size"
   std::string type;       // int | float | bool | string | list<int>
   std::string default_value;
   std::string help;
+  OnResume on_resume = OnResume::kMayChange;
 };
 // The schema, in declaration order (docs test and `pipetrain keys`).
 std::vector<ConfigKeyDoc> config_schema();
+
+// Every key of `c` in schema order with its resume rule and its value as the fingerprint writes
+// it (integers in decimal, bools true/false, strings verbatim, floats %.17g).
+struct ResumeKey {
+  std::string path;
+  OnResume on_resume;
+  std::string value;
+};
+std::vector<ResumeKey> resume_keys(const Config& c);
 
 }  // namespace pt

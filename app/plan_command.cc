@@ -146,6 +146,7 @@ Status run_plan_command(const std::string& config_path, const std::vector<std::s
                                         config_path));
     params = model_stage_params(c, ranges);
     costs = cost_model_from_file(cost_file, ranges, S, act_bytes, params);
+    if (!async) costs.step = 0;  // a synchronous step is accounted after the flush (after_flush_seconds)
   } else {
     costs = default_costs(stage_cost);
   }

@@ -64,7 +64,7 @@ Status replay_run(const std::string& run_dir, std::string* summary) {
   PT_RETURN_IF_ERROR(load_config(run_dir + "/config.yaml", {}, &c));
   if (!is_async_kind(c.schedule.kind))
     return Status::error(run_dir + ": schedule.kind " + c.schedule.kind + " is synchronous; replay checks asynchronous runs");
-  if (c.schedule.kind == "amdp" && c.schedule.amdp_step_slot != "clean")
+  if (find_schedule(c.schedule.kind)->replicas && c.schedule.amdp_step_slot != "clean")
     return Status::error(run_dir + ": replay of amdp covers step_slot: clean (the reference slot drops gradients)");
   if (c.parallel.dp != 1) return Status::error(run_dir + ": replay needs a dp=1 run (parallel.dp = " +
                                                std::to_string(c.parallel.dp) + ")");
@@ -126,7 +126,7 @@ Status replay_run(const std::string& run_dir, std::string* summary) {
     by_key[{r.mb, r.stage}] = r;
   }
   const LrSchedule lr = lr_schedule_for(c);
-  const bool recompute = c.schedule.kind == "paci" && c.schedule.paci_mode == "mem";
+  const bool recompute = placement.recompute_in_backward;  // as the run's executor
   const float loss_scale = 1.0f / float(m);
   const size_t act = size_t(B) * T * c.model.n_embd;
   std::vector<int32_t> in(size_t(B) * T), tg(size_t(B) * T);

@@ -3,12 +3,11 @@
 #include <algorithm>
 
 #include "pipeline/lower.h"
-#include "pipeline/schedules/schedules.h"
 #include "pipeline/validate.h"
 
 namespace pt {
 
-Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule* out) {
+ScheduleSpec schedule_spec_for(const Config& c, int64_t segment_updates) {
   ScheduleSpec spec;
   spec.kind = c.schedule.kind;
   spec.ranks = c.parallel.pp;
@@ -19,8 +18,14 @@ Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule
   spec.paci_allowed_lagging = c.schedule.paci_allowed_lagging;
   spec.paci_mode = c.schedule.paci_mode;
   spec.amdp_step_slot = c.schedule.amdp_step_slot;
+  spec.tie_embeddings = c.model.tie_embeddings;
+  spec.amdp_zero_owner = c.schedule.amdp_zero_owner;
+  return spec;
+}
+
+Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule* out) {
   Schedule compute;
-  PT_RETURN_IF_ERROR(make_schedule(spec, &compute).with_context(c.source_file));
+  PT_RETURN_IF_ERROR(make_schedule(schedule_spec_for(c, segment_updates), &compute).with_context(c.source_file));
   PT_RETURN_IF_ERROR(lower_communication(compute, out));
   return validate_lowered(*out);
 }

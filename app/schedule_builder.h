@@ -8,12 +8,16 @@
 #include "app/config.h"
 #include "common/status.h"
 #include "pipeline/action.h"
+#include "pipeline/schedules/schedules.h"
 #include "pipeline/topology.h"
 
 #include <utility>
 #include <vector>
 
 namespace pt {
+
+// The schedule keys of a config (and the model/training keys the schedule checks read).
+ScheduleSpec schedule_spec_for(const Config& c, int64_t segment_updates = 1);
 
 Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule* out);
 

@@ -27,7 +27,7 @@ struct SegmentRunner::Pending {
 };
 
 SegmentRunner::SegmentRunner(const Config& c, Collectives& coll, const Schedule& placement, int pp_rank,
-                             RunnerTraits traits, std::string run_dir)
+                             const ScheduleTraits& traits, std::string run_dir)
     : c_(c), coll_(coll), pp_rank_(pp_rank), chain_(chain_length(placement)), traits_(traits),
       run_dir_(std::move(run_dir)),
       replicas_(coll, placement.stage_to_rank, chain_length(placement), pp_rank, traits.replicas,
@@ -59,7 +59,7 @@ void SegmentRunner::step(LocalStage& ls, Pending& p, std::vector<LocalStage>& lo
     return;
   }
   const int k = int(ls.version - p.first_step);
-  if (traits_.async) {
+  if (traits_.clip == ClipPolicy::kPerStage) {
     p.sq[{ls.stage, k}] = apply_stage_update_self_clipped(ls, c_, p.lr);
   } else {
     if (p.norm_update != k) {  // this rank's first STEP of update k: every local stage is reduced
@@ -90,7 +90,7 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
     ls.model->zero_grads();
     if (tied_.enabled && (ls.stage == 0 || ls.stage == tied_.last_stage)) ++p.tied_holders;
     // Versions count updates from the run's start: sync stages are all at first_step.
-    PT_CHECK_MSG(traits_.async || ls.version == first_step, "stage " + std::to_string(ls.stage) + " is at version " +
+    PT_CHECK_MSG(traits_.asynchronous || ls.version == first_step, "stage " + std::to_string(ls.stage) + " is at version " +
                                                                 std::to_string(ls.version) + ", expected step " +
                                                                 std::to_string(first_step));
   }
@@ -184,7 +184,7 @@ std::vector<double> async_update_norms(Collectives& coll, const std::map<std::pa
   for (const auto& [sk, v] : sq)
     if (sk.first < chain) mine.push_back({sk.first, sk.second, v});
   std::vector<Entry> all = allgatherv(coll, Group::kPipeline, mine);
-  std::vector<std::vector<std::pair<int, double>>> per(size_t(updates));
+  std::vector<std::vector<std::pair<int, double>>> per(static_cast<size_t>(updates));
   for (const Entry& e : all) per[size_t(e.update)].push_back({int(e.stage), e.sq});
   std::vector<double> norms;
   for (auto& v : per) {
@@ -216,10 +216,8 @@ void SegmentRunner::fill_logs(const Schedule& lowered, int64_t first_step, doubl
   for (size_t g = 0; g < out.loss_times.size() && g < when.size(); ++g) when[g] = out.loss_times[g];
   coll_.allreduce_max(Group::kPipeline, when.data(), when.size());
   std::vector<double> norms = p.global_norm;
-  if (traits_.async) {
-    norms = async_update_norms(coll_, p.sq, chain_, updates);
-    result->records = gather_records(coll_, out.versions, first_step, m);
-  }
+  if (traits_.clip == ClipPolicy::kPerStage) norms = async_update_norms(coll_, p.sq, chain_, updates);
+  if (traits_.asynchronous) result->records = gather_records(coll_, out.versions, first_step, m);
   PT_CHECK_MSG(int(norms.size()) == updates, "segment of " + std::to_string(updates) + " updates applied " +
                                                  std::to_string(norms.size()) + " on pipeline rank " +
                                                  std::to_string(pp_rank_));
@@ -227,10 +225,10 @@ void SegmentRunner::fill_logs(const Schedule& lowered, int64_t first_step, doubl
     UpdateLog l;
     l.step = first_step + k + 1;
     l.loss = losses[size_t(k)];
-    l.time_s = clock_offset + (traits_.async ? when[size_t(k) * m + size_t(m - 1)] : result->seconds);
+    l.time_s = clock_offset + (traits_.asynchronous ? when[size_t(k) * m + size_t(m - 1)] : result->seconds);
     l.lr = learning_rate(p.lr, first_step + k);
     l.grad_norm = norms[size_t(k)];
-    if (traits_.async) l.versions = versions_json(result->records, first_step + k, m, lowered.num_stages);
+    if (traits_.asynchronous) l.versions = versions_json(result->records, first_step + k, m, lowered.num_stages);
     result->updates.push_back(l);
   }
 }

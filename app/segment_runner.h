@@ -26,15 +26,10 @@
 #include "pipeline/action.h"
 #include "pipeline/collectives.h"
 #include "pipeline/executor.h"
+#include "pipeline/schedules/schedules.h"
 #include "pipeline/transport.h"
 
 namespace pt {
-
-// What the runner must know of the schedule (from its registry traits).
-struct RunnerTraits {
-  bool async = false;        // per-stage clip, version records, STEPs inside the list
-  bool replicas = false;     // several pipelines, replicas with one optimizer-state owner (AMDP)
-};
 
 // One optimizer update as logged (valid on every rank).
 struct UpdateLog {
@@ -63,8 +58,9 @@ struct SegmentResult {
 
 class SegmentRunner {
  public:
-  SegmentRunner(const Config& c, Collectives& coll, const Schedule& placement, int pp_rank, RunnerTraits traits,
-                std::string run_dir);
+  // `traits`: the schedule's registry entry (clip policy, version records, stage replicas).
+  SegmentRunner(const Config& c, Collectives& coll, const Schedule& placement, int pp_rank,
+                const ScheduleTraits& traits, std::string run_dir);
 
   // Runs steps [first_step, first_step + updates of `lowered`). `clock_offset` = run seconds
   // elapsed at the segment start.
@@ -85,7 +81,7 @@ class SegmentRunner {
   const Config& c_;
   Collectives& coll_;
   int pp_rank_, chain_;
-  RunnerTraits traits_;
+  const ScheduleTraits& traits_;
   std::string run_dir_;
   StageReplicas replicas_;
   TiedEmbeddings tied_;

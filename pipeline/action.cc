@@ -29,8 +29,8 @@ bool read_int(std::string_view text, size_t* pos, int* value) {
 }  // namespace
 
 bool operator==(const Action& a, const Action& b) {
-  return a.kind == b.kind && a.stage == b.stage && a.microbatch == b.microbatch &&
-         a.peer_rank == b.peer_rank && a.version == b.version;
+  return a.kind == b.kind && a.group == b.group && a.stage == b.stage &&
+         a.microbatch == b.microbatch && a.peer_rank == b.peer_rank && a.version == b.version;
 }
 
 bool is_compute(ActionKind k) { return k <= ActionKind::Bw; }
@@ -47,6 +47,12 @@ std::string format_action(const Action& a) {
     out += is_send(a.kind) ? "->" : "<-";
     out += std::to_string(a.peer_rank);
   }
+  if (a.group != 0) {
+    out += ':';
+    if (a.group & kGroupData) out += "dp";
+    if ((a.group & kGroupData) && (a.group & kGroupReplicas)) out += '+';
+    if (a.group & kGroupReplicas) out += "rep";
+  }
   if (a.version != 0) {
     out += '@';
     out += std::to_string(a.version);
@@ -57,8 +63,8 @@ std::string format_action(const Action& a) {
 Status parse_action(std::string_view text, Action* out) {
   auto fail = [&](const char* why) {
     return Status::error("cannot parse action '" + std::string(text) + "': " + why +
-                         " (expected <stage><KIND>[<mb>][->peer|<-peer][@version], e.g. 2F5, "
-                         "0SEND_ACT4->1)");
+                         " (expected <stage><KIND>[<mb>][->peer|<-peer][:group][@version], e.g. "
+                         "2F5, 0SEND_ACT4->1, 3ALLREDUCE_GRAD:dp)");
   };
   Action a;
   size_t pos = 0;
@@ -84,6 +90,24 @@ Status parse_action(std::string_view text, Action* out) {
     if ((text[pos] == '-') != is_send(a.kind)) return fail("sends use '->peer', receives '<-peer'");
     pos += 2;
     if (!read_int(text, &pos, &a.peer_rank)) return fail("missing peer rank after the arrow");
+  }
+  if (pos < text.size() && text[pos] == ':') {
+    if (a.kind != ActionKind::ALLREDUCE_GRAD) return fail("only ALLREDUCE_GRAD has a group suffix");
+    ++pos;
+    for (bool more = true; more;) {
+      const std::string_view rest = text.substr(pos);
+      if (rest.rfind("dp", 0) == 0 && !(a.group & kGroupData)) {
+        a.group |= kGroupData;
+        pos += 2;
+      } else if (rest.rfind("rep", 0) == 0 && !(a.group & kGroupReplicas)) {
+        a.group |= kGroupReplicas;
+        pos += 3;
+      } else {
+        return fail("group suffix must be ':dp', ':rep' or ':dp+rep'");
+      }
+      more = pos < text.size() && text[pos] == '+';
+      pos += more;
+    }
   }
   if (pos < text.size() && text[pos] == '@') {
     ++pos;

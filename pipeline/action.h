@@ -1,6 +1,7 @@
 // The pipeline schedule IR: one Action is a value type (kind, stage, micro-batch, peer, version)
 // and a Schedule is, per pipeline rank, the ordered action list of ONE optimizer step. Builders
-// (schedules/) emit compute actions only; lower.h inserts the SEND/RECV pairs; validate.h,
+// (schedules/) emit the compute actions and the step (ALLREDUCE_GRAD per group, then STEP) of
+// every stage; lower.h inserts the SEND/RECV pairs; validate.h,
 // simulate.h and the executor all read the same lists, so the list that is tested is the list that
 // runs.
 //
@@ -39,12 +40,18 @@ enum class ActionKind : uint8_t {
   SEND_GRAD,
   RECV_GRAD,
   STEP,            // optimizer step of `stage` (microbatch = -1)
-  ALLREDUCE_GRAD,  // data-parallel gradient reduction of `stage` (microbatch = -1)
+  ALLREDUCE_GRAD,  // gradient reduction of `stage` over Action::group (microbatch = -1)
 };
 inline constexpr int kNumActionKinds = 10;
 
+// The ranks an ALLREDUCE_GRAD sums over, as bit flags: the data-parallel replicas of the stage
+// (same pipeline rank, every dp replica) and/or the stage replicas of several pipelines (AMDP:
+// the K replicas of a model stage). Text suffix ":dp", ":rep", ":dp+rep".
+enum CollectiveGroup : uint8_t { kGroupData = 1, kGroupReplicas = 2 };
+
 struct Action {
   ActionKind kind = ActionKind::F;
+  uint8_t group = 0;  // ALLREDUCE_GRAD only: CollectiveGroup bits; 0 for every other kind
   int stage = 0;
   int microbatch = 0;
   int peer_rank = -1;  // comm actions only: the other end
@@ -61,10 +68,12 @@ bool is_send(ActionKind k);
 bool is_recv(ActionKind k);
 const char* action_kind_name(ActionKind k);  // "F", "Bx", "SEND_ACT", ...
 
-// Text form: <stage><KIND>[<mb>][->peer | <-peer][@version]
+// Text form: <stage><KIND>[<mb>][->peer | <-peer][:group][@version]
 //   "2F5"  "1B3"  "1Bx3"  "1Bw3"  "0SEND_ACT4->1"  "1RECV_ACT4<-0"  "1SEND_GRAD3->0"
-//   "0RECV_GRAD3<-1" "0STEP"  "3ALLREDUCE_GRAD"  "2F5@7" (version 7; omitted when 0).
-// Sends print "->peer", receives "<-peer"; the peer is omitted when it is -1.
+//   "0RECV_GRAD3<-1" "0STEP"  "3ALLREDUCE_GRAD:dp"  "5ALLREDUCE_GRAD:rep"  "2F5@7" (version 7;
+//   omitted when 0). Sends print "->peer", receives "<-peer"; the peer is omitted when it is -1.
+// The group suffix is printed when group != 0 ("dp", "rep", "dp+rep"); a text without one (the
+// form before groups existed) parses with group 0.
 std::string format_action(const Action& a);
 // Inverse of format_action; an error names the offending text and what was expected.
 Status parse_action(std::string_view text, Action* out);

@@ -111,7 +111,8 @@ double p2p_seconds(const CostFile& f, double bytes);
 // embedding, the last the head); p2p_latency = p2p_seconds(activation_bytes), the
 // (B, T, C) boundary message. step = the optimizer time of the largest stage
 // (`stage_params`[i] = parameters of model stage i; used by STEP actions of
-// asynchronous schedules); allreduce is left 0.
+// asynchronous schedules; `pipetrain plan` accounts a synchronous step after the flush
+// instead); allreduce and allreduce_data are left 0.
 CostModel cost_model_from_file(const CostFile& f, const std::vector<std::pair<int, int>>& ranges, int num_stages,
                                double activation_bytes, const std::vector<size_t>& stage_params);
 

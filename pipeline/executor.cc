@@ -117,8 +117,12 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
   // Last action index that reads each (stage, version): a snapshot of a version is
   // kept at STEP only if a later action still reads it, and dropped after that read.
   std::map<int64_t, size_t> last_read;
+  int64_t last_compute = -1;
   for (size_t i = 0; i < actions.size(); ++i)
-    if (is_compute(actions[i].kind)) last_read[key(actions[i].stage, actions[i].version)] = i;
+    if (is_compute(actions[i].kind)) {
+      last_read[key(actions[i].stage, actions[i].version)] = i;
+      last_compute = int64_t(i);
+    }
   live_version_.assign(S, 0);
   for (auto& snaps : snapshots_) snaps.clear();
   snapshots_.resize(S);
@@ -205,11 +209,11 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
                          message_tag(kGradTag, s + 1, mb, S));
         break;
       case ActionKind::ALLREDUCE_GRAD:
-        PT_CHECK_MSG(callbacks.reduce != nullptr, "schedule has ALLREDUCE_GRAD actions but no reduce callback");
-        callbacks.reduce(s);
+        if (callbacks.reduce) callbacks.reduce(s, a.group);
         break;
       case ActionKind::STEP: {
-        PT_CHECK_MSG(callbacks.step != nullptr, "schedule has STEP actions but no step callback");
+        PT_CHECK_MSG(callbacks.step != nullptr || int64_t(i) > last_compute,
+                     "schedule has STEP actions between compute actions but no step callback");
         StageModel* model = stages_[s];
         PT_CHECK(model != nullptr);
         const int live = live_version_[s];
@@ -218,7 +222,7 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
           snapshots_[s][live].assign(model->params(), model->params() + model->num_params());
         for (size_t r : unapplied[s]) records[r].applied = live;
         unapplied[s].clear();
-        callbacks.step(s);
+        if (callbacks.step) callbacks.step(s);
         ++live_version_[s];
         // Drop snapshots no later action reads.
         for (auto it = snapshots_[s].begin(); it != snapshots_[s].end();) {

@@ -24,12 +24,16 @@ namespace pt {
 
 // Fills the (B, T) inputs and targets of micro-batch `microbatch` of the current list.
 using BatchFn = std::function<void(int microbatch, int32_t* inputs, int32_t* targets)>;
-// Callbacks for the collective and optimizer actions of asynchronous lists:
-// `step(stage)` applies one optimizer update to that stage (STEP); `reduce(stage)`
-// sums the stage's gradients over its replicas (ALLREDUCE_GRAD, AMDP).
+// Callbacks for the collective and optimizer actions of a list: `step(stage)` applies
+// one optimizer update to that stage (STEP); `reduce(stage, group)` sums the stage's
+// gradients over the ranks of `group` (ALLREDUCE_GRAD; CollectiveGroup bits: the
+// data-parallel replicas and/or AMDP's stage replicas). An empty callback makes its
+// actions no-ops (the version bookkeeping still runs), so a synchronous list runs
+// without callbacks and its caller steps afterwards; a STEP followed by more compute
+// on its rank (an asynchronous list) needs `step`.
 struct StageCallbacks {
   std::function<void(int stage)> step;
-  std::function<void(int stage)> reduce;
+  std::function<void(int stage, uint8_t group)> reduce;
 };
 
 struct StepOutput {
@@ -46,9 +50,10 @@ class Executor {
   Executor(const Schedule& lowered, int pipeline_rank, std::vector<StageModel*> stages,
            Transport* transport);
 
-  // Runs this rank's whole action list: one optimizer step's forwards and
-  // backwards for a synchronous schedule (the caller steps afterwards), or a
-  // continuous asynchronous segment whose STEP actions call `step`. Gradients
+  // Runs this rank's whole action list: one optimizer step for a synchronous
+  // schedule (its ALLREDUCE_GRAD/STEP tail calls the callbacks when given; without
+  // them the caller reduces and steps afterwards), or a continuous asynchronous
+  // segment whose STEP actions call `step`. Gradients
   // accumulate in the stage models. loss_scale multiplies d(loss)/d(logits).
   // F/B actions read the weight version in Action::version: the live weights when
   // it equals the stage's live version, else a snapshot kept from that version

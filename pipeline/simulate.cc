@@ -235,6 +235,10 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
           end = start + costs.step;
           break;
         case ActionKind::ALLREDUCE_GRAD: {
+          if (!(a.group & kGroupReplicas)) {  // data-parallel only: the dp replicas are not simulated
+            end = start + costs.allreduce_data;
+            break;
+          }
           if (s.pipelines <= 1) {
             end = start + costs.allreduce;
             break;

@@ -12,9 +12,11 @@
 //                later;
 //   RECV_*       blocking: the rank waits until the matching SEND has arrived;
 //   STEP         costs CostModel::step on its rank (AMDP's step slot), no dependency;
-//   ALLREDUCE_GRAD(v) a collective of the `pipelines` replicas of v's model stage: the k-th
-//                ALLREDUCE_GRAD of each replica forms one collective, which starts when the last
-//                replica reaches it and costs CostModel::allreduce (one pipeline: no wait).
+//   ALLREDUCE_GRAD(v) over the replicas (group kGroupReplicas): a collective of the `pipelines`
+//                replicas of v's model stage: the k-th such ALLREDUCE_GRAD of each replica forms
+//                one collective, which starts when the last replica reaches it and costs
+//                CostModel::allreduce (one pipeline: no wait). Over the data-parallel group only:
+//                costs CostModel::allreduce_data, no wait (one dp replica is simulated).
 // Stages exchange data only with their chain neighbours (Schedule::pipelines, action.h).
 // These are the transport's semantics (non-blocking send, blocking receive), so a lowered schedule
 // is executable iff simulate() returns ok. No progress with work left is a deadlock, reported with
@@ -38,7 +40,8 @@ struct CostModel {
   std::vector<double> backward_weight;  // per stage
   double p2p_latency = 0;               // send post -> arrival at the receiver
   double step = 0;       // one STEP action (AMDP's timeline: 1 unit per step slot on a GPU)
-  double allreduce = 0;  // one ALLREDUCE_GRAD collective, after its last member arrives
+  double allreduce = 0;  // one replica ALLREDUCE_GRAD collective, after its last member arrives
+  double allreduce_data = 0;  // one data-parallel-only ALLREDUCE_GRAD
 
   // Unit-time default of algorithms.md: F = 1, B = 2 (Bx = 1, Bw = 1), free communication.
   static CostModel uniform(int num_stages, double forward = 1, double backward_input = 1,

@@ -116,6 +116,10 @@ Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::ve
                            std::to_string(a.stage) + " is owned by rank " +
                            std::to_string(owner[a.stage]));
       }
+      if ((a.group != 0) != (a.kind == ActionKind::ALLREDUCE_GRAD)) {
+        return fail_at(s, r, t, format_action(a) + (a.group != 0 ? ": only ALLREDUCE_GRAD names a group"
+                                                                  : ": ALLREDUCE_GRAD names no group (:dp, :rep)"));
+      }
       if (a.kind == ActionKind::STEP || a.kind == ActionKind::ALLREDUCE_GRAD) continue;
       if (a.version < 0) {
         return fail_at(s, r, t, format_action(a) + " reads a negative weight version");

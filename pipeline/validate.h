@@ -14,7 +14,8 @@ namespace pt {
 //   * every action's stage is in range and owned by the rank that runs it; micro-batches in [0,
 //   microbatches);
 //   * each (stage, mb) has exactly one F and either one B or one Bx and one Bw;
-//   * F before B/Bx, Bx before Bw on the owning rank.
+//   * F before B/Bx, Bx before Bw on the owning rank;
+//   * ALLREDUCE_GRAD names a group (Action::group != 0), no other action does.
 Status validate_compute(const Schedule& s);
 
 // validate_compute plus the communication rules of a lowered schedule:

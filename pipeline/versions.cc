@@ -13,7 +13,6 @@ namespace pt {
 
 namespace {
 
-bool is_backward(ActionKind k) { return k == ActionKind::B || k == ActionKind::Bx; }
 
 std::string where(int mb, int stage) {
   return "micro-batch " + std::to_string(mb) + ", stage " + std::to_string(stage);
@@ -114,7 +113,7 @@ std::vector<VersionRecord> versions_from_schedule(const Schedule& s) {
           break;
         }
         case ActionKind::ALLREDUCE_GRAD:
-          reduced.insert(a.stage);
+          if (a.group & kGroupReplicas) reduced.insert(a.stage);
           break;
         default:
           break;

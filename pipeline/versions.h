@@ -30,7 +30,7 @@ struct VersionRecord {
 // ran since the previous STEP(stage) get applied = the pre-update live version. Ranks in order,
 // each rank's records in its forward order (the executor's order, rank by rank).
 // AMDP (pipelines > 1, owner mode): a B on a replica that does not own its model stage (owner =
-// the rank of pipeline 0's stage) running after that stage's ALLREDUCE_GRAD and before its STEP is
+// the rank of pipeline 0's stage) running after that stage's replica ALLREDUCE_GRAD and before its STEP is
 // DROPPED: applied stays -1 (step_slot reference, algorithms.md §2.2; clean slots have no such B).
 std::vector<VersionRecord> versions_from_schedule(const Schedule& s);
 

@@ -35,6 +35,7 @@
 #include <iterator>
 #include <string>
 
+#include "common/check.h"
 #include "pipeline/schedules/async_common.h"
 #include "pipeline/schedules/common.h"
 
@@ -95,13 +96,20 @@ struct Layout {
   std::vector<std::vector<int>> host;  // host[gpu][p] = virtual stage of pipeline p on gpu
 };
 
+// ALLREDUCE_GRAD of virtual stage v over its K replicas.
+Action replica_reduce(int v) {
+  Action a = compute(ActionKind::ALLREDUCE_GRAD, v, -1);
+  a.group = kGroupReplicas;
+  return a;
+}
+
 // The step slot: per hosted stage in ascending model stage order, ALLREDUCE_GRAD then STEP
 // (clean), or STEP only (reference: the reduce ran after the stage's last backward).
 void emit_slot(const Layout& L, int gpu, std::vector<Action>* list) {
   std::vector<int> vs = L.host[size_t(gpu)];
   std::sort(vs.begin(), vs.end(), [&](int a, int b) { return a % L.S < b % L.S; });
   for (int v : vs) {
-    if (!L.reference_slot) list->push_back(compute(ActionKind::ALLREDUCE_GRAD, v, -1));
+    if (!L.reference_slot) list->push_back(replica_reduce(v));
     list->push_back(compute(ActionKind::STEP, v, -1));
   }
 }
@@ -121,7 +129,7 @@ void reference_rounds(const Layout& L, Schedule* s) {
       // Reference slot: the replica's gradient is reduced right after its last backward of the
       // iteration (the second micro-batch of its pipeline in the iteration's last round).
       if (L.reference_slot && k == ActionKind::B && g == m * (g / m) + m - L.K + j % L.K)
-        list.push_back(compute(ActionKind::ALLREDUCE_GRAD, v, -1));
+        list.push_back(replica_reduce(v));
     };
     for (int r = 0; r <= L.rounds; ++r) {
       for (const RefOp& o : round) {
@@ -223,32 +231,42 @@ void general_rule(const Layout& L, Schedule* s) {
 
 }  // namespace
 
-Status build_amdp(const ScheduleSpec& spec, Schedule* out) {
-  PT_RETURN_IF_ERROR(schedules_internal::check_async_basic(spec));
-  const int S = spec.ranks;
+Status schedules_internal::check_amdp(const ScheduleSpec& spec) {
+  const int S = spec.ranks, m = spec.microbatches;
   if (S < 2 || S % 2 != 0) {
     return Status::error("parallel.pp = " + std::to_string(S) +
-                         " is not supported by schedule.kind 'amdp': it runs K = S/2 pipelines, "
-                         "so the number of pipeline stages must be even and >= 2");
+                         " is not supported by schedule.kind 'amdp': it runs K = S/2 bidirectional "
+                         "pipelines, so the number of pipeline stages must be even and >= 2");
   }
-  const int K = S / 2;
-  const int m = spec.microbatches;
-  if (m % (2 * K) != 0) {
-    return Status::error("schedule.microbatches = " + std::to_string(m) +
+  if (m % S != 0) {
+    return Status::error("training.microbatches = " + std::to_string(m) +
                          " is not a multiple of 2K = parallel.pp = " + std::to_string(S) +
                          ": amdp runs rounds of 2 micro-batches per pipeline (K = S/2 pipelines)");
   }
+  if (spec.amdp_step_slot == "reference" && S != 4 && S != 8) {
+    return Status::error("schedule.amdp.step_slot = reference reproduces the reference code, which "
+                         "exists for parallel.pp 4 and 8 only (got " + std::to_string(S) +
+                         "); use clean");
+  }
+  if (spec.amdp_step_slot == "reference" && !spec.amdp_zero_owner) {
+    return Status::error("schedule.amdp.step_slot = reference needs schedule.amdp.zero_owner: true "
+                         "(with an all-reduce, gradients accumulated between the reduce and the "
+                         "step would make the replicas diverge)");
+  }
+  return Status::ok();
+}
+
+Status build_amdp(const ScheduleSpec& spec, Schedule* out) {
+  const int S = spec.ranks;
+  const int K = S / 2;
+  const int m = spec.microbatches;
+  PT_CHECK(S >= 2 && m % (2 * K) == 0);  // check_amdp
   Layout L;
   L.S = S;
   L.K = K;
   L.rounds_per_iter = m / (2 * K);
   L.rounds = L.rounds_per_iter * spec.segment_updates;
-  if (spec.amdp_step_slot != "clean" && spec.amdp_step_slot != "reference")
-    return Status::error("schedule.amdp.step_slot = '" + spec.amdp_step_slot + "' is not one of: clean, reference");
   L.reference_slot = spec.amdp_step_slot == "reference";
-  if (L.reference_slot && S != 4 && S != 8)
-    return Status::error("schedule.amdp.step_slot = reference reproduces the reference code, which exists for "
-                         "parallel.pp 4 and 8 only (got " + std::to_string(S) + "); use clean");
   L.host.assign(size_t(S), std::vector<int>(size_t(K), -1));
   Schedule s;
   s.num_ranks = S;

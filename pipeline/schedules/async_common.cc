@@ -77,14 +77,4 @@ void assign_live_versions(Schedule* s, bool stash) {
   }
 }
 
-Status check_async_basic(const ScheduleSpec& spec) {
-  PT_RETURN_IF_ERROR(check_basic(spec, /*allow_chunks=*/false));
-  if (spec.segment_updates < 1) {
-    return Status::error("schedule.segment_updates must be >= 1 (optimizer updates per stage "
-                         "between two drain points), got " +
-                         std::to_string(spec.segment_updates));
-  }
-  return Status::ok();
-}
-
 }  // namespace pt::schedules_internal

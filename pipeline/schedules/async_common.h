@@ -34,8 +34,4 @@ std::vector<std::vector<Action>> run_worker_loop(const WorkerLoopRule& rule);
 // PACI, AMDP) or its forward's version (stash = true: PipeDream weight stashing).
 void assign_live_versions(Schedule* s, bool stash);
 
-// Checks shared by the async kinds: ranks >= 1, microbatches >= 1, chunks == 1,
-// segment_updates >= 1.
-Status check_async_basic(const ScheduleSpec& spec);
-
 }  // namespace pt::schedules_internal

@@ -7,8 +7,7 @@
 //   not reversed
 // Keeps: forwards non-decreasing in local stage, backwards non-increasing within a group (§6.6.2),
 // and ascending micro-batch order per stage.
-#include <string>
-
+#include "common/check.h"
 #include "pipeline/prefault.h"
 #include "pipeline/schedules/common.h"
 
@@ -17,16 +16,11 @@ namespace pt {
 using schedules_internal::compute;
 
 Status build_bfpp(const ScheduleSpec& spec, Schedule* out) {
-  PT_RETURN_IF_ERROR(schedules_internal::check_basic(spec, /*allow_chunks=*/true));
   const int n = spec.ranks;
   const int v = spec.chunks;
   const int m = spec.microbatches;
   const int breadth = spec.bfpp_breadth == 0 ? m : spec.bfpp_breadth;
-  if (breadth < 1 || breadth > m || m % breadth != 0) {
-    return Status::error("schedule.bfpp_breadth = " + std::to_string(spec.bfpp_breadth) +
-                         " must divide schedule.microbatches = " + std::to_string(m) +
-                         " (m = breadth x depth; 0 means breadth = m)");
-  }
+  PT_CHECK(breadth >= 1 && m % breadth == 0);  // check_schedule_spec
   Schedule s = schedules_internal::empty_schedule(spec, "bfpp");
   for (int d = 0; d < n; ++d) {
     auto& list = s.per_rank[d];

@@ -1,17 +1,21 @@
-// Helpers shared by the schedule builders: argument checks that produce the user-facing Status
-// messages (naming the YAML key and the rule), and the empty Schedule shell with its placement.
+// Helpers shared by the schedule builders: the empty Schedule shell with its placement, the action
+// constructor, and the per-kind spec checks the registry entries reference (user-facing Status
+// messages that start with the config key to change; the one copy of each rule).
 #pragma once
 
 #include "pipeline/schedules/schedules.h"
 
 namespace pt::schedules_internal {
 
-// Checks ranks >= 1, microbatches >= 1, chunks >= 1 (and chunks == 1 unless allow_chunks).
-Status check_basic(const ScheduleSpec& spec, bool allow_chunks);
-
 // A Schedule with no actions yet: num_ranks, num_stages = ranks * chunks, looping placement, empty
 // lists.
 Schedule empty_schedule(const ScheduleSpec& spec, const char* name);
+
+// The kinds' own rules (after the common ones of check_schedule_spec).
+Status check_interleaved_1f1b(const ScheduleSpec& spec);  // m % pp == 0
+Status check_pipedream_2bw(const ScheduleSpec& spec);     // m >= pp
+Status check_paci(const ScheduleSpec& spec);              // allowed_lagging: S values in [1, S-s]
+Status check_amdp(const ScheduleSpec& spec);  // even pp >= 2, m % pp, step_slot reference rules
 
 inline Action compute(ActionKind kind, int stage, int microbatch) {
   Action a;

@@ -9,7 +9,6 @@ namespace pt {
 using schedules_internal::compute;
 
 Status build_gpipe(const ScheduleSpec& spec, Schedule* out) {
-  PT_RETURN_IF_ERROR(schedules_internal::check_basic(spec, /*allow_chunks=*/false));
   Schedule s = schedules_internal::empty_schedule(spec, "gpipe");
   const int m = spec.microbatches;
   for (int r = 0; r < spec.ranks; ++r) {

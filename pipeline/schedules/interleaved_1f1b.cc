@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <string>
 
+#include "common/check.h"
 #include "pipeline/prefault.h"
 #include "pipeline/schedules/common.h"
 
@@ -15,19 +16,21 @@ namespace pt {
 
 using schedules_internal::compute;
 
+Status schedules_internal::check_interleaved_1f1b(const ScheduleSpec& spec) {
+  const int n = spec.ranks, m = spec.microbatches;
+  if (m % n == 0) return Status::ok();
+  return Status::error("training.microbatches = " + std::to_string(m) +
+                       " must be a multiple of parallel.pp = " + std::to_string(n) +
+                       " for schedule.kind 'interleaved_1f1b' (Megatron's depth-first order runs "
+                       "micro-batches in groups of one per rank); use bfpp or a multiple of " +
+                       std::to_string(n));
+}
+
 Status build_interleaved_1f1b(const ScheduleSpec& spec, Schedule* out) {
-  PT_RETURN_IF_ERROR(schedules_internal::check_basic(spec, /*allow_chunks=*/true));
   const int n = spec.ranks;
   const int v = spec.chunks;
   const int m = spec.microbatches;
-  if (m % n != 0) {
-    return Status::error(
-        "schedule.microbatches = " + std::to_string(m) +
-        " must be a multiple of the pipeline ranks (" + std::to_string(n) +
-        ") for schedule.kind 'interleaved_1f1b' (Megatron's depth-first order runs "
-        "micro-batches in groups of one per rank); use bfpp or a multiple of " +
-        std::to_string(n));
-  }
+  PT_CHECK(m % n == 0);  // check_interleaved_1f1b
   Schedule s = schedules_internal::empty_schedule(spec, "interleaved_1f1b");
   const int total = m * v;
   auto mb_of = [&](int k) { return (k / (n * v)) * n + k % n; };

@@ -12,7 +12,6 @@ namespace pt {
 using schedules_internal::compute;
 
 Status build_one_f_one_b(const ScheduleSpec& spec, Schedule* out) {
-  PT_RETURN_IF_ERROR(schedules_internal::check_basic(spec, /*allow_chunks=*/false));
   Schedule s = schedules_internal::empty_schedule(spec, "1f1b");
   const int num_stages = spec.ranks;
   const int m = spec.microbatches;

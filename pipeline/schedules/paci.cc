@@ -13,48 +13,46 @@
 
 namespace pt {
 
+Status schedules_internal::check_paci(const ScheduleSpec& spec) {
+  const int S = spec.ranks;
+  const auto& caps = spec.paci_allowed_lagging;
+  if (caps.empty()) return Status::ok();
+  // Range [1, S-s]: 0 would never admit a forward (deadlock); above S-s a stage would hold more
+  // activations than 1F1B-flush (§3.5 item 1) and the drift law of §3.3 no longer holds.
+  if (int(caps.size()) != S) {
+    return Status::error("schedule.paci.allowed_lagging must list one value per stage (" +
+                         std::to_string(S) + " for parallel.pp = " + std::to_string(S) +
+                         ") or be 'auto' (S-s), got " + std::to_string(caps.size()) + " values");
+  }
+  for (int s = 0; s < S; ++s) {
+    if (caps[size_t(s)] < 1 || caps[size_t(s)] > S - s) {
+      return Status::error("schedule.paci.allowed_lagging[" + std::to_string(s) +
+                           "] = " + std::to_string(caps[size_t(s)]) + " is out of range: stage " +
+                           std::to_string(s) + " of " + std::to_string(S) +
+                           " needs 1 <= allowed_lagging <= S-s = " + std::to_string(S - s));
+    }
+  }
+  return Status::ok();
+}
+
 namespace {
 
 Status build(const ScheduleSpec& spec, bool flush, Schedule* out) {
-  PT_RETURN_IF_ERROR(schedules_internal::check_async_basic(spec));
   const int S = spec.ranks;
   const int a = spec.microbatches;
-  if (spec.paci_mode != "perf" && spec.paci_mode != "mem") {
-    return Status::error("schedule.paci.mode must be 'perf' or 'mem', got '" + spec.paci_mode +
-                         "'");
-  }
   schedules_internal::WorkerLoopRule rule;
   rule.stages = S;
   rule.total = a * spec.segment_updates;
   rule.step_every = a;
   rule.flush_group = flush ? a : 0;
-  if (spec.paci_allowed_lagging.empty()) {
+  rule.allowed_lagging = spec.paci_allowed_lagging;  // check_paci: S values in [1, S-s]
+  if (rule.allowed_lagging.empty())
     for (int s = 0; s < S; ++s) rule.allowed_lagging.push_back(S - s);
-  } else {
-    // Range [1, S-s]: 0 would never admit a forward (deadlock); above S-s a stage would hold more
-    // activations than 1F1B-flush (§3.5 item 1) and the drift law of §3.3 no longer holds.
-    if (int(spec.paci_allowed_lagging.size()) != S) {
-      return Status::error("schedule.paci.allowed_lagging must list one value per stage (" +
-                           std::to_string(S) + " for parallel.pp = " + std::to_string(S) +
-                           ") or be empty (default S-s), got " +
-                           std::to_string(spec.paci_allowed_lagging.size()) + " values");
-    }
-    for (int s = 0; s < S; ++s) {
-      const int v = spec.paci_allowed_lagging[s];
-      if (v < 1 || v > S - s) {
-        return Status::error("schedule.paci.allowed_lagging[" + std::to_string(s) +
-                             "] = " + std::to_string(v) + " is out of range: stage " +
-                             std::to_string(s) + " of " + std::to_string(S) +
-                             " needs 1 <= allowed_lagging <= S-s = " + std::to_string(S - s));
-      }
-      rule.allowed_lagging.push_back(v);
-    }
-  }
   ScheduleSpec shell = spec;
   shell.microbatches = rule.total;
   Schedule s = schedules_internal::empty_schedule(shell, flush ? "paci_flush" : "paci");
   s.per_rank = schedules_internal::run_worker_loop(rule);
-  s.recompute_in_backward = spec.paci_mode == "mem";
+  s.recompute_in_backward = spec.paci_mode == "mem";  // both kinds have recompute_mode
   schedules_internal::assign_live_versions(&s, /*stash=*/false);
   *out = std::move(s);
   return Status::ok();

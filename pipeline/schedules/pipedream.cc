@@ -32,7 +32,6 @@ Schedule pipedream_order(const ScheduleSpec& spec, const char* name) {
 }  // namespace schedules_internal
 
 Status build_pipedream(const ScheduleSpec& spec, Schedule* out) {
-  PT_RETURN_IF_ERROR(schedules_internal::check_async_basic(spec));
   Schedule s = schedules_internal::pipedream_order(spec, "pipedream");
   schedules_internal::assign_live_versions(&s, /*stash=*/true);
   *out = std::move(s);

@@ -6,6 +6,7 @@
 // so at most 2 versions are ever alive (checked here with versions.h before returning).
 #include <string>
 
+#include "common/check.h"
 #include "pipeline/schedules/async_common.h"
 #include "pipeline/schedules/common.h"
 #include "pipeline/versions.h"
@@ -14,17 +15,20 @@ namespace pt {
 
 namespace schedules_internal {
 Schedule pipedream_order(const ScheduleSpec& spec, const char* name);
+
+Status check_pipedream_2bw(const ScheduleSpec& spec) {
+  if (spec.microbatches >= spec.ranks) return Status::ok();
+  return Status::error("training.microbatches = " + std::to_string(spec.microbatches) +
+                       " is too small for schedule.kind 'pipedream_2bw': it accumulates m >= S = "
+                       "parallel.pp = " + std::to_string(spec.ranks) +
+                       " micro-batches per update so that at most 2 weight versions are alive "
+                       "(double buffering)");
 }
+}  // namespace schedules_internal
 
 Status build_pipedream_2bw(const ScheduleSpec& spec, Schedule* out) {
-  PT_RETURN_IF_ERROR(schedules_internal::check_async_basic(spec));
   const int m = spec.microbatches;
-  if (m < spec.ranks) {
-    return Status::error("schedule.microbatches = " + std::to_string(m) +
-                         " is too small for pipedream_2bw: it needs m >= parallel.pp = " +
-                         std::to_string(spec.ranks) +
-                         " so that at most 2 weight versions are alive (double buffering)");
-  }
+  PT_CHECK(m >= spec.ranks);  // check_pipedream_2bw
   Schedule s = schedules_internal::pipedream_order(spec, "pipedream_2bw");
   for (auto& list : s.per_rank) {
     for (Action& a : list) {

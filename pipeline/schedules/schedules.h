@@ -1,7 +1,6 @@
-// Pure schedule builders: each maps a ScheduleSpec to a Schedule of compute actions (F, B, Bx, Bw)
-// for ONE optimizer step; lower.h adds the communication. No MPI, no model, no clock: the same spec
-// always gives the same lists. Invariants every builder keeps (asserted in
-// tests/pipeline/schedules_test.cc):
+// Pure schedule builders: each maps a ScheduleSpec to a Schedule for ONE optimizer step; lower.h
+// adds the communication. No MPI, no model, no clock: the same spec always gives the same lists.
+// Invariants every builder keeps (asserted in tests/pipeline/schedules_test.cc):
 //   * each (stage, micro-batch) has exactly one F and one B (or one Bx and one Bw) on
 //   stage_to_rank[stage];
 //   * on every stage the backwards (B or Bx, and Bw) run in ascending micro-batch order, so
@@ -9,13 +8,19 @@
 //     accumulation adds micro-batches in the same order as the single-rank run (bitwise-equal
 //     gradients);
 //   * forwards on a stage run in ascending micro-batch order.
-// Asynchronous kinds (is_async_kind: pipedream, pipedream_2bw, paci, paci_flush, amdp) generate ONE
-// SEGMENT between two drain points instead of one step: segment_updates optimizer updates per stage
-// of `microbatches` (= m) micro-batches each, so Schedule::microbatches = N = m x segment_updates
-// (id g belongs to update g / m). Their lists carry STEP(stage) right after the backward that
-// triggers the update (AMDP: ALLREDUCE_GRAD + STEP in its step slot) and Action::version = the
-// version of the stage's weights each F/B reads, counted from 0 at segment start. Their orders come
-// from event-simulating each schedule's rule once with unit costs F=1, B=2 and are then fixed data.
+// The step is in the lists (make_schedule adds what the builders do not):
+//   * synchronous kinds: after each rank's last compute action, ALLREDUCE_GRAD(stage, data) for
+//     each stage of the rank in ascending stage order, then STEP(stage) in the same order (every
+//     reduction of a rank before its first STEP: the global-norm clip needs all gradients);
+//   * asynchronous kinds: ALLREDUCE_GRAD(stage, data) immediately before every STEP(stage).
+// Asynchronous kinds (ScheduleTraits::asynchronous: pipedream, pipedream_2bw, paci, paci_flush,
+// amdp) generate ONE SEGMENT between two drain points instead of one step: segment_updates
+// optimizer updates per stage of `microbatches` (= m) micro-batches each, so
+// Schedule::microbatches = N = m x segment_updates (id g belongs to update g / m). Their lists
+// carry STEP(stage) right after the backward that triggers the update (AMDP: ALLREDUCE_GRAD over
+// the replicas + STEP in its step slot) and Action::version = the version of the stage's weights
+// each F/B reads, counted from 0 at segment start. Their orders come from event-simulating each
+// schedule's rule once with unit costs F=1, B=2 and are then fixed data.
 #pragma once
 
 #include <string>
@@ -27,16 +32,15 @@
 namespace pt {
 
 struct ScheduleSpec {
-  std::string kind;  // gpipe | 1f1b | interleaved_1f1b | bfpp | zb_h1   (YAML: schedule.kind)
+  std::string kind;  // a registry name (schedule_kinds)                (YAML: schedule.kind)
   int ranks = 1;     // N_PP, pipeline ranks                            (YAML: parallel.pp)
   int chunks = 1;    // v, model chunks per rank (interleaved_1f1b, bfpp) (YAML: schedule.chunks)
-  int microbatches =
-      1;  // m per optimizer step                            (YAML: schedule.microbatches)
+  int microbatches = 1;  // m per optimizer step                 (YAML: training.microbatches)
   int bfpp_breadth = 0;  // bfpp: micro-batches per breadth-first group; 0 = m (pure breadth-first)
   // Asynchronous kinds only. microbatches = m means: PACI's accumulation a, PipeDream's
   // accumulation (1 = an update per backward), 2BW's m >= S, AMDP's micro-batches per iteration
   // (a multiple of S).
-  int segment_updates = 1;  // optimizer updates per stage per segment  (schedule.segment_updates)
+  int segment_updates = 1;  // optimizer updates per stage per segment (from the drain points)
   // paci: per-stage cap on in-flight micro-batches, each in [1, S-s]; empty = S-s (the paper's
   // default).                                                  (schedule.paci.allowed_lagging)
   std::vector<int> paci_allowed_lagging;
@@ -45,12 +49,47 @@ struct ScheduleSpec {
   // ALLREDUCE_GRAD right after a replica's last backward of the iteration, STEP at the reference
   // code's U; backwards in between are dropped on non-owners)        (schedule.amdp.step_slot)
   std::string amdp_step_slot = "clean";
+  // Keys only the checks read (check_schedule_spec); the builders ignore them.
+  bool tie_embeddings = false;  // model.tie_embeddings
+  bool amdp_zero_owner = true;  // schedule.amdp.zero_owner
 };
+
+// How the gradients of a STEP are clipped: synchronous kinds by the global norm over every stage
+// of every rank (optimizer.grad_clip), asynchronous kinds each stage by its own norm at its STEP.
+enum class ClipPolicy : uint8_t { kGlobalNorm, kPerStage };
+
+// One registry entry (registry.cc): all that code outside pipeline/schedules/ may know about a
+// schedule kind. Nothing else compares a schedule name.
+struct ScheduleTraits {
+  const char* name;                                 // schedule.kind
+  Status (*build)(const ScheduleSpec&, Schedule*);  // compute actions (+ STEPs for async kinds)
+  Status (*check)(const ScheduleSpec&);  // the kind's own rules after the common ones; may be null
+  bool asynchronous;     // one drained segment per list, STEPs inside it (file comment)
+  bool chunks;           // takes schedule.chunks > 1: several stages per rank, looping placement
+  bool tied_embeddings;  // supports model.tie_embeddings (first and last stage share wte)
+  // Several pipelines hold replicas of every model stage (AMDP): ALLREDUCE_GRAD over the replicas,
+  // schedule.amdp.* apply, and with schedule.amdp.zero_owner only the owner of a model stage
+  // (the rank of pipeline 0's copy) keeps its optimizer state.
+  bool replicas;
+  bool recompute_mode;  // schedule.paci.mode applies: mem recomputes the forward in the backward
+  bool lagging_caps;    // schedule.paci.allowed_lagging applies
+  ClipPolicy clip;
+};
+
+// The entry of `kind`, or nullptr when no schedule has that name.
+const ScheduleTraits* find_schedule(const std::string& kind);
 
 // The schedule kinds make_schedule knows, in the order of the docs.
 const char* const* schedule_kinds(int* count);
+// "gpipe, 1f1b, ...": the kinds for messages.
+std::string schedule_kind_list();
 
-// Dispatches on spec.kind; errors name the YAML key and the rule that failed.
+// Every user-facing rule of a spec, in one copy: the rules common to all kinds, then the kind's
+// own. Used by config validation, `pipetrain plan` and make_schedule. A message starts with the
+// config key that must change (training.microbatches, parallel.pp, schedule.chunks, ...).
+Status check_schedule_spec(const ScheduleSpec& spec);
+
+// check_schedule_spec, then the kind's builder, then the step actions (file comment).
 Status make_schedule(const ScheduleSpec& spec, Schedule* out);
 
 // True for the kinds whose Schedule is a drained asynchronous segment (see the file comment).

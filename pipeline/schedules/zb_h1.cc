@@ -21,7 +21,6 @@ namespace pt {
 using schedules_internal::compute;
 
 Status build_zb_h1(const ScheduleSpec& spec, Schedule* out) {
-  PT_RETURN_IF_ERROR(schedules_internal::check_basic(spec, /*allow_chunks=*/false));
   Schedule s = schedules_internal::empty_schedule(spec, "zb_h1");
   const int num_stages = spec.ranks;
   const int m = spec.microbatches;

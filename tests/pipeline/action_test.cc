@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <utility>
+
 namespace pt {
 namespace {
 
@@ -59,6 +61,32 @@ TEST(ActionText, RejectsJunkWithAMessage) {
     Status st = parse_action(junk, &a);
     EXPECT_FALSE(st.is_ok()) << "accepted '" << junk << "'";
     EXPECT_NE(st.message().find(std::string("'") + junk + "'"), std::string::npos) << st.message();
+  }
+}
+
+// ALLREDUCE_GRAD names its group as a suffix; the text without one (lists written before groups
+// existed) still parses, with group 0.
+TEST(ActionText, AllreduceGroupSuffixRoundTrips) {
+  const std::pair<uint8_t, const char*> forms[] = {{kGroupData, "3ALLREDUCE_GRAD:dp"},
+                                                   {kGroupReplicas, "3ALLREDUCE_GRAD:rep"},
+                                                   {kGroupData | kGroupReplicas, "3ALLREDUCE_GRAD:dp+rep"}};
+  for (const auto& [group, text] : forms) {
+    Action a = make(ActionKind::ALLREDUCE_GRAD, 3, -1);
+    a.group = group;
+    EXPECT_EQ(format_action(a), text);
+    Action back;
+    ASSERT_TRUE(parse_action(text, &back).is_ok()) << text;
+    EXPECT_EQ(back, a) << text;
+  }
+  Action old;
+  ASSERT_TRUE(parse_action("3ALLREDUCE_GRAD", &old).is_ok());
+  EXPECT_EQ(old.group, 0);
+  EXPECT_EQ(old.kind, ActionKind::ALLREDUCE_GRAD);
+  for (const char* junk : {"3ALLREDUCE_GRAD:", "3ALLREDUCE_GRAD:xp", "3ALLREDUCE_GRAD:dp+dp",
+                           "3ALLREDUCE_GRAD:dp+", "3STEP:dp", "2F5:rep"}) {
+    Action a;
+    Status st = parse_action(junk, &a);
+    EXPECT_FALSE(st.is_ok()) << "accepted '" << junk << "'";
   }
 }
 

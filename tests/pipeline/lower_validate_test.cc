@@ -78,7 +78,7 @@ TEST(Lower, StagesOnOneRankExchangeNothing) {
     testing_util::Planned p = plan_or_fail({kind, 1, 4, 3, 0});
     ASSERT_FALSE(::testing::Test::HasFailure());
     for (const Action& a : p.lowered.per_rank[0]) EXPECT_FALSE(is_comm(a.kind)) << format_action(a);
-    EXPECT_EQ(p.lowered.per_rank[0].size(), 2u * 4u * 3u);
+    EXPECT_EQ(p.lowered.per_rank[0].size(), 2u * 4u * 3u + 2u * 4u);  // + ALLREDUCE_GRAD, STEP per stage
     EXPECT_DOUBLE_EQ(p.sim.bubble_fraction, 0.0);
   }
 }
@@ -162,8 +162,9 @@ TEST(Validate, RejectsOwnershipOrderAndCountErrors) {
     EXPECT_NE(st.message().find("duplicate"), std::string::npos) << st.message();
   }
   {
-    Schedule s = base;  // a missing backward
-    s.per_rank[0].pop_back();
+    Schedule s = base;  // a missing backward (the last B, before the step tail)
+    auto& l = s.per_rank[0];
+    l.erase(std::find_if(l.rbegin(), l.rend(), [](const Action& a) { return a.kind == ActionKind::B; }).base() - 1);
     Status st = validate_compute(s);
     ASSERT_FALSE(st.is_ok());
     EXPECT_NE(st.message().find("no backward"), std::string::npos) << st.message();
