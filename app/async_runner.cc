@@ -135,19 +135,19 @@ int AsyncRunner::owner_comm_rank(const LocalStage& ls) const {
   return -1;
 }
 
-// §2.4 item 5 (owner mode): only the owner of a model stage keeps its Adam moments.
+// §2.4 item 5 (owner mode): only the owner of a model stage keeps its optimizer state.
 void AsyncRunner::release_non_owner_moments(TrainState* state) const {
   if (!zero_owner_) return;
   for (auto& ls : state->local) {
     if (owns(ls)) continue;
-    std::vector<float>().swap(ls.adam_m);
-    std::vector<float>().swap(ls.adam_v);
+    ls.optimizer_state.reset();
   }
 }
 
-// Gathers (pp rank, stage, model stage, params, moment floats) of every local stage on rank 0,
-// checks §2.4 item 5 in owner mode (each model stage's moments, 2 floats per parameter, on
-// exactly one rank: its owner; none elsewhere) and writes run_dir/optimizer_state.jsonl.
+// Gathers (pp rank, stage, model stage, params, state floats held, state floats of an owner) of
+// every local stage on rank 0, checks §2.4 item 5 in owner mode (each model stage's optimizer
+// state, all of it, on exactly one rank: its owner; none elsewhere) and writes
+// run_dir/optimizer_state.jsonl ("moment_floats" = the optimizer's state floats held).
 void AsyncRunner::check_and_record_optimizer_state(const TrainState& state) const {
   std::vector<int64_t> mine;
   for (const auto& ls : state.local) {
@@ -155,19 +155,20 @@ void AsyncRunner::check_and_record_optimizer_state(const TrainState& state) cons
     mine.push_back(ls.stage);
     mine.push_back(ls.stage % chain_);
     mine.push_back(int64_t(ls.model->num_params()));
-    mine.push_back(int64_t(ls.adam_m.size() + ls.adam_v.size()));
+    mine.push_back(int64_t(ls.optimizer_state ? ls.optimizer_state->total_floats() : 0));
+    mine.push_back(int64_t(optimizer_state_floats(config_.optimizer, *ls.model)));
   }
   std::vector<int64_t> all = gather_on_root(mine, groups_.pipeline);
   if (groups_.world_rank != 0) return;
-  std::map<int64_t, int> holders;  // model stage -> ranks holding moments
+  std::map<int64_t, int> holders;  // model stage -> ranks holding optimizer state
   std::string text;
-  for (size_t i = 0; i + 5 <= all.size(); i += 5) {
+  for (size_t i = 0; i + 6 <= all.size(); i += 6) {
     const int64_t rank = all[i], stage = all[i + 1], ms = all[i + 2], n = all[i + 3], floats = all[i + 4];
     if (zero_owner_) {
-      const bool owner = stage_to_rank_[size_t(ms)] == rank;
-      PT_CHECK_MSG(floats == (owner ? 2 * n : 0), "optimizer state of model stage " + std::to_string(ms) + " on rank " +
-                                                     std::to_string(rank) + ": " + std::to_string(floats) +
-                                                     " moment floats, expected " + std::to_string(owner ? 2 * n : 0));
+      const int64_t expected = stage_to_rank_[size_t(ms)] == rank ? all[i + 5] : 0;
+      PT_CHECK_MSG(floats == expected, "optimizer state of model stage " + std::to_string(ms) + " on rank " +
+                                           std::to_string(rank) + ": " + std::to_string(floats) +
+                                           " state floats, expected " + std::to_string(expected));
     }
     if (floats > 0) ++holders[ms];
     JsonWriter j;

@@ -15,14 +15,14 @@
 // schedule.amdp.zero_owner (default) model stage s is OWNED by the rank hosting it in
 // pipeline 0: ALLREDUCE_GRAD gathers the K gradients on the owner, which sums them in
 // replica-group rank order; STEP runs AdamW on the owner only and broadcasts the new
-// parameters; non-owners hold no Adam moments (freed at the first segment) and only
+// parameters; non-owners hold no optimizer state (freed at the first segment) and only
 // advance their version counter. Without it every replica sums all gradients in the
 // same order and steps itself. Both give bit-identical parameters (the owner computes
 // exactly what every replica computes otherwise). At every drain the runner checks
 // that replicas are bit-identical (item 4) and, in owner mode, that each model stage's
-// moments exist on exactly one rank (item 5), and rank 0 writes the per-rank count to
+// optimizer state exists on exactly one rank (item 5), and rank 0 writes the per-rank count to
 // run_dir/optimizer_state.jsonl: one line per (rank, stage) {"rank", "stage",
-// "model_stage", "params", "moment_floats"}, rewritten at each drain.
+// "model_stage", "params", "moment_floats" (state floats held)}, rewritten at each drain.
 // schedule.amdp.step_slot = reference separates ALLREDUCE_GRAD from STEP: a
 // non-owner's backwards in between are zeroed at STEP (dropped, recorded with
 // applied -1 as versions_from_schedule derives it), an owner's are applied at it.
@@ -78,7 +78,7 @@ class AsyncRunner {
  private:
   void reduce_replicas(LocalStage& stage);
   void check_replicas_identical(const TrainState& state);
-  // Owner mode: frees non-owners' moments; checks and records where moments live.
+  // Owner mode: frees non-owners' optimizer state; checks and records where it lives.
   void release_non_owner_moments(TrainState* state) const;
   void check_and_record_optimizer_state(const TrainState& state) const;
   int owner_comm_rank(const LocalStage& stage) const;  // the owner's rank in replica_comm_

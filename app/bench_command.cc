@@ -324,8 +324,7 @@ Status run_bench_command(const BenchOptions& o) {
     ls.layers = {0, L};
     ls.model = bench_stage_model(c, dev, local_rank, StageSpec{0, L, true, true});
     ls.model->init_params(uint64_t(c.run.seed));
-    ls.adam_m.assign(ls.model->num_params(), 0.0f);
-    ls.adam_v.assign(ls.model->num_params(), 0.0f);
+    ls.optimizer_state = make_optimizer_state(c.optimizer, *ls.model);
     full_params = ls.model->num_params();
     slot_floats = ls.model->activation_floats_per_slot();
     PT_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));

@@ -22,6 +22,7 @@
 #include "app/metrics.h"
 #include "common/check.h"
 #include "common/logging.h"
+#include "optim/adamw.h"
 #include "pipeline/process_groups.h"
 
 namespace pt {
@@ -144,6 +145,31 @@ std::vector<std::string> lines_of(const std::string& s) {
   return out;
 }
 
+const CheckpointState* find_state(const CheckpointTensor& t, const std::string& name) {
+  for (const auto& st : t.state)
+    if (st.name == name) return &st;
+  return nullptr;
+}
+
+// Every state tensor of the stage's optimizer is saved, by name and size, for each of its tensors.
+Status check_saved_state(LocalStage& ls, const std::map<int, std::pair<const CheckpointTensor*, size_t>>& by_id,
+                         const std::vector<std::string>& paths) {
+  if (!ls.optimizer_state) return Status::ok();
+  const std::vector<ParamTensor>& tensors = ls.model->tensors();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& [ct, file] = by_id.at(tensors[i].global_id);
+    for (const StateTensor& st : ls.optimizer_state->tensor_state(i)) {
+      const CheckpointState* saved = find_state(*ct, st.name);
+      if (!saved || saved->data.size() != st.numel)
+        return Status::error(paths[file] + ": tensor '" + ct->name + "' has " +
+                             (saved ? std::to_string(saved->data.size()) + " floats of" : "no") +
+                             " optimizer state '" + st.name + "'; the optimizer expects " + std::to_string(st.numel) +
+                             " (a checkpoint of another optimizer.kind, or of a stage replica without state)");
+    }
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 uint64_t fnv1a64(const void* data, size_t size, uint64_t h) {
@@ -210,13 +236,16 @@ std::string encode_rank_checkpoint(const RankCheckpoint& r) {
     p.i64(s.version);
     p.u32(uint32_t(s.tensors.size()));
     for (const auto& t : s.tensors) {
-      PT_CHECK(t.adam_m.size() == t.params.size() && t.adam_v.size() == t.params.size());
       p.i32(t.global_id);
       p.str(t.name);
       p.u64(t.params.size());
       p.floats(t.params);
-      p.floats(t.adam_m);
-      p.floats(t.adam_v);
+      p.u32(uint32_t(t.state.size()));
+      for (const auto& st : t.state) {
+        p.str(st.name);
+        p.u64(st.data.size());
+        p.floats(st.data);
+      }
     }
   }
   Writer f;
@@ -237,8 +266,8 @@ Status decode_rank_checkpoint(const std::string& path, const std::string& bytes,
     return bad("not a pipetrain checkpoint (bad magic); pass a step_N directory written by pipetrain");
   Reader h(bytes, 8);
   const uint32_t version = h.u32();
-  if (version != kCheckpointVersion)
-    return bad("checkpoint format version " + std::to_string(version) + ", this binary reads version " +
+  if (version < 1 || version > kCheckpointVersion)
+    return bad("checkpoint format version " + std::to_string(version) + ", this binary reads versions 1 to " +
                std::to_string(kCheckpointVersion) + "; resume with the pipetrain that wrote it");
   const uint64_t size = h.u64(), sum = h.u64();
   if (size != bytes.size() - kPrefixBytes)
@@ -281,8 +310,19 @@ Status decode_rank_checkpoint(const std::string& path, const std::string& bytes,
       t.name = p.str();
       uint64_t n = p.u64();
       p.floats(n, &t.params);
-      p.floats(n, &t.adam_m);
-      p.floats(n, &t.adam_v);
+      if (version == 1) {
+        t.state = {{kAdamM, {}}, {kAdamV, {}}};  // version 1: AdamW's two moments, always present
+        for (auto& st : t.state) p.floats(n, &st.data);
+      } else {
+        const uint32_t count = p.u32();
+        for (uint32_t k = 0; k < count && p.ok(); ++k) {
+          CheckpointState st;
+          st.name = p.str();
+          const uint64_t ns = p.u64();
+          p.floats(ns, &st.data);
+          t.state.push_back(std::move(st));
+        }
+      }
       s.tensors.push_back(std::move(t));
     }
     r.stages.push_back(std::move(s));
@@ -446,15 +486,19 @@ Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const 
                              ct.name + "' with " + std::to_string(ct.params.size()) + " elements; the model expects '" +
                              t.name + "' with " + std::to_string(t.numel) + "; the layout cannot be mapped");
     }
+  for (auto& ls : local) PT_RETURN_IF_ERROR(check_saved_state(ls, by_id, paths));
   // 5. Copy (nothing above touched `local`).
   for (size_t k = 0; k < local.size(); ++k) {
     LocalStage& ls = local[k];
-    for (const auto& t : ls.model->tensors()) {
-      const CheckpointTensor& ct = *by_id.at(t.global_id).first;
-      std::copy(ct.params.begin(), ct.params.end(), ls.model->params() + t.offset);
-      if (ls.adam_m.empty()) continue;  // a replica that does not own its stage's optimizer state
-      std::copy(ct.adam_m.begin(), ct.adam_m.end(), ls.adam_m.begin() + ptrdiff_t(t.offset));
-      std::copy(ct.adam_v.begin(), ct.adam_v.end(), ls.adam_v.begin() + ptrdiff_t(t.offset));
+    const std::vector<ParamTensor>& tensors = ls.model->tensors();
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const CheckpointTensor& ct = *by_id.at(tensors[i].global_id).first;
+      std::copy(ct.params.begin(), ct.params.end(), ls.model->params() + tensors[i].offset);
+      if (!ls.optimizer_state) continue;  // a replica that does not own its stage's optimizer state
+      for (const StateTensor& st : ls.optimizer_state->tensor_state(i)) {
+        const CheckpointState* saved = find_state(ct, st.name);
+        std::copy(saved->data.begin(), saved->data.end(), st.data);
+      }
     }
     ls.model->sync_params_to_device();  // params() were written on the host
     ls.version = new_versions[k];
@@ -542,15 +586,18 @@ RankCheckpoint make_rank_checkpoint(const Config& c, int pp_rank, const std::vec
     cs.stage = ls.stage;
     cs.layers = ls.layers;
     cs.version = ls.version;
-    for (const auto& t : ls.model->tensors()) {
+    const std::vector<ParamTensor>& tensors = ls.model->tensors();
+    for (size_t k = 0; k < tensors.size(); ++k) {
+      const ParamTensor& t = tensors[k];
       if (t.is_tied_head) continue;  // equals wte; loaded from it
       CheckpointTensor ct;
       ct.global_id = t.global_id;
       ct.name = t.name;
       const float* p = ls.model->params() + t.offset;
       ct.params.assign(p, p + t.numel);
-      ct.adam_m.assign(ls.adam_m.begin() + ptrdiff_t(t.offset), ls.adam_m.begin() + ptrdiff_t(t.offset + t.numel));
-      ct.adam_v.assign(ls.adam_v.begin() + ptrdiff_t(t.offset), ls.adam_v.begin() + ptrdiff_t(t.offset + t.numel));
+      if (ls.optimizer_state)
+        for (const StateTensor& st : ls.optimizer_state->tensor_state(k))
+          ct.state.push_back(CheckpointState{st.name, std::vector<float>(st.data, st.data + st.numel)});
       cs.tensors.push_back(std::move(ct));
     }
     r.stages.push_back(std::move(cs));

@@ -220,11 +220,9 @@ Status run_training(const Config& c) {
     ls.layers = ranges[ms];
     PT_RETURN_IF_ERROR(make_stage_model(backend, gpu, c.model, ss, B, T, &ls.model).with_context(c.source_file));
     ls.model->init_params(uint64_t(c.run.seed));  // leaves host and device copies consistent
-    // amdp + schedule.amdp.zero_owner: only the owner (pipeline 0's rank) of a model stage holds Adam moments.
-    if (!(c.schedule.kind == "amdp" && c.schedule.amdp_zero_owner) || lowered.stage_to_rank[ms] == g.pp_rank) {
-      ls.adam_m.assign(ls.model->num_params(), 0.0f);
-      ls.adam_v.assign(ls.model->num_params(), 0.0f);
-    }
+    // amdp + schedule.amdp.zero_owner: only the owner (pipeline 0's rank) of a model stage holds optimizer state.
+    if (!(c.schedule.kind == "amdp" && c.schedule.amdp_zero_owner) || lowered.stage_to_rank[ms] == g.pp_rank)
+      ls.optimizer_state = make_optimizer_state(c.optimizer, *ls.model);
     by_stage[s] = ls.model.get();
     local.push_back(std::move(ls));
   }

@@ -9,8 +9,8 @@
 #include <utility>
 #include <vector>
 
-#include "model/cuda/adamw.h"
-#include "model/cuda/global_norm.h"
+#include "optim/cuda/adamw.h"
+#include "optim/cuda/global_norm.h"
 #include "optim/adamw.h"
 #include "optim/grad_norm.h"
 #include "tests/model/cuda/cuda_test_util.h"
