@@ -151,13 +151,25 @@ const CheckpointState* find_state(const CheckpointTensor& t, const std::string& 
   return nullptr;
 }
 
-// Every state tensor of the stage's optimizer is saved, by name and size, for each of its tensors.
-Status check_saved_state(LocalStage& ls, const std::map<int, std::pair<const CheckpointTensor*, size_t>>& by_id,
-                         const std::vector<std::string>& paths) {
-  if (!ls.optimizer_state) return Status::ok();
+using SavedTensors = std::map<int, std::pair<const CheckpointTensor*, size_t>>;  // global id -> tensor, file index
+
+// Every tensor of the stage is saved with its name and size, and with every state
+// tensor of the stage's optimizer (by name and size).
+Status check_saved_tensors(LocalStage& ls, const SavedTensors& by_id, const std::vector<std::string>& paths) {
   const std::vector<ParamTensor>& tensors = ls.model->tensors();
   for (size_t i = 0; i < tensors.size(); ++i) {
-    const auto& [ct, file] = by_id.at(tensors[i].global_id);
+    const ParamTensor& t = tensors[i];
+    auto it = by_id.find(t.global_id);
+    if (it == by_id.end())
+      return Status::error(paths[0] + ": tensor '" + t.name + "' (global id " + std::to_string(t.global_id) +
+                           ") of stage " + std::to_string(ls.stage) +
+                           " is in no rank file of this checkpoint; the layout cannot be mapped");
+    const auto& [ct, file] = it->second;
+    if (ct->name != t.name || ct->params.size() != t.numel)
+      return Status::error(paths[file] + ": tensor global id " + std::to_string(t.global_id) + " is '" + ct->name +
+                           "' with " + std::to_string(ct->params.size()) + " elements; the model expects '" + t.name +
+                           "' with " + std::to_string(t.numel) + "; the layout cannot be mapped");
+    if (!ls.optimizer_state) continue;
     for (const StateTensor& st : ls.optimizer_state->tensor_state(i)) {
       const CheckpointState* saved = find_state(*ct, st.name);
       if (!saved || saved->data.size() != st.numel)
@@ -168,6 +180,22 @@ Status check_saved_state(LocalStage& ls, const std::map<int, std::pair<const Che
     }
   }
   return Status::ok();
+}
+
+// Copies params and optimizer state (checked by check_saved_tensors) into the stage.
+void load_stage(LocalStage& ls, const SavedTensors& by_id, int64_t version) {
+  const std::vector<ParamTensor>& tensors = ls.model->tensors();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const CheckpointTensor& ct = *by_id.at(tensors[i].global_id).first;
+    std::copy(ct.params.begin(), ct.params.end(), ls.model->params() + tensors[i].offset);
+    if (!ls.optimizer_state) continue;  // a replica that does not own its stage's optimizer state
+    for (const StateTensor& st : ls.optimizer_state->tensor_state(i)) {
+      const CheckpointState* saved = find_state(ct, st.name);
+      std::copy(saved->data.begin(), saved->data.end(), st.data);
+    }
+  }
+  ls.model->sync_params_to_device();  // params() were written on the host
+  ls.version = version;
 }
 
 }  // namespace
@@ -442,7 +470,7 @@ Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const 
   }
   // 3. Version counters: every saved stage once; equal versions map to any layout.
   std::map<int, const CheckpointStage*> saved_stages;
-  std::map<int, std::pair<const CheckpointTensor*, size_t>> by_id;  // global id -> tensor, file index
+  SavedTensors by_id;
   for (size_t i = 0; i < files.size(); ++i)
     for (const auto& s : files[i].stages) {
       if (!saved_stages.emplace(s.stage, &s).second)
@@ -472,37 +500,10 @@ Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const 
                            ", chunks " + std::to_string(f0.chunks) + ", schedule " + f0.schedule + ")");
     new_versions.push_back(it->second->version);
   }
-  // 4. Every local tensor by global id (the tied head copy loads from wte).
-  for (const auto& ls : local)
-    for (const auto& t : ls.model->tensors()) {
-      auto it = by_id.find(t.global_id);
-      if (it == by_id.end())
-        return Status::error(paths[0] + ": tensor '" + t.name + "' (global id " + std::to_string(t.global_id) +
-                             ") of stage " + std::to_string(ls.stage) +
-                             " is in no rank file of this checkpoint; the layout cannot be mapped");
-      const CheckpointTensor& ct = *it->second.first;
-      if (ct.name != t.name || ct.params.size() != t.numel)
-        return Status::error(paths[it->second.second] + ": tensor global id " + std::to_string(t.global_id) + " is '" +
-                             ct.name + "' with " + std::to_string(ct.params.size()) + " elements; the model expects '" +
-                             t.name + "' with " + std::to_string(t.numel) + "; the layout cannot be mapped");
-    }
-  for (auto& ls : local) PT_RETURN_IF_ERROR(check_saved_state(ls, by_id, paths));
+  // 4. Every local tensor (and its optimizer state) by global id (the tied head copy loads from wte).
+  for (auto& ls : local) PT_RETURN_IF_ERROR(check_saved_tensors(ls, by_id, paths));
   // 5. Copy (nothing above touched `local`).
-  for (size_t k = 0; k < local.size(); ++k) {
-    LocalStage& ls = local[k];
-    const std::vector<ParamTensor>& tensors = ls.model->tensors();
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      const CheckpointTensor& ct = *by_id.at(tensors[i].global_id).first;
-      std::copy(ct.params.begin(), ct.params.end(), ls.model->params() + tensors[i].offset);
-      if (!ls.optimizer_state) continue;  // a replica that does not own its stage's optimizer state
-      for (const StateTensor& st : ls.optimizer_state->tensor_state(i)) {
-        const CheckpointState* saved = find_state(ct, st.name);
-        std::copy(saved->data.begin(), saved->data.end(), st.data);
-      }
-    }
-    ls.model->sync_params_to_device();  // params() were written on the host
-    ls.version = new_versions[k];
-  }
+  for (size_t k = 0; k < local.size(); ++k) load_stage(local[k], by_id, new_versions[k]);
   *step = f0.step;
   *restarts = f0.restarts;
   return Status::ok();
