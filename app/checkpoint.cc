@@ -195,6 +195,7 @@ void load_stage(LocalStage& ls, const SavedTensors& by_id, int64_t version) {
     }
   }
   ls.model->sync_params_to_device();  // params() were written on the host
+  if (ls.optimizer_state) ls.optimizer_state->sync_to_device();  // so was its state's host view
   ls.version = version;
 }
 
@@ -587,6 +588,7 @@ RankCheckpoint make_rank_checkpoint(const Config& c, int pp_rank, const std::vec
     cs.stage = ls.stage;
     cs.layers = ls.layers;
     cs.version = ls.version;
+    if (ls.optimizer_state) ls.optimizer_state->sync_to_host();  // read through its host view below
     const std::vector<ParamTensor>& tensors = ls.model->tensors();
     for (size_t k = 0; k < tensors.size(); ++k) {
       const ParamTensor& t = tensors[k];

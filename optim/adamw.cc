@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "common/check.h"
+#include "optim/adamw_state.h"
+#include "optim/cuda/adamw_state.h"
 
 namespace pt {
 
@@ -23,30 +25,33 @@ void adamw_update(float* params, const float* grads, float* m, float* v, size_t 
   }
 }
 
+AdamWState::AdamWState(std::vector<OptimTensor> layout, size_t n)
+    : layout_(std::move(layout)), m_(n, 0.0f), v_(n, 0.0f) {}
+
+std::vector<StateTensor> AdamWState::tensors() {
+  return {{kAdamM, m_.data(), m_.size()}, {kAdamV, v_.data(), v_.size()}};
+}
+
+std::vector<StateTensor> AdamWState::tensor_state(size_t k) {
+  PT_CHECK(k < layout_.size());
+  const OptimTensor& t = layout_[k];
+  return {{kAdamM, m_.data() + t.offset, t.numel}, {kAdamV, v_.data() + t.offset, t.numel}};
+}
+
+AdamWParams adamw_params_for(const OptimTensor& t, const OptimizerOptions& o, const StepArgs& a) {
+  AdamWParams p;
+  p.lr = float(a.lr);
+  p.beta1 = float(o.beta1);
+  p.beta2 = float(o.beta2);
+  p.eps = float(o.eps);
+  const bool decay = t.weight_decay && (t.name != "wte" || o.decay_embeddings);
+  p.weight_decay = decay ? float(o.weight_decay) : 0.0f;
+  p.t = a.t;
+  p.grad_scale = a.grad_scale;
+  return p;
+}
+
 namespace {
-
-// m, v: (n,) host, laid out as the stage's params.
-class AdamWState final : public OptimizerState {
- public:
-  AdamWState(std::vector<OptimTensor> layout, size_t n) : layout_(std::move(layout)), m_(n, 0.0f), v_(n, 0.0f) {}
-  MemorySpace space() const override { return MemorySpace::kHost; }
-  std::vector<StateTensor> tensors() override { return {{kAdamM, m_.data(), m_.size()}, {kAdamV, v_.data(), v_.size()}}; }
-  std::vector<StateTensor> tensor_state(size_t k) override {
-    PT_CHECK(k < layout_.size());
-    const OptimTensor& t = layout_[k];
-    return {{kAdamM, m_.data() + t.offset, t.numel}, {kAdamV, v_.data() + t.offset, t.numel}};
-  }
-  size_t total_floats() const override { return m_.size() + v_.size(); }
-
-  const std::vector<OptimTensor>& layout() const { return layout_; }
-  size_t n() const { return m_.size(); }
-  float* m() { return m_.data(); }
-  float* v() { return v_.data(); }
-
- private:
-  std::vector<OptimTensor> layout_;
-  std::vector<float> m_, v_;
-};
 
 class AdamW final : public Optimizer {
  public:
@@ -57,30 +62,20 @@ class AdamW final : public Optimizer {
 
   std::unique_ptr<OptimizerState> make_state(const std::vector<OptimTensor>& layout, size_t n,
                                              MemorySpace space) const override {
-    PT_CHECK_MSG(space == MemorySpace::kHost, "adamw: device-resident state is not implemented yet (the CUDA "
-                                              "kernels are optim/cuda/adamw.h); step with host buffers");
     for (const auto& t : layout) PT_CHECK_MSG(t.offset + t.numel <= n, "adamw: tensor '" + t.name + "' exceeds the stage");
+    if (space == MemorySpace::kDevice) return make_adamw_device_state(layout, n);
     return std::make_unique<AdamWState>(layout, n);
   }
 
-  // Per tensor, exactly the hyper-parameters (float casts included) the trainer has always used.
   void step(OptimizerState& state, const StageBuffers& b, const StepArgs& a) const override {
+    if (b.space == MemorySpace::kDevice) return adamw_step_device(state, b, o_, a);
     auto* s = dynamic_cast<AdamWState*>(&state);
-    PT_CHECK_MSG(s != nullptr, "adamw: step given the state of another optimizer");
-    PT_CHECK_MSG(b.space == MemorySpace::kHost, "adamw: device buffers need device state (not implemented yet)");
+    PT_CHECK_MSG(s != nullptr && s->space() == MemorySpace::kHost,
+                 "adamw: host buffers need the state of make_state(..., kHost)");
     PT_CHECK(b.n == s->n());
-    for (const auto& t : s->layout()) {
-      AdamWParams p;
-      p.lr = float(a.lr);
-      p.beta1 = float(o_.beta1);
-      p.beta2 = float(o_.beta2);
-      p.eps = float(o_.eps);
-      const bool decay = t.weight_decay && (t.name != "wte" || o_.decay_embeddings);
-      p.weight_decay = decay ? float(o_.weight_decay) : 0.0f;
-      p.t = a.t;
-      p.grad_scale = a.grad_scale;
-      adamw_update(b.params + t.offset, b.grads + t.offset, s->m() + t.offset, s->v() + t.offset, t.numel, p);
-    }
+    for (const auto& t : s->layout())
+      adamw_update(b.params + t.offset, b.grads + t.offset, s->host_m() + t.offset, s->host_v() + t.offset, t.numel,
+                   adamw_params_for(t, o_, a));
   }
 
  private:

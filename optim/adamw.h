@@ -36,7 +36,13 @@ void adamw_update(float* params, const float* grads, float* m, float* v, size_t 
 constexpr const char* kAdamM = "adam_m";  // first moment
 constexpr const char* kAdamV = "adam_v";  // second moment
 
-// The registry's "adamw" (host memory only for now: the state and buffers must be kHost).
+// The hyper-parameters of tensor t in one update: options and step cast to float,
+// weight decay only where t's flag says so (for "wte" also only with decay_embeddings).
+// Shared by the host and device paths, so both apply the same rule.
+AdamWParams adamw_params_for(const OptimTensor& t, const OptimizerOptions& o, const StepArgs& a);
+
+// The registry's "adamw". kHost state steps host buffers (adamw_update); kDevice state
+// (CUDA builds, optim/cuda/adamw_state.h) steps device buffers (cuda::adamw_update_multi).
 std::unique_ptr<Optimizer> make_adamw(const OptimizerOptions& options);
 
 }  // namespace pt

@@ -13,9 +13,11 @@
 //
 // Memory: StageBuffers and the state name their memory space. The host path is the
 // reference (and, today, the only one the trainer uses: StageModel exposes host
-// params()/grads()); a CUDA implementation steps device buffers on a stream with
-// the twins in optim/cuda/. An optimizer refuses (PT_CHECK) a space it does not
-// implement.
+// params()/grads()); a kDevice state steps device buffers on a stream with the
+// twins in optim/cuda/ (CUDA builds; AdamW has one). State tensors are always
+// reached through host views: a kDevice state keeps a host mirror, brought up to
+// date by sync_to_host() (before reading it: checkpoint save) and sent back by
+// sync_to_device() (after writing it: checkpoint load), StageModel's contract.
 #pragma once
 
 #include <cstddef>
@@ -63,7 +65,7 @@ struct StageBuffers {
   void* stream = nullptr;        // cudaStream_t when space is kDevice
 };
 
-// A named block of state floats in the state's memory space.
+// A named block of state floats (host memory: the state's host view).
 struct StateTensor {
   std::string name;  // unique among one parameter tensor's state ("adam_m")
   float* data = nullptr;
@@ -80,6 +82,9 @@ class OptimizerState {
   virtual std::vector<StateTensor> tensor_state(size_t k) = 0;
   // Floats held in all, the sum of tensors() sizes (0 never: a stage without state has no object).
   virtual size_t total_floats() const = 0;
+  // The host-view hooks (see the header comment); no-ops for kHost states.
+  virtual void sync_to_host() {}
+  virtual void sync_to_device() {}
 };
 
 class Optimizer {
