@@ -324,7 +324,7 @@ void measure_full_model(BenchRun& r, CostFile* f) {
   ls.layers = {0, L};
   ls.model = bench_stage_model(r.c, r.dev, r.g.node_rank, StageSpec{0, L, true, true});
   ls.model->init_params(uint64_t(r.c.run.seed));
-  init_optimizer_state(ls, r.c.optimizer);
+  ls.optimizer_state = make_optimizer_state(r.c.optimizer, *ls.model);
   r.full_params = ls.model->num_params();
   r.slot_floats = ls.model->activation_floats_per_slot();
   r.coll->barrier(Group::kWorld);

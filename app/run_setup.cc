@@ -34,7 +34,7 @@ Status make_local_stage(const Config& c, const std::string& backend, int gpu, in
                                       &out->model)
                          .with_context(c.source_file));
   out->model->init_params(uint64_t(c.run.seed));  // leaves host and device copies consistent
-  if (with_state) init_optimizer_state(*out, c.optimizer);
+  if (with_state) out->optimizer_state = make_optimizer_state(c.optimizer, *out->model);
   return Status::ok();
 }
 

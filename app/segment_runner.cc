@@ -31,7 +31,7 @@ SegmentRunner::SegmentRunner(const Config& c, Collectives& coll, const Schedule&
     : c_(c), coll_(coll), pp_rank_(pp_rank), chain_(chain_length(placement)), traits_(traits),
       run_dir_(std::move(run_dir)),
       replicas_(coll, placement.stage_to_rank, chain_length(placement), pp_rank, traits.replicas,
-                c.schedule.amdp_zero_owner) {
+                c.schedule.amdp_zero_owner, c.optimizer) {
   tied_.enabled = c.model.tie_embeddings;
   tied_.last_stage = chain_ - 1;
   tied_.first_rank = placement.stage_to_rank[0];

@@ -25,9 +25,9 @@ std::vector<int> replica_group_members(const std::vector<int>& stage_to_rank, in
 }
 
 StageReplicas::StageReplicas(Collectives& coll, const std::vector<int>& stage_to_rank, int chain, int pp_rank,
-                             bool enabled, bool zero_owner)
+                             bool enabled, bool zero_owner, const OptimizerSection& optimizer)
     : coll_(coll), stage_to_rank_(stage_to_rank), chain_(chain), pp_rank_(pp_rank), enabled_(enabled),
-      zero_owner_(zero_owner) {
+      zero_owner_(zero_owner), optimizer_(optimizer) {
   if (!enabled_) return;
   // K = 1 pipeline (AMDP at S = 2): the group is this rank alone, and the same code paths run.
   members_ = replica_group_members(stage_to_rank_, chain_, pp_rank_, coll_.size(Group::kPipeline));
@@ -72,7 +72,7 @@ void StageReplicas::broadcast_params(LocalStage& ls) {
 void StageReplicas::release_non_owner_state(TrainState* state) const {
   if (!owner_mode()) return;
   for (auto& ls : state->local)
-    if (!owns(ls)) release_optimizer_state(ls);
+    if (!owns(ls)) ls.optimizer_state.reset();
 }
 
 void StageReplicas::check(const TrainState& state, bool world_root, const std::string& run_dir) const {
@@ -100,26 +100,27 @@ void StageReplicas::check_identical(const TrainState& state) const {
   }
 }
 
-// §2.4 item 5 (owner mode): each model stage's optimizer state (2 floats per parameter for
-// AdamW) on exactly one rank, its owner; none elsewhere.
+// §2.4 item 5 (owner mode): each model stage's optimizer state, all of it (what the optimizer
+// allocates for the stage), on exactly one rank, its owner; none elsewhere.
 void StageReplicas::check_and_record_state(const TrainState& state, bool world_root, const std::string& run_dir) const {
   std::vector<int64_t> mine;
   for (const auto& ls : state.local) {
+    const size_t held = ls.optimizer_state ? ls.optimizer_state->total_floats() : 0;
     mine.insert(mine.end(), {int64_t(pp_rank_), int64_t(ls.stage), int64_t(ls.stage % chain_),
-                             int64_t(ls.model->num_params()), int64_t(optimizer_state_floats(ls))});
+                             int64_t(ls.model->num_params()), int64_t(held),
+                             int64_t(optimizer_state_floats(optimizer_, *ls.model))});
   }
   std::vector<int64_t> all = allgatherv(coll_, Group::kPipeline, mine);
   if (!world_root) return;
   std::map<int64_t, int> holders;  // model stage -> ranks holding state
   std::string text;
-  for (size_t i = 0; i + 5 <= all.size(); i += 5) {
+  for (size_t i = 0; i + 6 <= all.size(); i += 6) {
     const int64_t rank = all[i], stage = all[i + 1], ms = all[i + 2], n = all[i + 3], floats = all[i + 4];
     if (zero_owner_) {
-      const bool owner = stage_to_rank_[size_t(ms)] == rank;
-      PT_CHECK_MSG(floats == 0 || owner, "optimizer state of model stage " + std::to_string(ms) + " on rank " +
-                                             std::to_string(rank) + ", which is not its owner");
-      PT_CHECK_MSG(floats > 0 || !owner, "model stage " + std::to_string(ms) + "'s owner (rank " +
-                                             std::to_string(rank) + ") holds no optimizer state");
+      const int64_t expected = stage_to_rank_[size_t(ms)] == rank ? all[i + 5] : 0;
+      PT_CHECK_MSG(floats == expected, "optimizer state of model stage " + std::to_string(ms) + " on rank " +
+                                           std::to_string(rank) + ": " + std::to_string(floats) +
+                                           " state floats, expected " + std::to_string(expected));
     }
     if (floats > 0) ++holders[ms];
     JsonWriter j;

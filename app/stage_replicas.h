@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "app/config.h"
 #include "app/train_state.h"
 #include "pipeline/collectives.h"
 
@@ -25,7 +26,7 @@ class StageReplicas {
   // `stage_to_rank` and `chain` (model stages per pipeline) of the placement; `enabled` is
   // the schedule's trait (replicas with one owner). Collective over the pipeline group.
   StageReplicas(Collectives& coll, const std::vector<int>& stage_to_rank, int chain, int pp_rank, bool enabled,
-                bool zero_owner);
+                bool zero_owner, const OptimizerSection& optimizer);
 
   bool enabled() const { return enabled_; }
   bool owner_mode() const { return enabled_ && zero_owner_; }
@@ -51,6 +52,7 @@ class StageReplicas {
   std::vector<int> stage_to_rank_;
   int chain_, pp_rank_;
   bool enabled_, zero_owner_;
+  OptimizerSection optimizer_;  // what an owner's state must hold (optimizer_state_floats)
   std::vector<int> members_;  // pipeline ranks of this rank's replica group, ascending
 };
 
