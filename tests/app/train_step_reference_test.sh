@@ -7,8 +7,10 @@
 # per optimizer.decay_embeddings; the untied head decayed), warm-up + cosine lr; and
 # val_loss at step 0 and K as the mean over eval_batches distinct validation batches.
 # Usage: train_step_reference_test.sh PIPETRAIN SOURCE_DIR cpu|mpi
-#   cpu  pp=1: decay_embeddings false and true (clipping mixed), untied without clipping.
-#   mpi  pp=4 under mpirun: 1f1b (train and eval), pipedream (eval: async, untied).
+#   cpu  pp=1: decay_embeddings false and true (clipping mixed), one step, untied without
+#        clipping, pipedream (one stage: no delay, so it trains as the reference).
+#   mpi  pp=4 under mpirun: 1f1b (train and eval; equal to pp=1 bitwise), pipedream
+#        (eval only: asynchronous, untied).
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
 init_test "$1" "$2"
@@ -58,18 +60,27 @@ if [ "$mode" = cpu ]; then
     checked_run train,eval "decay_emb_$de" direct init_tied model.tie_embeddings=true optimizer.decay_embeddings=$de \
       expect_clipping=mixed
   done
+  # The parameters after step 1 (clipped; warm-up makes its lr independent of training.steps).
+  checked_run train one_step direct init_tied model.tie_embeddings=true optimizer.decay_embeddings=true \
+    training.steps=1 expect_clipping=any
   checked_run train,eval untied_no_clip direct init_untied model.tie_embeddings=false optimizer.decay_embeddings=true \
     optimizer.grad_clip=0 expect_clipping=none
-  echo "ok: pp=1 runs equal the float64 reference (decay_embeddings false/true with clipping on some steps, untied unclipped)"
+  # pipedream on one stage has no delay: its STEP actions (self-clipped per stage) must train as the reference.
+  checked_run train,eval pp1_pipedream direct init_untied schedule.kind=pipedream model.tie_embeddings=false \
+    optimizer.decay_embeddings=false expect_clipping=mixed
+  echo "ok: pp=1 runs equal the float64 reference (decay_embeddings false/true with clipping on some steps, step 1," \
+    "untied unclipped, pipedream)"
 elif [ "$mode" = mpi ]; then
   mpi_setup
   init_params init_tied direct true
   init_params init_untied direct false
-  checked_run train,eval pp4_1f1b 4 init_tied parallel.pp=4 schedule.kind=1f1b model.tie_embeddings=true \
-    optimizer.decay_embeddings=true expect_clipping=mixed
+  pp4=(model.tie_embeddings=true optimizer.decay_embeddings=true expect_clipping=mixed)
+  checked_run train,eval pp4_1f1b 4 init_tied parallel.pp=4 schedule.kind=1f1b "${pp4[@]}"
+  checked_run train,eval pp1_1f1b direct init_tied "${pp4[@]}"
+  same_metrics pp1_1f1b pp4_1f1b all_columns  # and pp=4 equals pp=1 bitwise (losses, norms, val_loss)
   checked_run eval pp4_pipedream 4 init_untied parallel.pp=4 schedule.kind=pipedream model.tie_embeddings=false \
     optimizer.decay_embeddings=false expect_clipping=any
-  echo "ok: pp=4 1f1b equals the float64 reference; val_loss of pp=4 pipedream is the reference mean"
+  echo "ok: pp=4 1f1b equals the float64 reference and pp=1 bitwise; val_loss of pp=4 pipedream is the reference mean"
 else
   fail "mode must be cpu or mpi, got '$mode'"
 fi
