@@ -45,12 +45,15 @@ Tolerances (the float32 run against this float64 reference):
   The test sets optimizer.eps = 1e-3 (about a fifth of the RMS gradient element, so
   Adam still normalises) to keep 1/eps small: with eps = 1e-8, an element whose |g| is
   below its float32 error flips its step from +lr to -lr.
+  The float32 evaluation of u itself (beta1, beta2 and the bias corrections
+  1 - beta^t rounded to float32: ~2.4e-7 relative each; g*g, sqrt, division: a few
+  ulps) errs by <= 1e-6 |u| (U_REL), and |u| <= 1.2 sqrt(v^)/(sqrt(v^)+eps) <= 1.2 max|g|/eps.
   Parameters. p_K = p_0 - sum_k lr_k (u_k + wd p_{k-1}), so per element
-    |p_K - p_ref| <= sum_k lr_k * 3 rho max|g_k| / eps  (decay terms: wd*lr*|dp|, second order)
-                    + K * 2^-24 * max_k |p_k|            (float32 rounding of each update).
+    |p_K - p_ref| <= sum_k lr_k max|g_k| (3 rho + 1.2 U_REL) / eps  (decay: wd*lr*|dp|, second order)
+                    + K * 2^-24 * max_k |p_k|   (float32 rounding of each p -= update: half an ulp).
   Checked per element with rho = 1e-6 (PARAM_RHO); the change of later gradients
   caused by dp itself is not in the bound. Observed: LayerNorm weights (|p| ~ 1)
-  reach about 0.6 of the bound (rounding), every other tensor stays below 0.07 of it.
+  reach about 0.6 of the bound (rounding), every other tensor stays below 0.05 of it.
   A wrong decay group moves a tensor by lr * wd * |p| per step (wd = 0.5: LayerNorm
   weights 5e-3, wte up to 4e-4), clipping at the wrong norm changes whole steps by
   O(lr): both hundreds of times the bound (at most a few 1e-7 here).
@@ -76,6 +79,7 @@ except ImportError as e:
 
 INIT_LR_MAX = 1e-30          # the lr of the INIT_DIR run, checked against its metrics
 PARAM_RHO = 1e-6             # float32 gradient error / max|g| of the tensor; see "Tolerances"
+U_REL = 1e-6                 # relative float32 error of the Adam direction from its own arithmetic
 METRIC_RTOL = 1e-5
 VAL_RTOL = 2e-6
 SHARD_HEADER_INTS = 256      # llm.c shard: 256 int32 header (magic 20240520, version 1, N), N uint16
@@ -191,7 +195,7 @@ def check_step_record(step, r, loss, norm, lr, batch, clip, chk):
     """metrics.jsonl record of 0-based `step` against the reference's loss, norm, lr and first micro-batch."""
     chk.close(f"step {step + 1} loss", r["loss"], loss, METRIC_RTOL)
     chk.close(f"step {step + 1} grad_norm", r["grad_norm"], norm, METRIC_RTOL)
-    chk.close(f"step {step + 1} lr", r["lr"], lr, 1e-12)
+    chk.close(f"step {step + 1} lr", r["lr"], lr, 1e-8)  # metrics.jsonl prints 9 significant digits
     if clip > 0 and abs(norm - clip) < 1e-3 * clip:
         chk.fail(f"step {step + 1}: norm {norm} within 1e-3 of grad_clip {clip}; pick a grad_clip away from the norms")
     h = fnv1a(*batch)
@@ -206,7 +210,7 @@ def check_params(k, cfg, params, init, final, drift, pmax, chk):
     worst = 0.0
     for gid, (name, _) in enumerate(param_shapes(cfg)):
         ref, got = params[name].detach(), final[name]
-        bound = 3.0 * PARAM_RHO * drift[name] / eps + K * 2.0 ** -24 * pmax[name]
+        bound = (3.0 * PARAM_RHO + 1.2 * U_REL) * drift[name] / eps + K * 2.0 ** -24 * pmax[name]
         excess = float(((got - ref).abs() / bound).max())
         worst = max(worst, excess)
         if excess > 1.0:
