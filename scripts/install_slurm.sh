@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs Slurm and munge from Debian/Ubuntu packages: slurmctld, slurmd,
 # slurm-client, munge and the PMIx library behind `srun --mpi=pmix` (the
-# plugin, mpi_pmix.so, is in slurm-wlm-basic-plugins and loads libpmix2).
+# plugin, mpi_pmix.so, is in slurm-wlm-basic-plugins and dlopens libpmix.so,
+# which is in libpmix-dev; libpmix2 holds the library itself).
 # Used by tests/slurm/slurm_test.sh; also `scripts/install_deps.sh --with-slurm`.
 #
 # Idempotent: does nothing (no apt-get update) when everything is present.
@@ -12,7 +13,7 @@
 # Exit status: 0 installed or present, 1 installation failed.
 set -euo pipefail
 
-packages=(slurmctld slurmd slurm-client munge libpmix2)
+packages=(slurmctld slurmd slurm-client munge libpmix2 libpmix-dev)
 
 missing=()
 for p in "${packages[@]}"; do

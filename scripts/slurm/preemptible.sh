@@ -20,9 +20,9 @@
 #
 # Why a stop request never loses the job:
 #  - before the launcher starts: nothing runs yet; the job requeues at once;
-#  - while the job starts: forwarding waits until the launcher and this node's ranks
-#    have installed their SIGUSR1 handlers (SigCgt in /proc/PID/status; a rank that
-#    gets SIGUSR1 before that dies of it), at most PIPETRAIN_READY_WAIT_S seconds
+#  - while the job starts: forwarding waits until this node's ranks run and have their
+#    SIGUSR1 handler (SigCgt in /proc/PID/status; a rank that gets SIGUSR1 before that
+#    dies of it; the launcher forwards signals from before it starts the ranks), at most PIPETRAIN_READY_WAIT_S seconds
 #    (default 20) after the launch (ranks on other nodes are not visible from here:
 #    they start at about the same time, and the next point covers them);
 #  - the launcher fails after a stop request anyway (a rank died of the signal, or
@@ -37,7 +37,10 @@
 # then `pipetrain` on PATH), PIPETRAIN_REPO (the repository, when the batch script
 # was copied out of it), PIPETRAIN_READY_WAIT_S (above).
 
-pt_locate() {
+pt_start() {  # pt_start CONFIG [ARGS...]
+  pt_config=${1:?usage: sbatch SCRIPT CONFIG [--set k=v ...]}
+  shift
+  pt_args=("$@")
   pt_repo=${PIPETRAIN_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
   pt_bin=${PIPETRAIN:-}
   if [ -z "$pt_bin" ]; then
@@ -52,6 +55,8 @@ pt_locate() {
       "build it (cmake --build build) or set PIPETRAIN=/path/to/pipetrain" >&2
     exit 1
   fi
+  echo "$(date -Is) job ${SLURM_JOB_ID:-} start ${SLURM_RESTART_COUNT:-0}: $pt_bin, ${SLURM_NTASKS:-?} rank(s) on" \
+    "${SLURM_JOB_NUM_NODES:-?} node(s), config $pt_config"
 }
 
 pt_requeue() {  # pt_requeue WHY
@@ -60,7 +65,7 @@ pt_requeue() {  # pt_requeue WHY
     echo "$(date -Is) scontrol requeue failed (the job was cancelled or has ended)"
 }
 
-pt_catches_usr1() {  # pt_catches_usr1 PID: the process has a SIGUSR1 handler installed
+pt_catches_usr1() {  # pt_catches_usr1 PID: the process has a SIGUSR1 handler (SigCgt bit 9)
   local line
   while read -r line; do
     case $line in SigCgt:*) line=${line#SigCgt:}; (((16#${line//[[:space:]]/} >> 9) & 1)); return ;; esac
@@ -68,16 +73,17 @@ pt_catches_usr1() {  # pt_catches_usr1 PID: the process has a SIGUSR1 handler in
   return 1
 }
 
-pt_ready() {  # pt_ready LAUNCHER_PID: the launcher and this node's ranks catch SIGUSR1
-  pt_catches_usr1 "$1" || return 1
-  local want=${SLURM_TASKS_PER_NODE:-1} name p comm n=0
+pt_ready() {  # pt_ready: this node's ranks all run and catch SIGUSR1. The launchers set up
+  # their forwarding before they start ranks (mpirun: a handler; srun: a signal thread).
+  local want=${SLURM_TASKS_PER_NODE:-1} name p comm env n=0
   want=${want%%[(,]*}  # "4(x2)" or "4,2": the first node's (this batch node's) count
   name=$(basename "$pt_bin")
   name=${name:0:15}  # /proc/PID/comm holds at most 15 characters
   for p in /proc/[0-9]*; do
     read -r comm 2>/dev/null <"$p/comm" || continue
     [ "$comm" = "$name" ] || continue
-    tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qx "SLURM_JOB_ID=${SLURM_JOB_ID:-}" || continue
+    env=$(tr '\0' '\n' 2>/dev/null <"$p/environ") || continue
+    [[ $'\n'$env$'\n' == *$'\n'"SLURM_JOB_ID=${SLURM_JOB_ID:-}"$'\n'* ]] || continue  # a rank of this job
     pt_catches_usr1 "${p#/proc/}" || return 1
     n=$((n + 1))
   done
@@ -86,7 +92,7 @@ pt_ready() {  # pt_ready LAUNCHER_PID: the launcher and this node's ranks catch 
 
 pt_forward_stop() {  # pt_forward_stop LAUNCHER_PID LAUNCHED_AT: 0 when forwarded
   local wait_s=${PIPETRAIN_READY_WAIT_S:-20}
-  until pt_ready "$1" || [ $((SECONDS - $2)) -ge "$wait_s" ]; do
+  until pt_ready || [ $((SECONDS - $2)) -ge "$wait_s" ]; do
     kill -0 "$1" 2>/dev/null || return 1
     sleep 0.2
   done

@@ -140,7 +140,9 @@ cluster_start() {  # cluster_start DIR
 }
 
 env_has() {  # env_has PID LINE: the process's environment holds LINE exactly
-  tr '\0' '\n' 2>/dev/null <"/proc/$1/environ" | grep -qxF "$2"
+  local env
+  env=$(tr '\0' '\n' 2>/dev/null <"/proc/$1/environ") || return 1
+  [[ $'\n'$env$'\n' == *$'\n'"$2"$'\n'* ]]
 }
 
 cluster_sweep_stale() {

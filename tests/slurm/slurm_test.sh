@@ -3,7 +3,7 @@
 # machine, through the unchanged batch script scripts/slurm/train_preemptible.sbatch:
 #   1. `srun --mpi=pmix -n 2 pipetrain train` trains, and equals `mpirun -np 2` bitwise;
 #   2. the batch script under a time limit: `scancel --signal=USR1 --batch` -> checkpoint,
-#      requeue, resume, finish; SIGTERM to every process of the job (`scontrol requeue`,
+#      requeue, resume, finish (also through scripts/slurm/train_multinode.sbatch: srun); SIGTERM to every process of the job (`scontrol requeue`,
 #      what a preemption without a user signal or a time limit sends) -> checkpoint,
 #      requeue, resume, finish; a plain `scancel` stays cancelled (the script does not
 #      undo it); and a stop signal 0.0, 0.1, ... 0.9 s after the batch script started
@@ -42,7 +42,6 @@ mkdir -p "$submit"
 steps=800       # long runs: signalled at step >= 50, ~6 s of training on an idle machine
 short_steps=60  # early-signal trials
 base=(--set "data.train=$work/data/train_*.bin" --set parallel.pp=2)
-sbatch_script="$src/scripts/slurm/train_preemptible.sbatch"
 # The batch script finds build/pipetrain of its repository; say so only when the test's binary is elsewhere.
 if [ "$(readlink -f "$bin")" != "$(readlink -f "$src/build/pipetrain" 2>/dev/null)" ]; then export PIPETRAIN="$bin"; fi
 interrupted=()
@@ -62,9 +61,13 @@ job_fail() {  # job_fail JOBID MESSAGE...
   exit 1
 }
 
-submit_job() {  # submit_job NAME STEPS: the batch script, 2 ranks, 5 min limit; prints the job id
-  (cd "$submit" && sbatch --parsable --ntasks=2 --time=5 --output="$submit/job-%j.out" \
-    "$sbatch_script" "$cfg" "${base[@]}" --set run.name="$1" --set training.steps="$2")
+submit_job() {  # submit_job NAME STEPS [multinode]: a batch script, 2 ranks, 5 min limit; prints the job id
+  local script=("$src/scripts/slurm/train_preemptible.sbatch" --ntasks=2)
+  # The multi-node example on this single node: 1 node x 2 ranks, no GPUs (the CPU backend).
+  [ "${3:-}" != multinode ] ||
+    script=("$src/scripts/slurm/train_multinode.sbatch" --nodes=1 --ntasks-per-node=2 --gpus-per-node=0 --cpus-per-task=1)
+  (cd "$submit" && sbatch --parsable "${script[@]:1}" --time=5 --output="$submit/job-%j.out" \
+    "${script[0]}" "$cfg" "${base[@]}" --set run.name="$1" --set training.steps="$2")
 }
 
 job_ended() {  # job_ended JOBID: in a final state
@@ -105,7 +108,7 @@ run_srun() {  # run_srun NAME STEPS
 t=$SECONDS
 run_srun ref "$steps"
 run_srun ref_short "$short_steps"
-grep -q '2 rank(s) = dp 1 x pp 2' "$work/ref.log" || fail "srun: not 2 ranks"; 
+grep -q '2 rank(s) = dp 1 x pp 2' "$work/ref.log" || fail "srun: not 2 ranks"
 common=("${base[@]}" --set run.out_dir="$runs" --set training.steps="$short_steps")
 train mpirun_short 2
 same_metrics ref_short mpirun_short
@@ -113,9 +116,9 @@ same_metrics ref_short mpirun_short
 echo "ok   srun --mpi=pmix -n 2: $steps steps; $short_steps steps equal mpirun -np 2 bitwise ($((SECONDS - t)) s)"
 
 # --- 2a. scancel --signal=USR1 --batch: checkpoint, requeue, resume ---------------------
-stop_run() {  # stop_run NAME HOW: submit, signal at step >= 50 by HOW, expect checkpoint + resume + finish
+stop_run() {  # stop_run NAME HOW [multinode]: submit, signal at step >= 50 by HOW; checkpoint, resume, finish
   local name=$1 how=$2 j s t=$SECONDS
-  j=$(submit_job "$name" "$steps")
+  j=$(submit_job "$name" "$steps" "${3:-}")
   wait_for 90 metrics_reach "$name" 50 || job_fail "$j" "no step 50 within 90 s"
   case $how in
     usr1) scancel --signal=USR1 --batch "$j" ;;
@@ -126,15 +129,17 @@ stop_run() {  # stop_run NAME HOW: submit, signal at step >= 50 by HOW, expect c
   [ -n "$s" ] || job_fail "$j" "no resume"
   [ "$s" -ge 50 ] && [ "$s" -lt "$steps" ] || job_fail "$j" "resumed at step $s, expected a stop checkpoint in [50, $steps)"
   [ "$(job_field "$j" Restarts)" = 1 ] || job_fail "$j" "Restarts=$(job_field "$j" Restarts), expected 1"
-  if [ "$how" = usr1 ]; then
+  if [ "$how" != term ]; then
     [ "$(checkpointed_step "$j")" = "$s" ] || job_fail "$j" "resumed at $s, but the stop checkpoint says '$(checkpointed_step "$j")'"
   fi
   same_metrics ref "$name"
   [ "$(step_columns "$name" | wc -l)" = "$steps" ] || fail "$name: expected $steps step lines"
   interrupted+=("$name")
-  echo "ok   $how: job $j checkpointed step $s, requeued, resumed, finished; $steps steps equal the uninterrupted run ($((SECONDS - t)) s)"
+  echo "ok   $name: job $j checkpointed step $s, requeued, resumed, finished; $steps steps equal the uninterrupted run ($((SECONDS - t)) s)"
 }
 stop_run usr1 usr1
+# The same through scripts/slurm/train_multinode.sbatch: srun --mpi=pmix forwards the signal.
+stop_run multinode_usr1 usr1 multinode
 
 # --- 2b. SIGTERM to the whole job --------------------------------------------------------
 stop_run term term
