@@ -3,7 +3,14 @@
 # Idempotent: does nothing (no apt-get update) when everything is present.
 # Run as root (or with sudo available). CUDA is optional and never installed here:
 # when /usr/local/cuda/bin/nvcc exists the build also compiles the CUDA code.
+# --with-slurm: also Slurm and munge (scripts/install_slurm.sh), for the slurm-labelled test.
 set -euo pipefail
+
+if [ "${1:-}" = --with-slurm ]; then
+  bash "$(dirname "$0")/install_slurm.sh"
+  shift
+fi
+[ $# -eq 0 ] || { echo "usage: install_deps.sh [--with-slurm]" >&2; exit 2; }
 
 packages=(
   build-essential cmake ninja-build ccache git pkg-config

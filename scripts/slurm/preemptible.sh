@@ -40,6 +40,7 @@
 pt_start() {  # pt_start CONFIG [ARGS...]
   pt_config=${1:?usage: sbatch SCRIPT CONFIG [--set k=v ...]}
   shift
+  # shellcheck disable=SC2034  # pt_args is read by the batch scripts
   pt_args=("$@")
   pt_repo=${PIPETRAIN_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
   pt_bin=${PIPETRAIN:-}

@@ -7,7 +7,8 @@
 #      what a preemption without a user signal or a time limit sends) -> checkpoint,
 #      requeue, resume, finish; a plain `scancel` stays cancelled (the script does not
 #      undo it); and a stop signal 0.0, 0.1, ... 0.9 s after the batch script started
-#      (10 trials): each job checkpoints or starts over cleanly, and finishes;
+#      (10 trials, alternating the two batch scripts, plus 2 that forward it at once):
+#      each job checkpoints or starts over cleanly, and finishes;
 #   3. resume continuity: every interrupted run's steps and losses equal the uninterrupted
 #      run's bitwise, and its time_s never decreases across a resume.
 # Usage: slurm_test.sh PIPETRAIN SOURCE_DIR (as ctest passes them). Needs root (the
@@ -97,7 +98,7 @@ checkpointed_step() {  # checkpointed_step JOBID: the step the stop checkpoint s
 }
 
 resumed_at() {  # resumed_at JOBID: the steps the restarts resumed at
-  sed -n 's/^resumed from .* at step \([0-9]*\) .*/\1/p' "$submit/job-$1.out" | tr '\n' ' '
+  sed -n 's/^resumed from .* at step \([0-9]*\) .*/\1/p' "$submit/job-$1.out" | paste -sd' '
 }
 
 # --- 1. srun --mpi=pmix, and the same run under mpirun ---------------------------------
@@ -155,15 +156,17 @@ sleep 2
 echo "ok   scancel: job $j stays CANCELLED ($((SECONDS - t)) s)"
 
 # --- 2d. a stop signal in the first second after the batch script started ----------------
+# Trials alternate between the two batch scripts (mpirun, srun). The last two forward the
+# signal at once (PIPETRAIN_READY_WAIT_S=0), into the launcher's and ranks' start-up: a
+# rank may die of it, and the job must then start over (or resume) and finish.
 trials=${SLURM_TEST_TRIALS:-10}
 checkpointed=0 fresh=0 unsignalled=0
 t=$SECONDS
-for i in $(seq 0 $((trials - 1))); do
-  delay=$(awk -v i="$i" 'BEGIN { printf "%.1f", (i % 10) / 10 }')
-  name=early$i
-  j=$(submit_job "$name" "$short_steps")
+early_trial() {  # early_trial I DELAY SCRIPT READY_WAIT_S
+  local name=early$1 j restarts outcome
+  j=$(PIPETRAIN_READY_WAIT_S=$4 submit_job "$name" "$short_steps" "$3")
   wait_for 60 grep -q "job $j start 0:" "$submit/job-$j.out" || job_fail "$j" "batch script not started within 60 s"
-  sleep "$delay"
+  sleep "$2"
   scancel --signal=USR1 --batch "$j" 2>/dev/null || true  # fails only when the job already ended
   expect_job "$j" COMPLETED 120
   same_metrics ref_short "$name"
@@ -171,15 +174,24 @@ for i in $(seq 0 $((trials - 1))); do
   restarts=$(job_field "$j" Restarts)
   if [ "$restarts" = 0 ]; then
     unsignalled=$((unsignalled + 1)); outcome="finished before the signal took effect"
+  elif [ "$(resumed_at "$j")" = "$short_steps" ]; then
+    unsignalled=$((unsignalled + 1)); outcome="finished before the signal took effect; the requeued job resumed at the last step"
   elif [ -n "$(resumed_at "$j")" ]; then
     checkpointed=$((checkpointed + 1)); outcome="checkpointed, resumed at step $(resumed_at "$j")"
     interrupted+=("$name")
   else
     fresh=$((fresh + 1)); outcome="started over"
   fi
-  echo "ok   early signal +${delay}s: job $j completed, restarts $restarts, $outcome; steps equal the uninterrupted run"
+  echo "ok   early signal +${2}s (${3:-mpirun} script, ready wait ${4}s): job $j completed, restarts $restarts, $outcome; steps equal the uninterrupted run"
+}
+for i in $(seq 0 $((trials - 1))); do
+  kind=""
+  [ $((i % 2)) = 0 ] || kind=multinode
+  early_trial "$i" "$(awk -v i="$i" 'BEGIN { printf "%.1f", (i % 10) / 10 }')" "$kind" 20
 done
-echo "ok   early signals: $trials trials, $checkpointed checkpointed, $fresh started over, $unsignalled finished first; none lost ($((SECONDS - t)) s)"
+early_trial f0 0.0 "" 0
+early_trial f1 0.0 multinode 0
+echo "ok   early signals: $((trials + 2)) trials, $checkpointed checkpointed, $fresh started over, $unsignalled finished first; none lost ($((SECONDS - t)) s)"
 
 # --- 3. time continuity across resumes --------------------------------------------------
 time_continuous() {  # time_continuous NAME: time_s of the optimizer steps never decreases
