@@ -1,37 +1,47 @@
 # shellcheck shell=bash
 # The preemption logic shared by the batch scripts in scripts/slurm/ (docs/slurm.md).
 # Sourced by the batch shell, never executed. The batch script itself must set
-#   trap 'pt_stop=1' USR1 TERM
+#   trap 'pt_stop=usr1' USR1; trap 'pt_stop=${pt_stop:-term}' TERM
 # as its FIRST command (before sourcing this file): Slurm may signal the batch shell
 # at any moment after it starts, and an untrapped SIGUSR1 kills it (the job would
 # end FAILED, not requeued).
 #
-#   pt_locate                 sets pt_repo (the repository this file is in) and pt_bin (the pipetrain binary); exits 1 naming
-#                             what it tried when there is none.
+# Two stop requests:
+#   SIGUSR1 (--signal=B:USR1@T before the time limit, at preemption with
+#           preempt_send_user_signal, scancel --signal=USR1 --batch): checkpoint, then
+#           the job requeues itself and resumes.
+#   SIGTERM (scancel, scontrol requeue, a time limit, a preemption without the user
+#           signal; Slurm sends it to every process of the job): checkpoint and stop;
+#           the job is NOT requeued by this script (whoever sent SIGTERM decides: Slurm
+#           requeues after scontrol requeue or a REQUEUE preemption; a cancel stays
+#           cancelled, though Slurm would accept a requeue from the batch script).
+#
+#   pt_start CONFIG [ARGS...] sets pt_repo (the repository this file is in), pt_bin (the
+#                             pipetrain binary; exits 1 naming what it tried when there
+#                             is none), pt_config and pt_args (the rest), and logs the start.
 #   pt_run_preemptible CMD... runs CMD (the launcher: mpirun ... or srun ... with
 #                             pipetrain train ... --resume auto) in the background and
-#                             waits for it. A stop request (SIGUSR1 or SIGTERM to the
-#                             batch shell) is forwarded to the launcher as SIGUSR1 (both
-#                             mpirun and srun pass SIGUSR1 on to every rank); the ranks
-#                             finish the step, write a checkpoint and exit 0. After a
-#                             stop request the job requeues itself (scontrol requeue),
-#                             and the next start resumes from the newest complete
-#                             checkpoint. Exits with the launcher's status.
+#                             waits for it. A stop request is forwarded to the launcher as
+#                             SIGUSR1 (both mpirun and srun pass SIGUSR1 on to every
+#                             rank); the ranks finish the step, write a checkpoint and
+#                             exit 0. After SIGUSR1 the job requeues itself (scontrol
+#                             requeue), and the next start resumes from the newest
+#                             complete checkpoint. Exits with the launcher's status.
 #
-# Why a stop request never loses the job:
+# Why a SIGUSR1 never loses the job:
 #  - before the launcher starts: nothing runs yet; the job requeues at once;
 #  - while the job starts: forwarding waits until this node's ranks run and have their
 #    SIGUSR1 handler (SigCgt in /proc/PID/status; a rank that gets SIGUSR1 before that
-#    dies of it; the launcher forwards signals from before it starts the ranks), at most PIPETRAIN_READY_WAIT_S seconds
-#    (default 20) after the launch (ranks on other nodes are not visible from here:
-#    they start at about the same time, and the next point covers them);
-#  - the launcher fails after a stop request anyway (a rank died of the signal, or
-#    Slurm's SIGTERM reached mpirun, which then kills the ranks): every checkpoint
-#    on disk is complete or ignored (a DONE marker is written last), so the job
-#    requeues and resumes from the newest complete one, or starts over when there
+#    dies of it; the launcher forwards signals from before it starts the ranks), at most
+#    PIPETRAIN_READY_WAIT_S seconds (default 20) after the launch (ranks on other nodes
+#    are not visible from here: they start at about the same time, and the next point
+#    covers them);
+#  - the launcher fails after the request anyway (a rank died of the signal): every
+#    checkpoint on disk is complete or ignored (a DONE marker is written last), so the
+#    job requeues and resumes from the newest complete one, or starts over when there
 #    is none.
-# A stop request that arrives after the run finished (exit 0, nothing forwarded)
-# does not requeue.
+# A request that arrives after the run finished (exit 0, nothing forwarded) does not
+# requeue.
 #
 # Environment: PIPETRAIN (the binary; default: build/pipetrain of the repository,
 # then `pipetrain` on PATH), PIPETRAIN_REPO (the repository, when the batch script
@@ -102,25 +112,25 @@ pt_forward_stop() {  # pt_forward_stop LAUNCHER_PID LAUNCHED_AT: 0 when forwarde
 }
 
 pt_run_preemptible() {  # pt_run_preemptible CMD...
-  if [ "${pt_stop:-0}" = 1 ]; then
-    pt_requeue "stop requested before training started"
-    exit 0
-  fi
+  case ${pt_stop:-} in
+    usr1) pt_requeue "stop requested before training started"; exit 0 ;;
+    term) echo "$(date -Is) SIGTERM before training started; not starting"; exit 0 ;;
+  esac
   local launched=$SECONDS forwarded=0 pid rc
   "$@" &
   pid=$!
   # `wait` returns early (status > 128) whenever a trapped signal arrives.
   while kill -0 "$pid" 2>/dev/null; do
-    if [ "${pt_stop:-0}" = 1 ] && [ "$forwarded" = 0 ]; then
+    if [ -n "${pt_stop:-}" ] && [ "$forwarded" = 0 ]; then
       pt_forward_stop "$pid" "$launched" && forwarded=1
     fi
     wait "$pid"
   done
   wait "$pid"
   rc=$?
-  if [ "$forwarded" = 1 ] && [ "$rc" = 0 ]; then
+  if [ "${pt_stop:-}" = usr1 ] && [ "$forwarded" = 1 ] && [ "$rc" = 0 ]; then
     pt_requeue "checkpoint written"
-  elif [ "${pt_stop:-0}" = 1 ] && [ "$rc" != 0 ]; then
+  elif [ "${pt_stop:-}" = usr1 ] && [ "$rc" != 0 ]; then
     pt_requeue "launcher exited with $rc after a stop request; resuming from the newest complete checkpoint"
     rc=0
   fi
