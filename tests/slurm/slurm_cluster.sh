@@ -134,9 +134,9 @@ cluster_start() {  # cluster_start DIR
     --pid-file="$d/run/munged.pid" --log-file="$d/log/munged.log" --seed-file="$d/run/munged.seed"
   wait_for 20 test -S "$d/run/munge.socket" || { echo "cluster: munged did not start"; cat "$d/log/munged"*; return 1; }
   start_daemon slurmctld slurmctld -D -i -f "$SLURM_CONF"
-  wait_for 30 scontrol ping || { echo "cluster: slurmctld did not answer"; tail -20 "$d/log/slurmctld"*; return 1; }
+  wait_for 30 scontrol ping || { echo "cluster: slurmctld did not answer"; tail -n 20 "$d/log/slurmctld"*; return 1; }
   start_daemon slurmd slurmd -D -N "$host" -f "$SLURM_CONF"
-  wait_for 60 node_idle || { echo "cluster: node not idle"; sinfo -N; tail -20 "$d/log/slurmd"*; return 1; }
+  wait_for 60 node_idle || { echo "cluster: node not idle"; sinfo -N; tail -n 20 "$d/log/slurmd"*; return 1; }
 }
 
 env_has() {  # env_has PID LINE: the process's environment holds LINE exactly

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # pipetrain under a real single-node Slurm cluster (tests/slurm/slurm_cluster.sh) on this
-# machine, through the unchanged batch script scripts/slurm/train_preemptible.sbatch:
+# machine, through the unchanged batch scripts of scripts/slurm/:
 #   1. `srun --mpi=pmix -n 2 pipetrain train` trains, and equals `mpirun -np 2` bitwise;
-#   2. the batch script under a time limit: `scancel --signal=USR1 --batch` -> checkpoint,
-#      requeue, resume, finish (also through scripts/slurm/train_multinode.sbatch: srun); SIGTERM to every process of the job (`scontrol requeue`,
-#      what a preemption without a user signal or a time limit sends) -> checkpoint,
-#      requeue (by Slurm), resume, finish; a plain `scancel` stays cancelled (the script
-#      does not requeue after SIGTERM); and a stop signal 0.0, 0.1, ... 0.9 s after the batch script started
-#      (10 trials, alternating the two batch scripts, plus 2 that forward it at once):
-#      each job checkpoints or starts over cleanly, and finishes;
+#   2. under a time limit, submitted from outside the repository:
+#      `scancel --signal=USR1 --batch` -> checkpoint, requeue, resume, finish (through
+#      train_preemptible.sbatch: mpirun, and train_multinode.sbatch: srun); SIGTERM to
+#      every process of the job (`scontrol requeue`: what a preemption without the user
+#      signal sends) -> checkpoint, requeue (by Slurm), resume, finish; a plain `scancel`
+#      stays cancelled (the script does not requeue after SIGTERM); a stop signal 0.0,
+#      0.1, ... 0.9 s after the batch script started (10 trials alternating the two
+#      scripts, plus 2 that forward it at once): each job checkpoints or starts over
+#      cleanly, and finishes;
 #   3. resume continuity: every interrupted run's steps and losses equal the uninterrupted
 #      run's bitwise, and its time_s never decreases across a resume.
 # Usage: slurm_test.sh PIPETRAIN SOURCE_DIR (as ctest passes them). Needs root (the
