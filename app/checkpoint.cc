@@ -4,7 +4,6 @@
 #include "app/checkpoint.h"
 
 #include <fcntl.h>
-#include <mpi.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +22,7 @@
 #include "common/check.h"
 #include "common/logging.h"
 #include "optim/adamw.h"
+#include "pipeline/collectives.h"
 #include "pipeline/process_groups.h"
 
 namespace pt {
@@ -118,9 +118,9 @@ bool crash_requested(int64_t step, int pp_rank, int pp) {
 }
 
 // Every rank passes its own Status; all get a failure if any rank failed.
-Status agree(const Status& mine, const std::string& what) {
-  int failed = mine ? 0 : 1, any = 0;
-  PT_MPI_CHECK(MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+Status agree(Collectives& coll, const Status& mine, const std::string& what) {
+  int64_t any = mine ? 0 : 1;
+  coll.allreduce_max(Group::kWorld, &any, 1);
   if (!mine) {
     log_warn(mine.message());
     return mine;
@@ -504,7 +504,8 @@ std::string checkpoint_root(const Config& c) {
   return c.run.out_dir + "/" + c.run.name + "/checkpoints";
 }
 
-Status resume_training(const Config& c, const ProcessGroups& g, std::vector<LocalStage>& local, ResumeResult* out) {
+Status resume_training(const Config& c, const ProcessGroups& g, Collectives& coll, std::vector<LocalStage>& local,
+                       ResumeResult* out) {
   *out = ResumeResult{};
   if (c.checkpoint.resume.empty()) return Status::ok();
   // Rank 0 picks the directory; every rank then loads it.
@@ -521,12 +522,9 @@ Status resume_training(const Config& c, const ProcessGroups& g, std::vector<Loca
       while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
     }
   }
-  std::string msg = error.empty() ? dir : error;
-  int len = int(msg.size()), is_error = error.empty() ? 0 : 1;
-  PT_MPI_CHECK(MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD));
-  PT_MPI_CHECK(MPI_Bcast(&is_error, 1, MPI_INT, 0, MPI_COMM_WORLD));
-  msg.resize(size_t(len));
-  PT_MPI_CHECK(MPI_Bcast(msg.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD));
+  int64_t is_error = error.empty() ? 0 : 1;
+  coll.broadcast(Group::kWorld, &is_error, sizeof is_error, 0);
+  const std::string msg = broadcast_string(coll, Group::kWorld, error.empty() ? dir : error, 0);
   if (is_error) return Status::error(msg);
   dir = msg;
   if (dir.empty()) return Status::ok();
@@ -542,9 +540,9 @@ Status resume_training(const Config& c, const ProcessGroups& g, std::vector<Loca
   }
   if (s) s = map_checkpoint_to_stages(files, paths, c, local, &step, &restarts);
   // Every rank read the same files, so errors agree; still, never continue when one failed.
-  int failed = s ? 0 : 1, any = 0, root_failed = failed;
-  PT_MPI_CHECK(MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-  PT_MPI_CHECK(MPI_Bcast(&root_failed, 1, MPI_INT, 0, MPI_COMM_WORLD));
+  int64_t any = s ? 0 : 1, root_failed = any;
+  coll.allreduce_max(Group::kWorld, &any, 1);
+  coll.broadcast(Group::kWorld, &root_failed, sizeof root_failed, 0);
   if (!s && g.world_rank != 0 && !root_failed) log_warn(s.message());  // rank 0 alone prints errors
   if (!s) return s;
   if (any) return Status::error(dir + ": loading the checkpoint failed on another rank (see its message)");
@@ -597,7 +595,8 @@ RankCheckpoint make_rank_checkpoint(const Config& c, int pp_rank, const std::vec
   return r;
 }
 
-Status save_checkpoint(const Config& c, const ProcessGroups& g, const std::vector<std::pair<int, int>>& layers,
+Status save_checkpoint(const Config& c, const ProcessGroups& g, Collectives& coll,
+                       const std::vector<std::pair<int, int>>& layers,
                        std::vector<LocalStage>& local, int64_t step, int64_t restarts) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::string root = checkpoint_root(c);
@@ -610,7 +609,7 @@ Status save_checkpoint(const Config& c, const ProcessGroups& g, const std::vecto
     if (ec) s = Status::error(dir + ": cannot create the checkpoint directory: " + ec.message());
     fs::remove(dir + "/DONE", ec);  // re-saving a step: incomplete until DONE is rewritten
   }
-  PT_RETURN_IF_ERROR(agree(s, what));
+  PT_RETURN_IF_ERROR(agree(coll, s, what));
   size_t bytes = 0;
   if (g.dp_rank == 0) {
     const RankCheckpoint r = make_rank_checkpoint(c, g.pp_rank, layers, local, step, restarts);
@@ -628,7 +627,7 @@ Status save_checkpoint(const Config& c, const ProcessGroups& g, const std::vecto
     }
     s = write_file_atomic(path, data);
   }
-  PT_RETURN_IF_ERROR(agree(s, what));
+  PT_RETURN_IF_ERROR(agree(coll, s, what));
   if (g.world_rank == 0) {
     s = fsync_dir(dir);
     if (s)
@@ -653,7 +652,7 @@ Status save_checkpoint(const Config& c, const ProcessGroups& g, const std::vecto
       }
     }
   }
-  PT_RETURN_IF_ERROR(agree(s, what));
+  PT_RETURN_IF_ERROR(agree(coll, s, what));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   char line[256];
   std::snprintf(line, sizeof line, " (rank 0: %.2f MB, %.3f s)", double(bytes) / 1e6, secs);
@@ -677,9 +676,9 @@ void install_stop_signal_handlers() {
   PT_CHECK(sigaction(SIGUSR1, &sa, nullptr) == 0);
 }
 
-bool stop_signal_agreed() {
-  int mine = g_stop_signal ? 1 : 0, any = 0;
-  PT_MPI_CHECK(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+bool stop_signal_agreed(Collectives& coll) {
+  int64_t any = g_stop_signal ? 1 : 0;
+  coll.allreduce_max(Group::kWorld, &any, 1);
   return any != 0;
 }
 

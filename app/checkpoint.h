@@ -37,6 +37,7 @@
 namespace pt {
 
 struct ProcessGroups;
+class Collectives;
 
 constexpr char kCheckpointMagic[8] = {'P', 'T', 'C', 'K', 'P', 'T', '\r', '\n'};
 constexpr uint32_t kCheckpointVersion = 2;       // written; versions 1 and 2 are read
@@ -105,7 +106,7 @@ Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const 
 // The checkpoint root of a run: checkpoint.dir or run_dir/checkpoints.
 std::string checkpoint_root(const Config& c);
 
-// ---- Collective operations (every rank of MPI_COMM_WORLD calls them) ----
+// ---- Collective operations (every rank of the world group calls them) ----
 
 struct ResumeResult {
   int64_t step = 0;       // 0 = fresh start
@@ -115,10 +116,12 @@ struct ResumeResult {
 
 // c.checkpoint.resume: "" = no resume, "auto" = newest complete checkpoint under
 // checkpoint_root(c) (fresh start with an info line if none), else a step dir.
-Status resume_training(const Config& c, const ProcessGroups& g, std::vector<LocalStage>& local, ResumeResult* out);
+Status resume_training(const Config& c, const ProcessGroups& g, Collectives& coll, std::vector<LocalStage>& local,
+                       ResumeResult* out);
 
 // Writes step_N; `layers` is every stage's layer range of the current layout.
-Status save_checkpoint(const Config& c, const ProcessGroups& g, const std::vector<std::pair<int, int>>& layers,
+Status save_checkpoint(const Config& c, const ProcessGroups& g, Collectives& coll,
+                       const std::vector<std::pair<int, int>>& layers,
                        std::vector<LocalStage>& local, int64_t step, int64_t restarts);
 
 // Whether to checkpoint after `step` (1-based count of steps done): the cadence,
@@ -128,7 +131,7 @@ bool checkpoint_due(const Config& c, int64_t step, bool run_ends, bool signalled
 // SIGTERM / SIGUSR1 set a flag (Slurm preemption with --signal).
 void install_stop_signal_handlers();
 // Collective: true on every rank when any rank got a stop signal.
-bool stop_signal_agreed();
+bool stop_signal_agreed(Collectives& coll);
 
 // On resume, keeps the metrics.jsonl lines with step <= `step` (rank 0); on a
 // fresh start (step 0), removes the file.

@@ -187,7 +187,7 @@ Status TrainingRun::setup() {
   PT_RETURN_IF_ERROR(open_data_loader(c_, c_.parallel.dp, true, &data_));
   install_stop_signal_handlers();
   // Resume (checkpoint.cc): params, optimizer state, versions and the step, by global tensor id.
-  PT_RETURN_IF_ERROR(resume_training(c_, g_, state_.local, &resumed_));
+  PT_RETURN_IF_ERROR(resume_training(c_, g_, *coll_, state_.local, &resumed_));
   PT_RETURN_IF_ERROR(setup_transport(choice, transport_gpu));
   PT_RETURN_IF_ERROR(setup_run_dir());
   const bool interactive = c_.runtime.progress == "on" || (c_.runtime.progress == "auto" && isatty(STDOUT_FILENO));
@@ -278,9 +278,9 @@ Status TrainingRun::between_segments(int64_t step, bool* stop) {
   const bool have_val = !c_.data.val.empty();
   if (have_val && ((c_.training.eval_every > 0 && step % c_.training.eval_every == 0) || last || timed_out))
     log_eval(step);
-  const bool signalled = stop_signal_agreed();  // SIGTERM/SIGUSR1 on any rank: checkpoint, then exit 0
+  const bool signalled = stop_signal_agreed(*coll_);  // SIGTERM/SIGUSR1 on any rank: checkpoint, then exit 0
   if (checkpoint_due(c_, step, last || timed_out, signalled))
-    PT_RETURN_IF_ERROR(save_checkpoint(c_, g_, ranges_, state_.local, step, resumed_.restarts));
+    PT_RETURN_IF_ERROR(save_checkpoint(c_, g_, *coll_, ranges_, state_.local, step, resumed_.restarts));
   if (signalled && root())
     log_info("pipetrain: stop signal received; checkpointed step " + std::to_string(step) + ", exiting");
   *stop = signalled || timed_out;
