@@ -40,7 +40,7 @@ struct ProcessGroups;
 class Collectives;
 
 constexpr char kCheckpointMagic[8] = {'P', 'T', 'C', 'K', 'P', 'T', '\r', '\n'};
-constexpr uint32_t kCheckpointVersion = 2;       // written; versions 1 and 2 are read
+constexpr uint32_t kCheckpointVersion = 2;  // written; versions 1 and 2 are read
 
 // One named optimizer state tensor of one parameter tensor (OptimizerState::tensor_state).
 struct CheckpointState {
@@ -98,8 +98,9 @@ Status list_complete_checkpoint(const std::string& step_dir, std::vector<std::st
 Status find_latest_checkpoint(const std::string& root, std::string* step_dir, std::vector<std::string>* skipped);
 
 // Fills `local` (params, optimizer state, versions) from a saved checkpoint, matching
-// tensors by global id and state tensors by name; checks the fingerprint of `c`. `where` names the
-// checkpoint in messages. Nothing in `local` changes unless it returns ok.
+// tensors by global id and their state tensors by name; checks the fingerprint of
+// `c`. `where` names the checkpoint in messages. Nothing in `local` changes unless
+// it returns ok.
 Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const std::vector<std::string>& paths,
                                 const Config& c, std::vector<LocalStage>& local, int64_t* step, int64_t* restarts);
 

@@ -53,9 +53,9 @@ size_t optimizer_state_floats(const OptimizerSection& o, const StageModel& model
 }
 
 // The optimizer runs on the host on every backend: grads() are brought to the host
-// and the new params() sent back (stage_model.h, host/device contract). Stepping
-// device buffers (optim/cuda/adamw.h) skips both transfers once StageModel exposes
-// its device pointers.
+// and the new params() sent back (stage_model.h, host/device contract). A kDevice
+// optimizer state stepping device buffers (optim/cuda/adamw_state.h) skips both
+// transfers once StageModel exposes its device pointers.
 void apply_stage_update(LocalStage& ls, const OptimizerSection& o, double lr, float grad_scale) {
   PT_CHECK_MSG(ls.optimizer_state != nullptr, "stage " + std::to_string(ls.stage) + " has no optimizer state to step");
   ls.model->sync_grads_to_host();
