@@ -10,6 +10,7 @@
 
 #include "common/status.h"
 #include "model/config.h"
+#include "optim/registry.h"
 
 namespace pt {
 
@@ -38,7 +39,7 @@ struct TrainingSection {
 };
 
 struct OptimizerSection {
-  std::string kind = "adamw";
+  std::string kind = kDefaultOptimizerKind;  // a name of optim/registry.h
   double lr = 6e-4;
   double min_lr_ratio = 0.1;
   std::string lr_schedule = "cosine";  // cosine | linear | constant

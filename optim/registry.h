@@ -21,6 +21,9 @@ struct OptimizerEntry {
 
 const std::vector<OptimizerEntry>& optimizer_registry();
 
+// optimizer.kind when a config leaves it out: the first entry of the table.
+inline constexpr const char* kDefaultOptimizerKind = "adamw";
+
 // Every registered kind, in table order.
 std::vector<std::string> optimizer_kinds();
 
