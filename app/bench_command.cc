@@ -271,6 +271,7 @@ namespace {
 
 // What every measurement of one bench run shares.
 struct BenchRun {
+  explicit BenchRun(const BenchOptions& options) : o(options) {}
   const BenchOptions& o;
   Config c;
   ProcessGroups g;             // dp = 1, pp = world: the pipeline group is every rank
@@ -498,7 +499,7 @@ Status bench_all(BenchRun& r) {
 }  // namespace
 
 Status run_bench_command(const BenchOptions& o) {
-  BenchRun r{o};
+  BenchRun r(o);
   const Status st = bench_all(r);
   r.coll.reset();
   free_process_groups(&r.g);

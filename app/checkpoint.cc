@@ -499,6 +499,23 @@ Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const 
   return Status::ok();
 }
 
+// World rank 0 reads step_dir/run_clock.json and every rank gets it; an older checkpoint
+// without one resumes its clock at 0 (with a warning).
+RunClock read_run_clock(Collectives& coll, const std::string& step_dir) {
+  RunClock k;
+  if (coll.rank(Group::kWorld) == 0) {
+    const std::string path = step_dir + "/run_clock.json";
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    const Status s = in ? parse_run_clock(path, text.str(), &k) : Status::error(path + ": missing");
+    if (!s) log_warn(s.message() + "; time_s restarts from 0 for this run");
+  }
+  double v[4] = {k.train_s, k.downtime_s, k.lost_s, k.saved_unix};
+  coll.broadcast(Group::kWorld, v, sizeof v, 0);
+  return RunClock{v[0], v[1], v[2], v[3]};
+}
+
 std::string checkpoint_root(const Config& c) {
   if (!c.checkpoint.dir.empty()) return c.checkpoint.dir;
   return c.run.out_dir + "/" + c.run.name + "/checkpoints";
@@ -549,6 +566,7 @@ Status resume_training(const Config& c, const ProcessGroups& g, Collectives& col
   out->step = step;
   out->restarts = restarts + 1;
   out->dir = dir;
+  out->clock = read_run_clock(coll, dir);
   log_info("resumed from " + dir + " at step " + std::to_string(step) + " (restart " + std::to_string(out->restarts) +
            ", loaded in " + std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()) + " s)");
   return Status::ok();
@@ -595,9 +613,25 @@ RankCheckpoint make_rank_checkpoint(const Config& c, int pp_rank, const std::vec
   return r;
 }
 
+std::string run_clock_json(const RunClock& k) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "{\"train_s\":%.17g,\"downtime_s\":%.17g,\"lost_s\":%.17g,\"saved_unix\":%.17g}\n",
+                k.train_s, k.downtime_s, k.lost_s, k.saved_unix);
+  return buf;
+}
+
+Status parse_run_clock(const std::string& path, const std::string& text, RunClock* out) {
+  RunClock k;
+  if (std::sscanf(text.c_str(), "{\"train_s\":%lf,\"downtime_s\":%lf,\"lost_s\":%lf,\"saved_unix\":%lf}", &k.train_s,
+                  &k.downtime_s, &k.lost_s, &k.saved_unix) != 4)
+    return Status::error(path + ": not a run clock (expected train_s, downtime_s, lost_s, saved_unix)");
+  *out = k;
+  return Status::ok();
+}
+
 Status save_checkpoint(const Config& c, const ProcessGroups& g, Collectives& coll,
                        const std::vector<std::pair<int, int>>& layers,
-                       std::vector<LocalStage>& local, int64_t step, int64_t restarts) {
+                       std::vector<LocalStage>& local, int64_t step, int64_t restarts, const RunClock& clock) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::string root = checkpoint_root(c);
   const std::string dir = root + "/step_" + std::to_string(step);
@@ -629,7 +663,8 @@ Status save_checkpoint(const Config& c, const ProcessGroups& g, Collectives& col
   }
   PT_RETURN_IF_ERROR(agree(coll, s, what));
   if (g.world_rank == 0) {
-    s = fsync_dir(dir);
+    s = write_file_atomic(dir + "/run_clock.json", run_clock_json(clock));
+    if (s) s = fsync_dir(dir);
     if (s)
       s = write_file_atomic(dir + "/DONE", "pipetrain checkpoint\nstep " + std::to_string(step) + "\nfiles " +
                                                std::to_string(c.parallel.pp) + "\n");
@@ -682,16 +717,16 @@ bool stop_signal_agreed(Collectives& coll) {
   return any != 0;
 }
 
-Status prepare_metrics_file(const std::string& path, int64_t step) {
+Status prepare_metrics_file(const std::string& path, int64_t step, double* last_time_s) {
   std::error_code ec;
-  if (step == 0) {
-    fs::remove(path, ec);
-    return Status::ok();
-  }
+  if (last_time_s) *last_time_s = 0;
   std::ifstream in(path);
   if (!in) return Status::ok();
   std::string kept, line;
   while (std::getline(in, line)) {
+    const size_t t = line.find("\"time_s\":");
+    if (last_time_s && t != std::string::npos)
+      *last_time_s = std::max(*last_time_s, std::strtod(line.c_str() + t + 9, nullptr));
     const size_t k = line.find("\"step\"");
     if (k == std::string::npos) continue;
     const size_t colon = line.find(':', k);
@@ -699,6 +734,10 @@ Status prepare_metrics_file(const std::string& path, int64_t step) {
     if (std::strtoll(line.c_str() + colon + 1, nullptr, 10) <= step) kept += line + "\n";
   }
   in.close();
+  if (step == 0) {
+    fs::remove(path, ec);
+    return Status::ok();
+  }
   return write_text_file(path, kept);
 }
 

@@ -131,6 +131,7 @@ const std::vector<Field>& schema() {
       PT_KEY("run.out_dir", run.out_dir, kMay, "Parent folder of run directories."),
       PT_KEY("run.seed", run.seed, kMust, "Seed of initialization and data order."),
       PT_KEY("run.save_params", run.save_params, kMay, "After the last step, write every parameter tensor to run_dir/params/<global id>.bin (raw fp32, layout-independent names)."),
+      PT_KEY("run.overwrite", run.overwrite, kMay, "Start afresh in a run directory that already holds a run's metrics, replacing that record (also `train --overwrite`). Without it such a start is refused; `--resume auto` continues the run instead."),
       PT_KEY("model.vocab_size", model.vocab_size, kMust, "V: token ids are < V (at most 65536: shards store uint16)."),
       PT_KEY("model.max_seq_len", model.max_seq_len, kMust, "Rows of the position table; must be >= training.seq_len."),
       PT_KEY("model.n_layer", model.n_layer, kMust, "L: transformer blocks."),
@@ -149,6 +150,7 @@ const std::vector<Field>& schema() {
       PT_KEY("training.eval_batches", training.eval_batches, kMay, "Validation micro-batches per evaluation."),
       PT_KEY("training.log_every", training.log_every, kMay, "Steps between metric lines printed on rank 0 (metrics.jsonl gets every step)."),
       PT_KEY("training.max_seconds", training.max_seconds, kMay, "Stop after this many seconds of training (0 = no limit)."),
+      PT_KEY("training.on_nonfinite", training.on_nonfinite, kMay, "stop | skip_step. A NaN or Inf loss or gradient norm: stop ends the run with a non-zero exit naming the step and stage, keeping the last good checkpoint (none is written after it); skip_step leaves that update out (parameters and optimizer state unchanged) and counts it in metrics (skipped_steps)."),
       PT_KEY("optimizer.kind", optimizer.kind, kMust, "Optimizer: adamw."),
       PT_KEY("optimizer.lr", optimizer.lr, kMust, "Peak learning rate."),
       PT_KEY("optimizer.min_lr_ratio", optimizer.min_lr_ratio, kMust, "Final learning rate as a fraction of lr (cosine, linear)."),
@@ -175,9 +177,11 @@ const std::vector<Field>& schema() {
       PT_KEY("runtime.transport", runtime.transport, kMay, "auto | mpi | local | nccl. auto = nccl when the backend is cuda and every pipeline rank has a GPU of its own, else mpi; mpi = host-staged MPI, also for ranks that share a GPU (MPS, scripts/mps_pipeline.sh); local keeps every stage in one process (parallel.pp = 1); nccl needs the cuda backend and one GPU per pipeline rank (docs/transports.md)."),
       PT_KEY("runtime.threads", runtime.threads, kMay, "OpenBLAS threads per rank; 0 = library default."),
       PT_KEY("runtime.progress", runtime.progress, kMay, "auto | on | off: one-line progress display on rank 0 (auto = when stdout is a terminal)."),
+      PT_KEY("runtime.watchdog_seconds", runtime.watchdog_seconds, kMay, "Deadline in seconds of every blocking wait (stage-boundary receive, send completion, collective). When it passes the rank names the peer or group and action it waited for and the whole job exits non-zero; waiting sleeps rather than spins. 0 = no deadline."),
       PT_KEY("checkpoint.every_steps", checkpoint.every_steps, kMay, "Write a checkpoint every N steps and after the last step; 0 = only on SIGTERM/SIGUSR1. Resume with `train --resume auto|PATH` (docs/checkpoints.md)."),
       PT_KEY("checkpoint.keep_last", checkpoint.keep_last, kMay, "Complete checkpoints kept (older ones are deleted after a new one is complete); 0 = keep all."),
       PT_KEY("checkpoint.dir", checkpoint.dir, kMay, "Checkpoint folder (holds step_N/); empty = run_dir/checkpoints."),
+      PT_KEY("checkpoint.on_write_error", checkpoint.on_write_error, kMay, "stop | continue. A checkpoint that cannot be written (full or read-only disk) is reported with its path and the previous complete checkpoint stays usable; stop then ends the run non-zero, continue trains on and tries again at the next checkpoint."),
   };
   return fields;
 }
@@ -366,6 +370,11 @@ Status validate(const Config& c) {
   allowed = one_of(c.runtime.progress, {"auto", "on", "off"}, &ok);
   if (!ok) return bad("runtime.progress", "'" + c.runtime.progress + "' is not one of: " + allowed);
   if (c.runtime.threads < 0) return bad("runtime.threads", "must be >= 0");
+  if (c.runtime.watchdog_seconds < 0) return bad("runtime.watchdog_seconds", "must be >= 0 (0 = no deadline)");
+  allowed = one_of(c.training.on_nonfinite, {"stop", "skip_step"}, &ok);
+  if (!ok) return bad("training.on_nonfinite", "'" + c.training.on_nonfinite + "' is not one of: " + allowed);
+  allowed = one_of(c.checkpoint.on_write_error, {"stop", "continue"}, &ok);
+  if (!ok) return bad("checkpoint.on_write_error", "'" + c.checkpoint.on_write_error + "' is not one of: " + allowed);
   if (c.run.name.find('/') != std::string::npos) return bad("run.name", "must not contain '/'");
   if (c.checkpoint.every_steps < 0) return bad("checkpoint.every_steps", "must be >= 0 (0 = only on SIGTERM/SIGUSR1)");
   if (c.checkpoint.keep_last < 0) return bad("checkpoint.keep_last", "must be >= 0 (0 = keep all)");

@@ -19,6 +19,7 @@ struct RunSection {
   std::string out_dir = "runs"; // run directory = out_dir/name
   int64_t seed = 1337;
   bool save_params = false;     // write final parameters to run_dir/params/<global id>.bin
+  bool overwrite = false;       // replace an existing run directory's record (train --overwrite)
 };
 
 struct DataSection {
@@ -35,7 +36,8 @@ struct TrainingSection {
   int64_t eval_every = 0;       // steps between validation evals; 0 = only at the end (if data.val)
   int eval_batches = 8;         // validation micro-batches per eval
   int64_t log_every = 1;        // steps between metric lines on stdout
-  double max_seconds = 0;       // stop after this wall time (0 = no limit)
+  double max_seconds = 0;       // stop after this much training time, summed over restarts (0 = no limit)
+  std::string on_nonfinite = "stop";  // stop | skip_step: a NaN/Inf loss or gradient norm
 };
 
 struct OptimizerSection {
@@ -75,12 +77,14 @@ struct RuntimeSection {
   std::string transport = "auto";      // auto | mpi | local | nccl
   int threads = 0;                     // OpenBLAS threads per rank; 0 = library default
   std::string progress = "auto";       // auto | on | off (one-line progress on rank 0)
+  double watchdog_seconds = 600;       // deadline of every blocking wait; 0 = none
 };
 
 struct CheckpointSection {
   int64_t every_steps = 0;             // checkpoint cadence in steps; 0 = only on SIGTERM/SIGUSR1
   int keep_last = 3;                   // complete checkpoints kept; 0 = keep all
   std::string dir;                     // checkpoint root; empty = run_dir/checkpoints
+  std::string on_write_error = "stop"; // stop | continue: a checkpoint that cannot be written
   std::string resume;                  // not a config key: `train --resume auto|PATH` sets it
 };
 

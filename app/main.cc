@@ -30,7 +30,8 @@ int report(const pt::Status& s) {
   return 1;
 }
 
-int run_train(const std::string& config_path, const std::vector<std::string>& overrides, const std::string& resume) {
+int run_train(const std::string& config_path, const std::vector<std::string>& overrides, const std::string& resume,
+              bool overwrite) {
   // Before MPI_Init: a SIGTERM/SIGUSR1 (Slurm preemption) that arrives while the job starts
   // is recorded and honoured at the first safe point (a checkpoint after the first segment),
   // never fatal.
@@ -42,6 +43,7 @@ int run_train(const std::string& config_path, const std::vector<std::string>& ov
   pt::Config config;
   pt::Status s = pt::load_config(config_path, overrides, &config);
   config.checkpoint.resume = resume;
+  if (overwrite) config.run.overwrite = true;
   if (s) s = pt::run_training(config);
   if (!s) {
     // A config or data error is the same on every rank; print it once.
@@ -87,7 +89,7 @@ struct Options {
   std::string config_path, resume, trace_path, costs_path, replay_dir;
   std::vector<std::string> overrides;
   int plan_ranks = 0;
-  bool markdown = false;
+  bool markdown = false, overwrite = false;
   pt::BenchOptions bench;
   pt::PrepareOptions prep;
 };
@@ -99,6 +101,9 @@ void add_train(CLI::App& app, Options& o) {
   train->add_option("--resume", o.resume,
                     "Resume from a checkpoint: 'auto' = the newest complete one of this run (fresh start if none), "
                     "or a checkpoint step directory (docs/checkpoints.md)");
+  train->add_flag("--overwrite", o.overwrite,
+                  "Start afresh even if the run directory already holds a run's metrics (replaces that record; "
+                  "same as --set run.overwrite=true)");
 }
 
 void add_plan(CLI::App& app, Options& o) {
@@ -170,7 +175,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   const std::string cmd = app.get_subcommands().front()->get_name();
-  if (cmd == "train") return run_train(o.config_path, o.overrides, o.resume);
+  if (cmd == "train") return run_train(o.config_path, o.overrides, o.resume, o.overwrite);
   if (cmd == "plan")
     return report(pt::run_plan_command(o.config_path, o.overrides, o.plan_ranks, o.trace_path, o.costs_path));
   if (cmd == "bench") return run_bench(o.bench);

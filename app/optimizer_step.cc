@@ -75,11 +75,16 @@ LrSchedule lr_schedule_for(const Config& c) {
   return s;
 }
 
-double apply_stage_update_self_clipped(LocalStage& ls, const Config& c, const LrSchedule& lr) {
+double stage_norm_sq(const LocalStage& ls) {
   std::vector<std::pair<int, double>> sq = stage_grad_sumsq(ls);
   std::sort(sq.begin(), sq.end());
   double total = 0.0;
   for (const auto& e : sq) total += e.second;
+  return total;
+}
+
+double apply_stage_update_self_clipped(LocalStage& ls, const Config& c, const LrSchedule& lr) {
+  const double total = stage_norm_sq(ls);
   apply_stage_update(ls, c.optimizer, learning_rate(lr, ls.version), clip_scale(std::sqrt(total), c.optimizer.grad_clip));
   return total;
 }
