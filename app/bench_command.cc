@@ -1,6 +1,5 @@
 #include "app/bench_command.h"
 
-#include <mpi.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -22,8 +21,10 @@
 #include "model/param_layout.h"
 #include "model/stage_model.h"
 #include "model/stage_model_factory.h"
+#include "pipeline/collectives.h"
 #include "pipeline/cost_file.h"
 #include "pipeline/process_groups.h"
+#include "pipeline/transport.h"
 
 extern "C" void openblas_set_num_threads(int);
 extern "C" int openblas_get_num_threads(void);
@@ -180,29 +181,31 @@ ComponentCost time_stage(StageModel& m, BenchInputs& in, BenchDevice& dev, int w
 }
 
 // Mean over ranks of each rank's medians (every rank measured at the same time).
-ComponentCost mean_over_ranks(const ComponentCost& c, int world) {
+ComponentCost mean_over_ranks(const ComponentCost& c, Collectives& coll) {
   double v[3] = {c.forward, c.backward_input, c.backward_weight};
-  PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
-  return ComponentCost{v[0] / world, v[1] / world, v[2] / world};
+  coll.allreduce_sum(Group::kWorld, v, 3);
+  const double n = coll.size(Group::kWorld);
+  return ComponentCost{v[0] / n, v[1] / n, v[2] / n};
 }
 
 // Median one-way time (half the round trip) of a `floats`-float message between ranks 0
-// and 1, MPI_Send / MPI_Recv on MPI_COMM_WORLD; other ranks return 0.
-double pingpong(int rank, size_t floats, int reps) {
-  if (rank > 1) return 0.0;
+// and 1 over the transport a pipeline uses (mpi); other ranks return 0.
+double pingpong(Transport& t, size_t floats, int reps) {
+  if (t.rank() > 1) return 0.0;
   std::vector<float> buf(std::max<size_t>(floats, 1), 1.0f);
-  const int peer = 1 - rank;
-  const int n = int(floats);
+  const int peer = 1 - t.rank();
   std::vector<double> half;
   const int warm = std::max(5, reps / 10);
   for (int i = 0; i < warm + reps; ++i) {
     const auto t0 = Clock::now();
-    if (rank == 0) {
-      PT_MPI_CHECK(MPI_Send(buf.data(), n, MPI_FLOAT, peer, 91, MPI_COMM_WORLD));
-      PT_MPI_CHECK(MPI_Recv(buf.data(), n, MPI_FLOAT, peer, 92, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    if (t.rank() == 0) {
+      t.send(buf.data(), floats, peer, 91);
+      t.wait_sends();
+      t.recv(buf.data(), floats, peer, 92);
     } else {
-      PT_MPI_CHECK(MPI_Recv(buf.data(), n, MPI_FLOAT, peer, 91, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-      PT_MPI_CHECK(MPI_Send(buf.data(), n, MPI_FLOAT, peer, 92, MPI_COMM_WORLD));
+      t.recv(buf.data(), floats, peer, 91);
+      t.send(buf.data(), floats, peer, 92);
+      t.wait_sends();
     }
     if (i >= warm) half.push_back(0.5 * seconds(t0, Clock::now()));
   }
@@ -264,137 +267,123 @@ double training_flops_per_token(const ModelConfig& model, int seq_len) {
   return 6.0 * n + 12.0 * model.n_layer * double(seq_len) * model.n_embd;
 }
 
-Status run_bench_command(const BenchOptions& o) {
-  int rank = 0, world = 1;
-  PT_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
-  PT_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world));
-  if (o.iters < 1) return Status::error("--iters must be >= 1, got " + std::to_string(o.iters));
-  if (o.warmup < 0) return Status::error("--warmup must be >= 0, got " + std::to_string(o.warmup));
-  if (o.peak_tflops < 0) return Status::error("--peak-tflops must be > 0 (or left out), got " + fmt("%g", o.peak_tflops));
+namespace {
+
+// What every measurement of one bench run shares.
+struct BenchRun {
+  const BenchOptions& o;
   Config c;
-  PT_RETURN_IF_ERROR(load_config(o.config_path, o.overrides, &c));
-  const int local_rank = node_local_rank();  // the GPU: node rank % GPUs, as in train
+  ProcessGroups g;             // dp = 1, pp = world: the pipeline group is every rank
+  std::unique_ptr<Collectives> coll;
   BenchDevice dev;
-  PT_RETURN_IF_ERROR(make_bench_device(c, local_rank, &dev));
-  if (c.runtime.threads > 0) openblas_set_num_threads(c.runtime.threads);
-
-  const ModelConfig& mc = c.model;
-  const int L = mc.n_layer, B = c.training.micro_batch_size, T = c.training.seq_len, m = c.training.microbatches;
-  const float loss_scale = 1.0f / float(m);
-  BenchInputs in = make_inputs(c);
-
-  // Per-block cost = (stage of k blocks − stage of 0 blocks) / k, both middle stages
-  // measured the same way: the difference cancels what every stage pays once (input
-  // and output copies, slot bookkeeping) — that part is stage_io — and k = 2 blocks
-  // rather than 1 halves the relative noise of the difference; it is also the block
-  // count of the pp = 2 quickstart stages.
-  const int k = std::min(L, 2);
-  auto measure = [&](const char* what, const StageSpec& spec) {
-    progress(rank, std::string("measuring ") + what + " (" + std::to_string(o.warmup) + " warm-up + " +
-                       std::to_string(o.iters) + " timed micro-batches on each of " + std::to_string(world) +
-                       " rank(s))");
-    std::unique_ptr<StageModel> model = bench_stage_model(c, dev, local_rank, spec);
-    model->init_params(uint64_t(c.run.seed));
-    PT_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
-    const ComponentCost mine = time_stage(*model, in, dev, o.warmup, o.iters, loss_scale);
-    return mean_over_ranks(mine, world);
-  };
-  CostFile f;
-  f.stage_io = measure("stage_io (a stage without blocks)", StageSpec{0, 0, false, false});
-  const ComponentCost blocks = measure(k == 2 ? "block (a 2-block stage)" : "block (a 1-block stage)",
-                                       StageSpec{0, k, false, false});
-  f.embedding = measure("embedding (a stage with only the embedding)", StageSpec{0, 0, true, false});
-  f.head = measure("head (a stage with only the final LayerNorm, LM head and loss)", StageSpec{L, L, false, true});
-  f.block = ComponentCost{(blocks.forward - f.stage_io.forward) / k,
-                          (blocks.backward_input - f.stage_io.backward_input) / k,
-                          (blocks.backward_weight - f.stage_io.backward_weight) / k};
-  if (!(f.block.forward > 0 && f.block.backward_input > 0 && f.block.backward_weight > 0))
-    return Status::error("bench: the " + std::to_string(k) + "-block stage did not measure slower than the empty stage (" +
-                         "block F/Bx/Bw = " + fmt("%.3g", f.block.forward) + " / " + fmt("%.3g", f.block.backward_input) +
-                         " / " + fmt("%.3g", f.block.backward_weight) +
-                         " s): the machine is too noisy for this model size; raise --iters or quiet the machine");
-
-  // The whole model as one stage (pp = 1): throughput, the check of the component sum, the
-  // optimizer, and the memory of a pp = 1 run (one in-flight micro-batch, as in 1F1B at pp = 1).
-  progress(rank, "measuring the whole model as one stage (pp = 1) and the optimizer");
-  double opt_s_per_param = 0;
+  BenchInputs in;
+  int rank = 0, world = 1;
   size_t full_params = 0, slot_floats = 0;
-  {
-    LocalStage ls;
-    ls.layers = {0, L};
-    ls.model = bench_stage_model(c, dev, local_rank, StageSpec{0, L, true, true});
-    ls.model->init_params(uint64_t(c.run.seed));
-    ls.adam_m.assign(ls.model->num_params(), 0.0f);
-    ls.adam_v.assign(ls.model->num_params(), 0.0f);
-    full_params = ls.model->num_params();
-    slot_floats = ls.model->activation_floats_per_slot();
-    PT_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
-    f.full_model = mean_over_ranks(time_stage(*ls.model, in, dev, o.warmup, o.iters, loss_scale), world);
-    // What the trainer does per stage after the flush: sums of squares for the global norm,
-    // AdamW, and zeroing the gradients for the next step.
-    std::vector<double> t;
-    for (int it = 0; it < o.warmup + o.iters; ++it) {
-      ls.model->synchronize();
-      const auto t0 = Clock::now();
-      volatile double norm = 0;
-      for (const auto& e : stage_grad_sumsq(ls)) norm = norm + e.second;
-      apply_stage_update(ls, c.optimizer, c.optimizer.lr, 1.0f);
-      ls.model->zero_grads();
-      ls.model->synchronize();
-      if (it >= o.warmup) t.push_back(seconds(t0, Clock::now()));
-    }
-    dev.note(*ls.model);
-    double per_param = median(t) / double(full_params);
-    PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &per_param, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
-    opt_s_per_param = per_param / world;
+  double peak = 0;
+};
+
+ComponentCost measure(BenchRun& r, const char* what, const StageSpec& spec) {
+  progress(r.rank, std::string("measuring ") + what + " (" + std::to_string(r.o.warmup) + " warm-up + " +
+                       std::to_string(r.o.iters) + " timed micro-batches on each of " + std::to_string(r.world) +
+                       " rank(s))");
+  std::unique_ptr<StageModel> model = bench_stage_model(r.c, r.dev, r.g.node_rank, spec);
+  model->init_params(uint64_t(r.c.run.seed));
+  r.coll->barrier(Group::kWorld);
+  const float loss_scale = 1.0f / float(r.c.training.microbatches);
+  return mean_over_ranks(time_stage(*model, r.in, r.dev, r.o.warmup, r.o.iters, loss_scale), *r.coll);
+}
+
+// Per-block cost = (stage of k blocks - stage of 0 blocks) / k, both middle stages measured
+// the same way: the difference cancels what every stage pays once (input and output copies,
+// slot bookkeeping) - that part is stage_io - and k = 2 blocks rather than 1 halves the
+// relative noise of the difference; it is also the block count of the pp = 2 quickstart stages.
+Status measure_components(BenchRun& r, CostFile* f) {
+  const int L = r.c.model.n_layer, k = std::min(L, 2);
+  f->stage_io = measure(r, "stage_io (a stage without blocks)", StageSpec{0, 0, false, false});
+  const ComponentCost blocks =
+      measure(r, k == 2 ? "block (a 2-block stage)" : "block (a 1-block stage)", StageSpec{0, k, false, false});
+  f->embedding = measure(r, "embedding (a stage with only the embedding)", StageSpec{0, 0, true, false});
+  f->head = measure(r, "head (a stage with only the final LayerNorm, LM head and loss)", StageSpec{L, L, false, true});
+  f->block = ComponentCost{(blocks.forward - f->stage_io.forward) / k,
+                           (blocks.backward_input - f->stage_io.backward_input) / k,
+                           (blocks.backward_weight - f->stage_io.backward_weight) / k};
+  if (!(f->block.forward > 0 && f->block.backward_input > 0 && f->block.backward_weight > 0))
+    return Status::error("bench: the " + std::to_string(k) + "-block stage did not measure slower than the empty stage (" +
+                         "block F/Bx/Bw = " + fmt("%.3g", f->block.forward) + " / " +
+                         fmt("%.3g", f->block.backward_input) + " / " + fmt("%.3g", f->block.backward_weight) +
+                         " s): the machine is too noisy for this model size; raise --iters or quiet the machine");
+  return Status::ok();
+}
+
+// The whole model as one stage (pp = 1): throughput, the check of the component sum, the
+// optimizer, and the memory of a pp = 1 run (one in-flight micro-batch, as in 1F1B at pp = 1).
+void measure_full_model(BenchRun& r, CostFile* f) {
+  progress(r.rank, "measuring the whole model as one stage (pp = 1) and the optimizer");
+  const int L = r.c.model.n_layer;
+  LocalStage ls;
+  ls.layers = {0, L};
+  ls.model = bench_stage_model(r.c, r.dev, r.g.node_rank, StageSpec{0, L, true, true});
+  ls.model->init_params(uint64_t(r.c.run.seed));
+  ls.optimizer_state = make_optimizer_state(r.c.optimizer, *ls.model);
+  r.full_params = ls.model->num_params();
+  r.slot_floats = ls.model->activation_floats_per_slot();
+  r.coll->barrier(Group::kWorld);
+  const float loss_scale = 1.0f / float(r.c.training.microbatches);
+  f->full_model = mean_over_ranks(time_stage(*ls.model, r.in, r.dev, r.o.warmup, r.o.iters, loss_scale), *r.coll);
+  // What a STEP does per stage: sums of squares for the norm, the optimizer, zeroing the gradients.
+  std::vector<double> t;
+  for (int it = 0; it < r.o.warmup + r.o.iters; ++it) {
+    ls.model->synchronize();
+    const auto t0 = Clock::now();
+    volatile double norm = 0;
+    for (const auto& e : stage_grad_sumsq(ls)) norm = norm + e.second;
+    apply_stage_update(ls, r.c.optimizer, r.c.optimizer.lr, 1.0f);
+    ls.model->zero_grads();
+    ls.model->synchronize();
+    if (it >= r.o.warmup) t.push_back(seconds(t0, Clock::now()));
   }
-  f.optimizer_seconds_per_param = opt_s_per_param;
-  double peak = dev.peak();
-  PT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &peak, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+  r.dev.note(*ls.model);
+  double per_param = median(t) / double(r.full_params);
+  r.coll->allreduce_sum(Group::kWorld, &per_param, 1);
+  f->optimizer_seconds_per_param = per_param / r.world;
+}
 
-  // Point to point between ranks 0 and 1: latency from 1-float messages, bandwidth from
-  // messages of one (B, T, C) fp32 boundary tensor, what the pipeline sends. When the
-  // boundary message is too small to time apart from the latency, a larger one (64x, at
-  // least 4 MiB) gives the bandwidth.
-  const size_t act_floats = size_t(B) * T * mc.n_embd;
-  if (world >= 2) {
-    progress(rank, "measuring p2p latency and bandwidth between ranks 0 and 1");
-    const int reps = std::max(200, 10 * o.iters);
-    double lat = pingpong(rank, 1, reps);
-    double msg_s = pingpong(rank, act_floats, reps);
-    double msg_bytes = double(act_floats) * sizeof(float);
-    if (!(msg_s > 1.05 * lat)) {
-      const size_t big = std::max<size_t>(64 * act_floats, (size_t(4) << 20) / sizeof(float));
-      msg_s = pingpong(rank, big, std::max(20, o.iters));
-      msg_bytes = double(big) * sizeof(float);
-    }
-    double v[3] = {lat, msg_s, msg_bytes};
-    PT_MPI_CHECK(MPI_Bcast(v, 3, MPI_DOUBLE, 0, MPI_COMM_WORLD));
-    f.p2p_latency_s = v[0];
-    f.p2p_message_s = v[1];
-    f.p2p_message_bytes = v[2];
-    f.p2p_bandwidth_bytes_per_s = v[1] > v[0] ? v[2] / (v[1] - v[0]) : 0.0;
+// Point to point between ranks 0 and 1: latency from 1-float messages, bandwidth from
+// messages of one (B, T, C) fp32 boundary tensor, what the pipeline sends. When the
+// boundary message is too small to time apart from the latency, a larger one (64x, at
+// least 4 MiB) gives the bandwidth.
+void measure_p2p(BenchRun& r, CostFile* f) {
+  if (r.world < 2) return;
+  progress(r.rank, "measuring p2p latency and bandwidth between ranks 0 and 1");
+  std::unique_ptr<Transport> t = make_mpi_transport(r.g.pipeline);
+  const size_t act_floats = size_t(r.c.training.micro_batch_size) * r.c.training.seq_len * r.c.model.n_embd;
+  const int reps = std::max(200, 10 * r.o.iters);
+  const double lat = pingpong(*t, 1, reps);
+  double msg_s = pingpong(*t, act_floats, reps);
+  double msg_bytes = double(act_floats) * sizeof(float);
+  if (!(msg_s > 1.05 * lat)) {
+    const size_t big = std::max<size_t>(64 * act_floats, (size_t(4) << 20) / sizeof(float));
+    msg_s = pingpong(*t, big, std::max(20, r.o.iters));
+    msg_bytes = double(big) * sizeof(float);
   }
+  double v[3] = {lat, msg_s, msg_bytes};
+  r.coll->broadcast(Group::kWorld, v, sizeof v, 0);
+  f->p2p_latency_s = v[0];
+  f->p2p_message_s = v[1];
+  f->p2p_message_bytes = v[2];
+  f->p2p_bandwidth_bytes_per_s = v[1] > v[0] ? v[2] / (v[1] - v[0]) : 0.0;
+}
 
-  f.backend = dev.backend;
-  f.device = dev.name;
-  f.host = host_name();
-  f.transport = world >= 2 ? "mpi" : "none";
-  f.ranks = world;
-  f.threads = openblas_get_num_threads();
-  f.created = utc_now();
-  f.warmup = o.warmup;
-  f.iters = o.iters;
-  f.model = CostShape{L, mc.n_embd, mc.n_head, mc.vocab_size, B, T};
-
-  if (rank != 0) return Status::ok();
+void print_components(const BenchRun& r, const CostFile& f) {
+  const ModelConfig& mc = r.c.model;
+  const int B = r.c.training.micro_batch_size, T = r.c.training.seq_len;
   auto ms = [](double s) { return fmt("%10.4f", 1e3 * s); };
-  std::printf("== pipetrain bench: %s ==\n", c.source_file.c_str());
-  std::printf("machine: %s (%s), %d rank(s) measuring at once, %d math thread(s) per rank, host %s\n", dev.name.c_str(),
-              dev.backend.c_str(), world, f.threads, f.host.c_str());
+  std::printf("== pipetrain bench: %s ==\n", r.c.source_file.c_str());
+  std::printf("machine: %s (%s), %d rank(s) measuring at once, %d math thread(s) per rank, host %s\n",
+              r.dev.name.c_str(), r.dev.backend.c_str(), r.world, f.threads, f.host.c_str());
   std::printf("model: L=%d C=%d NH=%d V=%d; micro-batch B=%d x T=%d = %d tokens; median of %d after %d warm-up, mean "
               "over ranks\n",
-              L, mc.n_embd, mc.n_head, mc.vocab_size, B, T, B * T, o.iters, o.warmup);
+              mc.n_layer, mc.n_embd, mc.n_head, mc.vocab_size, B, T, B * T, r.o.iters, r.o.warmup);
   std::printf("%-34s %10s %10s %10s\n", "component (ms per micro-batch)", "F", "Bx", "Bw");
   auto row = [&](const std::string& name, const ComponentCost& x) {
     std::printf("%-34s %s %s %s\n", name.c_str(), ms(x.forward).c_str(), ms(x.backward_input).c_str(),
@@ -405,47 +394,53 @@ Status run_bench_command(const BenchOptions& o) {
   row("embedding (embedding-only stage)", f.embedding);
   row("head (LN + LM head + loss stage)", f.head);
   row("whole model, pp=1 (measured)", f.full_model);
-  const ComponentCost sum = stage_cost_from_file(f, 0, L, true, true);
+  const ComponentCost sum = stage_cost_from_file(f, 0, mc.n_layer, true, true);
   row("whole model, sum of components", sum);
   std::printf("composition check: sum of components / measured = %.3f\n", sum.total() / f.full_model.total());
+}
+
+void print_throughput(const BenchRun& r, const CostFile& f) {
+  const ModelConfig& mc = r.c.model;
+  const int B = r.c.training.micro_batch_size, T = r.c.training.seq_len, m = r.c.training.microbatches;
+  const size_t act_floats = size_t(B) * T * mc.n_embd;
   std::printf("optimizer: %.3f ns per parameter (grad sum of squares + AdamW + zero grads); %zu parameters: %.3f ms per "
               "step at pp=1\n",
-              1e9 * f.optimizer_seconds_per_param, full_params, 1e3 * f.optimizer_seconds_per_param * full_params);
-  if (world >= 2) {
+              1e9 * f.optimizer_seconds_per_param, r.full_params, 1e3 * f.optimizer_seconds_per_param * r.full_params);
+  if (r.world >= 2)
     std::printf("p2p (ranks 0 <-> 1, MPI): latency %.2f us; bandwidth %.3f GB/s (from %.0f-byte messages, %.2f us one "
                 "way); a (B,T,C) boundary message of %zu bytes: %.2f us\n",
                 1e6 * f.p2p_latency_s, 1e-9 * f.p2p_bandwidth_bytes_per_s, f.p2p_message_bytes, 1e6 * f.p2p_message_s,
                 act_floats * sizeof(float), 1e6 * p2p_seconds(f, double(act_floats) * sizeof(float)));
-  } else {
+  else
     std::printf("p2p: not measured with 1 rank (run under mpirun -np 2 or more); recorded as 0: plan will treat "
                 "messages as free\n");
-  }
   const double tokens = double(B) * T;
   const double tok_s = tokens / f.full_model.total();
-  const double opt_step = f.optimizer_seconds_per_param * double(full_params);
-  const double tok_s_step = tokens * m / (m * f.full_model.total() + opt_step);
+  const double opt_step = f.optimizer_seconds_per_param * double(r.full_params);
   std::printf("single stage (pp=1): %.0f tokens/s forward+backward; %.0f tokens/s with the optimizer step amortized "
               "over m=%d micro-batches\n",
-              tok_s, tok_s_step, m);
+              tok_s, tokens * m / (m * f.full_model.total() + opt_step), m);
   const double fpt = training_flops_per_token(mc, T);
   std::printf("FLOPs per token: 6*N + 12*L*T*C = %.4g (N = %.0f parameters without the position table)\n", fpt,
-              (fpt - 12.0 * L * double(T) * mc.n_embd) / 6.0);
+              (fpt - 12.0 * mc.n_layer * double(T) * mc.n_embd) / 6.0);
   const double achieved = fpt * tok_s;
   std::printf("achieved: %.3f TFLOP/s (forward+backward)\n", 1e-12 * achieved);
-  const double peak_flops = o.peak_tflops > 0 ? o.peak_tflops * 1e12 : peak_flops_for_device(dev.name);
+  const double peak_flops = r.o.peak_tflops > 0 ? r.o.peak_tflops * 1e12 : peak_flops_for_device(r.dev.name);
   if (peak_flops > 0)
     std::printf("MFU: %.2f%% of %.4g TFLOP/s (%s)\n", 100.0 * achieved / peak_flops, 1e-12 * peak_flops,
-                o.peak_tflops > 0 ? "--peak-tflops" : ("dense bf16 peak of " + dev.name).c_str());
+                r.o.peak_tflops > 0 ? "--peak-tflops" : ("dense bf16 peak of " + r.dev.name).c_str());
   else
     std::printf("MFU: n/a (unknown peak; pass --peak-tflops X)\n");
   std::printf("peak memory: %.1f MiB (%s, max over ranks; the largest thing bench held is the pp=1 stage below)\n",
-              peak / (1 << 20), dev.peak_what.c_str());
+              r.peak / (1 << 20), r.dev.peak_what.c_str());
   std::printf("pp=1 model state: %.1f MiB of parameters, gradients and AdamW moments (4 x %zu fp32) + %.1f MiB of "
               "activations per in-flight micro-batch\n",
-              16.0 * double(full_params) / (1 << 20), full_params, 4.0 * double(slot_floats) / (1 << 20));
+              16.0 * double(r.full_params) / (1 << 20), r.full_params, 4.0 * double(r.slot_floats) / (1 << 20));
+}
 
-  std::string out = o.out;
-  if (out.empty()) out = c.run.out_dir + "/" + c.run.name + "/costs.json";
+Status write_result(const BenchRun& r, const CostFile& f) {
+  std::string out = r.o.out;
+  if (out.empty()) out = r.c.run.out_dir + "/" + r.c.run.name + "/costs.json";
   const std::filesystem::path parent = std::filesystem::path(out).parent_path();
   if (!parent.empty()) {
     std::error_code ec;
@@ -453,10 +448,61 @@ Status run_bench_command(const BenchOptions& o) {
     if (ec) return Status::error(parent.string() + ": cannot create the folder for the cost file: " + ec.message());
   }
   PT_RETURN_IF_ERROR(write_cost_file(out, f));
-  std::printf("cost file: %s\nnext: pipetrain plan --config %s --costs %s\n", out.c_str(), c.source_file.c_str(),
+  std::printf("cost file: %s\nnext: pipetrain plan --config %s --costs %s\n", out.c_str(), r.c.source_file.c_str(),
               out.c_str());
   std::fflush(stdout);
   return Status::ok();
+}
+
+Status open_bench(BenchRun* r) {
+  const BenchOptions& o = r->o;
+  if (o.iters < 1) return Status::error("--iters must be >= 1, got " + std::to_string(o.iters));
+  if (o.warmup < 0) return Status::error("--warmup must be >= 0, got " + std::to_string(o.warmup));
+  if (o.peak_tflops < 0) return Status::error("--peak-tflops must be > 0 (or left out), got " + fmt("%g", o.peak_tflops));
+  PT_RETURN_IF_ERROR(load_config(o.config_path, o.overrides, &r->c));
+  PT_RETURN_IF_ERROR(make_process_groups(1, world_size(), &r->g));
+  r->coll = make_mpi_collectives(r->g);
+  r->rank = r->g.world_rank;
+  r->world = r->g.world_size;
+  PT_RETURN_IF_ERROR(make_bench_device(r->c, r->g.node_rank, &r->dev));  // the GPU: node rank % GPUs, as in train
+  if (r->c.runtime.threads > 0) openblas_set_num_threads(r->c.runtime.threads);
+  r->in = make_inputs(r->c);
+  return Status::ok();
+}
+
+Status bench_all(BenchRun& r) {
+  PT_RETURN_IF_ERROR(open_bench(&r));
+  CostFile f;
+  PT_RETURN_IF_ERROR(measure_components(r, &f));
+  measure_full_model(r, &f);
+  r.peak = r.dev.peak();
+  r.coll->allreduce_max(Group::kWorld, &r.peak, 1);
+  measure_p2p(r, &f);
+  f.backend = r.dev.backend;
+  f.device = r.dev.name;
+  f.host = host_name();
+  f.transport = r.world >= 2 ? "mpi" : "none";
+  f.ranks = r.world;
+  f.threads = openblas_get_num_threads();
+  f.created = utc_now();
+  f.warmup = r.o.warmup;
+  f.iters = r.o.iters;
+  f.model = CostShape{r.c.model.n_layer, r.c.model.n_embd, r.c.model.n_head, r.c.model.vocab_size,
+                      r.c.training.micro_batch_size, r.c.training.seq_len};
+  if (r.rank != 0) return Status::ok();
+  print_components(r, f);
+  print_throughput(r, f);
+  return write_result(r, f);
+}
+
+}  // namespace
+
+Status run_bench_command(const BenchOptions& o) {
+  BenchRun r{o};
+  const Status st = bench_all(r);
+  r.coll.reset();
+  free_process_groups(&r.g);
+  return st;
 }
 
 }  // namespace pt

@@ -22,6 +22,7 @@
 #include "app/metrics.h"
 #include "common/check.h"
 #include "common/logging.h"
+#include "optim/adamw.h"
 #include "pipeline/process_groups.h"
 
 namespace pt {
@@ -138,6 +139,60 @@ std::vector<std::string> lines_of(const std::string& s) {
   return out;
 }
 
+const CheckpointState* find_state(const CheckpointTensor& t, const std::string& name) {
+  for (const auto& st : t.state)
+    if (st.name == name) return &st;
+  return nullptr;
+}
+
+using SavedTensors = std::map<int, std::pair<const CheckpointTensor*, size_t>>;  // global id -> tensor, file index
+
+// Every tensor of the stage is saved with its name and size, and with every state
+// tensor of the stage's optimizer (by name and size).
+Status check_saved_tensors(LocalStage& ls, const SavedTensors& by_id, const std::vector<std::string>& paths) {
+  const std::vector<ParamTensor>& tensors = ls.model->tensors();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const ParamTensor& t = tensors[i];
+    auto it = by_id.find(t.global_id);
+    if (it == by_id.end())
+      return Status::error(paths[0] + ": tensor '" + t.name + "' (global id " + std::to_string(t.global_id) +
+                           ") of stage " + std::to_string(ls.stage) +
+                           " is in no rank file of this checkpoint; the layout cannot be mapped");
+    const auto& [ct, file] = it->second;
+    if (ct->name != t.name || ct->params.size() != t.numel)
+      return Status::error(paths[file] + ": tensor global id " + std::to_string(t.global_id) + " is '" + ct->name +
+                           "' with " + std::to_string(ct->params.size()) + " elements; the model expects '" + t.name +
+                           "' with " + std::to_string(t.numel) + "; the layout cannot be mapped");
+    if (!ls.optimizer_state) continue;
+    for (const StateTensor& st : ls.optimizer_state->tensor_state(i)) {
+      const CheckpointState* saved = find_state(*ct, st.name);
+      if (!saved || saved->data.size() != st.numel)
+        return Status::error(paths[file] + ": tensor '" + ct->name + "' has " +
+                             (saved ? std::to_string(saved->data.size()) + " floats of" : "no") +
+                             " optimizer state '" + st.name + "'; the optimizer expects " + std::to_string(st.numel) +
+                             " (a checkpoint of another optimizer.kind, or of a stage replica without state)");
+    }
+  }
+  return Status::ok();
+}
+
+// Copies params and optimizer state (checked by check_saved_tensors) into the stage.
+void load_stage(LocalStage& ls, const SavedTensors& by_id, int64_t version) {
+  const std::vector<ParamTensor>& tensors = ls.model->tensors();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const CheckpointTensor& ct = *by_id.at(tensors[i].global_id).first;
+    std::copy(ct.params.begin(), ct.params.end(), ls.model->params() + tensors[i].offset);
+    if (!ls.optimizer_state) continue;  // a replica that does not own its stage's optimizer state
+    for (const StateTensor& st : ls.optimizer_state->tensor_state(i)) {
+      const CheckpointState* saved = find_state(ct, st.name);
+      std::copy(saved->data.begin(), saved->data.end(), st.data);
+    }
+  }
+  ls.model->sync_params_to_device();  // params() were written on the host
+  if (ls.optimizer_state) ls.optimizer_state->sync_to_device();  // so was its state's host view
+  ls.version = version;
+}
+
 }  // namespace
 
 uint64_t fnv1a64(const void* data, size_t size, uint64_t h) {
@@ -199,13 +254,16 @@ std::string encode_rank_checkpoint(const RankCheckpoint& r) {
     p.i64(s.version);
     p.u32(uint32_t(s.tensors.size()));
     for (const auto& t : s.tensors) {
-      PT_CHECK(t.adam_m.size() == t.params.size() && t.adam_v.size() == t.params.size());
       p.i32(t.global_id);
       p.str(t.name);
       p.u64(t.params.size());
       p.floats(t.params);
-      p.floats(t.adam_m);
-      p.floats(t.adam_v);
+      p.u32(uint32_t(t.state.size()));
+      for (const auto& st : t.state) {
+        p.str(st.name);
+        p.u64(st.data.size());
+        p.floats(st.data);
+      }
     }
   }
   Writer f;
@@ -226,8 +284,8 @@ Status decode_rank_checkpoint(const std::string& path, const std::string& bytes,
     return bad("not a pipetrain checkpoint (bad magic); pass a step_N directory written by pipetrain");
   Reader h(bytes, 8);
   const uint32_t version = h.u32();
-  if (version != kCheckpointVersion)
-    return bad("checkpoint format version " + std::to_string(version) + ", this binary reads version " +
+  if (version < 1 || version > kCheckpointVersion)
+    return bad("checkpoint format version " + std::to_string(version) + ", this binary reads versions 1 to " +
                std::to_string(kCheckpointVersion) + "; resume with the pipetrain that wrote it");
   const uint64_t size = h.u64(), sum = h.u64();
   if (size != bytes.size() - kPrefixBytes)
@@ -270,8 +328,19 @@ Status decode_rank_checkpoint(const std::string& path, const std::string& bytes,
       t.name = p.str();
       uint64_t n = p.u64();
       p.floats(n, &t.params);
-      p.floats(n, &t.adam_m);
-      p.floats(n, &t.adam_v);
+      if (version == 1) {
+        t.state = {{kAdamM, {}}, {kAdamV, {}}};  // version 1: AdamW's two moments, always present
+        for (auto& st : t.state) p.floats(n, &st.data);
+      } else {
+        const uint32_t count = p.u32();
+        for (uint32_t k = 0; k < count && p.ok(); ++k) {
+          CheckpointState st;
+          st.name = p.str();
+          const uint64_t ns = p.u64();
+          p.floats(ns, &st.data);
+          t.state.push_back(std::move(st));
+        }
+      }
       s.tensors.push_back(std::move(t));
     }
     r.stages.push_back(std::move(s));
@@ -391,7 +460,7 @@ Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const 
   }
   // 3. Version counters: every saved stage once; equal versions map to any layout.
   std::map<int, const CheckpointStage*> saved_stages;
-  std::map<int, std::pair<const CheckpointTensor*, size_t>> by_id;  // global id -> tensor, file index
+  SavedTensors by_id;
   for (size_t i = 0; i < files.size(); ++i)
     for (const auto& s : files[i].stages) {
       if (!saved_stages.emplace(s.stage, &s).second)
@@ -421,33 +490,10 @@ Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const 
                            ", chunks " + std::to_string(f0.chunks) + ", schedule " + f0.schedule + ")");
     new_versions.push_back(it->second->version);
   }
-  // 4. Every local tensor by global id (the tied head copy loads from wte).
-  for (const auto& ls : local)
-    for (const auto& t : ls.model->tensors()) {
-      auto it = by_id.find(t.global_id);
-      if (it == by_id.end())
-        return Status::error(paths[0] + ": tensor '" + t.name + "' (global id " + std::to_string(t.global_id) +
-                             ") of stage " + std::to_string(ls.stage) +
-                             " is in no rank file of this checkpoint; the layout cannot be mapped");
-      const CheckpointTensor& ct = *it->second.first;
-      if (ct.name != t.name || ct.params.size() != t.numel)
-        return Status::error(paths[it->second.second] + ": tensor global id " + std::to_string(t.global_id) + " is '" +
-                             ct.name + "' with " + std::to_string(ct.params.size()) + " elements; the model expects '" +
-                             t.name + "' with " + std::to_string(t.numel) + "; the layout cannot be mapped");
-    }
+  // 4. Every local tensor (and its optimizer state) by global id (the tied head copy loads from wte).
+  for (auto& ls : local) PT_RETURN_IF_ERROR(check_saved_tensors(ls, by_id, paths));
   // 5. Copy (nothing above touched `local`).
-  for (size_t k = 0; k < local.size(); ++k) {
-    LocalStage& ls = local[k];
-    for (const auto& t : ls.model->tensors()) {
-      const CheckpointTensor& ct = *by_id.at(t.global_id).first;
-      std::copy(ct.params.begin(), ct.params.end(), ls.model->params() + t.offset);
-      if (ls.adam_m.empty()) continue;  // a replica that does not own its stage's optimizer state
-      std::copy(ct.adam_m.begin(), ct.adam_m.end(), ls.adam_m.begin() + ptrdiff_t(t.offset));
-      std::copy(ct.adam_v.begin(), ct.adam_v.end(), ls.adam_v.begin() + ptrdiff_t(t.offset));
-    }
-    ls.model->sync_params_to_device();  // params() were written on the host
-    ls.version = new_versions[k];
-  }
+  for (size_t k = 0; k < local.size(); ++k) load_stage(local[k], by_id, new_versions[k]);
   *step = f0.step;
   *restarts = f0.restarts;
   return Status::ok();
@@ -531,15 +577,19 @@ RankCheckpoint make_rank_checkpoint(const Config& c, int pp_rank, const std::vec
     cs.stage = ls.stage;
     cs.layers = ls.layers;
     cs.version = ls.version;
-    for (const auto& t : ls.model->tensors()) {
+    if (ls.optimizer_state) ls.optimizer_state->sync_to_host();  // read through its host view below
+    const std::vector<ParamTensor>& tensors = ls.model->tensors();
+    for (size_t k = 0; k < tensors.size(); ++k) {
+      const ParamTensor& t = tensors[k];
       if (t.is_tied_head) continue;  // equals wte; loaded from it
       CheckpointTensor ct;
       ct.global_id = t.global_id;
       ct.name = t.name;
       const float* p = ls.model->params() + t.offset;
       ct.params.assign(p, p + t.numel);
-      ct.adam_m.assign(ls.adam_m.begin() + ptrdiff_t(t.offset), ls.adam_m.begin() + ptrdiff_t(t.offset + t.numel));
-      ct.adam_v.assign(ls.adam_v.begin() + ptrdiff_t(t.offset), ls.adam_v.begin() + ptrdiff_t(t.offset + t.numel));
+      if (ls.optimizer_state)
+        for (const StateTensor& st : ls.optimizer_state->tensor_state(k))
+          ct.state.push_back(CheckpointState{st.name, std::vector<float>(st.data, st.data + st.numel)});
       cs.tensors.push_back(std::move(ct));
     }
     r.stages.push_back(std::move(cs));

@@ -9,9 +9,12 @@
 // (dp, pp, chunks, schedule, every stage's layer range), the step, the restart
 // count, the resume-config fingerprint (the config fields that must match on
 // resume, as "key=value" lines) and its 64-bit hash, then per local stage its
-// version counter and per tensor (global id, name, numel, params, adam_m, adam_v).
-// Integers are little-endian. The tied head copy of wte is not stored: it always
-// equals wte (same gradient, same update), so it is loaded from wte.
+// version counter and per tensor (global id, name, numel, params, then its optimizer
+// state: a count and per state tensor (name, numel, floats), e.g. AdamW's "adam_m"
+// and "adam_v", optim/optimizer.h). Integers are little-endian. The tied head copy
+// of wte is not stored: it always equals wte (same gradient, same update), so it is
+// loaded from wte. Format version 1 (before named optimizer state) stored exactly
+// params, adam_m, adam_v per tensor; it is still read, as AdamW state.
 //
 // Invariants: a file is written to rank_R.ckpt.tmp, fsync'd and renamed; DONE is
 // written (tmp + fsync + rename + directory fsync) only after every rank's file is
@@ -36,12 +39,20 @@ namespace pt {
 struct ProcessGroups;
 
 constexpr char kCheckpointMagic[8] = {'P', 'T', 'C', 'K', 'P', 'T', '\r', '\n'};
-constexpr uint32_t kCheckpointVersion = 1;
+constexpr uint32_t kCheckpointVersion = 2;       // written; versions 1 and 2 are read
+
+// One named optimizer state tensor of one parameter tensor (OptimizerState::tensor_state).
+struct CheckpointState {
+  std::string name;  // e.g. "adam_m"
+  std::vector<float> data;
+  bool operator==(const CheckpointState&) const = default;
+};
 
 struct CheckpointTensor {
   int global_id = 0;
   std::string name;
-  std::vector<float> params, adam_m, adam_v;
+  std::vector<float> params;
+  std::vector<CheckpointState> state;  // empty when the saving stage held no optimizer state
 };
 
 struct CheckpointStage {
@@ -85,8 +96,8 @@ Status list_complete_checkpoint(const std::string& step_dir, std::vector<std::st
 // none. Skipped directories (no DONE, bad files) are reported in `skipped`.
 Status find_latest_checkpoint(const std::string& root, std::string* step_dir, std::vector<std::string>* skipped);
 
-// Fills `local` (params, moments, versions) from a saved checkpoint, matching
-// tensors by global id; checks the fingerprint of `c`. `where` names the
+// Fills `local` (params, optimizer state, versions) from a saved checkpoint, matching
+// tensors by global id and state tensors by name; checks the fingerprint of `c`. `where` names the
 // checkpoint in messages. Nothing in `local` changes unless it returns ok.
 Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const std::vector<std::string>& paths,
                                 const Config& c, std::vector<LocalStage>& local, int64_t* step, int64_t* restarts);

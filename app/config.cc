@@ -15,6 +15,8 @@
 #include <sstream>
 #include <type_traits>
 
+#include "optim/registry.h"
+
 namespace pt {
 namespace {
 
@@ -251,12 +253,12 @@ Status apply_override(const std::string& assignment, Config* c) {
   return Status::ok();
 }
 
-std::string one_of(const std::string& v, std::initializer_list<const char*> allowed, bool* ok) {
+std::string one_of(const std::string& v, const std::vector<std::string>& allowed, bool* ok) {
   std::string list;
   *ok = false;
-  for (const char* a : allowed) {
+  for (const std::string& a : allowed) {
     if (v == a) *ok = true;
-    list += (list.empty() ? "" : ", ") + std::string(a);
+    list += (list.empty() ? "" : ", ") + a;
   }
   return list;
 }
@@ -322,7 +324,7 @@ Status validate(const Config& c) {
   if (t.eval_batches < 1) return bad("training.eval_batches", "must be >= 1");
   if (t.log_every < 1) return bad("training.log_every", "must be >= 1");
   if (t.max_seconds < 0) return bad("training.max_seconds", "must be >= 0");
-  std::string allowed = one_of(o.kind, {"adamw"}, &ok);
+  std::string allowed = one_of(o.kind, optimizer_kinds(), &ok);
   if (!ok) return bad("optimizer.kind", "'" + o.kind + "' is not available; allowed: " + allowed);
   if (!(o.lr > 0)) return bad("optimizer.lr", "must be > 0");
   if (o.min_lr_ratio < 0 || o.min_lr_ratio > 1) return bad("optimizer.min_lr_ratio", "must be in [0, 1]");

@@ -9,10 +9,12 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "app/bench_command.h"
+#include "app/checkpoint.h"
 #include "app/config.h"
 #include "app/plan_command.h"
 #include "app/replay.h"
@@ -29,6 +31,10 @@ int report(const pt::Status& s) {
 }
 
 int run_train(const std::string& config_path, const std::vector<std::string>& overrides, const std::string& resume) {
+  // Before MPI_Init: a SIGTERM/SIGUSR1 (Slurm preemption) that arrives while the job starts
+  // is recorded and honoured at the first safe point (a checkpoint after the first segment),
+  // never fatal.
+  pt::install_stop_signal_handlers();
   MPI_Init(nullptr, nullptr);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -76,87 +82,102 @@ void print_keys(bool markdown) {
   }
 }
 
+// Every option of every subcommand; CLI11 writes into it.
+struct Options {
+  std::string config_path, resume, trace_path, costs_path, replay_dir;
+  std::vector<std::string> overrides;
+  int plan_ranks = 0;
+  bool markdown = false;
+  pt::BenchOptions bench;
+  pt::PrepareOptions prep;
+};
+
+void add_train(CLI::App& app, Options& o) {
+  auto* train = app.add_subcommand("train", "Train a model (run under mpirun -np dp*pp)");
+  train->add_option("--config,-c", o.config_path, "YAML config file")->required()->check(CLI::ExistingFile);
+  train->add_option("--set", o.overrides, "Override a config key: --set training.steps=10 (repeatable)");
+  train->add_option("--resume", o.resume,
+                    "Resume from a checkpoint: 'auto' = the newest complete one of this run (fresh start if none), "
+                    "or a checkpoint step directory (docs/checkpoints.md)");
+}
+
+void add_plan(CLI::App& app, Options& o) {
+  auto* plan = app.add_subcommand("plan", "Dry run: layer split, per-rank action grid, predicted bubble and memory");
+  plan->add_option("--config,-c", o.config_path, "YAML config file")->required()->check(CLI::ExistingFile);
+  plan->add_option("--set", o.overrides, "Override a config key (repeatable)");
+  plan->add_option("--ranks", o.plan_ranks, "Pipeline ranks to plan for (default: parallel.pp)");
+  plan->add_option("--trace", o.trace_path, "Where to write the Chrome/Perfetto trace (default: run dir/plan_trace.json)");
+  plan->add_option("--costs", o.costs_path,
+                   "Cost file written by `pipetrain bench`: predict the step time in seconds instead of block units")
+      ->check(CLI::ExistingFile);
+}
+
+void add_bench(CLI::App& app, Options& o) {
+  pt::BenchOptions& b = o.bench;
+  auto* bench = app.add_subcommand("bench", "Measure per-stage F/B/W, p2p and optimizer costs on this machine (run "
+                                            "under mpirun -np 2+ for p2p) and write the cost file `plan --costs` reads");
+  bench->add_option("--config,-c", b.config_path, "YAML config file")->required()->check(CLI::ExistingFile);
+  bench->add_option("--set", b.overrides, "Override a config key (repeatable)");
+  bench->add_option("--out", b.out, "Where to write the cost file (default: run dir/costs.json)");
+  bench->add_option("--iters", b.iters, "Timed repetitions per measurement (the median is kept)")
+      ->check(CLI::Range(1, 100000));
+  bench->add_option("--warmup", b.warmup, "Untimed repetitions before each measurement")->check(CLI::Range(0, 100000));
+  bench->add_option("--peak-tflops", b.peak_tflops,
+                    "Peak FLOP/s of the device in TFLOP/s for the MFU (default: the GPU peak table; none for CPUs)")
+      ->check(CLI::PositiveNumber);
+}
+
+void add_prepare(CLI::App& app, Options& o) {
+  pt::PrepareOptions& p = o.prep;
+  auto* prepare = app.add_subcommand("prepare", "Tokenize text files into token shards (llm.c format)");
+  prepare->add_option("--tokenizer", p.tokenizer, "gpt2 or byte")->required()->check(CLI::IsMember({"gpt2", "byte"}));
+  prepare->add_option("--input", p.inputs, "Text files")->required()->expected(1, -1);
+  prepare->add_option("--out", p.out_dir, "Output folder for train_*.bin and val_*.bin")->required();
+  prepare->add_option("--tokenizer-dir", p.tokenizer_dir,
+                      "Folder holding encoder.json and vocab.bpe (gpt2); default data_cache/tokenizer");
+  prepare->add_option("--val-fraction", p.val_fraction, "Fraction of tokens held out for validation")
+      ->check(CLI::Range(0.0, 0.5));
+}
+
+void add_replay_and_keys(CLI::App& app, Options& o) {
+  auto* replay = app.add_subcommand("replay", "Verify an asynchronous run: replay its version record in one process and "
+                                              "compare the final parameters bit for bit");
+  replay->add_option("--run", o.replay_dir, "Run directory (config.yaml, versions.jsonl, params/)")->required()
+      ->check(CLI::ExistingDirectory);
+  auto* keys = app.add_subcommand("keys", "List every config key with its type, default and meaning");
+  keys->add_flag("--markdown", o.markdown, "Print a Markdown table");
+}
+
+// Runs a command that prints a summary on success.
+int with_summary(const std::function<pt::Status(std::string*)>& fn) {
+  std::string summary;
+  const pt::Status s = fn(&summary);
+  if (s) std::printf("%s\n", summary.c_str());
+  return report(s);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"pipetrain: pipeline-parallel GPT pretraining (launch `train` under mpirun)"};
   app.require_subcommand(1);
-
-  std::string config_path;
-  std::vector<std::string> overrides;
-  auto* train = app.add_subcommand("train", "Train a model (run under mpirun -np dp*pp)");
-  train->add_option("--config,-c", config_path, "YAML config file")->required()->check(CLI::ExistingFile);
-  train->add_option("--set", overrides, "Override a config key: --set training.steps=10 (repeatable)");
-  std::string resume;
-  train->add_option("--resume", resume,
-                    "Resume from a checkpoint: 'auto' = the newest complete one of this run (fresh start if none), "
-                    "or a checkpoint step directory (docs/checkpoints.md)");
-
-  int plan_ranks = 0;
-  std::string trace_path;
-  auto* plan = app.add_subcommand("plan", "Dry run: layer split, per-rank action grid, predicted bubble and memory");
-  plan->add_option("--config,-c", config_path, "YAML config file")->required()->check(CLI::ExistingFile);
-  plan->add_option("--set", overrides, "Override a config key (repeatable)");
-  plan->add_option("--ranks", plan_ranks, "Pipeline ranks to plan for (default: parallel.pp)");
-  plan->add_option("--trace", trace_path, "Where to write the Chrome/Perfetto trace (default: run dir/plan_trace.json)");
-  std::string costs_path;
-  plan->add_option("--costs", costs_path,
-                   "Cost file written by `pipetrain bench`: predict the step time in seconds instead of block units")
-      ->check(CLI::ExistingFile);
-
-  pt::BenchOptions bench_opts;
-  auto* bench = app.add_subcommand("bench", "Measure per-stage F/B/W, p2p and optimizer costs on this machine (run "
-                                            "under mpirun -np 2+ for p2p) and write the cost file `plan --costs` reads");
-  bench->add_option("--config,-c", bench_opts.config_path, "YAML config file")->required()->check(CLI::ExistingFile);
-  bench->add_option("--set", bench_opts.overrides, "Override a config key (repeatable)");
-  bench->add_option("--out", bench_opts.out, "Where to write the cost file (default: run dir/costs.json)");
-  bench->add_option("--iters", bench_opts.iters, "Timed repetitions per measurement (the median is kept)")
-      ->check(CLI::Range(1, 100000));
-  bench->add_option("--warmup", bench_opts.warmup, "Untimed repetitions before each measurement")
-      ->check(CLI::Range(0, 100000));
-  bench->add_option("--peak-tflops", bench_opts.peak_tflops,
-                    "Peak FLOP/s of the device in TFLOP/s for the MFU (default: the GPU peak table; none for CPUs)")
-      ->check(CLI::PositiveNumber);
-
-  pt::PrepareOptions prep;
-  auto* prepare = app.add_subcommand("prepare", "Tokenize text files into token shards (llm.c format)");
-  prepare->add_option("--tokenizer", prep.tokenizer, "gpt2 or byte")->required()->check(CLI::IsMember({"gpt2", "byte"}));
-  prepare->add_option("--input", prep.inputs, "Text files")->required()->expected(1, -1);
-  prepare->add_option("--out", prep.out_dir, "Output folder for train_*.bin and val_*.bin")->required();
-  prepare->add_option("--tokenizer-dir", prep.tokenizer_dir,
-                      "Folder holding encoder.json and vocab.bpe (gpt2); default data_cache/tokenizer");
-  prepare->add_option("--val-fraction", prep.val_fraction, "Fraction of tokens held out for validation")
-      ->check(CLI::Range(0.0, 0.5));
-
-  std::string replay_dir;
-  auto* replay = app.add_subcommand("replay", "Verify an asynchronous run: replay its version record in one process and "
-                                              "compare the final parameters bit for bit");
-  replay->add_option("--run", replay_dir, "Run directory (config.yaml, versions.jsonl, params/)")->required()
-      ->check(CLI::ExistingDirectory);
-
-  bool markdown = false;
-  auto* keys = app.add_subcommand("keys", "List every config key with its type, default and meaning");
-  keys->add_flag("--markdown", markdown, "Print a Markdown table");
-
+  Options o;
+  add_train(app, o);
+  add_plan(app, o);
+  add_bench(app, o);
+  add_prepare(app, o);
+  add_replay_and_keys(app, o);
   CLI11_PARSE(app, argc, argv);
 
-  if (*train) return run_train(config_path, overrides, resume);
-  if (*plan) return report(pt::run_plan_command(config_path, overrides, plan_ranks, trace_path, costs_path));
-  if (*bench) return run_bench(bench_opts);
-  if (*prepare) {
-    std::string summary;
-    pt::Status s = pt::prepare_shards(prep, &summary);
-    if (s) std::printf("%s\n", summary.c_str());
-    return report(s);
-  }
-  if (*replay) {
-    std::string summary;
-    pt::Status s = pt::replay_run(replay_dir, &summary);
-    if (s) std::printf("%s\n", summary.c_str());
-    return report(s);
-  }
-  if (*keys) {
-    print_keys(markdown);
+  const std::string cmd = app.get_subcommands().front()->get_name();
+  if (cmd == "train") return run_train(o.config_path, o.overrides, o.resume);
+  if (cmd == "plan")
+    return report(pt::run_plan_command(o.config_path, o.overrides, o.plan_ranks, o.trace_path, o.costs_path));
+  if (cmd == "bench") return run_bench(o.bench);
+  if (cmd == "prepare") return with_summary([&](std::string* out) { return pt::prepare_shards(o.prep, out); });
+  if (cmd == "replay") return with_summary([&](std::string* out) { return pt::replay_run(o.replay_dir, out); });
+  if (cmd == "keys") {
+    print_keys(o.markdown);
     return 0;
   }
   return 2;

@@ -1,10 +1,12 @@
 #include "app/optimizer_step.h"
 
-#include "optim/adamw.h"
-#include "optim/grad_norm.h"
-
 #include <algorithm>
 #include <cmath>
+#include <string>
+
+#include "common/check.h"
+#include "optim/grad_norm.h"
+#include "optim/registry.h"
 
 namespace pt {
 
@@ -18,25 +20,47 @@ std::vector<std::pair<int, double>> stage_grad_sumsq(const LocalStage& ls) {
   return out;
 }
 
+namespace {
+
+// The optimizer's view of the stage's tensors (optim/ does not see model/).
+std::vector<OptimTensor> optim_layout(const StageModel& m) {
+  std::vector<OptimTensor> out;
+  for (const auto& t : m.tensors()) out.push_back(OptimTensor{t.name, t.offset, t.numel, t.shape, t.weight_decay});
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<Optimizer> optimizer_for(const OptimizerSection& o) {
+  OptimizerOptions opts;
+  opts.beta1 = o.beta1;
+  opts.beta2 = o.beta2;
+  opts.eps = o.eps;
+  opts.weight_decay = o.weight_decay;
+  opts.decay_embeddings = o.decay_embeddings;
+  std::unique_ptr<Optimizer> opt;
+  const Status s = make_optimizer(o.kind, opts, &opt);
+  PT_CHECK_MSG(s.is_ok(), s.message() + " (the config loader should have refused it)");
+  return opt;
+}
+
+std::unique_ptr<OptimizerState> make_optimizer_state(const OptimizerSection& o, const StageModel& model) {
+  return optimizer_for(o)->make_state(optim_layout(model), model.num_params(), MemorySpace::kHost);
+}
+
+size_t optimizer_state_floats(const OptimizerSection& o, const StageModel& model) {
+  return optimizer_for(o)->state_floats(optim_layout(model), model.num_params());
+}
+
 // The optimizer runs on the host on every backend: grads() are brought to the host
-// and the new params() sent back (stage_model.h, host/device contract). A
-// device-side AdamW (model/cuda/adamw.h) that skips both transfers is a later
-// optimisation.
+// and the new params() sent back (stage_model.h, host/device contract). Stepping
+// device buffers (optim/cuda/adamw.h) skips both transfers once StageModel exposes
+// its device pointers.
 void apply_stage_update(LocalStage& ls, const OptimizerSection& o, double lr, float grad_scale) {
+  PT_CHECK_MSG(ls.optimizer_state != nullptr, "stage " + std::to_string(ls.stage) + " has no optimizer state to step");
   ls.model->sync_grads_to_host();
-  for (const auto& t : ls.model->tensors()) {
-    AdamWParams p;
-    p.lr = float(lr);
-    p.beta1 = float(o.beta1);
-    p.beta2 = float(o.beta2);
-    p.eps = float(o.eps);
-    const bool decay = t.weight_decay && (t.name != "wte" || o.decay_embeddings);
-    p.weight_decay = decay ? float(o.weight_decay) : 0.0f;
-    p.t = ls.version + 1;
-    p.grad_scale = grad_scale;
-    adamw_update(ls.model->params() + t.offset, ls.model->grads() + t.offset, ls.adam_m.data() + t.offset,
-                 ls.adam_v.data() + t.offset, t.numel, p);
-  }
+  const StageBuffers b{ls.model->params(), ls.model->grads(), ls.model->num_params(), MemorySpace::kHost, nullptr};
+  optimizer_for(o)->step(*ls.optimizer_state, b, StepArgs{lr, grad_scale, ls.version + 1});
   ls.model->sync_params_to_device();
   ++ls.version;
 }

@@ -111,8 +111,7 @@ Status replay_run(const std::string& run_dir, std::string* summary) {
     replicas[ms].push_back(v);
   }
   for (int s = 0; s < L; ++s) {
-    st[s].adam_m.assign(st[s].model->num_params(), 0.0f);
-    st[s].adam_v.assign(st[s].model->num_params(), 0.0f);
+    st[s].optimizer_state = make_optimizer_state(c.optimizer, *st[s].model);
     snap[s][0].assign(st[s].model->params(), st[s].model->params() + st[s].model->num_params());
     // The run sums replica gradients in ascending rank order (replica communicator).
     std::sort(replicas[s].begin(), replicas[s].end(),

@@ -1,6 +1,12 @@
 #include "optim/adamw.h"
 
 #include <cmath>
+#include <utility>
+#include <vector>
+
+#include "common/check.h"
+#include "optim/adamw_state.h"
+#include "optim/cuda/adamw_state.h"
 
 namespace pt {
 
@@ -18,5 +24,66 @@ void adamw_update(float* params, const float* grads, float* m, float* v, size_t 
     params[i] -= p.lr * (mhat / (std::sqrt(vhat) + p.eps) + p.weight_decay * params[i]);
   }
 }
+
+AdamWState::AdamWState(std::vector<OptimTensor> layout, size_t n)
+    : layout_(std::move(layout)), m_(n, 0.0f), v_(n, 0.0f) {}
+
+std::vector<StateTensor> AdamWState::tensors() {
+  return {{kAdamM, m_.data(), m_.size()}, {kAdamV, v_.data(), v_.size()}};
+}
+
+std::vector<StateTensor> AdamWState::tensor_state(size_t k) {
+  PT_CHECK(k < layout_.size());
+  const OptimTensor& t = layout_[k];
+  return {{kAdamM, m_.data() + t.offset, t.numel}, {kAdamV, v_.data() + t.offset, t.numel}};
+}
+
+AdamWParams adamw_params_for(const OptimTensor& t, const OptimizerOptions& o, const StepArgs& a) {
+  AdamWParams p;
+  p.lr = float(a.lr);
+  p.beta1 = float(o.beta1);
+  p.beta2 = float(o.beta2);
+  p.eps = float(o.eps);
+  const bool decay = t.weight_decay && (t.name != "wte" || o.decay_embeddings);
+  p.weight_decay = decay ? float(o.weight_decay) : 0.0f;
+  p.t = a.t;
+  p.grad_scale = a.grad_scale;
+  return p;
+}
+
+namespace {
+
+class AdamW final : public Optimizer {
+ public:
+  explicit AdamW(const OptimizerOptions& o) : o_(o) {}
+  const char* kind() const override { return "adamw"; }
+  std::vector<std::string> state_names() const override { return {kAdamM, kAdamV}; }
+  size_t state_floats(const std::vector<OptimTensor>&, size_t n) const override { return 2 * n; }
+
+  std::unique_ptr<OptimizerState> make_state(const std::vector<OptimTensor>& layout, size_t n,
+                                             MemorySpace space) const override {
+    for (const auto& t : layout) PT_CHECK_MSG(t.offset + t.numel <= n, "adamw: tensor '" + t.name + "' exceeds the stage");
+    if (space == MemorySpace::kDevice) return make_adamw_device_state(layout, n);
+    return std::make_unique<AdamWState>(layout, n);
+  }
+
+  void step(OptimizerState& state, const StageBuffers& b, const StepArgs& a) const override {
+    if (b.space == MemorySpace::kDevice) return adamw_step_device(state, b, o_, a);
+    auto* s = dynamic_cast<AdamWState*>(&state);
+    PT_CHECK_MSG(s != nullptr && s->space() == MemorySpace::kHost,
+                 "adamw: host buffers need the state of make_state(..., kHost)");
+    PT_CHECK(b.n == s->n());
+    for (const auto& t : s->layout())
+      adamw_update(b.params + t.offset, b.grads + t.offset, s->host_m() + t.offset, s->host_v() + t.offset, t.numel,
+                   adamw_params_for(t, o_, a));
+  }
+
+ private:
+  OptimizerOptions o_;
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_adamw(const OptimizerOptions& options) { return std::make_unique<AdamW>(options); }
 
 }  // namespace pt

@@ -34,6 +34,12 @@ int node_local_rank() {
   return rank;
 }
 
+int world_size() {
+  int n = 1;
+  PT_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &n));
+  return n;
+}
+
 void free_process_groups(ProcessGroups* g) {
   if (g->pipeline != MPI_COMM_NULL) MPI_Comm_free(&g->pipeline);
   if (g->data != MPI_COMM_NULL) MPI_Comm_free(&g->data);

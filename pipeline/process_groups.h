@@ -28,4 +28,7 @@ void free_process_groups(ProcessGroups* g);
 // GPU (node rank % GPUs on the node).
 int node_local_rank();
 
+// Ranks in MPI_COMM_WORLD (requires MPI to be initialized).
+int world_size();
+
 }  // namespace pt

@@ -1,8 +1,10 @@
-// MPI transport: MPI_Isend for sends (requests kept until wait_sends), MPI_Recv
-// for receives. Host-staged: buffers are host memory.
+// MPI transport: MPI_Isend for sends (requests kept until wait_sends), MPI_Irecv
+// completed at once for receives. Host-staged: buffers are host memory. Both waits
+// carry the watchdog deadline (mpi_wait.h) and name the peer when it expires.
 #include <vector>
 
 #include "common/check.h"
+#include "pipeline/mpi_wait.h"
 #include "pipeline/transport.h"
 
 namespace pt {
@@ -24,10 +26,17 @@ class MpiTransport final : public Transport {
     MPI_Request req;
     PT_MPI_CHECK(MPI_Isend(data, int(count), MPI_FLOAT, peer, tag, comm_, &req));
     pending_.push_back(req);
+    pending_peers_.push_back(peer);
   }
   void recv(float* data, size_t count, int peer, int tag) override {
+    PT_CHECK(count <= size_t(INT32_MAX));
     MPI_Status status;
-    PT_MPI_CHECK(MPI_Recv(data, int(count), MPI_FLOAT, peer, tag, comm_, &status));
+    MPI_Request req;
+    PT_MPI_CHECK(MPI_Irecv(data, int(count), MPI_FLOAT, peer, tag, comm_, &req));
+    wait_request(&req, &status, [&] {
+      return "a stage-boundary tensor (" + std::to_string(count) + " floats, tag " + std::to_string(tag) +
+             ") from pipeline rank " + std::to_string(peer);
+    });
     int got = 0;
     MPI_Get_count(&status, MPI_FLOAT, &got);
     PT_CHECK_MSG(size_t(got) == count, "received " + std::to_string(got) +
@@ -35,15 +44,19 @@ class MpiTransport final : public Transport {
                                            ", expected " + std::to_string(count));
   }
   void wait_sends() override {
-    if (pending_.empty()) return;
-    PT_MPI_CHECK(MPI_Waitall(int(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE));
+    for (size_t i = 0; i < pending_.size(); ++i)
+      wait_request(&pending_[i], nullptr, [&] {
+        return "completion of a send to pipeline rank " + std::to_string(pending_peers_[i]);
+      });
     pending_.clear();
+    pending_peers_.clear();
   }
 
  private:
   MPI_Comm comm_;
   int rank_ = 0, size_ = 1;
   std::vector<MPI_Request> pending_;
+  std::vector<int> pending_peers_;  // peer of each pending send, for the watchdog's message
 };
 
 }  // namespace

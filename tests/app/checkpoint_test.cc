@@ -1,17 +1,22 @@
 // Unit tests of the checkpoint format (app/checkpoint.h): round trip, corruption
 // (flipped byte, truncation, magic, version) named by file, config mismatch naming
 // the key, layout-independent mapping by global id (pp=4 -> pp=2 -> pp=1, tied
-// head), refusal of unmappable layouts without touching the state, find-latest
-// skipping partial and corrupted directories, metrics truncation and cadence.
+// head), named optimizer state (refused when missing, skipped by stages without
+// state), version-1 files (fixed adam_m/adam_v fields) still loaded, refusal of
+// unmappable layouts without touching the state, find-latest skipping partial and
+// corrupted directories, metrics truncation and cadence.
 #include "app/checkpoint.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include "app/metrics.h"
+#include "app/optimizer_step.h"
+#include "optim/adamw.h"
 
 namespace pt {
 namespace {
@@ -43,6 +48,14 @@ std::vector<std::pair<int, int>> even_split(int L, int S) {
   return r;
 }
 
+// The stage-wide optimizer state tensor `name` of `ls` (AdamW: adam_m, adam_v).
+float* state_of(const LocalStage& ls, const std::string& name) {
+  for (const StateTensor& st : ls.optimizer_state->tensors())
+    if (st.name == name) return st.data;
+  ADD_FAILURE() << "no optimizer state named " << name;
+  return nullptr;
+}
+
 // The stages of pipeline rank `rank` under an S-stage layout (one stage per rank),
 // with params/moments that encode (global id, element) so a wrong mapping shows.
 std::vector<LocalStage> make_local(const ModelConfig& m, int S, int rank, float salt, int64_t version) {
@@ -53,17 +66,50 @@ std::vector<LocalStage> make_local(const ModelConfig& m, int S, int rank, float 
   ls.layers = ranges[rank];
   ls.model = make_cpu_stage_model(m, StageSpec{ranges[rank].first, ranges[rank].second, rank == 0, rank == S - 1}, 1, 4);
   ls.model->init_params(7);
-  ls.adam_m.assign(ls.model->num_params(), 0.0f);
-  ls.adam_v.assign(ls.model->num_params(), 0.0f);
+  ls.optimizer_state = make_optimizer_state(OptimizerSection{}, *ls.model);
+  float* adam_m = state_of(ls, kAdamM);
+  float* adam_v = state_of(ls, kAdamV);
   for (const auto& t : ls.model->tensors())
     for (size_t i = 0; i < t.numel; ++i) {
       ls.model->params()[t.offset + i] = salt + float(t.global_id) + float(i) * 1e-3f;
-      ls.adam_m[t.offset + i] = salt + float(t.global_id) * 2 + float(i) * 1e-4f;
-      ls.adam_v[t.offset + i] = salt + float(t.global_id) * 3 + float(i) * 1e-5f;
+      adam_m[t.offset + i] = salt + float(t.global_id) * 2 + float(i) * 1e-4f;
+      adam_v[t.offset + i] = salt + float(t.global_id) * 3 + float(i) * 1e-5f;
     }
   ls.version = version;
   out.push_back(std::move(ls));
   return out;
+}
+
+// Format version 1 as the previous pipetrain wrote it, transcribed independently of
+// checkpoint.cc: per tensor (global id, name, numel, params, adam_m, adam_v), no state names.
+std::string encode_version1(const RankCheckpoint& r) {
+  std::string p;
+  auto raw = [&](const void* d, size_t n) { p.append(static_cast<const char*>(d), n); };
+  auto i32 = [&](int32_t v) { raw(&v, 4); };
+  auto u32 = [&](uint32_t v) { raw(&v, 4); };
+  auto i64 = [&](int64_t v) { raw(&v, 8); };
+  auto str = [&](const std::string& s) { u32(uint32_t(s.size())); raw(s.data(), s.size()); };
+  auto floats = [&](const std::vector<float>& v) { raw(v.data(), v.size() * sizeof(float)); };
+  i32(r.dp), i32(r.pp), i32(r.chunks), i32(r.pp_rank), str(r.schedule), u32(uint32_t(r.stage_layers.size()));
+  for (const auto& l : r.stage_layers) i32(l.first), i32(l.second);
+  i64(r.step), i64(r.restarts), i64(int64_t(r.config_hash)), str(r.fingerprint), u32(uint32_t(r.stages.size()));
+  for (const auto& s : r.stages) {
+    i32(s.stage), i32(s.layers.first), i32(s.layers.second), i64(s.version), u32(uint32_t(s.tensors.size()));
+    for (const auto& t : s.tensors) {
+      EXPECT_EQ(t.state.size(), 2u);
+      EXPECT_EQ(t.state[0].name, "adam_m");
+      EXPECT_EQ(t.state[1].name, "adam_v");
+      i32(t.global_id), str(t.name), i64(int64_t(t.params.size())), floats(t.params);
+      floats(t.state[0].data), floats(t.state[1].data);
+    }
+  }
+  const uint32_t version = 1;
+  const uint64_t size = p.size(), sum = fnv1a64(p.data(), p.size());
+  std::string f(kCheckpointMagic, 8);
+  f.append(reinterpret_cast<const char*>(&version), 4);
+  f.append(reinterpret_cast<const char*>(&size), 8);
+  f.append(reinterpret_cast<const char*>(&sum), 8);
+  return f + p;
 }
 
 // Rank files of a saved S-stage layout, round-tripped through bytes.
@@ -123,8 +169,11 @@ TEST(Checkpoint, RoundTrip) {
     EXPECT_EQ(a.global_id, b.global_id);
     EXPECT_EQ(a.name, b.name);
     EXPECT_EQ(a.params, b.params);
-    EXPECT_EQ(a.adam_m, b.adam_m);
-    EXPECT_EQ(a.adam_v, b.adam_v);
+    EXPECT_EQ(a.state, b.state);
+    ASSERT_EQ(b.state.size(), 2u);
+    EXPECT_EQ(b.state[0].name, "adam_m");
+    EXPECT_EQ(b.state[1].name, "adam_v");
+    EXPECT_EQ(b.state[0].data.size(), b.params.size());
     EXPECT_NE(a.name, "") << "tensor names are stored";
   }
   // The last stage's tied head copy of wte is not stored.
@@ -193,11 +242,73 @@ TEST(Checkpoint, MapsAcrossLayouts) {
         for (size_t i = 0; i < t.numel; i += 7) {
           ASSERT_EQ(local[0].model->params()[t.offset + i], 0.5f + float(t.global_id) + float(i) * 1e-3f)
               << t.name << " S=" << S << (t.is_tied_head ? " (tied head)" : "");
-          ASSERT_EQ(local[0].adam_m[t.offset + i], 0.5f + float(t.global_id) * 2 + float(i) * 1e-4f);
-          ASSERT_EQ(local[0].adam_v[t.offset + i], 0.5f + float(t.global_id) * 3 + float(i) * 1e-5f);
+          ASSERT_EQ(state_of(local[0], kAdamM)[t.offset + i], 0.5f + float(t.global_id) * 2 + float(i) * 1e-4f);
+          ASSERT_EQ(state_of(local[0], kAdamV)[t.offset + i], 0.5f + float(t.global_id) * 3 + float(i) * 1e-5f);
         }
     }
   }
+}
+
+// A version-1 file (written before optimizer state was named) decodes to the same
+// contents as the version-2 file of the same state, and maps onto another layout.
+TEST(Checkpoint, LoadsVersion1Files) {
+  Config c = tiny_config(2);
+  std::vector<RankCheckpoint> files;
+  std::vector<std::string> paths;
+  for (int r = 0; r < 2; ++r) {
+    auto local = make_local(c.model, 2, r, 0.5f, 6);
+    const RankCheckpoint in = make_rank_checkpoint(c, r, even_split(4, 2), local, 6, 2);
+    const std::string v1 = encode_version1(in);
+    ASSERT_EQ(v1.substr(8, 4), std::string("\x01\0\0\0", 4)) << "version 1 in the header";
+    RankCheckpoint out;
+    paths.push_back("old/rank_" + std::to_string(r) + ".ckpt");
+    ASSERT_TRUE(decode_rank_checkpoint(paths.back(), v1, &out));
+    ASSERT_EQ(out.stages.size(), 1u);
+    ASSERT_EQ(out.stages[0].tensors.size(), in.stages[0].tensors.size());
+    for (size_t i = 0; i < in.stages[0].tensors.size(); ++i) {
+      EXPECT_EQ(out.stages[0].tensors[i].params, in.stages[0].tensors[i].params);
+      EXPECT_EQ(out.stages[0].tensors[i].state, in.stages[0].tensors[i].state) << in.stages[0].tensors[i].name;
+    }
+    EXPECT_EQ(encode_rank_checkpoint(out), encode_rank_checkpoint(in)) << "re-saved as version 2, bit for bit";
+    files.push_back(std::move(out));
+  }
+  auto local = make_local(tiny_model(), 1, 0, 100.0f, 0);
+  int64_t step = -1, restarts = -1;
+  ASSERT_TRUE(map_checkpoint_to_stages(files, paths, tiny_config(1), local, &step, &restarts));
+  EXPECT_EQ(step, 6);
+  for (const auto& t : local[0].model->tensors())
+    for (size_t i = 0; i < t.numel; i += 5) {
+      ASSERT_EQ(state_of(local[0], kAdamM)[t.offset + i], 0.5f + float(t.global_id) * 2 + float(i) * 1e-4f) << t.name;
+      ASSERT_EQ(state_of(local[0], kAdamV)[t.offset + i], 0.5f + float(t.global_id) * 3 + float(i) * 1e-5f) << t.name;
+    }
+}
+
+// Optimizer state is mapped by name: a stage holding state refuses a checkpoint that
+// lacks one of its state tensors (loading nothing); a stage without state (an AMDP
+// non-owner replica) loads the parameters alone.
+TEST(Checkpoint, OptimizerStateByName) {
+  std::vector<std::string> paths;
+  auto files = save_layout(tiny_config(1), 1, 4, &paths);
+  int64_t step = 0, restarts = 0;
+  for (const char* dropped : {kAdamM, kAdamV}) {
+    auto broken = files;
+    auto& st = broken[0].stages[0].tensors[2].state;
+    st.erase(std::remove_if(st.begin(), st.end(), [&](const CheckpointState& x) { return x.name == dropped; }), st.end());
+    auto local = make_local(tiny_model(), 1, 0, 100.0f, 0);
+    const float m0 = state_of(local[0], kAdamM)[0];
+    Status s = map_checkpoint_to_stages(broken, paths, tiny_config(1), local, &step, &restarts);
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.message().find("mem/rank_0.ckpt: tensor '" + broken[0].stages[0].tensors[2].name +
+                               "' has no optimizer state '" + dropped + "'"),
+              std::string::npos)
+        << s.message();
+    EXPECT_EQ(state_of(local[0], kAdamM)[0], m0) << "nothing is loaded on failure";
+  }
+  auto stateless = make_local(tiny_model(), 1, 0, 100.0f, 0);
+  stateless[0].optimizer_state.reset();
+  ASSERT_TRUE(map_checkpoint_to_stages(files, paths, tiny_config(1), stateless, &step, &restarts));
+  const ParamTensor& t = stateless[0].model->tensors()[1];
+  EXPECT_EQ(stateless[0].model->params()[t.offset + 1], 0.5f + float(t.global_id) + 1e-3f);
 }
 
 TEST(Checkpoint, ConfigMismatchNamesTheKeyAndLoadsNothing) {

@@ -9,6 +9,7 @@
 #include "app/checkpoint.h"
 #include "app/config.h"
 #include "app/schedule_builder.h"
+#include "optim/registry.h"
 
 namespace pt {
 namespace {
@@ -77,6 +78,20 @@ TEST(Config, OutOfRangeNamesKeyAndRule) {
   s = load("training:\n  steps: 3\n");
   ASSERT_FALSE(s);
   EXPECT_NE(s.message().find("data.train"), std::string::npos) << s.message();
+}
+
+// optimizer.kind is checked against the optimizer registry (optim/registry.h), whose
+// every kind loads and whose list the message gives.
+TEST(Config, OptimizerKindComesFromTheRegistry) {
+  std::string allowed;
+  for (const auto& k : optimizer_kinds()) {
+    EXPECT_TRUE(load(kMinimal, {"optimizer.kind=" + k})) << k;
+    allowed += (allowed.empty() ? "" : ", ") + k;
+  }
+  Status s = load(kMinimal, {"optimizer.kind=sgd"});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("optimizer.kind"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("'sgd' is not available; allowed: " + allowed), std::string::npos) << s.message();
 }
 
 TEST(Config, DumpReloadsToTheSameConfig) {

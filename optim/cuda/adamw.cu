@@ -2,7 +2,7 @@
 // argument (32 entries x 48 bytes, well under the 4 KB parameter limit), so no
 // device-side table needs allocating or synchronizing. grid.y = tensor, grid.x
 // strides over the tensor's elements.
-#include "model/cuda/adamw.h"
+#include "optim/cuda/adamw.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,5 +1,5 @@
 // Global norm on the GPU; see global_norm.h.
-#include "model/cuda/global_norm.h"
+#include "optim/cuda/global_norm.h"
 
 #include "model/cuda/common.cuh"
 #include "model/cuda/cuda_check.h"

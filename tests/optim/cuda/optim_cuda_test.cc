@@ -1,18 +1,21 @@
 // GPU AdamW and global norm vs their CPU twins in optim/. Sizes are odd and span
 // several blocks and tensors; the multi-tensor update gives every tensor its own
-// hyper-parameters so a mixed-up table entry cannot pass.
+// hyper-parameters so a mixed-up table entry cannot pass. The registry's AdamW with
+// device-resident state against the same optimizer with host state.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "model/cuda/adamw.h"
-#include "model/cuda/global_norm.h"
+#include "optim/cuda/adamw.h"
+#include "optim/cuda/global_norm.h"
 #include "optim/adamw.h"
 #include "optim/grad_norm.h"
+#include "optim/registry.h"
 #include "tests/model/cuda/cuda_test_util.h"
 
 namespace pt {
@@ -99,6 +102,52 @@ TEST_F(CudaOptim, AdamWSingleTensorMatchesCpu) {
   DeviceBuffer<float> p(before.p), g(before.g), m(before.m), v(before.v);
   cuda::adamw_update(p.get(), g.get(), m.get(), v.get(), before.p.size(), before.hp, nullptr);
   expect_adamw_matches("adamw single", before, cpu, p.download(), m.download(), v.download());
+}
+
+// One update through the Optimizer interface with kDevice state on device buffers vs
+// kHost state on host buffers, from a non-zero state written through the host view
+// (sync_to_device) and read back through it (sync_to_host, over a poisoned mirror);
+// each tensor with its own decay (wte without: decay_embeddings is off).
+TEST_F(CudaOptim, AdamWOptimizerDeviceStateMatchesHostState) {
+  OptimizerOptions o;
+  o.weight_decay = 0.1;
+  o.decay_embeddings = false;
+  std::unique_ptr<Optimizer> opt;
+  ASSERT_TRUE(make_optimizer("adamw", o, &opt));
+  const std::vector<OptimTensor> layout = {OptimTensor{"wte", 0, 4099, {}, true}, OptimTensor{"wpe", 4099, 515, {}, false},
+                                           OptimTensor{"h0.mlp.fc_w", 4614, 70001, {}, true},
+                                           OptimTensor{"h0.mlp.fc_b", 74615, 33, {}, false}};
+  const size_t n = 74648;
+  std::unique_ptr<OptimizerState> host = opt->make_state(layout, n, MemorySpace::kHost);
+  std::unique_ptr<OptimizerState> dev = opt->make_state(layout, n, MemorySpace::kDevice);
+  EXPECT_EQ(dev->space(), MemorySpace::kDevice);
+  EXPECT_EQ(dev->total_floats(), host->total_floats());
+  const HostTensor before = make_tensor(n, 5, 3, 0.0f);  // p, g, m, v (its hp is not used)
+  for (OptimizerState* st : {host.get(), dev.get()}) {
+    const std::vector<StateTensor> views = st->tensors();
+    ASSERT_EQ(views.size(), 2u);
+    std::copy(before.m.begin(), before.m.end(), views[0].data);
+    std::copy(before.v.begin(), before.v.end(), views[1].data);
+  }
+  dev->sync_to_device();
+  const StepArgs a{1e-2, 0.75f, 3};
+  std::vector<float> p_cpu = before.p;
+  opt->step(*host, StageBuffers{p_cpu.data(), before.g.data(), n, MemorySpace::kHost, nullptr}, a);
+  DeviceBuffer<float> p(before.p), g(before.g);
+  opt->step(*dev, StageBuffers{p.get(), g.get(), n, MemorySpace::kDevice, nullptr}, a);
+  const std::vector<float> p_gpu = p.download();
+  for (const StateTensor& v : dev->tensors()) std::fill(v.data, v.data + v.numel, std::nanf(""));
+  dev->sync_to_host();
+  const std::vector<StateTensor> hv = host->tensors(), dv = dev->tensors();
+  auto slice = [](const float* x, const OptimTensor& t) { return std::vector<float>(x + t.offset, x + t.offset + t.numel); };
+  for (const OptimTensor& t : layout) {
+    HostTensor b{slice(before.p.data(), t), slice(before.g.data(), t), slice(before.m.data(), t),
+                 slice(before.v.data(), t), adamw_params_for(t, o, a)};
+    HostTensor c{slice(p_cpu.data(), t), b.g, slice(hv[0].data, t), slice(hv[1].data, t), b.hp};
+    EXPECT_EQ(b.hp.weight_decay, t.name == "h0.mlp.fc_w" ? 0.1f : 0.0f) << t.name;
+    expect_adamw_matches("adamw optimizer " + t.name, b, c, slice(p_gpu.data(), t), slice(dv[0].data, t),
+                         slice(dv[1].data, t));
+  }
 }
 
 // Squares of floats are exact in double; only the n - 1 additions round, so two

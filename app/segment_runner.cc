@@ -1,0 +1,243 @@
+#include "app/segment_runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <set>
+
+#include "app/optimizer_step.h"
+#include "common/check.h"
+#include "common/json.h"
+#include "optim/grad_norm.h"
+#include "optim/lr_schedule.h"
+
+namespace pt {
+
+struct SegmentRunner::Pending {
+  int64_t first_step = 0;
+  LrSchedule lr;
+  int tied_holders = 0;                       // local stages holding a wte copy
+  int tied_reduced = 0;                       // of those, data-reduced in the current update
+  int64_t norm_update = -1;                   // sync: the update whose global norm is cached
+  float clip = 1.0f;                          // sync: its clip scale
+  std::vector<double> global_norm;            // sync: per update
+  std::map<std::pair<int, int>, double> sq;   // async: (stage, update) -> squared norm applied
+};
+
+SegmentRunner::SegmentRunner(const Config& c, Collectives& coll, const Schedule& placement, int pp_rank,
+                             const ScheduleTraits& traits, std::string run_dir)
+    : c_(c), coll_(coll), pp_rank_(pp_rank), chain_(chain_length(placement)), traits_(traits),
+      run_dir_(std::move(run_dir)),
+      replicas_(coll, placement.stage_to_rank, chain_length(placement), pp_rank, traits.replicas,
+                c.schedule.amdp_zero_owner, c.optimizer) {
+  tied_.enabled = c.model.tie_embeddings;
+  tied_.last_stage = chain_ - 1;
+  tied_.first_rank = placement.stage_to_rank[0];
+  tied_.last_rank = placement.stage_to_rank[size_t(chain_ - 1)];
+}
+
+// ALLREDUCE_GRAD(data): non-owners in owner mode hold gradients that are never applied.
+void SegmentRunner::reduce_data(LocalStage& ls, Pending& p, std::vector<LocalStage>& local) {
+  if (replicas_.owner_mode() && !replicas_.owns(ls)) return;
+  if (coll_.size(Group::kData) > 1) {
+    ls.model->sync_grads_to_host();
+    coll_.allreduce_sum(Group::kData, ls.model->grads(), ls.model->num_params());
+  }
+  if (!tied_.enabled || (ls.stage != 0 && ls.stage != tied_.last_stage)) return;
+  if (++p.tied_reduced < p.tied_holders) return;
+  p.tied_reduced = 0;
+  reduce_tied_embeddings(coll_, tied_, local);
+}
+
+void SegmentRunner::step(LocalStage& ls, Pending& p, std::vector<LocalStage>& local) {
+  if (replicas_.owner_mode() && !replicas_.owns(ls)) {
+    replicas_.broadcast_params(ls);
+    ls.model->zero_grads();
+    ++ls.version;
+    return;
+  }
+  const int k = int(ls.version - p.first_step);
+  if (traits_.clip == ClipPolicy::kPerStage) {
+    p.sq[{ls.stage, k}] = apply_stage_update_self_clipped(ls, c_, p.lr);
+  } else {
+    if (p.norm_update != k) {  // this rank's first STEP of update k: every local stage is reduced
+      const double norm = global_grad_norm(coll_, local);
+      p.global_norm.push_back(norm);
+      p.clip = clip_scale(norm, c_.optimizer.grad_clip);
+      p.norm_update = k;
+    }
+    apply_stage_update(ls, c_.optimizer, learning_rate(p.lr, p.first_step + k), p.clip);
+  }
+  ls.model->zero_grads();
+  if (replicas_.owner_mode()) replicas_.broadcast_params(ls);
+}
+
+SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, double clock_offset, TrainState* state,
+                                 const DataLoader& data, Transport* transport) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int m = c_.training.microbatches;
+  PT_CHECK(lowered.microbatches % m == 0);
+  std::vector<StageModel*> by_stage(size_t(lowered.num_stages), nullptr);
+  std::map<int, LocalStage*> local;
+  Pending p;
+  p.first_step = first_step;
+  p.lr = lr_schedule_for(c_);
+  for (auto& ls : state->local) {
+    by_stage[size_t(ls.stage)] = ls.model.get();
+    local[ls.stage] = &ls;
+    ls.model->zero_grads();
+    if (tied_.enabled && (ls.stage == 0 || ls.stage == tied_.last_stage)) ++p.tied_holders;
+    // Versions count updates from the run's start: sync stages are all at first_step.
+    PT_CHECK_MSG(traits_.asynchronous || ls.version == first_step, "stage " + std::to_string(ls.stage) + " is at version " +
+                                                                std::to_string(ls.version) + ", expected step " +
+                                                                std::to_string(first_step));
+  }
+  replicas_.release_non_owner_state(state);
+
+  StageCallbacks callbacks;
+  callbacks.reduce = [&](int v, uint8_t group) {
+    if (group & kGroupReplicas) replicas_.reduce(*local.at(v));
+    if (group & kGroupData) reduce_data(*local.at(v), p, state->local);
+  };
+  callbacks.step = [&](int v) { step(*local.at(v), p, state->local); };
+  Executor executor(lowered, pp_rank_, by_stage, transport);
+  const float loss_scale = 1.0f / float(m * coll_.size(Group::kData));
+  const int dp_rank = coll_.rank(Group::kData);
+  StepOutput out = executor.run_step(
+      [&](int g, int32_t* in, int32_t* tg) { data.batch(first_step + g / m, g % m, dp_rank, in, tg); }, loss_scale,
+      callbacks);
+  if (replicas_.owner_mode()) mark_dropped_backwards(lowered, state->local, &out.versions);
+  replicas_.check(*state, coll_.rank(Group::kWorld) == 0, run_dir_);
+
+  SegmentResult result;
+  result.peak_slots = out.peak_slots;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fill_logs(lowered, first_step, clock_offset, p, out, &result);
+  return result;
+}
+
+// step_slot reference (owner mode): a non-owner's backward between its stage's ALLREDUCE_GRAD
+// (replicas) and STEP was zeroed at the STEP, never applied; the record says so (applied -1),
+// exactly as versions_from_schedule derives it from the list.
+void SegmentRunner::mark_dropped_backwards(const Schedule& lowered, const std::vector<LocalStage>& local,
+                                           std::vector<VersionRecord>* versions) const {
+  std::map<int, const LocalStage*> by_stage;
+  for (const auto& ls : local) by_stage[ls.stage] = &ls;
+  std::set<int> reduced;
+  std::set<std::pair<int, int>> dropped;  // (micro-batch, stage)
+  for (const Action& a : lowered.per_rank[size_t(pp_rank_)]) {
+    if (a.kind == ActionKind::ALLREDUCE_GRAD && (a.group & kGroupReplicas)) reduced.insert(a.stage);
+    if (a.kind == ActionKind::STEP) reduced.erase(a.stage);
+    if (a.kind == ActionKind::B && reduced.count(a.stage) && !replicas_.owns(*by_stage.at(a.stage)))
+      dropped.insert({a.microbatch, a.stage});
+  }
+  for (VersionRecord& r : *versions)
+    if (dropped.count({r.microbatch, r.stage})) r.applied = -1;
+}
+
+namespace {
+
+// Per stage max/mean drift (backward - forward) and delay (applied - forward) of update
+// `step`'s micro-batches, as the JSON object of the metrics line's "versions" field.
+std::string versions_json(const std::vector<RunVersionRecord>& records, int64_t step, int m, int stages) {
+  std::vector<int64_t> dmax(size_t(stages), 0), tmax(size_t(stages), 0);
+  std::vector<double> dsum(size_t(stages), 0), tsum(size_t(stages), 0);
+  std::vector<int> cnt(size_t(stages), 0);
+  for (const auto& r : records) {
+    if (r.microbatch / m != step) continue;
+    const int64_t drift = r.backward - r.forward, delay = r.applied < 0 ? 0 : r.applied - r.forward;
+    const size_t s = size_t(r.stage);
+    dmax[s] = std::max(dmax[s], drift);
+    tmax[s] = std::max(tmax[s], delay);
+    dsum[s] += double(drift);
+    tsum[s] += double(delay);
+    ++cnt[s];
+  }
+  auto arr = [&](auto f) {
+    std::string out = "[";
+    for (int st = 0; st < stages; ++st) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%s%.4g", st ? "," : "", double(f(size_t(st))));
+      out += buf;
+    }
+    return out + "]";
+  };
+  JsonWriter v;
+  v.raw("drift_max", arr([&](size_t st) { return double(dmax[st]); }))
+      .raw("drift_mean", arr([&](size_t st) { return cnt[st] ? dsum[st] / cnt[st] : 0.0; }))
+      .raw("delay_max", arr([&](size_t st) { return double(tmax[st]); }))
+      .raw("delay_mean", arr([&](size_t st) { return cnt[st] ? tsum[st] / cnt[st] : 0.0; }));
+  return v.str();
+}
+
+// Async: sqrt of the per-stage squared norms of each update, pipeline 0's stages (AMDP
+// replicas carry identical reduced gradients), added in ascending stage order.
+std::vector<double> async_update_norms(Collectives& coll, const std::map<std::pair<int, int>, double>& sq, int chain,
+                                       int updates) {
+  struct Entry {
+    int64_t stage, update;
+    double sq;
+  };
+  std::vector<Entry> mine;
+  for (const auto& [sk, v] : sq)
+    if (sk.first < chain) mine.push_back({sk.first, sk.second, v});
+  std::vector<Entry> all = allgatherv(coll, Group::kPipeline, mine);
+  std::vector<std::vector<std::pair<int, double>>> per(static_cast<size_t>(updates));
+  for (const Entry& e : all) per[size_t(e.update)].push_back({int(e.stage), e.sq});
+  std::vector<double> norms;
+  for (auto& v : per) {
+    std::sort(v.begin(), v.end());
+    double total = 0.0;
+    for (const auto& e : v) total += e.second;
+    norms.push_back(std::sqrt(total));
+  }
+  return norms;
+}
+
+// Version records of dp replica 0 with run-global ids, gathered over the pipeline group.
+std::vector<RunVersionRecord> gather_records(Collectives& coll, const std::vector<VersionRecord>& versions,
+                                             int64_t first_step, int m) {
+  std::vector<RunVersionRecord> mine;
+  for (const VersionRecord& r : versions)
+    mine.push_back(RunVersionRecord{first_step * m + r.microbatch, r.stage, first_step + r.forward,
+                                    first_step + r.backward, r.applied < 0 ? -1 : first_step + r.applied});
+  return allgatherv(coll, Group::kPipeline, mine);
+}
+
+}  // namespace
+
+void SegmentRunner::fill_logs(const Schedule& lowered, int64_t first_step, double clock_offset, const Pending& p,
+                              const StepOutput& out, SegmentResult* result) {
+  const int m = c_.training.microbatches, total = lowered.microbatches, updates = total / m;
+  const std::vector<double> losses = reduce_update_losses(coll_, out.losses, total, m);
+  std::vector<double> when(size_t(total), 0.0);
+  for (size_t g = 0; g < out.loss_times.size() && g < when.size(); ++g) when[g] = out.loss_times[g];
+  coll_.allreduce_max(Group::kPipeline, when.data(), when.size());
+  std::vector<double> norms = p.global_norm;
+  if (traits_.clip == ClipPolicy::kPerStage) norms = async_update_norms(coll_, p.sq, chain_, updates);
+  if (traits_.asynchronous) result->records = gather_records(coll_, out.versions, first_step, m);
+  PT_CHECK_MSG(int(norms.size()) == updates, "segment of " + std::to_string(updates) + " updates applied " +
+                                                 std::to_string(norms.size()) + " on pipeline rank " +
+                                                 std::to_string(pp_rank_));
+  for (int k = 0; k < updates; ++k) {
+    UpdateLog l;
+    l.step = first_step + k + 1;
+    l.loss = losses[size_t(k)];
+    l.time_s = clock_offset + (traits_.asynchronous ? when[size_t(k) * m + size_t(m - 1)] : result->seconds);
+    l.lr = learning_rate(p.lr, first_step + k);
+    l.grad_norm = norms[size_t(k)];
+    if (traits_.asynchronous) l.versions = versions_json(result->records, first_step + k, m, lowered.num_stages);
+    result->updates.push_back(l);
+  }
+}
+
+std::string version_record_json(const RunVersionRecord& r) {
+  JsonWriter j;
+  j.field("mb", r.microbatch).field("stage", r.stage).field("forward", r.forward).field("backward", r.backward)
+      .field("applied", r.applied);
+  return j.str();
+}
+
+}  // namespace pt

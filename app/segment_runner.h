@@ -1,0 +1,93 @@
+// SegmentRunner: runs one DRAINED SEGMENT of any schedule: `updates` optimizer updates of m
+// micro-batches each, from a lowered list whose ALLREDUCE_GRAD and STEP actions carry the
+// reductions and the updates (a synchronous schedule is a segment of one update whose
+// list ends in ALLREDUCE_GRAD(data) + STEP per stage). The runner turns those actions into
+// calls:
+//   ALLREDUCE_GRAD(s, replicas)  StageReplicas::reduce (AMDP)
+//   ALLREDUCE_GRAD(s, data)      sum over data-parallel replicas, then, once every local
+//                                holder of wte is reduced, the tied-embedding sum
+//   STEP(s)                      clip and update: with the global clip (synchronous
+//                                schedules) the norm over all stages is taken once per
+//                                update at this rank's first STEP; otherwise the stage clips
+//                                by its own norm and takes the learning rate of its version
+// and afterwards reduces losses, norms and version records into one log line per update.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "app/config.h"
+#include "app/stage_replicas.h"
+#include "app/step_reductions.h"
+#include "app/train_state.h"
+#include "data/loader.h"
+#include "pipeline/action.h"
+#include "pipeline/collectives.h"
+#include "pipeline/executor.h"
+#include "pipeline/schedules/schedules.h"
+#include "pipeline/transport.h"
+
+namespace pt {
+
+// One optimizer update as logged (valid on every rank).
+struct UpdateLog {
+  int64_t step = 0;       // 1-based
+  double loss = 0;        // mean over the update's m·dp micro-batches
+  double time_s = 0;      // run clock: async, when its last loss was ready; sync, segment end
+  double lr = 0;
+  double grad_norm = 0;   // sync: the global norm; async: sqrt of the summed per-stage squares
+  std::string versions;   // async: JSON per-stage drift/delay; "" for sync
+};
+
+// A version record with run-global ids: microbatch = step·m + index, versions counted
+// from the start of the run.
+struct RunVersionRecord {
+  int64_t microbatch = 0;
+  int stage = 0;
+  int64_t forward = 0, backward = 0, applied = 0;
+};
+
+struct SegmentResult {
+  std::vector<UpdateLog> updates;
+  std::vector<RunVersionRecord> records;  // async only, dp replica 0's
+  int peak_slots = 0;                     // most activation slots held at once on this rank
+  double seconds = 0;                     // wall time of the segment
+};
+
+class SegmentRunner {
+ public:
+  // `traits`: the schedule's registry entry (clip policy, version records, stage replicas).
+  SegmentRunner(const Config& c, Collectives& coll, const Schedule& placement, int pp_rank,
+                const ScheduleTraits& traits, std::string run_dir);
+
+  // Runs steps [first_step, first_step + updates of `lowered`). `clock_offset` = run seconds
+  // elapsed at the segment start.
+  SegmentResult run(const Schedule& lowered, int64_t first_step, double clock_offset, TrainState* state,
+                    const DataLoader& data, Transport* transport);
+
+  const StageReplicas& replicas() const { return replicas_; }
+
+ private:
+  struct Pending;  // per-segment bookkeeping of the callbacks
+  void reduce_data(LocalStage& ls, Pending& p, std::vector<LocalStage>& local);
+  void step(LocalStage& ls, Pending& p, std::vector<LocalStage>& local);
+  void mark_dropped_backwards(const Schedule& lowered, const std::vector<LocalStage>& local,
+                              std::vector<VersionRecord>* versions) const;
+  void fill_logs(const Schedule& lowered, int64_t first_step, double clock_offset, const Pending& p,
+                 const StepOutput& out, SegmentResult* result);
+
+  const Config& c_;
+  Collectives& coll_;
+  int pp_rank_, chain_;
+  const ScheduleTraits& traits_;
+  std::string run_dir_;
+  StageReplicas replicas_;
+  TiedEmbeddings tied_;
+};
+
+// JSON line for versions.jsonl.
+std::string version_record_json(const RunVersionRecord& r);
+
+}  // namespace pt

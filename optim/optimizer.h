@@ -1,0 +1,106 @@
+// Optimizer: the per-stage update rule behind `optimizer.kind` (looked up in
+// optim/registry.h, nowhere else), and OptimizerState: what it keeps per stage.
+//
+// A stage's parameters and gradients are one flat fp32 buffer each, laid out as a
+// list of tensors (OptimTensor, the optimizer's view of StageModel::tensors();
+// optim/ does not depend on model/). make_state() allocates zeroed state for one
+// such layout in one memory space; step() applies one update to the stage.
+//
+// State is named: each parameter tensor k has a list of named state tensors
+// (AdamW: "adam_m", "adam_v", numel floats each, i.e. slices of two stage-wide
+// buffers in the params' layout). Checkpoints save and load them by (parameter
+// tensor global id, state name), so a checkpoint maps onto any pipeline layout.
+//
+// Memory: StageBuffers and the state name their memory space. The host path is the
+// reference (and, today, the only one the trainer uses: StageModel exposes host
+// params()/grads()); a kDevice state steps device buffers on a stream with the
+// twins in optim/cuda/ (CUDA builds; AdamW has one). State tensors are always
+// reached through host views: a kDevice state keeps a host mirror, brought up to
+// date by sync_to_host() (before reading it: checkpoint save) and sent back by
+// sync_to_device() (after writing it: checkpoint load), StageModel's contract.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pt {
+
+// Where a stage's parameters, gradients and optimizer state live.
+enum class MemorySpace { kHost, kDevice };
+
+// One tensor of a stage's flat parameter buffer.
+struct OptimTensor {
+  std::string name;          // canonical name: "wte", "h3.attn.qkv_w", ...
+  size_t offset = 0;         // in floats, into the stage's params/grads
+  size_t numel = 0;
+  std::vector<int> shape;    // row-major (matrix optimizers need it)
+  bool weight_decay = true;  // the model's flag: false for biases, LayerNorm and wpe
+};
+
+// The optimizer.* hyper-parameters every optimizer is built from (fixed for a run).
+struct OptimizerOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool decay_embeddings = true;  // "wte" decays only when its own flag and this are set
+};
+
+// One update of one stage.
+struct StepArgs {
+  double lr = 0.0;         // learning rate of this update
+  float grad_scale = 1.0f; // multiplies every gradient first (the caller's clip factor)
+  int64_t t = 1;           // 1-based count of this stage's updates (bias correction)
+};
+
+// A stage's parameters and gradients: n floats each, in the layout given to make_state.
+struct StageBuffers {
+  float* params = nullptr;
+  const float* grads = nullptr;  // read only: step() never changes the gradients
+  size_t n = 0;
+  MemorySpace space = MemorySpace::kHost;
+  void* stream = nullptr;        // cudaStream_t when space is kDevice
+};
+
+// A named block of state floats (host memory: the state's host view).
+struct StateTensor {
+  std::string name;  // unique among one parameter tensor's state ("adam_m")
+  float* data = nullptr;
+  size_t numel = 0;
+};
+
+class OptimizerState {
+ public:
+  virtual ~OptimizerState() = default;
+  virtual MemorySpace space() const = 0;
+  // Every stage-wide state tensor (AdamW: adam_m, adam_v of n floats each).
+  virtual std::vector<StateTensor> tensors() = 0;
+  // The state of parameter tensor k of the layout, by name: what a checkpoint stores per tensor.
+  virtual std::vector<StateTensor> tensor_state(size_t k) = 0;
+  // Floats held in all, the sum of tensors() sizes (0 never: a stage without state has no object).
+  virtual size_t total_floats() const = 0;
+  // The host-view hooks (see the header comment); no-ops for kHost states.
+  virtual void sync_to_host() {}
+  virtual void sync_to_device() {}
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  virtual const char* kind() const = 0;
+  // The names of the state tensors of every parameter tensor, in tensor_state() order.
+  virtual std::vector<std::string> state_names() const = 0;
+  // Floats make_state would hold for this layout (memory planning and checks).
+  virtual size_t state_floats(const std::vector<OptimTensor>& layout, size_t n) const = 0;
+  // Zero-initialised state of a stage of n parameters laid out as `layout`.
+  virtual std::unique_ptr<OptimizerState> make_state(const std::vector<OptimTensor>& layout, size_t n,
+                                                     MemorySpace space) const = 0;
+  // One update: params change, state advances, grads are only read. `state` comes from
+  // this kind's make_state for the same layout and memory space as `b`.
+  virtual void step(OptimizerState& state, const StageBuffers& b, const StepArgs& a) const = 0;
+};
+
+}  // namespace pt

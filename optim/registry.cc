@@ -1,0 +1,32 @@
+#include "optim/registry.h"
+
+#include "optim/adamw.h"
+
+namespace pt {
+
+const std::vector<OptimizerEntry>& optimizer_registry() {
+  static const std::vector<OptimizerEntry> table = {
+      {"adamw", &make_adamw},
+  };
+  return table;
+}
+
+std::vector<std::string> optimizer_kinds() {
+  std::vector<std::string> out;
+  for (const auto& e : optimizer_registry()) out.push_back(e.kind);
+  return out;
+}
+
+Status make_optimizer(const std::string& kind, const OptimizerOptions& options, std::unique_ptr<Optimizer>* out) {
+  std::string allowed;
+  for (const auto& e : optimizer_registry()) {
+    if (kind == e.kind) {
+      *out = e.make(options);
+      return Status::ok();
+    }
+    allowed += (allowed.empty() ? "" : ", ") + std::string(e.kind);
+  }
+  return Status::error("optimizer kind '" + kind + "' is not available; allowed: " + allowed);
+}
+
+}  // namespace pt

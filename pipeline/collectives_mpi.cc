@@ -1,0 +1,129 @@
+// MPI collectives: non-blocking MPI-3 calls completed by wait_request (mpi_wait.h), so a
+// silent peer ends the job after runtime.watchdog_seconds instead of hanging it.
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/check.h"
+#include "pipeline/collectives.h"
+#include "pipeline/mpi_wait.h"
+#include "pipeline/process_groups.h"
+
+namespace pt {
+namespace {
+
+class MpiCollectives : public Collectives {
+ public:
+  explicit MpiCollectives(const ProcessGroups& g) : groups_(g) {}
+  ~MpiCollectives() override {
+    if (replicas_ != MPI_COMM_NULL) MPI_Comm_free(&replicas_);
+  }
+  int rank(Group g) const override {
+    int r = 0;
+    PT_MPI_CHECK(MPI_Comm_rank(comm(g), &r));
+    return r;
+  }
+  int size(Group g) const override {
+    int n = 1;
+    PT_MPI_CHECK(MPI_Comm_size(comm(g), &n));
+    return n;
+  }
+  void allreduce_sum(Group g, float* d, size_t n) override { allreduce(g, d, n, MPI_FLOAT, MPI_SUM, "sum"); }
+  void allreduce_sum(Group g, double* d, size_t n) override { allreduce(g, d, n, MPI_DOUBLE, MPI_SUM, "sum"); }
+  void allreduce_max(Group g, double* d, size_t n) override { allreduce(g, d, n, MPI_DOUBLE, MPI_MAX, "max"); }
+  void allreduce_max(Group g, int64_t* d, size_t n) override { allreduce(g, d, n, MPI_INT64_T, MPI_MAX, "max"); }
+  void allgather(Group g, const void* send, size_t bytes, void* recv) override {
+    MPI_Request req;
+    PT_MPI_CHECK(MPI_Iallgather(send, count(bytes), MPI_BYTE, recv, count(bytes), MPI_BYTE, comm(g), &req));
+    finish(&req, "allgather", g);
+  }
+  void gather(Group g, const void* send, size_t bytes, void* recv, int root) override {
+    MPI_Request req;
+    PT_MPI_CHECK(MPI_Igather(send, count(bytes), MPI_BYTE, recv, count(bytes), MPI_BYTE, root, comm(g), &req));
+    finish(&req, "gather", g);
+  }
+  void broadcast(Group g, void* data, size_t bytes, int root) override {
+    MPI_Request req;
+    PT_MPI_CHECK(MPI_Ibcast(data, count(bytes), MPI_BYTE, root, comm(g), &req));
+    finish(&req, "broadcast", g);
+  }
+  void barrier(Group g) override {
+    MPI_Request req;
+    PT_MPI_CHECK(MPI_Ibarrier(comm(g), &req));
+    finish(&req, "barrier", g);
+  }
+  void sendrecv(Group g, int peer, const float* send, float* recv, size_t n) override {
+    MPI_Request reqs[2];
+    PT_MPI_CHECK(MPI_Irecv(recv, count(n), MPI_FLOAT, peer, kSendrecvTag, comm(g), &reqs[0]));
+    PT_MPI_CHECK(MPI_Isend(send, count(n), MPI_FLOAT, peer, kSendrecvTag, comm(g), &reqs[1]));
+    const std::string what = "an exchange with " + std::string(group_name(g)) + " rank " + std::to_string(peer);
+    wait_request(&reqs[0], nullptr, [&] { return what; });
+    wait_request(&reqs[1], nullptr, [&] { return what; });
+  }
+  void set_replica_group(const std::vector<int>& members) override {
+    PT_CHECK(!members.empty());
+    if (replicas_ != MPI_COMM_NULL) MPI_Comm_free(&replicas_);
+    // color = the group's lowest member, key = pipeline rank: comm rank order = ascending members.
+    PT_MPI_CHECK(MPI_Comm_split(groups_.pipeline, members.front(), groups_.pp_rank, &replicas_));
+  }
+  std::string name() const override { return "mpi"; }
+
+ protected:
+  MPI_Comm comm(Group g) const {
+    switch (g) {
+      case Group::kWorld: return MPI_COMM_WORLD;
+      case Group::kPipeline: return groups_.pipeline;
+      case Group::kData: return groups_.data;
+      case Group::kReplicas: return replicas_ != MPI_COMM_NULL ? replicas_ : MPI_COMM_SELF;
+    }
+    return MPI_COMM_NULL;
+  }
+
+ private:
+  static constexpr int kSendrecvTag = 32000;  // below the MPI tag bound, apart from message_tag's range use
+  static int count(size_t n) {
+    PT_CHECK_MSG(n <= size_t(INT32_MAX), "collective of " + std::to_string(n) + " elements exceeds MPI's int count");
+    return int(n);
+  }
+  void allreduce(Group g, void* d, size_t n, MPI_Datatype t, MPI_Op op, const char* what) {
+    MPI_Request req;
+    PT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, d, count(n), t, op, comm(g), &req));
+    finish(&req, what, g);
+  }
+  void finish(MPI_Request* req, const char* op, Group g) const {
+    wait_request(req, nullptr, [&] {
+      return std::string("a collective (") + op + ") over the " + group_name(g) + " group of " +
+             std::to_string(size(g)) + " ranks, at least one of which has not joined it";
+    });
+  }
+  const ProcessGroups& groups_;
+  MPI_Comm replicas_ = MPI_COMM_NULL;
+};
+
+}  // namespace
+
+const char* group_name(Group g) {
+  switch (g) {
+    case Group::kWorld: return "world";
+    case Group::kPipeline: return "pipeline";
+    case Group::kData: return "data-parallel";
+    case Group::kReplicas: return "stage-replica";
+  }
+  return "?";
+}
+
+std::unique_ptr<Collectives> make_mpi_collectives(const ProcessGroups& groups) {
+  return std::make_unique<MpiCollectives>(groups);
+}
+
+std::string broadcast_string(Collectives& c, Group g, const std::string& s, int root) {
+  int64_t len = int64_t(s.size());
+  c.broadcast(g, &len, sizeof len, root);
+  std::string out = s;
+  out.resize(size_t(len));
+  if (len > 0) c.broadcast(g, out.data(), size_t(len), root);
+  return out;
+}
+
+}  // namespace pt

@@ -1,0 +1,37 @@
+// Waits on MPI requests with a deadline (the watchdog, runtime.watchdog_seconds). Every
+// blocking MPI wait of a run (stage-boundary receives and send completions, collectives)
+// goes through wait_request: it polls MPI_Test, spinning for a few microseconds and then
+// sleeping with a growing interval (at most 1 ms), so a rank waiting on a slow peer does
+// not burn a core. When the deadline passes it reports, through the fatal reporter, what
+// it was waiting for (the action and the peer or group), which aborts the whole job
+// (MPI_Abort): every rank ends non-zero within the deadline plus the abort's propagation.
+#pragma once
+
+#include <mpi.h>
+
+#include <string>
+
+namespace pt {
+
+// Seconds any single wait may take; <= 0 means no deadline. Default 600.
+void set_wait_deadline_seconds(double seconds);
+double wait_deadline_seconds();
+
+// Completes `request` (filling *status unless null) or ends the job after the deadline.
+// `what` is evaluated only on expiry: it names the action and the peer, e.g.
+// "receive of an activation from pipeline rank 2".
+template <class WhatFn>
+void wait_request(MPI_Request* request, MPI_Status* status, WhatFn&& what);
+
+// Non-template core: `what` already built.
+void wait_request_described(MPI_Request* request, MPI_Status* status, const std::string& what);
+// The polling loop; returns false when the deadline passed (request still pending).
+bool poll_until_deadline(MPI_Request* request, MPI_Status* status);
+[[noreturn]] void report_wait_expired(const std::string& what);
+
+template <class WhatFn>
+void wait_request(MPI_Request* request, MPI_Status* status, WhatFn&& what) {
+  if (!poll_until_deadline(request, status)) report_wait_expired(what());
+}
+
+}  // namespace pt
