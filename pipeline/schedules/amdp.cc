@@ -24,6 +24,8 @@
 // iteration t >= 1; the general rule puts it, as a barrier over all GPUs (so the replica
 // collectives can never wait on a later p2p), right after the GPU's last backward of iteration
 // t-1. One final slot follows the tail on every GPU, so each stage steps segment_updates times.
+// These ALLREDUCE_GRADs name the replica group (:rep); make_schedule adds the data-parallel one
+// (:dp) right before every STEP, as for every asynchronous kind.
 // step_slot = reference (S=4, 8 only; §2.2 "Reference-code artifact"): as the reference code,
 // ALLREDUCE_GRAD(v) follows the replica's last backward of the iteration and the slot holds only
 // the STEPs, so a replica's backwards between the two (S=4: GPU0's B of j=1, GPU3's B of j=0 in

@@ -24,7 +24,7 @@ Status build_bfpp(const ScheduleSpec& spec, Schedule* out) {
   Schedule s = schedules_internal::empty_schedule(spec, "bfpp");
   for (int d = 0; d < n; ++d) {
     auto& list = s.per_rank[d];
-    list.reserve(size_t(2 * m * v));
+    list.reserve(size_t(2 * m * v) + schedules_internal::step_actions(v));
     prefault(list.data(), list.capacity() * sizeof(Action));
     for (int g0 = 0; g0 < m; g0 += breadth) {
       for (int l = 0; l < v; ++l) {

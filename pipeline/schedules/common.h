@@ -17,6 +17,10 @@ Status check_pipedream_2bw(const ScheduleSpec& spec);     // m >= pp
 Status check_paci(const ScheduleSpec& spec);              // allowed_lagging: S values in [1, S-s]
 Status check_amdp(const ScheduleSpec& spec);  // even pp >= 2, m % pp, step_slot reference rules
 
+// Actions make_schedule appends to a synchronous rank list of `stages` stages (ALLREDUCE_GRAD and
+// STEP per stage): builders reserve them so the append does not copy the list.
+inline size_t step_actions(int stages) { return 2 * size_t(stages); }
+
 inline Action compute(ActionKind kind, int stage, int microbatch) {
   Action a;
   a.kind = kind;

@@ -13,7 +13,7 @@ Status build_gpipe(const ScheduleSpec& spec, Schedule* out) {
   const int m = spec.microbatches;
   for (int r = 0; r < spec.ranks; ++r) {
     auto& list = s.per_rank[r];
-    list.reserve(size_t(2 * m));
+    list.reserve(size_t(2 * m) + schedules_internal::step_actions(1));
     prefault(list.data(), list.capacity() * sizeof(Action));
     for (int i = 0; i < m; ++i) list.push_back(compute(ActionKind::F, r, i));
     for (int i = 0; i < m; ++i) list.push_back(compute(ActionKind::B, r, i));

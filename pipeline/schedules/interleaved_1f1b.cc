@@ -42,7 +42,7 @@ Status build_interleaved_1f1b(const ScheduleSpec& spec, Schedule* out) {
   };
   for (int d = 0; d < n; ++d) {
     auto& list = s.per_rank[d];
-    list.reserve(size_t(2 * total));
+    list.reserve(size_t(2 * total) + schedules_internal::step_actions(v));
     prefault(list.data(), list.capacity() * sizeof(Action));
     const int warmup = std::min(2 * (n - d - 1) + (v - 1) * n, total);
     for (int k = 0; k < warmup; ++k) list.push_back(forward(d, k));

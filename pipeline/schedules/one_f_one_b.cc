@@ -17,7 +17,7 @@ Status build_one_f_one_b(const ScheduleSpec& spec, Schedule* out) {
   const int m = spec.microbatches;
   for (int r = 0; r < num_stages; ++r) {
     auto& list = s.per_rank[r];
-    list.reserve(size_t(2 * m));
+    list.reserve(size_t(2 * m) + schedules_internal::step_actions(1));
     prefault(list.data(), list.capacity() * sizeof(Action));
     const int warmup = std::min(num_stages - r - 1, m);
     // 1. Warm-up: fill the pipeline below this stage.

@@ -167,6 +167,7 @@ Status make_schedule(const ScheduleSpec& spec, Schedule* out) {
   const ScheduleTraits& t = *find_schedule(spec.kind);
   Schedule s;
   PT_RETURN_IF_ERROR(t.build(spec, &s));
+  s.recompute_in_backward = t.recompute_mode && spec.paci_mode == "mem";
   if (t.asynchronous) {
     insert_data_reduce(&s);
   } else {

@@ -26,7 +26,7 @@ Status build_zb_h1(const ScheduleSpec& spec, Schedule* out) {
   const int m = spec.microbatches;
   for (int r = 0; r < num_stages; ++r) {
     auto& list = s.per_rank[r];
-    list.reserve(size_t(3 * m));
+    list.reserve(size_t(3 * m) + schedules_internal::step_actions(1));
     prefault(list.data(), list.capacity() * sizeof(Action));
     const int warmup = std::min(num_stages - r - 1, m);
     const int held_back = r;  // weight passes stage r keeps pending
