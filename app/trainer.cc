@@ -211,6 +211,7 @@ Status TrainingRun::setup() {
   PT_RETURN_IF_ERROR(make_process_groups(c_.parallel.dp, c_.parallel.pp, &g_).with_context(c_.source_file));
   set_reporting_rank(g_.world_rank);
   set_wait_deadline_seconds(c_.runtime.watchdog_seconds);
+  init_watchdog_pings();
   if (c_.runtime.threads > 0) openblas_set_num_threads(c_.runtime.threads);
   coll_ = make_mpi_collectives(g_);
   traits_ = find_schedule(c_.schedule.kind);  // the config loader checked the name
