@@ -232,10 +232,7 @@ std::string resume_fingerprint(const Config& c) {
 
 std::string encode_rank_checkpoint(const RankCheckpoint& r) {
   Writer p;
-  p.i32(r.dp);
-  p.i32(r.pp);
-  p.i32(r.chunks);
-  p.i32(r.pp_rank);
+  for (int32_t v : {r.dp, r.pp, r.chunks, r.pp_rank}) p.i32(v);
   p.str(r.schedule);
   p.u32(uint32_t(r.stage_layers.size()));
   for (const auto& l : r.stage_layers) {
@@ -300,10 +297,7 @@ Status decode_rank_checkpoint(const std::string& path, const std::string& bytes,
   }
   Reader p(bytes, kPrefixBytes);
   RankCheckpoint r;
-  r.dp = p.i32();
-  r.pp = p.i32();
-  r.chunks = p.i32();
-  r.pp_rank = p.i32();
+  for (int* v : {&r.dp, &r.pp, &r.chunks, &r.pp_rank}) *v = p.i32();
   r.schedule = p.str();
   uint32_t ns = p.u32();
   for (uint32_t i = 0; i < ns && p.ok(); ++i) {

@@ -66,13 +66,8 @@ void apply_stage_update(LocalStage& ls, const OptimizerSection& o, double lr, fl
 }
 
 LrSchedule lr_schedule_for(const Config& c) {
-  LrSchedule s;
-  s.kind = c.optimizer.lr_schedule;
-  s.lr = c.optimizer.lr;
-  s.min_lr_ratio = c.optimizer.min_lr_ratio;
-  s.warmup_steps = c.optimizer.warmup_steps;
-  s.total_steps = c.training.steps;
-  return s;
+  const OptimizerSection& o = c.optimizer;
+  return LrSchedule{o.lr_schedule, o.lr, o.min_lr_ratio, o.warmup_steps, c.training.steps};
 }
 
 double stage_norm_sq(const LocalStage& ls) {
