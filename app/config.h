@@ -11,6 +11,7 @@
 #include "common/status.h"
 #include "model/config.h"
 #include "optim/registry.h"
+#include "pipeline/schedules/schedules.h"
 
 namespace pt {
 
@@ -61,8 +62,7 @@ struct ParallelSection {
 };
 
 struct ScheduleSection {
-  std::string kind = "1f1b";           // gpipe | 1f1b | interleaved_1f1b | bfpp | zb_h1 | pipedream |
-                                       // pipedream_2bw | paci | paci_flush | amdp
+  std::string kind = kDefaultScheduleKind;  // a name of the schedule registry (pipeline/schedules/)
   int chunks = 1;                      // v: stages per pipeline rank (interleaved_1f1b, bfpp)
   int bfpp_breadth = 0;                // micro-batches per breadth-first group; 0 = all m
   int64_t drain_every = 0;             // async: drain every N steps (0 = only at eval, checkpoint, end)

@@ -76,6 +76,9 @@ struct ScheduleTraits {
   ClipPolicy clip;
 };
 
+// schedule.kind when a config leaves it out.
+inline constexpr const char* kDefaultScheduleKind = "1f1b";
+
 // The entry of `kind`, or nullptr when no schedule has that name.
 const ScheduleTraits* find_schedule(const std::string& kind);
 
