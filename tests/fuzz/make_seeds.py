@@ -98,16 +98,18 @@ def checkpoint_seeds():
 
 
 def tokenizer_seeds():
-    put("fuzz_gpt2_tokenizer", "json_small", b"\0" + b'{"!": 0, "\\"": 1, "<|endoftext|>": 50256}')
-    put("fuzz_gpt2_tokenizer", "json_escapes", b"\0" + b'{"\\u0120the": 5, "\\ud83d\\ude00": 6, "a\\/b\\n": 7}\n')
-    put("fuzz_gpt2_tokenizer", "json_bad_surrogate", b"\0" + b'{"\\ud83d": 1}')
-    put("fuzz_gpt2_tokenizer", "json_big_value", b"\0" + b'{"a": 99999999999}')
-    put("fuzz_gpt2_tokenizer", "json_trailing", b"\0" + b'{"a": 1} x')
-    put("fuzz_gpt2_tokenizer", "json_duplicate", b"\0" + b'{"a": 1, "a": 2}')
-    put("fuzz_gpt2_tokenizer", "merges_valid", b"\1" + "#version: 0.2\nh e\nl l\nt h\n\u0120 t\no r\n".encode())
-    put("fuzz_gpt2_tokenizer", "merges_unknown", b"\1" + b"#version: 0.2\nhe llo\n")
-    put("fuzz_gpt2_tokenizer", "merges_three", b"\1" + b"#version: 0.2\na b c\n")
-    put("fuzz_gpt2_tokenizer", "merges_no_header", b"\1" + b"a b\n")
+    enc = lambda name, data: put("fuzz_gpt2_encoder", name, data)
+    enc("small.json", b'{"!": 0, "\\"": 1, "<|endoftext|>": 50256}')
+    enc("escapes.json", b'{"\\u0120the": 5, "\\ud83d\\ude00": 6, "a\\/b\\n": 7}\n')
+    enc("bad_surrogate.json", b'{"\\ud83d": 1}')
+    enc("big_value.json", b'{"a": 99999999999}')
+    enc("trailing.json", b'{"a": 1} x')
+    enc("duplicate.json", b'{"a": 1, "a": 2}')
+    merges = lambda name, data: put("fuzz_gpt2_merges", name, data)
+    merges("valid.bpe", "#version: 0.2\nh e\nl l\nt h\n\u0120 t\no r\n".encode())
+    merges("unknown_token.bpe", b"#version: 0.2\nhe llo\n")
+    merges("three_symbols.bpe", b"#version: 0.2\na b c\n")
+    merges("no_header.bpe", b"a b\n")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-// libFuzzer target: the GPT-2 tokenizer file loaders (data/tokenizer: encoder.json
-// through json_vocab, vocab.bpe, make_tokenizer("gpt2", dir)).
-// Input: one mode byte, then a file. Mode bit 0 clear: the file is encoder.json
-// (vocab.bpe is a bare header). Bit 0 set: the file is vocab.bpe, next to a valid
-// synthetic encoder.json (the 256 byte tokens, then two-byte tokens, then
-// <|endoftext|> = 50256), so merges that load are reached.
+// libFuzzer targets: the GPT-2 tokenizer file loaders (data/tokenizer: encoder.json
+// through json_vocab, vocab.bpe, make_tokenizer("gpt2", dir)). Built twice:
+//   fuzz_gpt2_encoder (PT_FUZZ_VOCAB_BPE=0): the input is encoder.json, next to a bare
+//     vocab.bpe header; parse_string_int_object also reads it directly.
+//   fuzz_gpt2_merges (PT_FUZZ_VOCAB_BPE=1): the input is vocab.bpe, next to a valid
+//     synthetic encoder.json (the 256 byte tokens, then two-byte tokens, then
+//     <|endoftext|> = 50256), so merges that load are reached.
 // Properties: no crash or sanitizer report; a failure names a file; a parsed object
 // has only non-negative values; a loaded tokenizer gives ids in [0, 50257) and
 // decode(encode(x)) == x on the input bytes.
@@ -82,10 +83,9 @@ void check_round_trip(pt::Tokenizer& tok, const std::string& text) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 1) return 0;
-  const bool merges = data[0] & 1;
-  const std::string file(reinterpret_cast<const char*>(data + 1), size - 1);
-  if (!merges) {
+  const std::string file(reinterpret_cast<const char*>(data), size);
+  constexpr bool kMerges = PT_FUZZ_VOCAB_BPE;
+  if (!kMerges) {
     std::unordered_map<std::string, int> parsed;
     std::string error;
     if (pt::parse_string_int_object(file, &parsed, &error)) {
@@ -95,8 +95,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       pt::fuzz::fail("parse_string_int_object failed without a message");
     }
   }
-  const std::string& dir = merges ? synthetic_dir() : plain_dir();
-  pt::fuzz::write_scratch(merges ? "synthetic/vocab.bpe" : "plain/encoder.json", file);
+  const std::string& dir = kMerges ? synthetic_dir() : plain_dir();
+  pt::fuzz::write_scratch(kMerges ? "synthetic/vocab.bpe" : "plain/encoder.json", file);
   std::unique_ptr<pt::Tokenizer> tok;
   pt::Status s = pt::make_tokenizer("gpt2", dir, &tok);
   if (!s) {
