@@ -44,7 +44,7 @@ for t in "${targets[@]}"; do
   # The grown corpus comes first (new inputs go there); the seed corpus is only read.
   "$bin" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2560 -print_final_stats=1 \
     -artifact_prefix="$work/$t/" "$work/$t/corpus" "$root/tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
-  grep -E "^#[0-9]+ +DONE|^Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb|ERROR:|property violated|SUMMARY:" "$log" |
+  grep -E "^#[0-9]+[[:space:]]+(INITED|DONE)|^Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb|ERROR:|property violated|SUMMARY:" "$log" |
     sed "s/^/  $t: /" || true
   if [ "$rc" -ne 0 ]; then
     failed+=("$t")
