@@ -22,7 +22,9 @@ configure() {  # configure DIR FLAGS
     -DCMAKE_EXE_LINKER_FLAGS="$2" >"$1.configure.log" 2>&1 || { cat "$1.configure.log" >&2; exit 1; }
 }
 
-# Leaks inside the MPI, OpenBLAS and hwloc libraries at exit are theirs, not ours.
+# Leaks inside the MPI, OpenBLAS and hwloc libraries at exit are theirs, not ours. They
+# are matched by library name, which needs full stacks: fast_unwind_on_malloc=0
+# (the frame-pointer unwinder stops inside libmpi and misnames the module).
 cat >"$san/lsan.supp" <<'SUPP'
 leak:libmpi
 leak:libopen-pal
@@ -32,7 +34,7 @@ leak:libevent
 leak:libopenblas
 leak:libpmix
 SUPP
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
+export ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
 export LSAN_OPTIONS="suppressions=$san/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
