@@ -59,7 +59,7 @@ class Reader {
   size_t pos() const { return pos_; }
   bool raw(void* p, size_t n) {
     if (!ok_ || n > b_.size() - pos_) return ok_ = false;
-    std::memcpy(p, b_.data() + pos_, n);
+    if (n > 0) std::memcpy(p, b_.data() + pos_, n);  // an empty tensor's data() may be null
     pos_ += n;
     return true;
   }

@@ -7,6 +7,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <cstdio>
 #include <fstream>
@@ -68,6 +70,8 @@ template <class T> Status parse_value(const YAML::Node& n, T* out) {
         *out = n.as<T>();
       } else {
         *out = n.as<T>();
+        if constexpr (std::is_floating_point_v<T>)
+          if (!std::isfinite(*out)) return Status::error("expected a finite float, got '" + n.Scalar() + "'");
       }
     }
   } catch (const YAML::Exception&) {
@@ -78,17 +82,19 @@ template <class T> Status parse_value(const YAML::Node& n, T* out) {
 
 template <class T> std::string format_value(const T& v) {
   if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-  else if constexpr (std::is_same_v<T, std::string>) return "\"" + v + "\"";
+  else if constexpr (std::is_same_v<T, std::string>) {
+    YAML::Emitter e;  // escapes quotes, backslashes and control characters
+    e << YAML::DoubleQuoted << v;
+    return e.c_str();
+  }
   else if constexpr (std::is_same_v<T, std::vector<int>>) {
     if (v.empty()) return "auto";
     std::string s = "[";
     for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
     return s + "]";
   } else if constexpr (std::is_floating_point_v<T>) {
-    std::ostringstream o;
-    o.precision(9);
-    o << v;
-    return o.str();
+    char buf[64];  // the shortest text that reads back to the same value
+    return std::string(buf, std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general).ptr);
   } else return std::to_string(v);
 }
 
@@ -215,7 +221,10 @@ std::string allowed_under(const std::string& prefix) {
 
 Status load_node(const YAML::Node& node, const std::string& prefix, const std::string& source, Config* c) {
   for (const auto& kv : node) {
-    std::string key = kv.first.as<std::string>();
+    if (!kv.first.IsScalar())
+      return Status::error(source + ": expected a key name" + (prefix.empty() ? "" : " in section '" + prefix + "'") +
+                           ", got '" + node_text(kv.first) + "'");
+    std::string key = kv.first.Scalar();
     std::string path = prefix.empty() ? key : prefix + "." + key;
     if (const Field* f = find_field(path)) {
       Status s = f->set(*c, kv.second);

@@ -180,6 +180,30 @@ TEST(Checkpoint, RoundTrip) {
   for (const auto& t : out.stages[0].tensors) EXPECT_NE(t.name, "wte");
 }
 
+// A tensor with no elements decodes (found by tests/fuzz/fuzz_checkpoint: the reader
+// passed an empty vector's null data() to memcpy, undefined behaviour that UBSan
+// reports under scripts/sanitize.sh). Also a stage with no tensors.
+TEST(Checkpoint, EmptyTensorAndStageRoundTrip) {
+  RankCheckpoint in, out;
+  in.schedule = "gpipe";
+  in.stage_layers = {{0, 1}};
+  in.fingerprint = "run.seed=1\n";
+  in.config_hash = fnv1a64(in.fingerprint.data(), in.fingerprint.size());
+  CheckpointStage stage;
+  stage.layers = {0, 1};
+  stage.tensors.push_back(CheckpointTensor{3, "empty", {}, {}, {}});
+  stage.tensors.push_back(CheckpointTensor{4, "one", {1.5f}, {2.5f}, {3.5f}});
+  in.stages = {stage, CheckpointStage{}};
+  const std::string bytes = encode_rank_checkpoint(in);
+  ASSERT_TRUE(decode_rank_checkpoint("e.ckpt", bytes, &out));
+  ASSERT_EQ(out.stages.size(), 2u);
+  ASSERT_EQ(out.stages[0].tensors.size(), 2u);
+  EXPECT_TRUE(out.stages[0].tensors[0].params.empty());
+  EXPECT_EQ(out.stages[0].tensors[1].adam_v, std::vector<float>{3.5f});
+  EXPECT_TRUE(out.stages[1].tensors.empty());
+  EXPECT_EQ(encode_rank_checkpoint(out), bytes);
+}
+
 TEST(Checkpoint, EveryFlippedPayloadByteIsCaught) {
   const std::string good = one_file_bytes();
   RankCheckpoint out;

@@ -102,6 +102,43 @@ TEST(Config, DumpReloadsToTheSameConfig) {
   EXPECT_EQ(dump_config(b), dumped);
 }
 
+// Found by tests/fuzz/fuzz_config: infinite floats were accepted (lr: .inf trains
+// on NaN), and keys that are not names threw an uncaught yaml-cpp exception.
+TEST(Config, RejectsNonFiniteFloatsAndNonScalarKeys) {
+  Status s = load(std::string(kMinimal) + "optimizer:\n  lr: .inf\n");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("optimizer.lr"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("finite"), std::string::npos) << s.message();
+  s = load(kMinimal, {"training.max_seconds=.nan"});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("training.max_seconds"), std::string::npos) << s.message();
+  s = load(kMinimal, {"optimizer.grad_clip=-.inf"});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("finite"), std::string::npos) << s.message();
+  s = load(std::string(kMinimal) + "[a, b]: 1\n");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("expected a key name"), std::string::npos) << s.message();
+  s = load(std::string(kMinimal) + "training:\n  {x: 1}: 2\n");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("section 'training'"), std::string::npos) << s.message();
+}
+
+// Found by tests/fuzz/fuzz_config: the resolved dump (run_dir/config.yaml) printed
+// floats with 9 digits (beta2 0.999999999999 became 1, which does not load) and
+// strings between quotes without escaping.
+TEST(Config, DumpKeepsEveryFloatAndStringExactly) {
+  Config a, b;
+  ASSERT_TRUE(load(std::string(kMinimal) + "optimizer:\n  beta2: 0.999999999999\n  lr: 1.2345678901234567e-4\n"
+                   "run:\n  name: 'say \"hi\" \\ bye'\n  out_dir: \"tab\\there\"\n", {}, &a));
+  const std::string dumped = dump_config(a);
+  ASSERT_TRUE(load_config_text(dumped, "dump.yaml", {}, &b)) << dumped;
+  EXPECT_EQ(b.optimizer.beta2, a.optimizer.beta2);
+  EXPECT_EQ(b.optimizer.lr, a.optimizer.lr);
+  EXPECT_EQ(b.run.name, "say \"hi\" \\ bye");
+  EXPECT_EQ(b.run.out_dir, "tab\there");
+  EXPECT_EQ(dump_config(b), dumped);
+}
+
 TEST(Config, EveryKeyIsDocumented) {
   const char* src = std::getenv("PIPETRAIN_SOURCE_DIR");
   ASSERT_NE(src, nullptr) << "PIPETRAIN_SOURCE_DIR is set by ctest";
