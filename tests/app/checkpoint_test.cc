@@ -191,15 +191,15 @@ TEST(Checkpoint, EmptyTensorAndStageRoundTrip) {
   in.config_hash = fnv1a64(in.fingerprint.data(), in.fingerprint.size());
   CheckpointStage stage;
   stage.layers = {0, 1};
-  stage.tensors.push_back(CheckpointTensor{3, "empty", {}, {}, {}});
-  stage.tensors.push_back(CheckpointTensor{4, "one", {1.5f}, {2.5f}, {3.5f}});
+  stage.tensors.push_back(CheckpointTensor{3, "empty", {}, {{"adam_m", {}}, {"adam_v", {}}}});
+  stage.tensors.push_back(CheckpointTensor{4, "one", {1.5f}, {{"adam_m", {2.5f}}, {"adam_v", {3.5f}}}});
   in.stages = {stage, CheckpointStage{}};
   const std::string bytes = encode_rank_checkpoint(in);
   ASSERT_TRUE(decode_rank_checkpoint("e.ckpt", bytes, &out));
   ASSERT_EQ(out.stages.size(), 2u);
   ASSERT_EQ(out.stages[0].tensors.size(), 2u);
   EXPECT_TRUE(out.stages[0].tensors[0].params.empty());
-  EXPECT_EQ(out.stages[0].tensors[1].adam_v, std::vector<float>{3.5f});
+  EXPECT_EQ(out.stages[0].tensors[1].state.at(1).data, std::vector<float>{3.5f});
   EXPECT_TRUE(out.stages[1].tensors.empty());
   EXPECT_EQ(encode_rank_checkpoint(out), bytes);
 }
