@@ -15,9 +15,6 @@ namespace pt::cuda::detail {
 constexpr int kBiasGradColTile = 32;
 constexpr int kBiasGradRowGroups = 32;
 
-__device__ inline float to_float(float x) { return x; }
-__device__ inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-
 // Block (32, 32) per 32 columns: thread (x, y) sums rows y, y+32, ... of column x in
 // order; the 32 row-group sums are combined by a fixed tree, then one += per column.
 // Deterministic, and no scratch memory.
