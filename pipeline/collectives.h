@@ -80,6 +80,13 @@ std::vector<T> allgatherv(Collectives& c, Group g, const std::vector<T>& mine) {
 }
 
 // Broadcasts a string from `root` of `g`.
-std::string broadcast_string(Collectives& c, Group g, const std::string& s, int root);
+inline std::string broadcast_string(Collectives& c, Group g, const std::string& s, int root) {
+  int64_t len = int64_t(s.size());
+  c.broadcast(g, &len, sizeof len, root);
+  std::string out = s;
+  out.resize(size_t(len));
+  if (len > 0) c.broadcast(g, out.data(), size_t(len), root);
+  return out;
+}
 
 }  // namespace pt
