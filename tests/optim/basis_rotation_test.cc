@@ -25,6 +25,7 @@
 #include "optim/adamw.h"
 #include "optim/basis_rotation.h"
 #include "optim/registry.h"
+#include "tests/optim/basis_rotation_cases.h"
 
 namespace pt {
 namespace {
@@ -341,13 +342,7 @@ TEST(BasisRotation, FrozenIdentityBasesReproduceAdamWBitForBit) {
       }
 }
 
-// Anisotropic gradients: row scale a_i, column scale b_j, so L and R have distinct spectra.
-std::vector<float> anisotropic(int r, int c, uint64_t seed, int t) {
-  std::vector<float> g(size_t(r) * c);
-  for (int i = 0; i < r; ++i)
-    for (int j = 0; j < c; ++j) g[size_t(i) * c + j] = float((1 + i) * (1 + 0.5 * j) * philox_normal(seed, t, size_t(i) * c + j));
-  return g;
-}
+using testing::anisotropic;
 
 // §4.5.2: after every update (cold start and warm refreshes included) both bases are
 // orthonormal to 1e-4, and their columns are ordered by non-increasing Rayleigh quotient
@@ -498,19 +493,11 @@ TEST(BasisRotation, TrajectoryIsInvariantUnderRotatingTheProblem) {
 // eps = 1e-2 (gradients are O(1..20)): at a cold start G̃ is diagonal up to rounding, and Adam's first step turns
 // rounding-level coordinates into sign steps unless eps dominates them.
 TEST(BasisRotation, MatchesFloat64Reference) {
-  struct Case {
-    int r, c;
-    const char* geometry;
-    const char* source;
-    int64_t max_dim;
-  };
-  for (const Case& k : {Case{5, 5, "bi", "2nd", 8192}, Case{4, 6, "uni", "2nd", 8192}, Case{6, 4, "uni", "2nd", 8192},
-                        Case{5, 5, "bi", "1st", 8192}, Case{4, 6, "uni", "1st", 8192}, Case{4, 6, "bi", "2nd", 5}}) {
-    const std::string what = std::to_string(k.r) + "x" + std::to_string(k.c) + " " + k.geometry + " " + k.source +
-                             " max_precond_dim " + std::to_string(k.max_dim);
+  for (const testing::RotationCase& k : testing::rotation_cases()) {
+    const std::string what = k.name();
     OptimizerOptions o = options(k.geometry, k.source, 3);
     o.eps = 1e-2;
-    o.basis_rotation.max_precond_dim = k.max_dim;
+    o.basis_rotation.max_precond_dim = k.max_precond_dim;
     o.basis_rotation.shampoo_beta = 0.9;
     const OptimTensor tensor{"h2.mlp.proj_w", 0, size_t(k.r * k.c), {k.r, k.c}, true};
     const RotationPlan plan = plan_rotation(tensor, o.basis_rotation);
