@@ -6,7 +6,8 @@
 //   m = b1·m + (1−b1)·g ;  v = b2·v + (1−b2)·g² ;  d = sqrt(v / (1−b2^t)) + eps
 //   p -= lr · ( wd·p + (1−mu_t)/(1−Pi_t) · g/d + mu_{t+1}/(1−Pi_t·mu_{t+1}) · m/d )
 // (PyTorch first scales p by 1 − lr·wd and then subtracts the two terms, which do not
-// depend on p: the same update.) Pi_t is a function of t alone, so it is recomputed in
+// depend on p: the same update.) PyTorch 1.13 computed mu_product_next as Pi_t·mu_t·mu_{t+1}
+// (fixed in 2.0); this follows the fixed form. Pi_t is a function of t alone, so it is recomputed in
 // float64 from t at every update rather than kept as state; the coefficients are then
 // rounded to float. State: adam_m, adam_v as AdamW (optim/adamw_state.h).
 // Host memory only: there is no CUDA twin yet (make_state(kDevice) stops the job).
