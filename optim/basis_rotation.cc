@@ -7,7 +7,8 @@
 #include <utility>
 
 #include "common/check.h"
-#include "optim/adamw_state.h"
+#include "optim/basis_rotation_state.h"
+#include "optim/cuda/basis_rotation_state.h"
 #include "optim/linalg.h"
 
 namespace pt {
@@ -148,57 +149,53 @@ void rotated_adam_update(float* W, const float* grads, const RotatedMatrix& s, c
   for (size_t i = 0; i < n; ++i) W[i] -= hp.lr * (gt[i] + hp.weight_decay * W[i]);
 }
 
+BasisRotationState::BasisRotationState(std::vector<OptimTensor> layout, size_t n, const BasisRotationOptions& o)
+    : AdamWState(std::move(layout), n), plans_(this->layout().size()), blocks_(this->layout().size()) {
+  for (size_t k = 0; k < this->layout().size(); ++k) {
+    const RotationPlan p = plans_[k] = plan_rotation(this->layout()[k], o);
+    const size_t rr = size_t(p.rows) * p.rows, cc = size_t(p.cols) * p.cols;
+    const bool stats = o.source == "2nd";
+    if (p.left) blocks_[k].push_back({kRotQLeft, std::vector<float>(rr, 0.0f)});
+    if (p.right) blocks_[k].push_back({kRotQRight, std::vector<float>(cc, 0.0f)});
+    if (p.left && stats) blocks_[k].push_back({kRotStatLeft, std::vector<float>(rr, 0.0f)});
+    if (p.right && stats) blocks_[k].push_back({kRotStatRight, std::vector<float>(cc, 0.0f)});
+    for (const auto& b : blocks_[k]) extra_ += b.data.size();
+  }
+}
+
+std::vector<StateTensor> BasisRotationState::tensors() {
+  std::vector<StateTensor> out = AdamWState::tensors();
+  for (size_t k = 0; k < blocks_.size(); ++k)
+    for (auto& b : blocks_[k]) out.push_back({layout()[k].name + ":" + b.name, b.data.data(), b.data.size()});
+  return out;
+}
+
+std::vector<StateTensor> BasisRotationState::tensor_state(size_t k) {
+  std::vector<StateTensor> out = AdamWState::tensor_state(k);
+  for (auto& b : blocks_[k]) out.push_back({b.name, b.data.data(), b.data.size()});
+  return out;
+}
+
+RotatedMatrix BasisRotationState::matrix(size_t k) {
+  std::vector<float*> ptrs;
+  for (auto& b : blocks_[k]) ptrs.push_back(b.data.data());
+  const OptimTensor& t = layout()[k];
+  return assemble(k, host_m() + t.offset, host_v() + t.offset, ptrs);
+}
+
+RotatedMatrix BasisRotationState::assemble(size_t k, float* m, float* v, const std::vector<float*>& ptrs) const {
+  RotatedMatrix s{m, v};
+  for (size_t i = 0; i < blocks_[k].size(); ++i) {
+    const std::string& name = blocks_[k][i].name;
+    if (name == kRotQLeft) s.q_left = ptrs[i];
+    if (name == kRotQRight) s.q_right = ptrs[i];
+    if (name == kRotStatLeft) s.stat_left = ptrs[i];
+    if (name == kRotStatRight) s.stat_right = ptrs[i];
+  }
+  return s;
+}
+
 namespace {
-
-// AdamW's moments for every tensor, plus per rotated matrix its bases and statistics.
-class BasisRotationState final : public AdamWState {
- public:
-  BasisRotationState(std::vector<OptimTensor> layout, size_t n, const BasisRotationOptions& o)
-      : AdamWState(std::move(layout), n), plans_(this->layout().size()), blocks_(this->layout().size()) {
-    for (size_t k = 0; k < this->layout().size(); ++k) {
-      const RotationPlan p = plans_[k] = plan_rotation(this->layout()[k], o);
-      const size_t rr = size_t(p.rows) * p.rows, cc = size_t(p.cols) * p.cols;
-      const bool stats = o.source == "2nd";
-      if (p.left) blocks_[k].push_back({kRotQLeft, std::vector<float>(rr, 0.0f)});
-      if (p.right) blocks_[k].push_back({kRotQRight, std::vector<float>(cc, 0.0f)});
-      if (p.left && stats) blocks_[k].push_back({kRotStatLeft, std::vector<float>(rr, 0.0f)});
-      if (p.right && stats) blocks_[k].push_back({kRotStatRight, std::vector<float>(cc, 0.0f)});
-      for (const auto& b : blocks_[k]) extra_ += b.second.size();
-    }
-  }
-
-  std::vector<StateTensor> tensors() override {
-    std::vector<StateTensor> out = AdamWState::tensors();
-    for (size_t k = 0; k < blocks_.size(); ++k)
-      for (auto& b : blocks_[k]) out.push_back({layout()[k].name + ":" + b.first, b.second.data(), b.second.size()});
-    return out;
-  }
-  std::vector<StateTensor> tensor_state(size_t k) override {
-    std::vector<StateTensor> out = AdamWState::tensor_state(k);
-    for (auto& b : blocks_[k]) out.push_back({b.first, b.second.data(), b.second.size()});
-    return out;
-  }
-  size_t total_floats() const override { return AdamWState::total_floats() + extra_; }
-
-  const RotationPlan& plan(size_t k) const { return plans_[k]; }
-  RotatedMatrix matrix(size_t k) {
-    const OptimTensor& t = layout()[k];
-    RotatedMatrix s{host_m() + t.offset, host_v() + t.offset};
-    for (auto& b : blocks_[k]) {
-      float* d = b.second.data();
-      if (b.first == kRotQLeft) s.q_left = d;
-      if (b.first == kRotQRight) s.q_right = d;
-      if (b.first == kRotStatLeft) s.stat_left = d;
-      if (b.first == kRotStatRight) s.stat_right = d;
-    }
-    return s;
-  }
-
- private:
-  std::vector<RotationPlan> plans_;
-  std::vector<std::vector<std::pair<std::string, std::vector<float>>>> blocks_;  // per tensor: (name, floats)
-  size_t extra_ = 0;
-};
 
 class BasisRotation final : public Optimizer {
  public:
@@ -222,16 +219,17 @@ class BasisRotation final : public Optimizer {
 
   std::unique_ptr<OptimizerState> make_state(const std::vector<OptimTensor>& layout, size_t n,
                                              MemorySpace space) const override {
-    PT_CHECK_MSG(space == MemorySpace::kHost, "basis_rotation: there is no device-resident state in this build");
     for (const auto& t : layout)
       PT_CHECK_MSG(t.offset + t.numel <= n, "basis_rotation: tensor '" + t.name + "' exceeds the stage");
+    if (space == MemorySpace::kDevice) return make_basis_rotation_device_state(layout, n, o_.basis_rotation);
     return std::make_unique<BasisRotationState>(layout, n, o_.basis_rotation);
   }
 
   void step(OptimizerState& state, const StageBuffers& b, const StepArgs& a) const override {
+    if (b.space == MemorySpace::kDevice) return basis_rotation_step_device(state, b, o_, a);
     auto* s = dynamic_cast<BasisRotationState*>(&state);
-    PT_CHECK_MSG(s != nullptr && b.space == MemorySpace::kHost,
-                 "basis_rotation: host buffers and the state of make_state(..., kHost) only");
+    PT_CHECK_MSG(s != nullptr && s->space() == MemorySpace::kHost,
+                 "basis_rotation: host buffers need the state of make_state(..., kHost)");
     PT_CHECK(b.n == s->n());
     for (size_t k = 0; k < s->layout().size(); ++k) {
       const OptimTensor& t = s->layout()[k];

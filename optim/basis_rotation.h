@@ -90,7 +90,9 @@ struct RotatedMatrix {
 void rotated_adam_update(float* W, const float* grads, const RotatedMatrix& s, const RotationPlan& plan,
                          const AdamWParams& hp, const BasisRotationOptions& o);
 
-// The registry's "basis_rotation" (host memory).
+// The registry's "basis_rotation". kHost state steps host buffers (rotated_adam_update,
+// adamw_update); kDevice state (CUDA builds, optim/cuda/basis_rotation_state.h) steps
+// device buffers with the GPU twins.
 std::unique_ptr<Optimizer> make_basis_rotation(const OptimizerOptions& options);
 
 }  // namespace pt

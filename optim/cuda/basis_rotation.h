@@ -6,7 +6,7 @@
 // way per refreshed side), with the CPU twin's stable order. Results differ from the
 // CPU twin by rounding (FMA contraction, GEMM and solver summation orders) and by the
 // signs of eigenvector/QR columns, which the update does not depend on.
-// Not yet behind make_state(kDevice): the trainer steps host buffers on every backend.
+// The registry's basis_rotation calls it for kDevice state (optim/cuda/basis_rotation_state.h).
 #pragma once
 
 #include <cuda_runtime.h>
