@@ -14,7 +14,7 @@
 // Memory: StageBuffers and the state name their memory space. The host path is the
 // reference (and, today, the only one the trainer uses: StageModel exposes host
 // params()/grads()); a kDevice state steps device buffers on a stream with the
-// twins in optim/cuda/ (CUDA builds; AdamW has one). State tensors are always
+// twins in optim/cuda/ (CUDA builds; adamw and basis_rotation have one). State tensors are always
 // reached through host views: a kDevice state keeps a host mirror, brought up to
 // date by sync_to_host() (before reading it: checkpoint save) and sent back by
 // sync_to_device() (after writing it: checkpoint load), StageModel's contract.
