@@ -53,6 +53,8 @@ struct OptimizerSection {
   double weight_decay = 0.1;
   double grad_clip = 1.0;              // global-norm clip; 0 = off
   bool decay_embeddings = true;        // apply weight decay to wte (wpe never decays)
+  double momentum_decay = 0.004;       // nadamw: psi of the Nesterov momentum schedule
+  BasisRotationOptions basis_rotation; // basis_rotation: geometry, source, update_freq, ...
 };
 
 struct ParallelSection {
@@ -130,7 +132,8 @@ struct ConfigKeyDoc {
 std::vector<ConfigKeyDoc> config_schema();
 
 // Every key of `c` in schema order with its resume rule and its value as the fingerprint writes
-// it (integers in decimal, bools true/false, strings verbatim, floats %.17g).
+// it (integers in decimal, bools true/false, strings verbatim, floats %.17g). The keys of an
+// optimizer other than c.optimizer.kind (optimizer.<section>.*) are kMayChange here.
 struct ResumeKey {
   std::string path;
   OnResume on_resume;

@@ -38,6 +38,8 @@ std::unique_ptr<Optimizer> optimizer_for(const OptimizerSection& o) {
   opts.eps = o.eps;
   opts.weight_decay = o.weight_decay;
   opts.decay_embeddings = o.decay_embeddings;
+  opts.momentum_decay = o.momentum_decay;
+  opts.basis_rotation = o.basis_rotation;
   std::unique_ptr<Optimizer> opt;
   const Status s = make_optimizer(o.kind, opts, &opt);
   PT_CHECK_MSG(s.is_ok(), s.message() + " (the config loader should have refused it)");
