@@ -255,15 +255,21 @@ void expect_amdp_invariants_and_owners(const std::vector<VersionRecord>& record,
   for (int s = 0; s < S; ++s) EXPECT_EQ(held[s], (std::vector<int>{s})) << "model stage " << s;
 }
 
-// S = 6 (K = 3 pipelines, the general rule of pipeline/schedules/amdp.cc: every pipeline down from
-// rank 2p, replica groups = the even and the odd ranks): the version record of the real run passes
-// §2.4's invariants, replays bit for bit, and each model stage's optimizer state lives on its owner only.
-TEST_F(AsyncRun, AmdpSixStagesGeneralRule) {
-  const std::string dir = train("amdp_s6", 6, "--set parallel.pp=6 --set schedule.kind=amdp --set training.microbatches=6 "
-                                              "--set training.eval_every=0");
-  expect_amdp_invariants_and_owners(record(dir), dir, 6, 6);
-  expect_val_loss_falls(dir);
-  expect_replay_exact(dir);
+// The depths beyond the reference code's: S = 6 (K = 3, the general rule of
+// pipeline/schedules/amdp.cc: every pipeline down from rank 2p, replica groups = the even and the
+// odd ranks) and S = 12 (K = 6, the rule of the S=8 reference orders, 12 blocks). The version
+// record of each real run passes §2.4's invariants, each model stage's optimizer state lives on its
+// owner only, and the run replays bit for bit.
+TEST_F(AsyncRun, AmdpBeyondTheReferenceDepths) {
+  for (int S : {6, 12}) {
+    const std::string n = std::to_string(S);
+    const std::string dir = train("amdp_s" + n, S, "--set parallel.pp=" + n + " --set model.n_layer=" +
+                                                       std::to_string(std::max(8, S)) + " --set schedule.kind=amdp "
+                                                       "--set training.microbatches=" + n + " --set training.eval_every=0");
+    expect_amdp_invariants_and_owners(record(dir), dir, S, S);
+    expect_val_loss_falls(dir);
+    expect_replay_exact(dir);
+  }
 }
 
 TEST_F(AsyncRun, AmdpZeroOwnerShardsOptimizerStateAndKeepsReplicasIdentical) {
