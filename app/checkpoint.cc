@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -102,6 +103,7 @@ int64_t parse_step_dir(const std::string& name) {
   int64_t v = 0;
   for (size_t i = 5; i < name.size(); ++i) {
     if (name[i] < '0' || name[i] > '9') return -1;
+    if (v > (INT64_MAX - 9) / 10) return -1;  // not a step this run can have written
     v = v * 10 + (name[i] - '0');
   }
   return v;

@@ -483,6 +483,7 @@ TEST(Checkpoint, FindLatestSkipsPartialAndCorrupt) {
   make(100, true, false);
   fs::remove(root + "/step_100/rank_0.ckpt");
   fs::create_directories(root + "/step_x");
+  fs::create_directories(root + "/step_99999999999999999999");  // past int64: not a step (no overflow)
   ASSERT_TRUE(find_latest_checkpoint(root, &dir, &skipped));
   EXPECT_EQ(dir, root + "/step_5");
   ASSERT_EQ(skipped.size(), 3u);
