@@ -271,6 +271,7 @@ namespace {
 
 // What every measurement of one bench run shares.
 struct BenchRun {
+  explicit BenchRun(const BenchOptions& options) : o(options) {}
   const BenchOptions& o;
   Config c;
   ProcessGroups g;             // dp = 1, pp = world: the pipeline group is every rank
@@ -403,7 +404,7 @@ void print_throughput(const BenchRun& r, const CostFile& f) {
   const ModelConfig& mc = r.c.model;
   const int B = r.c.training.micro_batch_size, T = r.c.training.seq_len, m = r.c.training.microbatches;
   const size_t act_floats = size_t(B) * T * mc.n_embd;
-  std::printf("optimizer: %.3f ns per parameter (grad sum of squares + AdamW + zero grads); %zu parameters: %.3f ms per "
+  std::printf("optimizer: %.3f ns per parameter (grad sum of squares + optimizer update + zero grads); %zu parameters: %.3f ms per "
               "step at pp=1\n",
               1e9 * f.optimizer_seconds_per_param, r.full_params, 1e3 * f.optimizer_seconds_per_param * r.full_params);
   if (r.world >= 2)
@@ -433,7 +434,7 @@ void print_throughput(const BenchRun& r, const CostFile& f) {
     std::printf("MFU: n/a (unknown peak; pass --peak-tflops X)\n");
   std::printf("peak memory: %.1f MiB (%s, max over ranks; the largest thing bench held is the pp=1 stage below)\n",
               r.peak / (1 << 20), r.dev.peak_what.c_str());
-  std::printf("pp=1 model state: %.1f MiB of parameters, gradients and AdamW moments (4 x %zu fp32) + %.1f MiB of "
+  std::printf("pp=1 model state: %.1f MiB of parameters, gradients and optimizer state (AdamW: 4 x %zu fp32) + %.1f MiB of "
               "activations per in-flight micro-batch\n",
               16.0 * double(r.full_params) / (1 << 20), r.full_params, 4.0 * double(r.slot_floats) / (1 << 20));
 }
@@ -498,7 +499,7 @@ Status bench_all(BenchRun& r) {
 }  // namespace
 
 Status run_bench_command(const BenchOptions& o) {
-  BenchRun r{o};
+  BenchRun r(o);
   const Status st = bench_all(r);
   r.coll.reset();
   free_process_groups(&r.g);

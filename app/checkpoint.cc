@@ -4,13 +4,13 @@
 #include "app/checkpoint.h"
 
 #include <fcntl.h>
-#include <mpi.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +23,7 @@
 #include "common/check.h"
 #include "common/logging.h"
 #include "optim/adamw.h"
+#include "pipeline/collectives.h"
 #include "pipeline/process_groups.h"
 
 namespace pt {
@@ -59,7 +60,7 @@ class Reader {
   size_t pos() const { return pos_; }
   bool raw(void* p, size_t n) {
     if (!ok_ || n > b_.size() - pos_) return ok_ = false;
-    std::memcpy(p, b_.data() + pos_, n);
+    if (n > 0) std::memcpy(p, b_.data() + pos_, n);  // an empty tensor's data() may be null
     pos_ += n;
     return true;
   }
@@ -102,6 +103,7 @@ int64_t parse_step_dir(const std::string& name) {
   int64_t v = 0;
   for (size_t i = 5; i < name.size(); ++i) {
     if (name[i] < '0' || name[i] > '9') return -1;
+    if (v > (INT64_MAX - 9) / 10) return -1;  // not a step this run can have written
     v = v * 10 + (name[i] - '0');
   }
   return v;
@@ -118,9 +120,9 @@ bool crash_requested(int64_t step, int pp_rank, int pp) {
 }
 
 // Every rank passes its own Status; all get a failure if any rank failed.
-Status agree(const Status& mine, const std::string& what) {
-  int failed = mine ? 0 : 1, any = 0;
-  PT_MPI_CHECK(MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+Status agree(Collectives& coll, const Status& mine, const std::string& what) {
+  int64_t any = mine ? 0 : 1;
+  coll.allreduce_max(Group::kWorld, &any, 1);
   if (!mine) {
     log_warn(mine.message());
     return mine;
@@ -232,10 +234,7 @@ std::string resume_fingerprint(const Config& c) {
 
 std::string encode_rank_checkpoint(const RankCheckpoint& r) {
   Writer p;
-  p.i32(r.dp);
-  p.i32(r.pp);
-  p.i32(r.chunks);
-  p.i32(r.pp_rank);
+  for (int32_t v : {r.dp, r.pp, r.chunks, r.pp_rank}) p.i32(v);
   p.str(r.schedule);
   p.u32(uint32_t(r.stage_layers.size()));
   for (const auto& l : r.stage_layers) {
@@ -300,10 +299,7 @@ Status decode_rank_checkpoint(const std::string& path, const std::string& bytes,
   }
   Reader p(bytes, kPrefixBytes);
   RankCheckpoint r;
-  r.dp = p.i32();
-  r.pp = p.i32();
-  r.chunks = p.i32();
-  r.pp_rank = p.i32();
+  for (int* v : {&r.dp, &r.pp, &r.chunks, &r.pp_rank}) *v = p.i32();
   r.schedule = p.str();
   uint32_t ns = p.u32();
   for (uint32_t i = 0; i < ns && p.ok(); ++i) {
@@ -499,12 +495,30 @@ Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const 
   return Status::ok();
 }
 
+// World rank 0 reads step_dir/run_clock.json and every rank gets it; an older checkpoint
+// without one resumes its clock at 0 (with a warning).
+RunClock read_run_clock(Collectives& coll, const std::string& step_dir) {
+  RunClock k;
+  if (coll.rank(Group::kWorld) == 0) {
+    const std::string path = step_dir + "/run_clock.json";
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    const Status s = in ? parse_run_clock(path, text.str(), &k) : Status::error(path + ": missing");
+    if (!s) log_warn(s.message() + "; time_s restarts from 0 for this run");
+  }
+  double v[4] = {k.train_s, k.downtime_s, k.lost_s, k.saved_unix};
+  coll.broadcast(Group::kWorld, v, sizeof v, 0);
+  return RunClock{v[0], v[1], v[2], v[3]};
+}
+
 std::string checkpoint_root(const Config& c) {
   if (!c.checkpoint.dir.empty()) return c.checkpoint.dir;
   return c.run.out_dir + "/" + c.run.name + "/checkpoints";
 }
 
-Status resume_training(const Config& c, const ProcessGroups& g, std::vector<LocalStage>& local, ResumeResult* out) {
+Status resume_training(const Config& c, const ProcessGroups& g, Collectives& coll, std::vector<LocalStage>& local,
+                       ResumeResult* out) {
   *out = ResumeResult{};
   if (c.checkpoint.resume.empty()) return Status::ok();
   // Rank 0 picks the directory; every rank then loads it.
@@ -521,12 +535,9 @@ Status resume_training(const Config& c, const ProcessGroups& g, std::vector<Loca
       while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
     }
   }
-  std::string msg = error.empty() ? dir : error;
-  int len = int(msg.size()), is_error = error.empty() ? 0 : 1;
-  PT_MPI_CHECK(MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD));
-  PT_MPI_CHECK(MPI_Bcast(&is_error, 1, MPI_INT, 0, MPI_COMM_WORLD));
-  msg.resize(size_t(len));
-  PT_MPI_CHECK(MPI_Bcast(msg.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD));
+  int64_t is_error = error.empty() ? 0 : 1;
+  coll.broadcast(Group::kWorld, &is_error, sizeof is_error, 0);
+  const std::string msg = broadcast_string(coll, Group::kWorld, error.empty() ? dir : error, 0);
   if (is_error) return Status::error(msg);
   dir = msg;
   if (dir.empty()) return Status::ok();
@@ -542,15 +553,16 @@ Status resume_training(const Config& c, const ProcessGroups& g, std::vector<Loca
   }
   if (s) s = map_checkpoint_to_stages(files, paths, c, local, &step, &restarts);
   // Every rank read the same files, so errors agree; still, never continue when one failed.
-  int failed = s ? 0 : 1, any = 0, root_failed = failed;
-  PT_MPI_CHECK(MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-  PT_MPI_CHECK(MPI_Bcast(&root_failed, 1, MPI_INT, 0, MPI_COMM_WORLD));
+  int64_t any = s ? 0 : 1, root_failed = any;
+  coll.allreduce_max(Group::kWorld, &any, 1);
+  coll.broadcast(Group::kWorld, &root_failed, sizeof root_failed, 0);
   if (!s && g.world_rank != 0 && !root_failed) log_warn(s.message());  // rank 0 alone prints errors
   if (!s) return s;
   if (any) return Status::error(dir + ": loading the checkpoint failed on another rank (see its message)");
   out->step = step;
   out->restarts = restarts + 1;
   out->dir = dir;
+  out->clock = read_run_clock(coll, dir);
   log_info("resumed from " + dir + " at step " + std::to_string(step) + " (restart " + std::to_string(out->restarts) +
            ", loaded in " + std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()) + " s)");
   return Status::ok();
@@ -597,8 +609,25 @@ RankCheckpoint make_rank_checkpoint(const Config& c, int pp_rank, const std::vec
   return r;
 }
 
-Status save_checkpoint(const Config& c, const ProcessGroups& g, const std::vector<std::pair<int, int>>& layers,
-                       std::vector<LocalStage>& local, int64_t step, int64_t restarts) {
+std::string run_clock_json(const RunClock& k) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "{\"train_s\":%.17g,\"downtime_s\":%.17g,\"lost_s\":%.17g,\"saved_unix\":%.17g}\n",
+                k.train_s, k.downtime_s, k.lost_s, k.saved_unix);
+  return buf;
+}
+
+Status parse_run_clock(const std::string& path, const std::string& text, RunClock* out) {
+  RunClock k;
+  if (std::sscanf(text.c_str(), "{\"train_s\":%lf,\"downtime_s\":%lf,\"lost_s\":%lf,\"saved_unix\":%lf}", &k.train_s,
+                  &k.downtime_s, &k.lost_s, &k.saved_unix) != 4)
+    return Status::error(path + ": not a run clock (expected train_s, downtime_s, lost_s, saved_unix)");
+  *out = k;
+  return Status::ok();
+}
+
+Status save_checkpoint(const Config& c, const ProcessGroups& g, Collectives& coll,
+                       const std::vector<std::pair<int, int>>& layers,
+                       std::vector<LocalStage>& local, int64_t step, int64_t restarts, const RunClock& clock) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::string root = checkpoint_root(c);
   const std::string dir = root + "/step_" + std::to_string(step);
@@ -610,7 +639,7 @@ Status save_checkpoint(const Config& c, const ProcessGroups& g, const std::vecto
     if (ec) s = Status::error(dir + ": cannot create the checkpoint directory: " + ec.message());
     fs::remove(dir + "/DONE", ec);  // re-saving a step: incomplete until DONE is rewritten
   }
-  PT_RETURN_IF_ERROR(agree(s, what));
+  PT_RETURN_IF_ERROR(agree(coll, s, what));
   size_t bytes = 0;
   if (g.dp_rank == 0) {
     const RankCheckpoint r = make_rank_checkpoint(c, g.pp_rank, layers, local, step, restarts);
@@ -628,9 +657,10 @@ Status save_checkpoint(const Config& c, const ProcessGroups& g, const std::vecto
     }
     s = write_file_atomic(path, data);
   }
-  PT_RETURN_IF_ERROR(agree(s, what));
+  PT_RETURN_IF_ERROR(agree(coll, s, what));
   if (g.world_rank == 0) {
-    s = fsync_dir(dir);
+    s = write_file_atomic(dir + "/run_clock.json", run_clock_json(clock));
+    if (s) s = fsync_dir(dir);
     if (s)
       s = write_file_atomic(dir + "/DONE", "pipetrain checkpoint\nstep " + std::to_string(step) + "\nfiles " +
                                                std::to_string(c.parallel.pp) + "\n");
@@ -653,7 +683,7 @@ Status save_checkpoint(const Config& c, const ProcessGroups& g, const std::vecto
       }
     }
   }
-  PT_RETURN_IF_ERROR(agree(s, what));
+  PT_RETURN_IF_ERROR(agree(coll, s, what));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   char line[256];
   std::snprintf(line, sizeof line, " (rank 0: %.2f MB, %.3f s)", double(bytes) / 1e6, secs);
@@ -677,22 +707,22 @@ void install_stop_signal_handlers() {
   PT_CHECK(sigaction(SIGUSR1, &sa, nullptr) == 0);
 }
 
-bool stop_signal_agreed() {
-  int mine = g_stop_signal ? 1 : 0, any = 0;
-  PT_MPI_CHECK(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+bool stop_signal_agreed(Collectives& coll) {
+  int64_t any = g_stop_signal ? 1 : 0;
+  coll.allreduce_max(Group::kWorld, &any, 1);
   return any != 0;
 }
 
-Status prepare_metrics_file(const std::string& path, int64_t step) {
+Status prepare_metrics_file(const std::string& path, int64_t step, double* last_time_s) {
   std::error_code ec;
-  if (step == 0) {
-    fs::remove(path, ec);
-    return Status::ok();
-  }
+  if (last_time_s) *last_time_s = 0;
   std::ifstream in(path);
   if (!in) return Status::ok();
   std::string kept, line;
   while (std::getline(in, line)) {
+    const size_t t = line.find("\"time_s\":");
+    if (last_time_s && t != std::string::npos)
+      *last_time_s = std::max(*last_time_s, std::strtod(line.c_str() + t + 9, nullptr));
     const size_t k = line.find("\"step\"");
     if (k == std::string::npos) continue;
     const size_t colon = line.find(':', k);
@@ -700,6 +730,10 @@ Status prepare_metrics_file(const std::string& path, int64_t step) {
     if (std::strtoll(line.c_str() + colon + 1, nullptr, 10) <= step) kept += line + "\n";
   }
   in.close();
+  if (step == 0) {
+    fs::remove(path, ec);
+    return Status::ok();
+  }
   return write_text_file(path, kept);
 }
 

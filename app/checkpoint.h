@@ -37,9 +37,10 @@
 namespace pt {
 
 struct ProcessGroups;
+class Collectives;
 
 constexpr char kCheckpointMagic[8] = {'P', 'T', 'C', 'K', 'P', 'T', '\r', '\n'};
-constexpr uint32_t kCheckpointVersion = 2;       // written; versions 1 and 2 are read
+constexpr uint32_t kCheckpointVersion = 2;  // written; versions 1 and 2 are read
 
 // One named optimizer state tensor of one parameter tensor (OptimizerState::tensor_state).
 struct CheckpointState {
@@ -97,29 +98,44 @@ Status list_complete_checkpoint(const std::string& step_dir, std::vector<std::st
 Status find_latest_checkpoint(const std::string& root, std::string* step_dir, std::vector<std::string>* skipped);
 
 // Fills `local` (params, optimizer state, versions) from a saved checkpoint, matching
-// tensors by global id and state tensors by name; checks the fingerprint of `c`. `where` names the
-// checkpoint in messages. Nothing in `local` changes unless it returns ok.
+// tensors by global id and their state tensors by name; checks the fingerprint of
+// `c`. `where` names the checkpoint in messages. Nothing in `local` changes unless
+// it returns ok.
 Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const std::vector<std::string>& paths,
                                 const Config& c, std::vector<LocalStage>& local, int64_t* step, int64_t* restarts);
 
 // The checkpoint root of a run: checkpoint.dir or run_dir/checkpoints.
 std::string checkpoint_root(const Config& c);
 
-// ---- Collective operations (every rank of MPI_COMM_WORLD calls them) ----
+// ---- Collective operations (every rank of the world group calls them) ----
+
+// The run's clock at a checkpoint (step_N/run_clock.json, written by world rank 0 before
+// DONE), so that time continues across restarts. Checkpoints without it resume at 0 s.
+struct RunClock {
+  double train_s = 0;     // training time of every segment so far (what time_s counts)
+  double downtime_s = 0;  // wall time between segments: from a checkpoint to the next start
+  double lost_s = 0;      // training time redone: from a checkpoint to the kill that followed it
+  double saved_unix = 0;  // wall clock (seconds since 1970) when the checkpoint was written
+};
+std::string run_clock_json(const RunClock& clock);
+Status parse_run_clock(const std::string& path, const std::string& text, RunClock* out);
 
 struct ResumeResult {
   int64_t step = 0;       // 0 = fresh start
   int64_t restarts = 0;   // resumes so far, this one included
   std::string dir;        // the step dir loaded, "" if none
+  RunClock clock;         // the checkpoint's clock (zeros for a fresh start or an older checkpoint)
 };
 
 // c.checkpoint.resume: "" = no resume, "auto" = newest complete checkpoint under
 // checkpoint_root(c) (fresh start with an info line if none), else a step dir.
-Status resume_training(const Config& c, const ProcessGroups& g, std::vector<LocalStage>& local, ResumeResult* out);
+Status resume_training(const Config& c, const ProcessGroups& g, Collectives& coll, std::vector<LocalStage>& local,
+                       ResumeResult* out);
 
 // Writes step_N; `layers` is every stage's layer range of the current layout.
-Status save_checkpoint(const Config& c, const ProcessGroups& g, const std::vector<std::pair<int, int>>& layers,
-                       std::vector<LocalStage>& local, int64_t step, int64_t restarts);
+Status save_checkpoint(const Config& c, const ProcessGroups& g, Collectives& coll,
+                       const std::vector<std::pair<int, int>>& layers,
+                       std::vector<LocalStage>& local, int64_t step, int64_t restarts, const RunClock& clock);
 
 // Whether to checkpoint after `step` (1-based count of steps done): the cadence,
 // or the run ends (last step, max_seconds) with checkpointing on, or a signal.
@@ -128,10 +144,11 @@ bool checkpoint_due(const Config& c, int64_t step, bool run_ends, bool signalled
 // SIGTERM / SIGUSR1 set a flag (Slurm preemption with --signal).
 void install_stop_signal_handlers();
 // Collective: true on every rank when any rank got a stop signal.
-bool stop_signal_agreed();
+bool stop_signal_agreed(Collectives& coll);
 
 // On resume, keeps the metrics.jsonl lines with step <= `step` (rank 0); on a
-// fresh start (step 0), removes the file.
-Status prepare_metrics_file(const std::string& path, int64_t step);
+// fresh start (step 0), removes the file. `last_time_s` (optional) receives the largest
+// time_s the file held before (0 if none): how far the killed segment got.
+Status prepare_metrics_file(const std::string& path, int64_t step, double* last_time_s = nullptr);
 
 }  // namespace pt

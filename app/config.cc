@@ -7,6 +7,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <cstdio>
 #include <fstream>
@@ -15,6 +17,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "optim/basis_rotation.h"
 #include "optim/registry.h"
 
 namespace pt {
@@ -68,6 +71,8 @@ template <class T> Status parse_value(const YAML::Node& n, T* out) {
         *out = n.as<T>();
       } else {
         *out = n.as<T>();
+        if constexpr (std::is_floating_point_v<T>)
+          if (!std::isfinite(*out)) return Status::error("expected a finite float, got '" + n.Scalar() + "'");
       }
     }
   } catch (const YAML::Exception&) {
@@ -78,17 +83,19 @@ template <class T> Status parse_value(const YAML::Node& n, T* out) {
 
 template <class T> std::string format_value(const T& v) {
   if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-  else if constexpr (std::is_same_v<T, std::string>) return "\"" + v + "\"";
+  else if constexpr (std::is_same_v<T, std::string>) {
+    YAML::Emitter e;  // escapes quotes, backslashes and control characters
+    e << YAML::DoubleQuoted << v;
+    return e.c_str();
+  }
   else if constexpr (std::is_same_v<T, std::vector<int>>) {
     if (v.empty()) return "auto";
     std::string s = "[";
     for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
     return s + "]";
   } else if constexpr (std::is_floating_point_v<T>) {
-    std::ostringstream o;
-    o.precision(9);
-    o << v;
-    return o.str();
+    char buf[64];  // the shortest text that reads back to the same value
+    return std::string(buf, std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general).ptr);
   } else return std::to_string(v);
 }
 
@@ -131,6 +138,7 @@ const std::vector<Field>& schema() {
       PT_KEY("run.out_dir", run.out_dir, kMay, "Parent folder of run directories."),
       PT_KEY("run.seed", run.seed, kMust, "Seed of initialization and data order."),
       PT_KEY("run.save_params", run.save_params, kMay, "After the last step, write every parameter tensor to run_dir/params/<global id>.bin (raw fp32, layout-independent names)."),
+      PT_KEY("run.overwrite", run.overwrite, kMay, "Start afresh in a run directory that already holds a run's metrics, replacing that record (also `train --overwrite`). Without it such a start is refused; `--resume auto` continues the run instead."),
       PT_KEY("model.vocab_size", model.vocab_size, kMust, "V: token ids are < V (at most 65536: shards store uint16)."),
       PT_KEY("model.max_seq_len", model.max_seq_len, kMust, "Rows of the position table; must be >= training.seq_len."),
       PT_KEY("model.n_layer", model.n_layer, kMust, "L: transformer blocks."),
@@ -149,7 +157,8 @@ const std::vector<Field>& schema() {
       PT_KEY("training.eval_batches", training.eval_batches, kMay, "Validation micro-batches per evaluation."),
       PT_KEY("training.log_every", training.log_every, kMay, "Steps between metric lines printed on rank 0 (metrics.jsonl gets every step)."),
       PT_KEY("training.max_seconds", training.max_seconds, kMay, "Stop after this many seconds of training (0 = no limit)."),
-      PT_KEY("optimizer.kind", optimizer.kind, kMust, "Optimizer: adamw."),
+      PT_KEY("training.on_nonfinite", training.on_nonfinite, kMay, "stop | skip_step. A NaN or Inf loss or gradient norm: stop ends the run with a non-zero exit naming the step and stage, keeping the last good checkpoint (none is written after it); skip_step leaves that update out (parameters and optimizer state unchanged) and counts it in metrics (skipped_steps)."),
+      PT_KEY("optimizer.kind", optimizer.kind, kMust, "adamw | nadamw | basis_rotation (docs/optimizers.md). nadamw: Adam with Nesterov momentum and decoupled weight decay; basis_rotation: Adam in a rotated basis for the attention and MLP weight matrices, AdamW for every other tensor."),
       PT_KEY("optimizer.lr", optimizer.lr, kMust, "Peak learning rate."),
       PT_KEY("optimizer.min_lr_ratio", optimizer.min_lr_ratio, kMust, "Final learning rate as a fraction of lr (cosine, linear)."),
       PT_KEY("optimizer.lr_schedule", optimizer.lr_schedule, kMust, "cosine | linear | constant, after linear warm-up."),
@@ -160,6 +169,12 @@ const std::vector<Field>& schema() {
       PT_KEY("optimizer.weight_decay", optimizer.weight_decay, kMust, "Decoupled weight decay (not applied to biases, LayerNorms, wpe)."),
       PT_KEY("optimizer.grad_clip", optimizer.grad_clip, kMust, "Clip the global gradient norm to this value; 0 = no clipping."),
       PT_KEY("optimizer.decay_embeddings", optimizer.decay_embeddings, kMust, "Apply weight decay to the token embedding wte."),
+      PT_KEY("optimizer.nadamw.momentum_decay", optimizer.momentum_decay, kMust, "nadamw: psi of the momentum schedule mu_t = beta1*(1 - 0.5*0.96^(t*psi)) (PyTorch NAdam's momentum_decay); >= 0."),
+      PT_KEY("optimizer.basis_rotation.geometry", optimizer.basis_rotation.geometry, kMust, "basis_rotation: bi (rotate both sides of each matrix) | uni (only the smaller side)."),
+      PT_KEY("optimizer.basis_rotation.source", optimizer.basis_rotation.source, kMust, "basis_rotation: 2nd (eigenbases of the EMAs of G*G^T and G^T*G, as SOAP) | 1st (singular bases of the momentum)."),
+      PT_KEY("optimizer.basis_rotation.update_freq", optimizer.basis_rotation.update_freq, kMust, "basis_rotation: refresh each matrix's basis every N updates (one QR power step), staggered across matrices; >= 1."),
+      PT_KEY("optimizer.basis_rotation.shampoo_beta", optimizer.basis_rotation.shampoo_beta, kMust, "basis_rotation, source 2nd: EMA factor of the statistics, in [0, 1); negative = optimizer.beta2."),
+      PT_KEY("optimizer.basis_rotation.max_precond_dim", optimizer.basis_rotation.max_precond_dim, kMust, "basis_rotation: a matrix side longer than this stays unrotated (saves its d*d basis and statistic); >= 1."),
       PT_KEY("parallel.dp", parallel.dp, kBatch, "Data-parallel replicas. World size = dp * pp."),
       PT_KEY("parallel.pp", parallel.pp, kMay, "Pipeline ranks per replica (N_PP)."),
       PT_KEY("parallel.layer_split", parallel.layer_split, kMay, "'auto' (balanced, counting embedding and head) or a list of blocks per stage (pp*chunks entries, summing to n_layer)."),
@@ -169,15 +184,17 @@ const std::vector<Field>& schema() {
       PT_KEY("schedule.drain_every", schedule.drain_every, kMay, "Asynchronous schedules: drain the pipeline every N steps (0 = only at evaluations, checkpoints and the end). Signals and max_seconds are honoured at drain points."),
       PT_KEY("schedule.paci.allowed_lagging", schedule.paci_allowed_lagging, kMay, "paci: 'auto' (S-s) or one in-flight cap per stage, each in [1, S-s]."),
       PT_KEY("schedule.paci.mode", schedule.paci_mode, kMay, "paci: perf (keep activations) or mem (keep the stage input, recompute the forward in the backward with the live weights)."),
-      PT_KEY("schedule.amdp.zero_owner", schedule.amdp_zero_owner, kMay, "amdp: stage s is owned by the GPU hosting it in pipeline 0; at the step slot the K replicas' gradients are summed on the owner (canonical order), only the owner runs AdamW and holds Adam moments, then it broadcasts the new parameters (ZeRO-1 over replicas). false: every replica sums all gradients and steps itself."),
+      PT_KEY("schedule.amdp.zero_owner", schedule.amdp_zero_owner, kMay, "amdp: stage s is owned by the GPU hosting it in pipeline 0; at the step slot the K replicas' gradients are summed on the owner (canonical order), only the owner runs the optimizer and holds its state, then it broadcasts the new parameters (ZeRO-1 over replicas). false: every replica sums all gradients and steps itself."),
       PT_KEY("schedule.amdp.step_slot", schedule.amdp_step_slot, kMay, "amdp: clean (each step slot reduces and applies everything accumulated since the previous slot: every gradient applied exactly once) | reference (parallel.pp 4 or 8, needs zero_owner: the reference code's placement, reduce after a replica's last backward of the iteration, step at its U; backwards in between are dropped on non-owners, algorithms.md §2.2)."),
       PT_KEY("runtime.backend", runtime.backend, kMay, "auto | cpu | cuda (auto picks cuda when a GPU is visible and built)."),
       PT_KEY("runtime.transport", runtime.transport, kMay, "auto | mpi | local | nccl. auto = nccl when the backend is cuda and every pipeline rank has a GPU of its own, else mpi; mpi = host-staged MPI, also for ranks that share a GPU (MPS, scripts/mps_pipeline.sh); local keeps every stage in one process (parallel.pp = 1); nccl needs the cuda backend and one GPU per pipeline rank (docs/transports.md)."),
       PT_KEY("runtime.threads", runtime.threads, kMay, "OpenBLAS threads per rank; 0 = library default."),
       PT_KEY("runtime.progress", runtime.progress, kMay, "auto | on | off: one-line progress display on rank 0 (auto = when stdout is a terminal)."),
+      PT_KEY("runtime.watchdog_seconds", runtime.watchdog_seconds, kMay, "Deadline in seconds of every blocking wait (stage-boundary receive, send completion, collective). When it passes the rank names the peer or group and action it waited for and the whole job exits non-zero; waiting sleeps rather than spins. 0 = no deadline."),
       PT_KEY("checkpoint.every_steps", checkpoint.every_steps, kMay, "Write a checkpoint every N steps and after the last step; 0 = only on SIGTERM/SIGUSR1. Resume with `train --resume auto|PATH` (docs/checkpoints.md)."),
       PT_KEY("checkpoint.keep_last", checkpoint.keep_last, kMay, "Complete checkpoints kept (older ones are deleted after a new one is complete); 0 = keep all."),
       PT_KEY("checkpoint.dir", checkpoint.dir, kMay, "Checkpoint folder (holds step_N/); empty = run_dir/checkpoints."),
+      PT_KEY("checkpoint.on_write_error", checkpoint.on_write_error, kMay, "stop | continue. A checkpoint that cannot be written (full or read-only disk) is reported with its path and the previous complete checkpoint stays usable; stop then ends the run non-zero, continue trains on and tries again at the next checkpoint."),
   };
   return fields;
 }
@@ -211,7 +228,10 @@ std::string allowed_under(const std::string& prefix) {
 
 Status load_node(const YAML::Node& node, const std::string& prefix, const std::string& source, Config* c) {
   for (const auto& kv : node) {
-    std::string key = kv.first.as<std::string>();
+    if (!kv.first.IsScalar())
+      return Status::error(source + ": expected a key name" + (prefix.empty() ? "" : " in section '" + prefix + "'") +
+                           ", got '" + node_text(kv.first) + "'");
+    std::string key = kv.first.Scalar();
     std::string path = prefix.empty() ? key : prefix + "." + key;
     if (const Field* f = find_field(path)) {
       Status s = f->set(*c, kv.second);
@@ -261,6 +281,20 @@ std::string one_of(const std::string& v, const std::vector<std::string>& allowed
     list += (list.empty() ? "" : ", ") + a;
   }
   return list;
+}
+
+// optimizer.basis_rotation.*: the allowed geometries and sources come from optim/basis_rotation.h.
+template <class Bad> Status validate_basis_rotation(const BasisRotationOptions& b, const Bad& bad) {
+  bool ok = false;
+  std::string allowed = one_of(b.geometry, basis_rotation_geometries(), &ok);
+  if (!ok) return bad("optimizer.basis_rotation.geometry", "'" + b.geometry + "' is not one of: " + allowed);
+  allowed = one_of(b.source, basis_rotation_sources(), &ok);
+  if (!ok) return bad("optimizer.basis_rotation.source", "'" + b.source + "' is not one of: " + allowed);
+  if (b.update_freq < 1) return bad("optimizer.basis_rotation.update_freq", "must be >= 1, got " + std::to_string(b.update_freq));
+  if (!(b.shampoo_beta < 1)) return bad("optimizer.basis_rotation.shampoo_beta", "must be < 1 (in [0, 1), or negative for optimizer.beta2)");
+  if (b.max_precond_dim < 1)
+    return bad("optimizer.basis_rotation.max_precond_dim", "must be >= 1, got " + std::to_string(b.max_precond_dim));
+  return Status::ok();
 }
 
 }  // namespace
@@ -336,6 +370,8 @@ Status validate(const Config& c) {
   if (!(o.eps > 0)) return bad("optimizer.eps", "must be > 0");
   if (o.weight_decay < 0) return bad("optimizer.weight_decay", "must be >= 0");
   if (o.grad_clip < 0) return bad("optimizer.grad_clip", "must be >= 0 (0 = off)");
+  if (!(o.momentum_decay >= 0)) return bad("optimizer.nadamw.momentum_decay", "must be >= 0");
+  PT_RETURN_IF_ERROR(validate_basis_rotation(o.basis_rotation, bad));
   if (p.dp < 1) return bad("parallel.dp", "must be >= 1");
   if (s.drain_every < 0) return bad("schedule.drain_every", "must be >= 0");
   // The schedule rules (pipeline/schedules/): one copy, shared with `pipetrain plan`.
@@ -366,6 +402,11 @@ Status validate(const Config& c) {
   allowed = one_of(c.runtime.progress, {"auto", "on", "off"}, &ok);
   if (!ok) return bad("runtime.progress", "'" + c.runtime.progress + "' is not one of: " + allowed);
   if (c.runtime.threads < 0) return bad("runtime.threads", "must be >= 0");
+  if (c.runtime.watchdog_seconds < 0) return bad("runtime.watchdog_seconds", "must be >= 0 (0 = no deadline)");
+  allowed = one_of(c.training.on_nonfinite, {"stop", "skip_step"}, &ok);
+  if (!ok) return bad("training.on_nonfinite", "'" + c.training.on_nonfinite + "' is not one of: " + allowed);
+  allowed = one_of(c.checkpoint.on_write_error, {"stop", "continue"}, &ok);
+  if (!ok) return bad("checkpoint.on_write_error", "'" + c.checkpoint.on_write_error + "' is not one of: " + allowed);
   if (c.run.name.find('/') != std::string::npos) return bad("run.name", "must not contain '/'");
   if (c.checkpoint.every_steps < 0) return bad("checkpoint.every_steps", "must be >= 0 (0 = only on SIGTERM/SIGUSR1)");
   if (c.checkpoint.keep_last < 0) return bad("checkpoint.keep_last", "must be >= 0 (0 = keep all)");
@@ -393,9 +434,29 @@ std::vector<ConfigKeyDoc> config_schema() {
   return docs;
 }
 
+namespace {
+
+// Whether `path` is a key of another optimizer's own section (optimizer.<section>.*,
+// OptimizerEntry::keys_section) than the one of `kind`: such a key does not act.
+bool other_optimizers_key(const std::string& path, const std::string& kind) {
+  const OptimizerEntry* mine = find_optimizer(kind);
+  for (const auto& e : optimizer_registry()) {
+    if (!e.keys_section || (mine && mine->keys_section && std::string(e.keys_section) == mine->keys_section)) continue;
+    if (path.rfind("optimizer." + std::string(e.keys_section) + ".", 0) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// An optimizer's own keys must match only when that optimizer is selected: checkpoints of
+// the other kinds (those written before the keys existed included) keep their fingerprint.
 std::vector<ResumeKey> resume_keys(const Config& c) {
   std::vector<ResumeKey> keys;
-  for (const auto& f : schema()) keys.push_back({f.path, f.on_resume, f.fingerprint(c)});
+  for (const auto& f : schema()) {
+    const bool inert = other_optimizers_key(f.path, c.optimizer.kind);
+    keys.push_back({f.path, inert ? OnResume::kMayChange : f.on_resume, f.fingerprint(c)});
+  }
   return keys;
 }
 

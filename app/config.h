@@ -10,6 +10,8 @@
 
 #include "common/status.h"
 #include "model/config.h"
+#include "optim/registry.h"
+#include "pipeline/schedules/schedules.h"
 
 namespace pt {
 
@@ -18,6 +20,7 @@ struct RunSection {
   std::string out_dir = "runs"; // run directory = out_dir/name
   int64_t seed = 1337;
   bool save_params = false;     // write final parameters to run_dir/params/<global id>.bin
+  bool overwrite = false;       // replace an existing run directory's record (train --overwrite)
 };
 
 struct DataSection {
@@ -34,11 +37,12 @@ struct TrainingSection {
   int64_t eval_every = 0;       // steps between validation evals; 0 = only at the end (if data.val)
   int eval_batches = 8;         // validation micro-batches per eval
   int64_t log_every = 1;        // steps between metric lines on stdout
-  double max_seconds = 0;       // stop after this wall time (0 = no limit)
+  double max_seconds = 0;       // stop after this much training time, summed over restarts (0 = no limit)
+  std::string on_nonfinite = "stop";  // stop | skip_step: a NaN/Inf loss or gradient norm
 };
 
 struct OptimizerSection {
-  std::string kind = "adamw";
+  std::string kind = kDefaultOptimizerKind;  // a name of optim/registry.h
   double lr = 6e-4;
   double min_lr_ratio = 0.1;
   std::string lr_schedule = "cosine";  // cosine | linear | constant
@@ -49,6 +53,8 @@ struct OptimizerSection {
   double weight_decay = 0.1;
   double grad_clip = 1.0;              // global-norm clip; 0 = off
   bool decay_embeddings = true;        // apply weight decay to wte (wpe never decays)
+  double momentum_decay = 0.004;       // nadamw: psi of the Nesterov momentum schedule
+  BasisRotationOptions basis_rotation; // basis_rotation: geometry, source, update_freq, ...
 };
 
 struct ParallelSection {
@@ -58,8 +64,7 @@ struct ParallelSection {
 };
 
 struct ScheduleSection {
-  std::string kind = "1f1b";           // gpipe | 1f1b | interleaved_1f1b | bfpp | zb_h1 | pipedream |
-                                       // pipedream_2bw | paci | paci_flush | amdp
+  std::string kind = kDefaultScheduleKind;  // a name of the schedule registry (pipeline/schedules/)
   int chunks = 1;                      // v: stages per pipeline rank (interleaved_1f1b, bfpp)
   int bfpp_breadth = 0;                // micro-batches per breadth-first group; 0 = all m
   int64_t drain_every = 0;             // async: drain every N steps (0 = only at eval, checkpoint, end)
@@ -74,12 +79,14 @@ struct RuntimeSection {
   std::string transport = "auto";      // auto | mpi | local | nccl
   int threads = 0;                     // OpenBLAS threads per rank; 0 = library default
   std::string progress = "auto";       // auto | on | off (one-line progress on rank 0)
+  double watchdog_seconds = 600;       // deadline of every blocking wait; 0 = none
 };
 
 struct CheckpointSection {
   int64_t every_steps = 0;             // checkpoint cadence in steps; 0 = only on SIGTERM/SIGUSR1
   int keep_last = 3;                   // complete checkpoints kept; 0 = keep all
   std::string dir;                     // checkpoint root; empty = run_dir/checkpoints
+  std::string on_write_error = "stop"; // stop | continue: a checkpoint that cannot be written
   std::string resume;                  // not a config key: `train --resume auto|PATH` sets it
 };
 
@@ -125,7 +132,8 @@ struct ConfigKeyDoc {
 std::vector<ConfigKeyDoc> config_schema();
 
 // Every key of `c` in schema order with its resume rule and its value as the fingerprint writes
-// it (integers in decimal, bools true/false, strings verbatim, floats %.17g).
+// it (integers in decimal, bools true/false, strings verbatim, floats %.17g). The keys of an
+// optimizer other than c.optimizer.kind (optimizer.<section>.*) are kMayChange here.
 struct ResumeKey {
   std::string path;
   OnResume on_resume;

@@ -4,6 +4,7 @@
 //   bench   --config C [--out FILE]         measure stage, p2p and optimizer costs (under mpirun)
 //   prepare --tokenizer gpt2|byte --input FILES --out DIR
 //   keys    [--markdown]                    every config key with type, default, help
+//   delays  [--max-stages N]                PipeDream's global delay law, S = 2..N (algorithms.md §5.2)
 // Exit codes: 0 success, 1 a user-fixable error (printed), 2 bad command line.
 #include <mpi.h>
 
@@ -16,6 +17,7 @@
 #include "app/bench_command.h"
 #include "app/checkpoint.h"
 #include "app/config.h"
+#include "app/delays_command.h"
 #include "app/plan_command.h"
 #include "app/replay.h"
 #include "app/trainer.h"
@@ -30,7 +32,8 @@ int report(const pt::Status& s) {
   return 1;
 }
 
-int run_train(const std::string& config_path, const std::vector<std::string>& overrides, const std::string& resume) {
+int run_train(const std::string& config_path, const std::vector<std::string>& overrides, const std::string& resume,
+              bool overwrite) {
   // Before MPI_Init: a SIGTERM/SIGUSR1 (Slurm preemption) that arrives while the job starts
   // is recorded and honoured at the first safe point (a checkpoint after the first segment),
   // never fatal.
@@ -42,6 +45,7 @@ int run_train(const std::string& config_path, const std::vector<std::string>& ov
   pt::Config config;
   pt::Status s = pt::load_config(config_path, overrides, &config);
   config.checkpoint.resume = resume;
+  if (overwrite) config.run.overwrite = true;
   if (s) s = pt::run_training(config);
   if (!s) {
     // A config or data error is the same on every rank; print it once.
@@ -87,7 +91,8 @@ struct Options {
   std::string config_path, resume, trace_path, costs_path, replay_dir;
   std::vector<std::string> overrides;
   int plan_ranks = 0;
-  bool markdown = false;
+  int delay_max_stages = 32;
+  bool markdown = false, overwrite = false;
   pt::BenchOptions bench;
   pt::PrepareOptions prep;
 };
@@ -99,6 +104,9 @@ void add_train(CLI::App& app, Options& o) {
   train->add_option("--resume", o.resume,
                     "Resume from a checkpoint: 'auto' = the newest complete one of this run (fresh start if none), "
                     "or a checkpoint step directory (docs/checkpoints.md)");
+  train->add_flag("--overwrite", o.overwrite,
+                  "Start afresh even if the run directory already holds a run's metrics (replaces that record; "
+                  "same as --set run.overwrite=true)");
 }
 
 void add_plan(CLI::App& app, Options& o) {
@@ -148,6 +156,12 @@ void add_replay_and_keys(CLI::App& app, Options& o) {
   keys->add_flag("--markdown", o.markdown, "Print a Markdown table");
 }
 
+void add_delays(CLI::App& app, Options& o) {
+  auto* delays = app.add_subcommand("delays", "PipeDream's global delay law: max and mean global delay of the "
+                                              "steady state for S = 2..N, measured on the simulated schedule");
+  delays->add_option("--max-stages", o.delay_max_stages, "Largest S (default 32)")->check(CLI::Range(2, 128));
+}
+
 // Runs a command that prints a summary on success.
 int with_summary(const std::function<pt::Status(std::string*)>& fn) {
   std::string summary;
@@ -167,15 +181,17 @@ int main(int argc, char** argv) {
   add_bench(app, o);
   add_prepare(app, o);
   add_replay_and_keys(app, o);
+  add_delays(app, o);
   CLI11_PARSE(app, argc, argv);
 
   const std::string cmd = app.get_subcommands().front()->get_name();
-  if (cmd == "train") return run_train(o.config_path, o.overrides, o.resume);
+  if (cmd == "train") return run_train(o.config_path, o.overrides, o.resume, o.overwrite);
   if (cmd == "plan")
     return report(pt::run_plan_command(o.config_path, o.overrides, o.plan_ranks, o.trace_path, o.costs_path));
   if (cmd == "bench") return run_bench(o.bench);
   if (cmd == "prepare") return with_summary([&](std::string* out) { return pt::prepare_shards(o.prep, out); });
   if (cmd == "replay") return with_summary([&](std::string* out) { return pt::replay_run(o.replay_dir, out); });
+  if (cmd == "delays") return report(pt::run_delays_command(o.delay_max_stages));
   if (cmd == "keys") {
     print_keys(o.markdown);
     return 0;

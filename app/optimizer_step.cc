@@ -38,6 +38,8 @@ std::unique_ptr<Optimizer> optimizer_for(const OptimizerSection& o) {
   opts.eps = o.eps;
   opts.weight_decay = o.weight_decay;
   opts.decay_embeddings = o.decay_embeddings;
+  opts.momentum_decay = o.momentum_decay;
+  opts.basis_rotation = o.basis_rotation;
   std::unique_ptr<Optimizer> opt;
   const Status s = make_optimizer(o.kind, opts, &opt);
   PT_CHECK_MSG(s.is_ok(), s.message() + " (the config loader should have refused it)");
@@ -53,9 +55,9 @@ size_t optimizer_state_floats(const OptimizerSection& o, const StageModel& model
 }
 
 // The optimizer runs on the host on every backend: grads() are brought to the host
-// and the new params() sent back (stage_model.h, host/device contract). Stepping
-// device buffers (optim/cuda/adamw.h) skips both transfers once StageModel exposes
-// its device pointers.
+// and the new params() sent back (stage_model.h, host/device contract). A kDevice
+// optimizer state stepping device buffers (optim/cuda/adamw_state.h) skips both
+// transfers once StageModel exposes its device pointers.
 void apply_stage_update(LocalStage& ls, const OptimizerSection& o, double lr, float grad_scale) {
   PT_CHECK_MSG(ls.optimizer_state != nullptr, "stage " + std::to_string(ls.stage) + " has no optimizer state to step");
   ls.model->sync_grads_to_host();
@@ -66,20 +68,20 @@ void apply_stage_update(LocalStage& ls, const OptimizerSection& o, double lr, fl
 }
 
 LrSchedule lr_schedule_for(const Config& c) {
-  LrSchedule s;
-  s.kind = c.optimizer.lr_schedule;
-  s.lr = c.optimizer.lr;
-  s.min_lr_ratio = c.optimizer.min_lr_ratio;
-  s.warmup_steps = c.optimizer.warmup_steps;
-  s.total_steps = c.training.steps;
-  return s;
+  const OptimizerSection& o = c.optimizer;
+  return LrSchedule{o.lr_schedule, o.lr, o.min_lr_ratio, o.warmup_steps, c.training.steps};
 }
 
-double apply_stage_update_self_clipped(LocalStage& ls, const Config& c, const LrSchedule& lr) {
+double stage_norm_sq(const LocalStage& ls) {
   std::vector<std::pair<int, double>> sq = stage_grad_sumsq(ls);
   std::sort(sq.begin(), sq.end());
   double total = 0.0;
   for (const auto& e : sq) total += e.second;
+  return total;
+}
+
+double apply_stage_update_self_clipped(LocalStage& ls, const Config& c, const LrSchedule& lr) {
+  const double total = stage_norm_sq(ls);
   apply_stage_update(ls, c.optimizer, learning_rate(lr, ls.version), clip_scale(std::sqrt(total), c.optimizer.grad_clip));
   return total;
 }

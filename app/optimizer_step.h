@@ -43,5 +43,9 @@ LrSchedule lr_schedule_for(const Config& c);
 // Does not zero the gradients.
 double apply_stage_update_self_clipped(LocalStage& stage, const Config& c, const LrSchedule& lr);
 
+// The stage's squared gradient norm: tensor sums of squares added in ascending id (the tied
+// head copy left out), as apply_stage_update_self_clipped clips by.
+double stage_norm_sq(const LocalStage& stage);
+
 
 }  // namespace pt

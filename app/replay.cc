@@ -12,6 +12,7 @@
 
 #include "app/config.h"
 #include "app/optimizer_step.h"
+#include "app/run_setup.h"
 #include "app/schedule_builder.h"
 #include "app/train_state.h"
 #include "optim/lr_schedule.h"
@@ -57,190 +58,232 @@ Status read_records(const std::string& path, std::vector<Rec>* out) {
   return Status::ok();
 }
 
-}  // namespace
+// The replay of one run: V virtual stages (chain position v % L, pipeline v / L; without
+// stage replicas V = L). Each virtual stage has its own model (activations, gradients); the
+// weights of a model stage are shared by its replicas and kept per version in `snap`.
+class Replay {
+ public:
+  explicit Replay(std::string run_dir) : dir_(std::move(run_dir)) {}
+  Status open();
+  Status run();
+  Status compare(std::string* summary);
 
-Status replay_run(const std::string& run_dir, std::string* summary) {
-  Config c;
-  PT_RETURN_IF_ERROR(load_config(run_dir + "/config.yaml", {}, &c));
-  if (!is_async_kind(c.schedule.kind))
-    return Status::error(run_dir + ": schedule.kind " + c.schedule.kind + " is synchronous; replay checks asynchronous runs");
-  if (find_schedule(c.schedule.kind)->replicas && c.schedule.amdp_step_slot != "clean")
-    return Status::error(run_dir + ": replay of amdp covers step_slot: clean (the reference slot drops gradients)");
-  if (c.parallel.dp != 1) return Status::error(run_dir + ": replay needs a dp=1 run (parallel.dp = " +
-                                               std::to_string(c.parallel.dp) + ")");
-  if (!c.run.save_params) return Status::error(run_dir + ": the run did not save its parameters (run.save_params: true)");
-  std::vector<Rec> recs;
-  PT_RETURN_IF_ERROR(read_records(run_dir + "/versions.jsonl", &recs));
+ private:
+  Status check_config() const;
+  Status open_stages();
+  bool first(int v) const { return v % L_ == 0; }
+  bool last(int v) const { return v % L_ == L_ - 1; }
+  bool load(int v, int64_t version);
+  const std::vector<float>* output_of(int64_t mb, int v);
+  bool try_step(int s);
+  // The backward of the next record of stage v; false when an input is not there yet.
+  bool backward_next(int v, Status* error);
 
-  // Stages: V virtual stages (chain position v % L, pipeline v / L). Without stage
-  // replicas V = L. Each virtual stage has its own model (activations, gradients); the
-  // weights of a model stage are shared by its replicas and kept per version.
-  Schedule placement;
-  PT_RETURN_IF_ERROR(build_lowered_schedule(c, 1, &placement));
-  const int V = placement.num_stages;
-  const int L = chain_length(placement);
-  const int m = c.training.microbatches;
-  const int B = c.training.micro_batch_size, T = c.training.seq_len;
+  std::string dir_;
+  Config c_;
+  Schedule placement_;
+  int V_ = 0, L_ = 0, m_ = 1;
+  size_t act_ = 0;
+  bool recompute_ = false;
+  LrSchedule lr_;
+  DataLoader data_;
+  std::vector<LocalStage> st_;  // st_[s] for s < L also carries model stage s's optimizer state
+  std::vector<std::map<int64_t, std::vector<float>>> snap_;  // model stage -> version -> params
+  std::vector<std::vector<int>> replicas_;                   // model stage -> virtual stages, by rank
+  std::vector<std::vector<Rec>> queue_;                      // per virtual stage, in backward order
+  std::map<std::pair<int64_t, int>, Rec> by_key_;
+  std::map<std::pair<int64_t, int>, std::vector<float>> outputs_, dgrad_;  // (mb, virtual stage)
+  std::vector<int32_t> in_, tg_;
+  std::vector<int64_t> version_;  // per model stage
+  std::vector<size_t> next_;      // per virtual stage: records done
+  std::vector<float> sum_;
+  int64_t updates_ = 0, done_ = 0;
+};
+
+Status Replay::check_config() const {
+  const ScheduleTraits* traits = find_schedule(c_.schedule.kind);
+  if (!traits->asynchronous)
+    return Status::error(dir_ + ": schedule.kind " + c_.schedule.kind + " is synchronous; replay checks asynchronous runs");
+  if (traits->replicas && c_.schedule.amdp_step_slot != "clean")
+    return Status::error(dir_ + ": replay of " + c_.schedule.kind +
+                         " covers step_slot: clean (the reference slot drops gradients)");
+  if (c_.parallel.dp != 1)
+    return Status::error(dir_ + ": replay needs a dp=1 run (parallel.dp = " + std::to_string(c_.parallel.dp) + ")");
+  if (!c_.run.save_params) return Status::error(dir_ + ": the run did not save its parameters (run.save_params: true)");
+  return Status::ok();
+}
+
+// The run's backend (auto resolves as the run did on a machine like this one); one process: GPU 0.
+Status Replay::open_stages() {
   std::vector<std::pair<int, int>> ranges;
-  PT_RETURN_IF_ERROR(split_layers_for_config(c, L, &ranges));
-  DataLoaderOptions d;
-  d.train_pattern = c.data.train;
-  d.batch_size = B;
-  d.seq_len = T;
-  d.microbatches = m;
-  d.dp_size = 1;
-  d.seed = uint64_t(c.run.seed);
-  d.shuffle = c.data.shuffle;
-  d.vocab_size = c.model.vocab_size;
-  DataLoader data;
-  PT_RETURN_IF_ERROR(data.open(d));
+  PT_RETURN_IF_ERROR(split_layers_for_config(c_, L_, &ranges));
+  st_.resize(size_t(V_));
+  snap_.resize(size_t(L_));
+  replicas_.resize(size_t(L_));
+  for (int v = 0; v < V_; ++v) {
+    PT_RETURN_IF_ERROR(make_local_stage(c_, c_.runtime.backend, 0, v, L_, ranges, v < L_, &st_[size_t(v)]));
+    replicas_[size_t(v % L_)].push_back(v);
+  }
+  for (int s = 0; s < L_; ++s) {
+    StageModel& mdl = *st_[size_t(s)].model;
+    snap_[size_t(s)][0].assign(mdl.params(), mdl.params() + mdl.num_params());
+    // The run sums replica gradients in ascending rank order (replica group).
+    std::sort(replicas_[size_t(s)].begin(), replicas_[size_t(s)].end(),
+              [&](int x, int y) { return placement_.stage_to_rank[size_t(x)] < placement_.stage_to_rank[size_t(y)]; });
+  }
+  return Status::ok();
+}
 
-  std::vector<LocalStage> st(V);  // st[s] for s < L also carries model stage s's optimizer state
-  std::vector<std::map<int64_t, std::vector<float>>> snap(L);  // model stage -> version -> params
-  std::vector<std::vector<int>> replicas(L);                    // model stage -> virtual stages, by rank
-  for (int v = 0; v < V; ++v) {
-    const int ms = v % L;
-    st[v].stage = v;
-    st[v].layers = ranges[ms];
-    // The run's backend (auto resolves as the run did on a machine like this one); one process: GPU 0.
-    PT_RETURN_IF_ERROR(make_stage_model(c.runtime.backend, 0, c.model,
-                                        StageSpec{ranges[ms].first, ranges[ms].second, ms == 0, ms == L - 1}, B, T,
-                                        &st[v].model)
-                           .with_context(c.source_file));
-    st[v].model->init_params(uint64_t(c.run.seed));
-    replicas[ms].push_back(v);
-  }
-  for (int s = 0; s < L; ++s) {
-    st[s].optimizer_state = make_optimizer_state(c.optimizer, *st[s].model);
-    snap[s][0].assign(st[s].model->params(), st[s].model->params() + st[s].model->num_params());
-    // The run sums replica gradients in ascending rank order (replica communicator).
-    std::sort(replicas[s].begin(), replicas[s].end(),
-              [&](int x, int y) { return placement.stage_to_rank[x] < placement.stage_to_rank[y]; });
-  }
-  std::vector<std::vector<Rec>> queue(V);
-  std::map<std::pair<int64_t, int>, Rec> by_key;
+Status Replay::open() {
+  PT_RETURN_IF_ERROR(load_config(dir_ + "/config.yaml", {}, &c_));
+  PT_RETURN_IF_ERROR(check_config());
+  std::vector<Rec> recs;
+  PT_RETURN_IF_ERROR(read_records(dir_ + "/versions.jsonl", &recs));
+  PT_RETURN_IF_ERROR(build_lowered_schedule(c_, 1, &placement_));
+  V_ = placement_.num_stages;
+  L_ = chain_length(placement_);
+  m_ = c_.training.microbatches;
+  act_ = size_t(c_.training.micro_batch_size) * size_t(c_.training.seq_len) * size_t(c_.model.n_embd);
+  recompute_ = placement_.recompute_in_backward;  // as the run's executor
+  lr_ = lr_schedule_for(c_);
+  PT_RETURN_IF_ERROR(open_data_loader(c_, 1, false, &data_));
+  PT_RETURN_IF_ERROR(open_stages());
+  queue_.resize(size_t(V_));
   for (const Rec& r : recs) {
-    if (r.stage < 0 || r.stage >= V) return Status::error(run_dir + "/versions.jsonl: stage out of range");
-    queue[r.stage].push_back(r);
-    by_key[{r.mb, r.stage}] = r;
+    if (r.stage < 0 || r.stage >= V_) return Status::error(dir_ + "/versions.jsonl: stage out of range");
+    queue_[size_t(r.stage)].push_back(r);
+    by_key_[{r.mb, r.stage}] = r;
   }
-  const LrSchedule lr = lr_schedule_for(c);
-  const bool recompute = placement.recompute_in_backward;  // as the run's executor
-  const float loss_scale = 1.0f / float(m);
-  const size_t act = size_t(B) * T * c.model.n_embd;
-  std::vector<int32_t> in(size_t(B) * T), tg(size_t(B) * T);
-  std::map<std::pair<int64_t, int>, std::vector<float>> outputs, dgrad;  // (mb, virtual stage)
-  auto first = [&](int v) { return v % L == 0; };
-  auto last = [&](int v) { return v % L == L - 1; };
+  in_.resize(size_t(c_.training.micro_batch_size) * size_t(c_.training.seq_len));
+  tg_.resize(in_.size());
+  version_.assign(size_t(L_), 0);
+  next_.assign(size_t(V_), 0);
+  return Status::ok();
+}
 
-  auto load = [&](int v, int64_t version) {
-    auto it = snap[v % L].find(version);
-    if (it == snap[v % L].end()) return false;
-    std::copy(it->second.begin(), it->second.end(), st[v].model->params());
-    st[v].model->sync_params_to_device();
-    return true;
-  };
-  // Output of stage v for micro-batch mb at its recorded forward version.
-  std::function<const std::vector<float>*(int64_t, int)> output_of = [&](int64_t mb, int v) -> const std::vector<float>* {
-    auto it = outputs.find({mb, v});
-    if (it != outputs.end()) return &it->second;
-    auto rk = by_key.find({mb, v});
-    if (rk == by_key.end()) return nullptr;
-    const std::vector<float>* input = nullptr;
-    if (!first(v) && !(input = output_of(mb, v - 1))) return nullptr;
-    if (!load(v, rk->second.forward)) return nullptr;
-    data.batch(mb / m, int(mb % m), 0, in.data(), tg.data());
-    std::vector<float> out(act);
-    st[v].model->forward(0, first(v) ? in.data() : nullptr, first(v) ? nullptr : input->data(), nullptr, out.data());
-    st[v].model->release(0);
-    return &(outputs[{mb, v}] = std::move(out));
-  };
-  // Model stage s applies update k once every replica has run all its backwards
-  // whose gradient the record assigns to version k.
-  std::vector<int64_t> version(L, 0);
-  std::vector<size_t> next(V, 0);
-  std::vector<float> sum;
-  int64_t updates = 0, done = 0;
-  auto try_step = [&](int s) -> bool {
-    const int64_t k = version[s];
-    bool any = false;
-    for (int v : replicas[s]) {
-      for (size_t i = next[v]; i < queue[v].size(); ++i) {
-        if (queue[v][i].applied == k) return false;  // still to run
-        if (queue[v][i].applied > k) break;
-      }
-      for (size_t i = 0; i < next[v]; ++i) any = any || queue[v][i].applied == k;
-    }
-    if (!any) return false;
-    LocalStage& owner = st[s];
-    const size_t n = owner.model->num_params();
-    for (int v : replicas[s]) st[v].model->sync_grads_to_host();  // host reads; the owner's is then written
-    sum.assign(st[replicas[s][0]].model->grads(), st[replicas[s][0]].model->grads() + n);
-    for (size_t r = 1; r < replicas[s].size(); ++r) {
-      const float* g = st[replicas[s][r]].model->grads();
-      for (size_t i = 0; i < n; ++i) sum[i] += g[i];
-    }
-    std::copy(sum.begin(), sum.end(), owner.model->grads());
-    load(s, k);
-    apply_stage_update_self_clipped(owner, c, lr);
-    for (int v : replicas[s]) st[v].model->zero_grads();
-    version[s] = owner.version;
-    snap[s][owner.version].assign(owner.model->params(), owner.model->params() + n);
-    ++updates;
-    return true;
-  };
+bool Replay::load(int v, int64_t version) {
+  auto& versions = snap_[size_t(v % L_)];
+  auto it = versions.find(version);
+  if (it == versions.end()) return false;
+  std::copy(it->second.begin(), it->second.end(), st_[size_t(v)].model->params());
+  st_[size_t(v)].model->sync_params_to_device();
+  return true;
+}
 
-  std::vector<int> order(V);  // downstream chain positions first
-  for (int v = 0; v < V; ++v) order[v] = v;
-  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return x % L > y % L; });
-  bool progressed = true;
-  while (progressed) {
+// Output of stage v for micro-batch mb at its recorded forward version.
+const std::vector<float>* Replay::output_of(int64_t mb, int v) {
+  auto it = outputs_.find({mb, v});
+  if (it != outputs_.end()) return &it->second;
+  auto rk = by_key_.find({mb, v});
+  if (rk == by_key_.end()) return nullptr;
+  const std::vector<float>* input = nullptr;
+  if (!first(v) && !(input = output_of(mb, v - 1))) return nullptr;
+  if (!load(v, rk->second.forward)) return nullptr;
+  data_.batch(mb / m_, int(mb % m_), 0, in_.data(), tg_.data());
+  std::vector<float> out(act_);
+  StageModel& mdl = *st_[size_t(v)].model;
+  mdl.forward(0, first(v) ? in_.data() : nullptr, first(v) ? nullptr : input->data(), nullptr, out.data());
+  mdl.release(0);
+  return &(outputs_[{mb, v}] = std::move(out));
+}
+
+// Model stage s applies update k once every replica has run all its backwards whose
+// gradient the record assigns to version k.
+bool Replay::try_step(int s) {
+  const int64_t k = version_[size_t(s)];
+  const std::vector<int>& reps = replicas_[size_t(s)];
+  bool any = false;
+  for (int v : reps) {
+    const std::vector<Rec>& q = queue_[size_t(v)];
+    for (size_t i = next_[size_t(v)]; i < q.size(); ++i) {
+      if (q[i].applied == k) return false;  // still to run
+      if (q[i].applied > k) break;
+    }
+    for (size_t i = 0; i < next_[size_t(v)]; ++i) any = any || q[i].applied == k;
+  }
+  if (!any) return false;
+  LocalStage& owner = st_[size_t(s)];
+  const size_t n = owner.model->num_params();
+  for (int v : reps) st_[size_t(v)].model->sync_grads_to_host();  // host reads; the owner's is then written
+  const float* g0 = st_[size_t(reps[0])].model->grads();
+  sum_.assign(g0, g0 + n);
+  for (size_t r = 1; r < reps.size(); ++r) {
+    const float* g = st_[size_t(reps[r])].model->grads();
+    for (size_t i = 0; i < n; ++i) sum_[i] += g[i];
+  }
+  std::copy(sum_.begin(), sum_.end(), owner.model->grads());
+  load(s, k);
+  apply_stage_update_self_clipped(owner, c_, lr_);
+  for (int v : reps) st_[size_t(v)].model->zero_grads();
+  version_[size_t(s)] = owner.version;
+  snap_[size_t(s)][owner.version].assign(owner.model->params(), owner.model->params() + n);
+  ++updates_;
+  return true;
+}
+
+// Forward at the forward version (PACI mem: the backward version), backward at the backward version.
+bool Replay::backward_next(int v, Status* error) {
+  const Rec& r = queue_[size_t(v)][next_[size_t(v)]];
+  const std::vector<float>* input = nullptr;
+  if (!first(v) && !(input = output_of(r.mb, v - 1))) return false;
+  if (!last(v) && !dgrad_.count({r.mb, v})) return false;
+  const int64_t fwd_version = recompute_ ? r.backward : r.forward;
+  const auto& versions = snap_[size_t(v % L_)];
+  if (!versions.count(fwd_version) || !versions.count(r.backward)) return false;
+  data_.batch(r.mb / m_, int(r.mb % m_), 0, in_.data(), tg_.data());
+  load(v, fwd_version);
+  std::vector<float> out(last(v) ? 0 : act_), dinput(first(v) ? 0 : act_);
+  StageModel& mdl = *st_[size_t(v)].model;
+  mdl.forward(0, first(v) ? in_.data() : nullptr, first(v) ? nullptr : input->data(), last(v) ? tg_.data() : nullptr,
+              last(v) ? nullptr : out.data());
+  load(v, r.backward);
+  mdl.backward(0, last(v) ? nullptr : dgrad_.at({r.mb, v}).data(), first(v) ? nullptr : dinput.data(),
+               1.0f / float(m_));
+  mdl.release(0);
+  if (!first(v)) dgrad_[{r.mb, v - 1}] = std::move(dinput);
+  dgrad_.erase({r.mb, v});
+  ++next_[size_t(v)];
+  ++done_;
+  if (r.applied >= 0 && r.applied < version_[size_t(v % L_)])
+    *error = Status::error(dir_ + "/versions.jsonl: stage " + std::to_string(v) + " micro-batch " + std::to_string(r.mb) +
+                           " applies its gradient to version " + std::to_string(r.applied) +
+                           ", already past in the replay (version " + std::to_string(version_[size_t(v % L_)]) + ")");
+  return true;
+}
+
+Status Replay::run() {
+  std::vector<int> order(static_cast<size_t>(V_));  // downstream chain positions first
+  for (int v = 0; v < V_; ++v) order[size_t(v)] = v;
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return x % L_ > y % L_; });
+  for (bool progressed = true; progressed;) {
     progressed = false;
-    for (int v : order) {
-      while (next[v] < queue[v].size()) {
-        const Rec& r = queue[v][next[v]];
-        const std::vector<float>* input = nullptr;
-        if (!first(v) && !(input = output_of(r.mb, v - 1))) break;
-        if (!last(v) && !dgrad.count({r.mb, v})) break;
-        const int64_t fwd_version = recompute ? r.backward : r.forward;
-        if (!snap[v % L].count(fwd_version) || !snap[v % L].count(r.backward)) break;
-        // Forward (activations at the forward version), then backward at the backward version.
-        data.batch(r.mb / m, int(r.mb % m), 0, in.data(), tg.data());
-        load(v, fwd_version);
-        std::vector<float> out(last(v) ? 0 : act), dinput(first(v) ? 0 : act);
-        st[v].model->forward(0, first(v) ? in.data() : nullptr, first(v) ? nullptr : input->data(),
-                             last(v) ? tg.data() : nullptr, last(v) ? nullptr : out.data());
-        load(v, r.backward);
-        st[v].model->backward(0, last(v) ? nullptr : dgrad.at({r.mb, v}).data(), first(v) ? nullptr : dinput.data(),
-                              loss_scale);
-        st[v].model->release(0);
-        if (!first(v)) dgrad[{r.mb, v - 1}] = std::move(dinput);
-        dgrad.erase({r.mb, v});
-        ++next[v];
-        ++done;
+    for (int v : order)
+      while (next_[size_t(v)] < queue_[size_t(v)].size()) {
+        Status error;
+        if (!backward_next(v, &error)) break;
+        PT_RETURN_IF_ERROR(error);
         progressed = true;
-        if (r.applied >= 0 && r.applied < version[v % L])
-          return Status::error(run_dir + "/versions.jsonl: stage " + std::to_string(v) + " micro-batch " +
-                               std::to_string(r.mb) + " applies its gradient to version " + std::to_string(r.applied) +
-                               ", already past in the replay (version " + std::to_string(version[v % L]) + ")");
-        while (try_step(v % L)) {
+        while (try_step(v % L_)) {
         }
       }
-    }
   }
-  for (int v = 0; v < V; ++v)
-    if (next[v] != queue[v].size())
-      return Status::error(run_dir + "/versions.jsonl: replay stuck at stage " + std::to_string(v) + " micro-batch " +
-                           std::to_string(queue[v][next[v]].mb) + ": a version or input it needs never appears");
+  for (int v = 0; v < V_; ++v)
+    if (next_[size_t(v)] != queue_[size_t(v)].size())
+      return Status::error(dir_ + "/versions.jsonl: replay stuck at stage " + std::to_string(v) + " micro-batch " +
+                           std::to_string(queue_[size_t(v)][next_[size_t(v)]].mb) +
+                           ": a version or input it needs never appears");
+  return Status::ok();
+}
 
-  // Compare the final weights with the run's.
+// The final weights against the run's DIR/params, bit for bit.
+Status Replay::compare(std::string* summary) {
   int tensors = 0;
-  for (int s = 0; s < L; ++s) {
-    LocalStage& ls = st[s];
-    load(s, version[s]);
+  for (int s = 0; s < L_; ++s) {
+    LocalStage& ls = st_[size_t(s)];
+    load(s, version_[size_t(s)]);
     for (const auto& t : ls.model->tensors()) {
       if (t.is_tied_head) continue;
-      const std::string path = run_dir + "/params/" + std::to_string(t.global_id) + ".bin";
+      const std::string path = dir_ + "/params/" + std::to_string(t.global_id) + ".bin";
       std::ifstream f(path, std::ios::binary);
       std::vector<float> saved(t.numel);
       if (!f.read(reinterpret_cast<char*>(saved.data()), std::streamsize(t.numel * sizeof(float))))
@@ -254,10 +297,19 @@ Status replay_run(const std::string& run_dir, std::string* summary) {
       ++tensors;
     }
   }
-  *summary = "replay of " + run_dir + ": " + std::to_string(done) + " (micro-batch, stage) backwards, " +
-             std::to_string(updates) + " stage updates; all " + std::to_string(tensors) +
+  *summary = "replay of " + dir_ + ": " + std::to_string(done_) + " (micro-batch, stage) backwards, " +
+             std::to_string(updates_) + " stage updates; all " + std::to_string(tensors) +
              " parameter tensors equal the run's bit for bit";
   return Status::ok();
+}
+
+}  // namespace
+
+Status replay_run(const std::string& run_dir, std::string* summary) {
+  Replay replay(run_dir);
+  PT_RETURN_IF_ERROR(replay.open());
+  PT_RETURN_IF_ERROR(replay.run());
+  return replay.compare(summary);
 }
 
 }  // namespace pt

@@ -24,6 +24,8 @@ struct SegmentRunner::Pending {
   float clip = 1.0f;                          // sync: its clip scale
   std::vector<double> global_norm;            // sync: per update
   std::map<std::pair<int, int>, double> sq;   // async: (stage, update) -> squared norm applied
+  std::vector<NonFinite> nonfinite;           // this rank's
+  std::set<int> skipped;                      // updates (k) left out on some stage of this rank
 };
 
 SegmentRunner::SegmentRunner(const Config& c, Collectives& coll, const Schedule& placement, int pp_rank,
@@ -59,19 +61,52 @@ void SegmentRunner::step(LocalStage& ls, Pending& p, std::vector<LocalStage>& lo
     return;
   }
   const int k = int(ls.version - p.first_step);
+  bool finite = true;
   if (traits_.clip == ClipPolicy::kPerStage) {
-    p.sq[{ls.stage, k}] = apply_stage_update_self_clipped(ls, c_, p.lr);
+    const double sq = stage_norm_sq(ls);
+    p.sq[{ls.stage, k}] = sq;
+    finite = std::isfinite(sq);
+    if (!finite) p.nonfinite.push_back({p.first_step + k + 1, ls.stage, pp_rank_});
+    else apply_stage_update(ls, c_.optimizer, learning_rate(p.lr, ls.version), clip_scale(std::sqrt(sq), c_.optimizer.grad_clip));
   } else {
-    if (p.norm_update != k) {  // this rank's first STEP of update k: every local stage is reduced
-      const double norm = global_grad_norm(coll_, local);
-      p.global_norm.push_back(norm);
-      p.clip = clip_scale(norm, c_.optimizer.grad_clip);
-      p.norm_update = k;
-    }
-    apply_stage_update(ls, c_.optimizer, learning_rate(p.lr, p.first_step + k), p.clip);
+    if (p.norm_update != k) global_norm_of_update(k, p, local);
+    finite = std::isfinite(p.global_norm.back());
+    if (finite) apply_stage_update(ls, c_.optimizer, learning_rate(p.lr, p.first_step + k), p.clip);
+  }
+  if (!finite) {  // left out: parameters and optimizer state stay as they were
+    ++ls.version;
+    p.skipped.insert(k);
   }
   ls.model->zero_grads();
   if (replicas_.owner_mode()) replicas_.broadcast_params(ls);
+}
+
+// This rank's first STEP of update k: every local stage is reduced, the norm is global.
+void SegmentRunner::global_norm_of_update(int k, Pending& p, std::vector<LocalStage>& local) {
+  const double norm = global_grad_norm(coll_, local);
+  p.global_norm.push_back(norm);
+  p.clip = clip_scale(norm, c_.optimizer.grad_clip);
+  p.norm_update = k;
+  if (std::isfinite(norm)) return;
+  for (const auto& ls : local)  // name the stages whose own gradients are not finite
+    if (!std::isfinite(stage_norm_sq(ls))) p.nonfinite.push_back({p.first_step + k + 1, ls.stage, pp_rank_});
+}
+
+// Every rank's non-finite findings, and the non-finite update losses (stage -1).
+void SegmentRunner::gather_nonfinite(const Pending& p, SegmentResult* result) {
+  std::vector<NonFinite> all = allgatherv(coll_, Group::kPipeline, p.nonfinite);
+  for (const UpdateLog& l : result->updates)
+    if (!std::isfinite(l.loss)) all.push_back({l.step, -1, -1});
+  std::sort(all.begin(), all.end(), [](const NonFinite& a, const NonFinite& b) {
+    return a.step != b.step ? a.step < b.step : a.stage < b.stage;
+  });
+  result->nonfinite = all;
+  int64_t skipped_any = p.skipped.empty() ? 0 : 1;
+  coll_.allreduce_max(Group::kPipeline, &skipped_any, 1);
+  if (!skipped_any) return;
+  std::vector<int64_t> mine(p.skipped.begin(), p.skipped.end());
+  std::vector<int64_t> ks = allgatherv(coll_, Group::kPipeline, mine);
+  for (int64_t k : ks) result->updates[size_t(k)].skipped = true;
 }
 
 SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, double clock_offset, TrainState* state,
@@ -115,6 +150,7 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
   result.peak_slots = out.peak_slots;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   fill_logs(lowered, first_step, clock_offset, p, out, &result);
+  gather_nonfinite(p, &result);
   return result;
 }
 

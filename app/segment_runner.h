@@ -11,6 +11,9 @@
 //                                update at this rank's first STEP; otherwise the stage clips
 //                                by its own norm and takes the learning rate of its version
 // and afterwards reduces losses, norms and version records into one log line per update.
+// A non-finite gradient norm never reaches the parameters: that update is left out on the
+// stages it covers (global clip: every stage; per-stage clip: that stage), the version still
+// advances, and the segment reports it (training.on_nonfinite decides what the run does).
 #pragma once
 
 #include <cstdint>
@@ -39,6 +42,15 @@ struct UpdateLog {
   double lr = 0;
   double grad_norm = 0;   // sync: the global norm; async: sqrt of the summed per-stage squares
   std::string versions;   // async: JSON per-stage drift/delay; "" for sync
+  bool skipped = false;   // some stage's update was left out: a non-finite gradient norm
+};
+
+// A non-finite value seen in a segment: the gradient norm of `stage` (or, stage -1, the loss)
+// of update `step` (1-based, as logged).
+struct NonFinite {
+  int64_t step = 0;
+  int stage = -1;
+  int pp_rank = -1;
 };
 
 // A version record with run-global ids: microbatch = step·m + index, versions counted
@@ -52,6 +64,7 @@ struct RunVersionRecord {
 struct SegmentResult {
   std::vector<UpdateLog> updates;
   std::vector<RunVersionRecord> records;  // async only, dp replica 0's
+  std::vector<NonFinite> nonfinite;       // every rank's, in (step, stage) order; empty when all finite
   int peak_slots = 0;                     // most activation slots held at once on this rank
   double seconds = 0;                     // wall time of the segment
 };
@@ -73,6 +86,8 @@ class SegmentRunner {
   struct Pending;  // per-segment bookkeeping of the callbacks
   void reduce_data(LocalStage& ls, Pending& p, std::vector<LocalStage>& local);
   void step(LocalStage& ls, Pending& p, std::vector<LocalStage>& local);
+  void global_norm_of_update(int k, Pending& p, std::vector<LocalStage>& local);
+  void gather_nonfinite(const Pending& p, SegmentResult* result);
   void mark_dropped_backwards(const Schedule& lowered, const std::vector<LocalStage>& local,
                               std::vector<VersionRecord>* versions) const;
   void fill_logs(const Schedule& lowered, int64_t first_step, double clock_offset, const Pending& p,

@@ -66,6 +66,11 @@ class TrainingRun {
   Status setup_stages();
   Status setup_transport(const TransportChoice& choice, int transport_gpu);
   Status setup_run_dir();
+  Status refuse_existing_record();
+  void continue_clock(double last_logged_time_s);
+  double train_time() const { return clock_.train_s + seconds_since(t_start_); }
+  Status check_nonfinite(const SegmentResult& r);
+  Status checkpoint(int64_t step);
   Status lowered_for(int64_t updates, const Schedule** out);
   Status run_segment(int64_t* step);
   void log_update(const UpdateLog& l, const SegmentResult& r, int64_t updates);
@@ -95,8 +100,10 @@ class TrainingRun {
   MetricsLog metrics_, versions_;
   std::unique_ptr<Progress> progress_;
   Clock::time_point t_start_;
+  RunClock clock_;                // training time before this segment, downtime and lost work so far
   int64_t tokens_per_step_ = 0;
   int64_t steps_done_ = 0;
+  int64_t skipped_steps_ = 0;     // updates left out for a non-finite gradient (on_nonfinite: skip_step)
   double last_val_ = NAN;
 };
 
@@ -156,6 +163,31 @@ Status TrainingRun::setup_transport(const TransportChoice& choice, int transport
   return Status::ok();
 }
 
+// A fresh start (no --resume) never replaces another run's record: a run directory that
+// holds metrics is refused unless run.overwrite. World rank 0 looks; every rank returns its answer.
+Status TrainingRun::refuse_existing_record() {
+  std::string error;
+  const std::string dir = c_.run.out_dir + "/" + c_.run.name, metrics = dir + "/metrics.jsonl";
+  std::error_code ec;
+  if (root() && c_.checkpoint.resume.empty() && !c_.run.overwrite && std::filesystem::file_size(metrics, ec) > 0 && !ec)
+    error = dir + " already holds a run's record (metrics.jsonl). To continue that run pass --resume auto; to "
+            "start another, give it a new name (--set run.name=NAME); to replace it, pass --overwrite";
+  error = broadcast_string(*coll_, Group::kWorld, error, 0);
+  return error.empty() ? Status::ok() : Status::error(error);
+}
+
+// Resumed: time continues from the checkpoint's training time. The wall time from the
+// checkpoint to this start is split into work redone (the killed segment logged up to
+// last_logged_time_s) and downtime. Rank 0 computes it; every rank gets the same clock.
+void TrainingRun::continue_clock(double last_logged_time_s) {
+  clock_ = resumed_.clock;
+  if (resumed_.step == 0 || clock_.saved_unix <= 0) return;
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double lost = std::max(0.0, last_logged_time_s - clock_.train_s);
+  clock_.lost_s += lost;
+  clock_.downtime_s += std::max(0.0, now - clock_.saved_unix - lost);
+}
+
 // Rank 0: config.yaml, metrics.jsonl (kept up to the resumed step), versions.jsonl (async).
 Status TrainingRun::setup_run_dir() {
   run_dir_ = c_.run.out_dir + "/" + c_.run.name;
@@ -163,7 +195,9 @@ Status TrainingRun::setup_run_dir() {
   std::error_code ec;
   std::filesystem::create_directories(run_dir_, ec);
   if (ec) return Status::error(run_dir_ + ": cannot create the run directory: " + ec.message());
-  PT_RETURN_IF_ERROR(prepare_metrics_file(run_dir_ + "/metrics.jsonl", resumed_.step));
+  double last_logged = 0;
+  PT_RETURN_IF_ERROR(prepare_metrics_file(run_dir_ + "/metrics.jsonl", resumed_.step, &last_logged));
+  continue_clock(last_logged);
   PT_RETURN_IF_ERROR(write_text_file(run_dir_ + "/config.yaml", dump_config(c_)));
   PT_RETURN_IF_ERROR(metrics_.open(run_dir_ + "/metrics.jsonl"));
   if (!traits_->asynchronous) return Status::ok();
@@ -176,20 +210,25 @@ Status TrainingRun::setup_run_dir() {
 Status TrainingRun::setup() {
   PT_RETURN_IF_ERROR(make_process_groups(c_.parallel.dp, c_.parallel.pp, &g_).with_context(c_.source_file));
   set_reporting_rank(g_.world_rank);
-  set_wait_deadline_seconds(600);
+  set_wait_deadline_seconds(c_.runtime.watchdog_seconds);
+  init_watchdog_pings();
   if (c_.runtime.threads > 0) openblas_set_num_threads(c_.runtime.threads);
   coll_ = make_mpi_collectives(g_);
   traits_ = find_schedule(c_.schedule.kind);  // the config loader checked the name
   TransportChoice choice;
   int transport_gpu = -1;
   PT_RETURN_IF_ERROR(setup_devices(&choice, &transport_gpu));
+  PT_RETURN_IF_ERROR(refuse_existing_record());
   PT_RETURN_IF_ERROR(setup_stages());
   PT_RETURN_IF_ERROR(open_data_loader(c_, c_.parallel.dp, true, &data_));
   install_stop_signal_handlers();
   // Resume (checkpoint.cc): params, optimizer state, versions and the step, by global tensor id.
-  PT_RETURN_IF_ERROR(resume_training(c_, g_, state_.local, &resumed_));
+  PT_RETURN_IF_ERROR(resume_training(c_, g_, *coll_, state_.local, &resumed_));
   PT_RETURN_IF_ERROR(setup_transport(choice, transport_gpu));
   PT_RETURN_IF_ERROR(setup_run_dir());
+  double k[3] = {clock_.train_s, clock_.downtime_s, clock_.lost_s};  // rank 0 read the metrics
+  coll_->broadcast(Group::kWorld, k, sizeof k, 0);
+  clock_ = RunClock{k[0], k[1], k[2], 0};
   const bool interactive = c_.runtime.progress == "on" || (c_.runtime.progress == "auto" && isatty(STDOUT_FILENO));
   progress_ = std::make_unique<Progress>(interactive && root());
   tokens_per_step_ = int64_t(c_.training.micro_batch_size) * c_.training.seq_len * c_.training.microbatches * g_.dp;
@@ -223,8 +262,7 @@ void TrainingRun::log_eval(int64_t step) {
   last_val_ = evaluate();
   if (!root()) return;
   JsonWriter j;
-  j.field("step", step).field("tokens", step * tokens_per_step_).field("time_s", seconds_since(t_start_))
-      .field("val_loss", last_val_);
+  j.field("step", step).field("tokens", step * tokens_per_step_).field("time_s", train_time()).field("val_loss", last_val_);
   metrics_.write(j.str());
   progress_->finish();
   std::printf("eval  step %5lld | val_loss %.4f\n", (long long)step, last_val_);
@@ -245,6 +283,7 @@ void TrainingRun::log_update(const UpdateLog& l, const SegmentResult& r, int64_t
   j.field("step", l.step).field("tokens", l.step * tokens_per_step_).field("time_s", l.time_s).field("loss", l.loss)
       .field("lr", l.lr).field("grad_norm", l.grad_norm).field("tokens_per_s", tok_s);
   if (!traits_->asynchronous) j.field("peak_slots", r.peak_slots);
+  if (l.skipped) j.field("skipped", true);
   j.field("data_hash", step_data_hash(l.step - 1));
   if (traits_->asynchronous) j.raw("versions", l.versions);
   metrics_.write(j.str());
@@ -259,28 +298,55 @@ Status TrainingRun::run_segment(int64_t* step) {
   const int64_t end = traits_->asynchronous ? next_drain_step(c_, *step) : *step + 1;
   const Schedule* list = nullptr;
   PT_RETURN_IF_ERROR(lowered_for(end - *step, &list));
-  SegmentResult r = runner_->run(*list, *step, seconds_since(t_start_), &state_, data_, transport_.get());
+  SegmentResult r = runner_->run(*list, *step, train_time(), &state_, data_, transport_.get());
   if (root()) {
     for (const auto& rec : r.records) versions_.write(version_record_json(rec));
     for (const auto& l : r.updates) log_update(l, r, end - *step);
   }
   *step = end;
+  return check_nonfinite(r);
+}
+
+// training.on_nonfinite: stop ends the run here, before any checkpoint of the bad state;
+// skip_step counts the updates the runner left out. Every rank holds the same findings.
+Status TrainingRun::check_nonfinite(const SegmentResult& r) {
+  for (const UpdateLog& l : r.updates) skipped_steps_ += l.skipped ? 1 : 0;
+  if (r.nonfinite.empty() || c_.training.on_nonfinite == "skip_step") return Status::ok();
+  const NonFinite& f = r.nonfinite.front();
+  const std::string what = f.stage < 0 ? "loss" : "gradient norm of stage " + std::to_string(f.stage) +
+                                                     " (pipeline rank " + std::to_string(f.pp_rank) + ")";
+  return Status::error("non-finite " + what + " at step " + std::to_string(f.step) +
+                       ". training.on_nonfinite is stop: the run ends without applying that update or writing a "
+                       "checkpoint, so the last complete checkpoint (if any) stays the newest. Lower optimizer.lr, "
+                       "check the data, or set training.on_nonfinite: skip_step");
+}
+
+// checkpoint.on_write_error: the previous complete checkpoint stays usable either way.
+Status TrainingRun::checkpoint(int64_t step) {
+  RunClock k = clock_;
+  k.train_s = train_time();
+  k.saved_unix = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const Status s = save_checkpoint(c_, g_, *coll_, ranges_, state_.local, step, resumed_.restarts, k);
+  if (s || c_.checkpoint.on_write_error == "stop")
+    return s.with_context("checkpoint.on_write_error is stop");
+  if (root()) log_warn("checkpoint of step " + std::to_string(step) + " not written (" + s.message() +
+                       "); checkpoint.on_write_error is continue: training goes on");
   return Status::ok();
 }
 
 // Evaluation, checkpoint and stop decisions after a segment, agreed by every rank.
 Status TrainingRun::between_segments(int64_t step, bool* stop) {
   const bool last = step == c_.training.steps;
-  const bool out_of_time = c_.training.max_seconds > 0 && seconds_since(t_start_) >= c_.training.max_seconds;
+  const bool out_of_time = c_.training.max_seconds > 0 && train_time() >= c_.training.max_seconds;
   int64_t flag = out_of_time ? 1 : 0;  // rank 0's clock decides for everyone
   coll_->broadcast(Group::kWorld, &flag, sizeof flag, 0);
   const bool timed_out = flag != 0;
   const bool have_val = !c_.data.val.empty();
   if (have_val && ((c_.training.eval_every > 0 && step % c_.training.eval_every == 0) || last || timed_out))
     log_eval(step);
-  const bool signalled = stop_signal_agreed();  // SIGTERM/SIGUSR1 on any rank: checkpoint, then exit 0
+  const bool signalled = stop_signal_agreed(*coll_);  // SIGTERM/SIGUSR1 on any rank: checkpoint, then exit 0
   if (checkpoint_due(c_, step, last || timed_out, signalled))
-    PT_RETURN_IF_ERROR(save_checkpoint(c_, g_, ranges_, state_.local, step, resumed_.restarts));
+    PT_RETURN_IF_ERROR(checkpoint(step));
   if (signalled && root())
     log_info("pipetrain: stop signal received; checkpointed step " + std::to_string(step) + ", exiting");
   *stop = signalled || timed_out;
@@ -309,9 +375,11 @@ Status TrainingRun::save_params() {
 Status TrainingRun::write_summary() {
   if (!root()) return Status::ok();
   JsonWriter j;
-  j.field("steps", steps_done_).field("tokens", steps_done_ * tokens_per_step_).field("time_s", seconds_since(t_start_))
+  j.field("steps", steps_done_).field("tokens", steps_done_ * tokens_per_step_).field("time_s", train_time())
       .field("final_val_loss", last_val_).field("schedule", c_.schedule.kind).field("world_size", g_.world_size)
-      .field("restarts", resumed_.restarts);
+      .field("restarts", resumed_.restarts).field("restart_downtime_s", clock_.downtime_s)
+      .field("lost_work_s", clock_.lost_s).field("segment_time_s", seconds_since(t_start_))
+      .field("skipped_steps", skipped_steps_);
   PT_RETURN_IF_ERROR(write_text_file(run_dir_ + "/summary.json", j.str() + "\n"));
   log_info("pipetrain: done; metrics in " + run_dir_ + "/metrics.jsonl");
   return Status::ok();

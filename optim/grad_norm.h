@@ -17,7 +17,8 @@ double sum_of_squares(const float* x, size_t n);
 // across calls but each id must appear once. Returns sqrt of the ordered sum.
 double combine_norm(std::vector<std::pair<int, double>> entries);
 
-// Clip factor: min(1, max_norm / (norm + 1e-6)); 1 when max_norm <= 0.
+// Clip factor: 1 when max_norm <= 0 (off) or norm <= max_norm; else max_norm / (norm + 1e-6)
+// (the 1e-6 keeps the clipped norm just under the limit, as torch.nn.utils.clip_grad_norm_).
 float clip_scale(double norm, double max_norm);
 
 }  // namespace pt

@@ -91,10 +91,17 @@ class MpiCollectives : public Collectives {
     PT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, d, count(n), t, op, comm(g), &req));
     finish(&req, what, g);
   }
+  // On expiry the silent members are found by pinging the group (mpi_wait.h).
   void finish(MPI_Request* req, const char* op, Group g) const {
     wait_request(req, nullptr, [&] {
+      std::string silent;
+      for (const auto& [r, w] : silent_members(comm(g), 2.0))  // world = replica * pp + pipeline rank
+        silent += std::string(silent.empty() ? "" : ", ") + "world rank " + std::to_string(w) + " (pipeline rank " +
+                  std::to_string(w % groups_.pp) + " of replica " + std::to_string(w / groups_.pp) + ")";
       return std::string("a collective (") + op + ") over the " + group_name(g) + " group of " +
-             std::to_string(size(g)) + " ranks, at least one of which has not joined it";
+             std::to_string(size(g)) + " ranks; " +
+             (silent.empty() ? "every member answers pings, so one is stuck in other work"
+                             : "not answering: " + silent);
     });
   }
   const ProcessGroups& groups_;
@@ -117,13 +124,5 @@ std::unique_ptr<Collectives> make_mpi_collectives(const ProcessGroups& groups) {
   return std::make_unique<MpiCollectives>(groups);
 }
 
-std::string broadcast_string(Collectives& c, Group g, const std::string& s, int root) {
-  int64_t len = int64_t(s.size());
-  c.broadcast(g, &len, sizeof len, root);
-  std::string out = s;
-  out.resize(size_t(len));
-  if (len > 0) c.broadcast(g, out.data(), size_t(len), root);
-  return out;
-}
 
 }  // namespace pt

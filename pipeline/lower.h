@@ -11,7 +11,8 @@
 //   * consecutive comm actions form one group ("tick"): the sends (sorted by peer) before the
 //   receives (sorted
 //     by peer, channel order kept), so posting a group never waits on itself.
-//   * stages on the same rank exchange nothing.
+//   * stages on the same rank exchange nothing;
+//   * STEP and ALLREDUCE_GRAD pass through in place (no message of their own).
 // With SEND non-blocking and RECV blocking, the result is deadlock-free iff the compute order is;
 // simulate() checks that.
 #pragma once

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <thread>
+#include <vector>
 
 #include "common/check.h"
 
@@ -10,8 +11,64 @@ namespace pt {
 namespace {
 
 double g_deadline_s = 600.0;
+MPI_Comm g_ping_comm = MPI_COMM_NULL;
+constexpr int kPingTag = 1, kPongTag = 2;
+
+// Answers every pending ping (a live rank inside any wait does this while it polls).
+void answer_pings() {
+  if (g_ping_comm == MPI_COMM_NULL) return;
+  int flag = 1;
+  while (flag) {
+    MPI_Status st;
+    PT_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, kPingTag, g_ping_comm, &flag, &st));
+    if (!flag) return;
+    char b = 0;
+    PT_MPI_CHECK(MPI_Recv(&b, 1, MPI_CHAR, st.MPI_SOURCE, kPingTag, g_ping_comm, MPI_STATUS_IGNORE));
+    MPI_Request req;
+    PT_MPI_CHECK(MPI_Isend(&b, 1, MPI_CHAR, st.MPI_SOURCE, kPongTag, g_ping_comm, &req));
+    PT_MPI_CHECK(MPI_Request_free(&req));
+  }
+}
 
 }  // namespace
+
+void init_watchdog_pings() {
+  if (g_ping_comm == MPI_COMM_NULL) PT_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &g_ping_comm));
+}
+
+std::vector<std::pair<int, int>> silent_members(MPI_Comm comm, double seconds) {
+  if (g_ping_comm == MPI_COMM_NULL) return {};
+  int n = 0, me = 0;
+  MPI_Comm_size(comm, &n);
+  MPI_Comm_rank(MPI_COMM_WORLD, &me);
+  MPI_Group group, world;
+  MPI_Comm_group(comm, &group);
+  MPI_Comm_group(MPI_COMM_WORLD, &world);
+  std::vector<int> local(static_cast<size_t>(n)), global(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) local[size_t(i)] = i;
+  MPI_Group_translate_ranks(group, n, local.data(), world, global.data());
+  std::vector<char> out(static_cast<size_t>(n)), in(static_cast<size_t>(n));
+  std::vector<MPI_Request> sends(static_cast<size_t>(n), MPI_REQUEST_NULL), recvs(static_cast<size_t>(n), MPI_REQUEST_NULL);
+  for (int i = 0; i < n; ++i) {
+    if (global[size_t(i)] == me) continue;
+    MPI_Isend(&out[size_t(i)], 1, MPI_CHAR, global[size_t(i)], kPingTag, g_ping_comm, &sends[size_t(i)]);
+    MPI_Irecv(&in[size_t(i)], 1, MPI_CHAR, global[size_t(i)], kPongTag, g_ping_comm, &recvs[size_t(i)]);
+  }
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    answer_pings();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::vector<std::pair<int, int>> silent;
+  for (int i = 0; i < n; ++i) {
+    int done = 1;
+    if (recvs[size_t(i)] != MPI_REQUEST_NULL) MPI_Test(&recvs[size_t(i)], &done, MPI_STATUS_IGNORE);
+    if (!done) silent.push_back({i, global[size_t(i)]});
+  }
+  MPI_Group_free(&group);
+  MPI_Group_free(&world);
+  return silent;
+}
 
 void set_wait_deadline_seconds(double seconds) { g_deadline_s = seconds; }
 double wait_deadline_seconds() { return g_deadline_s; }
@@ -34,6 +91,7 @@ bool poll_until_deadline(MPI_Request* request, MPI_Status* status) {
   while (true) {
     PT_MPI_CHECK(MPI_Test(request, &done, st));
     if (done) return true;
+    answer_pings();
     if (g_deadline_s > 0 && Clock::now() - start > limit) return false;
     std::this_thread::sleep_for(nap);
     if (nap < std::chrono::microseconds(1000)) nap *= 2;

@@ -10,12 +10,23 @@
 #include <mpi.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace pt {
 
 // Seconds any single wait may take; <= 0 means no deadline. Default 600.
 void set_wait_deadline_seconds(double seconds);
 double wait_deadline_seconds();
+
+// Collective over MPI_COMM_WORLD, once after MPI_Init: a private communicator on which every
+// waiting rank answers liveness pings, so that a rank whose collective expired can name the
+// members that are silent (stopped or hung) rather than only the group.
+void init_watchdog_pings();
+
+// Members of `comm` that do not answer a ping within `seconds` (every live rank answers
+// while it waits), as (rank in comm, world rank) pairs; empty when all answer or pings are off.
+std::vector<std::pair<int, int>> silent_members(MPI_Comm comm, double seconds);
 
 // Completes `request` (filling *status unless null) or ends the job after the deadline.
 // `what` is evaluated only on expiry: it names the action and the peer, e.g.

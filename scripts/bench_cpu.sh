@@ -60,6 +60,7 @@ PY
 mkdir -p "$OUT_DIR"
 results=()
 for ((r = 1; r <= ROUNDS; ++r)); do
+  rm -rf "$OUT_DIR/bench_cpu"  # each round is a fresh run of the same name
   "$BUILD_DIR/pipetrain" train --config configs/quickstart.yaml \
     --set parallel.pp=1 --set parallel.dp=1 --set training.steps="$STEPS" \
     --set training.max_seconds=0 --set training.log_every="$STEPS" --set data.val= \

@@ -23,10 +23,12 @@ echo "== the plan (no MPI needed): pipetrain plan --config configs/quickstart.ya
 "$BUILD_DIR/pipetrain" plan --config configs/quickstart.yaml | sed -n '/== layer split/,$p' | head -40
 
 echo
-echo "== training: mpirun -np 4 $BUILD_DIR/pipetrain train --config configs/quickstart.yaml $*"
+# --overwrite: running the quickstart again replaces runs/quickstart (pipetrain refuses to
+# overwrite a run's record otherwise).
+echo "== training: mpirun -np 4 $BUILD_DIR/pipetrain train --config configs/quickstart.yaml --overwrite $*"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpirun --oversubscribe -np 4 -x OPENBLAS_NUM_THREADS=1 \
-  "$BUILD_DIR/pipetrain" train --config configs/quickstart.yaml "$@"
+  "$BUILD_DIR/pipetrain" train --config configs/quickstart.yaml --overwrite "$@"
 
 echo
 echo "== validation loss curve (runs/quickstart/metrics.jsonl)"

@@ -52,7 +52,6 @@ Status build(const ScheduleSpec& spec, bool flush, Schedule* out) {
   shell.microbatches = rule.total;
   Schedule s = schedules_internal::empty_schedule(shell, flush ? "paci_flush" : "paci");
   s.per_rank = schedules_internal::run_worker_loop(rule);
-  s.recompute_in_backward = spec.paci_mode == "mem";  // both kinds have recompute_mode
   schedules_internal::assign_live_versions(&s, /*stash=*/false);
   *out = std::move(s);
   return Status::ok();

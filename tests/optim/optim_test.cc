@@ -54,6 +54,7 @@ TEST(OptimizerRegistry, KnowsAdamWAndRejectsUnknownKindsNamingTheAllowedOnes) {
   const std::vector<std::string> kinds = optimizer_kinds();
   ASSERT_EQ(kinds.size(), optimizer_registry().size());
   EXPECT_NE(std::find(kinds.begin(), kinds.end(), "adamw"), kinds.end());
+  EXPECT_EQ(kinds.front(), kDefaultOptimizerKind) << "the config default is the table's first entry";
   std::string allowed;
   for (const auto& k : kinds) {
     std::unique_ptr<Optimizer> opt;

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -25,7 +26,9 @@ using testing::executor_test_batch;
 using testing::grads_by_id;
 constexpr int kB = testing::kExecB, kT = testing::kExecT, kM = 6, kS = 4;
 
-void run_pipeline_and_compare(const std::string& kind) {
+// With `callbacks`, each rank records its ALLREDUCE_GRAD/STEP calls and the gradients its stage
+// holds at the reduce: the step tail of a synchronous list runs after every backward.
+void run_pipeline_and_compare(const std::string& kind, bool callbacks = false) {
   const ModelConfig cfg = testing::executor_test_model(kS);
   // Reference: one stage, micro-batches in order (gradient accumulation).
   const testing::AccumulationReference reference = testing::gradient_accumulation_reference(cfg, kM);
@@ -49,6 +52,8 @@ void run_pipeline_and_compare(const std::string& kind) {
   }
   auto hub = make_local_hub(kS);
   std::vector<StepOutput> outs(kS);
+  std::vector<std::vector<std::string>> calls(kS);
+  std::vector<std::map<int, std::vector<float>>> at_reduce(kS);
   std::vector<std::thread> ranks;
   for (int r = 0; r < kS; ++r) {
     ranks.emplace_back([&, r] {
@@ -56,10 +61,26 @@ void run_pipeline_and_compare(const std::string& kind) {
       std::vector<StageModel*> mine(kS, nullptr);
       mine[r] = stages[r].get();
       Executor ex(lowered, r, mine, transport.get());
-      outs[r] = ex.run_step(executor_test_batch, 1.0f / kM);
+      StageCallbacks cb;
+      if (callbacks) {
+        cb.reduce = [&, r](int s, uint8_t group) {
+          calls[r].push_back("R" + std::to_string(s) + ":" + std::to_string(group));
+          at_reduce[r] = grads_by_id(*stages[s]);
+        };
+        cb.step = [&, r](int s) { calls[r].push_back("S" + std::to_string(s)); };
+      }
+      outs[r] = ex.run_step(executor_test_batch, 1.0f / kM, cb);
     });
   }
   for (auto& t : ranks) t.join();
+  if (callbacks) {
+    for (int r = 0; r < kS; ++r) {
+      EXPECT_EQ(calls[r], (std::vector<std::string>{"R" + std::to_string(r) + ":" + std::to_string(kGroupData),
+                                                    "S" + std::to_string(r)}))
+          << "rank " << r;
+      for (const auto& [id, g] : at_reduce[r]) EXPECT_TRUE(g == ref.at(id)) << "tensor " << id << " at the reduce";
+    }
+  }
 
   ASSERT_EQ(outs[kS - 1].losses.size(), size_t(kM));
   for (int mb = 0; mb < kM; ++mb) EXPECT_EQ(outs[kS - 1].losses[mb], ref_losses[mb]) << kind << " micro-batch " << mb;
@@ -80,6 +101,7 @@ void run_pipeline_and_compare(const std::string& kind) {
 TEST(ExecutorLocal, OneFOneBEqualsGradientAccumulationBitwise) { run_pipeline_and_compare("1f1b"); }
 TEST(ExecutorLocal, ZeroBubbleSplitBackwardEqualsGradientAccumulationBitwise) { run_pipeline_and_compare("zb_h1"); }
 TEST(ExecutorLocal, GPipeEqualsGradientAccumulationBitwise) { run_pipeline_and_compare("gpipe"); }
+TEST(ExecutorLocal, SyncStepTailCallsReduceThenStepAfterTheFlush) { run_pipeline_and_compare("1f1b", true); }
 
 }  // namespace
 }  // namespace pt

@@ -10,6 +10,7 @@
 //                             (S > 1).
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <set>
 
 #include "tests/pipeline/test_util.h"
@@ -212,6 +213,129 @@ TEST(Schedules, RejectsBadSpecsNamingTheKey) {
   }
 }
 
+// The step is in the IR: a synchronous rank list ends, after its last compute action, with
+// ALLREDUCE_GRAD(stage, data) for each of its stages in ascending order, then STEP(stage) in the same
+// order; an asynchronous list has ALLREDUCE_GRAD(stage, data) immediately before every STEP(stage)
+// and nowhere else over the data group.
+TEST(Schedules, EveryListCarriesItsStep) {
+  int count = 0;
+  const char* const* kinds = schedule_kinds(&count);
+  for (int i = 0; i < count; ++i) {
+    const ScheduleTraits& t = *find_schedule(kinds[i]);
+    ScheduleSpec spec{kinds[i], 4, t.chunks ? 2 : 1, 8, 0};
+    spec.segment_updates = 3;
+    Schedule s;
+    ASSERT_TRUE(make_schedule(spec, &s).is_ok()) << kinds[i];
+    for (int r = 0; r < s.num_ranks; ++r) {
+      const auto& list = s.per_rank[size_t(r)];
+      const std::string what = std::string(kinds[i]) + " rank " + std::to_string(r);
+      if (!t.asynchronous) {
+        std::vector<Action> want;
+        for (ActionKind kind : {ActionKind::ALLREDUCE_GRAD, ActionKind::STEP})
+          for (int st = 0; st < s.num_stages; ++st) {
+            if (s.stage_to_rank[size_t(st)] != r) continue;
+            Action a;
+            a.kind = kind;
+            a.stage = st;
+            a.microbatch = -1;
+            a.group = kind == ActionKind::ALLREDUCE_GRAD ? kGroupData : 0;
+            want.push_back(a);
+          }
+        ASSERT_GE(list.size(), want.size()) << what;
+        const std::vector<Action> tail(list.end() - ptrdiff_t(want.size()), list.end());
+        EXPECT_EQ(tail, want) << what;
+        for (size_t j = 0; j + want.size() < list.size(); ++j) EXPECT_TRUE(is_compute(list[j].kind)) << what;
+        continue;
+      }
+      int steps = 0;
+      for (size_t j = 0; j < list.size(); ++j) {
+        const Action& a = list[j];
+        if (a.kind == ActionKind::STEP) {
+          ++steps;
+          ASSERT_GT(j, 0u) << what;
+          EXPECT_EQ(list[j - 1].kind, ActionKind::ALLREDUCE_GRAD) << what;
+          EXPECT_EQ(list[j - 1].stage, a.stage) << what;
+          EXPECT_EQ(list[j - 1].group, kGroupData) << what;
+        }
+        if (a.kind == ActionKind::ALLREDUCE_GRAD && (a.group & kGroupData)) {
+          ASSERT_LT(j + 1, list.size()) << what;
+          EXPECT_EQ(list[j + 1].kind, ActionKind::STEP) << what;
+        }
+      }
+      EXPECT_GT(steps, 0) << what;
+    }
+  }
+}
+
+// Every user-facing rule of check_schedule_spec, in one copy, starts with the config key to change
+// (never the non-existent schedule.microbatches), and make_schedule reports the same text.
+TEST(Schedules, EveryRuleNamesItsConfigKey) {
+  struct Case {
+    const char* what;
+    std::function<void(ScheduleSpec*)> set;
+    const char* key;
+  };
+  auto base = [](const char* kind, int pp, int m) { return [=](ScheduleSpec* s) { s->kind = kind, s->ranks = pp, s->microbatches = m; }; };
+  const Case cases[] = {
+      {"unknown kind", base("zigzag", 4, 8), "schedule.kind"},
+      {"pp < 1", base("1f1b", 0, 8), "parallel.pp"},
+      {"m < 1", base("gpipe", 4, 0), "training.microbatches"},
+      {"chunks < 1", [](ScheduleSpec* s) { s->kind = "bfpp", s->chunks = 0; }, "schedule.chunks"},
+      {"chunks > 1 on one stage per rank", [](ScheduleSpec* s) { s->kind = "zb_h1", s->chunks = 2; }, "schedule.chunks"},
+      {"chunks > 1 async", [](ScheduleSpec* s) { s->kind = "paci", s->chunks = 2; }, "schedule.chunks"},
+      {"breadth does not divide m", [](ScheduleSpec* s) { s->kind = "bfpp", s->chunks = 2, s->bfpp_breadth = 3; },
+       "schedule.bfpp_breadth"},
+      {"breadth < 0", [](ScheduleSpec* s) { s->kind = "bfpp", s->bfpp_breadth = -1; }, "schedule.bfpp_breadth"},
+      {"interleaved m % pp", [](ScheduleSpec* s) { s->kind = "interleaved_1f1b", s->chunks = 2, s->microbatches = 6; },
+       "training.microbatches"},
+      {"tied embeddings async", [](ScheduleSpec* s) { s->kind = "pipedream", s->tie_embeddings = true; },
+       "model.tie_embeddings"},
+      {"2bw m < S", base("pipedream_2bw", 4, 3), "training.microbatches"},
+      {"paci mode", [](ScheduleSpec* s) { s->kind = "paci", s->paci_mode = "fast"; }, "schedule.paci.mode"},
+      {"lagging on paci_flush", [](ScheduleSpec* s) { s->kind = "paci_flush", s->paci_allowed_lagging = {4, 3, 2, 1}; },
+       "schedule.paci.allowed_lagging"},
+      {"lagging length", [](ScheduleSpec* s) { s->kind = "paci", s->paci_allowed_lagging = {1, 1}; },
+       "schedule.paci.allowed_lagging"},
+      {"lagging range", [](ScheduleSpec* s) { s->kind = "paci", s->paci_allowed_lagging = {4, 3, 3, 1}; },
+       "schedule.paci.allowed_lagging"},
+      {"lagging zero", [](ScheduleSpec* s) { s->kind = "paci", s->paci_allowed_lagging = {0, 1, 1, 1}; },
+       "schedule.paci.allowed_lagging"},
+      {"step_slot value", [](ScheduleSpec* s) { s->kind = "amdp", s->amdp_step_slot = "late"; }, "schedule.amdp.step_slot"},
+      {"step_slot off amdp", [](ScheduleSpec* s) { s->kind = "1f1b", s->amdp_step_slot = "reference"; },
+       "schedule.amdp.step_slot"},
+      {"zero_owner off amdp", [](ScheduleSpec* s) { s->kind = "paci", s->amdp_zero_owner = false; },
+       "schedule.amdp.zero_owner"},
+      {"amdp odd pp", base("amdp", 3, 6), "parallel.pp"},
+      {"amdp m % pp", base("amdp", 4, 6), "training.microbatches"},
+      {"amdp reference pp", [](ScheduleSpec* s) { s->kind = "amdp", s->ranks = 6, s->microbatches = 6,
+                                                  s->amdp_step_slot = "reference"; },
+       "schedule.amdp.step_slot"},
+      {"amdp reference needs owner", [](ScheduleSpec* s) { s->kind = "amdp", s->amdp_step_slot = "reference",
+                                                           s->amdp_zero_owner = false; },
+       "schedule.amdp.step_slot"},
+      {"segment length", [](ScheduleSpec* s) { s->kind = "pipedream", s->segment_updates = 0; }, "segment_updates"},
+  };
+  for (const Case& c : cases) {
+    ScheduleSpec spec{"1f1b", 4, 1, 8, 0};
+    c.set(&spec);
+    Status st = check_schedule_spec(spec);
+    ASSERT_FALSE(st.is_ok()) << c.what;
+    EXPECT_EQ(st.message().rfind(c.key, 0), 0u) << c.what << ": " << st.message();  // starts with the key
+    EXPECT_EQ(st.message().find("schedule.microbatches"), std::string::npos) << c.what << ": " << st.message();
+    Schedule s;
+    Status built = make_schedule(spec, &s);  // the builders use the same check, word for word
+    ASSERT_FALSE(built.is_ok()) << c.what;
+    EXPECT_EQ(built.message(), st.message()) << c.what;
+  }
+  // The defaults of every kind pass.
+  int count = 0;
+  const char* const* kinds = schedule_kinds(&count);
+  for (int i = 0; i < count; ++i) {
+    ScheduleSpec spec{kinds[i], 4, 1, 8, 0};
+    EXPECT_TRUE(check_schedule_spec(spec).is_ok()) << kinds[i] << ": " << check_schedule_spec(spec).message();
+  }
+}
+
 TEST(Schedules, RegistryListsEveryKind) {
   int count = 0;
   const char* const* kinds = schedule_kinds(&count);
@@ -225,4 +349,9 @@ TEST(Schedules, RegistryListsEveryKind) {
 }
 
 }  // namespace
+TEST(Schedules, DefaultKindIsRegistered) {
+  ASSERT_NE(find_schedule(kDefaultScheduleKind), nullptr) << "schedule.kind's default must be a registry entry";
+  EXPECT_FALSE(find_schedule(kDefaultScheduleKind)->asynchronous);
+}
+
 }  // namespace pt
