@@ -35,7 +35,7 @@ class MpiTransport final : public Transport {
     PT_MPI_CHECK(MPI_Irecv(data, int(count), MPI_FLOAT, peer, tag, comm_, &req));
     wait_request(&req, &status, [&] {
       return "a stage-boundary tensor (" + std::to_string(count) + " floats, tag " + std::to_string(tag) +
-             ") from pipeline rank " + std::to_string(peer);
+             ") from pipeline rank " + std::to_string(peer) + silent_peers();
     });
     int got = 0;
     MPI_Get_count(&status, MPI_FLOAT, &got);
@@ -46,13 +46,21 @@ class MpiTransport final : public Transport {
   void wait_sends() override {
     for (size_t i = 0; i < pending_.size(); ++i)
       wait_request(&pending_[i], nullptr, [&] {
-        return "completion of a send to pipeline rank " + std::to_string(pending_peers_[i]);
+        return "completion of a send to pipeline rank " + std::to_string(pending_peers_[i]) + silent_peers();
       });
     pending_.clear();
     pending_peers_.clear();
   }
 
  private:
+  // The peer waited for may itself be waiting on the silent one: name the pipeline ranks
+  // that do not answer a ping (mpi_wait.h).
+  std::string silent_peers() const {
+    std::string out;
+    for (const auto& [r, w] : silent_members(comm_, 2.0))
+      out += std::string(out.empty() ? "; not answering: " : ", ") + "pipeline rank " + std::to_string(r);
+    return out.empty() ? "; every pipeline rank answers pings" : out;
+  }
   MPI_Comm comm_;
   int rank_ = 0, size_ = 1;
   std::vector<MPI_Request> pending_;

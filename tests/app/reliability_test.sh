@@ -39,7 +39,7 @@ rank_pid() {
 }
 
 # ---- 1. watchdog ----
-watchdog=4
+watchdog=8  # long enough that a loaded CI machine never trips it before the stop
 $mpirun -np 4 "$bin" train --config "$cfg" "${common[@]}" --set run.name=hang --set parallel.pp=4 \
   --set training.steps=1000000 --set checkpoint.every_steps=10 --set runtime.watchdog_seconds=$watchdog \
   >"$work/hang.log" 2>&1 &
