@@ -316,6 +316,23 @@ Status load_config(const std::string& path, const std::vector<std::string>& over
   return load_config_text(ss.str(), path, overrides, out);
 }
 
+namespace {
+
+// run.trace_steps, run.time_accounting, training.target_val_losses.
+Status validate_time_accounting(const Config& c) {
+  auto bad = [&](const std::string& key, const std::string& what) {
+    return Status::error(c.source_file + ": key '" + key + "': " + what);
+  };
+  for (double v : c.training.target_val_losses)
+    if (!std::isfinite(v) || v <= 0) return bad("training.target_val_losses", "every target must be a finite loss > 0");
+  if (c.run.trace_steps < 0) return bad("run.trace_steps", "must be >= 0");
+  if (c.run.trace_steps > 0 && !c.run.time_accounting)
+    return bad("run.trace_steps", "needs run.time_accounting: true (the trace is made of the measured spans)");
+  return Status::ok();
+}
+
+}  // namespace
+
 Status validate(const Config& c) {
   const std::string& src = c.source_file;
   auto bad = [&](const std::string& key, const std::string& what) {
@@ -343,11 +360,7 @@ Status validate(const Config& c) {
   if (t.eval_batches < 1) return bad("training.eval_batches", "must be >= 1");
   if (t.log_every < 1) return bad("training.log_every", "must be >= 1");
   if (t.max_seconds < 0) return bad("training.max_seconds", "must be >= 0");
-  for (double v : t.target_val_losses)
-    if (!std::isfinite(v) || v <= 0) return bad("training.target_val_losses", "every target must be a finite loss > 0");
-  if (c.run.trace_steps < 0) return bad("run.trace_steps", "must be >= 0");
-  if (c.run.trace_steps > 0 && !c.run.time_accounting)
-    return bad("run.trace_steps", "needs run.time_accounting: true (the trace is made of the measured spans)");
+  PT_RETURN_IF_ERROR(validate_time_accounting(c));
   std::string allowed = one_of(o.kind, optimizer_kinds(), &ok);
   if (!ok) return bad("optimizer.kind", "'" + o.kind + "' is not available; allowed: " + allowed);
   if (!(o.lr > 0)) return bad("optimizer.lr", "must be > 0");
