@@ -100,9 +100,9 @@ std::string trace_json(const std::vector<TraceSpan>& spans, int world, int pp, i
            ",\"tid\":0,\"args\":{\"sort_index\":" + std::to_string(r) + "}},\n";
   }
   for (const TraceSpan& t : spans) {
-    const bool is_action = t.kind < kSpanEval;
+    const bool between = t.kind == kSpanEval || t.kind == kSpanCheckpoint;  // between segments
     std::string name = span_name(t.kind);
-    if (is_action && t.microbatch >= 0) name += std::to_string(t.first_step * m + t.microbatch);
+    if (!between && t.microbatch >= 0) name += std::to_string(t.first_step * m + t.microbatch);
     if (t.stage >= 0) name += " s" + std::to_string(t.stage);
     const double ts = 1e6 * t.start, dur = std::max(0.0, 1e6 * (t.end - t.start));
     JsonWriter x;
@@ -111,7 +111,7 @@ std::string trace_json(const std::vector<TraceSpan>& spans, int world, int pp, i
     JsonWriter args;
     // 1-based update of the span: from the micro-batch; a STEP/ALLREDUCE_GRAD or the send wait
     // counts to the segment's first update; evaluations and checkpoints to the step they follow.
-    const int64_t step = !is_action ? t.first_step : t.microbatch >= 0 ? t.first_step + t.microbatch / m + 1 : t.first_step + 1;
+    const int64_t step = between ? t.first_step : t.microbatch >= 0 ? t.first_step + t.microbatch / m + 1 : t.first_step + 1;
     args.field("step", step);
     x.raw("args", args.str());
     out += x.str() + ",\n";
