@@ -16,7 +16,8 @@ namespace pt {
 const char* time_kind_name(int k) {
   static const char* names[kNumTimeKinds] = {"forward_s", "backward_s", "backward_input_s", "backward_weight_s",
                                              "wait_s",    "send_s",     "reduce_s",         "step_s",
-                                             "other_s",   "wall_s",     "eval_s",           "checkpoint_s"};
+                                             "other_s",   "wall_s",     "eval_s",           "checkpoint_s",
+                                             "accounting_s"};
   return names[k];
 }
 

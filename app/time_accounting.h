@@ -17,6 +17,8 @@
 //                                      bookkeeping, the segment's loss/norm reductions)
 //                   wall_s             the segment's wall time on this rank
 //                   eval_s, checkpoint_s  between segments (run totals only)
+//                   accounting_s       the trainer's own accounting after each segment: splitting
+//                                      the spans, gathering the split, keeping trace spans (run totals)
 //                 measured bubble = 1 - (forward + backward + backward_input + backward_weight) / wall.
 //   SimClock      sim_time: the makespan (pipeline/simulate.h) of each lowered list that ran,
 //                 summed over segments, under unit costs (F = 1, Bx = Bw = 1, so B = 2) or the
@@ -42,7 +44,7 @@ namespace pt {
 
 enum TimeKind : int {
   kTimeForward, kTimeBackward, kTimeBackwardInput, kTimeBackwardWeight, kTimeWait, kTimeSend, kTimeReduce,
-  kTimeStep, kTimeOther, kTimeWall, kTimeEval, kTimeCheckpoint, kNumTimeKinds
+  kTimeStep, kTimeOther, kTimeWall, kTimeEval, kTimeCheckpoint, kTimeAccounting, kNumTimeKinds
 };
 const char* time_kind_name(int k);  // "forward_s", ...
 

@@ -345,6 +345,7 @@ Status TrainingRun::run_segment(int64_t* step) {
 // time_split JSON on world rank 0 ("" elsewhere or when off). Trace spans are kept here.
 std::string TrainingRun::account_segment(const SegmentResult& r, const SimClock::Segment& sim, int64_t first_step) {
   if (!c_.run.time_accounting) return "";
+  const auto t0 = Clock::now();
   const RankTimes mine = split_spans(r.spans, r.seconds);
   totals_.add(mine);
   stage_costs_.add(r.spans, placement_->num_stages);
@@ -352,7 +353,9 @@ std::string TrainingRun::account_segment(const SegmentResult& r, const SimClock:
     trace_->add_segment(r.spans, std::chrono::duration<double>(r.started - t_start_).count(), first_step);
   std::vector<RankTimes> all(size_t(g_.world_size));
   coll_->allgather(Group::kWorld, &mine, sizeof mine, all.data());
-  return root() ? time_split_json(all, sim.planned_bubble) : "";
+  std::string json = root() ? time_split_json(all, sim.planned_bubble) : "";
+  totals_.s[kTimeAccounting] += seconds_since(t0);
+  return json;
 }
 
 // training.on_nonfinite: stop ends the run here, before any checkpoint of the bad state;
