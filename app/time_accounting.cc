@@ -86,7 +86,10 @@ std::string time_split_json(const std::vector<RankTimes>& per_rank, const std::v
 Status SimClock::init(const Config& c, const Schedule& lowered, const std::vector<std::pair<int, int>>& ranges) {
   const int S = lowered.num_stages, L = int(ranges.size());
   if (c.training.sim_costs.empty()) {
-    costs_ = CostModel::uniform(S, 1, 1, 1);
+    // A rank's share of one pipeline chain costs F = 1: with v chain stages per rank
+    // (interleaved, BFPP) each costs 1/v, so layouts of the same model compare.
+    const double share = double(lowered.num_ranks) / double(L);
+    costs_ = CostModel::uniform(S, share, share, share);
     return Status::ok();
   }
   const std::string& path = c.training.sim_costs;

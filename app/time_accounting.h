@@ -21,7 +21,8 @@
 //                                      the spans, gathering the split, keeping trace spans (run totals)
 //                 measured bubble = 1 - (forward + backward + backward_input + backward_weight) / wall.
 //   SimClock      sim_time: the makespan (pipeline/simulate.h) of each lowered list that ran,
-//                 summed over segments, under unit costs (F = 1, Bx = Bw = 1, so B = 2) or the
+//                 summed over segments, under unit costs (F = 1, Bx = Bw = 1, so B = 2, for a
+//                 rank's share of one pipeline chain: 1/v each for v chain stages per rank) or the
 //                 cost file of training.sim_costs (seconds). Also the bubble the plan predicts.
 //   StageCosts    per-stage sums and counts of measured F/B/Bx/Bw, the calibrated CostModel
 //                 for "planned bubble at the measured costs".

@@ -17,8 +17,10 @@ LAYOUTS=${LAYOUTS:-"1 4"}
 BIN=${BIN:-build/pipetrain}
 OUT=${BENCH_OUT_DIR:-runs/bench_time_accounting}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
-rm -rf "$OUT"
+# REPORT_ONLY=1: only the table, from the runs already in OUT.
+[ "${REPORT_ONLY:-0}" = 1 ] || rm -rf "$OUT"
 for pp in $LAYOUTS; do
+  [ "${REPORT_ONLY:-0}" = 1 ] && break
   for round in $(seq "$ROUNDS"); do
     for on in true false; do
       mpirun -np "$pp" -x OPENBLAS_NUM_THREADS=1 "$BIN" train --config configs/quickstart.yaml \

@@ -13,7 +13,8 @@
 #
 # COSTS: a `pipetrain bench` cost file of this model shape (training.sim_costs); the
 # sim-time columns are then the predicted seconds on the machine that measured it.
-# BENCH_ROUNDS=0 skips the accounting-cost bench. Needs build/pipetrain, mpirun, the byte
+# BENCH_ROUNDS=0 skips the accounting-cost bench. KEEP=1 keeps the runs (and the bench)
+# already complete in OUT and runs only the missing ones (delete a run's folder to redo it). Needs build/pipetrain, mpirun, the byte
 # shards of scripts/quickstart.sh and matplotlib at /usr/bin/python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,15 +42,18 @@ runs=()
 for kind in $SCHEDULES; do
   chunks=1
   case $kind in interleaved_1f1b|bfpp) chunks=2 ;; esac
+  runs+=("$OUT/$kind")
+  if [ "${KEEP:-0}" = 1 ] && [ -f "$OUT/$kind/summary.json" ]; then continue; fi
   echo "tta_study: $kind (pp=2, chunks=$chunks, $STEPS steps)"
   mpirun -np 2 -x OPENBLAS_NUM_THREADS=1 "$BIN" train "${common[@]}" --set parallel.pp=2 --set schedule.kind="$kind" \
     --set schedule.chunks=$chunks --set run.name="$kind" >"$OUT/$kind.log" 2>&1 \
     || { echo "tta_study: $kind failed, see $OUT/$kind.log" >&2; exit 1; }
-  runs+=("$OUT/$kind")
 done
-echo "tta_study: 1f1b at pp=4 with a trace"
-mpirun -np 4 -x OPENBLAS_NUM_THREADS=1 "$BIN" train "${common[@]}" --set parallel.pp=4 --set schedule.kind=1f1b \
-  --set model.tie_embeddings=true --set run.trace_steps=4 --set run.name=1f1b_pp4 >"$OUT/1f1b_pp4.log" 2>&1
+if [ "${KEEP:-0}" != 1 ] || [ ! -f "$OUT/1f1b_pp4/summary.json" ]; then
+  echo "tta_study: 1f1b at pp=4 with a trace"
+  mpirun -np 4 -x OPENBLAS_NUM_THREADS=1 "$BIN" train "${common[@]}" --set parallel.pp=4 --set schedule.kind=1f1b \
+    --set model.tie_embeddings=true --set run.trace_steps=4 --set run.name=1f1b_pp4 >"$OUT/1f1b_pp4.log" 2>&1
+fi
 base=${DOC%.md}
 "$PY" scripts/compare_runs.py "${runs[@]}" --plot "$base.png" >"$OUT/table.md"
 "$PY" scripts/compare_runs.py "$OUT/1f1b_pp4" "$OUT/1f1b" --bubbles | sed -n '/measured bubble/,$p' >"$OUT/bubbles.md"
@@ -57,6 +61,7 @@ base=${DOC%.md}
   --title "configs/quickstart.yaml, 1F1B, pp=4 on CPU: step 3 as measured"
 bench="(not run: BENCH_ROUNDS=0)"
 if [ "$BENCH_ROUNDS" -gt 0 ]; then
+  [ "${KEEP:-0}" = 1 ] && [ -d "$OUT/bench" ] && export REPORT_ONLY=1
   bench=$(ROUNDS=$BENCH_ROUNDS BIN=$BIN BENCH_OUT_DIR="$OUT/bench" scripts/bench_time_accounting.sh 2>/dev/null | grep '^|')
 fi
 sim_unit="unit costs (F = 1, B = 2; communication, steps and reductions free)"
@@ -97,17 +102,17 @@ list with the mean F and B this run measured on each stage.
 
 Why they differ: (1) the stages do not cost the same. The last stage carries the LM head
 and the loss and the first the embedding, and a CPU backward is not exactly twice its
-forward, so the ranks wait on the slowest stage: replanning with the measured per-stage
-costs moves the prediction most of the way to the measurement (compare the last two
-bubble columns). The last rank, the slowest, idles least; the others idle more than the
+forward, so the ranks wait on the slowest stage: replanning the same list with the
+per-stage costs this run measured lands close to the measured bubble (compare the last
+two bubble columns), so most of the gap to the unit plan is the stages' unequal costs. The last rank, the slowest, idles least; the others idle more than the
 unit plan says. (2) The unit plan counts communication, the optimizer step and the
 gradient reductions as free. Here they are the \`wait\`, \`step\` and \`reduce\` columns:
 the STEP's global-norm all-reduce and the tied/data-parallel reductions are waits for the
 slowest rank at the flush, and every receive includes the copy through MPI. (3) On a CPU
 with fewer free cores than ranks, ranks share cores: a rank's compute stretches while
-another rank computes, and "waiting" includes time its peer was descheduled. The bubble
-measured here is therefore an upper bound on the schedule's own bubble on this machine;
-on one GPU per rank (3) disappears and (1) and (2) remain.
+another rank computes, and "waiting" includes time its peer was descheduled, so the
+measured compute and bubble both carry this machine's contention; on one GPU per rank (3)
+disappears and (1) and (2) remain.
 
 ![1F1B at pp=4, measured](tta_cpu_trace_1f1b_pp4.png)
 
@@ -120,9 +125,15 @@ ui.perfetto.dev.)
 $bench
 
 \`run.time_accounting: true\` (the default) against \`false\`, quickstart model, 1f1b,
-median seconds per step over rounds alternating on and off (\`scripts/bench_time_accounting.sh\`).
-The accounting reads the clock twice per action and gathers one small array per step;
-differences below the run-to-run spread of the per-run medians are noise.
+seconds per step over rounds alternating on and off (\`scripts/bench_time_accounting.sh\`).
+The two step-time figures are what the issue asks for, but on this shared machine the
+per-run medians of the *same* setting spread far more than any overhead (see the
+per-run column), so their ratio is noise in either direction. The direct measure is the
+last column: the trainer's own accounting work after each step (split, world all-gather
+of one small array per rank, JSON), as a share of the step time on the worst rank. The
+rest of the cost is two steady_clock reads per executed action inside the executor
+(at most 6m + 3 spans per rank per 1F1B step, about 100 reads for m = 8: microseconds
+against steps of about a second), so time accounting costs far below the 2 % budget.
 
 Command: \`scripts/tta_study.sh\` (environment: STEPS, EVAL_EVERY, SCHEDULES, COSTS, BENCH_ROUNDS).
 EOF

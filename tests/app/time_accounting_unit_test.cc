@@ -75,6 +75,23 @@ TEST(TimeAccounting, SimClockOfOneFOneBIsTheClosedForm) {
   EXPECT_NE(st.message().find("training.sim_costs"), std::string::npos) << st.message();
 }
 
+// Interleaved 1F1B with v chunks per rank: each chunk costs 1/v, so the step takes
+// 3·(m + (p - 1)/v) units, the same model's 1F1B time less the shrunken bubble.
+TEST(TimeAccounting, SimClockChargesEachOfVChunksOneVth) {
+  const int p = 2, v = 2, m = 8;
+  ScheduleSpec spec;
+  spec.kind = "interleaved_1f1b";
+  spec.ranks = p;
+  spec.chunks = v;
+  spec.microbatches = m;
+  Schedule compute, lowered;
+  ASSERT_TRUE(make_schedule(spec, &compute).is_ok());
+  ASSERT_TRUE(lower_communication(compute, &lowered).is_ok());
+  SimClock clock;
+  ASSERT_TRUE(clock.init(Config{}, lowered, {{0, 1}, {1, 2}, {2, 3}, {3, 4}}).is_ok());
+  EXPECT_DOUBLE_EQ(clock.segment(lowered, false, m).makespan, 3.0 * (m + double(p - 1) / v));
+}
+
 TEST(TimeAccounting, TargetCrossingsAreTheFirstEvaluationAtOrBelowEachTarget) {
   const std::string path = ::testing::TempDir() + "/metrics_tta.jsonl";
   std::ofstream(path) << "{\"step\":0,\"tokens\":0,\"time_s\":0.5,\"val_loss\":5.0,\"sim_time\":0}\n"
