@@ -91,19 +91,18 @@ std::string event(const char* ph, const std::string& name, const char* cat, int 
 std::string trace_json(const std::vector<TraceSpan>& spans, int world, int pp, int m) {
   std::string out = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n";
   for (int r = 0; r < world; ++r) {
-    char name[64];
-    std::snprintf(name, sizeof name, "rank %d (pp %d, dp %d)", r, r % pp, r / pp);
-    JsonWriter args;
-    args.field("name", std::string(name));
-    out += "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":" + std::to_string(r) + ",\"tid\":0,\"args\":" + args.str() +
-           "},\n{\"ph\":\"M\",\"name\":\"process_sort_index\",\"pid\":" + std::to_string(r) +
-           ",\"tid\":0,\"args\":{\"sort_index\":" + std::to_string(r) + "}},\n";
+    char meta[256];
+    std::snprintf(meta, sizeof meta,
+                  "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":%d,\"tid\":0,\"args\":{\"name\":\"rank %d (pp %d, dp %d)\"}},\n"
+                  "{\"ph\":\"M\",\"name\":\"process_sort_index\",\"pid\":%d,\"tid\":0,\"args\":{\"sort_index\":%d}},\n",
+                  r, r, r % pp, r / pp, r, r);
+    out += meta;
   }
   for (const TraceSpan& t : spans) {
     const bool between = t.kind == kSpanEval || t.kind == kSpanCheckpoint;  // between segments
     std::string name = span_name(t.kind);
     if (!between && t.microbatch >= 0) name += std::to_string(t.first_step * m + t.microbatch);
-    if (t.stage >= 0) name += " s" + std::to_string(t.stage);
+    if (t.stage >= 0) name.append(" s").append(std::to_string(t.stage));
     const double ts = 1e6 * t.start, dur = std::max(0.0, 1e6 * (t.end - t.start));
     JsonWriter x;
     x.field("ph", "X").field("name", name).field("cat", span_category(t.kind)).field("pid", t.world_rank)
@@ -122,7 +121,7 @@ std::string trace_json(const std::vector<TraceSpan>& spans, int world, int pp, i
     std::string f = event(send ? "s" : "f", grad ? "grad" : "act", "flow", t.world_rank,
                           send ? ts : ts + 0.5 * dur);
     f.pop_back();
-    f += ",\"id\":" + std::to_string(id) + (send ? "}" : ",\"bp\":\"e\"}");
+    f.append(",\"id\":").append(std::to_string(id)).append(send ? "}" : ",\"bp\":\"e\"}");
     out += f + ",\n";
   }
   if (out.size() >= 2 && out[out.size() - 2] == ',') out.erase(out.size() - 2, 1);

@@ -40,6 +40,8 @@ int kind_of_span(uint8_t kind) {
   return kTimeOther;
 }
 
+}  // namespace
+
 std::string number_array(const std::vector<double>& v) {
   std::string out = "[";
   for (size_t i = 0; i < v.size(); ++i) {
@@ -49,8 +51,6 @@ std::string number_array(const std::vector<double>& v) {
   }
   return out + "]";
 }
-
-}  // namespace
 
 RankTimes split_spans(const std::vector<ActionSpan>& spans, double wall) {
   RankTimes t;
@@ -213,7 +213,7 @@ std::string target_crossings_json(const std::vector<TargetCrossing>& ts) {
     if (t.reached)
       j.field("step", t.step).field("tokens", t.tokens).field("time_s", t.time_s).field("sim_time", t.sim_time)
           .field("val_loss", t.val_loss);
-    out += (i ? "," : "") + j.str();
+    out.append(i ? "," : "").append(j.str());
   }
   return out + "]";
 }

@@ -65,6 +65,9 @@ RankTimes split_spans(const std::vector<ActionSpan>& spans, double wall);
 // (kinds with a zero total on every rank, such as eval_s inside a step, are left out).
 std::string time_split_json(const std::vector<RankTimes>& per_rank, const std::vector<double>& planned_bubble);
 
+// JSON array of numbers with 6 significant digits: "[0.25,1.5]".
+std::string number_array(const std::vector<double>& v);
+
 // Simulated time of each list that runs. Lists are identified by address (the trainer keeps
 // them for the whole run), each simulated once.
 class SimClock {
@@ -82,7 +85,7 @@ class SimClock {
 
  private:
   CostModel costs_;
-  std::string unit_ = "unit";
+  const char* unit_ = "unit";
   std::map<const Schedule*, Segment> cache_;
 };
 

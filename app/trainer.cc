@@ -13,8 +13,8 @@
 #include "app/checkpoint.h"
 #include "app/metrics.h"
 #include "app/run_setup.h"
-#include "app/schedule_builder.h"
 #include "app/run_trace.h"
+#include "app/schedule_builder.h"
 #include "app/segment_runner.h"
 #include "app/time_accounting.h"
 #include "app/train_state.h"
@@ -454,10 +454,9 @@ std::string TrainingRun::time_summary_json() {
     CostModel measured;
     SimResult r;
     if (costs.cost_model(placement_->num_stages, &measured) && simulate(*placement_, measured, &r)) {
-      std::string arr = "[";
-      for (size_t i = 0; i < r.idle.size(); ++i)
-        arr += (i ? "," : "") + std::to_string(r.makespan > 0 ? r.idle[i] / r.makespan : 0.0);
-      j.raw("planned_bubble_measured_costs", arr + "]");
+      std::vector<double> bubble;
+      for (double idle : r.idle) bubble.push_back(r.makespan > 0 ? idle / r.makespan : 0.0);
+      j.raw("planned_bubble_measured_costs", number_array(bubble));
     }
   }
   j.raw("targets", target_crossings_json(target_crossings(run_dir_ + "/metrics.jsonl", c_.training.target_val_losses)));

@@ -13,6 +13,7 @@
 #
 # COSTS: a `pipetrain bench` cost file of this model shape (training.sim_costs); the
 # sim-time columns are then the predicted seconds on the machine that measured it.
+# TARGETS=a,b,c: the target validation losses of the table (default: compare_runs.py's).
 # BENCH_ROUNDS=0 skips the accounting-cost bench. KEEP=1 keeps the runs (and the bench)
 # already complete in OUT and runs only the missing ones (delete a run's folder to redo it). Needs build/pipetrain, mpirun, the byte
 # shards of scripts/quickstart.sh and matplotlib at /usr/bin/python3.
@@ -55,7 +56,7 @@ if [ "${KEEP:-0}" != 1 ] || [ ! -f "$OUT/1f1b_pp4/summary.json" ]; then
     --set model.tie_embeddings=true --set run.trace_steps=4 --set run.name=1f1b_pp4 >"$OUT/1f1b_pp4.log" 2>&1
 fi
 base=${DOC%.md}
-"$PY" scripts/compare_runs.py "${runs[@]}" --plot "$base.png" >"$OUT/table.md"
+"$PY" scripts/compare_runs.py "${runs[@]}" ${TARGETS:+--targets "$TARGETS"} --plot "$base.png" >"$OUT/table.md"
 "$PY" scripts/compare_runs.py "$OUT/1f1b_pp4" "$OUT/1f1b" --bubbles | sed -n '/measured bubble/,$p' >"$OUT/bubbles.md"
 "$PY" scripts/trace_png.py "$OUT/1f1b_pp4/trace.json" "${base}_trace_1f1b_pp4.png" --steps 3:3 --arrows \
   --title "configs/quickstart.yaml, 1F1B, pp=4 on CPU: step 3 as measured"
@@ -71,7 +72,7 @@ cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 cat >"$DOC" <<EOF
 # Time to accuracy on CPU: every schedule, measured time and simulated time
 
-Produced by \`scripts/tta_study.sh\` (STEPS=$STEPS, EVAL_EVERY=$EVAL_EVERY${COSTS:+, COSTS=$COSTS}) on
+Produced by \`scripts/tta_study.sh\` (STEPS=$STEPS, EVAL_EVERY=$EVAL_EVERY${TARGETS:+, TARGETS=$TARGETS}${COSTS:+, COSTS=$COSTS}) on
 $(date -u +%Y-%m-%d) ($cpu, $(nproc) cores shared with other work). Every schedule of
 \`pipetrain keys\` trains the quickstart model (L=4, C=128, byte vocabulary, B=8, T=128,
 m=8; embeddings untied so that the asynchronous schedules can run it) from the same seed
@@ -135,6 +136,7 @@ rest of the cost is two steady_clock reads per executed action inside the execut
 (at most 6m + 3 spans per rank per 1F1B step, about 100 reads for m = 8: microseconds
 against steps of about a second), so time accounting costs far below the 2 % budget.
 
-Command: \`scripts/tta_study.sh\` (environment: STEPS, EVAL_EVERY, SCHEDULES, COSTS, BENCH_ROUNDS).
+Command: \`${STUDY_COMMAND:-scripts/tta_study.sh}\` (environment: STEPS, EVAL_EVERY, SCHEDULES, TARGETS, COSTS,
+BENCH_ROUNDS, KEEP).
 EOF
 echo "tta_study: wrote $DOC"
