@@ -3,8 +3,7 @@
 #  1. sim_time of every metrics line is the closed form of the list that ran: 1f1b with unit
 #     costs drains in (m + S - 1)·3 units per update, so step n is at n·(m + S - 1)·3, the
 #     evaluation after step n too, and summary.json's sim_time is the last line's. The
-#     planned bubble beside the measured one is (S - 1)/(m + S - 1). Asynchronous pipedream:
-#     sim_time never decreases and the summary equals the last line.
+#     planned bubble beside the measured one is (S - 1)/(m + S - 1).
 #  2. time_split: per step and world rank, every category >= 0, their sum <= wall_s, bubble =
 #     1 - compute / wall_s; summary.json's totals are the sums of the per-step values.
 #  3. TTA across a resume (acceptance 1): a run resumed at step 5 with targets crossed before
@@ -15,6 +14,10 @@
 #  4. The trace (acceptance 2): valid trace-event JSON, one named process per rank, every
 #     span's pid a rank, every send flow with exactly one matching receive flow on the
 #     receiving stage's rank and no receive without its send; scripts/trace_png.py draws it.
+#  5. training.sim_costs: sim_time in seconds from a `pipetrain bench` cost file; another
+#     model shape is refused naming the key.
+#  6. Asynchronous pipedream: sim_time never decreases, the summary equals the last line,
+#     and the time splits cover every update.
 # Usage: time_accounting_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
@@ -129,6 +132,27 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   [ "$(head -c 4 "$work/trace.png" | od -An -c | tr -d ' ')" = "211PNG" ] || fail "trace_png.py wrote no PNG"
   echo "ok   trace_png.py"
 fi
+
+# training.sim_costs: a cost file of `pipetrain bench` makes sim_time seconds on the bench's
+# machine: unit "s", the same positive makespan per synchronous step; a file of another
+# model shape is refused naming the key.
+$mpirun -np 2 "$bin" bench --config "$cfg" --set "data.train=$work/data/train_*.bin" --set run.out_dir="$runs" \
+  --iters 2 --warmup 1 --out "$work/costs.json" >"$work/bench.log" 2>&1 || { cat "$work/bench.log"; fail "bench"; }
+train costed 4 --set training.sim_costs="$work/costs.json" --set training.steps=3 --set checkpoint.every_steps=0
+python3 - "$runs/costed" <<'PY' || fail "sim_time from a cost file"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if '"loss"' in l]
+s = json.load(open(sys.argv[1] + "/summary.json"))
+per_step = rows[0]["sim_time"]
+assert s["sim_time_unit"] == "s" and 0 < per_step < 10, (s["sim_time_unit"], per_step)
+for r in rows:
+    assert abs(r["sim_time"] - r["step"] * per_step) <= 1e-6 * r["sim_time"], (r["step"], r["sim_time"], per_step)
+print(f"ok   sim_time from a cost file: {per_step * 1e3:.3f} ms per step")
+PY
+run_train wrong_shape direct --set training.sim_costs="$work/costs.json" --set model.n_embd=64 --set parallel.pp=1 \
+  && fail "a cost file of another shape was accepted"
+grep -q "model.n_embd" "$work/wrong_shape.log" || { cat "$work/wrong_shape.log"; fail "shape error lacks the key"; }
+echo "ok   a cost file of another model shape is refused: $(grep -m1 error "$work/wrong_shape.log" | cut -c1-120)"
 
 # Asynchronous: sim_time along a pipedream run (several updates per segment).
 train async 4 --set schedule.kind=pipedream --set model.tie_embeddings=false --set training.eval_every=0 --set checkpoint.every_steps=0
