@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -59,7 +60,7 @@ class Reader {
   size_t pos() const { return pos_; }
   bool raw(void* p, size_t n) {
     if (!ok_ || n > b_.size() - pos_) return ok_ = false;
-    std::memcpy(p, b_.data() + pos_, n);
+    if (n > 0) std::memcpy(p, b_.data() + pos_, n);  // an empty tensor's data() may be null
     pos_ += n;
     return true;
   }
@@ -102,6 +103,7 @@ int64_t parse_step_dir(const std::string& name) {
   int64_t v = 0;
   for (size_t i = 5; i < name.size(); ++i) {
     if (name[i] < '0' || name[i] > '9') return -1;
+    if (v > (INT64_MAX - 9) / 10) return -1;  // not a step this run can have written
     v = v * 10 + (name[i] - '0');
   }
   return v;
@@ -232,10 +234,7 @@ std::string resume_fingerprint(const Config& c) {
 
 std::string encode_rank_checkpoint(const RankCheckpoint& r) {
   Writer p;
-  p.i32(r.dp);
-  p.i32(r.pp);
-  p.i32(r.chunks);
-  p.i32(r.pp_rank);
+  for (int32_t v : {r.dp, r.pp, r.chunks, r.pp_rank}) p.i32(v);
   p.str(r.schedule);
   p.u32(uint32_t(r.stage_layers.size()));
   for (const auto& l : r.stage_layers) {
@@ -300,10 +299,7 @@ Status decode_rank_checkpoint(const std::string& path, const std::string& bytes,
   }
   Reader p(bytes, kPrefixBytes);
   RankCheckpoint r;
-  r.dp = p.i32();
-  r.pp = p.i32();
-  r.chunks = p.i32();
-  r.pp_rank = p.i32();
+  for (int* v : {&r.dp, &r.pp, &r.chunks, &r.pp_rank}) *v = p.i32();
   r.schedule = p.str();
   uint32_t ns = p.u32();
   for (uint32_t i = 0; i < ns && p.ok(); ++i) {

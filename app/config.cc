@@ -7,6 +7,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "optim/basis_rotation.h"
 #include "optim/registry.h"
 
 namespace pt {
@@ -75,6 +77,8 @@ template <class T> Status parse_value(const YAML::Node& n, T* out) {
         *out = n.as<T>();
       } else {
         *out = n.as<T>();
+        if constexpr (std::is_floating_point_v<T>)
+          if (!std::isfinite(*out)) return Status::error("expected a finite float, got '" + n.Scalar() + "'");
       }
     }
   } catch (const YAML::Exception&) {
@@ -85,7 +89,11 @@ template <class T> Status parse_value(const YAML::Node& n, T* out) {
 
 template <class T> std::string format_value(const T& v) {
   if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-  else if constexpr (std::is_same_v<T, std::string>) return "\"" + v + "\"";
+  else if constexpr (std::is_same_v<T, std::string>) {
+    YAML::Emitter e;  // escapes quotes, backslashes and control characters
+    e << YAML::DoubleQuoted << v;
+    return e.c_str();
+  }
   else if constexpr (std::is_same_v<T, std::vector<int>>) {
     if (v.empty()) return "auto";
     std::string s = "[";
@@ -96,10 +104,8 @@ template <class T> std::string format_value(const T& v) {
     for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + format_value(v[i]);
     return s + "]";
   } else if constexpr (std::is_floating_point_v<T>) {
-    std::ostringstream o;
-    o.precision(9);
-    o << v;
-    return o.str();
+    char buf[64];  // the shortest text that reads back to the same value
+    return std::string(buf, std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general).ptr);
   } else return std::to_string(v);
 }
 
@@ -166,7 +172,7 @@ const std::vector<Field>& schema() {
       PT_KEY("training.on_nonfinite", training.on_nonfinite, kMay, "stop | skip_step. A NaN or Inf loss or gradient norm: stop ends the run with a non-zero exit naming the step and stage, keeping the last good checkpoint (none is written after it); skip_step leaves that update out (parameters and optimizer state unchanged) and counts it in metrics (skipped_steps)."),
       PT_KEY("training.sim_costs", training.sim_costs, kMay, "Cost file of `pipetrain bench` (seconds) for sim_time, the simulated makespan of the schedule actually run; empty = unit costs (F = 1, Bx = Bw = 1, free communication and steps). Must match the model shape."),
       PT_KEY("training.target_val_losses", training.target_val_losses, kMay, "Validation losses whose first crossing (val_loss <= target) summary.json reports: time_s, sim_time, tokens and step, over the whole run history including restarts. [] = none."),
-      PT_KEY("optimizer.kind", optimizer.kind, kMust, "Optimizer: adamw."),
+      PT_KEY("optimizer.kind", optimizer.kind, kMust, "adamw | nadamw | basis_rotation (docs/optimizers.md). nadamw: Adam with Nesterov momentum and decoupled weight decay; basis_rotation: Adam in a rotated basis for the attention and MLP weight matrices, AdamW for every other tensor."),
       PT_KEY("optimizer.lr", optimizer.lr, kMust, "Peak learning rate."),
       PT_KEY("optimizer.min_lr_ratio", optimizer.min_lr_ratio, kMust, "Final learning rate as a fraction of lr (cosine, linear)."),
       PT_KEY("optimizer.lr_schedule", optimizer.lr_schedule, kMust, "cosine | linear | constant, after linear warm-up."),
@@ -177,6 +183,12 @@ const std::vector<Field>& schema() {
       PT_KEY("optimizer.weight_decay", optimizer.weight_decay, kMust, "Decoupled weight decay (not applied to biases, LayerNorms, wpe)."),
       PT_KEY("optimizer.grad_clip", optimizer.grad_clip, kMust, "Clip the global gradient norm to this value; 0 = no clipping."),
       PT_KEY("optimizer.decay_embeddings", optimizer.decay_embeddings, kMust, "Apply weight decay to the token embedding wte."),
+      PT_KEY("optimizer.nadamw.momentum_decay", optimizer.momentum_decay, kMust, "nadamw: psi of the momentum schedule mu_t = beta1*(1 - 0.5*0.96^(t*psi)) (PyTorch NAdam's momentum_decay); >= 0."),
+      PT_KEY("optimizer.basis_rotation.geometry", optimizer.basis_rotation.geometry, kMust, "basis_rotation: bi (rotate both sides of each matrix) | uni (only the smaller side)."),
+      PT_KEY("optimizer.basis_rotation.source", optimizer.basis_rotation.source, kMust, "basis_rotation: 2nd (eigenbases of the EMAs of G*G^T and G^T*G, as SOAP) | 1st (singular bases of the momentum)."),
+      PT_KEY("optimizer.basis_rotation.update_freq", optimizer.basis_rotation.update_freq, kMust, "basis_rotation: refresh each matrix's basis every N updates (one QR power step), staggered across matrices; >= 1."),
+      PT_KEY("optimizer.basis_rotation.shampoo_beta", optimizer.basis_rotation.shampoo_beta, kMust, "basis_rotation, source 2nd: EMA factor of the statistics, in [0, 1); negative = optimizer.beta2."),
+      PT_KEY("optimizer.basis_rotation.max_precond_dim", optimizer.basis_rotation.max_precond_dim, kMust, "basis_rotation: a matrix side longer than this stays unrotated (saves its d*d basis and statistic); >= 1."),
       PT_KEY("parallel.dp", parallel.dp, kBatch, "Data-parallel replicas. World size = dp * pp."),
       PT_KEY("parallel.pp", parallel.pp, kMay, "Pipeline ranks per replica (N_PP)."),
       PT_KEY("parallel.layer_split", parallel.layer_split, kMay, "'auto' (balanced, counting embedding and head) or a list of blocks per stage (pp*chunks entries, summing to n_layer)."),
@@ -230,7 +242,10 @@ std::string allowed_under(const std::string& prefix) {
 
 Status load_node(const YAML::Node& node, const std::string& prefix, const std::string& source, Config* c) {
   for (const auto& kv : node) {
-    std::string key = kv.first.as<std::string>();
+    if (!kv.first.IsScalar())
+      return Status::error(source + ": expected a key name" + (prefix.empty() ? "" : " in section '" + prefix + "'") +
+                           ", got '" + node_text(kv.first) + "'");
+    std::string key = kv.first.Scalar();
     std::string path = prefix.empty() ? key : prefix + "." + key;
     if (const Field* f = find_field(path)) {
       Status s = f->set(*c, kv.second);
@@ -280,6 +295,20 @@ std::string one_of(const std::string& v, const std::vector<std::string>& allowed
     list += (list.empty() ? "" : ", ") + a;
   }
   return list;
+}
+
+// optimizer.basis_rotation.*: the allowed geometries and sources come from optim/basis_rotation.h.
+template <class Bad> Status validate_basis_rotation(const BasisRotationOptions& b, const Bad& bad) {
+  bool ok = false;
+  std::string allowed = one_of(b.geometry, basis_rotation_geometries(), &ok);
+  if (!ok) return bad("optimizer.basis_rotation.geometry", "'" + b.geometry + "' is not one of: " + allowed);
+  allowed = one_of(b.source, basis_rotation_sources(), &ok);
+  if (!ok) return bad("optimizer.basis_rotation.source", "'" + b.source + "' is not one of: " + allowed);
+  if (b.update_freq < 1) return bad("optimizer.basis_rotation.update_freq", "must be >= 1, got " + std::to_string(b.update_freq));
+  if (!(b.shampoo_beta < 1)) return bad("optimizer.basis_rotation.shampoo_beta", "must be < 1 (in [0, 1), or negative for optimizer.beta2)");
+  if (b.max_precond_dim < 1)
+    return bad("optimizer.basis_rotation.max_precond_dim", "must be >= 1, got " + std::to_string(b.max_precond_dim));
+  return Status::ok();
 }
 
 }  // namespace
@@ -373,6 +402,8 @@ Status validate(const Config& c) {
   if (!(o.eps > 0)) return bad("optimizer.eps", "must be > 0");
   if (o.weight_decay < 0) return bad("optimizer.weight_decay", "must be >= 0");
   if (o.grad_clip < 0) return bad("optimizer.grad_clip", "must be >= 0 (0 = off)");
+  if (!(o.momentum_decay >= 0)) return bad("optimizer.nadamw.momentum_decay", "must be >= 0");
+  PT_RETURN_IF_ERROR(validate_basis_rotation(o.basis_rotation, bad));
   if (p.dp < 1) return bad("parallel.dp", "must be >= 1");
   if (s.drain_every < 0) return bad("schedule.drain_every", "must be >= 0");
   // The schedule rules (pipeline/schedules/): one copy, shared with `pipetrain plan`.
@@ -435,9 +466,29 @@ std::vector<ConfigKeyDoc> config_schema() {
   return docs;
 }
 
+namespace {
+
+// Whether `path` is a key of another optimizer's own section (optimizer.<section>.*,
+// OptimizerEntry::keys_section) than the one of `kind`: such a key does not act.
+bool other_optimizers_key(const std::string& path, const std::string& kind) {
+  const OptimizerEntry* mine = find_optimizer(kind);
+  for (const auto& e : optimizer_registry()) {
+    if (!e.keys_section || (mine && mine->keys_section && std::string(e.keys_section) == mine->keys_section)) continue;
+    if (path.rfind("optimizer." + std::string(e.keys_section) + ".", 0) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// An optimizer's own keys must match only when that optimizer is selected: checkpoints of
+// the other kinds (those written before the keys existed included) keep their fingerprint.
 std::vector<ResumeKey> resume_keys(const Config& c) {
   std::vector<ResumeKey> keys;
-  for (const auto& f : schema()) keys.push_back({f.path, f.on_resume, f.fingerprint(c)});
+  for (const auto& f : schema()) {
+    const bool inert = other_optimizers_key(f.path, c.optimizer.kind);
+    keys.push_back({f.path, inert ? OnResume::kMayChange : f.on_resume, f.fingerprint(c)});
+  }
   return keys;
 }
 

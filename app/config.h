@@ -11,6 +11,7 @@
 #include "common/status.h"
 #include "model/config.h"
 #include "optim/registry.h"
+#include "pipeline/schedules/schedules.h"
 
 namespace pt {
 
@@ -56,6 +57,8 @@ struct OptimizerSection {
   double weight_decay = 0.1;
   double grad_clip = 1.0;              // global-norm clip; 0 = off
   bool decay_embeddings = true;        // apply weight decay to wte (wpe never decays)
+  double momentum_decay = 0.004;       // nadamw: psi of the Nesterov momentum schedule
+  BasisRotationOptions basis_rotation; // basis_rotation: geometry, source, update_freq, ...
 };
 
 struct ParallelSection {
@@ -65,8 +68,7 @@ struct ParallelSection {
 };
 
 struct ScheduleSection {
-  std::string kind = "1f1b";           // gpipe | 1f1b | interleaved_1f1b | bfpp | zb_h1 | pipedream |
-                                       // pipedream_2bw | paci | paci_flush | amdp
+  std::string kind = kDefaultScheduleKind;  // a name of the schedule registry (pipeline/schedules/)
   int chunks = 1;                      // v: stages per pipeline rank (interleaved_1f1b, bfpp)
   int bfpp_breadth = 0;                // micro-batches per breadth-first group; 0 = all m
   int64_t drain_every = 0;             // async: drain every N steps (0 = only at eval, checkpoint, end)
@@ -134,7 +136,8 @@ struct ConfigKeyDoc {
 std::vector<ConfigKeyDoc> config_schema();
 
 // Every key of `c` in schema order with its resume rule and its value as the fingerprint writes
-// it (integers in decimal, bools true/false, strings verbatim, floats %.17g).
+// it (integers in decimal, bools true/false, strings verbatim, floats %.17g). The keys of an
+// optimizer other than c.optimizer.kind (optimizer.<section>.*) are kMayChange here.
 struct ResumeKey {
   std::string path;
   OnResume on_resume;

@@ -4,6 +4,7 @@
 //   bench   --config C [--out FILE]         measure stage, p2p and optimizer costs (under mpirun)
 //   prepare --tokenizer gpt2|byte --input FILES --out DIR
 //   keys    [--markdown]                    every config key with type, default, help
+//   delays  [--max-stages N]                PipeDream's global delay law, S = 2..N (algorithms.md §5.2)
 // Exit codes: 0 success, 1 a user-fixable error (printed), 2 bad command line.
 #include <mpi.h>
 
@@ -16,6 +17,7 @@
 #include "app/bench_command.h"
 #include "app/checkpoint.h"
 #include "app/config.h"
+#include "app/delays_command.h"
 #include "app/plan_command.h"
 #include "app/replay.h"
 #include "app/trainer.h"
@@ -89,6 +91,7 @@ struct Options {
   std::string config_path, resume, trace_path, costs_path, replay_dir;
   std::vector<std::string> overrides;
   int plan_ranks = 0;
+  int delay_max_stages = 32;
   bool markdown = false, overwrite = false;
   pt::BenchOptions bench;
   pt::PrepareOptions prep;
@@ -153,6 +156,12 @@ void add_replay_and_keys(CLI::App& app, Options& o) {
   keys->add_flag("--markdown", o.markdown, "Print a Markdown table");
 }
 
+void add_delays(CLI::App& app, Options& o) {
+  auto* delays = app.add_subcommand("delays", "PipeDream's global delay law: max and mean global delay of the "
+                                              "steady state for S = 2..N, measured on the simulated schedule");
+  delays->add_option("--max-stages", o.delay_max_stages, "Largest S (default 32)")->check(CLI::Range(2, 128));
+}
+
 // Runs a command that prints a summary on success.
 int with_summary(const std::function<pt::Status(std::string*)>& fn) {
   std::string summary;
@@ -172,6 +181,7 @@ int main(int argc, char** argv) {
   add_bench(app, o);
   add_prepare(app, o);
   add_replay_and_keys(app, o);
+  add_delays(app, o);
   CLI11_PARSE(app, argc, argv);
 
   const std::string cmd = app.get_subcommands().front()->get_name();
@@ -181,6 +191,7 @@ int main(int argc, char** argv) {
   if (cmd == "bench") return run_bench(o.bench);
   if (cmd == "prepare") return with_summary([&](std::string* out) { return pt::prepare_shards(o.prep, out); });
   if (cmd == "replay") return with_summary([&](std::string* out) { return pt::replay_run(o.replay_dir, out); });
+  if (cmd == "delays") return report(pt::run_delays_command(o.delay_max_stages));
   if (cmd == "keys") {
     print_keys(o.markdown);
     return 0;

@@ -38,6 +38,8 @@ std::unique_ptr<Optimizer> optimizer_for(const OptimizerSection& o) {
   opts.eps = o.eps;
   opts.weight_decay = o.weight_decay;
   opts.decay_embeddings = o.decay_embeddings;
+  opts.momentum_decay = o.momentum_decay;
+  opts.basis_rotation = o.basis_rotation;
   std::unique_ptr<Optimizer> opt;
   const Status s = make_optimizer(o.kind, opts, &opt);
   PT_CHECK_MSG(s.is_ok(), s.message() + " (the config loader should have refused it)");
@@ -66,13 +68,8 @@ void apply_stage_update(LocalStage& ls, const OptimizerSection& o, double lr, fl
 }
 
 LrSchedule lr_schedule_for(const Config& c) {
-  LrSchedule s;
-  s.kind = c.optimizer.lr_schedule;
-  s.lr = c.optimizer.lr;
-  s.min_lr_ratio = c.optimizer.min_lr_ratio;
-  s.warmup_steps = c.optimizer.warmup_steps;
-  s.total_steps = c.training.steps;
-  return s;
+  const OptimizerSection& o = c.optimizer;
+  return LrSchedule{o.lr_schedule, o.lr, o.min_lr_ratio, o.warmup_steps, c.training.steps};
 }
 
 double stage_norm_sq(const LocalStage& ls) {

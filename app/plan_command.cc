@@ -111,137 +111,174 @@ AfterFlush after_flush_seconds(const Config& c, const Schedule& lowered, const C
   return a;
 }
 
-}  // namespace
-
-Status run_plan_command(const std::string& config_path, const std::vector<std::string>& overrides, int ranks_override,
-                        const std::string& trace_path, const std::string& costs_path) {
+// What one `plan` run computes and prints.
+struct Plan {
   Config c;
-  std::vector<std::string> all = overrides;
-  if (ranks_override > 0) all.push_back("parallel.pp=" + std::to_string(ranks_override));
-  PT_RETURN_IF_ERROR(load_config(config_path, all, &c));
-
-  const auto t0 = std::chrono::steady_clock::now();
-  // Asynchronous kinds: plan one drained segment of a few updates.
-  const bool async = is_async_kind(c.schedule.kind);
-  const int64_t updates = async ? kPlanUpdates : 1;
+  std::string config_path, costs_path;
+  bool async = false, measured = false, large = false;
+  int64_t updates = 1;
   Schedule lowered;
-  PT_RETURN_IF_ERROR(build_lowered_schedule(c, updates, &lowered));
-  const int S = lowered.num_stages;
-  const int L = chain_length(lowered);
   std::vector<std::pair<int, int>> ranges;
-  PT_RETURN_IF_ERROR(split_layers_for_config(c, L, &ranges));
-  std::vector<double> model_stage_cost = stage_costs(ranges, config_split_costs(c)), stage_cost(S);
-  for (int v = 0; v < S; ++v) stage_cost[v] = model_stage_cost[v % L];
-  // Measured costs (seconds) when a cost file is given, else block-forward units.
-  const bool measured = !costs_path.empty();
   CostFile cost_file;
   std::vector<size_t> params;
   CostModel costs;
-  const double act_bytes = double(c.training.micro_batch_size) * c.training.seq_len * c.model.n_embd * sizeof(float);
-  if (measured) {
-    PT_RETURN_IF_ERROR(read_cost_file(costs_path, &cost_file));
-    PT_RETURN_IF_ERROR(check_cost_shape(cost_file, costs_path,
-                                        CostShape{c.model.n_layer, c.model.n_embd, c.model.n_head, c.model.vocab_size,
-                                                  c.training.micro_batch_size, c.training.seq_len},
-                                        config_path));
-    params = model_stage_params(c, ranges);
-    costs = cost_model_from_file(cost_file, ranges, S, act_bytes, params);
-    if (!async) costs.step = 0;  // a synchronous step is accounted after the flush (after_flush_seconds)
-  } else {
-    costs = default_costs(stage_cost);
-  }
-  // Large plans (a 1024-rank pipeline has ~25M actions) skip what only a human can
-  // read: the unit-time grid and the per-action trace. Their numbers come from one
-  // simulation without a timeline.
-  const bool large = num_actions(lowered) > kMaxDetailedActions && trace_path.empty();
-  SimOptions sim_options;
-  sim_options.record_timeline = !large;
+  double act_bytes = 0;
   SimResult sim, unit_sim;
-  PT_RETURN_IF_ERROR(simulate(lowered, CostModel::uniform(S, 1, 1, 1), &unit_sim, sim_options));
-  if (!large) PT_RETURN_IF_ERROR(simulate(lowered, costs, &sim));
-  const double plan_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+};
 
+// Measured costs (seconds) when a cost file is given, else block-forward units.
+Status load_plan_costs(Plan& p) {
+  const int S = p.lowered.num_stages, L = chain_length(p.lowered);
+  const std::vector<double> model_stage_cost = stage_costs(p.ranges, config_split_costs(p.c));
+  std::vector<double> stage_cost(static_cast<size_t>(S));
+  for (int v = 0; v < S; ++v) stage_cost[size_t(v)] = model_stage_cost[size_t(v % L)];
+  p.act_bytes = double(p.c.training.micro_batch_size) * p.c.training.seq_len * p.c.model.n_embd * sizeof(float);
+  if (!p.measured) {
+    p.costs = default_costs(stage_cost);
+    return Status::ok();
+  }
+  PT_RETURN_IF_ERROR(read_cost_file(p.costs_path, &p.cost_file));
+  const Config& c = p.c;
+  PT_RETURN_IF_ERROR(check_cost_shape(p.cost_file, p.costs_path,
+                                      CostShape{c.model.n_layer, c.model.n_embd, c.model.n_head, c.model.vocab_size,
+                                                c.training.micro_batch_size, c.training.seq_len},
+                                      p.config_path));
+  p.params = model_stage_params(c, p.ranges);
+  p.costs = cost_model_from_file(p.cost_file, p.ranges, S, p.act_bytes, p.params);
+  if (!p.async) p.costs.step = 0;  // a synchronous step is accounted after the flush (after_flush_seconds)
+  return Status::ok();
+}
+
+// The schedule, its layer split, costs and simulations. Large plans (a 1024-rank pipeline
+// has ~25M actions) skip what only a human can read: the unit-time grid and the per-action
+// trace; their numbers come from one simulation without a timeline.
+Status build_plan(Plan& p, const std::string& trace_path) {
+  p.async = find_schedule(p.c.schedule.kind)->asynchronous;
+  p.updates = p.async ? kPlanUpdates : 1;  // asynchronous kinds: one drained segment of a few updates
+  PT_RETURN_IF_ERROR(build_lowered_schedule(p.c, p.updates, &p.lowered));
+  PT_RETURN_IF_ERROR(split_layers_for_config(p.c, chain_length(p.lowered), &p.ranges));
+  PT_RETURN_IF_ERROR(load_plan_costs(p));
+  p.large = num_actions(p.lowered) > kMaxDetailedActions && trace_path.empty();
+  SimOptions sim_options;
+  sim_options.record_timeline = !p.large;
+  PT_RETURN_IF_ERROR(simulate(p.lowered, CostModel::uniform(p.lowered.num_stages, 1, 1, 1), &p.unit_sim, sim_options));
+  if (!p.large) PT_RETURN_IF_ERROR(simulate(p.lowered, p.costs, &p.sim));
+  return Status::ok();
+}
+
+void print_report(const Plan& p) {
   PlanReportInputs in;
-  in.resolved_config = dump_config(c);
-  in.layer_ranges = ranges;
+  in.resolved_config = dump_config(p.c);
+  in.layer_ranges = p.ranges;
   // Measured costs are reported in ms (the report prints 3 decimals; seconds would show 0.002).
   SimResult sim_ms;
-  if (measured) {
-    sim_ms.makespan = 1e3 * sim.makespan;
-    sim_ms.bubble_fraction = sim.bubble_fraction;
-    for (double x : sim.idle) sim_ms.idle.push_back(1e3 * x);
-    for (double x : sim.busy) sim_ms.busy.push_back(1e3 * x);
+  if (p.measured) {
+    sim_ms.makespan = 1e3 * p.sim.makespan;
+    sim_ms.bubble_fraction = p.sim.bubble_fraction;
+    for (double x : p.sim.idle) sim_ms.idle.push_back(1e3 * x);
+    for (double x : p.sim.busy) sim_ms.busy.push_back(1e3 * x);
   }
-  in.cost_model = large ? nullptr : measured ? &sim_ms : &sim;
-  in.cost_model_unit = measured ? "ms" : "block-forward units";
-  std::string report = plan_report(lowered, unit_sim, in);
-  if (large) {
-    report += "(large plan: " + std::to_string(num_actions(lowered)) +
+  in.cost_model = p.large ? nullptr : p.measured ? &sim_ms : &p.sim;
+  in.cost_model_unit = p.measured ? "ms" : "block-forward units";
+  std::string report = plan_report(p.lowered, p.unit_sim, in);
+  if (p.large)
+    report += "(large plan: " + std::to_string(num_actions(p.lowered)) +
               " actions; one unit-time simulation without a timeline: grid, cost model and trace skipped; pass --trace "
               "to get them)\n";
-  }
   std::printf("%s", report.c_str());
-  if (measured && !large) {
-    std::printf("== prediction from %s (%s: %s, %d rank(s) measured at once, %s) ==\n", costs_path.c_str(),
-                cost_file.backend.c_str(), cost_file.device.c_str(), cost_file.ranks, cost_file.created.c_str());
-    const int world = c.parallel.dp * lowered.num_ranks;
-    if (cost_file.ranks != world)
-      std::printf("note: the costs were measured with %d rank(s) computing at once; this plan runs %d: re-run bench "
-                  "under mpirun -np %d if the ranks share cores or a GPU\n",
-                  cost_file.ranks, world, world);
-    if (world > 1 && cost_file.p2p_bandwidth_bytes_per_s <= 0)
-      std::printf("note: the cost file has no p2p measurement (bench ran on 1 rank): messages are treated as free\n");
-    std::printf("stage costs (ms per micro-batch, F / Bx / Bw):");
-    for (int v = 0; v < S; ++v)
-      std::printf("  s%d %.3f / %.3f / %.3f", v, 1e3 * costs.forward[v], 1e3 * costs.backward_input[v],
-                  1e3 * costs.backward_weight[v]);
-    std::printf("\nboundary message (B*T*C fp32 = %.0f bytes): %.2f us\n", act_bytes, 1e6 * costs.p2p_latency);
-    const double tokens_per_update =
-        double(c.training.micro_batch_size) * c.training.seq_len * c.training.microbatches * c.parallel.dp;
-    if (async) {
-      // The run's first drained segment (next_drain_step: evaluation, checkpoint,
-      // drain_every or the end), so fill and drain are amortized as in training;
-      // capped to keep planning fast (the per-update time converges with length).
-      const int64_t run_updates = std::min<int64_t>(next_drain_step(c, 0), kMaxPredictedUpdates);
-      SimResult seg_sim = sim;
-      if (run_updates != updates) {
-        Schedule segment;
-        PT_RETURN_IF_ERROR(build_lowered_schedule(c, run_updates, &segment));
-        PT_RETURN_IF_ERROR(simulate(segment, costs, &seg_sim, SimOptions{false}));
-      }
-      const double per_update = seg_sim.makespan / double(run_updates);
-      std::printf("the run's first drained segment, %lld updates (fill and drain included, each STEP %.3f ms): "
-                  "%.3f ms  bubble fraction: %.2f%%\n",
-                  (long long)run_updates, 1e3 * costs.step, 1e3 * seg_sim.makespan, 100.0 * seg_sim.bubble_fraction);
-      std::printf("predicted time per update: %.3f ms  (%.0f tokens/update -> %.0f tokens/s)\n", 1e3 * per_update,
-                  tokens_per_update, tokens_per_update / per_update);
-    } else {
-      const AfterFlush after = after_flush_seconds(c, lowered, cost_file, params);
-      const double step = sim.makespan + after.reductions + after.optimizer;
-      std::printf("pipeline (forwards, backwards, messages): %.3f ms  bubble fraction: %.2f%%\n", 1e3 * sim.makespan,
-                  100.0 * sim.bubble_fraction);
-      std::printf("after the flush: reductions %.3f ms + optimizer %.3f ms (slowest rank)\n", 1e3 * after.reductions,
-                  1e3 * after.optimizer);
-      std::printf("predicted step time: %.3f ms  (%.0f tokens/step -> %.0f tokens/s)\n", 1e3 * step,
-                  tokens_per_update, tokens_per_update / step);
-    }
-  }
-  if (async) PT_RETURN_IF_ERROR(print_async_versions(c, lowered));
-  std::printf("planned in %.3f s (%lld actions)\n", plan_s, (long long)num_actions(lowered));
+}
 
-  if (large) return Status::ok();
+void print_cost_source(const Plan& p) {
+  const CostFile& f = p.cost_file;
+  std::printf("== prediction from %s (%s: %s, %d rank(s) measured at once, %s) ==\n", p.costs_path.c_str(),
+              f.backend.c_str(), f.device.c_str(), f.ranks, f.created.c_str());
+  const int world = p.c.parallel.dp * p.lowered.num_ranks;
+  if (f.ranks != world)
+    std::printf("note: the costs were measured with %d rank(s) computing at once; this plan runs %d: re-run bench "
+                "under mpirun -np %d if the ranks share cores or a GPU\n",
+                f.ranks, world, world);
+  if (world > 1 && f.p2p_bandwidth_bytes_per_s <= 0)
+    std::printf("note: the cost file has no p2p measurement (bench ran on 1 rank): messages are treated as free\n");
+  std::printf("stage costs (ms per micro-batch, F / Bx / Bw):");
+  for (int v = 0; v < p.lowered.num_stages; ++v)
+    std::printf("  s%d %.3f / %.3f / %.3f", v, 1e3 * p.costs.forward[size_t(v)], 1e3 * p.costs.backward_input[size_t(v)],
+                1e3 * p.costs.backward_weight[size_t(v)]);
+  std::printf("\nboundary message (B*T*C fp32 = %.0f bytes): %.2f us\n", p.act_bytes, 1e6 * p.costs.p2p_latency);
+}
+
+// The run's first drained segment (next_drain_step: evaluation, checkpoint, drain_every or
+// the end), so fill and drain are amortized as in training; capped to keep planning fast
+// (the per-update time converges with length).
+Status print_async_prediction(const Plan& p, double tokens_per_update) {
+  const int64_t run_updates = std::min<int64_t>(next_drain_step(p.c, 0), kMaxPredictedUpdates);
+  SimResult seg_sim = p.sim;
+  if (run_updates != p.updates) {
+    Schedule segment;
+    PT_RETURN_IF_ERROR(build_lowered_schedule(p.c, run_updates, &segment));
+    PT_RETURN_IF_ERROR(simulate(segment, p.costs, &seg_sim, SimOptions{false}));
+  }
+  const double per_update = seg_sim.makespan / double(run_updates);
+  std::printf("the run's first drained segment, %lld updates (fill and drain included, each STEP %.3f ms): "
+              "%.3f ms  bubble fraction: %.2f%%\n",
+              (long long)run_updates, 1e3 * p.costs.step, 1e3 * seg_sim.makespan, 100.0 * seg_sim.bubble_fraction);
+  std::printf("predicted time per update: %.3f ms  (%.0f tokens/update -> %.0f tokens/s)\n", 1e3 * per_update,
+              tokens_per_update, tokens_per_update / per_update);
+  return Status::ok();
+}
+
+void print_sync_prediction(const Plan& p, double tokens_per_update) {
+  const AfterFlush after = after_flush_seconds(p.c, p.lowered, p.cost_file, p.params);
+  const double step = p.sim.makespan + after.reductions + after.optimizer;
+  std::printf("pipeline (forwards, backwards, messages): %.3f ms  bubble fraction: %.2f%%\n", 1e3 * p.sim.makespan,
+              100.0 * p.sim.bubble_fraction);
+  std::printf("after the flush: reductions %.3f ms + optimizer %.3f ms (slowest rank)\n", 1e3 * after.reductions,
+              1e3 * after.optimizer);
+  std::printf("predicted step time: %.3f ms  (%.0f tokens/step -> %.0f tokens/s)\n", 1e3 * step, tokens_per_update,
+              tokens_per_update / step);
+}
+
+// Trace time: 1 unit = 1 ms for the unit model; seconds -> microseconds for measured costs.
+Status write_plan_trace(const Plan& p, const std::string& trace_path) {
   std::string trace = trace_path;
   if (trace.empty()) {
-    const std::string dir = c.run.out_dir + "/" + c.run.name;
+    const std::string dir = p.c.run.out_dir + "/" + p.c.run.name;
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) return Status::error(dir + ": cannot create: " + ec.message());
     trace = dir + "/plan_trace.json";
   }
-  // Trace time: 1 unit = 1 ms for the unit model; seconds -> microseconds for measured costs.
-  PT_RETURN_IF_ERROR(write_chrome_trace(trace, lowered, sim, measured ? 1e6 : 1000.0));
+  PT_RETURN_IF_ERROR(write_chrome_trace(trace, p.lowered, p.sim, p.measured ? 1e6 : 1000.0));
   std::printf("trace: %s (open in https://ui.perfetto.dev or chrome://tracing)\n", trace.c_str());
   return Status::ok();
+}
+
+}  // namespace
+
+Status run_plan_command(const std::string& config_path, const std::vector<std::string>& overrides, int ranks_override,
+                        const std::string& trace_path, const std::string& costs_path) {
+  Plan p;
+  p.config_path = config_path;
+  p.costs_path = costs_path;
+  p.measured = !costs_path.empty();
+  std::vector<std::string> all = overrides;
+  if (ranks_override > 0) all.push_back("parallel.pp=" + std::to_string(ranks_override));
+  PT_RETURN_IF_ERROR(load_config(config_path, all, &p.c));
+  const auto t0 = std::chrono::steady_clock::now();
+  PT_RETURN_IF_ERROR(build_plan(p, trace_path));
+  const double plan_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  print_report(p);
+  if (p.measured && !p.large) {
+    print_cost_source(p);
+    const Config& c = p.c;
+    const double tokens_per_update =
+        double(c.training.micro_batch_size) * c.training.seq_len * c.training.microbatches * c.parallel.dp;
+    if (p.async) PT_RETURN_IF_ERROR(print_async_prediction(p, tokens_per_update));
+    else print_sync_prediction(p, tokens_per_update);
+  }
+  if (p.async) PT_RETURN_IF_ERROR(print_async_versions(p.c, p.lowered));
+  std::printf("planned in %.3f s (%lld actions)\n", plan_s, (long long)num_actions(p.lowered));
+  if (p.large) return Status::ok();
+  return write_plan_trace(p, trace_path);
 }
 
 }  // namespace pt

@@ -14,7 +14,7 @@
 // Memory: StageBuffers and the state name their memory space. The host path is the
 // reference (and, today, the only one the trainer uses: StageModel exposes host
 // params()/grads()); a kDevice state steps device buffers on a stream with the
-// twins in optim/cuda/ (CUDA builds; AdamW has one). State tensors are always
+// twins in optim/cuda/ (CUDA builds; adamw and basis_rotation have one). State tensors are always
 // reached through host views: a kDevice state keeps a host mirror, brought up to
 // date by sync_to_host() (before reading it: checkpoint save) and sent back by
 // sync_to_device() (after writing it: checkpoint load), StageModel's contract.
@@ -40,6 +40,15 @@ struct OptimTensor {
   bool weight_decay = true;  // the model's flag: false for biases, LayerNorm and wpe
 };
 
+// optimizer.basis_rotation.* (optim/basis_rotation.h; the allowed values are listed there).
+struct BasisRotationOptions {
+  std::string geometry = "bi";    // bi: both sides rotated | uni: only the smaller side
+  std::string source = "2nd";     // 2nd: eigenbases of EMA(G·Gᵀ), EMA(Gᵀ·G) | 1st: singular bases of the momentum
+  int64_t update_freq = 10;       // a rotated matrix refreshes its basis every update_freq updates (>= 1)
+  double shampoo_beta = -1.0;     // EMA factor of the statistics; < 0: beta2
+  int64_t max_precond_dim = 8192; // a side longer than this stays unrotated (identity)
+};
+
 // The optimizer.* hyper-parameters every optimizer is built from (fixed for a run).
 struct OptimizerOptions {
   double beta1 = 0.9;
@@ -47,6 +56,8 @@ struct OptimizerOptions {
   double eps = 1e-8;
   double weight_decay = 0.0;
   bool decay_embeddings = true;  // "wte" decays only when its own flag and this are set
+  double momentum_decay = 0.004; // nadamw: psi of the momentum schedule (optim/nadamw.h)
+  BasisRotationOptions basis_rotation;
 };
 
 // One update of one stage.
@@ -76,7 +87,8 @@ class OptimizerState {
  public:
   virtual ~OptimizerState() = default;
   virtual MemorySpace space() const = 0;
-  // Every stage-wide state tensor (AdamW: adam_m, adam_v of n floats each).
+  // Every state tensor of the stage (AdamW: adam_m, adam_v of n floats each; names are
+  // unique within the stage, e.g. basis_rotation adds "h0.attn.qkv_w:rot_q_left").
   virtual std::vector<StateTensor> tensors() = 0;
   // The state of parameter tensor k of the layout, by name: what a checkpoint stores per tensor.
   virtual std::vector<StateTensor> tensor_state(size_t k) = 0;
@@ -91,7 +103,9 @@ class Optimizer {
  public:
   virtual ~Optimizer() = default;
   virtual const char* kind() const = 0;
-  // The names of the state tensors of every parameter tensor, in tensor_state() order.
+  // The names of the state tensors a parameter tensor can have, in tensor_state() order;
+  // one tensor's tensor_state() is this list or a subsequence of it (basis_rotation:
+  // only rotated matrices carry bases and statistics).
   virtual std::vector<std::string> state_names() const = 0;
   // Floats make_state would hold for this layout (memory planning and checks).
   virtual size_t state_floats(const std::vector<OptimTensor>& layout, size_t n) const = 0;

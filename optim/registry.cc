@@ -1,14 +1,24 @@
 #include "optim/registry.h"
 
 #include "optim/adamw.h"
+#include "optim/basis_rotation.h"
+#include "optim/nadamw.h"
 
 namespace pt {
 
 const std::vector<OptimizerEntry>& optimizer_registry() {
   static const std::vector<OptimizerEntry> table = {
-      {"adamw", &make_adamw},
+      {"adamw", &make_adamw, nullptr},
+      {"nadamw", &make_nadamw, "nadamw"},
+      {"basis_rotation", &make_basis_rotation, "basis_rotation"},
   };
   return table;
+}
+
+const OptimizerEntry* find_optimizer(const std::string& kind) {
+  for (const auto& e : optimizer_registry())
+    if (kind == e.kind) return &e;
+  return nullptr;
 }
 
 std::vector<std::string> optimizer_kinds() {

@@ -17,12 +17,19 @@ namespace pt {
 struct OptimizerEntry {
   const char* kind;                                              // the optimizer.kind value
   std::unique_ptr<Optimizer> (*make)(const OptimizerOptions&);   // never null
+  // The config section of this optimizer's own keys ("basis_rotation" for
+  // optimizer.basis_rotation.*), or null. They must match on resume only when this
+  // kind is selected, so a checkpoint of another kind does not depend on them.
+  const char* keys_section;
 };
 
 const std::vector<OptimizerEntry>& optimizer_registry();
 
 // optimizer.kind when a config leaves it out: the first entry of the table.
 inline constexpr const char* kDefaultOptimizerKind = "adamw";
+
+// The entry of `kind`, or null.
+const OptimizerEntry* find_optimizer(const std::string& kind);
 
 // Every registered kind, in table order.
 std::vector<std::string> optimizer_kinds();

@@ -15,7 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,7 +72,7 @@ std::vector<T> allgatherv(Collectives& c, Group g, const std::vector<T>& mine) {
   for (int64_t k : counts) max_count = k > max_count ? k : max_count;
   std::vector<T> padded(static_cast<size_t>(max_count));
   std::vector<T> all(static_cast<size_t>(max_count) * size_t(n));
-  if (!mine.empty()) std::memcpy(padded.data(), mine.data(), mine.size() * sizeof(T));
+  std::copy(mine.begin(), mine.end(), padded.begin());
   c.allgather(g, padded.data(), size_t(max_count) * sizeof(T), all.data());
   std::vector<T> out;
   for (int r = 0; r < n; ++r) out.insert(out.end(), all.begin() + r * max_count, all.begin() + r * max_count + counts[r]);
@@ -80,6 +80,13 @@ std::vector<T> allgatherv(Collectives& c, Group g, const std::vector<T>& mine) {
 }
 
 // Broadcasts a string from `root` of `g`.
-std::string broadcast_string(Collectives& c, Group g, const std::string& s, int root);
+inline std::string broadcast_string(Collectives& c, Group g, const std::string& s, int root) {
+  int64_t len = int64_t(s.size());
+  c.broadcast(g, &len, sizeof len, root);
+  std::string out = s;
+  out.resize(size_t(len));
+  if (len > 0) c.broadcast(g, out.data(), size_t(len), root);
+  return out;
+}
 
 }  // namespace pt

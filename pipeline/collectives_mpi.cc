@@ -124,13 +124,5 @@ std::unique_ptr<Collectives> make_mpi_collectives(const ProcessGroups& groups) {
   return std::make_unique<MpiCollectives>(groups);
 }
 
-std::string broadcast_string(Collectives& c, Group g, const std::string& s, int root) {
-  int64_t len = int64_t(s.size());
-  c.broadcast(g, &len, sizeof len, root);
-  std::string out = s;
-  out.resize(size_t(len));
-  if (len > 0) c.broadcast(g, out.data(), size_t(len), root);
-  return out;
-}
 
 }  // namespace pt

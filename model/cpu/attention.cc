@@ -24,13 +24,22 @@ namespace {
 // skipped triangle is most of the masked work (T = 128: 4 blocks, 10/16 of the
 // full score matrix computed).
 constexpr int kBlock = 32;
+
+// Head size HS = C / NH, the qkv row length 3C and the score scale 1 / sqrt(HS).
+struct HeadDims {
+  int HS, C3;
+  float scale;
+};
+
+HeadDims head_dims(int C, int NH) {
+  PT_CHECK(C % NH == 0);
+  const int HS = C / NH;
+  return HeadDims{HS, 3 * C, 1.0f / std::sqrt(float(HS))};
+}
 }  // namespace
 
 void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) {
-  PT_CHECK(C % NH == 0);
-  const int HS = C / NH;
-  const int C3 = 3 * C;
-  const float scale = 1.0f / std::sqrt(float(HS));
+  const auto [HS, C3, scale] = head_dims(C, NH);
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
       const float* q = inp + size_t(b) * T * C3 + size_t(h) * HS;  // (T, HS), ld 3C
@@ -61,10 +70,7 @@ void attention_forward(float* out, float* att, const float* inp, int B, int T, i
 
 void attention_backward(float* dinp, float* scratch, const float* dout, const float* inp, const float* att, int B,
                         int T, int C, int NH) {
-  PT_CHECK(C % NH == 0);
-  const int HS = C / NH;
-  const int C3 = 3 * C;
-  const float scale = 1.0f / std::sqrt(float(HS));
+  const auto [HS, C3, scale] = head_dims(C, NH);
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
       const size_t qoff = size_t(b) * T * C3 + size_t(h) * HS;

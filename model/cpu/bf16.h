@@ -36,4 +36,11 @@ inline bf16 float_to_bf16(float f) {
 // fp32 -> nearest bf16 -> fp32.
 inline float round_to_bf16(float f) { return bf16_to_float(float_to_bf16(f)); }
 
+// Element loads widened to fp32 and fp32 results stored in the element type (bf16
+// rounded as above), so one template serves fp32 and bf16 tensors.
+inline float to_float(float x) { return x; }
+inline float to_float(bf16 x) { return bf16_to_float(x); }
+inline void store_float(float* p, float v) { *p = v; }
+inline void store_float(bf16* p, float v) { *p = float_to_bf16(v); }
+
 }  // namespace pt::cpu

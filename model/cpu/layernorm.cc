@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstddef>
 
+#include "model/cpu/layernorm_input_grad.h"
+
 namespace pt::cpu {
 namespace {
 // ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)): the fixed combination order.
@@ -45,27 +47,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 
 void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight,
                               const float* mean, const float* rstd, int N, int C) {
-  for (int n = 0; n < N; ++n) {
-    const float* x = inp + size_t(n) * C;
-    const float* d = dout + size_t(n) * C;
-    float* dx = dinp + size_t(n) * C;
-    const float m = mean[n], s = rstd[n];
-    // Two reductions of the standard formula: mean(w*dout) and mean(w*dout*norm).
-    float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
-    for (int c = 0; c < C; ++c) {
-      float norm = (x[c] - m) * s;
-      float dnorm = weight[c] * d[c];
-      dnorm_mean += dnorm;
-      dnorm_norm_mean += dnorm * norm;
-    }
-    dnorm_mean /= float(C);
-    dnorm_norm_mean /= float(C);
-    for (int c = 0; c < C; ++c) {
-      float norm = (x[c] - m) * s;
-      float dnorm = weight[c] * d[c];
-      dx[c] = (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
-    }
-  }
+  detail::layernorm_backward_input_rows(dinp, dout, inp, weight, mean, rstd, N, C);
 }
 
 void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp,

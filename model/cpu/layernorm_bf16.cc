@@ -5,8 +5,14 @@
 #include <cstddef>
 
 #include "model/cpu/layernorm.h"
+#include "model/cpu/layernorm_input_grad.h"
 
 namespace pt::cpu {
+
+void layernorm_backward_input_bf16(bf16* dinp, const bf16* dout, const bf16* inp, const bf16* weight,
+                                   const float* mean, const float* rstd, int N, int C) {
+  detail::layernorm_backward_input_rows(dinp, dout, inp, weight, mean, rstd, N, C);
+}
 
 void layernorm_forward_bf16(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* weight,
                             const bf16* bias, int N, int C) {
@@ -28,30 +34,6 @@ void layernorm_forward_bf16(bf16* out, float* mean, float* rstd, const bf16* inp
     }
     mean[n] = m;
     rstd[n] = s;
-  }
-}
-
-void layernorm_backward_input_bf16(bf16* dinp, const bf16* dout, const bf16* inp, const bf16* weight,
-                                   const float* mean, const float* rstd, int N, int C) {
-  for (int n = 0; n < N; ++n) {
-    const bf16* x = inp + size_t(n) * C;
-    const bf16* d = dout + size_t(n) * C;
-    bf16* dx = dinp + size_t(n) * C;
-    const float m = mean[n], s = rstd[n];
-    float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
-    for (int c = 0; c < C; ++c) {
-      const float norm = (bf16_to_float(x[c]) - m) * s;
-      const float dnorm = bf16_to_float(weight[c]) * bf16_to_float(d[c]);
-      dnorm_sum += dnorm;
-      dnorm_norm_sum += dnorm * norm;
-    }
-    const float dnorm_mean = dnorm_sum / float(C);
-    const float dnorm_norm_mean = dnorm_norm_sum / float(C);
-    for (int c = 0; c < C; ++c) {
-      const float norm = (bf16_to_float(x[c]) - m) * s;
-      const float dnorm = bf16_to_float(weight[c]) * bf16_to_float(d[c]);
-      dx[c] = float_to_bf16((dnorm - dnorm_mean - norm * dnorm_norm_mean) * s);
-    }
   }
 }
 

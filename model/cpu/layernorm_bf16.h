@@ -20,15 +20,13 @@
 
 namespace pt::cpu {
 
-// out (N, C) bf16; mean, rstd (N) fp32; inp (N, C), weight, bias (C) bf16.
-void layernorm_forward_bf16(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* weight,
-                            const bf16* bias, int N, int C);
-
-// dinp (N, C) bf16 (written, =); dout, inp (N, C), weight (C) bf16; mean, rstd (N).
+// Types: inp, out, dout, dinp (N, C) and weight, bias (C) bf16; mean, rstd (N) and
+// dweight, dbias (C) fp32. out and dinp are written (=), dweight and dbias accumulated
+// (+=). The input gradient comes first: it is the fp32 op's code (one template).
 void layernorm_backward_input_bf16(bf16* dinp, const bf16* dout, const bf16* inp, const bf16* weight,
                                    const float* mean, const float* rstd, int N, int C);
-
-// dweight, dbias (C) fp32 +=; dout, inp (N, C) bf16; mean, rstd (N).
+void layernorm_forward_bf16(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* weight,
+                            const bf16* bias, int N, int C);
 void layernorm_backward_weight_bf16(float* dweight, float* dbias, const bf16* dout, const bf16* inp,
                                     const float* mean, const float* rstd, int N, int C);
 

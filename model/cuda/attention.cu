@@ -48,6 +48,12 @@ __device__ void load_tile(float* tile, const float* base, int b, int t0, int whi
   }
 }
 
+// The k and v tiles of key rows [k0, k0 + 32).
+__device__ void load_kv(float* ks, float* vs, const float* inp, int b, int k0, const Dims& g) {
+  load_tile(ks, inp, b, k0, 1, 3 * g.C, g);
+  load_tile(vs, inp, b, k0, 2, 3 * g.C, g);
+}
+
 __device__ float dot_rows(const float* x, const float* y, int n) {
   float s = 0.0f;
   for (int d = 0; d < n; ++d) s += x[d] * y[d];
@@ -70,9 +76,8 @@ static __global__ void __launch_bounds__(kThreads)
   const int b = blockIdx.z, h = blockIdx.y;
   const int q0 = blockIdx.x * kTile;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int C3 = 3 * g.C;
 
-  load_tile(qs, inp, b, q0, 0, C3, g);
+  load_tile(qs, inp, b, q0, 0, 3 * g.C, g);
   if (threadIdx.x < kTile) {
     row_m[threadIdx.x] = -INFINITY;
     row_l[threadIdx.x] = 0.0f;
@@ -82,8 +87,7 @@ static __global__ void __launch_bounds__(kThreads)
   for (int r = 0; r < kAccPerThread; ++r) acc[r] = 0.0f;
 
   for (int k0 = 0; k0 <= q0; k0 += kTile) {  // key tiles up to and including the diagonal one
-    load_tile(ks, inp, b, k0, 1, C3, g);
-    load_tile(vs, inp, b, k0, 2, C3, g);
+    load_kv(ks, vs, inp, b, k0, g);
     __syncthreads();
 #pragma unroll
     for (int r = 0; r < kScoresPerThread; ++r) {
@@ -155,11 +159,55 @@ static __global__ void attention_backward_d_kernel(float* D, const float* dout, 
   if (lane == 0) D[(b * g.NH + h) * g.T + t] = s;
 }
 
+// Calls f(r, row, d) for the thread's accumulator entries of a (32, HS) tile:
+// e = tid + 256 r, row = e / HS, d = e % HS. r is unrolled, so per-thread arrays
+// indexed by r stay in registers.
+template <typename F>
+__device__ __forceinline__ void for_each_acc(const Dims& g, F&& f) {
+#pragma unroll
+  for (int r = 0; r < kAccPerThread; ++r) {
+    const int e = threadIdx.x + kThreads * r;
+    if (e < kTile * g.HS) f(r, e / g.HS, e % g.HS);
+  }
+}
+
+// Shared memory of the backward kernels: k, v, q, dout tiles (32, HS+1) each, the
+// p tile (32, 33; dkdv only), the ds tile (32, 33), and lse and D of 32 query rows.
+struct BackwardSmem {
+  float *ks, *vs, *qs, *dos, *pt, *dst, *lse_s, *d_s;
+};
+
+__device__ BackwardSmem backward_smem(float* smem, bool with_p, const Dims& g) {
+  const int ld = g.HS + 1;
+  BackwardSmem s;
+  s.ks = smem;
+  s.vs = s.ks + kTile * ld;
+  s.qs = s.vs + kTile * ld;
+  s.dos = s.qs + kTile * ld;
+  s.pt = with_p ? s.dos + kTile * ld : nullptr;
+  s.dst = with_p ? s.pt + kTile * kScoreLd : s.dos + kTile * ld;
+  s.lse_s = s.dst + kTile * kScoreLd;
+  s.d_s = s.lse_s + kTile;
+  return s;
+}
+
+// Loads the q and dout tiles and lse and D of query rows [q0, q0 + 32) of head
+// (b, h); stats of rows >= T are 0 (never live).
+__device__ void load_query_rows(const BackwardSmem& s, const float* inp, const float* dout, const float* lse,
+                                const float* D, int b, int q0, const Dims& g) {
+  load_tile(s.qs, inp, b, q0, 0, 3 * g.C, g);
+  load_tile(s.dos, dout, b, q0, 0, g.C, g);
+  if (threadIdx.x < kTile) {
+    const int t = q0 + threadIdx.x;
+    const size_t i = (size_t(b) * g.NH + blockIdx.y) * g.T + t;
+    s.lse_s[threadIdx.x] = t < g.T ? lse[i] : 0.0f;
+    s.d_s[threadIdx.x] = t < g.T ? D[i] : 0.0f;
+  }
+}
+
 // Recomputes the live probabilities p and score gradients ds = p (dp - D) of one
-// 32 x 32 tile into shared memory (p_tile may be null when only ds is needed).
-__device__ void score_grad_tile(float* p_tile, float* ds_tile, const float* qs, const float* ks, const float* dos,
-                                const float* vs, const float* lse_s, const float* d_s, int q0, int k0,
-                                const Dims& g) {
+// 32 x 32 tile into s.pt (when not null) and s.dst.
+__device__ void score_grad_tile(const BackwardSmem& s, int q0, int k0, const Dims& g) {
   const int ld = g.HS + 1;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 #pragma unroll
@@ -168,85 +216,53 @@ __device__ void score_grad_tile(float* p_tile, float* ds_tile, const float* qs, 
     const int qg = q0 + qi, kg = k0 + kj;
     float p = 0.0f, ds = 0.0f;
     if (kg <= qg && qg < g.T) {
-      p = expf(dot_rows(qs + qi * ld, ks + kj * ld, g.HS) * g.scale - lse_s[qi]);
-      ds = p * (dot_rows(dos + qi * ld, vs + kj * ld, g.HS) - d_s[qi]);
+      p = expf(dot_rows(s.qs + qi * ld, s.ks + kj * ld, g.HS) * g.scale - s.lse_s[qi]);
+      ds = p * (dot_rows(s.dos + qi * ld, s.vs + kj * ld, g.HS) - s.d_s[qi]);
     }
-    if (p_tile) p_tile[qi * kScoreLd + kj] = p;
-    ds_tile[qi * kScoreLd + kj] = ds;
+    if (s.pt) s.pt[qi * kScoreLd + kj] = p;
+    s.dst[qi * kScoreLd + kj] = ds;
   }
 }
 
-// Loads lse and D of rows [t0, t0 + 32) of head (b, h); rows >= T get 0 (never live).
-__device__ void load_row_stats(float* lse_s, float* d_s, const float* lse, const float* D, int b, int t0,
-                               const Dims& g) {
-  if (threadIdx.x < kTile) {
-    const int t = t0 + threadIdx.x;
-    const size_t i = (size_t(b) * g.NH + blockIdx.y) * g.T + t;
-    lse_s[threadIdx.x] = t < g.T ? lse[i] : 0.0f;
-    d_s[threadIdx.x] = t < g.T ? D[i] : 0.0f;
-  }
-}
-
-// grid (ceil(T / 32), NH, B), block per key tile. Shared: k, v, q, dout tiles and
-// the p and ds tiles. dk = scale · Σ_q ds q,  dv = Σ_q p dout, over query tiles in order.
+// grid (ceil(T / 32), NH, B), block per key tile. dk = scale · Σ_q ds q,
+// dv = Σ_q p dout, over query tiles in order.
 static __global__ void __launch_bounds__(kThreads)
     attention_backward_dkdv_kernel(float* dinp, const float* dout, const float* inp, const float* lse,
                                    const float* D, Dims g) {
   extern __shared__ float smem[];
+  const BackwardSmem s = backward_smem(smem, /*with_p=*/true, g);
   const int ld = g.HS + 1;
-  float* ks = smem;
-  float* vs = ks + kTile * ld;
-  float* qs = vs + kTile * ld;
-  float* dos = qs + kTile * ld;
-  float* pt = dos + kTile * ld;   // (32, 33)
-  float* dst = pt + kTile * kScoreLd;
-  float* lse_s = dst + kTile * kScoreLd;
-  float* d_s = lse_s + kTile;
-  const int b = blockIdx.z, h = blockIdx.y;
-  const int k0 = blockIdx.x * kTile;
+  const int b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * kTile;
   const int C3 = 3 * g.C;
-  load_tile(ks, inp, b, k0, 1, C3, g);
-  load_tile(vs, inp, b, k0, 2, C3, g);
+  load_kv(s.ks, s.vs, inp, b, k0, g);
   float dk[kAccPerThread], dv[kAccPerThread];
 #pragma unroll
   for (int r = 0; r < kAccPerThread; ++r) dk[r] = dv[r] = 0.0f;
 
   for (int q0 = k0; q0 < g.T; q0 += kTile) {  // query tiles at or below the diagonal
-    load_tile(qs, inp, b, q0, 0, C3, g);
-    load_tile(dos, dout, b, q0, 0, g.C, g);
-    load_row_stats(lse_s, d_s, lse, D, b, q0, g);
+    load_query_rows(s, inp, dout, lse, D, b, q0, g);
     __syncthreads();
-    score_grad_tile(pt, dst, qs, ks, dos, vs, lse_s, d_s, q0, k0, g);
+    score_grad_tile(s, q0, k0, g);
     __syncthreads();
-#pragma unroll
-    for (int r = 0; r < kAccPerThread; ++r) {
-      const int e = threadIdx.x + kThreads * r;
-      if (e < kTile * g.HS) {
-        const int kj = e / g.HS, d = e % g.HS;
-        float sk = 0.0f, sv = 0.0f;
-        for (int qi = 0; qi < kTile; ++qi) {
-          sk += dst[qi * kScoreLd + kj] * qs[qi * ld + d];
-          sv += pt[qi * kScoreLd + kj] * dos[qi * ld + d];
-        }
-        dk[r] += sk;
-        dv[r] += sv;
+    for_each_acc(g, [&](int r, int kj, int d) {
+      float sk = 0.0f, sv = 0.0f;
+      for (int qi = 0; qi < kTile; ++qi) {
+        sk += s.dst[qi * kScoreLd + kj] * s.qs[qi * ld + d];
+        sv += s.pt[qi * kScoreLd + kj] * s.dos[qi * ld + d];
       }
-    }
+      dk[r] += sk;
+      dv[r] += sv;
+    });
     __syncthreads();
   }
-#pragma unroll
-  for (int r = 0; r < kAccPerThread; ++r) {
-    const int e = threadIdx.x + kThreads * r;
-    if (e < kTile * g.HS) {
-      const int kj = e / g.HS, d = e % g.HS;
-      const int kg = k0 + kj;
-      if (kg < g.T) {
-        float* row = dinp + (size_t(b) * g.T + kg) * C3 + size_t(h) * g.HS + d;
-        row[g.C] = dk[r] * g.scale;
-        row[2 * g.C] = dv[r];
-      }
+  for_each_acc(g, [&](int r, int kj, int d) {
+    const int kg = k0 + kj;
+    if (kg < g.T) {
+      float* row = dinp + (size_t(b) * g.T + kg) * C3 + size_t(h) * g.HS + d;
+      row[g.C] = dk[r] * g.scale;
+      row[2 * g.C] = dv[r];
     }
-  }
+  });
 }
 
 // grid (ceil(T / 32), NH, B), block per query tile: dq = scale · Σ_k ds k over key
@@ -255,51 +271,29 @@ static __global__ void __launch_bounds__(kThreads)
     attention_backward_dq_kernel(float* dinp, const float* dout, const float* inp, const float* lse,
                                  const float* D, Dims g) {
   extern __shared__ float smem[];
-  const int ld = g.HS + 1;
-  float* qs = smem;
-  float* dos = qs + kTile * ld;
-  float* ks = dos + kTile * ld;
-  float* vs = ks + kTile * ld;
-  float* dst = vs + kTile * ld;  // (32, 33)
-  float* lse_s = dst + kTile * kScoreLd;
-  float* d_s = lse_s + kTile;
-  const int b = blockIdx.z, h = blockIdx.y;
+  const BackwardSmem s = backward_smem(smem, /*with_p=*/false, g);
   const int q0 = blockIdx.x * kTile;
-  const int C3 = 3 * g.C;
-  load_tile(qs, inp, b, q0, 0, C3, g);
-  load_tile(dos, dout, b, q0, 0, g.C, g);
-  load_row_stats(lse_s, d_s, lse, D, b, q0, g);
+  load_query_rows(s, inp, dout, lse, D, blockIdx.z, q0, g);
   float dq[kAccPerThread];
 #pragma unroll
   for (int r = 0; r < kAccPerThread; ++r) dq[r] = 0.0f;
 
   for (int k0 = 0; k0 <= q0; k0 += kTile) {
-    load_tile(ks, inp, b, k0, 1, C3, g);
-    load_tile(vs, inp, b, k0, 2, C3, g);
+    load_kv(s.ks, s.vs, inp, blockIdx.z, k0, g);
     __syncthreads();
-    score_grad_tile(nullptr, dst, qs, ks, dos, vs, lse_s, d_s, q0, k0, g);
+    score_grad_tile(s, q0, k0, g);
     __syncthreads();
-#pragma unroll
-    for (int r = 0; r < kAccPerThread; ++r) {
-      const int e = threadIdx.x + kThreads * r;
-      if (e < kTile * g.HS) {
-        const int qi = e / g.HS, d = e % g.HS;
-        float s = 0.0f;
-        for (int kj = 0; kj < kTile; ++kj) s += dst[qi * kScoreLd + kj] * ks[kj * ld + d];
-        dq[r] += s;
-      }
-    }
+    for_each_acc(g, [&](int r, int qi, int d) {
+      float sum = 0.0f;
+      for (int kj = 0; kj < kTile; ++kj) sum += s.dst[qi * kScoreLd + kj] * s.ks[kj * (g.HS + 1) + d];
+      dq[r] += sum;
+    });
     __syncthreads();
   }
-#pragma unroll
-  for (int r = 0; r < kAccPerThread; ++r) {
-    const int e = threadIdx.x + kThreads * r;
-    if (e < kTile * g.HS) {
-      const int qi = e / g.HS, d = e % g.HS;
-      const int qg = q0 + qi;
-      if (qg < g.T) dinp[(size_t(b) * g.T + qg) * C3 + size_t(h) * g.HS + d] = dq[r] * g.scale;
-    }
-  }
+  for_each_acc(g, [&](int r, int qi, int d) {
+    const int qg = q0 + qi;
+    if (qg < g.T) dinp[(size_t(blockIdx.z) * g.T + qg) * 3 * g.C + size_t(blockIdx.y) * g.HS + d] = dq[r] * g.scale;
+  });
 }
 
 Dims make_dims(int T, int C, int NH) {

@@ -118,6 +118,33 @@ __device__ void load_tile_t(bf16* dst_t, const bf16* src, size_t stride, int r0,
   }
 }
 
+// Two 16 x 16 products over the head dimension for one warp: x = X1 · Y1ᵀ and
+// y = X2 · Y2ᵀ, rows xr..xr+15 of the (64 x LD) tiles x1, x2 times rows yr..yr+15 of
+// the tiles y1, y2 (B[k = d][n] = Y[yr + n][d]). The thread holds, of each result
+// (two n-tiles of 8), rows g, g + 8 and columns 8nt + 2t, 8nt + 2t + 1.
+template <int HS>
+__device__ __forceinline__ void mma_two_16x16(float (&x)[2][4], float (&y)[2][4], const bf16* x1, const bf16* x2,
+                                              int xr, const bf16* y1, const bf16* y2, int yr, int g, int t) {
+  constexpr int LD = HS + kPad;
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) x[nt][i] = y[nt][i] = 0.0f;
+  }
+#pragma unroll
+  for (int kk = 0; kk < HS / 16; ++kk) {
+    uint32_t a1[4], a2[4];
+    load_a(a1, x1, LD, xr, kk * 16, g, t);
+    load_a(a2, x2, LD, xr, kk * 16, g, t);
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      const int yn = yr + nt * 8 + g;
+      mma_bf16(x[nt], a1, frag_pair(y1, LD, yn, kk * 16 + 2 * t), frag_pair(y1, LD, yn, kk * 16 + 2 * t + 8));
+      mma_bf16(y[nt], a2, frag_pair(y2, LD, yn, kk * 16 + 2 * t), frag_pair(y2, LD, yn, kk * 16 + 2 * t + 8));
+    }
+  }
+}
+
 // Max / sum over the 4 lanes of a quad (the lanes holding one accumulator row),
 // fixed butterfly order.
 __device__ __forceinline__ float quad_max(float v) {
@@ -269,6 +296,45 @@ __global__ void attention_backward_d_bf16_kernel(float* D, const bf16* dout, con
 }
 
 // ---------------------------------------------------------------------------------
+// Shared by the two backward kernels.
+
+// Tile i of a backward kernel's dynamic shared memory: 0..3 are (64 x LD) row-major
+// tiles, 4, 5 (HS x kLdT) transposed tiles, in that order (smem_dkdv / smem_dq).
+template <int HS>
+__device__ __forceinline__ bf16* smem_tile(int i) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* tiles = reinterpret_cast<bf16*>(smem_raw);
+  return i < 4 ? tiles + i * kTile * (HS + kPad) : tiles + 4 * kTile * (HS + kPad) + (i - 4) * HS * kLdT;
+}
+
+// A backward CTA: head (b, h), first row t0 of its 64-row tile, the thread's warp and
+// fragment coordinates (g, t), and the head's rows 0 of q in inp (k, v at + C, + 2C),
+// of dout, and of lse and D.
+struct BackwardCta {
+  int b, h, t0, warp, g, t;
+  size_t C3;
+  const bf16* base;
+  const bf16* dbase;
+  size_t stat0;
+};
+
+template <int HS>
+__device__ __forceinline__ BackwardCta backward_cta(const bf16* inp, const bf16* dout, const Params& p) {
+  BackwardCta c;
+  c.b = blockIdx.z;
+  c.h = blockIdx.y;
+  c.t0 = blockIdx.x * kTile;
+  c.warp = threadIdx.x / 32;
+  c.g = (threadIdx.x % 32) >> 2;
+  c.t = (threadIdx.x % 32) & 3;
+  c.C3 = size_t(3) * p.C;
+  c.base = inp + size_t(c.b) * p.T * c.C3 + size_t(c.h) * HS;
+  c.dbase = dout + size_t(c.b) * p.T * p.C + size_t(c.h) * HS;
+  c.stat0 = (size_t(c.b) * p.NH + c.h) * p.T;
+  return c;
+}
+
+// ---------------------------------------------------------------------------------
 // Backward (b): dK, dV. grid (ceil(T / 64), NH, B), one 64-key tile per CTA; warp w
 // owns keys k0 + [16w, 16w + 16). Shared: K, V, Q, dO (64 x LD), Qᵀ, dOᵀ (HS x kLdT),
 // lse·log2e and D of the current 64 query rows. Per 16-query chunk the thread holds
@@ -279,24 +345,12 @@ template <int HS>
 __global__ void __launch_bounds__(kThreads)
     attention_backward_dkdv_bf16_kernel(bf16* dinp, const bf16* dout, const bf16* inp, const float* lse,
                                         const float* D, Params p) {
-  constexpr int LD = HS + kPad;
-  constexpr int KS = HS / 16;
-  constexpr int NO = HS / 8;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  bf16* ks = reinterpret_cast<bf16*>(smem_raw);
-  bf16* vs = ks + kTile * LD;
-  bf16* qs = vs + kTile * LD;
-  bf16* dos = qs + kTile * LD;
-  bf16* qt = dos + kTile * LD;
-  bf16* dot = qt + HS * kLdT;
+  constexpr int LD = HS + kPad, NO = HS / 8;
+  bf16 *ks = smem_tile<HS>(0), *vs = smem_tile<HS>(1), *qs = smem_tile<HS>(2);
+  bf16 *dos = smem_tile<HS>(3), *qt = smem_tile<HS>(4), *dot = smem_tile<HS>(5);
   float* lse2_s = reinterpret_cast<float*>(dot + HS * kLdT);
   float* d_s = lse2_s + kTile;
-  const int b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * kTile;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  const size_t C3 = size_t(3) * p.C;
-  const bf16* base = inp + size_t(b) * p.T * C3 + size_t(h) * HS;
-  const bf16* dbase = dout + size_t(b) * p.T * p.C + size_t(h) * HS;
-  const size_t stat0 = (size_t(b) * p.NH + h) * p.T;
+  const auto [b, h, k0, warp, g, t, C3, base, dbase, stat0] = backward_cta<HS>(inp, dout, p);
   const int kw = warp * 16;                           // warp's first key inside the tile
   const int key[2] = {k0 + kw + g, k0 + kw + g + 8};  // the thread's two key rows
 
@@ -326,25 +380,7 @@ __global__ void __launch_bounds__(kThreads)
       // T, or the chunk entirely above the diagonal (every query < every key).
       if (k0 + kw >= p.T || q0 + qb >= p.T || q0 + qb + 15 < k0 + kw) continue;
       float st[2][4], dpt[2][4];
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) st[nt][i] = dpt[nt][i] = 0.0f;
-      }
-#pragma unroll
-      for (int kk = 0; kk < KS; ++kk) {
-        uint32_t ka[4], va[4];
-        load_a(ka, ks, LD, kw, kk * 16, g, t);
-        load_a(va, vs, LD, kw, kk * 16, g, t);
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
-          // Sᵀ = K Qᵀ: B[k = d][n = query] = Q[query][d]; dPᵀ = V dOᵀ likewise.
-          const int qr = qb + nt * 8 + g;
-          mma_bf16(st[nt], ka, frag_pair(qs, LD, qr, kk * 16 + 2 * t), frag_pair(qs, LD, qr, kk * 16 + 2 * t + 8));
-          mma_bf16(dpt[nt], va, frag_pair(dos, LD, qr, kk * 16 + 2 * t),
-                   frag_pair(dos, LD, qr, kk * 16 + 2 * t + 8));
-        }
-      }
+      mma_two_16x16<HS>(st, dpt, ks, vs, kw, qs, dos, qb, g, t);  // Sᵀ = K Qᵀ, dPᵀ = V dOᵀ
       // p = exp2(s·c - lse·log2e) on live entries (key <= query < T), else 0;
       // ds = p (dp - D). st becomes p, dpt becomes ds.
 #pragma unroll
@@ -395,21 +431,10 @@ template <int HS>
 __global__ void __launch_bounds__(kThreads)
     attention_backward_dq_bf16_kernel(bf16* dinp, const bf16* dout, const bf16* inp, const float* lse,
                                       const float* D, Params p) {
-  constexpr int LD = HS + kPad;
-  constexpr int KS = HS / 16;
-  constexpr int NO = HS / 8;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  bf16* qs = reinterpret_cast<bf16*>(smem_raw);
-  bf16* dos = qs + kTile * LD;
-  bf16* ks = dos + kTile * LD;
-  bf16* vs = ks + kTile * LD;
-  bf16* kt = vs + kTile * LD;
-  const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kTile;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  const size_t C3 = size_t(3) * p.C;
-  const bf16* base = inp + size_t(b) * p.T * C3 + size_t(h) * HS;
-  const bf16* dbase = dout + size_t(b) * p.T * p.C + size_t(h) * HS;
-  const size_t stat0 = (size_t(b) * p.NH + h) * p.T;
+  constexpr int LD = HS + kPad, NO = HS / 8;
+  bf16 *qs = smem_tile<HS>(0), *dos = smem_tile<HS>(1);
+  bf16 *ks = smem_tile<HS>(2), *vs = smem_tile<HS>(3), *kt = smem_tile<HS>(4);
+  const auto [b, h, q0, warp, g, t, C3, base, dbase, stat0] = backward_cta<HS>(inp, dout, p);
   const int qw = warp * 16;
   const int row[2] = {q0 + qw + g, q0 + qw + g + 8};
   float lse2[2], drow[2];
@@ -437,24 +462,7 @@ __global__ void __launch_bounds__(kThreads)
       // above every query of the warp (this also skips chunks past T).
       if (q0 + qw >= p.T || k0 + kb > q0 + qw + 15) continue;
       float s[2][4], dp[2][4];
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) s[nt][i] = dp[nt][i] = 0.0f;
-      }
-#pragma unroll
-      for (int kk = 0; kk < KS; ++kk) {
-        uint32_t qa[4], da[4];
-        load_a(qa, qs, LD, qw, kk * 16, g, t);
-        load_a(da, dos, LD, qw, kk * 16, g, t);
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
-          // S = Q Kᵀ: B[k = d][n = key] = K[key][d]; dP = dO Vᵀ likewise.
-          const int kr = kb + nt * 8 + g;
-          mma_bf16(s[nt], qa, frag_pair(ks, LD, kr, kk * 16 + 2 * t), frag_pair(ks, LD, kr, kk * 16 + 2 * t + 8));
-          mma_bf16(dp[nt], da, frag_pair(vs, LD, kr, kk * 16 + 2 * t), frag_pair(vs, LD, kr, kk * 16 + 2 * t + 8));
-        }
-      }
+      mma_two_16x16<HS>(s, dp, qs, dos, qw, ks, vs, kb, g, t);  // S = Q Kᵀ, dP = dO Vᵀ
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt) {
 #pragma unroll

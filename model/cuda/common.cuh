@@ -1,8 +1,9 @@
 // Device helpers shared by the model/cuda kernels (included by .cu files only):
-// grid sizing and warp/block reductions whose combine order is a fixed tree, so
-// every reduction gives the same bits on every run.
+// grid sizing, fp32/bf16 element access, and warp reductions whose combine order
+// is a fixed tree, so every reduction gives the same bits on every run.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -23,6 +24,13 @@ __device__ inline double warp_sum(double v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
+// Element loads widened to fp32 and fp32 results stored in the element type (bf16
+// rounded to nearest even), so one kernel template serves fp32 and bf16 tensors.
+__device__ inline float to_float(float x) { return x; }
+__device__ inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ inline void store_float(float* p, float v) { *p = v; }
+__device__ inline void store_float(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
 __device__ inline float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;

@@ -8,7 +8,7 @@
 // keeps GPU-vs-CPU differences at fp32 accumulation-order level (~K·eps relative
 // to the sum of |terms|); TF32 (10-bit mantissa inputs, ~5e-4 relative) is the
 // bf16 path's business, not this reference-grade path.
-// Plans: one cuBLASLt descriptor set + heuristic choice per key (device, M, N, K,
+// Plans (model/cuda/matmul_plan.h): one cuBLASLt descriptor set + heuristic choice per key (device, M, N, K,
 // transposes, epilogue, operand alignments), created on first use and reused, so
 // a given shape always runs the same algorithm (bitwise reproducible run to run).
 // Each stream gets its own cuBLASLt workspace, so GEMMs on different streams may

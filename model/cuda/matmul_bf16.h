@@ -32,10 +32,10 @@
 //    CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD). N is unrestricted. (GPT-2's vocabulary
 //    50257 would need padding to a multiple of 8, e.g. 50304, for the LM head.)
 //  * dbias has no alignment requirement (scalar fp32 loads/stores).
-// Plans: a separate cache in the style of matmul.cu (that cache is private to the
-// fp32 translation unit): one descriptor set + heuristic choice per key (device, m,
-// n, k, transposes, epilogue, output type, operand alignments), created on first use
-// and reused, so a shape always runs the same algorithm (bitwise reproducible run to
+// Plans: an instance of the shared plan cache (model/cuda/matmul_plan.h), separate
+// from the fp32 one: one descriptor set + heuristic choice per key (device, m, n, k,
+// transposes, epilogue, output type, operand alignments), created on first use and
+// reused, so a shape always runs the same algorithm (bitwise reproducible run to
 // run). Its own cuBLASLt handle and per-stream 32 MiB workspaces.
 //
 // Status: compiled for sm_90; NOT yet run on a GPU (none in the task that wrote it):

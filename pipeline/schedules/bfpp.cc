@@ -8,7 +8,6 @@
 // Keeps: forwards non-decreasing in local stage, backwards non-increasing within a group (§6.6.2),
 // and ascending micro-batch order per stage.
 #include "common/check.h"
-#include "pipeline/prefault.h"
 #include "pipeline/schedules/common.h"
 
 namespace pt {
@@ -23,9 +22,7 @@ Status build_bfpp(const ScheduleSpec& spec, Schedule* out) {
   PT_CHECK(breadth >= 1 && m % breadth == 0);  // check_schedule_spec
   Schedule s = schedules_internal::empty_schedule(spec, "bfpp");
   for (int d = 0; d < n; ++d) {
-    auto& list = s.per_rank[d];
-    list.reserve(size_t(2 * m * v) + schedules_internal::step_actions(v));
-    prefault(list.data(), list.capacity() * sizeof(Action));
+    auto& list = schedules_internal::reserve_rank_list(s, d, size_t(2 * m * v), v);
     for (int g0 = 0; g0 < m; g0 += breadth) {
       for (int l = 0; l < v; ++l) {
         for (int i = g0; i < g0 + breadth; ++i)

@@ -9,7 +9,6 @@
 #include <string>
 
 #include "common/check.h"
-#include "pipeline/prefault.h"
 #include "pipeline/schedules/common.h"
 
 namespace pt {
@@ -41,9 +40,7 @@ Status build_interleaved_1f1b(const ScheduleSpec& spec, Schedule* out) {
     return compute(ActionKind::B, (v - 1 - (k / n) % v) * n + d, mb_of(k));
   };
   for (int d = 0; d < n; ++d) {
-    auto& list = s.per_rank[d];
-    list.reserve(size_t(2 * total) + schedules_internal::step_actions(v));
-    prefault(list.data(), list.capacity() * sizeof(Action));
+    auto& list = schedules_internal::reserve_rank_list(s, d, size_t(2 * total), v);
     const int warmup = std::min(2 * (n - d - 1) + (v - 1) * n, total);
     for (int k = 0; k < warmup; ++k) list.push_back(forward(d, k));
     for (int k = 0; k + warmup < total; ++k) {

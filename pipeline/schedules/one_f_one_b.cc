@@ -4,7 +4,6 @@
 // in micro-batch.
 #include <algorithm>
 
-#include "pipeline/prefault.h"
 #include "pipeline/schedules/common.h"
 
 namespace pt {
@@ -12,26 +11,15 @@ namespace pt {
 using schedules_internal::compute;
 
 Status build_one_f_one_b(const ScheduleSpec& spec, Schedule* out) {
-  Schedule s = schedules_internal::empty_schedule(spec, "1f1b");
-  const int num_stages = spec.ranks;
   const int m = spec.microbatches;
-  for (int r = 0; r < num_stages; ++r) {
-    auto& list = s.per_rank[r];
-    list.reserve(size_t(2 * m) + schedules_internal::step_actions(1));
-    prefault(list.data(), list.capacity() * sizeof(Action));
-    const int warmup = std::min(num_stages - r - 1, m);
-    // 1. Warm-up: fill the pipeline below this stage.
-    for (int i = 0; i < warmup; ++i) list.push_back(compute(ActionKind::F, r, i));
-    // 2. Steady state: one forward, then the oldest outstanding backward.
-    for (int i = 0; i + warmup < m; ++i) {
-      list.push_back(compute(ActionKind::F, r, warmup + i));
-      list.push_back(compute(ActionKind::B, r, i));
-    }
-    // 3. Cool-down: drain the remaining backwards.
-    for (int i = m - warmup; i < m; ++i) list.push_back(compute(ActionKind::B, r, i));
-  }
-  *out = std::move(s);
-  return Status::ok();
+  auto fill = [&](std::vector<Action>& list, int r) {
+    // Warm-up fills the pipeline below this stage; the steady state runs one forward, then the
+    // oldest outstanding backward; the cool-down drains the rest.
+    schedules_internal::one_f_one_b_order(
+        m, std::min(spec.ranks - r - 1, m), [&](int i) { list.push_back(compute(ActionKind::F, r, i)); },
+        [&](int i) { list.push_back(compute(ActionKind::B, r, i)); });
+  };
+  return schedules_internal::one_stage_per_rank(spec, "1f1b", size_t(2 * m), fill, out);
 }
 
 }  // namespace pt

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/check.h"
+#include "pipeline/prefault.h"
 #include "pipeline/schedules/common.h"
 #include "pipeline/schedules/schedules.h"
 
@@ -13,14 +14,19 @@ namespace pt {
 namespace schedules_internal {
 
 Schedule empty_schedule(const ScheduleSpec& spec, const char* name) {
-  Schedule s;
-  s.num_ranks = spec.ranks;
-  s.num_stages = spec.ranks * spec.chunks;
-  s.microbatches = spec.microbatches;
-  s.stage_to_rank = looping_stage_to_rank(spec.ranks, spec.chunks);
-  s.per_rank.assign(size_t(spec.ranks), {});
-  s.name = name;
-  return s;
+  return Schedule{.num_ranks = spec.ranks,
+                  .num_stages = spec.ranks * spec.chunks,
+                  .microbatches = spec.microbatches,
+                  .stage_to_rank = looping_stage_to_rank(spec.ranks, spec.chunks),
+                  .per_rank = std::vector<std::vector<Action>>(static_cast<size_t>(spec.ranks)),
+                  .name = name};
+}
+
+std::vector<Action>& reserve_rank_list(Schedule& s, int r, size_t compute_actions, int stages) {
+  auto& list = s.per_rank[size_t(r)];
+  list.reserve(compute_actions + step_actions(stages));
+  prefault(list.data(), list.capacity() * sizeof(Action));
+  return list;
 }
 
 }  // namespace schedules_internal

@@ -76,6 +76,9 @@ struct ScheduleTraits {
   ClipPolicy clip;
 };
 
+// schedule.kind when a config leaves it out.
+inline constexpr const char* kDefaultScheduleKind = "1f1b";
+
 // The entry of `kind`, or nullptr when no schedule has that name.
 const ScheduleTraits* find_schedule(const std::string& kind);
 
@@ -122,9 +125,9 @@ Status build_paci(const ScheduleSpec& spec, Schedule* out);
 // (fwd % a != 0 or fwd == bwd): 1F1B-flush over the segment, drift 0.
 Status build_paci_flush(const ScheduleSpec& spec, Schedule* out);
 // AMDP (§2): K = S/2 pipelines over S GPUs (virtual stages p*S + s), rounds of 2 micro-batches per
-// pipeline, the reference per-GPU order for S=4 and the merged earliest-ready rule otherwise; a step
-// slot (ALLREDUCE_GRAD + STEP per hosted stage) in the first round of every iteration t >= 1 and
-// after the tail.
+// pipeline; the reference per-GPU order at S=4, the rule of the S=8 reference orders at S = 4q >= 8,
+// a general rule at S = 4q + 2 (amdp.cc); a step slot (ALLREDUCE_GRAD + STEP per hosted stage) in
+// the first round of every iteration t >= 1 and after the tail.
 Status build_amdp(const ScheduleSpec& spec, Schedule* out);
 
 }  // namespace pt

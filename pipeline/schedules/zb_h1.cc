@@ -13,7 +13,6 @@
 // stage s <= S-s + s = S, 1F1B's peak.
 #include <algorithm>
 
-#include "pipeline/prefault.h"
 #include "pipeline/schedules/common.h"
 
 namespace pt {
@@ -21,33 +20,19 @@ namespace pt {
 using schedules_internal::compute;
 
 Status build_zb_h1(const ScheduleSpec& spec, Schedule* out) {
-  Schedule s = schedules_internal::empty_schedule(spec, "zb_h1");
-  const int num_stages = spec.ranks;
   const int m = spec.microbatches;
-  for (int r = 0; r < num_stages; ++r) {
-    auto& list = s.per_rank[r];
-    list.reserve(size_t(3 * m) + schedules_internal::step_actions(1));
-    prefault(list.data(), list.capacity() * sizeof(Action));
-    const int warmup = std::min(num_stages - r - 1, m);
+  auto fill = [&](std::vector<Action>& list, int r) {
     const int held_back = r;  // weight passes stage r keeps pending
     int next_bw = 0;          // oldest micro-batch whose Bw is pending
-    auto after_bx = [&](int bx_done) {
-      if (bx_done - next_bw > held_back) list.push_back(compute(ActionKind::Bw, r, next_bw++));
+    auto backward = [&](int i) {
+      list.push_back(compute(ActionKind::Bx, r, i));
+      if (i + 1 - next_bw > held_back) list.push_back(compute(ActionKind::Bw, r, next_bw++));
     };
-    for (int i = 0; i < warmup; ++i) list.push_back(compute(ActionKind::F, r, i));
-    for (int i = 0; i + warmup < m; ++i) {
-      list.push_back(compute(ActionKind::F, r, warmup + i));
-      list.push_back(compute(ActionKind::Bx, r, i));
-      after_bx(i + 1);
-    }
-    for (int i = m - warmup; i < m; ++i) {
-      list.push_back(compute(ActionKind::Bx, r, i));
-      after_bx(i + 1);
-    }
+    schedules_internal::one_f_one_b_order(
+        m, std::min(spec.ranks - r - 1, m), [&](int i) { list.push_back(compute(ActionKind::F, r, i)); }, backward);
     while (next_bw < m) list.push_back(compute(ActionKind::Bw, r, next_bw++));
-  }
-  *out = std::move(s);
-  return Status::ok();
+  };
+  return schedules_internal::one_stage_per_rank(spec, "zb_h1", size_t(3 * m), fill, out);
 }
 
 }  // namespace pt

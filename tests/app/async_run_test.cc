@@ -242,6 +242,36 @@ std::map<int, std::vector<int>> moment_holders(const std::string& dir, int* line
 // step slot (item 4, hashed at every drain, here at steps 10 and 20). Item 5: in owner mode each
 // model stage's moments live on exactly one rank, its pipeline-0 host (stage s on rank s for S=4);
 // without it on both replicas {s, 3-s}.
+// An AMDP run over S ranks (m micro-batches per update, zero_owner): its record (versions.jsonl) passes §2.4's
+// invariants, and each model stage s's Adam moments exist once, on its owner, rank s.
+void expect_amdp_invariants_and_owners(const std::vector<VersionRecord>& record, const std::string& dir, int S,
+                                       int m) {
+  Status st = check_amdp_invariants(record, S, S / 2, m);
+  EXPECT_TRUE(st.is_ok()) << dir << ": " << st.message();
+  int lines = 0;
+  auto held = moment_holders(dir, &lines);
+  EXPECT_EQ(lines, S * S / 2) << S << " ranks x K=" << S / 2 << " hosted stages";
+  ASSERT_EQ(int(held.size()), S);
+  for (int s = 0; s < S; ++s) EXPECT_EQ(held[s], (std::vector<int>{s})) << "model stage " << s;
+}
+
+// The depths beyond the reference code's: S = 6 (K = 3, the general rule of
+// pipeline/schedules/amdp.cc: every pipeline down from rank 2p, replica groups = the even and the
+// odd ranks) and S = 12 (K = 6, the rule of the S=8 reference orders, 12 blocks). The version
+// record of each real run passes §2.4's invariants, each model stage's optimizer state lives on its
+// owner only, and the run replays bit for bit.
+TEST_F(AsyncRun, AmdpBeyondTheReferenceDepths) {
+  for (int S : {6, 12}) {
+    const std::string n = std::to_string(S);
+    const std::string dir = train("amdp_s" + n, S, "--set parallel.pp=" + n + " --set model.n_layer=" +
+                                                       std::to_string(std::max(8, S)) + " --set schedule.kind=amdp "
+                                                       "--set training.microbatches=" + n + " --set training.eval_every=0");
+    expect_amdp_invariants_and_owners(record(dir), dir, S, S);
+    expect_val_loss_falls(dir);
+    expect_replay_exact(dir);
+  }
+}
+
 TEST_F(AsyncRun, AmdpZeroOwnerShardsOptimizerStateAndKeepsReplicasIdentical) {
   const std::string base = "--set parallel.pp=4 --set schedule.kind=amdp --set training.microbatches=4 ";
   const std::string owner = train("amdp_owner", 4, base);
@@ -299,13 +329,7 @@ TEST_F(AsyncRun, AmdpReferenceStepSlotArtifactAndS8) {
   expect_val_loss_falls(ref);
 
   const std::string s8 = train("amdp_s8", 8, "--set parallel.pp=8 --set schedule.kind=amdp --set training.microbatches=8");
-  Status st = check_amdp_invariants(record(s8), 8, 4, 8);
-  EXPECT_TRUE(st.is_ok()) << st.message();
-  int lines = 0;
-  auto held = moment_holders(s8, &lines);
-  EXPECT_EQ(lines, 32) << "8 ranks x K=4 hosted stages";
-  ASSERT_EQ(held.size(), 8u);
-  for (int s = 0; s < 8; ++s) EXPECT_EQ(held[s], (std::vector<int>{s})) << "model stage " << s;
+  expect_amdp_invariants_and_owners(record(s8), s8, 8, 8);
 
   CommandResult r;
   train("amdp_bad_slot", 1, "--set schedule.kind=amdp --set parallel.pp=4 --set training.microbatches=4 "

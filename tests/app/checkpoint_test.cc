@@ -180,6 +180,30 @@ TEST(Checkpoint, RoundTrip) {
   for (const auto& t : out.stages[0].tensors) EXPECT_NE(t.name, "wte");
 }
 
+// A tensor with no elements decodes (found by tests/fuzz/fuzz_checkpoint: the reader
+// passed an empty vector's null data() to memcpy, undefined behaviour that UBSan
+// reports under scripts/sanitize.sh). Also a stage with no tensors.
+TEST(Checkpoint, EmptyTensorAndStageRoundTrip) {
+  RankCheckpoint in, out;
+  in.schedule = "gpipe";
+  in.stage_layers = {{0, 1}};
+  in.fingerprint = "run.seed=1\n";
+  in.config_hash = fnv1a64(in.fingerprint.data(), in.fingerprint.size());
+  CheckpointStage stage;
+  stage.layers = {0, 1};
+  stage.tensors.push_back(CheckpointTensor{3, "empty", {}, {{"adam_m", {}}, {"adam_v", {}}}});
+  stage.tensors.push_back(CheckpointTensor{4, "one", {1.5f}, {{"adam_m", {2.5f}}, {"adam_v", {3.5f}}}});
+  in.stages = {stage, CheckpointStage{}};
+  const std::string bytes = encode_rank_checkpoint(in);
+  ASSERT_TRUE(decode_rank_checkpoint("e.ckpt", bytes, &out));
+  ASSERT_EQ(out.stages.size(), 2u);
+  ASSERT_EQ(out.stages[0].tensors.size(), 2u);
+  EXPECT_TRUE(out.stages[0].tensors[0].params.empty());
+  EXPECT_EQ(out.stages[0].tensors[1].state.at(1).data, std::vector<float>{3.5f});
+  EXPECT_TRUE(out.stages[1].tensors.empty());
+  EXPECT_EQ(encode_rank_checkpoint(out), bytes);
+}
+
 TEST(Checkpoint, EveryFlippedPayloadByteIsCaught) {
   const std::string good = one_file_bytes();
   RankCheckpoint out;
@@ -311,6 +335,60 @@ TEST(Checkpoint, OptimizerStateByName) {
   EXPECT_EQ(stateless[0].model->params()[t.offset + 1], 0.5f + float(t.global_id) + 1e-3f);
 }
 
+// basis_rotation's named state (moments, bases, statistics) survives encode/decode and
+// load, and the loaded stage continues bit for bit like the one that was saved, across
+// refreshes (update_freq 2) after the load.
+TEST(Checkpoint, BasisRotationStateRoundTripsAndContinuesExactly) {
+  Config c = tiny_config(1);
+  c.optimizer.kind = "basis_rotation";
+  c.optimizer.basis_rotation.update_freq = 2;
+  auto fresh_stage = [&]() {
+    LocalStage ls;
+    ls.stage = 0;
+    ls.layers = {0, 4};
+    ls.model = make_cpu_stage_model(c.model, StageSpec{0, 4, true, true}, 1, 4);
+    ls.model->init_params(7);
+    ls.optimizer_state = make_optimizer_state(c.optimizer, *ls.model);
+    return ls;
+  };
+  const auto opt = optimizer_for(c.optimizer);
+  const size_t n = fresh_stage().model->num_params();
+  auto step = [&](LocalStage& ls, int t) {
+    std::vector<float> g(n);
+    for (size_t i = 0; i < n; ++i) g[i] = 0.01f * float((i * 7919 + size_t(t) * 104729) % 2001) / 1000.0f - 0.01f;
+    const auto& ts = ls.model->tensors();  // the tied head copy gets wte's gradient, as in training
+    for (const auto& h : ts)
+      if (h.is_tied_head) std::copy_n(g.begin() + ts[0].offset, h.numel, g.begin() + h.offset);
+    opt->step(*ls.optimizer_state, StageBuffers{ls.model->params(), g.data(), n, MemorySpace::kHost, nullptr},
+              StepArgs{1e-2, 1.0f, t});
+    ls.version = t;
+  };
+  std::vector<LocalStage> saved;
+  saved.push_back(fresh_stage());
+  for (int t = 1; t <= 3; ++t) step(saved[0], t);
+  RankCheckpoint out;
+  ASSERT_TRUE(decode_rank_checkpoint("x.ckpt", encode_rank_checkpoint(make_rank_checkpoint(c, 0, even_split(4, 1), saved, 3, 0)), &out));
+  std::vector<LocalStage> loaded;
+  loaded.push_back(fresh_stage());
+  int64_t at = 0, restarts = 0;
+  ASSERT_TRUE(map_checkpoint_to_stages({out}, {"x.ckpt"}, c, loaded, &at, &restarts));
+  EXPECT_EQ(at, 3);
+  const auto a = saved[0].optimizer_state->tensors(), b = loaded[0].optimizer_state->tensors();
+  ASSERT_EQ(a.size(), b.size());
+  size_t bases = 0;
+  for (size_t k = 0; k < a.size(); ++k) {
+    EXPECT_EQ(a[k].name, b[k].name);
+    ASSERT_EQ(a[k].numel, b[k].numel);
+    EXPECT_EQ(std::vector<float>(a[k].data, a[k].data + a[k].numel), std::vector<float>(b[k].data, b[k].data + b[k].numel))
+        << a[k].name;
+    bases += a[k].name.find(":rot_q_") != std::string::npos;
+  }
+  EXPECT_EQ(bases, 4u * 4 * 2) << "4 layers x 4 matrices x 2 sides";
+  for (int t = 4; t <= 6; ++t) step(saved[0], t), step(loaded[0], t);
+  EXPECT_EQ(std::vector<float>(saved[0].model->params(), saved[0].model->params() + n),
+            std::vector<float>(loaded[0].model->params(), loaded[0].model->params() + n));
+}
+
 TEST(Checkpoint, ConfigMismatchNamesTheKeyAndLoadsNothing) {
   std::vector<std::string> paths;
   auto files = save_layout(tiny_config(2), 2, 4, &paths);
@@ -405,6 +483,7 @@ TEST(Checkpoint, FindLatestSkipsPartialAndCorrupt) {
   make(100, true, false);
   fs::remove(root + "/step_100/rank_0.ckpt");
   fs::create_directories(root + "/step_x");
+  fs::create_directories(root + "/step_99999999999999999999");  // past int64: not a step (no overflow)
   ASSERT_TRUE(find_latest_checkpoint(root, &dir, &skipped));
   EXPECT_EQ(dir, root + "/step_5");
   ASSERT_EQ(skipped.size(), 3u);

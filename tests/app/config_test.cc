@@ -114,11 +114,101 @@ TEST(Config, OptimizerKindComesFromTheRegistry) {
   EXPECT_NE(s.message().find("'sgd' is not available; allowed: " + allowed), std::string::npos) << s.message();
 }
 
+// optimizer.basis_rotation.* and optimizer.nadamw.*: a bad value names the key and what is
+// allowed (geometries and sources from optim/basis_rotation.h); the defaults load.
+TEST(Config, OptimizerSectionsNameTheKeyAndWhatIsAllowed) {
+  Config c;
+  ASSERT_TRUE(load(kMinimal, {"optimizer.kind=basis_rotation"}, &c));
+  EXPECT_EQ(c.optimizer.basis_rotation.geometry, "bi");
+  EXPECT_EQ(c.optimizer.basis_rotation.source, "2nd");
+  EXPECT_EQ(c.optimizer.basis_rotation.update_freq, 10);
+  ASSERT_TRUE(load(std::string(kMinimal) + "optimizer:\n  basis_rotation:\n    geometry: uni\n    source: 1st\n", {}, &c));
+  EXPECT_EQ(c.optimizer.basis_rotation.geometry, "uni");
+  EXPECT_EQ(c.optimizer.basis_rotation.source, "1st");
+  struct Case {
+    std::string set, key, what;
+  };
+  const std::vector<Case> cases = {
+      {"optimizer.basis_rotation.geometry=tri", "optimizer.basis_rotation.geometry", "'tri' is not one of: bi, uni"},
+      {"optimizer.basis_rotation.source=3rd", "optimizer.basis_rotation.source", "'3rd' is not one of: 2nd, 1st"},
+      {"optimizer.basis_rotation.max_precond_dim=0", "optimizer.basis_rotation.max_precond_dim", "must be >= 1, got 0"},
+      {"optimizer.basis_rotation.update_freq=0", "optimizer.basis_rotation.update_freq", "must be >= 1, got 0"},
+      {"optimizer.basis_rotation.update_freq=-3", "optimizer.basis_rotation.update_freq", "must be >= 1, got -3"},
+      {"optimizer.basis_rotation.shampoo_beta=1", "optimizer.basis_rotation.shampoo_beta", "must be < 1"},
+      {"optimizer.nadamw.momentum_decay=-0.1", "optimizer.nadamw.momentum_decay", "must be >= 0"},
+  };
+  for (const auto& k : cases) {
+    const Status s = load(kMinimal, {"optimizer.kind=basis_rotation", k.set});
+    ASSERT_FALSE(s) << k.set;
+    EXPECT_NE(s.message().find("test.yaml: key '" + k.key + "': " + k.what), std::string::npos) << s.message();
+  }
+  const Status s = load(std::string(kMinimal) + "optimizer:\n  basis_rotation:\n    freq: 3\n");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("optimizer.basis_rotation.freq"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("geometry, max_precond_dim, shampoo_beta, source, update_freq"), std::string::npos)
+      << s.message();
+}
+
+// An optimizer's own keys are in the resume fingerprint exactly when that optimizer is selected.
+TEST(Config, OptimizerOwnKeysMustMatchOnlyForTheirKind) {
+  auto fingerprint_of = [](const std::string& kind) {
+    Config c;
+    EXPECT_TRUE(load(kMinimal, {"optimizer.kind=" + kind}, &c));
+    return resume_fingerprint(c);
+  };
+  const std::string adamw = fingerprint_of("adamw"), nadamw = fingerprint_of("nadamw"),
+                    rotation = fingerprint_of("basis_rotation");
+  EXPECT_EQ(adamw.find("optimizer.basis_rotation."), std::string::npos);
+  EXPECT_EQ(adamw.find("optimizer.nadamw."), std::string::npos);
+  EXPECT_NE(nadamw.find("optimizer.nadamw.momentum_decay=0.0040000000000000001\n"), std::string::npos) << nadamw;
+  EXPECT_EQ(nadamw.find("optimizer.basis_rotation."), std::string::npos);
+  for (const char* k : {"geometry=bi\n", "source=2nd\n", "update_freq=10\n", "shampoo_beta=-1\n", "max_precond_dim=8192\n"})
+    EXPECT_NE(rotation.find(std::string("optimizer.basis_rotation.") + k), std::string::npos) << k << rotation;
+  EXPECT_EQ(rotation.find("optimizer.nadamw."), std::string::npos);
+}
+
 TEST(Config, DumpReloadsToTheSameConfig) {
   Config a, b;
   ASSERT_TRUE(load(kMinimal, {"training.steps=11", "schedule.kind=gpipe"}, &a));
   std::string dumped = dump_config(a);
   ASSERT_TRUE(load_config_text(dumped, "dump.yaml", {}, &b)) << dumped;
+  EXPECT_EQ(dump_config(b), dumped);
+}
+
+// Found by tests/fuzz/fuzz_config: infinite floats were accepted (lr: .inf trains
+// on NaN), and keys that are not names threw an uncaught yaml-cpp exception.
+TEST(Config, RejectsNonFiniteFloatsAndNonScalarKeys) {
+  Status s = load(std::string(kMinimal) + "optimizer:\n  lr: .inf\n");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("optimizer.lr"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("finite"), std::string::npos) << s.message();
+  s = load(kMinimal, {"training.max_seconds=.nan"});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("training.max_seconds"), std::string::npos) << s.message();
+  s = load(kMinimal, {"optimizer.grad_clip=-.inf"});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("finite"), std::string::npos) << s.message();
+  s = load(std::string(kMinimal) + "[a, b]: 1\n");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("expected a key name"), std::string::npos) << s.message();
+  s = load(std::string(kMinimal) + "training:\n  {x: 1}: 2\n");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("section 'training'"), std::string::npos) << s.message();
+}
+
+// Found by tests/fuzz/fuzz_config: the resolved dump (run_dir/config.yaml) printed
+// floats with 9 digits (beta2 0.999999999999 became 1, which does not load) and
+// strings between quotes without escaping.
+TEST(Config, DumpKeepsEveryFloatAndStringExactly) {
+  Config a, b;
+  ASSERT_TRUE(load(std::string(kMinimal) + "optimizer:\n  beta2: 0.999999999999\n  lr: 1.2345678901234567e-4\n"
+                   "run:\n  name: 'say \"hi\" \\ bye'\n  out_dir: \"tab\\there\"\n", {}, &a));
+  const std::string dumped = dump_config(a);
+  ASSERT_TRUE(load_config_text(dumped, "dump.yaml", {}, &b)) << dumped;
+  EXPECT_EQ(b.optimizer.beta2, a.optimizer.beta2);
+  EXPECT_EQ(b.optimizer.lr, a.optimizer.lr);
+  EXPECT_EQ(b.run.name, "say \"hi\" \\ bye");
+  EXPECT_EQ(b.run.out_dir, "tab\there");
   EXPECT_EQ(dump_config(b), dumped);
 }
 
@@ -201,7 +291,7 @@ TEST(Config, FingerprintHoldsExactlyTheMustMatchKeys) {
   }
   std::string batch_name;
   size_t must = 0;
-  for (const auto& k : config_schema()) {
+  for (const auto& k : resume_keys(c)) {
     if (k.on_resume == OnResume::kGlobalBatch) batch_name += (batch_name.empty() ? "" : "*") + k.path;
     EXPECT_EQ(lines.count(k.path), k.on_resume == OnResume::kMustMatch ? 1u : 0u) << k.path;
     must += k.on_resume == OnResume::kMustMatch;

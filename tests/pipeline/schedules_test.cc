@@ -349,4 +349,9 @@ TEST(Schedules, RegistryListsEveryKind) {
 }
 
 }  // namespace
+TEST(Schedules, DefaultKindIsRegistered) {
+  ASSERT_NE(find_schedule(kDefaultScheduleKind), nullptr) << "schedule.kind's default must be a registry entry";
+  EXPECT_FALSE(find_schedule(kDefaultScheduleKind)->asynchronous);
+}
+
 }  // namespace pt

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The first and only command of a short GPU window (about 8 minutes on one H100/H200):
+#   1. prints the GPU, the driver and the libraries it finds (env.txt);
+#   2. builds pipetrain and the tests with every core (build.log);
+#   3. runs the gpu-labelled tests, and FAILS (not skips) when nvidia-smi sees a GPU that
+#      CUDA cannot use (gpu_tests.log); tests/app/gpu_train_test.sh is one of them;
+#   4. benchmarks pipetrain (configs/gpt2_124m.yaml, pp=1, m=1) against the project's PyTorch
+#      reference scripts/bench/torch_gpt2_gpu.py (same model, batch, sequence length and
+#      optimizer; bf16 torch.compile and eager) at B in {8, 16, 32}, T = 1024 (bench.jsonl);
+#   5. writes summary.md and every log into OUTDIR.
+# Benchmarks left when GPU_CHECK_BUDGET_S (default 480) is spent are skipped and listed.
+#
+#   scripts/gpu_check.sh OUTDIR
+# Environment: BUILD_DIR (default build-gpu), PYTHON (default python3), GPU_CHECK_BATCHES
+# ("8 16 32"), GPU_CHECK_STEPS (pipetrain and torch steps per run, default 12; the first 4
+# are warm-up), GPU_CHECK_SKIP_BUILD=1 (use BUILD_DIR as it is), GPU_CHECK_BUDGET_S.
+# Exit: 0 every check passed, 1 a check failed, 2 bad arguments, 3 no GPU visible.
+set -uo pipefail
+usage() { echo "usage: scripts/gpu_check.sh OUTDIR" >&2; exit 2; }
+[ $# -eq 1 ] || usage
+case "$1" in -h|--help) usage ;; -*) echo "gpu_check: unknown option $1" >&2; usage ;; esac
+root=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$1" || { echo "gpu_check: cannot create $1" >&2; exit 2; }
+out=$(cd "$1" && pwd)
+build=${BUILD_DIR:-$root/build-gpu}
+py=${PYTHON:-python3}
+batches=${GPU_CHECK_BATCHES:-8 16 32}
+steps=${GPU_CHECK_STEPS:-12}
+budget=${GPU_CHECK_BUDGET_S:-480}
+start=$(date +%s)
+failed=()
+summary="$out/summary.md"
+elapsed() { echo $(( $(date +%s) - start )); }
+note() { echo "[gpu_check $(elapsed)s] $*" | tee -a "$out/progress.log"; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+
+# ---- 1. what this machine has ----
+{
+  echo "date: $(date -u +%FT%TZ)  host: $(hostname)  cores: $(nproc)"
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1
+  else
+    echo "nvidia-smi: not found"
+  fi
+  command -v nvcc >/dev/null 2>&1 && nvcc --version | tail -1 || echo "nvcc: not found"
+  for lib in libcudart libcublasLt libcusolver libnccl liblapacke libopenblas libyaml-cpp; do
+    path=$(ldconfig -p 2>/dev/null | awk -v l="$lib.so" 'index($1, l) == 1 { print $NF; exit }')
+    echo "$lib: ${path:-not found}"
+  done
+  command -v mpirun >/dev/null 2>&1 && mpirun --version 2>&1 | head -1 || echo "mpirun: not found"
+  "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())" 2>&1 | tail -1
+  cmake --version 2>&1 | head -1
+} >"$out/env.txt"
+cat "$out/env.txt"
+gpus=0
+if command -v nvidia-smi >/dev/null 2>&1; then gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU'); fi
+if [ "$gpus" -eq 0 ]; then
+  printf '# gpu_check: no GPU visible\n\nnvidia-smi lists no GPU on this machine; nothing was run.\n' >"$summary"
+  echo "gpu_check: no GPU visible (nvidia-smi lists none); see $summary" >&2
+  exit 3
+fi
+
+# ---- 2. build ----
+if [ "${GPU_CHECK_SKIP_BUILD:-0}" != 1 ]; then
+  note "building in $build with $(nproc) jobs"
+  if ! { cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPIPETRAIN_CUDA=ON &&
+         cmake --build "$build" -j "$(nproc)"; } >"$out/build.log" 2>&1; then
+    failed+=("build")
+    tail -30 "$out/build.log"
+  fi
+fi
+bin="$build/pipetrain"
+
+# ---- 3. gpu tests (a skip with a GPU present is a failure) ----
+if [ -x "$bin" ]; then
+  note "ctest -L gpu"
+  (cd "$build" && ctest -L gpu --output-on-failure --timeout 600) >"$out/gpu_tests.log" 2>&1 || failed+=("gpu tests")
+  if grep -q "Skipped\|no usable GPU" "$out/gpu_tests.log"; then
+    failed+=("gpu tests skipped although nvidia-smi lists $gpus GPU(s)")
+    grep "Skipped\|no usable GPU" "$out/gpu_tests.log" | head -5
+  fi
+fi
+
+# ---- 4. benchmark: pipetrain vs the PyTorch reference ----
+bench="$out/bench.jsonl"
+: >"$bench"
+skipped_bench=()
+over_budget() { [ "$(elapsed)" -ge "$budget" ]; }
+pipetrain_rate() {  # pipetrain_rate B: one JSON line from a short pp=1 training run
+  local B=$1 dir="$out/runs" name="bench_b$1"
+  mkdir -p "$dir"
+  timeout 300 "$bin" train --config "$root/configs/gpt2_124m.yaml" --overwrite \
+    --set "data.train=$out/data/train_*.bin" --set data.val= --set training.steps="$steps" \
+    --set training.micro_batch_size="$B" --set training.microbatches=1 --set training.seq_len=1024 \
+    --set runtime.backend=cuda --set runtime.progress=off --set run.out_dir="$dir" --set run.name="$name" \
+    >"$out/$name.log" 2>&1 || { failed+=("pipetrain B=$B"); return; }
+  "$py" - "$dir/$name/metrics.jsonl" "$B" <<'PY' >>"$bench"
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+rate = statistics.median(r["tokens_per_s"] for r in rows[4:])
+print(json.dumps({"impl": "pipetrain", "dtype": "fp32", "batch": int(sys.argv[2]), "seq": 1024,
+                  "tokens_per_s": round(rate, 1), "final_loss": rows[-1]["loss"]}))
+PY
+}
+torch_rate() {  # torch_rate B MODE
+  timeout 300 "$py" "$root/scripts/bench/torch_gpt2_gpu.py" --batch "$1" --seq 1024 --mode "$2" --dtype bf16 \
+    --steps "$steps" --warmup 4 >"$out/torch_$2_b$1.log" 2>&1 || { failed+=("torch $2 B=$1"); return; }
+  tail -1 "$out/torch_$2_b$1.log" >>"$bench"
+}
+if [ -x "$bin" ]; then
+  mkdir -p "$out/data"
+  cat "$root"/README.md "$root"/docs/*.md >"$out/data/text.txt"  # throughput does not depend on the tokens
+  "$bin" prepare --tokenizer byte --input "$out/data/text.txt" --out "$out/data" >"$out/prepare.log" 2>&1 ||
+    failed+=("prepare")
+  for B in $batches; do
+    for what in pipetrain compile eager; do
+      if over_budget; then skipped_bench+=("$what B=$B"); continue; fi
+      note "bench $what B=$B"
+      if [ "$what" = pipetrain ]; then pipetrain_rate "$B"; else torch_rate "$B" "$what"; fi
+    done
+  done
+fi
+
+# ---- 5. summary ----
+"$py" - "$bench" "$out/env.txt" "$summary" "$(elapsed)" "${failed[*]:-}" "${skipped_bench[*]:-}" <<'PY'
+import json, sys
+bench, env, path, secs, failed, skipped = sys.argv[1:7]
+rows = [json.loads(l) for l in open(bench) if l.strip().startswith("{")]
+rate = {(r.get("impl"), r.get("batch")): r.get("tokens_per_s") for r in rows if "tokens_per_s" in r}
+lines = ["# gpu_check summary", "", "```", open(env).read().strip(), "```", "",
+         f"Total time: {secs} s. Result: {'FAILED: ' + failed if failed else 'every check passed'}.", ""]
+if skipped:
+    lines += [f"Skipped for time (GPU_CHECK_BUDGET_S): {skipped}.", ""]
+lines += ["| B | pipetrain tok/s | torch.compile tok/s | torch eager tok/s | pipetrain / compile |",
+          "|---|---|---|---|---|"]
+for b in sorted({k[1] for k in rate}):
+    p, c, e = rate.get(("pipetrain", b)), rate.get(("torch-compile", b)), rate.get(("torch-eager", b))
+    ratio = f"{p / c:.3f}" if p and c else "n/a"
+    lines.append(f"| {b} | {p or 'n/a'} | {c or 'n/a'} | {e or 'n/a'} | {ratio} |")
+lines += ["", "T = 1024; pipetrain fp32 (configs/gpt2_124m.yaml, pp=1, m=1); torch bf16 autocast "
+          "(scripts/bench/torch_gpt2_gpu.py). Logs beside this file."]
+open(path, "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
+[ ${#failed[@]} -eq 0 ] || { echo "gpu_check: FAILED: ${failed[*]}" >&2; exit 1; }
+echo "gpu_check: every check passed ($(elapsed) s); summary in $summary"

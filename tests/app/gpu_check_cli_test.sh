@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# scripts/gpu_check.sh on a machine without a GPU, with stand-ins (label cpu):
+#  1. a bad command line exits 2 with the usage;
+#  2. nvidia-smi listing no GPU: exit 3 and a summary that says so, nothing built or run;
+#  3. a stand-in GPU whose gpu tests come back "Skipped": the check FAILS (exit 1) naming
+#     the skip, and still benchmarks and writes the summary;
+#  4. all stand-ins passing: exit 0; summary.md holds the table with every batch and the
+#     pipetrain / torch.compile ratio computed from the stand-ins' rates.
+# Stand-ins: nvidia-smi, ctest (on PATH), a pipetrain binary (BUILD_DIR, GPU_CHECK_SKIP_BUILD)
+# and a python wrapper (PYTHON) that answers for scripts/bench/torch_gpt2_gpu.py.
+# Usage: gpu_check_cli_test.sh SOURCE_DIR
+set -euo pipefail
+src=$1
+work=$(mktemp -d)
+trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+stand=$work/bin
+mkdir -p "$stand" "$work/build"
+
+# 1. arguments
+rc=0; bash "$src/scripts/gpu_check.sh" >"$work/usage.log" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] && grep -q "usage: scripts/gpu_check.sh OUTDIR" "$work/usage.log" || fail "no argument: exit $rc"
+rc=0; bash "$src/scripts/gpu_check.sh" --fast >"$work/usage.log" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] && grep -q "unknown option --fast" "$work/usage.log" || fail "unknown option: exit $rc"
+
+# 2. no GPU
+cat >"$stand/nvidia-smi" <<'SH'
+#!/bin/sh
+exit 9
+SH
+chmod +x "$stand/nvidia-smi"
+rc=0; PATH="$stand:$PATH" bash "$src/scripts/gpu_check.sh" "$work/nogpu" >"$work/nogpu.log" 2>&1 || rc=$?
+[ "$rc" -eq 3 ] || { cat "$work/nogpu.log"; fail "no GPU: exit $rc, expected 3"; }
+grep -q "no GPU visible" "$work/nogpu/summary.md" || fail "no GPU: summary does not say so"
+[ ! -e "$work/nogpu/build.log" ] || fail "no GPU: it built anyway"
+
+# 3 and 4. a stand-in GPU
+cat >"$stand/nvidia-smi" <<'SH'
+#!/bin/sh
+case "$1" in
+  -L) echo "GPU 0: NVIDIA H200 (UUID: GPU-00000000-0000-0000-0000-000000000000)" ;;
+  *) echo "NVIDIA H200, 570.00, 143771 MiB, 9.0" ;;
+esac
+SH
+cat >"$stand/ctest" <<'SH'
+#!/bin/sh
+echo "1/2 Test #1: model_cuda_ops_test ....   Passed    0.50 sec"
+if [ -n "$STANDIN_SKIP" ]; then echo "2/2 Test #2: gpu_train_test ...***Skipped   0.01 sec"; echo "no usable GPU: stand-in"
+else echo "2/2 Test #2: gpu_train_test ....   Passed   30.00 sec"; fi
+SH
+# pipetrain stand-in: prepare writes a shard; train writes metrics.jsonl at a rate of 1000*B tok/s.
+cat >"$work/build/pipetrain" <<'SH'
+#!/bin/sh
+cmd=$1; shift
+if [ "$cmd" = prepare ]; then
+  while [ $# -gt 0 ]; do [ "$1" = --out ] && mkdir -p "$2" && : >"$2/train_000000.bin"; shift; done; exit 0
+fi
+out=""; name=""; B=""
+while [ $# -gt 0 ]; do
+  case "$2" in run.out_dir=*) out=${2#run.out_dir=} ;; run.name=*) name=${2#run.name=} ;;
+    training.micro_batch_size=*) B=${2#training.micro_batch_size=} ;; esac
+  shift
+done
+mkdir -p "$out/$name"
+for s in 1 2 3 4 5 6 7 8; do echo "{\"step\":$s,\"loss\":5.0,\"tokens_per_s\":$((1000 * B))}"; done >"$out/$name/metrics.jsonl"
+SH
+# python stand-in: torch runs at 800*B (compile) and 500*B (eager) tok/s; everything else is python3.
+cat >"$stand/python-standin" <<'SH'
+#!/bin/sh
+case "$1" in
+  *torch_gpt2_gpu.py)
+    B=$3; mode=$7
+    rate=$((500 * B)); [ "$mode" = compile ] && rate=$((800 * B))
+    echo "{\"impl\": \"torch-$mode\", \"dtype\": \"bf16\", \"batch\": $B, \"seq\": 1024, \"tokens_per_s\": $rate}" ;;
+  *) exec python3 "$@" ;;
+esac
+SH
+chmod +x "$stand"/* "$work/build/pipetrain"
+run_check() {  # run_check NAME: exit status of gpu_check with the stand-ins
+  local rc=0
+  PATH="$stand:$PATH" BUILD_DIR="$work/build" GPU_CHECK_SKIP_BUILD=1 PYTHON="$stand/python-standin" \
+    GPU_CHECK_STEPS=8 bash "$src/scripts/gpu_check.sh" "$work/$1" >"$work/$1.log" 2>&1 || rc=$?
+  return $rc
+}
+rc=0; STANDIN_SKIP=1 run_check skipped || rc=$?
+[ "$rc" -eq 1 ] || { cat "$work/skipped.log"; fail "skipped gpu tests: exit $rc, expected 1"; }
+grep -q "gpu tests skipped although nvidia-smi lists 1 GPU" "$work/skipped/summary.md" ||
+  { cat "$work/skipped/summary.md"; fail "the summary does not name the skip"; }
+rc=0; run_check ok || rc=$?
+[ "$rc" -eq 0 ] || { cat "$work/ok.log"; fail "all passing: exit $rc, expected 0"; }
+for B in 8 16 32; do
+  grep -q "^| $B | $((1000 * B)).0 | $((800 * B)) | $((500 * B)) | 1.250 |$" "$work/ok/summary.md" ||
+    { cat "$work/ok/summary.md"; fail "no correct row for B=$B"; }
+done
+grep -q "NVIDIA H200, 570.00" "$work/ok/summary.md" || fail "the summary does not show the GPU"
+echo "gpu_check_cli_test: all passed"
