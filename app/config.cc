@@ -38,6 +38,7 @@ template <class T> std::string type_name() {
   else if constexpr (std::is_integral_v<T>) return "int";
   else if constexpr (std::is_floating_point_v<T>) return "float";
   else if constexpr (std::is_same_v<T, std::string>) return "string";
+  else if constexpr (std::is_same_v<T, std::vector<double>>) return "list<float>";
   else return "list<int>";
 }
 
@@ -58,6 +59,11 @@ template <class T> Status parse_value(const YAML::Node& n, T* out) {
       if (!n.IsSequence()) return Status::error("expected 'auto' or a list of integers, got '" + node_text(n) + "'");
       std::vector<int> v;
       for (const auto& x : n) v.push_back(x.as<int>());
+      *out = v;
+    } else if constexpr (std::is_same_v<T, std::vector<double>>) {
+      if (!n.IsSequence()) return Status::error("expected a list of numbers such as [3.0, 2.5], got '" + node_text(n) + "'");
+      std::vector<double> v;
+      for (const auto& x : n) v.push_back(x.as<double>());
       *out = v;
     } else {
       if (!n.IsScalar()) return Status::error("expected a " + type_name<T>() + ", got '" + node_text(n) + "'");
@@ -92,6 +98,10 @@ template <class T> std::string format_value(const T& v) {
     if (v.empty()) return "auto";
     std::string s = "[";
     for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+    return s + "]";
+  } else if constexpr (std::is_same_v<T, std::vector<double>>) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + format_value(v[i]);
     return s + "]";
   } else if constexpr (std::is_floating_point_v<T>) {
     char buf[64];  // the shortest text that reads back to the same value
@@ -139,6 +149,8 @@ const std::vector<Field>& schema() {
       PT_KEY("run.seed", run.seed, kMust, "Seed of initialization and data order."),
       PT_KEY("run.save_params", run.save_params, kMay, "After the last step, write every parameter tensor to run_dir/params/<global id>.bin (raw fp32, layout-independent names)."),
       PT_KEY("run.overwrite", run.overwrite, kMay, "Start afresh in a run directory that already holds a run's metrics, replacing that record (also `train --overwrite`). Without it such a start is refused; `--resume auto` continues the run instead."),
+      PT_KEY("run.trace_steps", run.trace_steps, kMay, "Write run_dir/trace.json, a Chrome/Perfetto trace of the measured actions of every rank (clocks aligned at start, flow arrows from each send to its receive), covering the segments that start before this step; 0 = no trace. Needs run.time_accounting. Draw it with scripts/trace_png.py."),
+      PT_KEY("run.time_accounting", run.time_accounting, kMay, "Time every action on every rank: metrics.jsonl's time_split and measured bubble per step, summary.json's totals, and the trace. false only to measure its cost."),
       PT_KEY("model.vocab_size", model.vocab_size, kMust, "V: token ids are < V (at most 65536: shards store uint16)."),
       PT_KEY("model.max_seq_len", model.max_seq_len, kMust, "Rows of the position table; must be >= training.seq_len."),
       PT_KEY("model.n_layer", model.n_layer, kMust, "L: transformer blocks."),
@@ -158,6 +170,8 @@ const std::vector<Field>& schema() {
       PT_KEY("training.log_every", training.log_every, kMay, "Steps between metric lines printed on rank 0 (metrics.jsonl gets every step)."),
       PT_KEY("training.max_seconds", training.max_seconds, kMay, "Stop after this many seconds of training (0 = no limit)."),
       PT_KEY("training.on_nonfinite", training.on_nonfinite, kMay, "stop | skip_step. A NaN or Inf loss or gradient norm: stop ends the run with a non-zero exit naming the step and stage, keeping the last good checkpoint (none is written after it); skip_step leaves that update out (parameters and optimizer state unchanged) and counts it in metrics (skipped_steps)."),
+      PT_KEY("training.sim_costs", training.sim_costs, kMay, "Cost file of `pipetrain bench` (seconds) for sim_time, the simulated makespan of the schedule actually run; empty = unit costs (F = 1, Bx = Bw = 1, free communication and steps). Must match the model shape."),
+      PT_KEY("training.target_val_losses", training.target_val_losses, kMay, "Validation losses whose first crossing (val_loss <= target) summary.json reports: time_s, sim_time, tokens and step, over the whole run history including restarts. [] = none."),
       PT_KEY("optimizer.kind", optimizer.kind, kMust, "adamw | nadamw | basis_rotation (docs/optimizers.md). nadamw: Adam with Nesterov momentum and decoupled weight decay; basis_rotation: Adam in a rotated basis for the attention and MLP weight matrices, AdamW for every other tensor."),
       PT_KEY("optimizer.lr", optimizer.lr, kMust, "Peak learning rate."),
       PT_KEY("optimizer.min_lr_ratio", optimizer.min_lr_ratio, kMust, "Final learning rate as a fraction of lr (cosine, linear)."),
@@ -331,6 +345,23 @@ Status load_config(const std::string& path, const std::vector<std::string>& over
   return load_config_text(ss.str(), path, overrides, out);
 }
 
+namespace {
+
+// run.trace_steps, run.time_accounting, training.target_val_losses.
+Status validate_time_accounting(const Config& c) {
+  auto bad = [&](const std::string& key, const std::string& what) {
+    return Status::error(c.source_file + ": key '" + key + "': " + what);
+  };
+  for (double v : c.training.target_val_losses)
+    if (!std::isfinite(v) || v <= 0) return bad("training.target_val_losses", "every target must be a finite loss > 0");
+  if (c.run.trace_steps < 0) return bad("run.trace_steps", "must be >= 0");
+  if (c.run.trace_steps > 0 && !c.run.time_accounting)
+    return bad("run.trace_steps", "needs run.time_accounting: true (the trace is made of the measured spans)");
+  return Status::ok();
+}
+
+}  // namespace
+
 Status validate(const Config& c) {
   const std::string& src = c.source_file;
   auto bad = [&](const std::string& key, const std::string& what) {
@@ -358,6 +389,7 @@ Status validate(const Config& c) {
   if (t.eval_batches < 1) return bad("training.eval_batches", "must be >= 1");
   if (t.log_every < 1) return bad("training.log_every", "must be >= 1");
   if (t.max_seconds < 0) return bad("training.max_seconds", "must be >= 0");
+  PT_RETURN_IF_ERROR(validate_time_accounting(c));
   std::string allowed = one_of(o.kind, optimizer_kinds(), &ok);
   if (!ok) return bad("optimizer.kind", "'" + o.kind + "' is not available; allowed: " + allowed);
   if (!(o.lr > 0)) return bad("optimizer.lr", "must be > 0");

@@ -21,6 +21,8 @@ struct RunSection {
   int64_t seed = 1337;
   bool save_params = false;     // write final parameters to run_dir/params/<global id>.bin
   bool overwrite = false;       // replace an existing run directory's record (train --overwrite)
+  int64_t trace_steps = 0;      // write run_dir/trace.json of the segments starting before this step; 0 = none
+  bool time_accounting = true;  // per-action timing: metrics' time_split and the trace
 };
 
 struct DataSection {
@@ -39,6 +41,8 @@ struct TrainingSection {
   int64_t log_every = 1;        // steps between metric lines on stdout
   double max_seconds = 0;       // stop after this much training time, summed over restarts (0 = no limit)
   std::string on_nonfinite = "stop";  // stop | skip_step: a NaN/Inf loss or gradient norm
+  std::string sim_costs;        // cost file of `pipetrain bench` for sim_time; empty = unit costs
+  std::vector<double> target_val_losses;  // summary.json: first crossing of each (time, sim time, tokens, step)
 };
 
 struct OptimizerSection {

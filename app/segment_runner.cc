@@ -138,6 +138,7 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
   };
   callbacks.step = [&](int v) { step(*local.at(v), p, state->local); };
   Executor executor(lowered, pp_rank_, by_stage, transport);
+  executor.set_timing(c_.run.time_accounting);
   const float loss_scale = 1.0f / float(m * coll_.size(Group::kData));
   const int dp_rank = coll_.rank(Group::kData);
   StepOutput out = executor.run_step(
@@ -148,6 +149,8 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
 
   SegmentResult result;
   result.peak_slots = out.peak_slots;
+  result.spans = std::move(out.spans);
+  result.started = out.started;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   fill_logs(lowered, first_step, clock_offset, p, out, &result);
   gather_nonfinite(p, &result);

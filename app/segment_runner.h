@@ -16,6 +16,7 @@
 // advances, and the segment reports it (training.on_nonfinite decides what the run does).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -67,6 +68,9 @@ struct SegmentResult {
   std::vector<NonFinite> nonfinite;       // every rank's, in (step, stage) order; empty when all finite
   int peak_slots = 0;                     // most activation slots held at once on this rank
   double seconds = 0;                     // wall time of the segment
+  // run.time_accounting: this rank's measured actions (pipeline/trace.h), times after `started`.
+  std::vector<ActionSpan> spans;
+  std::chrono::steady_clock::time_point started;
 };
 
 class SegmentRunner {

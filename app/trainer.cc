@@ -13,8 +13,10 @@
 #include "app/checkpoint.h"
 #include "app/metrics.h"
 #include "app/run_setup.h"
+#include "app/run_trace.h"
 #include "app/schedule_builder.h"
 #include "app/segment_runner.h"
+#include "app/time_accounting.h"
 #include "app/train_state.h"
 #include "common/check.h"
 #include "common/json.h"
@@ -51,6 +53,16 @@ Status truncate_version_record(const std::string& path, int64_t keep_below) {
   return write_text_file(path, kept);
 }
 
+// sim_time of the last kept metrics line (resume: lines after the checkpoint are dropped); 0 if none.
+double last_sim_time(const std::string& metrics_path) {
+  std::ifstream in(metrics_path);
+  std::string line;
+  double last = 0, v = 0;
+  while (std::getline(in, line))
+    if (json_number(line, "sim_time", &v) && v > last) last = v;
+  return last;
+}
+
 // One run of `pipetrain train` on this rank: set-up, then a loop over drained segments (a
 // synchronous schedule drains after every update), with evaluation, metrics, checkpoints
 // and stop signals between segments.
@@ -73,11 +85,13 @@ class TrainingRun {
   Status checkpoint(int64_t step);
   Status lowered_for(int64_t updates, const Schedule** out);
   Status run_segment(int64_t* step);
-  void log_update(const UpdateLog& l, const SegmentResult& r, int64_t updates);
+  std::string account_segment(const SegmentResult& r, const SimClock::Segment& sim, int64_t first_step);
+  void log_update(const UpdateLog& l, const SegmentResult& r, int64_t updates, double sim_time, const std::string& split);
   void log_eval(int64_t step);
   double evaluate();
   Status between_segments(int64_t step, bool* stop);
   Status save_params();
+  std::string time_summary_json();
   Status write_summary();
   std::string step_data_hash(int64_t step) const;
   bool root() const { return g_.world_rank == 0; }
@@ -105,6 +119,11 @@ class TrainingRun {
   int64_t steps_done_ = 0;
   int64_t skipped_steps_ = 0;     // updates left out for a non-finite gradient (on_nonfinite: skip_step)
   double last_val_ = NAN;
+  SimClock sim_;                  // simulated makespans of the lists that ran
+  double sim_time_ = 0;           // sim_time at the end of the last segment (continues across restarts)
+  RankTimes totals_;              // this rank's measured time over this process's segments
+  StageCosts stage_costs_;        // this rank's measured compute per stage (planned bubble at measured costs)
+  std::unique_ptr<RunTrace> trace_;  // run.trace_steps > 0
 };
 
 Status TrainingRun::setup_devices(TransportChoice* choice, int* transport_gpu) {
@@ -134,6 +153,7 @@ Status TrainingRun::setup_stages() {
   PT_RETURN_IF_ERROR(lowered_for(traits_->asynchronous ? next_drain_step(c_, 0) : 1, &placement_));
   chain_ = chain_length(*placement_);
   PT_RETURN_IF_ERROR(split_layers_for_config(c_, chain_, &ranges_));
+  PT_RETURN_IF_ERROR(sim_.init(c_, *placement_, ranges_));
   runner_ = std::make_unique<SegmentRunner>(c_, *coll_, *placement_, g_.pp_rank, *traits_,
                                             c_.run.out_dir + "/" + c_.run.name);
   for (int s = 0; s < placement_->num_stages; ++s) {
@@ -198,6 +218,7 @@ Status TrainingRun::setup_run_dir() {
   double last_logged = 0;
   PT_RETURN_IF_ERROR(prepare_metrics_file(run_dir_ + "/metrics.jsonl", resumed_.step, &last_logged));
   continue_clock(last_logged);
+  sim_time_ = last_sim_time(run_dir_ + "/metrics.jsonl");
   PT_RETURN_IF_ERROR(write_text_file(run_dir_ + "/config.yaml", dump_config(c_)));
   PT_RETURN_IF_ERROR(metrics_.open(run_dir_ + "/metrics.jsonl"));
   if (!traits_->asynchronous) return Status::ok();
@@ -226,9 +247,11 @@ Status TrainingRun::setup() {
   PT_RETURN_IF_ERROR(resume_training(c_, g_, *coll_, state_.local, &resumed_));
   PT_RETURN_IF_ERROR(setup_transport(choice, transport_gpu));
   PT_RETURN_IF_ERROR(setup_run_dir());
-  double k[3] = {clock_.train_s, clock_.downtime_s, clock_.lost_s};  // rank 0 read the metrics
+  double k[4] = {clock_.train_s, clock_.downtime_s, clock_.lost_s, sim_time_};  // rank 0 read the metrics
   coll_->broadcast(Group::kWorld, k, sizeof k, 0);
   clock_ = RunClock{k[0], k[1], k[2], 0};
+  sim_time_ = k[3];
+  if (c_.run.trace_steps > 0) trace_ = std::make_unique<RunTrace>(g_.world_rank, g_.pp, c_.training.microbatches);
   const bool interactive = c_.runtime.progress == "on" || (c_.runtime.progress == "auto" && isatty(STDOUT_FILENO));
   progress_ = std::make_unique<Progress>(interactive && root());
   tokens_per_step_ = int64_t(c_.training.micro_batch_size) * c_.training.seq_len * c_.training.microbatches * g_.dp;
@@ -259,10 +282,15 @@ double TrainingRun::evaluate() {
 }
 
 void TrainingRun::log_eval(int64_t step) {
+  const double t0 = seconds_since(t_start_);
   last_val_ = evaluate();
+  const double t1 = seconds_since(t_start_);
+  totals_.s[kTimeEval] += t1 - t0;
+  if (trace_ && step < c_.run.trace_steps) trace_->add(kSpanEval, t0, t1, step);
   if (!root()) return;
   JsonWriter j;
-  j.field("step", step).field("tokens", step * tokens_per_step_).field("time_s", train_time()).field("val_loss", last_val_);
+  j.field("step", step).field("tokens", step * tokens_per_step_).field("time_s", train_time()).field("val_loss", last_val_)
+      .field("sim_time", sim_time_).field("eval_s", t1 - t0);
   metrics_.write(j.str());
   progress_->finish();
   std::printf("eval  step %5lld | val_loss %.4f\n", (long long)step, last_val_);
@@ -277,15 +305,17 @@ std::string TrainingRun::step_data_hash(int64_t step) const {
   return std::to_string(batch_hash(in.data(), tg.data(), int64_t(n)));
 }
 
-void TrainingRun::log_update(const UpdateLog& l, const SegmentResult& r, int64_t updates) {
+void TrainingRun::log_update(const UpdateLog& l, const SegmentResult& r, int64_t updates, double sim_time,
+                             const std::string& split) {
   const double tok_s = double(tokens_per_step_ * updates) / r.seconds;
   JsonWriter j;
   j.field("step", l.step).field("tokens", l.step * tokens_per_step_).field("time_s", l.time_s).field("loss", l.loss)
-      .field("lr", l.lr).field("grad_norm", l.grad_norm).field("tokens_per_s", tok_s);
+      .field("lr", l.lr).field("grad_norm", l.grad_norm).field("tokens_per_s", tok_s).field("sim_time", sim_time);
   if (!traits_->asynchronous) j.field("peak_slots", r.peak_slots);
   if (l.skipped) j.field("skipped", true);
   j.field("data_hash", step_data_hash(l.step - 1));
   if (traits_->asynchronous) j.raw("versions", l.versions);
+  if (!split.empty()) j.field("split_updates", updates).raw("time_split", split);
   metrics_.write(j.str());
   if (l.step % c_.training.log_every != 0 && l.step != c_.training.steps) return;
   char line[256];
@@ -299,12 +329,33 @@ Status TrainingRun::run_segment(int64_t* step) {
   const Schedule* list = nullptr;
   PT_RETURN_IF_ERROR(lowered_for(end - *step, &list));
   SegmentResult r = runner_->run(*list, *step, train_time(), &state_, data_, transport_.get());
+  const SimClock::Segment& sim = sim_.segment(*list, traits_->asynchronous, c_.training.microbatches);
+  const std::string split = account_segment(r, sim, *step);
   if (root()) {
     for (const auto& rec : r.records) versions_.write(version_record_json(rec));
-    for (const auto& l : r.updates) log_update(l, r, end - *step);
+    for (size_t k = 0; k < r.updates.size(); ++k)
+      log_update(r.updates[k], r, end - *step, sim_time_ + sim.update_end[k], k + 1 == r.updates.size() ? split : "");
   }
+  sim_time_ += sim.makespan;
   *step = end;
   return check_nonfinite(r);
+}
+
+// run.time_accounting: this rank's split of the segment, gathered over the world; the
+// time_split JSON on world rank 0 ("" elsewhere or when off). Trace spans are kept here.
+std::string TrainingRun::account_segment(const SegmentResult& r, const SimClock::Segment& sim, int64_t first_step) {
+  if (!c_.run.time_accounting) return "";
+  const auto t0 = Clock::now();
+  const RankTimes mine = split_spans(r.spans, r.seconds);
+  totals_.add(mine);
+  stage_costs_.add(r.spans, placement_->num_stages);
+  if (trace_ && first_step < c_.run.trace_steps)
+    trace_->add_segment(r.spans, std::chrono::duration<double>(r.started - t_start_).count(), first_step);
+  std::vector<RankTimes> all(size_t(g_.world_size));
+  coll_->allgather(Group::kWorld, &mine, sizeof mine, all.data());
+  std::string json = root() ? time_split_json(all, sim.planned_bubble) : "";
+  totals_.s[kTimeAccounting] += seconds_since(t0);
+  return json;
 }
 
 // training.on_nonfinite: stop ends the run here, before any checkpoint of the bad state;
@@ -323,6 +374,17 @@ Status TrainingRun::check_nonfinite(const SegmentResult& r) {
 
 // checkpoint.on_write_error: the previous complete checkpoint stays usable either way.
 Status TrainingRun::checkpoint(int64_t step) {
+  const double t0 = seconds_since(t_start_);
+  struct Timed {  // the checkpoint's time goes to checkpoint_s and the trace on every return
+    TrainingRun* run;
+    double t0;
+    int64_t step;
+    ~Timed() {
+      const double t1 = seconds_since(run->t_start_);
+      run->totals_.s[kTimeCheckpoint] += t1 - t0;
+      if (run->trace_ && step < run->c_.run.trace_steps) run->trace_->add(kSpanCheckpoint, t0, t1, step);
+    }
+  } timed{this, t0, step};
   RunClock k = clock_;
   k.train_s = train_time();
   k.saved_unix = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -372,7 +434,38 @@ Status TrainingRun::save_params() {
   return Status::ok();
 }
 
+// Collective over kWorld: every rank's time totals, the run's planned bubbles (the first
+// segment's list under the sim costs and under this run's measured mean costs), the
+// sim_time and the target crossings read back from the whole metrics.jsonl (rank 0).
+std::string TrainingRun::time_summary_json() {
+  std::vector<RankTimes> all(size_t(g_.world_size));
+  coll_->allgather(Group::kWorld, &totals_, sizeof totals_, all.data());
+  StageCosts costs = stage_costs_;
+  costs.sum.resize(size_t(placement_->num_stages) * 4, 0.0);
+  costs.count.resize(costs.sum.size(), 0.0);
+  coll_->allreduce_sum(Group::kWorld, costs.sum.data(), costs.sum.size());
+  coll_->allreduce_sum(Group::kWorld, costs.count.data(), costs.count.size());
+  if (!root()) return "";
+  const SimClock::Segment& sim = sim_.segment(*placement_, traits_->asynchronous, c_.training.microbatches);
+  JsonWriter j;
+  j.field("sim_time", sim_time_).field("sim_time_unit", sim_.unit());
+  if (c_.run.time_accounting) {
+    j.raw("time_split_total", time_split_json(all, sim.planned_bubble));
+    CostModel measured;
+    SimResult r;
+    if (costs.cost_model(placement_->num_stages, &measured) && simulate(*placement_, measured, &r)) {
+      std::vector<double> bubble;
+      for (double idle : r.idle) bubble.push_back(r.makespan > 0 ? idle / r.makespan : 0.0);
+      j.raw("planned_bubble_measured_costs", number_array(bubble));
+    }
+  }
+  j.raw("targets", target_crossings_json(target_crossings(run_dir_ + "/metrics.jsonl", c_.training.target_val_losses)));
+  const std::string body = j.str();
+  return body.substr(1, body.size() - 2);
+}
+
 Status TrainingRun::write_summary() {
+  const std::string time_fields = time_summary_json();
   if (!root()) return Status::ok();
   JsonWriter j;
   j.field("steps", steps_done_).field("tokens", steps_done_ * tokens_per_step_).field("time_s", train_time())
@@ -380,12 +473,15 @@ Status TrainingRun::write_summary() {
       .field("restarts", resumed_.restarts).field("restart_downtime_s", clock_.downtime_s)
       .field("lost_work_s", clock_.lost_s).field("segment_time_s", seconds_since(t_start_))
       .field("skipped_steps", skipped_steps_);
-  PT_RETURN_IF_ERROR(write_text_file(run_dir_ + "/summary.json", j.str() + "\n"));
+  std::string text = j.str();
+  text.insert(text.size() - 1, "," + time_fields);
+  PT_RETURN_IF_ERROR(write_text_file(run_dir_ + "/summary.json", text + "\n"));
   log_info("pipetrain: done; metrics in " + run_dir_ + "/metrics.jsonl");
   return Status::ok();
 }
 
 Status TrainingRun::run() {
+  coll_->barrier(Group::kWorld);  // aligns the ranks' trace origins
   t_start_ = Clock::now();
   // The untrained model's validation loss anchors every loss-vs-time curve.
   if (!c_.data.val.empty() && resumed_.step == 0) log_eval(0);
@@ -399,7 +495,10 @@ Status TrainingRun::run() {
   }
   progress_->finish();
   if (c_.run.save_params) PT_RETURN_IF_ERROR(save_params());
-  return write_summary();
+  PT_RETURN_IF_ERROR(write_summary());
+  if (!trace_) return Status::ok();
+  const std::string trace = trace_->gather_json(*coll_);
+  return root() ? write_text_file(run_dir_ + "/trace.json", trace) : Status::ok();
 }
 
 }  // namespace

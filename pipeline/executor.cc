@@ -106,6 +106,9 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
   const bool recompute = schedule_.recompute_in_backward;
   const std::vector<Action>& actions = schedule_.per_rank[rank_];
   StepOutput out;
+  out.started = t0;
+  auto since_t0 = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  if (timing_) out.spans.reserve(actions.size() + 1);
   bool has_last = false;
   for (int s = 0; s < S; ++s) has_last = has_last || (stages_[s] && is_last(s));
   if (has_last) {
@@ -134,12 +137,13 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
   for (size_t i = 0; i < actions.size(); ++i) {
     const Action& a = actions[i];
     const int s = a.stage, mb = a.microbatch;
+    const double span_start = timing_ ? since_t0() : 0.0;
     switch (a.kind) {
       case ActionKind::F: {
         const int slot = forward_into_slot(s, mb, a.version, batch);
         if (is_last(s)) {
           out.losses[mb] = stages_[s]->loss(slot);
-          out.loss_times[mb] = std::chrono::duration<double>(Clock::now() - t0).count();
+          out.loss_times[mb] = since_t0();
         }
         record_of[key(s, mb)] = records.size();
         records.push_back(VersionRecord{mb, s, a.version, -1, -1});
@@ -233,8 +237,26 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         break;
       }
     }
+    if (timing_) {
+      ActionSpan span;
+      span.start = span_start;
+      span.end = since_t0();
+      span.stage = s;
+      span.microbatch = mb;
+      span.kind = uint8_t(a.kind);
+      span.group = a.group;
+      out.spans.push_back(span);
+    }
   }
+  const double wait_start = timing_ ? since_t0() : 0.0;
   transport_->wait_sends();
+  if (timing_) {
+    ActionSpan span;
+    span.start = wait_start;
+    span.end = since_t0();
+    span.kind = kSpanWaitSends;
+    out.spans.push_back(span);
+  }
   PT_CHECK_MSG(slot_of_.empty(), "schedule left micro-batches without a backward");
   out.peak_slots = peak;
   out.versions.reserve(backward_order.size());

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -17,6 +18,7 @@
 
 #include "model/stage_model.h"
 #include "pipeline/action.h"
+#include "pipeline/trace.h"
 #include "pipeline/transport.h"
 #include "pipeline/versions.h"
 
@@ -41,6 +43,8 @@ struct StepOutput {
   std::vector<double> loss_times;       // seconds after run_step began at which each loss was ready
   int peak_slots = 0;                   // most activation slots held at once, summed over local stages
   std::vector<VersionRecord> versions;  // one per (micro-batch, local stage), in forward order
+  std::chrono::steady_clock::time_point started;  // when run_step began (span times count from it)
+  std::vector<ActionSpan> spans;        // with set_timing(true): one per action in list order, then the send wait
 };
 
 class Executor {
@@ -65,6 +69,9 @@ class Executor {
   // Returns per-micro-batch losses on the last stage's rank, empty elsewhere.
   std::vector<float> forward_only(int count, const BatchFn& batch);
 
+  // Records StepOutput::spans (two clock reads and one push per action). Off by default.
+  void set_timing(bool on) { timing_ = on; }
+
  private:
   std::vector<float>& buffer(std::map<int64_t, std::vector<float>>& pool, int stage,
                              int microbatch);
@@ -80,6 +87,7 @@ class Executor {
 
   const Schedule& schedule_;
   int rank_;
+  bool timing_ = false;
   int chain_ = 1;  // stages per pipeline chain
   std::vector<StageModel*> stages_;
   Transport* transport_;

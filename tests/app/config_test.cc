@@ -33,6 +33,26 @@ TEST(Config, DefaultsAndOverrides) {
   EXPECT_EQ(c.training.micro_batch_size, 4);
 }
 
+// training.target_val_losses: a list of floats from YAML and --set, dumped back as a list;
+// a non-positive target and a trace without time accounting are refused naming the key.
+TEST(Config, TimeAccountingKeys) {
+  Config c;
+  ASSERT_TRUE(load(std::string(kMinimal) + "training:\n  target_val_losses: [3.5, 2]\n", {}, &c));
+  EXPECT_EQ(c.training.target_val_losses, (std::vector<double>{3.5, 2.0}));
+  EXPECT_NE(dump_config(c).find("target_val_losses: [3.5, 2]"), std::string::npos) << dump_config(c);
+  ASSERT_TRUE(load(kMinimal, {"training.target_val_losses=[1.25]"}, &c));
+  EXPECT_EQ(c.training.target_val_losses, (std::vector<double>{1.25}));
+  Status s = load(kMinimal, {"training.target_val_losses=[1, -2]"});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("training.target_val_losses"), std::string::npos) << s.message();
+  s = load(kMinimal, {"training.target_val_losses=3"});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("list of numbers"), std::string::npos) << s.message();
+  s = load(kMinimal, {"run.trace_steps=2", "run.time_accounting=false"});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("run.trace_steps"), std::string::npos) << s.message();
+}
+
 TEST(Config, UnknownKeyNamesKeyFileAndAllowed) {
   Status s = load(std::string(kMinimal) + "training:\n  stepz: 3\n");
   ASSERT_FALSE(s);

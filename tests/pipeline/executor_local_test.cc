@@ -26,9 +26,28 @@ using testing::executor_test_batch;
 using testing::grads_by_id;
 constexpr int kB = testing::kExecB, kT = testing::kExecT, kM = 6, kS = 4;
 
+// One span per action, in list order with its stage, micro-batch and kind, then the send wait;
+// spans are measured one after another on the rank: start <= end <= next start.
+void check_spans(const std::vector<Action>& actions, const std::vector<ActionSpan>& spans) {
+  ASSERT_EQ(spans.size(), actions.size() + 1);
+  for (size_t i = 0; i < actions.size(); ++i) {
+    EXPECT_EQ(spans[i].kind, uint8_t(actions[i].kind)) << "span " << i;
+    EXPECT_EQ(spans[i].stage, actions[i].stage) << "span " << i;
+    EXPECT_EQ(spans[i].microbatch, actions[i].microbatch) << "span " << i;
+  }
+  EXPECT_EQ(spans.back().kind, kSpanWaitSends);
+  for (size_t i = 0; i < spans.size(); ++i) {
+    EXPECT_LE(0.0, spans[i].start);
+    EXPECT_LE(spans[i].start, spans[i].end) << "span " << i;
+    if (i > 0) EXPECT_LE(spans[i - 1].end, spans[i].start) << "span " << i;
+  }
+}
+
 // With `callbacks`, each rank records its ALLREDUCE_GRAD/STEP calls and the gradients its stage
 // holds at the reduce: the step tail of a synchronous list runs after every backward.
-void run_pipeline_and_compare(const std::string& kind, bool callbacks = false) {
+// With `timing`, the executor records its ActionSpans (pipeline/trace.h) and the numbers stay
+// bitwise those of the reference; the spans are then checked against the list.
+void run_pipeline_and_compare(const std::string& kind, bool callbacks = false, bool timing = false) {
   const ModelConfig cfg = testing::executor_test_model(kS);
   // Reference: one stage, micro-batches in order (gradient accumulation).
   const testing::AccumulationReference reference = testing::gradient_accumulation_reference(cfg, kM);
@@ -61,6 +80,7 @@ void run_pipeline_and_compare(const std::string& kind, bool callbacks = false) {
       std::vector<StageModel*> mine(kS, nullptr);
       mine[r] = stages[r].get();
       Executor ex(lowered, r, mine, transport.get());
+      ex.set_timing(timing);
       StageCallbacks cb;
       if (callbacks) {
         cb.reduce = [&, r](int s, uint8_t group) {
@@ -92,6 +112,10 @@ void run_pipeline_and_compare(const std::string& kind, bool callbacks = false) {
       ++compared;
     }
   EXPECT_EQ(compared, int(ref.size()));
+  for (int r = 0; r < kS; ++r) {
+    if (timing) check_spans(lowered.per_rank[size_t(r)], outs[size_t(r)].spans);
+    else EXPECT_TRUE(outs[size_t(r)].spans.empty()) << "spans recorded without set_timing";
+  }
   // 1F1B keeps at most S - r micro-batches in flight on rank r (algorithms.md §1.2).
   if (kind == "1f1b") {
     for (int r = 0; r < kS; ++r) EXPECT_LE(outs[r].peak_slots, kS - r) << "rank " << r;
@@ -102,6 +126,10 @@ TEST(ExecutorLocal, OneFOneBEqualsGradientAccumulationBitwise) { run_pipeline_an
 TEST(ExecutorLocal, ZeroBubbleSplitBackwardEqualsGradientAccumulationBitwise) { run_pipeline_and_compare("zb_h1"); }
 TEST(ExecutorLocal, GPipeEqualsGradientAccumulationBitwise) { run_pipeline_and_compare("gpipe"); }
 TEST(ExecutorLocal, SyncStepTailCallsReduceThenStepAfterTheFlush) { run_pipeline_and_compare("1f1b", true); }
+TEST(ExecutorLocal, TimingRecordsOneSpanPerActionAndChangesNoNumber) {
+  run_pipeline_and_compare("1f1b", true, true);
+  run_pipeline_and_compare("zb_h1", false, true);
+}
 
 }  // namespace
 }  // namespace pt
