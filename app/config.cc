@@ -17,6 +17,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "model/precision.h"
 #include "optim/basis_rotation.h"
 #include "optim/registry.h"
 
@@ -201,6 +202,7 @@ const std::vector<Field>& schema() {
       PT_KEY("schedule.amdp.zero_owner", schedule.amdp_zero_owner, kMay, "amdp: stage s is owned by the GPU hosting it in pipeline 0; at the step slot the K replicas' gradients are summed on the owner (canonical order), only the owner runs the optimizer and holds its state, then it broadcasts the new parameters (ZeRO-1 over replicas). false: every replica sums all gradients and steps itself."),
       PT_KEY("schedule.amdp.step_slot", schedule.amdp_step_slot, kMay, "amdp: clean (each step slot reduces and applies everything accumulated since the previous slot: every gradient applied exactly once) | reference (parallel.pp 4 or 8, needs zero_owner: the reference code's placement, reduce after a replica's last backward of the iteration, step at its U; backwards in between are dropped on non-owners, algorithms.md §2.2)."),
       PT_KEY("runtime.backend", runtime.backend, kMay, "auto | cpu | cuda (auto picks cuda when a GPU is visible and built)."),
+      PT_KEY("runtime.precision", runtime.precision, kMust, "fp32 | bf16. bf16: the forward and backward read bf16 copies of the weights (made once per update) and keep bf16 activations and activation gradients; master weights, gradient accumulation, optimizer state and the loss stay fp32. The CPU backend (and, for now, CUDA) runs fp32 ops on storage rounded to bf16 (nearest even) where the CUDA bf16 kernels store bf16. Must match on resume when bf16 (fp32 checkpoints keep their fingerprint)."),
       PT_KEY("runtime.transport", runtime.transport, kMay, "auto | mpi | local | nccl. auto = nccl when the backend is cuda and every pipeline rank has a GPU of its own, else mpi; mpi = host-staged MPI, also for ranks that share a GPU (MPS, scripts/mps_pipeline.sh); local keeps every stage in one process (parallel.pp = 1); nccl needs the cuda backend and one GPU per pipeline rank (docs/transports.md)."),
       PT_KEY("runtime.threads", runtime.threads, kMay, "OpenBLAS threads per rank; 0 = library default."),
       PT_KEY("runtime.progress", runtime.progress, kMay, "auto | on | off: one-line progress display on rank 0 (auto = when stdout is a terminal)."),
@@ -424,6 +426,8 @@ Status validate(const Config& c) {
   }
   allowed = one_of(c.runtime.backend, {"auto", "cpu", "cuda"}, &ok);
   if (!ok) return bad("runtime.backend", "'" + c.runtime.backend + "' is not one of: " + allowed);
+  Precision precision = Precision::kFp32;
+  if (Status st = parse_precision(c.runtime.precision, &precision); !st) return bad("runtime.precision", st.message());
   allowed = one_of(c.runtime.transport, {"auto", "mpi", "local", "nccl"}, &ok);
   if (!ok) return bad("runtime.transport", "'" + c.runtime.transport + "' is not one of: " + allowed);
   if (c.runtime.transport == "nccl" && c.runtime.backend == "cpu")
@@ -483,10 +487,15 @@ bool other_optimizers_key(const std::string& path, const std::string& kind) {
 
 // An optimizer's own keys must match only when that optimizer is selected: checkpoints of
 // the other kinds (those written before the keys existed included) keep their fingerprint.
+// runtime.precision likewise must match only when it is bf16: a run keeps its precision
+// (bf16 changes every step's numerics by ~2^-8, far beyond the fp32 summation-order
+// noise of a backend change, so a mixed run would equal neither), while fp32
+// checkpoints, including those written before the key existed, keep their fingerprint.
 std::vector<ResumeKey> resume_keys(const Config& c) {
   std::vector<ResumeKey> keys;
   for (const auto& f : schema()) {
-    const bool inert = other_optimizers_key(f.path, c.optimizer.kind);
+    const bool inert = other_optimizers_key(f.path, c.optimizer.kind) ||
+                       (f.path == "runtime.precision" && c.runtime.precision == precision_name(Precision::kFp32));
     keys.push_back({f.path, inert ? OnResume::kMayChange : f.on_resume, f.fingerprint(c)});
   }
   return keys;

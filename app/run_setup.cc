@@ -30,8 +30,11 @@ Status make_local_stage(const Config& c, const std::string& backend, int gpu, in
   const StageSpec spec{ranges[size_t(ms)].first, ranges[size_t(ms)].second, ms == 0, ms == chain - 1};
   out->stage = stage;
   out->layers = ranges[size_t(ms)];
+  Precision precision = Precision::kFp32;
+  PT_RETURN_IF_ERROR(parse_precision(c.runtime.precision, &precision)
+                         .with_context(c.source_file + ": key 'runtime.precision'"));
   PT_RETURN_IF_ERROR(make_stage_model(backend, gpu, c.model, spec, c.training.micro_batch_size, c.training.seq_len,
-                                      &out->model)
+                                      &out->model, precision)
                          .with_context(c.source_file));
   out->model->init_params(uint64_t(c.run.seed));  // leaves host and device copies consistent
   if (with_state) out->optimizer_state = make_optimizer_state(c.optimizer, *out->model);

@@ -54,6 +54,14 @@ class Backend {
   // workspaces) is not included.
   virtual size_t peak_device_bytes() const { return 0; }
 
+  // ---- storage dtype ----
+  // Tensors of dtype bf16 (runtime.precision: bf16, model/precision.h) are kept in
+  // fp32 buffers holding bf16-representable values: the producer of a bf16 tensor
+  // calls this on it right after writing it, and every op reads its inputs as fp32.
+  // p[i] = the value a bf16 store of p[i] keeps (round to nearest, ties to even;
+  // CPU and CUDA round identically: model/cpu/bf16.h). Backend memory, in place.
+  virtual void round_to_bf16(float* p, size_t n) = 0;
+
   // ---- ops (see model/cpu/<op>.h for the exact contracts) ----
   // out (B,T,C); inp (B,T); wte (V,C); wpe (maxT,C)
   virtual void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
@@ -104,7 +112,7 @@ class Backend {
                                              float scale, int B, int T, int V) = 0;
 };
 
-// fp32 host backend on OpenBLAS.
+// Host backend on OpenBLAS (fp32 arithmetic; bf16 storage by round_to_bf16).
 std::unique_ptr<Backend> make_cpu_backend();
 // Test only: the same CPU backend, but host_memory() reports false, so a stage
 // model keeps separate host mirrors of params/grads and its sync hooks really

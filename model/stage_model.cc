@@ -18,6 +18,23 @@
 // zero_grads() (a backward_weight in between sends the host values back first).
 // With host-memory backends (CPU) the mirrors are the backend buffers themselves
 // and both hooks do nothing.
+//
+// Precision (model/precision.h). bf16: the ops read wparams_, a copy of the fp32
+// masters rounded to bf16, refreshed once per update (sync_params_to_device marks
+// it stale, the next forward/backward rounds it, on every backend); every
+// activation and activation gradient is rounded (Backend::round_to_bf16) right
+// after the op that writes it, which is where the CUDA bf16 kernels
+// (model/cuda/*_bf16.h) store bf16: each matmul, LayerNorm, attention, residual
+// and GELU output and input gradient, the embedding output, the logits and
+// dlogits. Not rounded (fp32 there too): LayerNorm mean/rstd, the attention's
+// saved softmax state, the per-token losses, the parameter gradients (fp32 +=).
+// The fc matmul and GELU round both outputs from the unrounded pre-activation, as
+// the fused cuBLASLt GELU epilogue does. Stage-boundary tensors (output, dinput)
+// are therefore bf16 values sent in fp32 containers: the wire format does not
+// change, and any pipeline split stays bitwise equal to pp=1. Differences from the
+// bf16 kernels' arithmetic: fp32 summation order, and the attention, whose CPU op
+// keeps fp32 probabilities where the flash kernel rounds P to bf16 before P·V.
+// fp32: no rounding and no weight copy; the code path is the fp32 one bit for bit.
 #include <cstring>
 #include <vector>
 
@@ -79,8 +96,9 @@ struct Slot {
 class BackendStageModel final : public StageModel {
  public:
   BackendStageModel(std::unique_ptr<Backend> backend, const ModelConfig& config, const StageSpec& spec, int B,
-                    int T)
-      : backend_(std::move(backend)), config_(config), spec_(spec), B_(B), T_(T) {
+                    int T, Precision precision)
+      : backend_(std::move(backend)), config_(config), spec_(spec), B_(B), T_(T),
+        bf16_(precision == Precision::kBf16) {
     PT_CHECK(backend_ != nullptr);
     tensors_ = stage_tensors(config_, spec_);  // validates config and spec
     PT_CHECK_MSG(B > 0 && T > 0 && T <= config_.max_seq_len, "need B > 0 and 0 < T <= max_seq_len");
@@ -95,6 +113,10 @@ class BackendStageModel final : public StageModel {
     backend_->zero(params_, num_params_);
     backend_->zero(grads_, num_params_);
     mirrored_ = !backend_->host_memory();
+    if (bf16_) {
+      wparams_ = backend_->alloc(num_params_);
+      params_stale_ = true;  // rounded from params_ on first use
+    }
     if (mirrored_) {
       host_params_ = backend_->alloc_host(num_params_);
       host_grads_ = backend_->alloc_host(num_params_);
@@ -119,6 +141,7 @@ class BackendStageModel final : public StageModel {
     backend_->free(scratch_nc_);
     backend_->free(grads_);
     backend_->free(params_);
+    if (wparams_ != nullptr) backend_->free(wparams_);
     if (mirrored_) {
       backend_->free_host(host_grads_);
       backend_->free_host(host_params_);
@@ -147,7 +170,7 @@ class BackendStageModel final : public StageModel {
   }
 
   void sync_params_to_device() override {
-    if (mirrored_) params_stale_ = true;
+    if (mirrored_ || bf16_) params_stale_ = true;
   }
 
   void sync_grads_to_host() override {
@@ -173,28 +196,42 @@ class BackendStageModel final : public StageModel {
       PT_CHECK_MSG(input != nullptr, "non-first stage forward needs input");
       be.copy(s.x0, input, size_t(N_) * C_);
     }
+    stored(s.x0, size_t(N_) * C_);
     for (int i = 0; i < nl_; ++i) {
       const BlockParams& w = blocks_[i];
       LayerActs& a = s.layers[i];
       const float* in = block_input(s, i);
+      const size_t NC = size_t(N_) * C_;
       be.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, in, w[BlockTensor::kLn1W], w[BlockTensor::kLn1B], N_, C_);
+      stored(a.ln1, NC);
       be.matmul_forward(a.qkv, a.ln1, w[BlockTensor::kQkvW], w[BlockTensor::kQkvB], N_, C_, 3 * C_);
+      stored(a.qkv, 3 * NC);
       be.attention_forward(a.atty, a.att, a.qkv, B_, T_, C_, NH_);
+      stored(a.atty, NC);
       be.matmul_forward(a.res1, a.atty, w[BlockTensor::kAttProjW], w[BlockTensor::kAttProjB], N_, C_, C_);
+      stored(a.res1, NC);
       be.residual_forward(a.res1, in, a.res1, N_ * C_);
+      stored(a.res1, NC);
       be.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res1, w[BlockTensor::kLn2W], w[BlockTensor::kLn2B], N_,
                            C_);
+      stored(a.ln2, NC);
       be.matmul_forward(a.fch, a.ln2, w[BlockTensor::kFcW], w[BlockTensor::kFcB], N_, C_, 4 * C_);
-      be.gelu_forward(a.fch_gelu, a.fch, N_ * 4 * C_);
+      be.gelu_forward(a.fch_gelu, a.fch, N_ * 4 * C_);  // GELU of the unrounded fch (fused epilogue)
+      stored(a.fch, 4 * NC);
+      stored(a.fch_gelu, 4 * NC);
       be.matmul_forward(a.res2, a.fch_gelu, w[BlockTensor::kFcProjW], w[BlockTensor::kFcProjB], N_, 4 * C_, C_);
+      stored(a.res2, NC);
       be.residual_forward(a.res2, a.res1, a.res2, N_ * C_);
+      stored(a.res2, NC);
     }
     const float* out = block_input(s, nl_);
     if (spec_.has_head) {
       PT_CHECK_MSG(targets != nullptr, "last stage forward needs targets");
       be.upload_i32(s.targets, targets, size_t(N_));
       be.layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, out, lnf_w_, lnf_b_, N_, C_);
+      stored(s.lnf, size_t(N_) * C_);
       be.matmul_forward(s.logits, s.lnf, head_, nullptr, N_, C_, V_);
+      stored(s.logits, size_t(N_) * V_);
       be.crossentropy_forward(s.losses, s.logits, s.logits, s.targets, B_, T_, V_);
     } else {
       PT_CHECK_MSG(output != nullptr, "non-last stage forward needs an output buffer");
@@ -229,13 +266,16 @@ class BackendStageModel final : public StageModel {
     if (spec_.has_head) {
       // loss(slot) is the mean over the N tokens, hence the 1/N.
       be.crossentropy_softmax_backward(s.logits, s.logits, s.targets, loss_scale / float(N_), B_, T_, V_);
+      stored(s.logits, size_t(N_) * V_);
       be.matmul_backward_input(s.dlnf, s.logits, head_, N_, C_, V_);
+      stored(s.dlnf, NC);
       be.layernorm_backward_input(s.d_resid[nl_], s.dlnf, block_input(s, nl_), lnf_w_, s.lnf_mean, s.lnf_rstd, N_,
                                   C_);
     } else {
       PT_CHECK_MSG(doutput != nullptr, "non-last stage backward needs doutput");
       be.copy(s.d_resid[nl_], doutput, NC);
     }
+    stored(s.d_resid[nl_], NC);
     float* tmp = scratch_nc_;  // (N, C)
     for (int i = nl_ - 1; i >= 0; --i) {
       const BlockParams& w = blocks_[i];
@@ -243,17 +283,27 @@ class BackendStageModel final : public StageModel {
       const float* dout = s.d_resid[i + 1];
       // MLP: dfch first holds d(fch_gelu), then GELU backward turns it into d(fch) in place.
       be.matmul_backward_input(a.dfch, dout, w[BlockTensor::kFcProjW], N_, 4 * C_, C_);
+      stored(a.dfch, 4 * NC);
       be.gelu_backward(a.dfch, a.fch, a.dfch, N_ * 4 * C_);
+      stored(a.dfch, 4 * NC);
       be.matmul_backward_input(a.dln2, a.dfch, w[BlockTensor::kFcW], N_, C_, 4 * C_);
+      stored(a.dln2, NC);
       be.layernorm_backward_input(tmp, a.dln2, a.res1, w[BlockTensor::kLn2W], a.ln2_mean, a.ln2_rstd, N_, C_);
+      stored(tmp, NC);
       be.residual_forward(a.d_res1, dout, tmp, N_ * C_);
+      stored(a.d_res1, NC);
       // Attention: tmp holds d(atty).
       be.matmul_backward_input(tmp, a.d_res1, w[BlockTensor::kAttProjW], N_, C_, C_);
+      stored(tmp, NC);
       be.attention_backward(a.dqkv, scratch_tt_, tmp, a.qkv, a.atty, a.att, B_, T_, C_, NH_);
+      stored(a.dqkv, 3 * NC);
       be.matmul_backward_input(a.dln1, a.dqkv, w[BlockTensor::kQkvW], N_, C_, 3 * C_);
+      stored(a.dln1, NC);
       be.layernorm_backward_input(tmp, a.dln1, block_input(s, i), w[BlockTensor::kLn1W], a.ln1_mean, a.ln1_rstd, N_,
                                   C_);
+      stored(tmp, NC);
       be.residual_forward(s.d_resid[i], a.d_res1, tmp, N_ * C_);
+      stored(s.d_resid[i], NC);
     }
     if (!spec_.has_embedding) {
       PT_CHECK_MSG(dinput != nullptr, "non-first stage backward needs dinput");
@@ -308,8 +358,9 @@ class BackendStageModel final : public StageModel {
   void bind_params() {
     blocks_.resize(size_t(nl_));
     block_grads_.resize(size_t(nl_));
+    float* weights = bf16_ ? wparams_ : params_;  // what the ops read
     for (const auto& t : tensors_) {
-      float* p = params_ + t.offset;
+      float* p = weights + t.offset;
       float* g = grads_ + t.offset;
       if (t.is_tied_head || (!config_.tie_embeddings && spec_.has_head && t.global_id == lm_head_id(config_))) {
         head_ = p;
@@ -433,11 +484,22 @@ class BackendStageModel final : public StageModel {
     s = Slot();
   }
 
-  // Uploads the host params when a sync_params_to_device() left the device copy stale.
+  // Uploads the host params when a sync_params_to_device() left the device copy
+  // stale; bf16: then rounds the masters into the weight copy the ops read.
   void refresh_device_params() {
     if (!params_stale_) return;
-    backend_->upload(params_, host_params_, num_params_);
+    if (mirrored_) backend_->upload(params_, host_params_, num_params_);
+    if (bf16_) {
+      backend_->copy(wparams_, params_, num_params_);
+      backend_->round_to_bf16(wparams_, num_params_);
+    }
     params_stale_ = false;
+  }
+
+  // p (n floats) was just written by an op: in bf16 it becomes the bf16 value the
+  // CUDA kernels store there (see the header comment); fp32: nothing.
+  void stored(float* p, size_t n) {
+    if (bf16_) backend_->round_to_bf16(p, n);
   }
 
   // Input of local block i (i == nl_: the stage's residual output).
@@ -452,10 +514,12 @@ class BackendStageModel final : public StageModel {
   size_t slot_floats_ = 0;
   float* params_ = nullptr;  // (num_params) backend memory
   float* grads_ = nullptr;   // (num_params) backend memory
+  bool bf16_ = false;        // Precision::kBf16 (see the header comment)
+  float* wparams_ = nullptr; // bf16: (num_params) backend memory, params_ rounded to bf16; fp32: null
   bool mirrored_ = false;    // backend memory is not host memory: host_* are separate mirrors
   float* host_params_ = nullptr;  // params(): params_ itself, or its host mirror
   float* host_grads_ = nullptr;   // grads(): grads_ itself, or its host mirror
-  bool params_stale_ = false;     // mirrored: params_ lags host_params_ (upload before the next use)
+  bool params_stale_ = false;     // params_ (mirrored) or wparams_ (bf16) lag host_params_ (refresh before use)
   bool grads_on_host_ = false;    // mirrored: host_grads_ is authoritative (after sync_grads_to_host)
   float *wte_ = nullptr, *wpe_ = nullptr, *lnf_w_ = nullptr, *lnf_b_ = nullptr, *head_ = nullptr;
   float *wte_grad_ = nullptr, *wpe_grad_ = nullptr, *lnf_w_grad_ = nullptr, *lnf_b_grad_ = nullptr,
@@ -472,8 +536,8 @@ class BackendStageModel final : public StageModel {
 }  // namespace
 
 std::unique_ptr<StageModel> make_backend_stage_model(std::unique_ptr<Backend> backend, const ModelConfig& config,
-                                                     const StageSpec& spec, int B, int T) {
-  return std::make_unique<BackendStageModel>(std::move(backend), config, spec, B, T);
+                                                     const StageSpec& spec, int B, int T, Precision precision) {
+  return std::make_unique<BackendStageModel>(std::move(backend), config, spec, B, T, precision);
 }
 
 std::unique_ptr<StageModel> make_cpu_stage_model(const ModelConfig& config, const StageSpec& spec, int B, int T) {

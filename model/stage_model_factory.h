@@ -15,6 +15,7 @@
 
 #include "common/status.h"
 #include "model/config.h"
+#include "model/precision.h"
 #include "model/stage_model.h"
 
 namespace pt {
@@ -39,7 +40,9 @@ Status resolve_backend(const std::string& requested, std::string* resolved);
 // for cuda, taken modulo the number of usable GPUs so that several ranks of a node
 // share them round robin (callers pass the node-local rank); ignored by cpu.
 // Also rejects model shapes the CUDA kernels do not support (key model.n_head).
+// precision (runtime.precision): both backends run bf16 the same way, fp32 ops on
+// bf16-rounded storage (stage_model.cc); the CUDA bf16 kernels are not used yet.
 Status make_stage_model(const std::string& backend, int device, const ModelConfig& config, const StageSpec& spec,
-                        int B, int T, std::unique_ptr<StageModel>* out);
+                        int B, int T, std::unique_ptr<StageModel>* out, Precision precision = Precision::kFp32);
 
 }  // namespace pt

@@ -11,4 +11,8 @@ void convert_bf16_to_fp32(float* out, const bf16* inp, size_t n) {
   for (size_t i = 0; i < n; ++i) out[i] = bf16_to_float(inp[i]);
 }
 
+void round_fp32_to_bf16(float* p, size_t n) {
+  for (size_t i = 0; i < n; ++i) p[i] = round_to_bf16(p[i]);
+}
+
 }  // namespace pt::cpu

@@ -7,6 +7,7 @@
 #include "common/check.h"
 #include "model/backend.h"
 #include "model/cpu/attention.h"
+#include "model/cpu/convert_bf16.h"
 #include "model/cpu/crossentropy.h"
 #include "model/cpu/encoder.h"
 #include "model/cpu/gelu.h"
@@ -48,6 +49,7 @@ class CpuBackend final : public Backend {
   bool host_memory() const override { return !separate_host_mirrors_; }
   float* alloc_host(size_t n) override { return alloc(n); }
   void free_host(float* p) override { free(p); }
+  void round_to_bf16(float* p, size_t n) override { cpu::round_fp32_to_bf16(p, n); }
 
   void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
                        int C) override {

@@ -25,6 +25,13 @@ static __global__ void bf16_to_fp32_kernel(float* out, const __nv_bfloat16* inp,
   }
 }
 
+static __global__ void round_fp32_to_bf16_kernel(float* p, size_t n) {
+  const size_t stride = size_t(gridDim.x) * blockDim.x;
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    p[i] = __bfloat162float(__float2bfloat16_rn(p[i]));
+  }
+}
+
 unsigned int blocks_for(size_t n) { return unsigned(std::min(kMaxBlocks, (n + kThreads - 1) / kThreads)); }
 
 }  // namespace
@@ -38,6 +45,12 @@ void convert_fp32_to_bf16(__nv_bfloat16* out, const float* inp, size_t n, cudaSt
 void convert_bf16_to_fp32(float* out, const __nv_bfloat16* inp, size_t n, cudaStream_t stream) {
   if (n == 0) return;
   bf16_to_fp32_kernel<<<blocks_for(n), kThreads, 0, stream>>>(out, inp, n);
+  PT_CUDA_CHECK_LAUNCH();
+}
+
+void round_fp32_to_bf16(float* p, size_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  round_fp32_to_bf16_kernel<<<blocks_for(n), kThreads, 0, stream>>>(p, n);
   PT_CUDA_CHECK_LAUNCH();
 }
 

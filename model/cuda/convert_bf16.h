@@ -1,7 +1,8 @@
 // fp32 <-> bf16 array conversions on the GPU; CPU twin model/cpu/convert_bf16.h.
 // convert_fp32_to_bf16 rounds to nearest, ties to even (__float2bfloat16_rn): it
 // refreshes the bf16 weight copies from the fp32 master weights after each optimizer
-// step. convert_bf16_to_fp32 is exact. Elementwise, one thread per element in a
+// step. convert_bf16_to_fp32 is exact. round_fp32_to_bf16 rounds fp32 values in place
+// to bf16-representable ones (the stage model's bf16 precision, model/precision.h). Elementwise, one thread per element in a
 // grid-stride loop: results do not depend on the launch shape. No alignment
 // requirement beyond the element type's; out must not overlap inp.
 // NaN stays NaN (payload bits may differ from the twin: compare with isnan); values
@@ -23,5 +24,8 @@ void convert_fp32_to_bf16(__nv_bfloat16* out, const float* inp, size_t n, cudaSt
 
 // out[i] = __bfloat162float(inp[i]), i < n.
 void convert_bf16_to_fp32(float* out, const __nv_bfloat16* inp, size_t n, cudaStream_t stream);
+
+// p[i] = __bfloat162float(__float2bfloat16_rn(p[i])), i < n (in place).
+void round_fp32_to_bf16(float* p, size_t n, cudaStream_t stream);
 
 }  // namespace pt::cuda

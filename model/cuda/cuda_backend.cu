@@ -12,6 +12,7 @@
 
 #include "common/check.h"
 #include "model/cuda/attention.h"
+#include "model/cuda/convert_bf16.h"
 #include "model/cuda/crossentropy.h"
 #include "model/cuda/cuda_check.h"
 #include "model/cuda/encoder.h"
@@ -98,6 +99,10 @@ class CudaBackend final : public Backend {
     activate();
     PT_CUDA_CHECK(cudaStreamSynchronize(stream_));  // no copy may still read or write it
     PT_CUDA_CHECK(cudaFreeHost(p));
+  }
+  void round_to_bf16(float* p, size_t n) override {
+    activate();
+    cuda::round_fp32_to_bf16(p, n, stream_);
   }
 
   // ---- ops ----

@@ -13,6 +13,9 @@
 // backwards use workspaces the backend owns. Numerics: see each kernel's header
 // (bitwise equal to the CPU for encoder, residual and the softmax backward; fp32
 // sum-order differences elsewhere; deterministic run to run everywhere).
+// bf16 storage (runtime.precision: bf16): round_to_bf16 is the in-place RNE kernel
+// of convert_bf16.h, bitwise equal to the CPU's; the ops stay the fp32 kernels (the
+// bf16 kernels are not wired in yet). Not yet run on a GPU.
 // Only the CUDA runtime is used (never libcuda), so a CUDA build starts without a
 // GPU and cuda_device_count() reports why none is usable.
 // Not included by host-only code paths: the stage model factory includes it only

@@ -339,6 +339,19 @@ TEST_F(CudaBf16Ops, Convert) {
     if (!ok && bad++ < 5) ADD_FAILURE() << "convert_bf16_to_fp32[" << i << "]: " << f[i] << " vs " << ref_f[i];
   }
   EXPECT_EQ(bad, 0u);
+
+  // In-place fp32 -> bf16-valued fp32 (the stage model's bf16 storage), bitwise vs the twin.
+  std::vector<float> ref_r = x;
+  cpu::round_fp32_to_bf16(ref_r.data(), ref_r.size());
+  DeviceBuffer<float> d_r(x);
+  cuda::round_fp32_to_bf16(d_r.get(), x.size(), nullptr);
+  const auto r = d_r.download();
+  bad = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const bool ok = std::isnan(ref_r[i]) ? std::isnan(r[i]) : std::memcmp(&r[i], &ref_r[i], sizeof(float)) == 0;
+    if (!ok && bad++ < 5) ADD_FAILURE() << "round_fp32_to_bf16[" << i << "]: " << r[i] << " vs " << ref_r[i];
+  }
+  EXPECT_EQ(bad, 0u);
 }
 
 }  // namespace

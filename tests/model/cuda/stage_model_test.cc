@@ -9,7 +9,8 @@
 // of stage_model.h (params written on the host reach the device only through
 // sync_params_to_device, host-side gradient edits after sync_grads_to_host survive
 // a second sync and are what a later backward accumulates onto, zero_grads clears
-// both copies); and the backend factory (runs without a GPU too).
+// both copies); the backend factory (runs without a GPU too); and bf16 precision
+// against the CPU bf16 model (Bf16MatchesCpuBf16, bound derived there).
 //
 // Tolerances (see cuda_test_util.h). Every op of the model reduces over at most
 // K = max(4C, V, N, T) = 192 terms, so each op's GPU-vs-CPU difference is within
@@ -36,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "model/cpu/bf16.h"
 #include "model/param_layout.h"
 #include "model/stage_model.h"
 #include "model/stage_model_factory.h"
@@ -79,9 +81,10 @@ double model_rtol(int blocks) {
   return 4.0 * (22.0 * blocks + 8.0) * testing::sum_order_rtol(K);
 }
 
-std::unique_ptr<StageModel> make_model(const std::string& backend, const ModelConfig& c, const StageSpec& s) {
+std::unique_ptr<StageModel> make_model(const std::string& backend, const ModelConfig& c, const StageSpec& s,
+                                       Precision precision = Precision::kFp32) {
   std::unique_ptr<StageModel> m;
-  const Status st = make_stage_model(backend, 0, c, s, kB, kT, &m);
+  const Status st = make_stage_model(backend, 0, c, s, kB, kT, &m, precision);
   EXPECT_TRUE(st.is_ok()) << st.message();
   if (m) m->init_params(1234);
   return m;
@@ -239,6 +242,47 @@ TEST_F(CudaStageModel, SplitBackwardAndRepeatsAreBitwiseEqual) {
           EXPECT_EQ(loss, first_loss);
         }
       }
+    }
+  }
+}
+
+// runtime.precision bf16 (stage_model.cc): the CUDA model rounds at the same points
+// as the CPU model with the same RNE rule, so they differ only where an fp32
+// summation-order difference flips a bf16 rounding. Bound by the triangle
+// inequality: each bf16 model is within K_bwd·u of its fp32 model
+// (tests/model/stage_model_bf16_test.cc: K_fwd = 14L + 6, K_bwd = K_fwd + 10L + 5,
+// u = 2^-8) and the fp32 models within model_rtol of each other, so loss and
+// gradients (relative, L2 over all parameters) agree within 2·K_bwd·u + model_rtol.
+// The stage output is bf16-valued and a repeated step is bitwise equal.
+TEST_F(CudaStageModel, Bf16MatchesCpuBf16) {
+  const ModelConfig c = tiny_config(true);
+  const double k_bwd = 24.0 * kL + 11.0, bound = 2.0 * k_bwd / 256.0 + model_rtol(kL);
+  for (const StageSpec& s : {spec(0, kL, true, true), spec(0, 1, true, false)}) {
+    auto gpu = make_model("cuda", c, s, Precision::kBf16);
+    auto cpu = make_model("cpu", c, s, Precision::kBf16);
+    ASSERT_TRUE(gpu && cpu);
+    const Batch b = make_batch(21);
+    std::vector<float> first;
+    for (int rep = 0; rep < 2; ++rep) {
+      gpu->zero_grads();
+      cpu->zero_grads();
+      const auto og = forward(*gpu, 0, b), oc = forward(*cpu, 0, b);
+      for (float x : og) ASSERT_EQ(pt::cpu::round_to_bf16(x), x) << "cuda bf16 stage output is not bf16-valued";
+      if (s.has_head) {
+        EXPECT_LE(std::fabs(double(gpu->loss(0)) - cpu->loss(0)), bound * std::fabs(double(cpu->loss(0))));
+      }
+      backward(*gpu, 0, b, false);
+      backward(*cpu, 0, b, false);
+      const auto gg = host_grads(*gpu), gc = host_grads(*cpu);
+      double d2 = 0, r2 = 0;
+      for (size_t i = 0; i < gc.size(); ++i) {
+        d2 += (double(gg[i]) - gc[i]) * (double(gg[i]) - gc[i]);
+        r2 += double(gc[i]) * gc[i];
+      }
+      EXPECT_GT(r2, 0.0);
+      EXPECT_LE(std::sqrt(d2 / r2), bound) << "bf16 gradients: cuda vs cpu";
+      if (rep == 0) first = gg;
+      else EXPECT_TRUE(bitwise_equal(gg, first)) << "a repeated bf16 step changed the gradient bits";
     }
   }
 }
