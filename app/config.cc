@@ -364,6 +364,36 @@ Status validate_time_accounting(const Config& c) {
 
 }  // namespace
 
+// runtime.*, the failure policies, run.name and checkpoint.* (the tail of validate()).
+template <class Bad> Status validate_runtime_and_checkpoint(const Config& c, const Bad& bad) {
+  bool ok = false;
+  std::string allowed;
+  const auto& p = c.parallel;
+  allowed = one_of(c.runtime.backend, {"auto", "cpu", "cuda"}, &ok);
+  if (!ok) return bad("runtime.backend", "'" + c.runtime.backend + "' is not one of: " + allowed);
+  Precision precision = Precision::kFp32;
+  if (Status st = parse_precision(c.runtime.precision, &precision); !st) return bad("runtime.precision", st.message());
+  allowed = one_of(c.runtime.transport, {"auto", "mpi", "local", "nccl"}, &ok);
+  if (!ok) return bad("runtime.transport", "'" + c.runtime.transport + "' is not one of: " + allowed);
+  if (c.runtime.transport == "nccl" && c.runtime.backend == "cpu")
+    return bad("runtime.transport", "nccl needs the cuda backend, but runtime.backend is cpu; use mpi or auto");
+  if (c.runtime.transport == "local" && p.pp != 1)
+    return bad("runtime.transport", "local runs a pipeline inside one process and needs parallel.pp = 1, got " +
+               std::to_string(p.pp) + "; use mpi or auto");
+  allowed = one_of(c.runtime.progress, {"auto", "on", "off"}, &ok);
+  if (!ok) return bad("runtime.progress", "'" + c.runtime.progress + "' is not one of: " + allowed);
+  if (c.runtime.threads < 0) return bad("runtime.threads", "must be >= 0");
+  if (c.runtime.watchdog_seconds < 0) return bad("runtime.watchdog_seconds", "must be >= 0 (0 = no deadline)");
+  allowed = one_of(c.training.on_nonfinite, {"stop", "skip_step"}, &ok);
+  if (!ok) return bad("training.on_nonfinite", "'" + c.training.on_nonfinite + "' is not one of: " + allowed);
+  allowed = one_of(c.checkpoint.on_write_error, {"stop", "continue"}, &ok);
+  if (!ok) return bad("checkpoint.on_write_error", "'" + c.checkpoint.on_write_error + "' is not one of: " + allowed);
+  if (c.run.name.find('/') != std::string::npos) return bad("run.name", "must not contain '/'");
+  if (c.checkpoint.every_steps < 0) return bad("checkpoint.every_steps", "must be >= 0 (0 = only on SIGTERM/SIGUSR1)");
+  if (c.checkpoint.keep_last < 0) return bad("checkpoint.keep_last", "must be >= 0 (0 = keep all)");
+  return Status::ok();
+}
+
 Status validate(const Config& c) {
   const std::string& src = c.source_file;
   auto bad = [&](const std::string& key, const std::string& what) {
@@ -424,29 +454,7 @@ Status validate(const Config& c) {
     if (sum != m.n_layer)
       return bad("parallel.layer_split", "sums to " + std::to_string(sum) + "; must equal model.n_layer = " + std::to_string(m.n_layer));
   }
-  allowed = one_of(c.runtime.backend, {"auto", "cpu", "cuda"}, &ok);
-  if (!ok) return bad("runtime.backend", "'" + c.runtime.backend + "' is not one of: " + allowed);
-  Precision precision = Precision::kFp32;
-  if (Status st = parse_precision(c.runtime.precision, &precision); !st) return bad("runtime.precision", st.message());
-  allowed = one_of(c.runtime.transport, {"auto", "mpi", "local", "nccl"}, &ok);
-  if (!ok) return bad("runtime.transport", "'" + c.runtime.transport + "' is not one of: " + allowed);
-  if (c.runtime.transport == "nccl" && c.runtime.backend == "cpu")
-    return bad("runtime.transport", "nccl needs the cuda backend, but runtime.backend is cpu; use mpi or auto");
-  if (c.runtime.transport == "local" && p.pp != 1)
-    return bad("runtime.transport", "local runs a pipeline inside one process and needs parallel.pp = 1, got " +
-               std::to_string(p.pp) + "; use mpi or auto");
-  allowed = one_of(c.runtime.progress, {"auto", "on", "off"}, &ok);
-  if (!ok) return bad("runtime.progress", "'" + c.runtime.progress + "' is not one of: " + allowed);
-  if (c.runtime.threads < 0) return bad("runtime.threads", "must be >= 0");
-  if (c.runtime.watchdog_seconds < 0) return bad("runtime.watchdog_seconds", "must be >= 0 (0 = no deadline)");
-  allowed = one_of(c.training.on_nonfinite, {"stop", "skip_step"}, &ok);
-  if (!ok) return bad("training.on_nonfinite", "'" + c.training.on_nonfinite + "' is not one of: " + allowed);
-  allowed = one_of(c.checkpoint.on_write_error, {"stop", "continue"}, &ok);
-  if (!ok) return bad("checkpoint.on_write_error", "'" + c.checkpoint.on_write_error + "' is not one of: " + allowed);
-  if (c.run.name.find('/') != std::string::npos) return bad("run.name", "must not contain '/'");
-  if (c.checkpoint.every_steps < 0) return bad("checkpoint.every_steps", "must be >= 0 (0 = only on SIGTERM/SIGUSR1)");
-  if (c.checkpoint.keep_last < 0) return bad("checkpoint.keep_last", "must be >= 0 (0 = keep all)");
-  return Status::ok();
+  return validate_runtime_and_checkpoint(c, bad);
 }
 
 std::string dump_config(const Config& c) {

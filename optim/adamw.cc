@@ -7,6 +7,7 @@
 #include "common/check.h"
 #include "optim/adamw_state.h"
 #include "optim/cuda/adamw_state.h"
+#include "optim/optimizer_checks.h"
 
 namespace pt {
 
@@ -53,33 +54,23 @@ AdamWParams adamw_params_for(const OptimTensor& t, const OptimizerOptions& o, co
 
 namespace {
 
-class AdamW final : public Optimizer {
+class AdamW final : public TwoMomentOptimizer {
  public:
-  explicit AdamW(const OptimizerOptions& o) : o_(o) {}
-  const char* kind() const override { return "adamw"; }
-  std::vector<std::string> state_names() const override { return {kAdamM, kAdamV}; }
-  size_t state_floats(const std::vector<OptimTensor>&, size_t n) const override { return 2 * n; }
-
+  explicit AdamW(const OptimizerOptions& o) : TwoMomentOptimizer("adamw", o) {}
   std::unique_ptr<OptimizerState> make_state(const std::vector<OptimTensor>& layout, size_t n,
                                              MemorySpace space) const override {
-    for (const auto& t : layout) PT_CHECK_MSG(t.offset + t.numel <= n, "adamw: tensor '" + t.name + "' exceeds the stage");
+    check_layout_fits(layout, n, kind());
     if (space == MemorySpace::kDevice) return make_adamw_device_state(layout, n);
     return std::make_unique<AdamWState>(layout, n);
   }
 
   void step(OptimizerState& state, const StageBuffers& b, const StepArgs& a) const override {
     if (b.space == MemorySpace::kDevice) return adamw_step_device(state, b, o_, a);
-    auto* s = dynamic_cast<AdamWState*>(&state);
-    PT_CHECK_MSG(s != nullptr && s->space() == MemorySpace::kHost,
-                 "adamw: host buffers need the state of make_state(..., kHost)");
-    PT_CHECK(b.n == s->n());
-    for (const auto& t : s->layout())
-      adamw_update(b.params + t.offset, b.grads + t.offset, s->host_m() + t.offset, s->host_v() + t.offset, t.numel,
+    AdamWState& s = host_state_for<AdamWState>(state, b, kind());
+    for (const auto& t : s.layout())
+      adamw_update(b.params + t.offset, b.grads + t.offset, s.host_m() + t.offset, s.host_v() + t.offset, t.numel,
                    adamw_params_for(t, o_, a));
   }
-
- private:
-  OptimizerOptions o_;
 };
 
 }  // namespace

@@ -6,11 +6,26 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <vector>
 
+#include "optim/adamw.h"
 #include "optim/optimizer.h"
 
 namespace pt {
+
+// An optimizer whose state is AdamW's two moments per parameter (adam_m, adam_v): AdamW, NAdamW.
+class TwoMomentOptimizer : public Optimizer {
+ public:
+  TwoMomentOptimizer(const char* kind, const OptimizerOptions& o) : kind_(kind), o_(o) {}
+  const char* kind() const override { return kind_; }
+  std::vector<std::string> state_names() const override { return {kAdamM, kAdamV}; }
+  size_t state_floats(const std::vector<OptimTensor>&, size_t n) const override { return 2 * n; }
+
+ protected:
+  const char* kind_;
+  OptimizerOptions o_;
+};
 
 class AdamWState : public OptimizerState {
  public:

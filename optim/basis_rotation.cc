@@ -10,6 +10,7 @@
 #include "optim/basis_rotation_state.h"
 #include "optim/cuda/basis_rotation_state.h"
 #include "optim/linalg.h"
+#include "optim/optimizer_checks.h"
 
 namespace pt {
 
@@ -219,18 +220,14 @@ class BasisRotation final : public Optimizer {
 
   std::unique_ptr<OptimizerState> make_state(const std::vector<OptimTensor>& layout, size_t n,
                                              MemorySpace space) const override {
-    for (const auto& t : layout)
-      PT_CHECK_MSG(t.offset + t.numel <= n, "basis_rotation: tensor '" + t.name + "' exceeds the stage");
+    check_layout_fits(layout, n, kind());
     if (space == MemorySpace::kDevice) return make_basis_rotation_device_state(layout, n, o_.basis_rotation);
     return std::make_unique<BasisRotationState>(layout, n, o_.basis_rotation);
   }
 
   void step(OptimizerState& state, const StageBuffers& b, const StepArgs& a) const override {
     if (b.space == MemorySpace::kDevice) return basis_rotation_step_device(state, b, o_, a);
-    auto* s = dynamic_cast<BasisRotationState*>(&state);
-    PT_CHECK_MSG(s != nullptr && s->space() == MemorySpace::kHost,
-                 "basis_rotation: host buffers need the state of make_state(..., kHost)");
-    PT_CHECK(b.n == s->n());
+    BasisRotationState* s = &host_state_for<BasisRotationState>(state, b, kind());
     for (size_t k = 0; k < s->layout().size(); ++k) {
       const OptimTensor& t = s->layout()[k];
       const AdamWParams hp = adamw_params_for(t, o_, a);

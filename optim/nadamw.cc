@@ -5,6 +5,7 @@
 #include "common/check.h"
 #include "optim/adamw.h"
 #include "optim/adamw_state.h"
+#include "optim/optimizer_checks.h"
 
 namespace pt {
 
@@ -37,34 +38,28 @@ void nadamw_update(float* params, const float* grads, float* m, float* v, size_t
 
 namespace {
 
-class NAdamW final : public Optimizer {
+class NAdamW final : public TwoMomentOptimizer {
  public:
-  explicit NAdamW(const OptimizerOptions& o) : o_(o) {}
-  const char* kind() const override { return "nadamw"; }
-  std::vector<std::string> state_names() const override { return {kAdamM, kAdamV}; }
-  size_t state_floats(const std::vector<OptimTensor>&, size_t n) const override { return 2 * n; }
-
+  explicit NAdamW(const OptimizerOptions& o) : TwoMomentOptimizer("nadamw", o) {}
+  // Host state only: NAdamW has no CUDA twin yet.
   std::unique_ptr<OptimizerState> make_state(const std::vector<OptimTensor>& layout, size_t n,
-                                             MemorySpace space) const override {
-    PT_CHECK_MSG(space == MemorySpace::kHost, "nadamw: there is no device-resident state (no CUDA twin yet)");
-    for (const auto& t : layout) PT_CHECK_MSG(t.offset + t.numel <= n, "nadamw: tensor '" + t.name + "' exceeds the stage");
-    return std::make_unique<AdamWState>(layout, n);
-  }
+                                             MemorySpace space) const override;
 
   void step(OptimizerState& state, const StageBuffers& b, const StepArgs& a) const override {
-    auto* s = dynamic_cast<AdamWState*>(&state);
-    PT_CHECK_MSG(s != nullptr && b.space == MemorySpace::kHost && s->space() == MemorySpace::kHost,
-                 "nadamw: host buffers and the state of make_state(..., kHost) only");
-    PT_CHECK(b.n == s->n());
-    for (const auto& t : s->layout()) {
+    AdamWState& s = host_state_for<AdamWState>(state, b, kind());
+    for (const auto& t : s.layout()) {
       const NAdamWParams np{adamw_params_for(t, o_, a), o_.momentum_decay};
-      nadamw_update(b.params + t.offset, b.grads + t.offset, s->host_m() + t.offset, s->host_v() + t.offset, t.numel, np);
+      nadamw_update(b.params + t.offset, b.grads + t.offset, s.host_m() + t.offset, s.host_v() + t.offset, t.numel, np);
     }
   }
-
- private:
-  OptimizerOptions o_;
 };
+
+std::unique_ptr<OptimizerState> NAdamW::make_state(const std::vector<OptimTensor>& layout, size_t n,
+                                                  MemorySpace space) const {
+  PT_CHECK_MSG(space == MemorySpace::kHost, "nadamw: there is no device-resident state (no CUDA twin yet)");
+  check_layout_fits(layout, n, kind());
+  return std::make_unique<AdamWState>(layout, n);
+}
 
 }  // namespace
 

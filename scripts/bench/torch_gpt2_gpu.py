@@ -60,16 +60,12 @@ class GPT(nn.Module):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--seq", type=int, default=1024)
     p.add_argument("--mode", choices=["eager", "compile"], default="eager")
     p.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--layers", type=int, default=12)
-    p.add_argument("--width", type=int, default=768)
-    p.add_argument("--heads", type=int, default=12)
-    p.add_argument("--vocab", type=int, default=50304)
+    sizes = {"batch": 8, "seq": 1024, "steps": 20, "warmup": 5, "layers": 12, "width": 768, "heads": 12,
+             "vocab": 50304}  # GPT-2 124M, V padded to a multiple of 128
+    for name, default in sizes.items():
+        p.add_argument("--" + name, type=int, default=default)
     a = p.parse_args()
     if a.steps <= a.warmup:
         sys.exit("--steps must exceed --warmup")

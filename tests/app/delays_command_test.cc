@@ -3,6 +3,7 @@
 // 2..32 (the closed form of §5.2), and the measured values of §5.2's table hold for odd S and for
 // the mean. A longer segment gives the same steady state.
 #include "app/delays_command.h"
+#include "pipeline/schedules/delay_law.h"
 
 #include <gtest/gtest.h>
 
