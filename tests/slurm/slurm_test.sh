@@ -162,9 +162,11 @@ sleep 3
 echo "ok   scancel: job $j stays CANCELLED ($((SECONDS - t)) s)"
 
 # --- 2d. a stop signal in the first second after the batch script started ----------------
-# Trials alternate between the two batch scripts (mpirun, srun). The last two forward the
-# signal at once (PIPETRAIN_READY_WAIT_S=0), into the launcher's and ranks' start-up: a
-# rank may die of it, and the job must then start over (or resume) and finish.
+# Trials alternate between the two batch scripts (mpirun, srun). With SLURM_TEST_IMMEDIATE=1
+# two more forward the signal at once (PIPETRAIN_READY_WAIT_S=0), into the launcher's and
+# ranks' start-up: a rank may die of it before its handler exists, and the job then requeues
+# and finishes, but Slurm holds such a requeued job for about two minutes (seen in a CI run:
+# 120 s), too long for the default test.
 trials=${SLURM_TEST_TRIALS:-10}
 checkpointed=0 fresh=0 unsignalled=0
 t=$SECONDS
@@ -195,9 +197,13 @@ for i in $(seq 0 $((trials - 1))); do
   [ $((i % 2)) = 0 ] || kind=multinode
   early_trial "$i" "$(awk -v i="$i" 'BEGIN { printf "%.1f", (i % 10) / 10 }')" "$kind" 20
 done
-early_trial f0 0.0 "" 0
-early_trial f1 0.0 multinode 0
-echo "ok   early signals: $((trials + 2)) trials, $checkpointed checkpointed, $fresh started over, $unsignalled finished first; none lost ($((SECONDS - t)) s)"
+extra=0
+if [ "${SLURM_TEST_IMMEDIATE:-0}" = 1 ]; then
+  early_trial f0 0.0 "" 0
+  early_trial f1 0.0 multinode 0
+  extra=2
+fi
+echo "ok   early signals: $((trials + extra)) trials, $checkpointed checkpointed, $fresh started over, $unsignalled finished first; none lost ($((SECONDS - t)) s)"
 
 # --- 3. time continuity across resumes --------------------------------------------------
 time_continuous() {  # time_continuous NAME: time_s of the optimizer steps never decreases
