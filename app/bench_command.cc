@@ -23,6 +23,7 @@
 #include "model/stage_model_factory.h"
 #include "pipeline/collectives.h"
 #include "pipeline/cost_file.h"
+#include "pipeline/mpi_wait.h"
 #include "pipeline/process_groups.h"
 #include "pipeline/transport.h"
 
@@ -462,6 +463,8 @@ Status open_bench(BenchRun* r) {
   if (o.peak_tflops < 0) return Status::error("--peak-tflops must be > 0 (or left out), got " + fmt("%g", o.peak_tflops));
   PT_RETURN_IF_ERROR(load_config(o.config_path, o.overrides, &r->c));
   PT_RETURN_IF_ERROR(make_process_groups(1, world_size(), &r->g));
+  set_wait_deadline_seconds(r->c.runtime.watchdog_seconds);  // no wait of bench hangs either
+  init_watchdog_pings();
   r->coll = make_mpi_collectives(r->g);
   r->rank = r->g.world_rank;
   r->world = r->g.world_size;

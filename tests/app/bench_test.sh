@@ -9,7 +9,7 @@ source "$2/tests/app/test_lib.sh"
 init_test "$1" "$2"
 mpi_setup
 
-$mpirun -np 2 "$bin" bench --config "$cfg" --set run.out_dir="$runs" --iters 5 --warmup 1 \
+$mpirun -np 2 "$bin" bench --config "$cfg" --set run.out_dir="$runs" --set runtime.watchdog_seconds=120 --iters 5 --warmup 1 \
   --out "$work/costs.json" >"$work/bench.log" 2>"$work/bench.err" || { cat "$work/bench.log" "$work/bench.err"; fail "bench exited non-zero"; }
 [ -s "$work/costs.json" ] || fail "no cost file written"
 grep -q "MFU: n/a (unknown peak; pass --peak-tflops X)" "$work/bench.log" || { cat "$work/bench.log"; fail "no MFU fallback line on CPU"; }
