@@ -109,18 +109,26 @@ void SegmentRunner::gather_nonfinite(const Pending& p, SegmentResult* result) {
   for (int64_t k : ks) result->updates[size_t(k)].skipped = true;
 }
 
+Executor& SegmentRunner::executor_for(const Schedule& lowered, const TrainState& state, Transport* transport) {
+  std::unique_ptr<Executor>& e = executors_[&lowered];
+  if (!e) {
+    std::vector<StageModel*> by_stage(size_t(lowered.num_stages), nullptr);
+    for (const auto& ls : state.local) by_stage[size_t(ls.stage)] = ls.model.get();
+    e = std::make_unique<Executor>(lowered, pp_rank_, std::move(by_stage), transport);
+  }
+  return *e;
+}
+
 SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, double clock_offset, TrainState* state,
                                  const DataLoader& data, Transport* transport) {
   const auto t0 = std::chrono::steady_clock::now();
   const int m = c_.training.microbatches;
   PT_CHECK(lowered.microbatches % m == 0);
-  std::vector<StageModel*> by_stage(size_t(lowered.num_stages), nullptr);
   std::map<int, LocalStage*> local;
   Pending p;
   p.first_step = first_step;
   p.lr = lr_schedule_for(c_);
   for (auto& ls : state->local) {
-    by_stage[size_t(ls.stage)] = ls.model.get();
     local[ls.stage] = &ls;
     ls.model->zero_grads();
     if (tied_.enabled && (ls.stage == 0 || ls.stage == tied_.last_stage)) ++p.tied_holders;
@@ -137,7 +145,7 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
     if (group & kGroupData) reduce_data(*local.at(v), p, state->local);
   };
   callbacks.step = [&](int v) { step(*local.at(v), p, state->local); };
-  Executor executor(lowered, pp_rank_, by_stage, transport);
+  Executor& executor = executor_for(lowered, *state, transport);
   executor.set_timing(c_.run.time_accounting);
   const float loss_scale = 1.0f / float(m * coll_.size(Group::kData));
   const int dp_rank = coll_.rank(Group::kData);

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -86,6 +87,11 @@ class SegmentRunner {
 
   const StageReplicas& replicas() const { return replicas_; }
 
+  // The executor of `lowered` over this rank's stages, made at its first use and kept, so its
+  // boundary buffers and slots are reused by every segment that runs the same list (and by
+  // evaluation, which runs the placement list). `lowered` must outlive the runner.
+  Executor& executor_for(const Schedule& lowered, const TrainState& state, Transport* transport);
+
  private:
   struct Pending;  // per-segment bookkeeping of the callbacks
   void reduce_data(LocalStage& ls, Pending& p, std::vector<LocalStage>& local);
@@ -104,6 +110,7 @@ class SegmentRunner {
   std::string run_dir_;
   StageReplicas replicas_;
   TiedEmbeddings tied_;
+  std::map<const Schedule*, std::unique_ptr<Executor>> executors_;
 };
 
 // JSON line for versions.jsonl.

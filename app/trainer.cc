@@ -265,9 +265,7 @@ Status TrainingRun::setup() {
 
 // Mean loss of the first training.eval_batches validation micro-batches through pipeline 0.
 double TrainingRun::evaluate() {
-  std::vector<StageModel*> by_stage(size_t(placement_->num_stages), nullptr);
-  for (auto& ls : state_.local) by_stage[size_t(ls.stage)] = ls.model.get();
-  Executor executor(*placement_, g_.pp_rank, by_stage, transport_.get());
+  Executor& executor = runner_->executor_for(*placement_, state_, transport_.get());
   std::vector<float> losses = executor.forward_only(
       c_.training.eval_batches, [&](int mb, int32_t* in, int32_t* tg) { data_.eval_batch(mb, in, tg); });
   double v = 0.0;
