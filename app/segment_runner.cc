@@ -94,16 +94,18 @@ void SegmentRunner::global_norm_of_update(int k, Pending& p, std::vector<LocalSt
 
 // Every rank's non-finite findings, and the non-finite update losses (stage -1).
 void SegmentRunner::gather_nonfinite(const Pending& p, SegmentResult* result) {
-  std::vector<NonFinite> all = allgatherv(coll_, Group::kPipeline, p.nonfinite);
+  // One flag exchange per segment; the findings themselves are gathered only when there are any.
+  int64_t any[2] = {p.nonfinite.empty() ? 0 : 1, p.skipped.empty() ? 0 : 1};
+  coll_.allreduce_max(Group::kPipeline, any, 2);
+  std::vector<NonFinite> all;
+  if (any[0]) all = allgatherv(coll_, Group::kPipeline, p.nonfinite);
   for (const UpdateLog& l : result->updates)
     if (!std::isfinite(l.loss)) all.push_back({l.step, -1, -1});
   std::sort(all.begin(), all.end(), [](const NonFinite& a, const NonFinite& b) {
     return a.step != b.step ? a.step < b.step : a.stage < b.stage;
   });
   result->nonfinite = all;
-  int64_t skipped_any = p.skipped.empty() ? 0 : 1;
-  coll_.allreduce_max(Group::kPipeline, &skipped_any, 1);
-  if (!skipped_any) return;
+  if (!any[1]) return;
   std::vector<int64_t> mine(p.skipped.begin(), p.skipped.end());
   std::vector<int64_t> ks = allgatherv(coll_, Group::kPipeline, mine);
   for (int64_t k : ks) result->updates[size_t(k)].skipped = true;
@@ -259,9 +261,11 @@ void SegmentRunner::fill_logs(const Schedule& lowered, int64_t first_step, doubl
                               const StepOutput& out, SegmentResult* result) {
   const int m = c_.training.microbatches, total = lowered.microbatches, updates = total / m;
   const std::vector<double> losses = reduce_update_losses(coll_, out.losses, total, m);
-  std::vector<double> when(size_t(total), 0.0);
-  for (size_t g = 0; g < out.loss_times.size() && g < when.size(); ++g) when[g] = out.loss_times[g];
-  coll_.allreduce_max(Group::kPipeline, when.data(), when.size());
+  std::vector<double> when(size_t(total), 0.0);  // async: when each loss was ready (max over the pipeline)
+  if (traits_.asynchronous) {
+    for (size_t g = 0; g < out.loss_times.size() && g < when.size(); ++g) when[g] = out.loss_times[g];
+    coll_.allreduce_max(Group::kPipeline, when.data(), when.size());
+  }
   std::vector<double> norms = p.global_norm;
   if (traits_.clip == ClipPolicy::kPerStage) norms = async_update_norms(coll_, p.sq, chain_, updates);
   if (traits_.asynchronous) result->records = gather_records(coll_, out.versions, first_step, m);
