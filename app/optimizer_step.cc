@@ -82,6 +82,10 @@ double stage_norm_sq(const LocalStage& ls) {
 
 double apply_stage_update_self_clipped(LocalStage& ls, const Config& c, const LrSchedule& lr) {
   const double total = stage_norm_sq(ls);
+  if (!std::isfinite(total)) {  // left out: parameters and optimizer state stay as they were
+    ++ls.version;
+    return total;
+  }
   apply_stage_update(ls, c.optimizer, learning_rate(lr, ls.version), clip_scale(std::sqrt(total), c.optimizer.grad_clip));
   return total;
 }

@@ -39,7 +39,9 @@ LrSchedule lr_schedule_for(const Config& c);
 
 // An asynchronous stage's own update (STEP action and its replay): clips by the
 // stage's gradient norm (tensor sums of squares added in ascending id), takes the
-// learning rate of the stage's version, applies the optimizer. Returns the squared norm.
+// learning rate of the stage's version, applies the optimizer. A non-finite norm leaves the
+// update out (parameters and optimizer state unchanged; the version still advances), as
+// training.on_nonfinite requires of the run and of its replay. Returns the squared norm.
 // Does not zero the gradients.
 double apply_stage_update_self_clipped(LocalStage& stage, const Config& c, const LrSchedule& lr);
 

@@ -63,20 +63,17 @@ void SegmentRunner::step(LocalStage& ls, Pending& p, std::vector<LocalStage>& lo
   const int k = int(ls.version - p.first_step);
   bool finite = true;
   if (traits_.clip == ClipPolicy::kPerStage) {
-    const double sq = stage_norm_sq(ls);
+    const double sq = apply_stage_update_self_clipped(ls, c_, p.lr);  // leaves a non-finite update out
     p.sq[{ls.stage, k}] = sq;
     finite = std::isfinite(sq);
     if (!finite) p.nonfinite.push_back({p.first_step + k + 1, ls.stage, pp_rank_});
-    else apply_stage_update(ls, c_.optimizer, learning_rate(p.lr, ls.version), clip_scale(std::sqrt(sq), c_.optimizer.grad_clip));
   } else {
     if (p.norm_update != k) global_norm_of_update(k, p, local);
     finite = std::isfinite(p.global_norm.back());
     if (finite) apply_stage_update(ls, c_.optimizer, learning_rate(p.lr, p.first_step + k), p.clip);
+    else ++ls.version;  // left out: parameters and optimizer state stay as they were
   }
-  if (!finite) {  // left out: parameters and optimizer state stay as they were
-    ++ls.version;
-    p.skipped.insert(k);
-  }
+  if (!finite) p.skipped.insert(k);
   ls.model->zero_grads();
   if (replicas_.owner_mode()) replicas_.broadcast_params(ls);
 }
