@@ -75,16 +75,6 @@ CostModel default_costs(const std::vector<double>& stage_cost) {
   return cm;
 }
 
-// Parameters of each model stage (the tied head copy included: the optimizer updates it).
-std::vector<size_t> model_stage_params(const Config& c, const std::vector<std::pair<int, int>>& ranges) {
-  const int L = int(ranges.size());
-  std::vector<size_t> out(L, 0);
-  for (int s = 0; s < L; ++s)
-    for (const auto& t : stage_tensors(c.model, StageSpec{ranges[s].first, ranges[s].second, s == 0, s == L - 1}))
-      out[s] += t.numel;
-  return out;
-}
-
 // What a synchronous step does after its flush, in the trainer's order, in seconds: the
 // data-parallel gradient all-reduce (ring: 2(dp-1) messages of 1/dp of the rank's
 // gradients), the tied-embedding exchange between the first and last stage's ranks
@@ -143,7 +133,7 @@ Status load_plan_costs(Plan& p) {
                                       CostShape{c.model.n_layer, c.model.n_embd, c.model.n_head, c.model.vocab_size,
                                                 c.training.micro_batch_size, c.training.seq_len},
                                       p.config_path));
-  p.params = model_stage_params(c, p.ranges);
+  p.params = model_stage_params(c.model, p.ranges);
   p.costs = cost_model_from_file(p.cost_file, p.ranges, S, p.act_bytes, p.params);
   if (!p.async) p.costs.step = 0;  // a synchronous step is accounted after the flush (after_flush_seconds)
   return Status::ok();

@@ -99,10 +99,7 @@ Status SimClock::init(const Config& c, const Schedule& lowered, const std::vecto
                                                          c.model.vocab_size, c.training.micro_batch_size,
                                                          c.training.seq_len},
                                       c.source_file));
-  std::vector<size_t> params(size_t(L), 0);  // per model stage: the optimizer's work of a STEP
-  for (int s = 0; s < L; ++s)
-    for (const auto& t : stage_tensors(c.model, StageSpec{ranges[size_t(s)].first, ranges[size_t(s)].second, s == 0, s == L - 1}))
-      params[size_t(s)] += t.numel;
+  const std::vector<size_t> params = model_stage_params(c.model, ranges);  // the optimizer's work of a STEP
   const double act_bytes = double(c.training.micro_batch_size) * c.training.seq_len * c.model.n_embd * sizeof(float);
   costs_ = cost_model_from_file(f, ranges, S, act_bytes, params);
   unit_ = "s";

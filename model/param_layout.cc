@@ -168,4 +168,13 @@ void init_tensor(const ModelConfig& config, const ParamTensor& tensor, uint64_t 
   }
 }
 
+std::vector<size_t> model_stage_params(const ModelConfig& config, const std::vector<std::pair<int, int>>& ranges) {
+  const int L = int(ranges.size());
+  std::vector<size_t> out(static_cast<size_t>(L), 0);
+  for (int s = 0; s < L; ++s)
+    for (const auto& t : stage_tensors(config, StageSpec{ranges[size_t(s)].first, ranges[size_t(s)].second, s == 0, s == L - 1}))
+      out[size_t(s)] += t.numel;
+  return out;
+}
+
 }  // namespace pt

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/config.h"
@@ -58,6 +59,10 @@ std::vector<ParamTensor> full_model_tensors(const ModelConfig& config);
 
 // The tensors a stage owns, offsets into that stage's flat buffer.
 std::vector<ParamTensor> stage_tensors(const ModelConfig& config, const StageSpec& spec);
+
+// Parameters of each model stage of a split into blocks [first, last) per stage (stage 0 holds
+// the embedding, the last one the head; the tied head copy counts: the optimizer updates it).
+std::vector<size_t> model_stage_params(const ModelConfig& config, const std::vector<std::pair<int, int>>& ranges);
 
 // Sum of numel over a tensor list.
 size_t total_numel(const std::vector<ParamTensor>& tensors);
