@@ -360,8 +360,12 @@ void measure_p2p(BenchRun& r, CostFile* f) {
   std::unique_ptr<Transport> t = make_mpi_transport(r.g.pipeline);
   const size_t act_floats = size_t(r.c.training.micro_batch_size) * r.c.training.seq_len * r.c.model.n_embd;
   const int reps = std::max(200, 10 * r.o.iters);
-  const double lat = pingpong(*t, 1, reps);
-  double msg_s = pingpong(*t, act_floats, reps);
+  double lat_msg[2] = {pingpong(*t, 1, reps), pingpong(*t, act_floats, reps)};
+  // Every rank takes the next branch on rank 0's times: decided on its own, rank 1 could wait
+  // for a large message rank 0 never sends (seen in CI as a hang of bench_test).
+  r.coll->broadcast(Group::kWorld, lat_msg, sizeof lat_msg, 0);
+  const double lat = lat_msg[0];
+  double msg_s = lat_msg[1];
   double msg_bytes = double(act_floats) * sizeof(float);
   if (!(msg_s > 1.05 * lat)) {
     const size_t big = std::max<size_t>(64 * act_floats, (size_t(4) << 20) / sizeof(float));
