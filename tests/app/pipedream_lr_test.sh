@@ -10,7 +10,8 @@
 #     keeps a second version) equal the uncorrected runs bitwise;
 #  3. 5 updates + checkpoint + resume + 5 == 10 straight, bitwise: the correction depends
 #     only on each stage's checkpointed version;
-#  4. resuming that checkpoint without the correction is refused, naming the key.
+#  4. resuming that checkpoint without the correction is refused, naming the key;
+#  5. `pipetrain replay` re-executes the corrected run bit for bit (it takes the same lr).
 # Usage: pipedream_lr_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
@@ -52,4 +53,7 @@ run_train refused 4 --resume auto || rc=$?
 grep -q "schedule.pipedream.lr_correction" "$work/refused.log" ||
   { echo "FAIL refused: the message does not name the key"; cat "$work/refused.log"; exit 1; }
 echo "ok   resuming a corrected checkpoint without the correction is refused"
+"$bin" replay --run "$runs/corrected" >"$work/replay.log" 2>&1 || { cat "$work/replay.log"; fail "replay of corrected"; }
+grep -q "bit for bit" "$work/replay.log" || { cat "$work/replay.log"; fail "replay of corrected is not exact"; }
+echo "ok   replay of the corrected run: bit for bit"
 echo "PASS pipedream_lr_test"
