@@ -12,7 +12,7 @@
 # draws training loss vs simulated time (one panel per S) and the table, and the section between
 # the study markers of docs/results/rpd_localsgd.md is rewritten (the rest of it is kept).
 #
-#   scripts/rpd_localsgd_study.sh                              # BUDGET=4800, about 5 min on 2 cores
+#   scripts/rpd_localsgd_study.sh          # BUDGET=4800; pipedream and pipedream_lr: ~3 min on 2 cores
 #   METHODS="pipedream pipedream_lr" STAGES=4 scripts/rpd_localsgd_study.sh
 #   KEEP=1 scripts/rpd_localsgd_study.sh   # reuse the complete runs in OUT, run only the missing
 #
@@ -73,9 +73,14 @@ for S in $STAGES; do
   for method in $METHODS; do run_method "$method" "$S"; done
 done
 # Training wall time of the runs of the table, summed (KEEP=1 keeps earlier runs' times).
+summaries=()
+for S in $STAGES; do
+  for method in $METHODS; do
+    if [ -f "$OUT/${method}_s$S/summary.json" ]; then summaries+=("$OUT/${method}_s$S/summary.json"); fi
+  done
+done
 minutes=$("$PY" -c 'import json, sys; print(round(sum(json.load(open(p))["time_s"] for p in sys.argv[1:]) / 60, 1))' \
-  $(ls "$OUT"/*_s*/summary.json 2>/dev/null | grep -E "/($(echo $METHODS | tr ' ' '|'))_s($(echo $STAGES | tr ' ' '|'))/") \
-  </dev/null)
+  "${summaries[@]}")
 png=${DOC%.md}.png
 "$PY" scripts/rpd_localsgd_plot.py "$OUT" --budget "$BUDGET" --stages "$STAGES" --methods "$METHODS" \
   --plot "$png" >"$OUT/table.md"
