@@ -181,16 +181,17 @@ Status check_saved_tensors(LocalStage& ls, const SavedTensors& by_id, const std:
 // Copies params and optimizer state (checked by check_saved_tensors) into the stage.
 void load_stage(LocalStage& ls, const SavedTensors& by_id, int64_t version) {
   const std::vector<ParamTensor>& tensors = ls.model->tensors();
+  std::vector<float> params(ls.model->num_params());  // host copy, uploaded once below
   for (size_t i = 0; i < tensors.size(); ++i) {
     const CheckpointTensor& ct = *by_id.at(tensors[i].global_id).first;
-    std::copy(ct.params.begin(), ct.params.end(), ls.model->params() + tensors[i].offset);
+    std::copy(ct.params.begin(), ct.params.end(), params.data() + tensors[i].offset);
     if (!ls.optimizer_state) continue;  // a replica that does not own its stage's optimizer state
     for (const StateTensor& st : ls.optimizer_state->tensor_state(i)) {
       const CheckpointState* saved = find_state(ct, st.name);
       std::copy(saved->data.begin(), saved->data.end(), st.data);
     }
   }
-  ls.model->sync_params_to_device();  // params() were written on the host
+  ls.model->params_from_host(params.data());  // an explicit point of the memory contract (stage_model.h)
   if (ls.optimizer_state) ls.optimizer_state->sync_to_device();  // so was its state's host view
   ls.version = version;
 }
@@ -607,13 +608,15 @@ RankCheckpoint make_rank_checkpoint(const Config& c, int pp_rank, const std::vec
     cs.version = ls.version;
     if (ls.optimizer_state) ls.optimizer_state->sync_to_host();  // read through its host view below
     const std::vector<ParamTensor>& tensors = ls.model->tensors();
+    std::vector<float> params(ls.model->num_params());
+    ls.model->params_to_host(params.data());  // an explicit point of the memory contract (stage_model.h)
     for (size_t k = 0; k < tensors.size(); ++k) {
       const ParamTensor& t = tensors[k];
       if (t.is_tied_head) continue;  // equals wte; loaded from it
       CheckpointTensor ct;
       ct.global_id = t.global_id;
       ct.name = t.name;
-      const float* p = ls.model->params() + t.offset;
+      const float* p = params.data() + t.offset;
       ct.params.assign(p, p + t.numel);
       if (ls.optimizer_state)
         for (const StateTensor& st : ls.optimizer_state->tensor_state(k))

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "common/check.h"
 #include "optim/grad_norm.h"
@@ -11,12 +12,12 @@
 namespace pt {
 
 std::vector<std::pair<int, double>> stage_grad_sumsq(const LocalStage& ls) {
-  ls.model->sync_grads_to_host();  // host read of grads() (no-op on the CPU backend)
+  const std::vector<ParamTensor>& tensors = ls.model->tensors();
+  std::vector<double> sq(tensors.size());
+  ls.model->grad_sums_of_squares(sq.data());  // on the backend; only these doubles reach the host
   std::vector<std::pair<int, double>> out;
-  for (const auto& t : ls.model->tensors()) {
-    if (t.is_tied_head) continue;
-    out.push_back({t.global_id, sum_of_squares(ls.model->grads() + t.offset, t.numel)});
-  }
+  for (size_t k = 0; k < tensors.size(); ++k)
+    if (!tensors[k].is_tied_head) out.push_back({tensors[k].global_id, sq[k]});
   return out;
 }
 
@@ -46,24 +47,48 @@ std::unique_ptr<Optimizer> optimizer_for(const OptimizerSection& o) {
   return opt;
 }
 
+// Device state where the stage's memory is CUDA device memory (a stream) and the optimizer
+// has a device twin; host state otherwise (the CPU backend, emulated device memory included:
+// its memory is host memory, so the host kernels step it in place).
 std::unique_ptr<OptimizerState> make_optimizer_state(const OptimizerSection& o, const StageModel& model) {
-  return optimizer_for(o)->make_state(optim_layout(model), model.num_params(), MemorySpace::kHost);
+  const std::unique_ptr<Optimizer> opt = optimizer_for(o);
+  const bool device = model.stream() != nullptr && opt->has_device_state();
+  return opt->make_state(optim_layout(model), model.num_params(), device ? MemorySpace::kDevice : MemorySpace::kHost);
 }
 
 size_t optimizer_state_floats(const OptimizerSection& o, const StageModel& model) {
   return optimizer_for(o)->state_floats(optim_layout(model), model.num_params());
 }
 
-// The optimizer runs on the host on every backend: grads() are brought to the host
-// and the new params() sent back (stage_model.h, host/device contract). A kDevice
-// optimizer state stepping device buffers (optim/cuda/adamw_state.h) skips both
-// transfers once StageModel exposes its device pointers.
+namespace {
+
+// A host optimizer state of a stage in device memory (an optimizer without a device twin
+// on CUDA): params and grads to the host, the host step, params back; counted transfers.
+void step_through_host(StageModel& m, const Optimizer& opt, OptimizerState& state, const StepArgs& a) {
+  std::vector<float> params(m.num_params()), grads(m.num_params());
+  m.params_to_host(params.data());
+  m.download(grads.data(), m.grads(), grads.size());
+  opt.step(state, StageBuffers{params.data(), grads.data(), params.size(), MemorySpace::kHost, nullptr}, a);
+  m.params_from_host(params.data());
+}
+
+}  // namespace
+
+// The optimizer steps the stage's backend buffers in place (stage_model.h, memory contract):
+// a kDevice state on the backend's stream, a kHost state where the memory is host memory
+// (stream() null: the CPU backend, emulated device memory included).
 void apply_stage_update(LocalStage& ls, const OptimizerSection& o, double lr, float grad_scale) {
   PT_CHECK_MSG(ls.optimizer_state != nullptr, "stage " + std::to_string(ls.stage) + " has no optimizer state to step");
-  ls.model->sync_grads_to_host();
-  const StageBuffers b{ls.model->params(), ls.model->grads(), ls.model->num_params(), MemorySpace::kHost, nullptr};
-  optimizer_for(o)->step(*ls.optimizer_state, b, StepArgs{lr, grad_scale, ls.version + 1});
-  ls.model->sync_params_to_device();
+  StageModel& m = *ls.model;
+  const std::unique_ptr<Optimizer> opt = optimizer_for(o);
+  const StepArgs args{lr, grad_scale, ls.version + 1};
+  const MemorySpace space = ls.optimizer_state->space();
+  if (space == MemorySpace::kDevice || m.stream() == nullptr) {
+    opt->step(*ls.optimizer_state, StageBuffers{m.params(), m.grads(), m.num_params(), space, m.stream()}, args);
+    m.params_written();
+  } else {
+    step_through_host(m, *opt, *ls.optimizer_state, args);
+  }
   ++ls.version;
 }
 

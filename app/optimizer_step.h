@@ -17,21 +17,24 @@
 
 namespace pt {
 
-// (global tensor id, sum of squares) of the stage's gradients; the tied head copy
-// is left out (it is counted once, as wte, on the first stage).
+// (global tensor id, sum of squares) of the stage's gradients, computed on the backend
+// (StageModel::grad_sums_of_squares); the tied head copy is left out (it is counted once,
+// as wte, on the first stage).
 std::vector<std::pair<int, double>> stage_grad_sumsq(const LocalStage& stage);
 
 // The optimizer of the config (optimizer.kind, validated by the config loader).
 std::unique_ptr<Optimizer> optimizer_for(const OptimizerSection& o);
 
-// Zeroed optimizer state for `model`'s layout (host memory: params()/grads() are host).
+// Zeroed optimizer state for `model`'s layout, in the memory space the stage steps in:
+// kDevice on CUDA when the optimizer has a device twin, else kHost.
 std::unique_ptr<OptimizerState> make_optimizer_state(const OptimizerSection& o, const StageModel& model);
 
 // Floats of optimizer state a stage of `model` holds when it owns its state (none allocated).
 size_t optimizer_state_floats(const OptimizerSection& o, const StageModel& model);
 
-// Applies the optimizer with learning rate `lr` to grads·grad_scale; increments
-// version. The stage must hold state. Does not zero the gradients.
+// Applies the optimizer with learning rate `lr` to grads·grad_scale on the stage's backend
+// memory (no host transfer, except for an optimizer without a device twin on CUDA);
+// increments version. The stage must hold state. Does not zero the gradients.
 void apply_stage_update(LocalStage& stage, const OptimizerSection& o, double lr, float grad_scale);
 
 // The learning-rate schedule of the config (warm-up, decay over training.steps; with

@@ -126,7 +126,8 @@ Status Replay::open_stages() {
   }
   for (int s = 0; s < L_; ++s) {
     StageModel& mdl = *st_[size_t(s)].model;
-    snap_[size_t(s)][0].assign(mdl.params(), mdl.params() + mdl.num_params());
+    snap_[size_t(s)][0].resize(mdl.num_params());
+    mdl.params_to_host(snap_[size_t(s)][0].data());  // replay's snapshots are host copies
     // The run sums replica gradients in ascending rank order (replica group).
     std::sort(replicas_[size_t(s)].begin(), replicas_[size_t(s)].end(),
               [&](int x, int y) { return placement_.stage_to_rank[size_t(x)] < placement_.stage_to_rank[size_t(y)]; });
@@ -165,8 +166,7 @@ bool Replay::load(int v, int64_t version) {
   auto& versions = snap_[size_t(v % L_)];
   auto it = versions.find(version);
   if (it == versions.end()) return false;
-  std::copy(it->second.begin(), it->second.end(), st_[size_t(v)].model->params());
-  st_[size_t(v)].model->sync_params_to_device();
+  st_[size_t(v)].model->params_from_host(it->second.data());
   return true;
 }
 
@@ -204,19 +204,22 @@ bool Replay::try_step(int s) {
   if (!any) return false;
   LocalStage& owner = st_[size_t(s)];
   const size_t n = owner.model->num_params();
-  for (int v : reps) st_[size_t(v)].model->sync_grads_to_host();  // host reads; the owner's is then written
-  const float* g0 = st_[size_t(reps[0])].model->grads();
-  sum_.assign(g0, g0 + n);
-  for (size_t r = 1; r < reps.size(); ++r) {
-    const float* g = st_[size_t(reps[r])].model->grads();
-    for (size_t i = 0; i < n; ++i) sum_[i] += g[i];
+  // The replicas' sum on the host, in the run's order (replay's explicit host points).
+  sum_.resize(n);
+  std::vector<float> g(n);
+  for (size_t r = 0; r < reps.size(); ++r) {
+    StageModel& rep = *st_[size_t(reps[r])].model;
+    rep.download(r == 0 ? sum_.data() : g.data(), rep.grads(), n);
+    if (r > 0)
+      for (size_t i = 0; i < n; ++i) sum_[i] += g[i];
   }
-  std::copy(sum_.begin(), sum_.end(), owner.model->grads());
+  owner.model->upload(owner.model->grads(), sum_.data(), n);
   load(s, k);
   apply_stage_update_self_clipped(owner, c_, lr_);
   for (int v : reps) st_[size_t(v)].model->zero_grads();
   version_[size_t(s)] = owner.version;
-  snap_[size_t(s)][owner.version].assign(owner.model->params(), owner.model->params() + n);
+  snap_[size_t(s)][owner.version].resize(n);
+  owner.model->params_to_host(snap_[size_t(s)][owner.version].data());
   ++updates_;
   return true;
 }
@@ -281,6 +284,8 @@ Status Replay::compare(std::string* summary) {
   for (int s = 0; s < L_; ++s) {
     LocalStage& ls = st_[size_t(s)];
     load(s, version_[size_t(s)]);
+    std::vector<float> params(ls.model->num_params());
+    ls.model->params_to_host(params.data());
     for (const auto& t : ls.model->tensors()) {
       if (t.is_tied_head) continue;
       const std::string path = dir_ + "/params/" + std::to_string(t.global_id) + ".bin";
@@ -288,7 +293,7 @@ Status Replay::compare(std::string* summary) {
       std::vector<float> saved(t.numel);
       if (!f.read(reinterpret_cast<char*>(saved.data()), std::streamsize(t.numel * sizeof(float))))
         return Status::error(path + ": missing or short");
-      const float* mine = ls.model->params() + t.offset;
+      const float* mine = params.data() + t.offset;
       for (size_t i = 0; i < t.numel; ++i)
         if (std::memcmp(&saved[i], &mine[i], sizeof(float)) != 0)
           return Status::error(path + ": replay differs from the run at element " + std::to_string(i) + " of " + t.name +

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "app/backend_staging.h"
 #include "app/optimizer_step.h"
 #include "common/check.h"
 #include "common/json.h"
@@ -43,10 +44,8 @@ SegmentRunner::SegmentRunner(const Config& c, Collectives& coll, const Schedule&
 // ALLREDUCE_GRAD(data): non-owners in owner mode hold gradients that are never applied.
 void SegmentRunner::reduce_data(LocalStage& ls, Pending& p, std::vector<LocalStage>& local) {
   if (replicas_.owner_mode() && !replicas_.owns(ls)) return;
-  if (coll_.size(Group::kData) > 1) {
-    ls.model->sync_grads_to_host();
-    coll_.allreduce_sum(Group::kData, ls.model->grads(), ls.model->num_params());
-  }
+  if (coll_.size(Group::kData) > 1)
+    allreduce_sum_backend(coll_, Group::kData, *ls.model, ls.model->grads(), ls.model->num_params());
   if (!tied_.enabled || (ls.stage != 0 && ls.stage != tied_.last_stage)) return;
   if (++p.tied_reduced < p.tied_holders) return;
   p.tied_reduced = 0;
@@ -108,6 +107,12 @@ void SegmentRunner::gather_nonfinite(const Pending& p, SegmentResult* result) {
   for (int64_t k : ks) result->updates[size_t(k)].skipped = true;
 }
 
+int64_t transfer_floats(const TrainState& state) {
+  int64_t total = 0;
+  for (const auto& ls : state.local) total += ls.model->transfers().total();
+  return total;
+}
+
 Executor& SegmentRunner::executor_for(const Schedule& lowered, const TrainState& state, Transport* transport) {
   std::unique_ptr<Executor>& e = executors_[&lowered];
   if (!e) {
@@ -148,6 +153,7 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
   executor.set_timing(c_.run.time_accounting);
   const float loss_scale = 1.0f / float(m * coll_.size(Group::kData));
   const int dp_rank = coll_.rank(Group::kData);
+  const int64_t moved_before = transfer_floats(*state);
   StepOutput out = executor.run_step(
       [&](int g, int32_t* in, int32_t* tg) { data.batch(first_step + g / m, g % m, dp_rank, in, tg); }, loss_scale,
       callbacks);
@@ -155,6 +161,7 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
   replicas_.check(*state, coll_.rank(Group::kWorld) == 0, run_dir_);
 
   SegmentResult result;
+  result.transfer_floats = transfer_floats(*state) - moved_before;
   result.peak_slots = out.peak_slots;
   result.spans = std::move(out.spans);
   result.started = out.started;

@@ -68,6 +68,10 @@ struct SegmentResult {
   std::vector<RunVersionRecord> records;  // async only, dp replica 0's
   std::vector<NonFinite> nonfinite;       // every rank's, in (step, stage) order; empty when all finite
   int peak_slots = 0;                     // most activation slots held at once on this rank
+  // Floats this rank's stages moved between host and backend memory while the schedule ran
+  // (StageModel::transfers; the drain check of stage replicas after it not included): 0 where
+  // the step is device-resident and its collectives take the stages' memory.
+  int64_t transfer_floats = 0;
   double seconds = 0;                     // wall time of the segment
   // run.time_accounting: this rank's measured actions (pipeline/trace.h), times after `started`.
   std::vector<ActionSpan> spans;
@@ -112,6 +116,9 @@ class SegmentRunner {
   TiedEmbeddings tied_;
   std::map<const Schedule*, std::unique_ptr<Executor>> executors_;
 };
+
+// Sum of StageModel::transfers().total() over the rank's stages.
+int64_t transfer_floats(const TrainState& state);
 
 // JSON line for versions.jsonl.
 std::string version_record_json(const RunVersionRecord& r);

@@ -3,6 +3,7 @@
 #include <map>
 #include <set>
 
+#include "app/backend_staging.h"
 #include "app/metrics.h"
 #include "app/optimizer_step.h"
 #include "common/check.h"
@@ -46,27 +47,27 @@ void StageReplicas::reduce(LocalStage& ls) {
   PT_CHECK(enabled_);
   const int size = coll_.size(Group::kReplicas);
   const size_t n = ls.model->num_params();
-  ls.model->sync_grads_to_host();  // host reads, then (owner or every member) a host write of grads()
-  std::vector<float> all;
-  if (zero_owner_) {
-    if (owns(ls)) all.resize(n * size_t(size));
-    coll_.gather(Group::kReplicas, ls.model->grads(), n * sizeof(float), all.data(), owner_rank_in_group(ls));
-    if (!owns(ls)) return;
-  } else {
-    all.resize(n * size_t(size));
-    coll_.allgather(Group::kReplicas, ls.model->grads(), n * sizeof(float), all.data());
-  }
-  float* g = ls.model->grads();
-  for (size_t i = 0; i < n; ++i) {
-    float sum = all[i];
-    for (int r = 1; r < size; ++r) sum += all[size_t(r) * n + i];
-    g[i] = sum;
-  }
+  const bool writes = !zero_owner_ || owns(ls);  // the owner (or every member) receives the sum
+  // Gather and sum on the host (MPI): staged where the gradients are device memory.
+  on_host(*ls.model, ls.model->grads(), n, writes ? HostAccess::kReadWrite : HostAccess::kRead, [&](float* g) {
+    std::vector<float> all(writes ? n * size_t(size) : 0);
+    if (zero_owner_) coll_.gather(Group::kReplicas, g, n * sizeof(float), all.data(), owner_rank_in_group(ls));
+    else coll_.allgather(Group::kReplicas, g, n * sizeof(float), all.data());
+    if (!writes) return;
+    for (size_t i = 0; i < n; ++i) {
+      float sum = all[i];
+      for (int r = 1; r < size; ++r) sum += all[size_t(r) * n + i];
+      g[i] = sum;
+    }
+  });
 }
 
 void StageReplicas::broadcast_params(LocalStage& ls) {
-  coll_.broadcast(Group::kReplicas, ls.model->params(), ls.model->num_params() * sizeof(float), owner_rank_in_group(ls));
-  ls.model->sync_params_to_device();
+  const bool owner = owns(ls);
+  on_host(*ls.model, ls.model->params(), ls.model->num_params(), owner ? HostAccess::kRead : HostAccess::kWrite,
+          [&](float* p) {
+            coll_.broadcast(Group::kReplicas, p, ls.model->num_params() * sizeof(float), owner_rank_in_group(ls));
+          });
 }
 
 void StageReplicas::release_non_owner_state(TrainState* state) const {
@@ -86,8 +87,11 @@ void StageReplicas::check_identical(const TrainState& state) const {
   std::vector<uint64_t> mine;  // (model stage, hash) pairs
   for (const auto& ls : state.local) {
     uint64_t h = 1469598103934665603ull;
-    const auto* bytes = reinterpret_cast<const unsigned char*>(ls.model->params());
-    for (size_t i = 0; i < ls.model->num_params() * sizeof(float); ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+    StageModel& m = *ls.model;
+    on_host(m, m.params(), m.num_params(), HostAccess::kRead, [&](float* p) {
+      const auto* bytes = reinterpret_cast<const unsigned char*>(p);
+      for (size_t i = 0; i < m.num_params() * sizeof(float); ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+    });
     mine.push_back(uint64_t(ls.stage % chain_));
     mine.push_back(h);
   }

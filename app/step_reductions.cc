@@ -1,5 +1,6 @@
 #include "app/step_reductions.h"
 
+#include "app/backend_staging.h"
 #include "app/optimizer_step.h"
 #include "common/check.h"
 #include "optim/grad_norm.h"
@@ -24,29 +25,26 @@ void reduce_tied_embeddings(Collectives& coll, const TiedEmbeddings& tied, std::
     if (ls.stage == 0) first = ls.model.get();
     if (ls.stage == tied.last_stage) last = ls.model.get();
   }
-  if (first) first->sync_grads_to_host();  // host reads and writes of grads() below
-  if (last) last->sync_grads_to_host();
-  if (first && last) {
+  if (first && last) {  // one rank (pp = 1): both copies on the backend
     const ParamTensor* e = find_wte(*first, false);
     const ParamTensor* h = find_wte(*last, true);
     PT_CHECK(e && h && e->numel == h->numel);
     float* ge = first->grads() + e->offset;
     float* gh = last->grads() + h->offset;
-    for (size_t i = 0; i < e->numel; ++i) {
-      const float total = ge[i] + gh[i];
-      ge[i] = total;
-      gh[i] = total;
-    }
+    first->add(ge, ge, gh, e->numel);  // embedding part + head part
+    last->copy(gh, ge, e->numel);
     return;
   }
   if (!first && !last) return;
   StageModel* mine = first ? first : last;
   const ParamTensor* t = find_wte(*mine, last != nullptr);
   PT_CHECK(t != nullptr);
-  float* grad = mine->grads() + t->offset;
-  std::vector<float> other(t->numel);
-  coll.sendrecv(Group::kPipeline, first ? tied.last_rank : tied.first_rank, grad, other.data(), t->numel);
-  for (size_t i = 0; i < t->numel; ++i) grad[i] = first ? grad[i] + other[i] : other[i] + grad[i];
+  // The exchange is an MPI sendrecv (host memory): staged where the gradients are device memory.
+  on_host(*mine, mine->grads() + t->offset, t->numel, HostAccess::kReadWrite, [&](float* grad) {
+    std::vector<float> other(t->numel);
+    coll.sendrecv(Group::kPipeline, first ? tied.last_rank : tied.first_rank, grad, other.data(), t->numel);
+    for (size_t i = 0; i < t->numel; ++i) grad[i] = first ? grad[i] + other[i] : other[i] + grad[i];
+  });
 }
 
 double global_grad_norm(Collectives& coll, std::vector<LocalStage>& local) {

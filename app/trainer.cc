@@ -75,6 +75,7 @@ class TrainingRun {
 
  private:
   Status setup_devices(TransportChoice* choice, int* transport_gpu);
+  Status setup_data_sums(int gpu);
   Status setup_stages();
   Status setup_transport(const TransportChoice& choice, int transport_gpu);
   Status setup_run_dir();
@@ -118,6 +119,7 @@ class TrainingRun {
   int64_t tokens_per_step_ = 0;
   int64_t steps_done_ = 0;
   int64_t skipped_steps_ = 0;     // updates left out for a non-finite gradient (on_nonfinite: skip_step)
+  double step_transfers_ = 0;     // SegmentResult::transfer_floats of this rank's segments, summed
   double last_val_ = NAN;
   SimClock sim_;                  // simulated makespans of the lists that ran
   double sim_time_ = 0;           // sim_time at the end of the last segment (continues across restarts)
@@ -135,6 +137,18 @@ Status TrainingRun::setup_devices(TransportChoice* choice, int* transport_gpu) {
   TransportRequest request{c_.runtime.transport, backend_, g_.pp, nccl_transport_built(), {}};
   PT_RETURN_IF_ERROR(gather_rank_devices(g_.pipeline, backend_ == "cuda", g_.node_rank, transport_gpu, &request.ranks));
   return select_transport(request, choice).with_context(c_.source_file);
+}
+
+// The data-parallel gradient sum on the stages' memory (app/backend_staging.h): on cuda with
+// dp > 1, NCCL sums the device gradients in place where the binary has NCCL; otherwise MPI
+// (staged through the host on cuda). Before any user of coll_ is made.
+Status TrainingRun::setup_data_sums(int gpu) {
+  if (backend_ != "cuda" || g_.dp < 2 || !nccl_transport_built()) return Status::ok();
+  Status st;
+  std::unique_ptr<Collectives> nccl = make_nccl_collectives(g_, gpu < 0 ? 0 : gpu, &st);
+  if (!nccl) return st.with_context("data-parallel gradient sums over NCCL");
+  coll_ = std::move(nccl);
+  return Status::ok();
 }
 
 Status TrainingRun::lowered_for(int64_t updates, const Schedule** out) {
@@ -239,6 +253,7 @@ Status TrainingRun::setup() {
   TransportChoice choice;
   int transport_gpu = -1;
   PT_RETURN_IF_ERROR(setup_devices(&choice, &transport_gpu));
+  PT_RETURN_IF_ERROR(setup_data_sums(transport_gpu));
   PT_RETURN_IF_ERROR(refuse_existing_record());
   PT_RETURN_IF_ERROR(setup_stages());
   PT_RETURN_IF_ERROR(open_data_loader(c_, c_.parallel.dp, true, &data_));
@@ -327,6 +342,7 @@ Status TrainingRun::run_segment(int64_t* step) {
   const Schedule* list = nullptr;
   PT_RETURN_IF_ERROR(lowered_for(end - *step, &list));
   SegmentResult r = runner_->run(*list, *step, train_time(), &state_, data_, transport_.get());
+  step_transfers_ += double(r.transfer_floats);
   const SimClock::Segment& sim = sim_.segment(*list, traits_->asynchronous, c_.training.microbatches);
   const std::string split = account_segment(r, sim, *step);
   if (root()) {
@@ -420,15 +436,18 @@ Status TrainingRun::save_params() {
   if (root()) std::filesystem::create_directories(dir);
   coll_->barrier(Group::kWorld);
   if (g_.dp_rank != 0) return Status::ok();
-  for (auto& ls : state_.local)
+  for (auto& ls : state_.local) {
+    std::vector<float> params(ls.model->num_params());
+    ls.model->params_to_host(params.data());  // an explicit point of the memory contract (stage_model.h)
     for (const auto& t : ls.model->tensors()) {
       if (t.is_tied_head) continue;
       const std::string path = dir + "/" + std::to_string(t.global_id) + ".bin";
       std::FILE* f = std::fopen(path.c_str(), "wb");
       if (!f) return Status::error(path + ": cannot open for writing");
-      std::fwrite(ls.model->params() + t.offset, sizeof(float), t.numel, f);
+      std::fwrite(params.data() + t.offset, sizeof(float), t.numel, f);
       if (std::fclose(f) != 0) return Status::error(path + ": write failed");
     }
+  }
   return Status::ok();
 }
 
@@ -464,13 +483,15 @@ std::string TrainingRun::time_summary_json() {
 
 Status TrainingRun::write_summary() {
   const std::string time_fields = time_summary_json();
+  double moved = step_transfers_;
+  coll_->allreduce_sum(Group::kWorld, &moved, 1);
   if (!root()) return Status::ok();
   JsonWriter j;
   j.field("steps", steps_done_).field("tokens", steps_done_ * tokens_per_step_).field("time_s", train_time())
       .field("final_val_loss", last_val_).field("schedule", c_.schedule.kind).field("world_size", g_.world_size)
       .field("restarts", resumed_.restarts).field("restart_downtime_s", clock_.downtime_s)
       .field("lost_work_s", clock_.lost_s).field("segment_time_s", seconds_since(t_start_))
-      .field("skipped_steps", skipped_steps_);
+      .field("skipped_steps", skipped_steps_).field("step_transfer_floats", int64_t(moved));
   std::string text = j.str();
   text.insert(text.size() - 1, "," + time_fields);
   PT_RETURN_IF_ERROR(write_text_file(run_dir_ + "/summary.json", text + "\n"));

@@ -37,13 +37,13 @@ class Backend {
   virtual void upload(float* dst, const float* host_src, size_t n) = 0;
   virtual void download(float* host_dst, const float* src, size_t n) = 0;
   virtual void upload_i32(int32_t* dst, const int32_t* host_src, size_t n) = 0;
-  // True when alloc() returns host memory (CPU): the stage model then exposes it
-  // directly as params()/grads(). Otherwise (CUDA) the stage model keeps host
-  // mirrors in alloc_host() memory (pinned on CUDA) and copies on the sync hooks
-  // of stage_model.h.
+  // True when host code may dereference alloc()'s memory (CPU). False on CUDA, and on
+  // the CPU test backend that emulates device memory: host code then reaches backend
+  // memory only through download()/upload() (model/stage_model.h, memory contract).
   virtual bool host_memory() const = 0;
-  virtual float* alloc_host(size_t n) = 0;  // host memory, n floats, contents undefined
-  virtual void free_host(float* p) = 0;
+  // The stream every op and copy is issued on (cudaStream_t) on CUDA; null on the CPU
+  // (where every op has finished when it returns).
+  virtual void* stream() const { return nullptr; }
   // Blocks until every op and copy issued so far has finished (CUDA: the
   // backend's stream). For timing only, never needed for correctness: copies to
   // host memory already wait. No-op where ops are synchronous (CPU).
@@ -61,6 +61,17 @@ class Backend {
   // p[i] = the value a bf16 store of p[i] keeps (round to nearest, ties to even;
   // CPU and CUDA round identically: model/cpu/bf16.h). Backend memory, in place.
   virtual void round_to_bf16(float* p, size_t n) = 0;
+
+  // ---- step ops: the vector ops of an optimizer update on backend memory ----
+  // out[k] = sum over i < numels[k] of x[offsets[k] + i]², each in double with a fixed
+  // order: the serial sum_of_squares of optim/grad_norm.h on the CPU, the fixed two-pass
+  // reduction of optim/cuda/global_norm.h on CUDA. x: backend memory; out: host memory,
+  // count doubles, written when the call returns (CUDA: one download for all count).
+  virtual void sums_of_squares(double* out, const float* x, const size_t* offsets, const size_t* numels,
+                               int count) = 0;
+  // out (n) = a (n) + b (n), one IEEE add per element, so bitwise equal on every
+  // backend; out may alias a or b. Backend memory (any backend of this device).
+  virtual void add(float* out, const float* a, const float* b, size_t n) = 0;
 
   // ---- ops (see model/cpu/<op>.h for the exact contracts) ----
   // out (B,T,C); inp (B,T); wte (V,C); wpe (maxT,C)
@@ -114,11 +125,12 @@ class Backend {
 
 // Host backend on OpenBLAS (fp32 arithmetic; bf16 storage by round_to_bf16).
 std::unique_ptr<Backend> make_cpu_backend();
-// Test only: the same CPU backend, but host_memory() reports false, so a stage
-// model keeps separate host mirrors of params/grads and its sync hooks really
-// copy, as on CUDA. Identical numerics; lets CPU-only CI check that every caller
-// calls the hooks (stage_model_factory.h, PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS).
-std::unique_ptr<Backend> make_cpu_backend_separate_host_mirrors();
+// Test only: the same CPU backend, but host_memory() reports false, so every caller
+// treats its memory as device memory (explicit transfers, collectives staged through
+// host buffers where a device pointer could not be handed to them). Identical numerics;
+// lets CPU-only CI run the device-resident step's device paths
+// (stage_model_factory.h, PIPETRAIN_TEST_DEVICE_SPACE).
+std::unique_ptr<Backend> make_cpu_backend_emulating_device();
 // The fp32 CUDA backend is model/cuda/cuda_backend.h (CUDA builds only).
 
 }  // namespace pt

@@ -1,9 +1,9 @@
 // A StageModel that runs on any Backend: the same stage code serves the CPU
 // backend (make_cpu_stage_model is this with make_cpu_backend()) and the CUDA
 // backend (make_cuda_backend, model/cuda/cuda_backend.h). Invariants are those of
-// stage_model.h. params()/grads() are host memory either way: the backend's own
-// buffers when Backend::host_memory(), else pinned host mirrors synchronized by
-// sync_params_to_device()/sync_grads_to_host(). Backends are chosen from the
+// stage_model.h. params()/grads() are the backend's own buffers (host memory on the
+// CPU, device memory on CUDA); the host reaches them at explicit, counted transfers
+// (stage_model.h, memory contract). Backends are chosen from the
 // config by model/stage_model_factory.h. precision: model/precision.h; how bf16 is
 // stored and where it is rounded is written at the top of stage_model.cc.
 #pragma once

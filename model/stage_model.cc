@@ -10,18 +10,14 @@
 // Stage-independent numerics: a block computes the same ops on the same shapes
 // whichever stage owns it, so any pipeline split is bitwise equal to pp=1.
 //
-// Host mirrors (backends whose memory is not host memory, i.e. CUDA): params()
-// and grads() are alloc_host() buffers next to the backend copies params_/grads_.
-// The device params are refreshed lazily: sync_params_to_device() marks them
-// stale and the next forward/backward uploads once. Gradients have one owner at a
-// time: the device during backward, the host after sync_grads_to_host() until
-// zero_grads() (a backward_weight in between sends the host values back first).
-// With host-memory backends (CPU) the mirrors are the backend buffers themselves
-// and both hooks do nothing.
+// Memory (stage_model.h, memory contract): params_ and grads_ are the only copies, in
+// backend memory. download()/upload() check that their range lies in one of them and
+// count the floats. Weight stashes are backend buffers too; swapping one in exchanges
+// the params_ pointer with the stash's and rebinds the tensor pointers (no copy).
 //
 // Precision (model/precision.h). bf16: the ops read wparams_, a copy of the fp32
-// masters rounded to bf16, refreshed once per update (sync_params_to_device marks
-// it stale, the next forward/backward rounds it, on every backend); every
+// masters rounded to bf16, refreshed once per update (params_written() marks it
+// stale, the next forward/backward rounds it, on every backend); every
 // activation and activation gradient is rounded (Backend::round_to_bf16) right
 // after the op that writes it, which is where the CUDA bf16 kernels
 // (model/cuda/*_bf16.h) store bf16: each matmul, LayerNorm, attention, residual
@@ -36,6 +32,8 @@
 // keeps fp32 probabilities where the flash kernel rounds P to bf16 before P·V.
 // fp32: no rounding and no weight copy; the code path is the fp32 one bit for bit.
 #include <cstring>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "common/check.h"
@@ -112,19 +110,13 @@ class BackendStageModel final : public StageModel {
     grads_ = backend_->alloc(num_params_);
     backend_->zero(params_, num_params_);
     backend_->zero(grads_, num_params_);
-    mirrored_ = !backend_->host_memory();
     if (bf16_) {
       wparams_ = backend_->alloc(num_params_);
       params_stale_ = true;  // rounded from params_ on first use
     }
-    if (mirrored_) {
-      host_params_ = backend_->alloc_host(num_params_);
-      host_grads_ = backend_->alloc_host(num_params_);
-      std::memset(host_params_, 0, num_params_ * sizeof(float));
-      std::memset(host_grads_, 0, num_params_ * sizeof(float));
-    } else {
-      host_params_ = params_;
-      host_grads_ = grads_;
+    for (const auto& t : tensors_) {
+      tensor_offsets_.push_back(t.offset);
+      tensor_numels_.push_back(t.numel);
     }
     bind_params();
     slot_floats_ = layout_slot(nullptr, nullptr);
@@ -142,10 +134,8 @@ class BackendStageModel final : public StageModel {
     backend_->free(grads_);
     backend_->free(params_);
     if (wparams_ != nullptr) backend_->free(wparams_);
-    if (mirrored_) {
-      backend_->free_host(host_grads_);
-      backend_->free_host(host_params_);
-    }
+    for (auto& [key, p] : stash_) backend_->free(p);
+    if (workspace_ != nullptr) backend_->free(workspace_);
   }
 
   const ModelConfig& config() const override { return config_; }
@@ -154,29 +144,73 @@ class BackendStageModel final : public StageModel {
   int seq_len() const override { return T_; }
   const std::vector<ParamTensor>& tensors() const override { return tensors_; }
   size_t num_params() const override { return num_params_; }
-  float* params() override { return host_params_; }
-  float* grads() override { return host_grads_; }
+  float* params() override { return params_; }
+  float* grads() override { return grads_; }
   size_t activation_floats_per_slot() const override { return slot_floats_; }
 
   void init_params(uint64_t seed) override {
-    for (const auto& t : tensors_) init_tensor(config_, t, seed, host_params_ + t.offset);
-    sync_params_to_device();
+    std::vector<float> host(num_params_);
+    for (const auto& t : tensors_) init_tensor(config_, t, seed, host.data() + t.offset);
+    backend_->upload(params_, host.data(), num_params_);  // construction, not a counted transfer
+    params_written();
   }
 
-  void zero_grads() override {
-    backend_->zero(grads_, num_params_);
-    if (mirrored_) std::memset(host_grads_, 0, num_params_ * sizeof(float));
-    grads_on_host_ = false;
+  void zero_grads() override { backend_->zero(grads_, num_params_); }
+
+  bool host_memory() const override { return backend_->host_memory(); }
+  void* stream() const override { return backend_->stream(); }
+
+  void download(float* host_dst, const float* src, size_t n) override {
+    *counter(src, n, false) += int64_t(n);
+    backend_->download(host_dst, src, n);
   }
 
-  void sync_params_to_device() override {
-    if (mirrored_ || bf16_) params_stale_ = true;
+  void upload(float* dst, const float* host_src, size_t n) override {
+    *counter(dst, n, true) += int64_t(n);
+    backend_->upload(dst, host_src, n);
+    if (dst >= params_ && dst < params_ + num_params_) params_written();
   }
 
-  void sync_grads_to_host() override {
-    if (!mirrored_ || grads_on_host_) return;
-    backend_->download(host_grads_, grads_, num_params_);
-    grads_on_host_ = true;
+  void params_written() override {
+    if (bf16_) params_stale_ = true;
+  }
+
+  Transfers transfers() const override { return transfers_; }
+
+  void grad_sums_of_squares(double* out) override {
+    backend_->sums_of_squares(out, grads_, tensor_offsets_.data(), tensor_numels_.data(), int(tensors_.size()));
+  }
+  void add(float* out, const float* a, const float* b, size_t n) override { backend_->add(out, a, b, n); }
+  void copy(float* dst, const float* src, size_t n) override { backend_->copy(dst, src, n); }
+
+  float* workspace(size_t n) override {
+    if (n > workspace_floats_) {
+      if (workspace_ != nullptr) backend_->free(workspace_);
+      workspace_ = backend_->alloc(n);
+      workspace_floats_ = n;
+    }
+    return workspace_;
+  }
+
+  void stash_params(int key) override {
+    float*& p = stash_[key];
+    if (p == nullptr) p = backend_->alloc(num_params_);
+    backend_->copy(p, params_, num_params_);
+  }
+
+  void swap_stashed_params(int key) override {
+    auto it = stash_.find(key);
+    PT_CHECK_MSG(it != stash_.end(), "no stashed parameters under key " + std::to_string(key));
+    std::swap(params_, it->second);
+    bind_params();
+    params_written();
+  }
+
+  void drop_stashed_params(int key) override {
+    auto it = stash_.find(key);
+    if (it == stash_.end()) return;
+    backend_->free(it->second);
+    stash_.erase(it);
   }
 
   void synchronize() override { backend_->synchronize(); }
@@ -316,10 +350,6 @@ class BackendStageModel final : public StageModel {
     Slot& s = slot_at(slot_index);
     PT_CHECK_MSG(s.state == SlotState::kBackwardInput, "backward_weight needs backward_input first");
     refresh_device_params();
-    if (grads_on_host_) {  // the host owns the gradients (and may have changed them): accumulate onto those
-      backend_->upload(grads_, host_grads_, num_params_);
-      grads_on_host_ = false;
-    }
     Backend& be = *backend_;
     if (spec_.has_head) {
       be.matmul_backward_weight(head_grad_, nullptr, s.logits, s.lnf, N_, C_, V_);
@@ -484,16 +514,22 @@ class BackendStageModel final : public StageModel {
     s = Slot();
   }
 
-  // Uploads the host params when a sync_params_to_device() left the device copy
-  // stale; bf16: then rounds the masters into the weight copy the ops read.
+  // bf16: rounds the masters into the weight copy the ops read when params_written()
+  // left it stale; fp32: nothing.
   void refresh_device_params() {
     if (!params_stale_) return;
-    if (mirrored_) backend_->upload(params_, host_params_, num_params_);
-    if (bf16_) {
-      backend_->copy(wparams_, params_, num_params_);
-      backend_->round_to_bf16(wparams_, num_params_);
-    }
+    backend_->copy(wparams_, params_, num_params_);
+    backend_->round_to_bf16(wparams_, num_params_);
     params_stale_ = false;
+  }
+
+  // The transfer counter of a download (to_backend false) or upload of [p, p + n), which
+  // must lie inside params_ or grads_.
+  int64_t* counter(const float* p, size_t n, bool to_backend) {
+    if (p >= params_ && p + n <= params_ + num_params_)
+      return to_backend ? &transfers_.params_from_host : &transfers_.params_to_host;
+    PT_CHECK_MSG(p >= grads_ && p + n <= grads_ + num_params_, "a host transfer outside the stage's params and grads");
+    return to_backend ? &transfers_.grads_from_host : &transfers_.grads_to_host;
   }
 
   // p (n floats) was just written by an op: in bf16 it becomes the bf16 value the
@@ -516,11 +552,12 @@ class BackendStageModel final : public StageModel {
   float* grads_ = nullptr;   // (num_params) backend memory
   bool bf16_ = false;        // Precision::kBf16 (see the header comment)
   float* wparams_ = nullptr; // bf16: (num_params) backend memory, params_ rounded to bf16; fp32: null
-  bool mirrored_ = false;    // backend memory is not host memory: host_* are separate mirrors
-  float* host_params_ = nullptr;  // params(): params_ itself, or its host mirror
-  float* host_grads_ = nullptr;   // grads(): grads_ itself, or its host mirror
-  bool params_stale_ = false;     // params_ (mirrored) or wparams_ (bf16) lag host_params_ (refresh before use)
-  bool grads_on_host_ = false;    // mirrored: host_grads_ is authoritative (after sync_grads_to_host)
+  bool params_stale_ = false;     // bf16: wparams_ lags params_ (refresh before use)
+  std::vector<size_t> tensor_offsets_, tensor_numels_;  // tensors_' ranges (grad_sums_of_squares)
+  Transfers transfers_;
+  std::map<int, float*> stash_;   // weight stashes: key -> (num_params) backend memory
+  float* workspace_ = nullptr;    // workspace(): backend memory
+  size_t workspace_floats_ = 0;
   float *wte_ = nullptr, *wpe_ = nullptr, *lnf_w_ = nullptr, *lnf_b_ = nullptr, *head_ = nullptr;
   float *wte_grad_ = nullptr, *wpe_grad_ = nullptr, *lnf_w_grad_ = nullptr, *lnf_b_grad_ = nullptr,
         *head_grad_ = nullptr;

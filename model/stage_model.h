@@ -19,21 +19,23 @@
 // Activations live in slots, one per in-flight micro-batch; the pipeline picks
 // the slot. Gradients accumulate (+=) across backward calls until zero_grads().
 //
-// Host/device contract. params() and grads() are host memory on every backend.
-// A backend that computes elsewhere (CUDA) keeps device copies and host mirrors
-// (pinned), and transfers only at two hooks, which every caller that touches
-// params()/grads() on the host must call (on the CPU backend they are no-ops):
-//   - sync_params_to_device() after writing params() on the host (optimizer step,
-//     checkpoint load, snapshot swaps, broadcasts): the next forward/backward sees
-//     the host values. The host copy is the master: compute never writes params,
-//     so reading params() on the host needs no hook.
-//   - sync_grads_to_host() before reading grads() on the host (all-reduce, norm,
-//     tied-embedding sum, optimizer). From then on the host copy is authoritative
-//     until zero_grads(): the host may modify it (reductions write their result in
-//     place), and a later backward accumulates onto the host values (they are sent
-//     back first). Calling it again without a backward in between transfers nothing,
-//     so it never overwrites a host-side reduction.
-// init_params() and zero_grads() leave both copies consistent by themselves.
+// Memory contract (the device-resident step). params() and grads() are BACKEND
+// memory, the stage's only copy: host memory on the CPU backend, device memory on
+// CUDA. The optimizer update runs there (dp sum, tied-embedding sum, replica sums,
+// norm, clip, optimizer: app/optimizer_step.h), with the vector ops below and the
+// optimizer in the backend's memory space (stream()). The host sees the values only
+// at explicit points, through download()/upload() (params_to_host()/params_from_host()
+// for the whole buffer): checkpoint save/load, run.save_params, replay, AMDP's drain
+// check, and collectives that cannot take device memory (staged, app/backend_staging.h).
+// Every such transfer is counted in transfers(), so a test can check that a step
+// makes none. Rules for callers:
+//   - host_memory() false (CUDA, and the CPU backend emulating device memory for
+//     tests): never dereference params()/grads() on the host; use the transfers.
+//   - after writing params() other than by upload() (an optimizer step, a collective
+//     writing in place), call params_written(): the bf16 weight copy is derived from
+//     the masters before the next forward.
+//   - on CUDA, work is asynchronous on stream(): synchronize() before handing
+//     params()/grads() to code that runs on another stream (NCCL).
 // Forward inputs/outputs and backward doutput/dinput are host buffers; loss() and
 // the output copies return only when the data is on the host.
 #pragma once
@@ -76,14 +78,49 @@ class StageModel {
 
   virtual const std::vector<ParamTensor>& tensors() const = 0;
   virtual size_t num_params() const = 0;
-  virtual float* params() = 0;          // host fp32 master weights
-  virtual float* grads() = 0;           // host, same layout as params()
+  virtual float* params() = 0;          // backend memory: fp32 master weights
+  virtual float* grads() = 0;           // backend memory, same layout as params()
   virtual void init_params(uint64_t seed) = 0;
-  virtual void zero_grads() = 0;        // zeroes the host and the device copy
+  virtual void zero_grads() = 0;
 
-  // The host/device hooks (see the header comment). Defaults: host-only models.
-  virtual void sync_params_to_device() {}
-  virtual void sync_grads_to_host() {}
+  // ---- memory (see the header comment) ----
+  // Whether host code may dereference params()/grads() (Backend::host_memory).
+  virtual bool host_memory() const = 0;
+  // The backend's CUDA stream (cudaStream_t), null on the CPU: a non-null stream means
+  // params()/grads() are device memory and device optimizer states step them on it.
+  virtual void* stream() const = 0;
+  // Host <-> backend copies of n floats at a range inside params() or grads(); they return
+  // once the data arrived. upload() into params() implies params_written().
+  virtual void download(float* host_dst, const float* src, size_t n) = 0;
+  virtual void upload(float* dst, const float* host_src, size_t n) = 0;
+  void params_to_host(float* host_dst) { download(host_dst, params(), num_params()); }
+  void params_from_host(const float* host_src) { upload(params(), host_src, num_params()); }
+  // params() changed on the backend (not by upload): refresh what derives from it.
+  virtual void params_written() = 0;
+  // Floats moved by download()/upload() since construction, by buffer and direction.
+  struct Transfers {
+    int64_t params_to_host = 0, params_from_host = 0, grads_to_host = 0, grads_from_host = 0;
+    int64_t total() const { return params_to_host + params_from_host + grads_to_host + grads_from_host; }
+  };
+  virtual Transfers transfers() const = 0;
+
+  // ---- the step's vector ops, on backend memory (Backend's step ops) ----
+  // out[k] (host, tensors().size() doubles) = sum of squares of grads() of tensor k, in
+  // double, in the backend's fixed order (Backend::sums_of_squares).
+  virtual void grad_sums_of_squares(double* out) = 0;
+  // out = a + b (n floats), elementwise; pointers into any stage model's params()/grads()
+  // or workspace() on this process's device. out may alias a or b.
+  virtual void add(float* out, const float* a, const float* b, size_t n) = 0;
+  virtual void copy(float* dst, const float* src, size_t n) = 0;  // backend to backend
+  // n floats of backend memory owned by the model, contents undefined, valid until the next
+  // call (receive buffers of collectives that take device memory).
+  virtual float* workspace(size_t n) = 0;
+
+  // ---- weight stashing (asynchronous schedules: a forward or backward of an older
+  // parameter version, pipeline/executor.h); the copies stay in backend memory ----
+  virtual void stash_params(int key) = 0;        // stash[key] = params() (replaces)
+  virtual void swap_stashed_params(int key) = 0; // exchange params() and stash[key]; twice restores
+  virtual void drop_stashed_params(int key) = 0;
 
   // Blocks until every op issued so far has finished (on CUDA ops are
   // asynchronous on a stream); for timing. Not needed for correctness: the host

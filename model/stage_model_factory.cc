@@ -14,25 +14,25 @@
 #endif
 
 namespace pt {
-namespace {
 
-// PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS=1 (test only, tests/app/host_mirror_test.sh):
-// cpu stage models run on make_cpu_backend_separate_host_mirrors(), whose
-// host_memory() is false, so params()/grads() are separate host mirrors and every
-// sync_params_to_device()/sync_grads_to_host() really copies, exactly as on the
-// CUDA backend. It exists only so that CPU-only CI can check that every caller
-// calls the host/device hooks (a missing call changes the results); it must not
-// and does not change numerics. Announced once per process on stderr ("test
-// switch: separate host mirrors") so a test can check that it took effect.
-bool test_separate_host_mirrors() {
-  const char* e = std::getenv("PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS");
-  const bool on = e != nullptr && std::string(e) == "1";
+// PIPETRAIN_TEST_DEVICE_SPACE (test only, tests/app/device_step_test.sh): with "1" or
+// "nccl", cpu stage models run on make_cpu_backend_emulating_device(), whose
+// host_memory() is false, so every caller treats params()/grads() as device memory,
+// exactly as on the CUDA backend: explicit transfers, and collectives that cannot take
+// device memory staged through host buffers. "nccl" also makes the trainer's
+// collectives report that data-parallel sums take device memory, as the NCCL ones do
+// (app/backend_staging.h). It exists so that CPU-only CI runs the device paths of the
+// step; it must not and does not change numerics. Announced once per process on stderr
+// ("test switch: device space") so a test can check that it took effect.
+std::string test_device_space() {
+  const char* e = std::getenv("PIPETRAIN_TEST_DEVICE_SPACE");
+  const std::string v = e == nullptr ? "" : e;
+  if (v != "1" && v != "nccl") return "";
   static std::once_flag announced;
-  if (on) std::call_once(announced, [] { std::fprintf(stderr, "test switch: separate host mirrors\n"); });
-  return on;
+  std::call_once(announced, [] { std::fprintf(stderr, "test switch: device space\n"); });
+  return v;
 }
 
-}  // namespace
 
 bool cuda_backend_built() {
 #ifdef PIPETRAIN_WITH_CUDA
@@ -87,8 +87,8 @@ Status make_stage_model(const std::string& backend, int device, const ModelConfi
   std::string kind;
   PT_RETURN_IF_ERROR(resolve_backend(backend, &kind));
   if (kind == "cpu") {
-    if (test_separate_host_mirrors()) {
-      *out = make_backend_stage_model(make_cpu_backend_separate_host_mirrors(), config, spec, B, T, precision);
+    if (!test_device_space().empty()) {
+      *out = make_backend_stage_model(make_cpu_backend_emulating_device(), config, spec, B, T, precision);
       return Status::ok();
     }
     *out = make_backend_stage_model(make_cpu_backend(), config, spec, B, T, precision);

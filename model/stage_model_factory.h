@@ -1,13 +1,13 @@
 // The one place that picks a StageModel implementation from runtime.backend:
 //   cpu  : make_cpu_stage_model (fp32, OpenBLAS).
 //   cuda : the same stage code on the CUDA backend (model/cuda/cuda_backend.h),
-//          params/grads mirrored in pinned host memory (stage_model.h, host/device
+//          params/grads and the step in device memory (stage_model.h, memory
 //          contract). Only in binaries built with CUDA (PIPETRAIN_HAVE_CUDA).
 //   auto : cuda when the binary has CUDA and a GPU is visible, else cpu.
 // Asking for cuda where it cannot run is a Status error naming the key
 // runtime.backend and the reason (not built in, or cudaGetDeviceCount's error).
-// Test switch: PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS=1 makes cpu stage models keep
-// separate host mirrors like cuda (see stage_model_factory.cc); tests only.
+// Test switch: PIPETRAIN_TEST_DEVICE_SPACE=1 makes cpu stage models treat their
+// memory as device memory like cuda (test_device_space below); tests only.
 #pragma once
 
 #include <memory>
@@ -19,6 +19,10 @@
 #include "model/stage_model.h"
 
 namespace pt {
+
+// The test switch PIPETRAIN_TEST_DEVICE_SPACE (stage_model_factory.cc): "" (off), "1"
+// (cpu stage models emulate device memory) or "nccl" (also device-memory data-parallel sums).
+std::string test_device_space();
 
 // Whether this binary contains the CUDA backend.
 bool cuda_backend_built();

@@ -57,6 +57,7 @@ namespace {
 class AdamW final : public TwoMomentOptimizer {
  public:
   explicit AdamW(const OptimizerOptions& o) : TwoMomentOptimizer("adamw", o) {}
+  bool has_device_state() const override { return true; }
   std::unique_ptr<OptimizerState> make_state(const std::vector<OptimTensor>& layout, size_t n,
                                              MemorySpace space) const override {
     check_layout_fits(layout, n, kind());

@@ -218,6 +218,7 @@ class BasisRotation final : public Optimizer {
     return total;
   }
 
+  bool has_device_state() const override { return true; }
   std::unique_ptr<OptimizerState> make_state(const std::vector<OptimTensor>& layout, size_t n,
                                              MemorySpace space) const override {
     check_layout_fits(layout, n, kind());

@@ -12,9 +12,10 @@
 // tensor global id, state name), so a checkpoint maps onto any pipeline layout.
 //
 // Memory: StageBuffers and the state name their memory space. The host path is the
-// reference (and, today, the only one the trainer uses: StageModel exposes host
-// params()/grads()); a kDevice state steps device buffers on a stream with the
-// twins in optim/cuda/ (CUDA builds; adamw and basis_rotation have one). State tensors are always
+// reference, and what the trainer runs on the CPU backend (whose params()/grads() are
+// host memory); on CUDA the trainer hands the stage's device params()/grads() to a
+// kDevice state, which steps them on the backend's stream with the twins in
+// optim/cuda/ (CUDA builds; adamw and basis_rotation have one: has_device_state()). State tensors are always
 // reached through host views: a kDevice state keeps a host mirror, brought up to
 // date by sync_to_host() (before reading it: checkpoint save) and sent back by
 // sync_to_device() (after writing it: checkpoint load), StageModel's contract.
@@ -109,6 +110,10 @@ class Optimizer {
   virtual std::vector<std::string> state_names() const = 0;
   // Floats make_state would hold for this layout (memory planning and checks).
   virtual size_t state_floats(const std::vector<OptimTensor>& layout, size_t n) const = 0;
+  // Whether make_state(..., kDevice) exists for this kind in CUDA builds (a device twin:
+  // adamw, basis_rotation). A device-resident stage with an optimizer without one steps
+  // through host copies of its params and grads (app/optimizer_step.h).
+  virtual bool has_device_state() const { return false; }
   // Zero-initialised state of a stage of n parameters laid out as `layout`.
   virtual std::unique_ptr<OptimizerState> make_state(const std::vector<OptimTensor>& layout, size_t n,
                                                      MemorySpace space) const = 0;

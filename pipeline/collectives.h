@@ -36,6 +36,10 @@ class Collectives {
   virtual int size(Group g) const = 0;
   // In place, element-wise.
   virtual void allreduce_sum(Group g, float* data, size_t n) = 0;
+  // Whether allreduce_sum(g, float*) also takes CUDA device memory (NCCL's data-parallel
+  // sums); every other call takes host memory only. The caller has finished the work that
+  // wrote a device buffer (StageModel::synchronize) before handing it over.
+  virtual bool sums_device_memory(Group) const { return false; }
   virtual void allreduce_sum(Group g, double* data, size_t n) = 0;
   virtual void allreduce_max(Group g, double* data, size_t n) = 0;
   virtual void allreduce_max(Group g, int64_t* data, size_t n) = 0;

@@ -1,6 +1,7 @@
 // NCCL collectives: fp32 sums over the data-parallel group (gradients) run on the GPU through
-// the NCCL all-reducer of transport.h; every other collective is MPI (small host values:
-// losses, norms, flags). Built in every binary: without NCCL make_nccl_all_reducer fails
+// the NCCL all-reducer of transport.h, on device buffers in place (the device-resident step
+// hands it the stage's gradients; a host buffer is staged through the device); every other
+// collective is MPI (small host values: losses, norms, flags). Built in every binary: without NCCL make_nccl_all_reducer fails
 // with a Status, which make_nccl_collectives passes on.
 #include "common/check.h"
 #include "pipeline/collectives.h"
@@ -21,6 +22,7 @@ class NcclCollectives final : public Collectives {
     if (g == Group::kData) data_->all_reduce_sum(d, n);
     else base_->allreduce_sum(g, d, n);
   }
+  bool sums_device_memory(Group g) const override { return g == Group::kData; }
   void allreduce_sum(Group g, double* d, size_t n) override { base_->allreduce_sum(g, d, n); }
   void allreduce_max(Group g, double* d, size_t n) override { base_->allreduce_max(g, d, n); }
   void allreduce_max(Group g, int64_t* d, size_t n) override { base_->allreduce_max(g, d, n); }

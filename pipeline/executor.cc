@@ -66,18 +66,13 @@ template <class Fn> void Executor::with_version(int stage, int version, Fn&& fn)
     fn();
     return;
   }
-  auto it = snapshots_[stage].find(version);
-  PT_CHECK_MSG(it != snapshots_[stage].end(), "stage " + std::to_string(stage) + " has no snapshot of version " +
+  PT_CHECK_MSG(stashed_[stage].count(version), "stage " + std::to_string(stage) + " has no snapshot of version " +
                                                   std::to_string(version) + " (live " +
                                                   std::to_string(live_version_[stage]) + ")");
   StageModel* m = stages_[stage];
-  const size_t n = m->num_params();
-  scratch_.assign(m->params(), m->params() + n);
-  std::copy(it->second.begin(), it->second.end(), m->params());
-  m->sync_params_to_device();  // host writes of params() (stage_model.h); no-ops on the CPU
+  m->swap_stashed_params(version);  // in backend memory (stage_model.h, weight stashing)
   fn();
-  std::copy(scratch_.begin(), scratch_.end(), m->params());
-  m->sync_params_to_device();
+  m->swap_stashed_params(version);
 }
 
 int Executor::forward_into_slot(int s, int mb, int version, const BatchFn& batch) {
@@ -127,8 +122,9 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
       last_compute = int64_t(i);
     }
   live_version_.assign(S, 0);
-  for (auto& snaps : snapshots_) snaps.clear();
-  snapshots_.resize(S);
+  for (size_t s = 0; s < stashed_.size(); ++s)
+    for (int v : stashed_[s]) stages_[s]->drop_stashed_params(v);
+  stashed_.assign(S, {});
   std::map<int64_t, size_t> record_of;            // (stage, mb) -> index in `records`
   std::vector<VersionRecord> records;             // in forward order
   std::vector<size_t> backward_order;             // record indices in the order backwards ran
@@ -222,17 +218,23 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         PT_CHECK(model != nullptr);
         const int live = live_version_[s];
         auto lr = last_read.find(key(s, live));
-        if (lr != last_read.end() && lr->second > i)
-          snapshots_[s][live].assign(model->params(), model->params() + model->num_params());
+        if (lr != last_read.end() && lr->second > i) {
+          model->stash_params(live);
+          stashed_[s].insert(live);
+        }
         for (size_t r : unapplied[s]) records[r].applied = live;
         unapplied[s].clear();
         if (callbacks.step) callbacks.step(s);
         ++live_version_[s];
-        // Drop snapshots no later action reads.
-        for (auto it = snapshots_[s].begin(); it != snapshots_[s].end();) {
-          auto last = last_read.find(key(s, it->first));
-          if (last == last_read.end() || last->second <= i) it = snapshots_[s].erase(it);
-          else ++it;
+        // Drop stashes no later action reads.
+        for (auto it = stashed_[s].begin(); it != stashed_[s].end();) {
+          auto last = last_read.find(key(s, *it));
+          if (last != last_read.end() && last->second > i) {
+            ++it;
+            continue;
+          }
+          model->drop_stashed_params(*it);
+          it = stashed_[s].erase(it);
         }
         break;
       }

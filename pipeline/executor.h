@@ -13,6 +13,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <vector>
 
@@ -99,8 +100,9 @@ class Executor {
   std::vector<int> next_slot_;                // per stage
   std::map<int64_t, int> slot_of_;            // (stage, mb) -> slot
   std::vector<int> live_version_;             // per stage: updates applied so far in this list
-  std::vector<std::map<int, std::vector<float>>> snapshots_;  // per stage: version -> params
-  std::vector<float> scratch_;                // live params while a snapshot is swapped in
+  // Per stage: versions whose parameters are stashed in the stage model (StageModel weight
+  // stashing, backend memory; the key is the version).
+  std::vector<std::set<int>> stashed_;
   std::vector<int32_t> inputs_, targets_;     // (B, T) token scratch
 };
 

@@ -14,6 +14,7 @@
 #include "model/cpu/layernorm.h"
 #include "model/cpu/matmul.h"
 #include "model/cpu/residual.h"
+#include "optim/grad_norm.h"
 
 namespace pt {
 namespace {
@@ -29,8 +30,8 @@ void* aligned_bytes(size_t bytes) {
 
 class CpuBackend final : public Backend {
  public:
-  // separate_host_mirrors: report host_memory() == false (test only, backend.h).
-  explicit CpuBackend(bool separate_host_mirrors = false) : separate_host_mirrors_(separate_host_mirrors) {}
+  // emulate_device: report host_memory() == false (test only, backend.h).
+  explicit CpuBackend(bool emulate_device = false) : emulate_device_(emulate_device) {}
   const char* name() const override { return "cpu"; }
 
   float* alloc(size_t n) override { return static_cast<float*>(aligned_bytes(n * sizeof(float))); }
@@ -46,10 +47,14 @@ class CpuBackend final : public Backend {
   void upload_i32(int32_t* dst, const int32_t* host_src, size_t n) override {
     if (dst != host_src) std::memcpy(dst, host_src, n * sizeof(int32_t));
   }
-  bool host_memory() const override { return !separate_host_mirrors_; }
-  float* alloc_host(size_t n) override { return alloc(n); }
-  void free_host(float* p) override { free(p); }
+  bool host_memory() const override { return !emulate_device_; }
   void round_to_bf16(float* p, size_t n) override { cpu::round_fp32_to_bf16(p, n); }
+
+  void sums_of_squares(double* out, const float* x, const size_t* offsets, const size_t* numels,
+                       int count) override {
+    for (int k = 0; k < count; ++k) out[k] = sum_of_squares(x + offsets[k], numels[k]);
+  }
+  void add(float* out, const float* a, const float* b, size_t n) override { cpu::add(out, a, b, n); }
 
   void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
                        int C) override {
@@ -109,12 +114,12 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  bool separate_host_mirrors_ = false;
+  bool emulate_device_ = false;
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
-std::unique_ptr<Backend> make_cpu_backend_separate_host_mirrors() { return std::make_unique<CpuBackend>(true); }
+std::unique_ptr<Backend> make_cpu_backend_emulating_device() { return std::make_unique<CpuBackend>(true); }
 
 }  // namespace pt

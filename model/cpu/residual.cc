@@ -6,7 +6,11 @@
 namespace pt::cpu {
 
 void residual_forward(float* out, const float* inp1, const float* inp2, int N) {
-  for (size_t i = 0; i < size_t(N); ++i) out[i] = inp1[i] + inp2[i];
+  add(out, inp1, inp2, size_t(N));
+}
+
+void add(float* out, const float* a, const float* b, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
 }  // namespace pt::cpu

@@ -20,6 +20,7 @@
 #include "model/cuda/layernorm.h"
 #include "model/cuda/matmul.h"
 #include "model/cuda/residual.h"
+#include "optim/cuda/global_norm.h"
 
 namespace pt {
 namespace {
@@ -53,6 +54,7 @@ class CudaBackend final : public Backend {
     PT_CUDA_CHECK(cudaStreamSynchronize(stream_));
     if (ln_scratch_ != nullptr) PT_CUDA_CHECK(cudaFree(ln_scratch_));
     if (enc_workspace_ != nullptr) PT_CUDA_CHECK(cudaFree(enc_workspace_));
+    if (sumsq_ != nullptr) PT_CUDA_CHECK(cudaFree(sumsq_));
     // The matmul plan cache keeps this stream's cuBLASLt workspace (keyed by the
     // stream handle) until matmul_release_plans(); other backends may still use
     // the cache, so it is not released here.
@@ -88,21 +90,25 @@ class CudaBackend final : public Backend {
     copy_bytes(dst, host_src, n * sizeof(int32_t));
   }
   bool host_memory() const override { return false; }
-  float* alloc_host(size_t n) override {
-    activate();
-    void* p = nullptr;
-    PT_CUDA_CHECK(cudaMallocHost(&p, std::max<size_t>(n, 1) * sizeof(float)));
-    return static_cast<float*>(p);
-  }
-  void free_host(float* p) override {
-    if (p == nullptr) return;
-    activate();
-    PT_CUDA_CHECK(cudaStreamSynchronize(stream_));  // no copy may still read or write it
-    PT_CUDA_CHECK(cudaFreeHost(p));
-  }
+  void* stream() const override { return stream_; }
   void round_to_bf16(float* p, size_t n) override {
     activate();
     cuda::round_fp32_to_bf16(p, n, stream_);
+  }
+
+  // ---- step ops ----
+  void sums_of_squares(double* out, const float* x, const size_t* offsets, const size_t* numels,
+                       int count) override {
+    if (count <= 0) return;
+    activate();
+    // count results, then the reduction's scratch (reused: the launches are in stream order).
+    double* d = grow(&sumsq_, &sumsq_bytes_, (size_t(count) + cuda::kSumOfSquaresBlocks) * sizeof(double));
+    for (int k = 0; k < count; ++k) cuda::sum_of_squares(d + k, x + offsets[k], numels[k], d + count, stream_);
+    copy_bytes(out, d, size_t(count) * sizeof(double));  // host destination: waits
+  }
+  void add(float* out, const float* a, const float* b, size_t n) override {
+    activate();
+    cuda::add(out, a, b, n, stream_);
   }
 
   // ---- ops ----
@@ -242,6 +248,8 @@ class CudaBackend final : public Backend {
 
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
+  double* sumsq_ = nullptr;      // sums_of_squares: results and reduction scratch
+  size_t sumsq_bytes_ = 0;
   float* ln_scratch_ = nullptr;  // LayerNorm weight-gradient partial sums
   size_t ln_scratch_bytes_ = 0;
   int32_t* enc_workspace_ = nullptr;  // encoder backward bucketing

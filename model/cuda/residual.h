@@ -4,9 +4,14 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
+
 namespace pt::cuda {
 
 // out (N) = inp1 (N) + inp2 (N).
 void residual_forward(float* out, const float* inp1, const float* inp2, int N, cudaStream_t stream);
+
+// out (n) = a (n) + b (n); twin of cpu::add (the step's vector add), bitwise equal.
+void add(float* out, const float* a, const float* b, size_t n, cudaStream_t stream);
 
 }  // namespace pt::cuda

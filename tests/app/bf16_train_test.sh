@@ -6,8 +6,8 @@
 #     (One bf16 rounding is 2^-8 = 0.4% relative; the per-step losses of the same
 #     trajectory differ far less because roundings average out over B*T*m tokens; 1%
 #     is about one step's loss change here, so a lagging or broken bf16 run fails.)
-#  2. reruns are bitwise equal (losses, grad norms, parameters), also with separate host
-#     mirrors (PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS=1, the CUDA backend's host/device path);
+#  2. reruns are bitwise equal (losses, grad norms, parameters), also in emulated device
+#     memory (PIPETRAIN_TEST_DEVICE_SPACE=1, the CUDA backend's device-resident step);
 #  3. pp=2 (1f1b, two MPI ranks, bf16 values sent in fp32 containers) equals pp=1 bitwise;
 #  4. 5 steps + resume + 5 steps equals 10 steps bitwise in bf16; resuming an fp32
 #     checkpoint with bf16, or a bf16 one with fp32, is refused naming runtime.precision;
@@ -39,11 +39,11 @@ echo "ok: bf16 loss curve within tolerance of fp32"
 
 train bf16_again direct --set training.steps=30 --set runtime.precision=bf16
 same_run bf16 bf16_again 30
-# Separate host mirrors (the CUDA backend's params/grads structure, on the CPU): the
-# bf16 weight copy is refreshed after the upload; numerics unchanged.
-PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS=1 train bf16_mirrors direct --set training.steps=30 --set runtime.precision=bf16
-grep -q "test switch: separate host mirrors" "$work/bf16_mirrors.log" || fail "the mirror switch did not take effect"
-same_run bf16 bf16_mirrors 30
+# Emulated device memory (the CUDA backend's memory contract, on the CPU): the bf16 weight
+# copy is refreshed after every update on the backend; numerics unchanged.
+PIPETRAIN_TEST_DEVICE_SPACE=1 train bf16_device direct --set training.steps=30 --set runtime.precision=bf16
+grep -q "test switch: device space" "$work/bf16_device.log" || fail "the device-space switch did not take effect"
+same_run bf16 bf16_device 30
 
 bf16_10=(--set training.steps=10 --set runtime.precision=bf16)
 train bf16_pp1 direct "${bf16_10[@]}" --set checkpoint.every_steps=5 --set checkpoint.keep_last=0

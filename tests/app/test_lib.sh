@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Shared scaffolding of the shell tests in tests/app/ (bench, determinism, gpu_train,
-# host_mirror, mps_pipeline, resume, schedule_equivalence, train_step_reference). Sourced,
+# device_step, mps_pipeline, resume, schedule_equivalence, train_step_reference). Sourced,
 # never executed:
 #
 #   set -euo pipefail                 # the script's own choice; nothing here changes shell options

@@ -1,7 +1,7 @@
 // runtime.precision bf16 on the CPU stage model (model/stage_model.cc, Precision):
 //  * fp32 through make_backend_stage_model is the fp32 stage model bit for bit;
 //  * bf16 reads only the bf16 weight copy: masters w and round(w) give bitwise
-//    equal losses and gradients, and the copy follows sync_params_to_device();
+//    equal losses and gradients, and the copy follows params_written();
 //  * stage-boundary tensors (output, dinput) hold bf16 values; a split [0,1)+[1,3)
 //    is bitwise equal to one stage; reruns are bitwise equal;
 //  * loss and gradients are within the derived bound of fp32 (below), and differ
@@ -125,13 +125,13 @@ TEST(StageModelBf16, ReadsOnlyTheBf16WeightCopy) {
   auto a = make(Precision::kBf16, spec(0, 3, true, true));
   auto b = make(Precision::kBf16, spec(0, 3, true, true));
   for (size_t i = 0; i < b->num_params(); ++i) b->params()[i] = cpu::round_to_bf16(b->params()[i]);
-  b->sync_params_to_device();
+  b->params_written();
   const Result ra = run_whole(*a), rb = run_whole(*b);
   EXPECT_EQ(ra.loss, rb.loss);
   EXPECT_TRUE(bitwise_equal(ra.grads, rb.grads));
-  // The copy follows an update announced by sync_params_to_device().
+  // The copy follows an update announced by params_written().
   for (size_t i = 0; i < a->num_params(); ++i) a->params()[i] *= 1.5f;
-  a->sync_params_to_device();
+  a->params_written();
   const Result rc = run_whole(*a);
   EXPECT_NE(rc.loss, ra.loss);
 }

@@ -5,12 +5,13 @@
 // Checked: forward loss, stage outputs, dinput and every parameter gradient for
 // the whole model and the first / middle / last stage specs; split backward
 // (backward_input + backward_weight) equal to backward bitwise on the GPU, and a
-// repeated step bitwise equal to the first (determinism); the host/device contract
-// of stage_model.h (params written on the host reach the device only through
-// sync_params_to_device, host-side gradient edits after sync_grads_to_host survive
-// a second sync and are what a later backward accumulates onto, zero_grads clears
-// both copies); the backend factory (runs without a GPU too); and bf16 precision
-// against the CPU bf16 model (Bf16MatchesCpuBf16, bound derived there).
+// repeated step bitwise equal to the first (determinism); the memory contract of
+// stage_model.h (params uploaded from the host reach the forward, an uploaded gradient
+// edit is what a later backward accumulates onto, zero_grads clears the gradients,
+// transfers are counted; the step ops: per-tensor sums of squares against the CPU,
+// add bitwise, weight stashes swap and restore); the backend factory (runs without a
+// GPU too); and bf16 precision against the CPU bf16 model (Bf16MatchesCpuBf16, bound
+// derived there).
 //
 // Tolerances (see cuda_test_util.h). Every op of the model reduces over at most
 // K = max(4C, V, N, T) = 192 terms, so each op's GPU-vs-CPU difference is within
@@ -91,8 +92,15 @@ std::unique_ptr<StageModel> make_model(const std::string& backend, const ModelCo
 }
 
 std::vector<float> host_grads(StageModel& m) {
-  m.sync_grads_to_host();
-  return std::vector<float>(m.grads(), m.grads() + m.num_params());
+  std::vector<float> g(m.num_params());
+  m.download(g.data(), m.grads(), g.size());
+  return g;
+}
+
+std::vector<float> host_params(StageModel& m) {
+  std::vector<float> p(m.num_params());
+  m.params_to_host(p.data());
+  return p;
 }
 
 std::vector<float> slice(const std::vector<float>& v, const ParamTensor& t) {
@@ -177,8 +185,7 @@ TEST_F(CudaStageModel, MatchesCpuOnEveryStageKind) {
       ASSERT_EQ(gpu->num_params(), cpu->num_params());
       const double rtol = model_rtol(k.s.last_layer - k.s.first_layer);
       // Same initial parameters on both (init is a host function of the global ids).
-      ASSERT_TRUE(bitwise_equal(std::vector<float>(gpu->params(), gpu->params() + gpu->num_params()),
-                                std::vector<float>(cpu->params(), cpu->params() + cpu->num_params())));
+      ASSERT_TRUE(bitwise_equal(host_params(*gpu), host_params(*cpu)));
       const Batch b = make_batch(7);
       const auto out_g = forward(*gpu, 0, b);
       const auto out_c = forward(*cpu, 0, b);
@@ -287,9 +294,8 @@ TEST_F(CudaStageModel, Bf16MatchesCpuBf16) {
   }
 }
 
-// stage_model.h's host/device contract, with the CPU model (where the hooks are
-// no-ops) as the reference.
-TEST_F(CudaStageModel, HostDeviceHooks) {
+// stage_model.h's memory contract, with the CPU model as the reference.
+TEST_F(CudaStageModel, ExplicitTransfers) {
   const ModelConfig c = tiny_config(true);
   const StageSpec s = spec(0, kL, true, true);
   auto gpu = make_model("cuda", c, s);
@@ -299,47 +305,72 @@ TEST_F(CudaStageModel, HostDeviceHooks) {
   const Batch b0 = make_batch(21), b1 = make_batch(22);
   const size_t n = cpu->num_params();
 
-  // 1. Host writes of params() reach the device on sync_params_to_device(). Doubling
-  // every parameter doubles the LayerNorm gains and the head, so the logits grow
-  // about 4x and the loss moves far more than the tolerance.
+  // 1. Parameters uploaded with params_from_host() reach the forward. Doubling every
+  // parameter doubles the LayerNorm gains and the head, so the logits grow about 4x
+  // and the loss moves far more than the tolerance.
   forward(*cpu, 0, b0);
   const double loss_before = cpu->loss(0);
   cpu->release(0);
+  const StageModel::Transfers before = gpu->transfers();
   for (StageModel* m : {gpu.get(), cpu.get()}) {
-    float* p = m->params();
-    for (size_t i = 0; i < n; ++i) p[i] = 2.0f * p[i];
-    m->sync_params_to_device();
+    std::vector<float> p = host_params(*m);
+    for (float& x : p) x = 2.0f * x;
+    m->params_from_host(p.data());
   }
+  EXPECT_EQ(gpu->transfers().params_to_host - before.params_to_host, int64_t(n));
+  EXPECT_EQ(gpu->transfers().params_from_host - before.params_from_host, int64_t(n));
   forward(*gpu, 0, b0);
   forward(*cpu, 0, b0);
   const double lg = gpu->loss(0), lc = cpu->loss(0);
-  EXPECT_LE(std::fabs(lg - lc), rtol * std::fabs(lc)) << "loss after a host write: gpu " << lg << " cpu " << lc;
+  EXPECT_LE(std::fabs(lg - lc), rtol * std::fabs(lc)) << "loss after an upload: gpu " << lg << " cpu " << lc;
   EXPECT_GT(std::fabs(lc - loss_before), 10 * rtol * std::fabs(lc))
-      << "the host write barely changed the loss (" << loss_before << " -> " << lc << "): the test would be vacuous";
+      << "the upload barely changed the loss (" << loss_before << " -> " << lc << "): the test would be vacuous";
   backward(*gpu, 0, b0, false);
   backward(*cpu, 0, b0, false);
 
-  // 2. After sync_grads_to_host() the host owns the gradients: a host-side edit
-  // survives another sync and a later backward accumulates onto it.
+  // 2. An uploaded gradient edit is what a later backward accumulates onto.
   for (StageModel* m : {gpu.get(), cpu.get()}) {
-    m->sync_grads_to_host();
-    float* g = m->grads();
-    for (size_t i = 0; i < n; ++i) g[i] = 2.0f * g[i] + 1e-3f;
+    std::vector<float> g = host_grads(*m);
+    for (float& x : g) x = 2.0f * x + 1e-3f;
+    m->upload(m->grads(), g.data(), n);
   }
-  const auto edited = std::vector<float>(gpu->grads(), gpu->grads() + n);
-  gpu->sync_grads_to_host();  // no backward since: must not bring the device values back
-  EXPECT_TRUE(bitwise_equal(std::vector<float>(gpu->grads(), gpu->grads() + n), edited))
-      << "a second sync_grads_to_host overwrote host-side gradient edits";
   forward(*gpu, 0, b1);
   forward(*cpu, 0, b1);
   backward(*gpu, 0, b1, true);
   backward(*cpu, 0, b1, true);
   expect_grads_within("edited + backward", *gpu, *cpu, rtol);
 
-  // 3. zero_grads() clears both copies.
+  // The step ops: per-tensor sums of squares (fixed order, so they differ from the CPU's
+  // serial sum by rounding only) and add (bitwise: one IEEE add per element).
+  const size_t k = cpu->tensors().size();
+  std::vector<double> sq_g(k), sq_c(k);
+  gpu->grad_sums_of_squares(sq_g.data());
+  cpu->grad_sums_of_squares(sq_c.data());
+  for (size_t i = 0; i < k; ++i) EXPECT_NEAR(sq_g[i], sq_c[i], 1e-4 * sq_c[i] + 1e-30) << cpu->tensors()[i].name;
+  std::vector<float> expect = host_grads(*gpu);
+  const std::vector<float> p_host = host_params(*gpu);
+  for (size_t i = 0; i < n; ++i) expect[i] = expect[i] + p_host[i];
+  gpu->add(gpu->grads(), gpu->grads(), gpu->params(), n);
+  EXPECT_TRUE(bitwise_equal(host_grads(*gpu), expect)) << "add differs from the host's IEEE adds";
+  for (StageModel* m : {gpu.get(), cpu.get()}) m->zero_grads();
+
+  // Weight stashes: a swapped-in stash is what the forward reads; a second swap restores.
+  const std::vector<float> live = host_params(*gpu);
+  gpu->stash_params(7);
+  std::vector<float> other = live;
+  for (float& x : other) x *= 0.5f;
+  gpu->params_from_host(other.data());
+  gpu->swap_stashed_params(7);
+  EXPECT_TRUE(bitwise_equal(host_params(*gpu), live)) << "the stash swapped in";
+  gpu->swap_stashed_params(7);
+  EXPECT_TRUE(bitwise_equal(host_params(*gpu), other)) << "the second swap restores";
+  gpu->drop_stashed_params(7);
+  gpu->params_from_host(live.data());
+  cpu->params_from_host(live.data());
+
+  // 3. zero_grads() clears the gradients.
   gpu->zero_grads();
   cpu->zero_grads();
-  EXPECT_EQ(testing::max_abs(std::vector<float>(gpu->grads(), gpu->grads() + n)), 0.0) << "host grads after zero_grads";
   EXPECT_EQ(testing::max_abs(host_grads(*gpu)), 0.0) << "device grads after zero_grads";
   forward(*gpu, 0, b1);
   forward(*cpu, 0, b1);

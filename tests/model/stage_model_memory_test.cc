@@ -1,0 +1,150 @@
+// The memory contract of model/stage_model.h on the CPU, with the backend that emulates
+// device memory (make_cpu_backend_emulating_device) against the plain CPU backend:
+//  * the emulated model reports host_memory() false and computes the same bits;
+//  * download()/upload() move exactly what they are asked, count the floats per buffer and
+//    direction, refuse ranges outside params/grads, and an upload into params reaches the
+//    next forward (fp32 and the bf16 weight copy);
+//  * the step ops: grad_sums_of_squares equals optim's sum_of_squares per tensor bitwise,
+//    add equals the host's IEEE adds bitwise;
+//  * weight stashes: a swapped-in stash computes what a model holding those parameters
+//    computes, a second swap restores the live parameters, and none of it is a transfer.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "model/backend_stage_model.h"
+#include "model/stage_model.h"
+#include "optim/grad_norm.h"
+#include "tests/model/test_util.h"
+
+namespace pt {
+namespace {
+
+using testing::random_tokens;
+
+constexpr int kB = 2, kT = 8;
+
+ModelConfig small_config() {
+  ModelConfig c;
+  c.vocab_size = 40;
+  c.max_seq_len = 8;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 16;
+  c.tie_embeddings = true;
+  c.init_std = 0.1f;
+  return c;
+}
+
+std::unique_ptr<StageModel> make(bool emulated, Precision p = Precision::kFp32) {
+  auto backend = emulated ? make_cpu_backend_emulating_device() : make_cpu_backend();
+  auto m = make_backend_stage_model(std::move(backend), small_config(), StageSpec{0, 2, true, true}, kB, kT, p);
+  m->init_params(42);
+  m->zero_grads();
+  return m;
+}
+
+std::vector<float> host_params(StageModel& m) {
+  std::vector<float> p(m.num_params());
+  m.params_to_host(p.data());
+  return p;
+}
+
+std::vector<float> host_grads(StageModel& m) {
+  std::vector<float> g(m.num_params());
+  m.download(g.data(), m.grads(), g.size());
+  return g;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Loss of one forward/backward on fixed tokens (gradients accumulate).
+float step(StageModel& m, uint64_t seed) {
+  const int V = m.config().vocab_size;
+  const auto tokens = random_tokens(size_t(kB * kT), V, seed);
+  const auto targets = random_tokens(size_t(kB * kT), V, seed + 1);
+  m.forward(0, tokens.data(), nullptr, targets.data(), nullptr);
+  const float loss = m.loss(0);
+  m.backward(0, nullptr, nullptr, 1.0f);
+  m.release(0);
+  return loss;
+}
+
+TEST(StageModelMemory, EmulatedDeviceComputesTheSameBits) {
+  auto host = make(false), dev = make(true);
+  EXPECT_TRUE(host->host_memory());
+  EXPECT_FALSE(dev->host_memory());
+  EXPECT_EQ(dev->stream(), nullptr);  // CPU memory: host optimizer kernels step it in place
+  EXPECT_EQ(step(*host, 3), step(*dev, 3));
+  EXPECT_TRUE(same_bits(host_grads(*host), host_grads(*dev)));
+}
+
+TEST(StageModelMemory, TransfersAreExactAndCounted) {
+  for (Precision p : {Precision::kFp32, Precision::kBf16}) {
+    auto m = make(true, p), ref = make(false, p);
+    const size_t n = m->num_params();
+    EXPECT_EQ(m->transfers().total(), 0) << "construction and init are not transfers";
+    std::vector<float> doubled = host_params(*m);
+    for (float& x : doubled) x *= 2.0f;
+    m->params_from_host(doubled.data());
+    EXPECT_TRUE(same_bits(host_params(*m), doubled));
+    // The upload reaches the forward (bf16: the weight copy is rounded again).
+    std::vector<float> ref_doubled = host_params(*ref);
+    for (float& x : ref_doubled) x *= 2.0f;
+    std::memcpy(ref->params(), ref_doubled.data(), n * sizeof(float));
+    ref->params_written();
+    EXPECT_EQ(step(*m, 5), step(*ref, 5));
+    const ParamTensor& t = m->tensors()[3];
+    std::vector<float> part(t.numel);
+    m->download(part.data(), m->grads() + t.offset, t.numel);
+    const StageModel::Transfers c = m->transfers();
+    EXPECT_EQ(c.params_from_host, int64_t(n));
+    EXPECT_EQ(c.params_to_host, int64_t(2 * n));  // two host_params calls
+    EXPECT_EQ(c.grads_to_host, int64_t(t.numel));
+    EXPECT_EQ(c.grads_from_host, 0);
+    EXPECT_DEATH(m->download(part.data(), part.data(), 1), "outside the stage's params and grads");
+  }
+}
+
+TEST(StageModelMemory, StepOpsMatchTheHostBitwise) {
+  auto m = make(true);
+  step(*m, 9);
+  const std::vector<float> g = host_grads(*m), p = host_params(*m);
+  std::vector<double> sq(m->tensors().size());
+  m->grad_sums_of_squares(sq.data());
+  for (size_t k = 0; k < sq.size(); ++k) {
+    const ParamTensor& t = m->tensors()[k];
+    const double want = sum_of_squares(g.data() + t.offset, t.numel);
+    EXPECT_EQ(std::memcmp(&sq[k], &want, sizeof want), 0) << t.name;
+    EXPECT_GT(sq[k], 0.0) << t.name;
+  }
+  m->add(m->grads(), m->grads(), m->params(), m->num_params());
+  std::vector<float> want(g.size());
+  for (size_t i = 0; i < g.size(); ++i) want[i] = g[i] + p[i];
+  EXPECT_TRUE(same_bits(host_grads(*m), want));
+}
+
+TEST(StageModelMemory, StashedParamsSwapInAndOut) {
+  for (Precision p : {Precision::kFp32, Precision::kBf16}) {
+    auto m = make(true, p), ref = make(false, p);
+    const std::vector<float> v0 = host_params(*m);
+    m->stash_params(0);
+    std::vector<float> v1 = v0;
+    for (float& x : v1) x *= 0.75f;
+    m->params_from_host(v1.data());
+    const int64_t moved = m->transfers().total();
+    m->swap_stashed_params(0);  // version 0 in, v1 out
+    EXPECT_EQ(step(*m, 11), step(*ref, 11)) << "the stash is what the forward reads";
+    m->swap_stashed_params(0);
+    EXPECT_EQ(m->transfers().total(), moved) << "stashing is not a host transfer";
+    EXPECT_TRUE(same_bits(host_params(*m), v1)) << "the second swap restores the live parameters";
+    m->drop_stashed_params(0);
+    EXPECT_DEATH(m->swap_stashed_params(0), "no stashed parameters");
+  }
+}
+
+}  // namespace
+}  // namespace pt
