@@ -31,7 +31,9 @@ void reduce_tied_embeddings(Collectives& coll, const TiedEmbeddings& tied, std::
     PT_CHECK(e && h && e->numel == h->numel);
     float* ge = first->grads() + e->offset;
     float* gh = last->grads() + h->offset;
+    last->synchronize();  // each model computes on its own stream (CUDA): the head part is written
     first->add(ge, ge, gh, e->numel);  // embedding part + head part
+    first->synchronize();
     last->copy(gh, ge, e->numel);
     return;
   }

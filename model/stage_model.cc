@@ -135,7 +135,6 @@ class BackendStageModel final : public StageModel {
     backend_->free(params_);
     if (wparams_ != nullptr) backend_->free(wparams_);
     for (auto& [key, p] : stash_) backend_->free(p);
-    if (workspace_ != nullptr) backend_->free(workspace_);
   }
 
   const ModelConfig& config() const override { return config_; }
@@ -182,15 +181,6 @@ class BackendStageModel final : public StageModel {
   }
   void add(float* out, const float* a, const float* b, size_t n) override { backend_->add(out, a, b, n); }
   void copy(float* dst, const float* src, size_t n) override { backend_->copy(dst, src, n); }
-
-  float* workspace(size_t n) override {
-    if (n > workspace_floats_) {
-      if (workspace_ != nullptr) backend_->free(workspace_);
-      workspace_ = backend_->alloc(n);
-      workspace_floats_ = n;
-    }
-    return workspace_;
-  }
 
   void stash_params(int key) override {
     float*& p = stash_[key];
@@ -556,8 +546,6 @@ class BackendStageModel final : public StageModel {
   std::vector<size_t> tensor_offsets_, tensor_numels_;  // tensors_' ranges (grad_sums_of_squares)
   Transfers transfers_;
   std::map<int, float*> stash_;   // weight stashes: key -> (num_params) backend memory
-  float* workspace_ = nullptr;    // workspace(): backend memory
-  size_t workspace_floats_ = 0;
   float *wte_ = nullptr, *wpe_ = nullptr, *lnf_w_ = nullptr, *lnf_b_ = nullptr, *head_ = nullptr;
   float *wte_grad_ = nullptr, *wpe_grad_ = nullptr, *lnf_w_grad_ = nullptr, *lnf_b_grad_ = nullptr,
         *head_grad_ = nullptr;

@@ -106,15 +106,15 @@ class StageModel {
 
   // ---- the step's vector ops, on backend memory (Backend's step ops) ----
   // out[k] (host, tensors().size() doubles) = sum of squares of grads() of tensor k, in
-  // double, in the backend's fixed order (Backend::sums_of_squares).
+  // double, in the backend's fixed order (Backend::sums_of_squares). Per tensor, so the
+  // global norm, combined in global tensor order (optim/grad_norm.h), has the same bits
+  // on every pipeline layout.
   virtual void grad_sums_of_squares(double* out) = 0;
-  // out = a + b (n floats), elementwise; pointers into any stage model's params()/grads()
-  // or workspace() on this process's device. out may alias a or b.
+  // out = a + b (n floats), elementwise, and a copy: pointers into any stage model's
+  // params()/grads() on this process's device. out may alias a or b. Issued on this model's
+  // stream: synchronize() another model that wrote an input first.
   virtual void add(float* out, const float* a, const float* b, size_t n) = 0;
   virtual void copy(float* dst, const float* src, size_t n) = 0;  // backend to backend
-  // n floats of backend memory owned by the model, contents undefined, valid until the next
-  // call (receive buffers of collectives that take device memory).
-  virtual float* workspace(size_t n) = 0;
 
   // ---- weight stashing (asynchronous schedules: a forward or backward of an older
   // parameter version, pipeline/executor.h); the copies stay in backend memory ----
@@ -123,8 +123,9 @@ class StageModel {
   virtual void drop_stashed_params(int key) = 0;
 
   // Blocks until every op issued so far has finished (on CUDA ops are
-  // asynchronous on a stream); for timing. Not needed for correctness: the host
-  // outputs and loss() already wait. No-op on host-only models.
+  // asynchronous on a stream): for timing, and before handing params()/grads() to work
+  // on another stream (NCCL, another stage model's ops). Host outputs, loss() and
+  // download() already wait. No-op on the CPU.
   virtual void synchronize() {}
   // Peak bytes of backend (device) memory this model's backend has held at once
   // (Backend::peak_device_bytes); 0 where not tracked (CPU).

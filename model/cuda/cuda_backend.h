@@ -1,8 +1,9 @@
 // The fp32 CUDA Backend (model/backend.h) on the kernels of model/cuda: device
 // memory from cudaMalloc, one CUDA stream per backend on which every op and copy
-// is issued in order, and pinned host memory for the stage model's params/grads
-// mirrors (alloc_host). copy/upload/download accept host or device pointers on
-// either side (cudaMemcpyDefault, unified addressing) and return only when a host
+// is issued in order (stream()), and the step ops (sums_of_squares through the
+// global-norm kernel of optim/cuda/global_norm.h, add). copy/upload/download
+// accept host or device pointers on either side (cudaMemcpyDefault, unified
+// addressing) and return only when a host
 // destination holds the data and a host source may be reused; device-to-device
 // copies and ops are asynchronous on the stream (synchronize() waits for them).
 // peak_device_bytes() is the high-water mark of this backend's own cudaMalloc
