@@ -40,7 +40,7 @@ namespace pt {
 struct UpdateLog {
   int64_t step = 0;       // 1-based
   double loss = 0;        // mean over the update's m·dp micro-batches
-  double time_s = 0;      // run clock: async, when its last loss was ready; sync, segment end
+  double time_s = 0;      // run clock: async, when its last loss's forward returned (StepOutput::loss_times); sync, segment end
   double lr = 0;
   double grad_norm = 0;   // sync: the global norm; async: sqrt of the summed per-stage squares
   std::string versions;   // async: JSON per-stage drift/delay; "" for sync

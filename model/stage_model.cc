@@ -31,6 +31,7 @@
 // bf16 kernels' arithmetic: fp32 summation order, and the attention, whose CPU op
 // keeps fp32 probabilities where the flash kernel rounds P to bf16 before P·V.
 // fp32: no rounding and no weight copy; the code path is the fp32 one bit for bit.
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <utility>
@@ -135,6 +136,7 @@ class BackendStageModel final : public StageModel {
     backend_->free(params_);
     if (wparams_ != nullptr) backend_->free(wparams_);
     for (auto& [key, p] : stash_) backend_->free(p);
+    if (recorded_losses_ != nullptr) backend_->free(recorded_losses_);
   }
 
   const ModelConfig& config() const override { return config_; }
@@ -270,10 +272,33 @@ class BackendStageModel final : public StageModel {
     PT_CHECK_MSG(s.state != SlotState::kFree, "loss() of a slot without a forward");
     host_losses_.resize(size_t(N_));
     backend_->download(host_losses_.data(), s.losses, size_t(N_));
-    // Serial double sum: the same value on every layout and thread count.
-    double sum = 0.0;
-    for (float l : host_losses_) sum += double(l);
-    return float(sum / double(N_));
+    return mean_loss(host_losses_.data());
+  }
+
+  void record_loss(int slot_index) override {
+    PT_CHECK_MSG(spec_.has_head, "record_loss() is only defined on the last stage");
+    const Slot& s = slot_at(slot_index);
+    PT_CHECK_MSG(s.state != SlotState::kFree, "record_loss() of a slot without a forward");
+    const size_t N = size_t(N_);
+    if (recorded_ == recorded_cap_) {  // grow (doubling), keeping what is recorded
+      const size_t cap = std::max<size_t>(8, 2 * recorded_cap_);
+      float* grown = backend_->alloc(cap * N);
+      if (recorded_ > 0) backend_->copy(grown, recorded_losses_, recorded_ * N);
+      if (recorded_losses_ != nullptr) backend_->free(recorded_losses_);
+      recorded_losses_ = grown;
+      recorded_cap_ = cap;
+    }
+    backend_->copy(recorded_losses_ + recorded_ * N, s.losses, N);
+    ++recorded_;
+  }
+
+  std::vector<float> take_losses() override {
+    const size_t N = size_t(N_);
+    std::vector<float> host(recorded_ * N), out;
+    if (recorded_ > 0) backend_->download(host.data(), recorded_losses_, host.size());
+    for (size_t k = 0; k < recorded_; ++k) out.push_back(mean_loss(host.data() + k * N));
+    recorded_ = 0;
+    return out;
   }
 
   void backward(int slot, const float* doutput, float* dinput, float loss_scale) override {
@@ -528,6 +553,14 @@ class BackendStageModel final : public StageModel {
     if (bf16_) backend_->round_to_bf16(p, n);
   }
 
+  // Mean of one micro-batch's N per-token losses (host): a serial double sum, the same
+  // value on every layout and thread count.
+  float mean_loss(const float* losses) const {
+    double sum = 0.0;
+    for (int i = 0; i < N_; ++i) sum += double(losses[i]);
+    return float(sum / double(N_));
+  }
+
   // Input of local block i (i == nl_: the stage's residual output).
   const float* block_input(const Slot& s, int i) const { return i == 0 ? s.x0 : s.layers[size_t(i - 1)].res2; }
 
@@ -556,6 +589,8 @@ class BackendStageModel final : public StageModel {
   std::vector<Slot> slots_;
   std::vector<Slot> pool_;       // released slots with their carved buffers
   mutable std::vector<float> host_losses_;  // (N) staging for loss()
+  float* recorded_losses_ = nullptr;  // (recorded_cap_, N) backend memory: record_loss()
+  size_t recorded_ = 0, recorded_cap_ = 0;
 };
 
 }  // namespace

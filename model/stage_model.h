@@ -137,8 +137,15 @@ class StageModel {
   //   other stages: writes output (B, T, C).
   virtual void forward(int slot, const int32_t* tokens, const float* input, const int32_t* targets,
                        float* output) = 0;
-  // Mean cross-entropy of the micro-batch in `slot` (last stage only).
+  // Mean cross-entropy of the micro-batch in `slot` (last stage only). Waits for the
+  // device on CUDA.
   virtual float loss(int slot) const = 0;
+  // The same without a wait per micro-batch (last stage): record_loss(slot) keeps the slot's
+  // per-token losses in backend memory (a device-side copy, issued in stream order);
+  // take_losses() returns the loss() of every micro-batch recorded since the last call, in
+  // record order, bitwise, after one download of them all, and forgets them.
+  virtual void record_loss(int slot) = 0;
+  virtual std::vector<float> take_losses() = 0;
 
   // Full backward of the micro-batch in `slot`: accumulates parameter gradients.
   //   last stage: d(loss)/d(logits) is scaled by loss_scale (1/(m*dp) for a mean); doutput unused.

@@ -111,6 +111,7 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
     out.loss_times.assign(m, 0.0);
   }
   int peak = 0;
+  std::vector<std::vector<int>> loss_order(S);  // per last stage: micro-batches in record_loss order
 
   // Last action index that reads each (stage, version): a snapshot of a version is
   // kept at STEP only if a later action still reads it, and dropped after that read.
@@ -137,8 +138,9 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
     switch (a.kind) {
       case ActionKind::F: {
         const int slot = forward_into_slot(s, mb, a.version, batch);
-        if (is_last(s)) {
-          out.losses[mb] = stages_[s]->loss(slot);
+        if (is_last(s)) {  // read once after the list (no wait per micro-batch on a device)
+          stages_[s]->record_loss(slot);
+          loss_order[s].push_back(mb);
           out.loss_times[mb] = since_t0();
         }
         record_of[key(s, mb)] = records.size();
@@ -260,6 +262,12 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
     out.spans.push_back(span);
   }
   PT_CHECK_MSG(slot_of_.empty(), "schedule left micro-batches without a backward");
+  for (int s = 0; s < S; ++s) {
+    if (loss_order[s].empty()) continue;
+    const std::vector<float> l = stages_[s]->take_losses();
+    PT_CHECK(l.size() == loss_order[s].size());
+    for (size_t k = 0; k < l.size(); ++k) out.losses[loss_order[s][k]] = l[k];
+  }
   out.peak_slots = peak;
   out.versions.reserve(backward_order.size());
   for (size_t r : backward_order) out.versions.push_back(records[r]);

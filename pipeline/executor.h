@@ -40,8 +40,14 @@ struct StageCallbacks {
 };
 
 struct StepOutput {
-  std::vector<float> losses;            // per micro-batch; only on the rank that holds the last stage
-  std::vector<double> loss_times;       // seconds after run_step began at which each loss was ready
+  // Per micro-batch; only on the rank that holds the last stage. Read once at the end of the
+  // list (StageModel::record_loss / take_losses), so a device computes on without a wait per
+  // micro-batch.
+  std::vector<float> losses;
+  // Seconds after run_step began at which each loss's forward returned: when the loss was
+  // ready on the CPU (ops are synchronous), when its work was issued on CUDA (the stream
+  // completes it later; the values themselves are read at the end of the list).
+  std::vector<double> loss_times;
   int peak_slots = 0;                   // most activation slots held at once, summed over local stages
   std::vector<VersionRecord> versions;  // one per (micro-batch, local stage), in forward order
   std::chrono::steady_clock::time_point started;  // when run_step began (span times count from it)

@@ -7,7 +7,9 @@
 //  * the step ops: grad_sums_of_squares equals optim's sum_of_squares per tensor bitwise,
 //    add equals the host's IEEE adds bitwise;
 //  * weight stashes: a swapped-in stash computes what a model holding those parameters
-//    computes, a second swap restores the live parameters, and none of it is a transfer.
+//    computes, a second swap restores the live parameters, and none of it is a transfer;
+//  * deferred losses: take_losses() returns what loss() returned for every recorded
+//    micro-batch (more than the first buffer holds), in order, bitwise, then nothing.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -144,6 +146,26 @@ TEST(StageModelMemory, StashedParamsSwapInAndOut) {
     m->drop_stashed_params(0);
     EXPECT_DEATH(m->swap_stashed_params(0), "no stashed parameters");
   }
+}
+
+TEST(StageModelMemory, DeferredLossesEqualLoss) {
+  auto m = make(true);
+  const int V = m->config().vocab_size;
+  std::vector<float> want;
+  for (uint64_t k = 0; k < 11; ++k) {
+    const auto tokens = random_tokens(size_t(kB * kT), V, 100 + k);
+    const auto targets = random_tokens(size_t(kB * kT), V, 200 + k);
+    m->forward(int(k % 2), tokens.data(), nullptr, targets.data(), nullptr);
+    want.push_back(m->loss(int(k % 2)));
+    m->record_loss(int(k % 2));
+    m->release(int(k % 2));
+  }
+  const std::vector<float> got = m->take_losses();
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0);
+  EXPECT_NE(want.front(), want.back()) << "different batches should give different losses";
+  EXPECT_TRUE(m->take_losses().empty()) << "taken losses are forgotten";
+  EXPECT_EQ(m->transfers().total(), 0) << "losses are not parameter or gradient transfers";
 }
 
 }  // namespace
