@@ -32,7 +32,6 @@
 // keeps fp32 probabilities where the flash kernel rounds P to bf16 before P·V.
 // fp32: no rounding and no weight copy; the code path is the fp32 one bit for bit.
 #include <algorithm>
-#include <cstring>
 #include <map>
 #include <utility>
 #include <vector>
@@ -136,6 +135,7 @@ class BackendStageModel final : public StageModel {
     backend_->free(params_);
     if (wparams_ != nullptr) backend_->free(wparams_);
     for (auto& [key, p] : stash_) backend_->free(p);
+    for (float* p : stash_pool_) backend_->free(p);
     if (recorded_losses_ != nullptr) backend_->free(recorded_losses_);
   }
 
@@ -186,6 +186,10 @@ class BackendStageModel final : public StageModel {
 
   void stash_params(int key) override {
     float*& p = stash_[key];
+    if (p == nullptr && !stash_pool_.empty()) {
+      p = stash_pool_.back();
+      stash_pool_.pop_back();
+    }
     if (p == nullptr) p = backend_->alloc(num_params_);
     backend_->copy(p, params_, num_params_);
   }
@@ -201,7 +205,7 @@ class BackendStageModel final : public StageModel {
   void drop_stashed_params(int key) override {
     auto it = stash_.find(key);
     if (it == stash_.end()) return;
-    backend_->free(it->second);
+    stash_pool_.push_back(it->second);  // reused by the next stash: no allocation per step
     stash_.erase(it);
   }
 
@@ -579,6 +583,7 @@ class BackendStageModel final : public StageModel {
   std::vector<size_t> tensor_offsets_, tensor_numels_;  // tensors_' ranges (grad_sums_of_squares)
   Transfers transfers_;
   std::map<int, float*> stash_;   // weight stashes: key -> (num_params) backend memory
+  std::vector<float*> stash_pool_;  // dropped stash buffers, reused
   float *wte_ = nullptr, *wpe_ = nullptr, *lnf_w_ = nullptr, *lnf_b_ = nullptr, *head_ = nullptr;
   float *wte_grad_ = nullptr, *wpe_grad_ = nullptr, *lnf_w_grad_ = nullptr, *lnf_b_grad_ = nullptr,
         *head_grad_ = nullptr;

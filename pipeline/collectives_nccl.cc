@@ -1,8 +1,8 @@
 // NCCL collectives: fp32 sums over the data-parallel group (gradients) run on the GPU through
 // the NCCL all-reducer of transport.h, on device buffers in place (the device-resident step
 // hands it the stage's gradients; a host buffer is staged through the device); every other
-// collective is MPI (small host values: losses, norms, flags). Built in every binary: without NCCL make_nccl_all_reducer fails
-// with a Status, which make_nccl_collectives passes on.
+// collective is MPI (small host values: losses, norms, flags). Built in every binary: without
+// NCCL make_nccl_all_reducer fails with a Status, which make_nccl_collectives passes on.
 #include "common/check.h"
 #include "pipeline/collectives.h"
 #include "pipeline/process_groups.h"

@@ -68,7 +68,8 @@ class Executor {
   // accumulate in the stage models. loss_scale multiplies d(loss)/d(logits).
   // F/B actions read the weight version in Action::version: the live weights when
   // it equals the stage's live version, else a snapshot kept from that version
-  // (weight stashing) for exactly as long as later actions reference it.
+  // (weight stashing, in the stage model's backend memory: StageModel::stash_params)
+  // for exactly as long as later actions reference it.
   StepOutput run_step(const BatchFn& batch, float loss_scale, const StageCallbacks& callbacks = {});
 
   // Forward-only pass of `count` micro-batches through the stages of pipeline 0
