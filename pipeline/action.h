@@ -97,6 +97,11 @@ struct Schedule {
   // PACI mem mode (§3.2 item 6): the executor keeps only the stage input and recomputes the
   // forward inside the backward with the live weights. The action order is the same as perf mode.
   bool recompute_in_backward = false;
+  // Block-coordinate lists (RPD, algorithms.md §5.3): an F may have no backward (forward only: the
+  // executor frees its slot at once) and a Bx no Bw (input gradient only, no weight gradient: its
+  // slot is freed after it); a backward sends its input gradient only to a stage that runs a
+  // backward of that micro-batch. validate.h checks these rules instead of "one backward per F".
+  bool partial_backward = false;
 };
 
 // Stages per pipeline chain (model_stages, or num_stages when 0).

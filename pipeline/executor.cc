@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "common/check.h"
 
@@ -126,6 +127,13 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
       last_read[key(actions[i].stage, actions[i].version)] = i;
       last_compute = int64_t(i);
     }
+  // Block-coordinate lists (Schedule::partial_backward): which (stage, mb) run a backward / a Bw.
+  std::set<int64_t> has_backward, has_bw;
+  if (schedule_.partial_backward)
+    for (const Action& a : actions) {
+      if (a.kind == ActionKind::B || a.kind == ActionKind::Bx) has_backward.insert(key(a.stage, a.microbatch));
+      if (a.kind == ActionKind::Bw) has_bw.insert(key(a.stage, a.microbatch));
+    }
   live_version_.assign(S, 0);
   for (auto& snaps : snapshots_) snaps.clear();
   snapshots_.resize(S);
@@ -150,8 +158,9 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         int in_use = 0;
         for (int x : slots_in_use_) in_use += x;
         peak = std::max(peak, in_use);
-        if (recompute) {
-          // Keep only the stage input (in the boundary pools); the backward recomputes.
+        const bool forward_only = schedule_.partial_backward && !has_backward.count(key(s, mb));
+        if (recompute || forward_only) {
+          // Keep only the stage input (in the boundary pools); the backward recomputes. Or no backward.
           give_slot(s, slot);
           slot_of_.erase(key(s, mb));
         }
@@ -178,6 +187,10 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
           slot_of_.erase(it);
         } else {
           with_version(s, a.version, [&] { model->backward_input(slot, dout, dinput, loss_scale); });
+          if (schedule_.partial_backward && !has_bw.count(key(s, mb))) {  // input gradient only
+            give_slot(s, slot);
+            slot_of_.erase(it);
+          }
         }
         const size_t r = record_of.at(key(s, mb));
         records[r].backward = a.version;
@@ -261,6 +274,12 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
   out.peak_slots = peak;
   out.versions.reserve(backward_order.size());
   for (size_t r : backward_order) out.versions.push_back(records[r]);
+  if (schedule_.partial_backward) {  // then the forward-only and input-gradient-only records
+    std::vector<bool> listed(records.size(), false);
+    for (size_t r : backward_order) listed[r] = true;
+    for (size_t r = 0; r < records.size(); ++r)
+      if (!listed[r]) out.versions.push_back(records[r]);
+  }
   return out;
 }
 

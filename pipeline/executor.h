@@ -42,7 +42,9 @@ struct StepOutput {
   std::vector<float> losses;            // per micro-batch; only on the rank that holds the last stage
   std::vector<double> loss_times;       // seconds after run_step began at which each loss was ready
   int peak_slots = 0;                   // most activation slots held at once, summed over local stages
-  std::vector<VersionRecord> versions;  // one per (micro-batch, local stage), in forward order
+  // One per (micro-batch, local stage) whose gradient was formed, in backward order; for a
+  // partial_backward list then the others (forward only, Bx only), in forward order.
+  std::vector<VersionRecord> versions;
   std::chrono::steady_clock::time_point started;  // when run_step began (span times count from it)
   std::vector<ActionSpan> spans;        // with set_timing(true): one per action in list order, then the send wait
 };

@@ -254,11 +254,11 @@ Status check_counts(const Schedule& s, const std::vector<uint8_t>& seen, bool lo
         return fail_at(s, r, find_tick(s, r, ActionKind::B, st, mb),
                        key_name("B", st, mb) + " appears together with a Bx/Bw split backward");
       }
-      if (!(bits & (kB | kBx))) {
+      if (!(bits & (kB | kBx)) && !s.partial_backward) {
         return fail_at(s, r, find_tick(s, r, ActionKind::F, st, mb),
                        key_name("F", st, mb) + " has no backward (B or Bx+Bw)");
       }
-      if ((bits & kBx) && !(bits & kBw)) {
+      if ((bits & kBx) && !(bits & kBw) && !s.partial_backward) {
         return fail_at(s, r, find_tick(s, r, ActionKind::Bx, st, mb),
                        key_name("Bx", st, mb) + " has no Bw");
       }
@@ -268,7 +268,15 @@ Status check_counts(const Schedule& s, const std::vector<uint8_t>& seen, bool lo
                        key_name("F", st, mb) + " is not followed by SEND_ACT to rank " +
                            std::to_string(owner[st + 1]));
       }
-      if (chain_prev(st, len) >= 0 && owner[st - 1] != r && !(bits & kSendGrad)) {
+      // partial_backward: a gradient goes down only to a stage that runs a backward of mb.
+      const bool grad_wanted = chain_prev(st, len) >= 0 && (bits & (kB | kBx)) &&
+                               (!s.partial_backward || (seen[size_t(st - 1) * size_t(m) + size_t(mb)] & (kB | kBx)));
+      if (s.partial_backward && (bits & kSendGrad) && !grad_wanted) {
+        return fail_at(s, r, find_tick(s, r, ActionKind::SEND_GRAD, st, mb),
+                       "SEND_GRAD of (stage " + std::to_string(st) + ", mb " + std::to_string(mb) +
+                           ") goes to a stage that runs no backward of it");
+      }
+      if (grad_wanted && owner[st - 1] != r && !(bits & kSendGrad)) {
         const ActionKind back = (bits & kB) ? ActionKind::B : ActionKind::Bx;
         return fail_at(s, r, find_tick(s, r, back, st, mb),
                        "backward of (stage " + std::to_string(st) + ", mb " + std::to_string(mb) +

@@ -23,6 +23,7 @@
 // schedule's rule once with unit costs F=1, B=2 and are then fixed data.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,14 @@ struct ScheduleSpec {
   // ALLREDUCE_GRAD right after a replica's last backward of the iteration, STEP at the reference
   // code's U; backwards in between are dropped on non-owners)        (schedule.amdp.step_slot)
   std::string amdp_step_slot = "clean";
+  // rpd (§5.3): read delays up to max_delay global updates; stage_sampling uniform | cyclic;
+  // delay_sampling uniform | deterministic. The draws of global update k are a pure function of
+  // (seed, k) (rpd.h), so each segment's list continues the run's sequence from first_update.
+  int rpd_max_delay = 0;                        // (schedule.rpd.max_delay)
+  std::string rpd_stage_sampling = "uniform";   // (schedule.rpd.stage_sampling)
+  std::string rpd_delay_sampling = "uniform";   // (schedule.rpd.delay_sampling)
+  uint64_t seed = 0;                            // run.seed
+  int64_t first_update = 0;                     // global index of the segment's first update
   // Keys only the checks read (check_schedule_spec); the builders ignore them.
   bool tie_embeddings = false;  // model.tie_embeddings
   bool amdp_zero_owner = true;  // schedule.amdp.zero_owner
@@ -74,6 +83,10 @@ struct ScheduleTraits {
   bool recompute_mode;  // schedule.paci.mode applies: mem recomputes the forward in the backward
   bool lagging_caps;    // schedule.paci.allowed_lagging applies
   ClipPolicy clip;
+  // One STEP per update, of one stage (RPD): the update index of a STEP is the micro-batch of the
+  // backward before it, the learning rate is the global update's, and each segment's list depends
+  // on its first update (ScheduleSpec::first_update).
+  bool block_coordinate = false;
 };
 
 // schedule.kind when a config leaves it out.
@@ -129,5 +142,8 @@ Status build_paci_flush(const ScheduleSpec& spec, Schedule* out);
 // a general rule at S = 4q + 2 (amdp.cc); a step slot (ALLREDUCE_GRAD + STEP per hosted stage) in
 // the first round of every iteration t >= 1 and after the tail.
 Status build_amdp(const ScheduleSpec& spec, Schedule* out);
+// Randomized PipeDream (§5.3, rpd.h): per global update k, F of every stage at its sampled stale
+// version, Bx from the last stage down to s+1, B and STEP of the sampled stage s only.
+Status build_rpd(const ScheduleSpec& spec, Schedule* out);
 
 }  // namespace pt
