@@ -78,6 +78,11 @@ class Replay {
   bool try_step(int s);
   // The backward of the next record of stage v; false when an input is not there yet.
   bool backward_next(int v, Status* error);
+  // Block-coordinate runs (rpd): update by update, every stage forward at its recorded version,
+  // input gradients down to the stage that applies, its full backward and its step: the algorithm
+  // of algorithms.md §5.3 written out sequentially, from the recorded versions.
+  Status run_block_coordinate();
+  Status block_coordinate_update(const std::vector<const Rec*>& recs);
 
   std::string dir_;
   Config c_;
@@ -98,6 +103,8 @@ class Replay {
   std::vector<size_t> next_;      // per virtual stage: records done
   std::vector<float> sum_;
   int64_t updates_ = 0, done_ = 0;
+  bool block_coordinate_ = false;
+  std::vector<Rec> all_;  // block-coordinate: every record
 };
 
 Status Replay::check_config() const {
@@ -139,6 +146,8 @@ Status Replay::open() {
   PT_RETURN_IF_ERROR(check_config());
   std::vector<Rec> recs;
   PT_RETURN_IF_ERROR(read_records(dir_ + "/versions.jsonl", &recs));
+  block_coordinate_ = find_schedule(c_.schedule.kind)->block_coordinate;
+  if (block_coordinate_) all_ = recs;
   PT_RETURN_IF_ERROR(build_lowered_schedule(c_, 1, &placement_));
   V_ = placement_.num_stages;
   L_ = chain_length(placement_);
@@ -151,6 +160,7 @@ Status Replay::open() {
   queue_.resize(size_t(V_));
   for (const Rec& r : recs) {
     if (r.stage < 0 || r.stage >= V_) return Status::error(dir_ + "/versions.jsonl: stage out of range");
+    if (block_coordinate_) continue;
     queue_[size_t(r.stage)].push_back(r);
     by_key_[{r.mb, r.stage}] = r;
   }
@@ -251,7 +261,58 @@ bool Replay::backward_next(int v, Status* error) {
   return true;
 }
 
+Status Replay::block_coordinate_update(const std::vector<const Rec*>& recs) {
+  const int64_t k = recs[0]->mb;
+  std::string where = dir_ + "/versions.jsonl: update " + std::to_string(k);
+  if (int(recs.size()) != V_) return Status::error(where + " has " + std::to_string(recs.size()) + " records, expected one per stage");
+  int s = -1;
+  for (const Rec* r : recs) {
+    if (r->applied >= 0) s = s < 0 ? r->stage : -2;
+    if (!load(r->stage, r->forward)) return Status::error(where + ": stage " + std::to_string(r->stage) + " reads version " + std::to_string(r->forward) + ", which never existed");
+  }
+  if (s < 0) return Status::error(where + " must apply exactly one stage's gradient");
+  if (recs[size_t(s)]->applied != version_[size_t(s)]) return Status::error(where + ": applied to a version not current");
+  data_.batch(k, 0, 0, in_.data(), tg_.data());
+  std::vector<std::vector<float>> act(size_t(V_), std::vector<float>(act_, 0.0f));
+  for (int j = 0; j < V_; ++j) {
+    load(j, recs[size_t(j)]->forward);
+    st_[size_t(j)].model->forward(0, first(j) ? in_.data() : nullptr, first(j) ? nullptr : act[size_t(j - 1)].data(),
+                                  last(j) ? tg_.data() : nullptr, last(j) ? nullptr : act[size_t(j)].data());
+  }
+  std::vector<float> dout(act_), din(act_);
+  for (int j = V_ - 1; j >= s; --j) {
+    StageModel& mdl = *st_[size_t(j)].model;
+    load(j, recs[size_t(j)]->forward);
+    if (j > s) mdl.backward_input(0, last(j) ? nullptr : dout.data(), din.data(), 1.0f);
+    else mdl.backward(0, last(j) ? nullptr : dout.data(), first(j) ? nullptr : din.data(), 1.0f);
+    dout.swap(din);
+    ++done_;
+  }
+  for (int j = 0; j < V_; ++j) st_[size_t(j)].model->release(0);
+  LocalStage& owner = st_[size_t(s)];
+  load(s, version_[size_t(s)]);
+  apply_stage_update_self_clipped(owner, c_, lr_, k);
+  owner.model->zero_grads();
+  version_[size_t(s)] = owner.version;
+  snap_[size_t(s)][owner.version].assign(owner.model->params(), owner.model->params() + owner.model->num_params());
+  ++updates_;
+  return Status::ok();
+}
+
+Status Replay::run_block_coordinate() {
+  if (V_ != L_ || m_ != 1) return Status::error(dir_ + ": block-coordinate replay needs one pipeline and m = 1");
+  std::sort(all_.begin(), all_.end(), [](const Rec& a, const Rec& b) { return a.mb != b.mb ? a.mb < b.mb : a.stage < b.stage; });
+  for (size_t i = 0; i < all_.size();) {
+    std::vector<const Rec*> recs;
+    for (size_t j = i; j < all_.size() && all_[j].mb == all_[i].mb; ++j) recs.push_back(&all_[j]);
+    i += recs.size();
+    PT_RETURN_IF_ERROR(block_coordinate_update(recs));
+  }
+  return Status::ok();
+}
+
 Status Replay::run() {
+  if (block_coordinate_) return run_block_coordinate();
   std::vector<int> order(static_cast<size_t>(V_));  // downstream chain positions first
   for (int v = 0; v < V_; ++v) order[size_t(v)] = v;
   std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return x % L_ > y % L_; });

@@ -6,7 +6,9 @@
 // backward version, and applies the accumulated gradient when the record says it
 // was applied (same clip, learning rate and AdamW as the run). The final
 // parameters must equal the run's (DIR/params, written with run.save_params: true)
-// bit for bit.
+// bit for bit. Block-coordinate runs (rpd) replay update by update: every stage forwards
+// at its recorded version, input gradients go down to the one stage whose record is applied,
+// which runs its full backward and its step.
 #pragma once
 
 #include <string>
