@@ -760,8 +760,10 @@ TEST(AsyncRegistry, KindsAreRegisteredAndAsync) {
     EXPECT_FALSE(is_async_kind(k)) << k;
   int n = 0;
   const char* const* names = schedule_kinds(&n);
-  EXPECT_EQ(n, 10);
+  EXPECT_EQ(n, 11);
   EXPECT_STREQ(names[9], "amdp");
+  EXPECT_STREQ(names[10], "rpd");  // rpd_schedule_test covers it
+  EXPECT_TRUE(is_async_kind("rpd"));
 }
 
 }  // namespace

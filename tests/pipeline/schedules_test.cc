@@ -222,8 +222,8 @@ TEST(Schedules, EveryListCarriesItsStep) {
   const char* const* kinds = schedule_kinds(&count);
   for (int i = 0; i < count; ++i) {
     const ScheduleTraits& t = *find_schedule(kinds[i]);
-    ScheduleSpec spec{kinds[i], 4, t.chunks ? 2 : 1, 8, 0};
-    spec.segment_updates = 3;
+    ScheduleSpec spec{kinds[i], 4, t.chunks ? 2 : 1, t.block_coordinate ? 1 : 8, 0};  // rpd: m = 1
+    spec.segment_updates = t.block_coordinate ? 40 : 3;  // rpd: 40 draws reach every block (seed 0)
     Schedule s;
     ASSERT_TRUE(make_schedule(spec, &s).is_ok()) << kinds[i];
     for (int r = 0; r < s.num_ranks; ++r) {
@@ -331,7 +331,7 @@ TEST(Schedules, EveryRuleNamesItsConfigKey) {
   int count = 0;
   const char* const* kinds = schedule_kinds(&count);
   for (int i = 0; i < count; ++i) {
-    ScheduleSpec spec{kinds[i], 4, 1, 8, 0};
+    ScheduleSpec spec{kinds[i], 4, 1, find_schedule(kinds[i])->block_coordinate ? 1 : 8, 0};  // rpd: m = 1
     EXPECT_TRUE(check_schedule_spec(spec).is_ok()) << kinds[i] << ": " << check_schedule_spec(spec).message();
   }
 }
@@ -339,10 +339,10 @@ TEST(Schedules, EveryRuleNamesItsConfigKey) {
 TEST(Schedules, RegistryListsEveryKind) {
   int count = 0;
   const char* const* kinds = schedule_kinds(&count);
-  ASSERT_EQ(count, 10);  // 5 synchronous + 5 asynchronous (async_schedules_test covers those)
+  ASSERT_EQ(count, 11);  // 5 synchronous + 5 asynchronous (async_schedules_test covers those) + rpd
   for (int i = 0; i < count; ++i) {
     Schedule s;
-    Status st = make_schedule({kinds[i], 2, 1, 4, 0}, &s);
+    Status st = make_schedule({kinds[i], 2, 1, find_schedule(kinds[i])->block_coordinate ? 1 : 4, 0}, &s);
     EXPECT_TRUE(st.is_ok()) << kinds[i] << ": " << st.message();
     EXPECT_EQ(s.name, kinds[i]);
   }
