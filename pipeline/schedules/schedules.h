@@ -14,13 +14,14 @@
 //     reduction of a rank before its first STEP: the global-norm clip needs all gradients);
 //   * asynchronous kinds: ALLREDUCE_GRAD(stage, data) immediately before every STEP(stage).
 // Asynchronous kinds (ScheduleTraits::asynchronous: pipedream, pipedream_2bw, paci, paci_flush,
-// amdp) generate ONE SEGMENT between two drain points instead of one step: segment_updates
+// amdp, rpd) generate ONE SEGMENT between two drain points instead of one step: segment_updates
 // optimizer updates per stage of `microbatches` (= m) micro-batches each, so
 // Schedule::microbatches = N = m x segment_updates (id g belongs to update g / m). Their lists
 // carry STEP(stage) right after the backward that triggers the update (AMDP: ALLREDUCE_GRAD over
 // the replicas + STEP in its step slot) and Action::version = the version of the stage's weights
 // each F/B reads, counted from 0 at segment start. Their orders come from event-simulating each
-// schedule's rule once with unit costs F=1, B=2 and are then fixed data.
+// schedule's rule once with unit costs F=1, B=2 and are then fixed data. rpd is the exception
+// (rpd.h): segment_updates GLOBAL updates of one micro-batch, each stepping one drawn stage.
 #pragma once
 
 #include <cstdint>
