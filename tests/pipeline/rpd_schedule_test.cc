@@ -144,6 +144,8 @@ void check_segment(const ScheduleSpec& spec) {
       EXPECT_EQ(format_action(p.compute.per_rank[size_t(r)][t]), format_action(want[size_t(r)][t]))
           << "rank " << r << " tick " << t;
   }
+  // One activation at a time per stage: a forward-only F and an input-gradient-only Bx free theirs.
+  for (int st = 0; st < S; ++st) EXPECT_EQ(p.sim.peak_in_flight_stage[size_t(st)], 1) << "stage " << st;
   // A ring of at most min(delta, N - 1) + 1 versions per stage is alive.
   const std::vector<int> peaks = peak_live_versions(p.lowered);
   for (int st = 0; st < S; ++st) EXPECT_LE(peaks[size_t(st)], std::min(spec.rpd_max_delay, N - 1) + 1) << "stage " << st;
