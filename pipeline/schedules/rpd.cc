@@ -11,7 +11,9 @@
 
 #include <algorithm>
 
+#include "common/check.h"
 #include "common/rng.h"
+#include "pipeline/schedules/delay_law.h"
 #include "pipeline/schedules/common.h"
 
 namespace pt {
@@ -28,18 +30,38 @@ int uniform_below(uint64_t seed, uint64_t stream, int64_t k, int n) {
   return int(bits % uint64_t(n));
 }
 
-}  // namespace
-
-RpdDraw rpd_draw(const ScheduleSpec& spec, int stages, int64_t k) {
+// Update k's draw; `pd` = PipeDream's k-th update when a rule replays it.
+RpdDraw draw_of(const ScheduleSpec& spec, int stages, int64_t k, const PipeDreamUpdate* pd) {
   RpdDraw d;
-  d.stage = spec.rpd_stage_sampling == "cyclic" ? int(k % stages) : uniform_below(spec.seed, kRpdStream, k, stages);
+  const std::string& rs = spec.rpd_stage_sampling;
+  d.stage = rs == "cyclic" ? int(k % stages) : rs == "pipedream" ? pd->stage : uniform_below(spec.seed, kRpdStream, k, stages);
   const int cap = int(std::min<int64_t>(spec.rpd_max_delay, k));
+  const std::string& rd = spec.rpd_delay_sampling;
   d.delays.resize(size_t(stages));
   for (int j = 0; j < stages; ++j)
-    d.delays[size_t(j)] = spec.rpd_delay_sampling == "deterministic"
-                              ? std::min(std::max(0, j - d.stage), cap)
-                              : uniform_below(spec.seed, kRpdStream + 1 + uint64_t(j), k, cap + 1);
+    d.delays[size_t(j)] = rd == "deterministic" ? std::min(std::max(0, j - d.stage), cap)
+                          : rd == "pipedream"   ? std::min(pd->delays[size_t(j)], cap)
+                                                : uniform_below(spec.seed, kRpdStream + 1 + uint64_t(j), k, cap + 1);
   return d;
+}
+
+}  // namespace
+
+Status rpd_draws(const ScheduleSpec& spec, int stages, int64_t first, int64_t count, std::vector<RpdDraw>* out) {
+  std::vector<PipeDreamUpdate> pd;
+  if (spec.rpd_stage_sampling == "pipedream" || spec.rpd_delay_sampling == "pipedream")
+    PT_RETURN_IF_ERROR(pipedream_update_order(stages, first + count, &pd));
+  out->clear();
+  for (int64_t k = first; k < first + count; ++k)
+    out->push_back(draw_of(spec, stages, k, pd.empty() ? nullptr : &pd[size_t(k)]));
+  return Status::ok();
+}
+
+RpdDraw rpd_draw(const ScheduleSpec& spec, int stages, int64_t k) {
+  std::vector<RpdDraw> d;
+  const Status st = rpd_draws(spec, stages, k, 1, &d);
+  PT_CHECK_MSG(st.is_ok(), st.message());
+  return d[0];
 }
 
 namespace schedules_internal {
@@ -51,12 +73,12 @@ Status check_rpd(const ScheduleSpec& spec) {
                          "training.microbatches: 1");
   if (spec.rpd_max_delay < 0)
     return Status::error("schedule.rpd.max_delay must be >= 0, got " + std::to_string(spec.rpd_max_delay));
-  if (spec.rpd_stage_sampling != "uniform" && spec.rpd_stage_sampling != "cyclic")
-    return Status::error("schedule.rpd.stage_sampling = '" + spec.rpd_stage_sampling +
-                         "' is not one of: uniform, cyclic");
-  if (spec.rpd_delay_sampling != "uniform" && spec.rpd_delay_sampling != "deterministic")
-    return Status::error("schedule.rpd.delay_sampling = '" + spec.rpd_delay_sampling +
-                         "' is not one of: uniform, deterministic");
+  const std::string& rs = spec.rpd_stage_sampling;
+  if (rs != "uniform" && rs != "cyclic" && rs != "pipedream")
+    return Status::error("schedule.rpd.stage_sampling = '" + rs + "' is not one of: uniform, cyclic, pipedream");
+  const std::string& rd = spec.rpd_delay_sampling;
+  if (rd != "uniform" && rd != "deterministic" && rd != "pipedream")
+    return Status::error("schedule.rpd.delay_sampling = '" + rd + "' is not one of: uniform, deterministic, pipedream");
   if (spec.paci_mode != "perf")
     return Status::error("schedule.paci.mode applies to schedule.kind: paci and paci_flush only; leave it perf with rpd");
   return Status::ok();
@@ -72,8 +94,10 @@ Status build_rpd(const ScheduleSpec& spec, Schedule* out) {
   sched.partial_backward = true;
   // version[j][i]: STEPs of stage j among the segment's first i updates.
   std::vector<std::vector<int>> version(size_t(S), std::vector<int>(size_t(N) + 1, 0));
+  std::vector<RpdDraw> draws;
+  PT_RETURN_IF_ERROR(rpd_draws(spec, S, spec.first_update, N, &draws));
   for (int i = 0; i < N; ++i) {
-    const RpdDraw d = rpd_draw(spec, S, spec.first_update + i);
+    const RpdDraw& d = draws[size_t(i)];
     for (int j = 0; j < S; ++j) {
       const int v = version[size_t(j)][size_t(i - rpd_segment_delay(d.delays[size_t(j)], i))];
       auto& list = sched.per_rank[size_t(j)];

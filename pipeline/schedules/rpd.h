@@ -20,9 +20,14 @@ struct RpdDraw {
   std::vector<int> delays;  // d_j per block j (size S), in [0, min(max_delay, k)]
 };
 
-// Draw of global update k for S stages. stage_sampling: uniform (s ~ U{0..S-1}) | cyclic (k mod S).
-// delay_sampling: uniform (d_j ~ U{0..min(max_delay, k)}, independent per j) | deterministic
-// (d_j = min(max(0, j - s), max_delay, k)). Philox keyed by seed, one counter per (k, draw).
+// Draws of global updates first .. first + count - 1 for S stages. stage_sampling: uniform
+// (s ~ U{0..S-1}) | cyclic (k mod S) | pipedream (the stage of PipeDream's k-th backward in time
+// order, delay_law.h). delay_sampling: uniform (d_j ~ U{0..min(max_delay, k)}, independent per j) |
+// deterministic (d_j = min(max(0, j - s), max_delay, k)) | pipedream (PipeDream's own delay of
+// block j at its k-th update, capped at max_delay). Random draws: Philox keyed by seed, one counter
+// per (k, draw); pipedream replays the unit-time (F = B = 1) simulation of `pipedream` lists.
+Status rpd_draws(const ScheduleSpec& spec, int stages, int64_t first, int64_t count, std::vector<RpdDraw>* out);
+// The draw of one update (rpd_draws of one; a pipedream rule simulates PipeDream up to k).
 RpdDraw rpd_draw(const ScheduleSpec& spec, int stages, int64_t k);
 
 // The delay update k = first_update + i of a segment actually reads: the history starts afresh at

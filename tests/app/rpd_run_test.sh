@@ -6,7 +6,8 @@
 #     sim_time grows with every update.
 #  2. 5 steps + resume from step_5 + 5 steps == 10 straight, bitwise (losses, grad norms, data,
 #     parameters, version record): the draws are a pure function of (run.seed, update).
-#  3. `pipetrain replay` (update by update from the record) equals the run's parameters bitwise.
+#  3. `pipetrain replay` (update by update from the record) equals the run's parameters bitwise,
+#     also for PipeDream's replayed order (stage_sampling / delay_sampling: pipedream).
 #  4. dp = 2 x pp = 2 trains and resumes bitwise (gradients summed over the replicas of the drawn
 #     block only).
 #  5. Configs rpd cannot honour are refused naming the key.
@@ -55,6 +56,13 @@ same_run rpd rpd_res 10
 grep -q "equal the run's bit for bit" "$work/replay.log" || { cat "$work/replay.log"; fail "replay did not match"; }
 echo "ok   replay: $(cat "$work/replay.log")"
 
+# PipeDream's own order of updates and delays (delta >= S^2 - S/2 = 14): trains and replays bitwise.
+train pd 4 --set parallel.pp=4 --set schedule.rpd.stage_sampling=pipedream --set schedule.rpd.delay_sampling=pipedream \
+  --set schedule.rpd.max_delay=14
+"$bin" replay --run "$runs/pd" >"$work/replay_pd.log" 2>&1 || { cat "$work/replay_pd.log"; fail "replay of pd failed"; }
+grep -q "equal the run's bit for bit" "$work/replay_pd.log" || { cat "$work/replay_pd.log"; fail "pd replay did not match"; }
+echo "ok   pipedream-order run replayed bit for bit"
+
 # --- 4. dp = 2 x pp = 2 ---
 train dp2 4 --set parallel.dp=2 --set parallel.pp=2
 resume_copy dp2 dp2_res 4 --set parallel.dp=2 --set parallel.pp=2
@@ -70,7 +78,7 @@ refused() {  # refused NAME TEXT [args...]
 }
 refused accumulation "training.microbatches" --set training.microbatches=4
 refused tied "model.tie_embeddings" --set model.tie_embeddings=true
-refused sampling "schedule.rpd.stage_sampling = 'pipedream' is not one of: uniform, cyclic" \
-  --set schedule.rpd.stage_sampling=pipedream
+refused sampling "schedule.rpd.stage_sampling = 'random' is not one of: uniform, cyclic, pipedream" \
+  --set schedule.rpd.stage_sampling=random
 refused other_kind "schedule.rpd.* (max_delay, stage_sampling, delay_sampling) applies to schedule.kind: rpd only" \
   --set schedule.kind=pipedream

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/schedules/delay_law.h"
 #include "pipeline/schedules/rpd.h"
 #include "pipeline/versions.h"
 #include "tests/pipeline/test_util.h"
@@ -170,6 +171,73 @@ TEST(RpdSchedule, SegmentListsFollowTheDraws) {
   check_segment(c);
   ScheduleSpec one = rpd_spec(1, 2, 5);  // one stage: plain SGD
   check_segment(one);
+  ScheduleSpec pd = rpd_spec(4, 14, 30, 20);
+  pd.rpd_stage_sampling = pd.rpd_delay_sampling = "pipedream";
+  check_segment(pd);
+}
+
+ScheduleSpec pipedream_spec(int S, int delay) {
+  ScheduleSpec s = rpd_spec(S, delay, 1);
+  s.rpd_stage_sampling = s.rpd_delay_sampling = "pipedream";
+  return s;
+}
+
+// §5.2: PipeDream's steady-state global delay reaches exactly S^2 - S/2 (even S), and every stage
+// updates once per micro-batch; the replayed order is a prefix of an endless run's, so a later
+// segment's draws continue it.
+TEST(RpdSampler, PipeDreamReplayFollowsTheDelayLawAndContinuesAcrossSegments) {
+  for (int S : {2, 4, 6}) {
+    const int64_t K = 40 * S * S;
+    std::vector<RpdDraw> all;
+    ASSERT_TRUE(rpd_draws(pipedream_spec(S, 100000), S, 0, K, &all).is_ok());
+    int max_delay = 0;
+    std::vector<int64_t> per_stage(size_t(S), 0);
+    for (int64_t k = K / 2; k < K - 4 * S * S; ++k) {  // steady state
+      for (int d : all[size_t(k)].delays) max_delay = std::max(max_delay, d);
+      ++per_stage[size_t(all[size_t(k)].stage)];
+    }
+    EXPECT_EQ(max_delay, S * S - S / 2) << "S = " << S;
+    const double each = double(K / 2 - 4 * S * S) / S;
+    for (int s = 0; s < S; ++s) EXPECT_NEAR(double(per_stage[size_t(s)]), each, S) << "S = " << S << " stage " << s;
+    std::vector<RpdDraw> later;
+    ASSERT_TRUE(rpd_draws(pipedream_spec(S, 100000), S, K / 3, K / 5, &later).is_ok());
+    for (size_t i = 0; i < later.size(); ++i) {
+      EXPECT_EQ(later[i].stage, all[size_t(K / 3) + i].stage) << "S = " << S << " k " << K / 3 + int64_t(i);
+      EXPECT_EQ(later[i].delays, all[size_t(K / 3) + i].delays) << "S = " << S << " k " << K / 3 + int64_t(i);
+    }
+  }
+  std::vector<RpdDraw> capped;
+  ASSERT_TRUE(rpd_draws(pipedream_spec(4, 5), 4, 0, 400, &capped).is_ok());
+  for (const RpdDraw& d : capped)
+    for (int x : d.delays) EXPECT_LE(x, 5);
+}
+
+// With delays uncapped, the replay reads what PipeDream (weight stashing, an update per backward)
+// reads: update k (PipeDream's backward of micro-batch i on stage s) forwards every block j at the
+// version PipeDream's forward of i on stage j read.
+TEST(RpdSchedule, PipeDreamReplayReadsPipeDreamsVersions) {
+  const int S = 4, N = 200;
+  ScheduleSpec rpd = pipedream_spec(S, 1000);
+  rpd.segment_updates = N;
+  const testing_util::Planned p = testing_util::plan_or_fail(rpd);
+  ScheduleSpec pd;
+  pd.kind = "pipedream";
+  pd.ranks = S;
+  pd.microbatches = 1;
+  pd.segment_updates = 2 * N / S + 4 * S;
+  Schedule pd_list;
+  ASSERT_TRUE(make_schedule(pd, &pd_list).is_ok());
+  std::map<std::pair<int, int>, int> pd_forward;  // (micro-batch, stage) -> version its F read
+  for (const VersionRecord& r : versions_from_schedule(pd_list)) pd_forward[{r.microbatch, r.stage}] = r.forward;
+  std::vector<PipeDreamUpdate> order;
+  ASSERT_TRUE(pipedream_update_order(S, N, &order).is_ok());
+  int checked = 0;
+  for (const VersionRecord& r : versions_from_schedule(p.lowered)) {
+    const int i = order[size_t(r.microbatch)].microbatch;
+    EXPECT_EQ(r.forward, pd_forward.at({i, r.stage})) << "update " << r.microbatch << " stage " << r.stage;
+    ++checked;
+  }
+  EXPECT_EQ(checked, N * S);
 }
 
 TEST(RpdSchedule, WithDelayZeroEveryReadIsTheLiveVersion) {
@@ -193,11 +261,11 @@ TEST(RpdSchedule, ChecksNameTheKeyAndWhatIsAllowed) {
   s = rpd_spec(4, -1, 1);
   expect_rejected(s, "schedule.rpd.max_delay must be >= 0");
   s = rpd_spec(4, 2, 1);
-  s.rpd_stage_sampling = "pipedream";
-  expect_rejected(s, "schedule.rpd.stage_sampling = 'pipedream' is not one of: uniform, cyclic");
+  s.rpd_stage_sampling = "random";
+  expect_rejected(s, "schedule.rpd.stage_sampling = 'random' is not one of: uniform, cyclic, pipedream");
   s = rpd_spec(4, 2, 1);
   s.rpd_delay_sampling = "random";
-  expect_rejected(s, "schedule.rpd.delay_sampling = 'random' is not one of: uniform, deterministic");
+  expect_rejected(s, "schedule.rpd.delay_sampling = 'random' is not one of: uniform, deterministic, pipedream");
   s = rpd_spec(4, 2, 1);
   s.chunks = 2;
   expect_rejected(s, "schedule.chunks");
