@@ -84,6 +84,7 @@ class SimClock {
   // Drops the cached result of `lowered` (before that list is freed).
   void forget(const Schedule& lowered) { cache_.erase(&lowered); }
   std::string unit() const { return unit_; }  // "unit" or "s"
+  const CostModel& costs() const { return costs_; }  // per stage of the list given to init
 
  private:
   CostModel costs_;
