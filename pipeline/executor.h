@@ -4,7 +4,8 @@
 // boundary buffers. Every schedule, sync or split-backward, runs through run_step.
 //
 // Buffers: activations inside a StageModel live in slots taken at F and returned
-// at B (or Bw), so a stage holds only its in-flight micro-batches; the boundary
+// at B (or Bw; in a partial_backward list also right after a forward-only F or a Bx
+// without Bw), so a stage holds only its in-flight micro-batches; the boundary
 // tensors (stage inputs/outputs and their gradients, (B, T, C) each) are kept in
 // pools keyed by (stage, micro-batch) and reused across steps.
 #pragma once
