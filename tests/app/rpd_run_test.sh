@@ -3,7 +3,7 @@
 #  1. 10 global updates of the tiny model (pp = 4, delta = 3, uniform draws, AdamW, evaluation
 #     and a checkpoint at step 5) train with finite losses; each update applies exactly one
 #     block's gradient in the version record (one record per stage and update, one applied);
-#     sim_time grows with every update.
+#     sim_time grows with every update; other drain points update the same blocks.
 #  2. 5 steps + resume from step_5 + 5 steps == 10 straight, bitwise (losses, grad norms, data,
 #     parameters, version record): the draws are a pure function of (run.seed, update).
 #  3. `pipetrain replay` (update by update from the record) equals the run's parameters bitwise,
@@ -46,6 +46,15 @@ for k in range(10):
 print("ok   rpd: 10 updates, one block each, sim_time", sim[-1])
 PY
 grep -q '"val_loss"' "$runs/rpd/metrics.jsonl" || fail "rpd: no evaluation at the drain points"
+
+# Draws are keyed by the global update, not the segment: draining every 3 steps (instead of at
+# 5) updates the same block at every step.
+train drains 4 --set parallel.pp=4 --set schedule.drain_every=3
+applied_stages() {
+  python3 -c 'import json,sys; print(*[r["stage"] for r in sorted((json.loads(l) for l in open(sys.argv[1])), key=lambda r: r["mb"]) if r["applied"] >= 0])' "$runs/$1/versions.jsonl"
+}
+[ "$(applied_stages rpd)" = "$(applied_stages drains)" ] || fail "drains: blocks $(applied_stages drains) != $(applied_stages rpd)"
+echo "ok   drains: the same blocks ($(applied_stages rpd)) whatever the drain points"
 
 # --- 2. resume == straight ---
 resume_copy rpd rpd_res 4 --set parallel.pp=4
