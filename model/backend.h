@@ -104,12 +104,16 @@ class Backend {
   virtual void gelu_backward(float* dinp, const float* inp, const float* dout, int N) = 0;
   // out = inp1 + inp2 (N)
   virtual void residual_forward(float* out, const float* inp1, const float* inp2, int N) = 0;
-  // losses (B,T); probs, logits (B,T,V) (may alias); targets (B,T)
-  virtual void crossentropy_forward(float* losses, float* probs, const float* logits, const int32_t* targets,
-                                    int B, int T, int V) = 0;
-  // dlogits (B,T,V) = (probs - onehot) * scale (may alias probs)
-  virtual void crossentropy_softmax_backward(float* dlogits, const float* probs, const int32_t* targets,
-                                             float scale, int B, int T, int V) = 0;
+  // Classifier loss over rows of logits (model/cpu/crossentropy.h); the stage
+  // model calls these per chunk of rows. losses (N); logits (N,V); targets (N)
+  virtual void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) = 0;
+  // dlogits (N,V) = (softmax(logits) - onehot) * scale (may alias logits)
+  virtual void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale,
+                                     int N, int V) = 0;
+  // Bytes the stage model may spend on one chunk of classifier logits, (rows, V)
+  // floats, reused by every chunk and slot (stage_model.cc): small on the CPU
+  // (cache-sized chunks lose nothing), a few hundred MB on a GPU (large GEMMs).
+  virtual size_t classifier_chunk_bytes() const = 0;
 };
 
 // Host backend on OpenBLAS (fp32 arithmetic; bf16 storage by round_to_bf16).

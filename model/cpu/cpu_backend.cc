@@ -99,14 +99,14 @@ class CpuBackend final : public Backend {
   void residual_forward(float* out, const float* inp1, const float* inp2, int N) override {
     cpu::residual_forward(out, inp1, inp2, N);
   }
-  void crossentropy_forward(float* losses, float* probs, const float* logits, const int32_t* targets, int B, int T,
-                            int V) override {
-    cpu::crossentropy_forward(losses, probs, logits, targets, B, T, V);
+  void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
+    cpu::crossentropy_forward(losses, logits, targets, N, V);
   }
-  void crossentropy_softmax_backward(float* dlogits, const float* probs, const int32_t* targets, float scale,
-                                     int B, int T, int V) override {
-    cpu::crossentropy_softmax_backward(dlogits, probs, targets, scale, B, T, V);
+  void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N,
+                             int V) override {
+    cpu::crossentropy_backward(dlogits, logits, targets, scale, N, V);
   }
+  size_t classifier_chunk_bytes() const override { return size_t(16) << 20; }
 
  private:
   bool separate_host_mirrors_ = false;

@@ -174,18 +174,19 @@ class CudaBackend final : public Backend {
     activate();
     cuda::residual_forward(out, inp1, inp2, N, stream_);
   }
-  // Same argument order and contract as the CPU twin (probs may alias logits,
-  // dlogits may alias probs); only the stream is added.
-  void crossentropy_forward(float* losses, float* probs, const float* logits, const int32_t* targets, int B, int T,
-                            int V) override {
+  // Same argument order and contract as the CPU twin; only the stream is added.
+  void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
     activate();
-    cuda::crossentropy_forward(losses, probs, logits, targets, B, T, V, stream_);
+    cuda::crossentropy_forward(losses, logits, targets, N, V, stream_);
   }
-  void crossentropy_softmax_backward(float* dlogits, const float* probs, const int32_t* targets, float scale,
-                                     int B, int T, int V) override {
+  void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N,
+                             int V) override {
     activate();
-    cuda::crossentropy_softmax_backward(dlogits, probs, targets, scale, B, T, V, stream_);
+    cuda::crossentropy_backward(dlogits, logits, targets, scale, N, V, stream_);
   }
+  // 256 MiB: at GPT-2's V = 50257 about 1300 rows per chunk, GEMMs large enough
+  // to keep the tensor cores busy.
+  size_t classifier_chunk_bytes() const override { return size_t(256) << 20; }
 
  private:
   // cudaSetDevice only when another device is current (cudaGetDevice is a

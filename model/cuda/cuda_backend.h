@@ -11,8 +11,8 @@
 // model/cuda twins): attention saves lse (B, NH, T) instead of att (B, NH, T, T)
 // and its backward reads the forward output; encoder and LayerNorm weight
 // backwards use workspaces the backend owns. Numerics: see each kernel's header
-// (bitwise equal to the CPU for encoder, residual and the softmax backward; fp32
-// sum-order differences elsewhere; deterministic run to run everywhere).
+// (bitwise equal to the CPU for encoder and residual; fp32 sum-order and exp
+// differences elsewhere; deterministic run to run everywhere).
 // bf16 storage (runtime.precision: bf16): round_to_bf16 is the in-place RNE kernel
 // of convert_bf16.h, bitwise equal to the CPU's; the ops stay the fp32 kernels (the
 // bf16 kernels are not wired in yet). Not yet run on a GPU.
