@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "model/backend_sizes.h"
+
 namespace pt {
 
 class Backend {
@@ -42,6 +44,8 @@ class Backend {
   // mirrors in alloc_host() memory (pinned on CUDA) and copies on the sync hooks
   // of stage_model.h.
   virtual bool host_memory() const = 0;
+  // This backend kind's buffer sizes (attention state, classifier chunk).
+  virtual BackendSizes sizes() const = 0;
   virtual float* alloc_host(size_t n) = 0;  // host memory, n floats, contents undefined
   virtual void free_host(float* p) = 0;
   // Blocks until every op and copy issued so far has finished (CUDA: the
@@ -86,15 +90,10 @@ class Backend {
   // dweight (OC,C) += doutᵀ · inp; dbias (OC) += sum dout (null: none)
   virtual void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N,
                                       int C, int OC) = 0;
-  // What the attention forward saves for the backward is backend-specific: the CPU
-  // keeps the probabilities att (B,NH,T,T), the CUDA kernel (flash style) the
-  // log-sum-exp of each score row (B,NH,T) and recomputes the probabilities.
-  virtual size_t attention_saved_floats(int B, int NH, int T) const = 0;
-  // Floats of attention_backward's scratch: CPU (T,T), CUDA (B,NH,T).
-  virtual size_t attention_scratch_floats(int B, int NH, int T) const = 0;
-  // out (B,T,C); att (attention_saved_floats); inp (B,T,3C)
+  // out (B,T,C); att (sizes().attention_saved_floats: what the backward needs,
+  // backend-specific); inp (B,T,3C)
   virtual void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) = 0;
-  // dinp (B,T,3C) =; scratch (attention_scratch_floats); dout (B,T,C); inp, out and
+  // dinp (B,T,3C) =; scratch (sizes().attention_scratch_floats); dout (B,T,C); inp, out and
   // att from the forward (out: the forward's output, read by the CUDA backward only).
   virtual void attention_backward(float* dinp, float* scratch, const float* dout, const float* inp,
                                   const float* out, const float* att, int B, int T, int C, int NH) = 0;
@@ -110,10 +109,6 @@ class Backend {
   // dlogits (N,V) = (softmax(logits) - onehot) * scale (may alias logits)
   virtual void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale,
                                      int N, int V) = 0;
-  // Bytes the stage model may spend on one chunk of classifier logits, (rows, V)
-  // floats, reused by every chunk and slot (stage_model.cc): small on the CPU
-  // (cache-sized chunks lose nothing), a few hundred MB on a GPU (large GEMMs).
-  virtual size_t classifier_chunk_bytes() const = 0;
 };
 
 // Host backend on OpenBLAS (fp32 arithmetic; bf16 storage by round_to_bf16).

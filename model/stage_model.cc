@@ -110,6 +110,128 @@ struct Slot {
   float loss_scale = 0.0f;    // last stage: what backward_input was given, for backward_weight
 };
 
+// The shapes a slot's layout depends on (see stage_memory in stage_model.h).
+struct Geometry {
+  int B, T, C, NH, V, nl;  // nl: blocks of the stage
+  bool has_head, split_backward;
+  size_t att_floats;  // BackendSizes::attention_saved_floats(B, NH, T)
+  size_t N() const { return size_t(B) * T; }
+};
+
+Geometry geometry(const ModelConfig& c, const StageSpec& spec, int B, int T, const StageNeeds& needs,
+                  const BackendSizes& sizes) {
+  return Geometry{B,           T,
+                  c.n_embd,    c.n_head,
+                  c.vocab_size, spec.last_layer - spec.first_layer,
+                  spec.has_head, needs.split_backward,
+                  sizes.attention_saved_floats(B, c.n_head, T)};
+}
+
+// Hands out consecutive sub-buffers of `base` (null: only counts). 256-byte
+// aligned: cuBLASLt keys its algorithm on alignment up to 256 bytes, so a buffer
+// gets the same GEMM algorithm whatever precedes it in the block.
+struct Carver {
+  float* base;
+  size_t used = 0;
+  float* take(size_t n) {
+    float* p = base == nullptr ? nullptr : base + used;
+    used += (n + 63) / 64 * 64;
+    return p;
+  }
+};
+
+// Carves the forward activations of a slot from `base` into *s (null: only
+// counts). Returns the number of floats used.
+size_t layout_acts(const Geometry& g, float* base, Slot* s) {
+  Carver c{base};
+  const size_t N = g.N(), C = size_t(g.C);
+  Slot t;
+  t.x0 = c.take(N * C);
+  t.layers.resize(static_cast<size_t>(g.nl));
+  for (auto& a : t.layers) {
+    a.ln1 = c.take(N * C);
+    a.ln1_mean = c.take(N);
+    a.ln1_rstd = c.take(N);
+    a.qkv = c.take(N * 3 * C);
+    a.att = c.take(g.att_floats);
+    a.atty = c.take(N * C);
+    a.res1 = c.take(N * C);
+    a.ln2 = c.take(N * C);
+    a.ln2_mean = c.take(N);
+    a.ln2_rstd = c.take(N);
+    a.fch = c.take(N * 4 * C);
+    a.fch_gelu = c.take(N * 4 * C);
+    a.res2 = c.take(N * C);
+  }
+  if (g.has_head) {
+    t.lnf = c.take(N * C);
+    t.lnf_mean = c.take(N);
+    t.lnf_rstd = c.take(N);
+    t.losses = c.take(N);
+  }
+  if (s != nullptr) {
+    s->x0 = t.x0;
+    s->lnf = t.lnf;
+    s->lnf_mean = t.lnf_mean;
+    s->lnf_rstd = t.lnf_rstd;
+    s->losses = t.losses;
+    s->layers.resize(t.layers.size());
+    for (size_t i = 0; i < t.layers.size(); ++i) {
+      LayerActs& a = s->layers[i];
+      const LayerActs& b = t.layers[i];
+      a.ln1 = b.ln1, a.ln1_mean = b.ln1_mean, a.ln1_rstd = b.ln1_rstd, a.qkv = b.qkv, a.att = b.att;
+      a.atty = b.atty, a.res1 = b.res1, a.ln2 = b.ln2, a.ln2_mean = b.ln2_mean, a.ln2_rstd = b.ln2_rstd;
+      a.fch = b.fch, a.fch_gelu = b.fch_gelu, a.res2 = b.res2;
+    }
+  }
+  return c.used;
+}
+
+// Carves the activation gradients backward_input keeps for backward_weight into
+// *s (null: only counts): with split backward a full set per slot, else one
+// block's set that every block shares and two residual-stream gradients that
+// alternate (block i reads d_resid[i + 1] and writes d_resid[i]). *s must already
+// have its layers (layout_acts). Returns the number of floats used.
+size_t layout_grads(const Geometry& g, float* base, Slot* s) {
+  Carver c{base};
+  const size_t N = g.N(), C = size_t(g.C), nl = size_t(g.nl);
+  const bool shared = !g.split_backward;
+  std::vector<LayerActs> d_block(shared ? std::min<size_t>(1, nl) : nl);
+  for (auto& a : d_block) {
+    a.d_res1 = c.take(N * C);
+    a.dqkv = c.take(N * 3 * C);
+    a.dln1 = c.take(N * C);
+    a.dln2 = c.take(N * C);
+    a.dfch = c.take(N * 4 * C);
+  }
+  std::vector<float*> d_resid(shared ? std::min<size_t>(2, nl + 1) : nl + 1);
+  for (auto& p : d_resid) p = c.take(N * C);
+  float* dlnf = g.has_head ? c.take(N * C) : nullptr;
+  if (s != nullptr) {
+    for (size_t i = 0; i < s->layers.size(); ++i) {
+      LayerActs& a = s->layers[i];
+      const LayerActs& b = d_block[shared ? 0 : i];
+      a.d_res1 = b.d_res1, a.dqkv = b.dqkv, a.dln1 = b.dln1, a.dln2 = b.dln2, a.dfch = b.dfch;
+    }
+    s->d_resid.resize(nl + 1);
+    for (size_t i = 0; i <= nl; ++i) s->d_resid[i] = d_resid[i % d_resid.size()];
+    s->dlnf = dlnf;
+  }
+  return c.used;
+}
+
+// Rows per classifier chunk: StageNeeds::classifier_chunk_rows, else as many as
+// the backend's chunk budget holds (whole GEMM tiles of 64 rows when >= 64).
+int classifier_chunk_rows(const Geometry& g, const StageNeeds& needs, const BackendSizes& sizes) {
+  PT_CHECK_MSG(needs.classifier_chunk_rows >= 0, "StageNeeds::classifier_chunk_rows must be >= 0");
+  size_t rows = size_t(needs.classifier_chunk_rows);
+  if (rows == 0) {
+    rows = sizes.classifier_chunk_bytes / (sizeof(float) * size_t(g.V));
+    if (rows >= 64) rows = rows / 64 * 64;
+  }
+  return int(std::clamp<size_t>(rows, 1, g.N()));
+}
+
 class BackendStageModel final : public StageModel {
  public:
   BackendStageModel(std::unique_ptr<Backend> backend, const ModelConfig& config, const StageSpec& spec, int B,
@@ -144,19 +266,17 @@ class BackendStageModel final : public StageModel {
       host_grads_ = grads_;
     }
     bind_params();
-    slot_floats_ = layout_acts(nullptr, nullptr) + (needs_.split_backward ? layout_grads(nullptr, nullptr) : 0);
+    const BackendSizes sizes = backend_->sizes();
+    geometry_ = geometry(config_, spec_, B_, T_, needs_, sizes);
+    const StageMemory mem = stage_memory(config_, spec_, B_, T_, precision, needs_, sizes);
+    slot_floats_ = mem.slot_floats;
+    workspace_floats_ = mem.workspace_floats;
     scratch_nc_ = backend_->alloc(size_t(N_) * C_);
-    scratch_tt_ = backend_->alloc(backend_->attention_scratch_floats(B_, NH_, T_));
-    workspace_floats_ = size_t(N_) * C_ + backend_->attention_scratch_floats(B_, NH_, T_);
-    if (!needs_.split_backward) {
-      const size_t n = layout_grads(nullptr, nullptr);
-      shared_grads_ = backend_->alloc(n);
-      workspace_floats_ += n;
-    }
+    scratch_tt_ = backend_->alloc(sizes.attention_scratch_floats(B_, NH_, T_));
+    if (!needs_.split_backward) shared_grads_ = backend_->alloc(layout_grads(geometry_, nullptr, nullptr));
     if (spec_.has_head) {
-      chunk_rows_ = classifier_chunk_rows();
+      chunk_rows_ = classifier_chunk_rows(geometry_, needs_, sizes);
       logits_chunk_ = backend_->alloc(size_t(chunk_rows_) * V_);
-      workspace_floats_ += size_t(chunk_rows_) * V_;
     }
   }
 
@@ -453,16 +573,6 @@ class BackendStageModel final : public StageModel {
     if (spec_.has_embedding) backend_->encoder_backward(wte_grad_, wpe_grad_, s.d_resid[0], s.tokens, B_, T_, C_, V_);
   }
 
-  int classifier_chunk_rows() const {
-    PT_CHECK_MSG(needs_.classifier_chunk_rows >= 0, "StageNeeds::classifier_chunk_rows must be >= 0");
-    size_t rows = size_t(needs_.classifier_chunk_rows);
-    if (rows == 0) {
-      rows = backend_->classifier_chunk_bytes() / (sizeof(float) * size_t(V_));
-      if (rows >= 64) rows = rows / 64 * 64;  // whole GEMM tiles
-    }
-    return int(std::clamp<size_t>(rows, 1, size_t(N_)));
-  }
-
   // Walks the tensor list (stage_tensors order) and binds parameter/grad pointers.
   void bind_params() {
     blocks_.resize(size_t(nl_));
@@ -498,99 +608,6 @@ class BackendStageModel final : public StageModel {
     PT_CHECK(!spec_.has_head || (head_ != nullptr && lnf_w_ != nullptr && lnf_b_ != nullptr));
   }
 
-  // Hands out consecutive sub-buffers of `base` (null: only counts). 256-byte
-  // aligned: cuBLASLt keys its algorithm on alignment up to 256 bytes, so a
-  // buffer gets the same GEMM algorithm whatever precedes it in the block.
-  struct Carver {
-    float* base;
-    size_t used = 0;
-    float* take(size_t n) {
-      float* p = base == nullptr ? nullptr : base + used;
-      used += (n + 63) / 64 * 64;
-      return p;
-    }
-  };
-
-  // Carves the forward activations of a slot from `base` into *s (null: only
-  // counts). Returns the number of floats used.
-  size_t layout_acts(float* base, Slot* s) const {
-    Carver c{base};
-    const size_t N = size_t(N_), C = size_t(C_);
-    Slot t;
-    t.x0 = c.take(N * C);
-    t.layers.resize(static_cast<size_t>(nl_));
-    for (auto& a : t.layers) {
-      a.ln1 = c.take(N * C);
-      a.ln1_mean = c.take(N);
-      a.ln1_rstd = c.take(N);
-      a.qkv = c.take(N * 3 * C);
-      a.att = c.take(backend_->attention_saved_floats(B_, NH_, T_));
-      a.atty = c.take(N * C);
-      a.res1 = c.take(N * C);
-      a.ln2 = c.take(N * C);
-      a.ln2_mean = c.take(N);
-      a.ln2_rstd = c.take(N);
-      a.fch = c.take(N * 4 * C);
-      a.fch_gelu = c.take(N * 4 * C);
-      a.res2 = c.take(N * C);
-    }
-    if (spec_.has_head) {
-      t.lnf = c.take(N * C);
-      t.lnf_mean = c.take(N);
-      t.lnf_rstd = c.take(N);
-      t.losses = c.take(N);
-    }
-    if (s != nullptr) {
-      s->x0 = t.x0;
-      s->lnf = t.lnf;
-      s->lnf_mean = t.lnf_mean;
-      s->lnf_rstd = t.lnf_rstd;
-      s->losses = t.losses;
-      s->layers.resize(t.layers.size());
-      for (size_t i = 0; i < t.layers.size(); ++i) {
-        LayerActs& a = s->layers[i];
-        const LayerActs& b = t.layers[i];
-        a.ln1 = b.ln1, a.ln1_mean = b.ln1_mean, a.ln1_rstd = b.ln1_rstd, a.qkv = b.qkv, a.att = b.att;
-        a.atty = b.atty, a.res1 = b.res1, a.ln2 = b.ln2, a.ln2_mean = b.ln2_mean, a.ln2_rstd = b.ln2_rstd;
-        a.fch = b.fch, a.fch_gelu = b.fch_gelu, a.res2 = b.res2;
-      }
-    }
-    return c.used;
-  }
-
-  // Carves the activation gradients backward_input keeps for backward_weight into
-  // *s (null: only counts): with split backward a full set per slot, else one
-  // block's set that every block shares and two residual-stream gradients that
-  // alternate (block i reads d_resid[i + 1] and writes d_resid[i]). *s must
-  // already have its layers (layout_acts). Returns the number of floats used.
-  size_t layout_grads(float* base, Slot* s) const {
-    Carver c{base};
-    const size_t N = size_t(N_), C = size_t(C_);
-    const bool shared = !needs_.split_backward;
-    std::vector<LayerActs> g(shared ? std::min<size_t>(1, size_t(nl_)) : size_t(nl_));
-    for (auto& a : g) {
-      a.d_res1 = c.take(N * C);
-      a.dqkv = c.take(N * 3 * C);
-      a.dln1 = c.take(N * C);
-      a.dln2 = c.take(N * C);
-      a.dfch = c.take(N * 4 * C);
-    }
-    std::vector<float*> d(shared ? std::min<size_t>(2, size_t(nl_) + 1) : size_t(nl_) + 1);
-    for (auto& p : d) p = c.take(N * C);
-    float* dlnf = spec_.has_head ? c.take(N * C) : nullptr;
-    if (s != nullptr) {
-      for (size_t i = 0; i < s->layers.size(); ++i) {
-        LayerActs& a = s->layers[i];
-        const LayerActs& b = g[shared ? 0 : i];
-        a.d_res1 = b.d_res1, a.dqkv = b.dqkv, a.dln1 = b.dln1, a.dln2 = b.dln2, a.dfch = b.dfch;
-      }
-      s->d_resid.resize(size_t(nl_) + 1);
-      for (size_t i = 0; i <= size_t(nl_); ++i) s->d_resid[i] = d[i % d.size()];
-      s->dlnf = dlnf;
-    }
-    return c.used;
-  }
-
   Slot& acquire_slot(int slot_index) {
     PT_CHECK(slot_index >= 0);
     if (size_t(slot_index) >= slots_.size()) slots_.resize(size_t(slot_index) + 1);
@@ -603,12 +620,8 @@ class BackendStageModel final : public StageModel {
         s.block = backend_->alloc(slot_floats_);
         s.tokens = spec_.has_embedding ? backend_->alloc_i32(size_t(N_)) : nullptr;
         s.targets = spec_.has_head ? backend_->alloc_i32(size_t(N_)) : nullptr;
-        const size_t acts = layout_acts(s.block, &s);
-        if (needs_.split_backward) {
-          layout_grads(s.block + acts, &s);
-        } else {
-          layout_grads(shared_grads_, &s);
-        }
+        const size_t acts = layout_acts(geometry_, s.block, &s);
+        layout_grads(geometry_, needs_.split_backward ? s.block + acts : shared_grads_, &s);
       }
     }
     // Forward-only reuse (evaluation) may overwrite a slot; pending weight
@@ -658,6 +671,7 @@ class BackendStageModel final : public StageModel {
   ModelConfig config_;
   StageSpec spec_;
   StageNeeds needs_;
+  Geometry geometry_{};
   int B_, T_, C_ = 0, NH_ = 0, V_ = 0, N_ = 0, nl_ = 0;
   std::vector<ParamTensor> tensors_;
   size_t num_params_ = 0;
@@ -681,13 +695,26 @@ class BackendStageModel final : public StageModel {
   float* shared_grads_ = nullptr;  // without split backward: layout_grads' one set, shared by every slot
   int chunk_rows_ = 0;             // last stage: rows per classifier chunk (R)
   float* logits_chunk_ = nullptr;  // last stage: (R, V) logits, then dlogits, of the chunk being worked on
-  size_t workspace_floats_ = 0;    // workspace_floats(): the four buffers above + scratch_nc_
+  size_t workspace_floats_ = 0;    // workspace_floats(): the four buffers above + scratch_nc_ (stage_memory)
   std::vector<Slot> slots_;
   std::vector<Slot> pool_;       // released slots with their carved buffers
   mutable std::vector<float> host_losses_;  // (N) staging for loss()
 };
 
 }  // namespace
+
+StageMemory stage_memory(const ModelConfig& config, const StageSpec& spec, int B, int T, Precision precision,
+                         const StageNeeds& needs, const BackendSizes& sizes) {
+  const Geometry g = geometry(config, spec, B, T, needs, sizes);
+  StageMemory m;
+  const size_t params = total_numel(stage_tensors(config, spec));
+  m.param_floats = params * (precision == Precision::kBf16 ? 3 : 2);  // masters, grads (+ bf16 weight copy)
+  m.slot_floats = layout_acts(g, nullptr, nullptr) + (needs.split_backward ? layout_grads(g, nullptr, nullptr) : 0);
+  m.workspace_floats = g.N() * size_t(g.C) + sizes.attention_scratch_floats(B, g.NH, T);  // scratch_nc_, scratch_tt_
+  if (!needs.split_backward) m.workspace_floats += layout_grads(g, nullptr, nullptr);
+  if (spec.has_head) m.workspace_floats += size_t(classifier_chunk_rows(g, needs, sizes)) * size_t(g.V);
+  return m;
+}
 
 std::unique_ptr<StageModel> make_backend_stage_model(std::unique_ptr<Backend> backend, const ModelConfig& config,
                                                      const StageSpec& spec, int B, int T, Precision precision,

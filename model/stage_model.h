@@ -46,7 +46,9 @@
 #include <string>
 #include <vector>
 
+#include "model/backend_sizes.h"
 #include "model/config.h"
+#include "model/precision.h"
 
 namespace pt {
 
@@ -141,6 +143,16 @@ class StageModel {
   // (StageNeeds::split_backward false) and per-call scratch.
   virtual size_t workspace_floats() const { return 0; }
 };
+
+// What a stage model holds in backend memory, in floats, from the layout code the
+// model itself uses (so `pipetrain plan` can size a GPU run anywhere).
+struct StageMemory {
+  size_t param_floats = 0;      // fp32 masters + gradients (+ the bf16 weight copy)
+  size_t slot_floats = 0;       // activation_floats_per_slot(), per in-flight micro-batch
+  size_t workspace_floats = 0;  // workspace_floats()
+};
+StageMemory stage_memory(const ModelConfig& config, const StageSpec& spec, int B, int T, Precision precision,
+                         const StageNeeds& needs, const BackendSizes& sizes);
 
 // CPU (fp32, OpenBLAS) implementation. The backend-choosing factory (cpu | cuda |
 // auto) is model/stage_model_factory.h.

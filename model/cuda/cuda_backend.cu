@@ -88,6 +88,9 @@ class CudaBackend final : public Backend {
     copy_bytes(dst, host_src, n * sizeof(int32_t));
   }
   bool host_memory() const override { return false; }
+  // Flash-style attention: saves lse (B, NH, T); the backward's scratch holds
+  // D = rowsum(dout * out), also (B, NH, T).
+  BackendSizes sizes() const override { return cuda_backend_sizes(); }
   float* alloc_host(size_t n) override {
     activate();
     void* p = nullptr;
@@ -149,10 +152,6 @@ class CudaBackend final : public Backend {
     activate();
     cuda::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC, stream_);
   }
-  // Flash-style kernel: saves lse (B, NH, T); the backward's scratch holds
-  // D = rowsum(dout * out), also (B, NH, T).
-  size_t attention_saved_floats(int B, int NH, int T) const override { return size_t(B) * NH * T; }
-  size_t attention_scratch_floats(int B, int NH, int T) const override { return size_t(B) * NH * T; }
   void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) override {
     activate();
     cuda::attention_forward(out, /*lse=*/att, inp, B, T, C, NH, stream_);
@@ -184,9 +183,6 @@ class CudaBackend final : public Backend {
     activate();
     cuda::crossentropy_backward(dlogits, logits, targets, scale, N, V, stream_);
   }
-  // 256 MiB: at GPT-2's V = 50257 about 1300 rows per chunk, GEMMs large enough
-  // to keep the tensor cores busy.
-  size_t classifier_chunk_bytes() const override { return size_t(256) << 20; }
 
  private:
   // cudaSetDevice only when another device is current (cudaGetDevice is a

@@ -212,6 +212,19 @@ TEST(ClassifierChunks, WithoutSplitBackwardSlotsHoldNoGradients) {
   }
 }
 
+// stage_memory (what `pipetrain plan` prints) is what the model allocates.
+TEST(ClassifierChunks, StageMemoryIsWhatTheModelHolds) {
+  for (Precision p : {Precision::kFp32, Precision::kBf16})
+    for (const StageSpec& s : {kWhole, kLast, StageSpec{0, 1, true, false}})
+      for (bool split : {true, false}) {
+        auto m = make(s, needs(0, split), p);
+        const StageMemory mem = stage_memory(config(), s, kB, kT, p, needs(0, split), cpu_backend_sizes());
+        EXPECT_EQ(mem.slot_floats, m->activation_floats_per_slot());
+        EXPECT_EQ(mem.workspace_floats, m->workspace_floats());
+        EXPECT_EQ(mem.param_floats, m->num_params() * (p == Precision::kBf16 ? 3 : 2));
+      }
+}
+
 // No (N, V) logits in a slot: its size does not depend on V; the model holds one
 // (rows, V) chunk instead.
 TEST(ClassifierChunks, SlotsDoNotGrowWithTheVocabulary) {
