@@ -259,13 +259,13 @@ Status print_memory_estimate(const Plan& p) {
     const int slots = p.unit_sim.peak_in_flight_stage[size_t(v)];
     const double total = 4.0 * (double(m.param_floats) + double(slots) * double(m.slot_floats) + m.workspace_floats);
     rank_total[size_t(p.lowered.stage_to_rank[size_t(v)])] += total;
-    std::printf("  stage %d: params+grads %.1f + %d x %.1f activations per in-flight micro-batch (%s; %.1f with split "
-                "backward) + workspace %.1f = %.1f\n",
+    std::printf("  stage %d: params+grads %.3f + %d x %.3f activations per in-flight micro-batch (%s; %.3f with "
+                "split backward) + workspace %.3f = %.3f\n",
                 v, 4.0 * double(m.param_floats) * mib, slots, 4.0 * double(m.slot_floats) * mib,
                 needs.split_backward ? "split backward" : "no split backward",
                 4.0 * double(with_split.slot_floats) * mib, 4.0 * double(m.workspace_floats) * mib, total * mib);
   }
-  for (size_t r = 0; r < rank_total.size(); ++r) std::printf("  rank %zu: %.1f\n", r, rank_total[r] * mib);
+  for (size_t r = 0; r < rank_total.size(); ++r) std::printf("  rank %zu: %.3f\n", r, rank_total[r] * mib);
   return Status::ok();
 }
 
