@@ -97,7 +97,8 @@ std::unique_ptr<StageModel> bench_stage_model(const Config& c, const BenchDevice
                                               const StageSpec& spec) {
   std::unique_ptr<StageModel> model;
   const Status st = make_stage_model(dev.backend, local_rank, c.model, spec, c.training.micro_batch_size,
-                                     c.training.seq_len, &model);
+                                     c.training.seq_len, &model, Precision::kFp32, StageNeeds{},
+                                     BackendOptions{c.runtime.tf32});
   // make_bench_device resolved the same backend, and load_config validated the shape.
   PT_CHECK_MSG(st.is_ok(), st.message());
   return model;

@@ -44,7 +44,7 @@ Status make_local_stage(const Config& c, const std::string& backend, int gpu, in
   PT_RETURN_IF_ERROR(parse_precision(c.runtime.precision, &precision)
                          .with_context(c.source_file + ": key 'runtime.precision'"));
   PT_RETURN_IF_ERROR(make_stage_model(backend, gpu, c.model, spec, c.training.micro_batch_size, c.training.seq_len,
-                                      &out->model, precision, needs)
+                                      &out->model, precision, needs, BackendOptions{c.runtime.tf32})
                          .with_context(c.source_file));
   out->model->init_params(uint64_t(c.run.seed));  // leaves host and device copies consistent
   if (with_state) out->optimizer_state = make_optimizer_state(c.optimizer, *out->model);

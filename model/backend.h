@@ -21,6 +21,13 @@
 
 namespace pt {
 
+// Settings a backend is made with (runtime.* keys).
+struct BackendOptions {
+  // runtime.tf32: fp32 GEMMs run on tensor cores with TF32 inputs (CUDA,
+  // CUBLAS_COMPUTE_32F_FAST_TF32). The CPU backend has no such mode and ignores it.
+  bool tf32 = false;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;

@@ -38,7 +38,7 @@ bool is_device_pointer(const void* p) {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device) : device_(device) {
+  CudaBackend(int device, const BackendOptions& options) : device_(device), tf32_(options.tf32) {
     std::string why;
     const int count = cuda_device_count(&why);
     PT_CHECK_MSG(device >= 0 && device < count, "CUDA device " + std::to_string(device) + " is not available (" +
@@ -141,16 +141,16 @@ class CudaBackend final : public Backend {
   void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
                       int OC) override {
     activate();
-    cuda::matmul_forward(out, inp, weight, bias, N, C, OC, stream_);
+    cuda::matmul_forward(out, inp, weight, bias, N, C, OC, stream_, tf32_);
   }
   void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) override {
     activate();
-    cuda::matmul_backward_input(dinp, dout, weight, N, C, OC, stream_);
+    cuda::matmul_backward_input(dinp, dout, weight, N, C, OC, stream_, tf32_);
   }
   void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C,
                               int OC) override {
     activate();
-    cuda::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC, stream_);
+    cuda::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC, stream_, tf32_);
   }
   void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) override {
     activate();
@@ -238,6 +238,7 @@ class CudaBackend final : public Backend {
   }
 
   int device_ = 0;
+  bool tf32_ = false;  // BackendOptions::tf32: the fp32 GEMMs' compute type
   cudaStream_t stream_ = nullptr;
   float* ln_scratch_ = nullptr;  // LayerNorm weight-gradient partial sums
   size_t ln_scratch_bytes_ = 0;
@@ -276,6 +277,8 @@ std::string cuda_device_name(int device) {
 
 int cuda_attention_max_head_size() { return cuda::kAttentionMaxHeadSize; }
 
-std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+std::unique_ptr<Backend> make_cuda_backend(int device, const BackendOptions& options) {
+  return std::make_unique<CudaBackend>(device, options);
+}
 
 }  // namespace pt

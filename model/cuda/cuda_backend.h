@@ -41,7 +41,8 @@ std::string cuda_device_name(int device);
 int cuda_attention_max_head_size();
 
 // A backend on `device` (0 <= device < cuda_device_count()). Every call makes
-// that device current for the calling thread before it issues work.
-std::unique_ptr<Backend> make_cuda_backend(int device);
+// that device current for the calling thread before it issues work. options.tf32:
+// every fp32 GEMM uses TF32 compute (model/cuda/matmul.h).
+std::unique_ptr<Backend> make_cuda_backend(int device, const BackendOptions& options = {});
 
 }  // namespace pt
