@@ -16,13 +16,18 @@
 // Classifier (last stage): no (N, V) logits are kept. The forward runs the head
 // matmul and the loss chunk by chunk over the N = B*T rows in one (R, V) logits
 // workspace per model (R = StageNeeds::classifier_chunk_rows or from
-// Backend::classifier_chunk_bytes) and keeps only the per-row losses. The
+// BackendSizes::classifier_chunk_bytes) and keeps only the per-row losses. The
 // backward recomputes each chunk's logits from the saved lnf output, turns them
 // into dlogits in place (the loss op recomputes the softmax), writes that chunk's
 // rows of dlnf (=) and adds its part of the head's weight gradient (+=), chunks
 // in increasing row order: a fixed summation order, the same on every rerun and
 // pipeline layout. The split backward recomputes the chunk once in Bx (for dlnf)
-// and again in Bw (for the weight gradient; Bx saves the loss scale in the slot).
+// and again in Bw (for the weight gradient; Bx saves the loss scale in the slot),
+// so Bw reads the head weights: schedules give a micro-batch's Bx and Bw the same
+// weight version. The loss op recomputes the softmax from the recomputed logits
+// (no saved log-sum-exp): with the forward's weights that is the forward's softmax
+// bit for bit; with newer weights (an asynchronous schedule whose backward reads a
+// later version) it is the consistent softmax of those weights.
 // Stage-independent numerics: a block computes the same ops on the same shapes
 // whichever stage owns it, so any pipeline split is bitwise equal to pp=1.
 //
@@ -42,8 +47,9 @@
 // after the op that writes it, which is where the CUDA bf16 kernels
 // (model/cuda/*_bf16.h) store bf16: each matmul, LayerNorm, attention, residual
 // and GELU output and input gradient, the embedding output, the logits (each
-// chunk, also when the backward recomputes it) and dlogits. Not rounded (fp32 there too): LayerNorm mean/rstd, the attention's
-// saved softmax state, the per-token losses, the parameter gradients (fp32 +=).
+// chunk, also when the backward recomputes it) and dlogits. Not rounded (fp32
+// there too): LayerNorm mean/rstd, the attention's saved softmax state, the
+// per-token losses, the parameter gradients (fp32 +=).
 // The fc matmul and GELU round both outputs from the unrounded pre-activation, as
 // the fused cuBLASLt GELU epilogue does. Stage-boundary tensors (output, dinput)
 // are therefore bf16 values sent in fp32 containers: the wire format does not
@@ -73,7 +79,7 @@ struct LayerActs {
   float* ln1_mean;  // (N)
   float* ln1_rstd;  // (N)
   float* qkv;       // (N, 3C)
-  float* att;       // attention_saved_floats: CPU (B, NH, T, T) probabilities, CUDA (B, NH, T) lse
+  float* att;       // BackendSizes::attention_saved_floats: CPU (B, NH, T, T) probabilities, CUDA (B, NH, T) lse
   float* atty;      // (N, C) attention output before the projection
   float* res1;      // (N, C) residual after attention
   float* ln2;       // (N, C)
@@ -82,7 +88,8 @@ struct LayerActs {
   float* fch;       // (N, 4C) pre-GELU
   float* fch_gelu;  // (N, 4C)
   float* res2;      // (N, C) block output
-  // Gradients kept from backward_input for backward_weight.
+  // Gradients kept from backward_input for backward_weight (without split backward
+  // every block's point to the same shared set, layout_grads).
   float* d_res1;    // (N, C) d loss / d res1
   float* dqkv;      // (N, 3C)
   float* dln1;      // (N, C)
