@@ -80,7 +80,7 @@ struct StageNeeds {
   // slot (one block's worth), and backward_input/backward_weight are refused.
   bool split_backward = true;
   // Rows per chunk of the last stage's classifier (head matmul + cross-entropy,
-  // stage_model.cc); 0: as many as Backend::classifier_chunk_bytes() allows. The
+  // stage_model.cc); 0: as many as BackendSizes::classifier_chunk_bytes allows. The
   // chunk size changes fp32 summation order (the head's weight gradient is summed
   // chunk by chunk), never the set of values computed.
   int classifier_chunk_rows = 0;
