@@ -205,6 +205,7 @@ const std::vector<Field>& schema() {
       PT_KEY("schedule.amdp.step_slot", schedule.amdp_step_slot, kMay, "amdp: clean (each step slot reduces and applies everything accumulated since the previous slot: every gradient applied exactly once) | reference (parallel.pp 4 or 8, needs zero_owner: the reference code's placement, reduce after a replica's last backward of the iteration, step at its U; backwards in between are dropped on non-owners, algorithms.md §2.2)."),
       PT_KEY("runtime.backend", runtime.backend, kMay, "auto | cpu | cuda (auto picks cuda when a GPU is visible and built)."),
       PT_KEY("runtime.precision", runtime.precision, kMust, "fp32 | bf16. bf16: the forward and backward read bf16 copies of the weights (made once per update) and keep bf16 activations and activation gradients; master weights, gradient accumulation, optimizer state and the loss stay fp32. The CPU backend (and, for now, CUDA) runs fp32 ops on storage rounded to bf16 (nearest even) where the CUDA bf16 kernels store bf16. Must match on resume when bf16 (fp32 checkpoints keep their fingerprint)."),
+      PT_KEY("runtime.tf32", runtime.tf32, kMay, "false | true. true: every fp32 GEMM of the cuda backend runs on the tensor cores with TF32 inputs (cuBLASLt compute type CUBLAS_COMPUTE_32F_FAST_TF32: 10-bit mantissa products, fp32 accumulation; faster, ~1e-3 relative difference from fp32, still deterministic run to run). The cpu backend has no TF32: rejected with runtime.backend cpu, ignored when auto resolves to cpu."),
       PT_KEY("runtime.transport", runtime.transport, kMay, "auto | mpi | local | nccl. auto = nccl when the backend is cuda and every pipeline rank has a GPU of its own, else mpi; mpi = host-staged MPI, also for ranks that share a GPU (MPS, scripts/mps_pipeline.sh); local keeps every stage in one process (parallel.pp = 1); nccl needs the cuda backend and one GPU per pipeline rank (docs/transports.md)."),
       PT_KEY("runtime.threads", runtime.threads, kMay, "OpenBLAS threads per rank; 0 = library default."),
       PT_KEY("runtime.progress", runtime.progress, kMay, "auto | on | off: one-line progress display on rank 0 (auto = when stdout is a terminal)."),
@@ -375,6 +376,9 @@ template <class Bad> Status validate_runtime_and_checkpoint(const Config& c, con
   if (!ok) return bad("runtime.backend", "'" + c.runtime.backend + "' is not one of: " + allowed);
   Precision precision = Precision::kFp32;
   if (Status st = parse_precision(c.runtime.precision, &precision); !st) return bad("runtime.precision", st.message());
+  if (c.runtime.tf32 && c.runtime.backend == "cpu")
+    return bad("runtime.tf32", "TF32 is a GPU tensor-core mode, but runtime.backend is cpu; set runtime.tf32: false or "
+                               "use backend cuda or auto");
   allowed = one_of(c.runtime.transport, {"auto", "mpi", "local", "nccl"}, &ok);
   if (!ok) return bad("runtime.transport", "'" + c.runtime.transport + "' is not one of: " + allowed);
   if (c.runtime.transport == "nccl" && c.runtime.backend == "cpu")

@@ -100,6 +100,25 @@ TEST(Config, OutOfRangeNamesKeyAndRule) {
   EXPECT_NE(s.message().find("data.train"), std::string::npos) << s.message();
 }
 
+// runtime.tf32: a bool, default false; true is rejected with backend cpu (no TF32
+// there) and accepted with auto (ignored if auto resolves to cpu) and cuda.
+TEST(Config, Tf32NeedsAGpuBackend) {
+  Config c;
+  ASSERT_TRUE(load(kMinimal, {}, &c));
+  EXPECT_FALSE(c.runtime.tf32);
+  ASSERT_TRUE(load(kMinimal, {"runtime.tf32=true"}, &c));
+  EXPECT_TRUE(c.runtime.tf32);
+  EXPECT_TRUE(load(kMinimal, {"runtime.tf32=true", "runtime.backend=cuda"}));
+  EXPECT_TRUE(load(kMinimal, {"runtime.tf32=false", "runtime.backend=cpu"}));
+  Status s = load(kMinimal, {"runtime.tf32=true", "runtime.backend=cpu"});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("runtime.tf32"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("cpu"), std::string::npos) << s.message();
+  s = load(kMinimal, {"runtime.tf32=yes please"});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("runtime.tf32"), std::string::npos) << s.message();
+}
+
 // optimizer.kind is checked against the optimizer registry (optim/registry.h), whose
 // every kind loads and whose list the message gives.
 TEST(Config, OptimizerKindComesFromTheRegistry) {
