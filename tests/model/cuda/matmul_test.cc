@@ -158,7 +158,9 @@ TEST_F(CudaMatmul, Tf32WithinTf32BoundAndDeterministic) {
     cuda::matmul_forward(d_out.get(), d_inp.get(), d_w.get(), nullptr, N, C, OC, nullptr, /*tf32=*/true);
     testing::expect_bitwise_equal("tf32 matmul_forward rerun" + tag, d_out.download(), tf32_out);
     cuda::matmul_forward(d_out.get(), d_inp.get(), d_w.get(), nullptr, N, C, OC, nullptr, /*tf32=*/false);
-    if (major >= 8) EXPECT_NE(d_out.download(), tf32_out) << "tf32 gave the fp32 path's bits" << tag;
+    if (major >= 8) {
+      EXPECT_NE(d_out.download(), tf32_out) << "tf32 gave the fp32 path's bits" << tag;
+    }
     d_dinp.poison();
     cuda::matmul_backward_input(d_dinp.get(), d_dout.get(), d_w.get(), N, C, OC, nullptr, /*tf32=*/true);
     expect_within("tf32 matmul_backward_input" + tag, d_dinp.download(), dinp, tf32_tol(mag_dinp, OC));
