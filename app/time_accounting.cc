@@ -35,7 +35,8 @@ int kind_of_span(uint8_t kind) {
     case ActionKind::SEND_ACT:
     case ActionKind::SEND_GRAD: return kTimeSend;
     case ActionKind::ALLREDUCE_GRAD: return kTimeReduce;
-    case ActionKind::STEP: return kTimeStep;
+    case ActionKind::STEP:
+    case ActionKind::AVERAGE: return kTimeStep;  // both rewrite the model state
   }
   return kTimeOther;
 }
