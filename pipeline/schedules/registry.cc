@@ -97,6 +97,10 @@ Status check_options(const ScheduleSpec& spec, const ScheduleTraits& t) {
                          "stage cannot share wte; set model.tie_embeddings: false");
   if (spec.paci_mode != "perf" && spec.paci_mode != "mem")
     return Status::error("schedule.paci.mode must be 'perf' or 'mem', got '" + spec.paci_mode + "'");
+  if (spec.paci_mode != "perf" && !t.recompute_mode)
+    return Status::error("schedule.paci.mode = " + spec.paci_mode +
+                         " applies to the kinds that can recompute the forward in the backward (paci, paci_flush); "
+                         "leave it perf with " + spec.kind);
   if (spec.amdp_step_slot != "clean" && spec.amdp_step_slot != "reference")
     return Status::error("schedule.amdp.step_slot = '" + spec.amdp_step_slot + "' is not one of: clean, reference");
   if (spec.amdp_step_slot != "clean" && !t.replicas)

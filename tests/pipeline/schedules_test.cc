@@ -292,6 +292,7 @@ TEST(Schedules, EveryRuleNamesItsConfigKey) {
        "model.tie_embeddings"},
       {"2bw m < S", base("pipedream_2bw", 4, 3), "training.microbatches"},
       {"paci mode", [](ScheduleSpec* s) { s->kind = "paci", s->paci_mode = "fast"; }, "schedule.paci.mode"},
+      {"paci mem off paci", [](ScheduleSpec* s) { s->kind = "localsgd", s->paci_mode = "mem"; }, "schedule.paci.mode"},
       {"lagging on paci_flush", [](ScheduleSpec* s) { s->kind = "paci_flush", s->paci_allowed_lagging = {4, 3, 2, 1}; },
        "schedule.paci.allowed_lagging"},
       {"lagging length", [](ScheduleSpec* s) { s->kind = "paci", s->paci_allowed_lagging = {1, 1}; },
