@@ -20,7 +20,8 @@
 // carry STEP(stage) right after the backward that triggers the update (AMDP: ALLREDUCE_GRAD over
 // the replicas + STEP in its step slot) and Action::version = the version of the stage's weights
 // each F/B reads, counted from 0 at segment start. Their orders come from event-simulating each
-// schedule's rule once with unit costs F=1, B=2 and are then fixed data.
+// schedule's rule once with unit costs F=1, B=2 (localsgd: §5.4's F = B = 1) and are then fixed
+// data. localsgd's lists also carry AVERAGE(s) (action.h) at each round barrier.
 #pragma once
 
 #include <string>
