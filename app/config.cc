@@ -197,6 +197,8 @@ const std::vector<Field>& schema() {
       PT_KEY("schedule.chunks", schedule.chunks, kMay, "v: stages per pipeline rank (looping placement; interleaved_1f1b and bfpp)."),
       PT_KEY("schedule.bfpp_breadth", schedule.bfpp_breadth, kMay, "bfpp: micro-batches per breadth-first group (must divide m); 0 = all m."),
       PT_KEY("schedule.drain_every", schedule.drain_every, kMay, "Asynchronous schedules: drain the pipeline every N steps (0 = only at evaluations, checkpoints and the end). Signals and max_seconds are honoured at drain points."),
+      PT_KEY("schedule.pipedream.lr_correction", schedule.pipedream_lr_correction, kMust, "pipedream: none | stagewise. stagewise = PipeDream-LR (algorithms.md §4.2): stage s's update u (1-based, counted per stage over the run) takes the scheduled lr / (n_s - 1)^(1 - min(u / T_corr, 1)), n_s = (S - s) / m its stashed weight versions (S - s at training.microbatches 1); a stage with n_s <= 1 (no delay) is not corrected. Must match on resume when stagewise."),
+      PT_KEY("schedule.pipedream.lr_correction_steps", schedule.pipedream_lr_correction_steps, kMust, "pipedream, lr_correction stagewise: T_corr, the update from which no stage is corrected any more; 0 = training.steps."),
       PT_KEY("schedule.paci.allowed_lagging", schedule.paci_allowed_lagging, kMay, "paci: 'auto' (S-s) or one in-flight cap per stage, each in [1, S-s]."),
       PT_KEY("schedule.paci.mode", schedule.paci_mode, kMay, "paci: perf (keep activations) or mem (keep the stage input, recompute the forward in the backward with the live weights)."),
       PT_KEY("schedule.amdp.zero_owner", schedule.amdp_zero_owner, kMay, "amdp: stage s is owned by the GPU hosting it in pipeline 0; at the step slot the K replicas' gradients are summed on the owner (canonical order), only the owner runs the optimizer and holds its state, then it broadcasts the new parameters (ZeRO-1 over replicas). false: every replica sums all gradients and steps itself."),
@@ -514,6 +516,7 @@ bool other_optimizers_key(const std::string& path, const std::string& kind) {
 
 // An optimizer's own keys must match only when that optimizer is selected: checkpoints of
 // the other kinds (those written before the keys existed included) keep their fingerprint.
+// schedule.pipedream.* (the PipeDream-LR correction) likewise only when it is on.
 // runtime.precision likewise must match only when it is bf16: a run keeps its precision
 // (bf16 changes every step's numerics by ~2^-8, far beyond the fp32 summation-order
 // noise of a backend change, so a mixed run would equal neither), while fp32
@@ -522,7 +525,8 @@ std::vector<ResumeKey> resume_keys(const Config& c) {
   std::vector<ResumeKey> keys;
   for (const auto& f : schema()) {
     const bool inert = other_optimizers_key(f.path, c.optimizer.kind) ||
-                       (f.path == "runtime.precision" && c.runtime.precision == precision_name(Precision::kFp32));
+                       (f.path == "runtime.precision" && c.runtime.precision == precision_name(Precision::kFp32)) ||
+                       (f.path.rfind("schedule.pipedream.", 0) == 0 && c.schedule.pipedream_lr_correction == "none");
     keys.push_back({f.path, inert ? OnResume::kMayChange : f.on_resume, f.fingerprint(c)});
   }
   return keys;

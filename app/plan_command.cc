@@ -9,12 +9,14 @@
 
 #include "app/config.h"
 #include "app/schedule_builder.h"
+#include "app/time_accounting.h"
 #include "model/param_layout.h"
 #include "pipeline/cost_file.h"
 #include "pipeline/versions.h"
 #include "pipeline/plan_report.h"
 #include "pipeline/schedules/schedules.h"
 #include "pipeline/simulate.h"
+#include "pipeline/time_budget.h"
 #include "pipeline/topology.h"
 #include "pipeline/validate.h"
 
@@ -242,10 +244,44 @@ Status write_plan_trace(const Plan& p, const std::string& trace_path) {
   return Status::ok();
 }
 
+// Simulated-time budget matching (pipeline/time_budget.h) at the costs of the run's sim_time
+// (SimClock: unit costs or training.sim_costs), per chain stage. First a key=value line for the
+// config's kind (scripts parse it), then a table over every registered kind with the config
+// otherwise unchanged ("-" and the reason where that kind rejects it).
+Status print_time_budget(const Plan& p, double budget) {
+  SimClock clock;
+  PT_RETURN_IF_ERROR(clock.init(p.c, p.lowered, p.ranges));
+  CostModel costs = clock.costs();
+  const size_t L = size_t(chain_length(p.lowered));
+  for (auto* v : {&costs.forward, &costs.backward_input, &costs.backward_weight}) v->resize(L);
+  std::printf("== time budget %g (sim_time unit: %s; one update = training.microbatches = %d micro-batches) ==\n",
+              budget, clock.unit().c_str(), p.c.training.microbatches);
+  BudgetFit fit;
+  PT_RETURN_IF_ERROR(fit_time_budget(schedule_spec_for(p.c), costs, budget, &fit));
+  std::printf("time budget fit: kind=%s updates=%lld microbatches=%lld length=%.10g next_length=%.10g\n",
+              p.c.schedule.kind.c_str(), (long long)fit.updates, (long long)fit.microbatches, fit.length,
+              fit.next_length);
+  std::printf("| schedule.kind | updates | micro-batches | length | one more update |\n|---|---|---|---|---|\n");
+  int count = 0;
+  const char* const* kinds = schedule_kinds(&count);
+  for (int k = 0; k < count; ++k) {
+    ScheduleSpec spec = schedule_spec_for(p.c);
+    spec.kind = kinds[k];
+    const Status st = fit_time_budget(spec, costs, budget, &fit);
+    if (!st.is_ok()) {
+      std::printf("| %s | - | - | - | %s |\n", kinds[k], st.message().c_str());
+      continue;
+    }
+    std::printf("| %s | %lld | %lld | %.10g | %.10g |\n", kinds[k], (long long)fit.updates, (long long)fit.microbatches,
+                fit.length, fit.next_length);
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Status run_plan_command(const std::string& config_path, const std::vector<std::string>& overrides, int ranks_override,
-                        const std::string& trace_path, const std::string& costs_path) {
+                        const std::string& trace_path, const std::string& costs_path, double time_budget) {
   Plan p;
   p.config_path = config_path;
   p.costs_path = costs_path;
@@ -266,6 +302,7 @@ Status run_plan_command(const std::string& config_path, const std::vector<std::s
     else print_sync_prediction(p, tokens_per_update);
   }
   if (p.async) PT_RETURN_IF_ERROR(print_async_versions(p.c, p.lowered));
+  if (time_budget >= 0) PT_RETURN_IF_ERROR(print_time_budget(p, time_budget));
   std::printf("planned in %.3f s (%lld actions)\n", plan_s, (long long)num_actions(p.lowered));
   if (p.large) return Status::ok();
   return write_plan_trace(p, trace_path);

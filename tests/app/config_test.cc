@@ -261,6 +261,15 @@ TEST(Config, ScheduleRulesNameTheRealKey) {
       {{"schedule.kind=amdp", "model.tie_embeddings=false", "schedule.amdp.step_slot=reference",
         "schedule.amdp.zero_owner=false"},
        "schedule.amdp.step_slot"},
+      {{"schedule.pipedream.lr_correction=stagewise"}, "schedule.pipedream.lr_correction"},  // 1f1b
+      {{"schedule.kind=paci", "model.tie_embeddings=false", "schedule.pipedream.lr_correction=stagewise"},
+       "schedule.pipedream.lr_correction"},
+      {{"schedule.pipedream.lr_correction_steps=10"}, "schedule.pipedream.lr_correction_steps"},  // 1f1b
+      {{"schedule.kind=pipedream", "model.tie_embeddings=false", "schedule.pipedream.lr_correction=pipemare"},
+       "schedule.pipedream.lr_correction"},
+      {{"schedule.kind=pipedream", "model.tie_embeddings=false", "schedule.pipedream.lr_correction=stagewise",
+        "schedule.pipedream.lr_correction_steps=-1"},
+       "schedule.pipedream.lr_correction_steps"},
       {{"schedule.kind=localsgd", "model.tie_embeddings=false", "schedule.localsgd.copies=3"}, "training.microbatches"},
       {{"schedule.kind=localsgd", "model.tie_embeddings=false", "schedule.localsgd.copies=-1"}, "schedule.localsgd.copies"},
       {{"schedule.kind=localsgd", "model.tie_embeddings=false", "schedule.localsgd.local_steps=0"},
@@ -282,6 +291,26 @@ TEST(Config, ScheduleRulesNameTheRealKey) {
                               "training.microbatches=8", "schedule.amdp.step_slot=reference"},
                    &ok));
   EXPECT_TRUE(check_schedule_spec(schedule_spec_for(ok)).is_ok());
+  ASSERT_TRUE(load(kMinimal, {"parallel.pp=4", "model.n_layer=8", "schedule.kind=pipedream", "model.tie_embeddings=false",
+                              "schedule.pipedream.lr_correction=stagewise", "schedule.pipedream.lr_correction_steps=50"},
+                   &ok));
+}
+
+// The PipeDream-LR keys are in the fingerprint only when the correction is on: checkpoints
+// without it keep their fingerprint, a resume that turns it on or off or changes T_corr is refused.
+TEST(Config, LrCorrectionMustMatchOnlyWhenOn) {
+  const std::vector<std::string> pd = {"parallel.pp=4", "model.n_layer=8", "schedule.kind=pipedream",
+                                       "model.tie_embeddings=false"};
+  Config off, on, on_t;
+  ASSERT_TRUE(load(kMinimal, pd, &off));
+  std::vector<std::string> set = pd;
+  set.push_back("schedule.pipedream.lr_correction=stagewise");
+  ASSERT_TRUE(load(kMinimal, set, &on));
+  set.push_back("schedule.pipedream.lr_correction_steps=7");
+  ASSERT_TRUE(load(kMinimal, set, &on_t));
+  EXPECT_EQ(resume_fingerprint(off).find("schedule.pipedream"), std::string::npos);
+  EXPECT_NE(resume_fingerprint(on).find("schedule.pipedream.lr_correction=stagewise\n"), std::string::npos);
+  EXPECT_NE(resume_fingerprint(on), resume_fingerprint(on_t));
 }
 
 // localsgd drains only after an average: every drain cadence is a multiple of local_steps (K = 2);
