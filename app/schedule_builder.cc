@@ -22,6 +22,8 @@ ScheduleSpec schedule_spec_for(const Config& c, int64_t segment_updates) {
   spec.amdp_step_slot = c.schedule.amdp_step_slot;
   spec.tie_embeddings = c.model.tie_embeddings;
   spec.amdp_zero_owner = c.schedule.amdp_zero_owner;
+  spec.localsgd_copies = c.schedule.localsgd_copies;
+  spec.localsgd_local_steps = c.schedule.localsgd_local_steps;
   return spec;
 }
 
