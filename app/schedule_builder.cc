@@ -22,6 +22,8 @@ ScheduleSpec schedule_spec_for(const Config& c, int64_t segment_updates, int64_t
   spec.amdp_step_slot = c.schedule.amdp_step_slot;
   spec.tie_embeddings = c.model.tie_embeddings;
   spec.amdp_zero_owner = c.schedule.amdp_zero_owner;
+  spec.localsgd_copies = c.schedule.localsgd_copies;
+  spec.localsgd_local_steps = c.schedule.localsgd_local_steps;
   spec.rpd_max_delay = c.schedule.rpd_max_delay;
   spec.rpd_stage_sampling = c.schedule.rpd_stage_sampling;
   spec.rpd_delay_sampling = c.schedule.rpd_delay_sampling;

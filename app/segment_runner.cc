@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "app/model_copies.h"
 #include "app/optimizer_step.h"
 #include "common/check.h"
 #include "common/json.h"
@@ -165,15 +166,19 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
     if (group & kGroupData) reduce_data(*local.at(v), p, state->local);
   };
   callbacks.step = [&](int v) { step(*local.at(v), p, state->local); };
+  callbacks.average = [&](int s) { average_copies(copies_of(state->local, s, chain_)); };
   Executor& executor = executor_for(lowered, *state, transport);
   executor.set_timing(c_.run.time_accounting);
-  const float loss_scale = 1.0f / float(m * coll_.size(Group::kData));
+  const float loss_scale = 1.0f / float(microbatches_per_gradient(traits_, lowered, m) * coll_.size(Group::kData));
   const int dp_rank = coll_.rank(Group::kData);
   StepOutput out = executor.run_step(
       [&](int g, int32_t* in, int32_t* tg) { data.batch(first_step + g / m, g % m, dp_rank, in, tg); }, loss_scale,
       callbacks);
   if (replicas_.owner_mode()) mark_dropped_backwards(lowered, state->local, &out.versions);
   replicas_.check(*state, coll_.rank(Group::kWorld) == 0, run_dir_);
+  std::string differs;
+  PT_CHECK_MSG(!traits_.averaged_copies || copies_identical(state->local, chain_, &differs),
+               "the segment ended after an AVERAGE, yet " + differs);
 
   SegmentResult result;
   result.peak_slots = out.peak_slots;

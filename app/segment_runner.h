@@ -4,6 +4,8 @@
 // list ends in ALLREDUCE_GRAD(data) + STEP per stage). The runner turns those actions into
 // calls:
 //   ALLREDUCE_GRAD(s, replicas)  StageReplicas::reduce (AMDP)
+//   AVERAGE(s)                   average_copies of the rank's copies of model stage s (localsgd,
+//                                app/model_copies.h); the segment then ends with them identical
 //   ALLREDUCE_GRAD(s, data)      sum over data-parallel replicas, then, once every local
 //                                holder of wte is reduced, the tied-embedding sum
 //   STEP(s)                      clip and update: with the global clip (synchronous

@@ -99,6 +99,20 @@ int Executor::forward_into_slot(int s, int mb, int version, const BatchFn& batch
   return slot;
 }
 
+// AVERAGE of model stage s: its replicas are all here, none holds a micro-batch in flight or a
+// snapshot of an older version (that version's weights would predate the average).
+void Executor::check_average(int s) const {
+  const int pipelines = int(stages_.size()) / chain_;
+  for (int p = 0; p < pipelines; ++p) {
+    const int v = p * chain_ + s;
+    PT_CHECK_MSG(stages_[size_t(v)] != nullptr, "AVERAGE of stage " + std::to_string(s) + ": replica " +
+                                                    std::to_string(v) + " is not on this rank");
+    PT_CHECK_MSG(slots_in_use_[size_t(v)] == 0 && snapshots_[size_t(v)].empty(),
+                 "AVERAGE of stage " + std::to_string(s) + ": replica " + std::to_string(v) +
+                     " has micro-batches in flight or a stashed older version");
+  }
+}
+
 StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const StageCallbacks& callbacks) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
@@ -227,6 +241,12 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         break;
       case ActionKind::ALLREDUCE_GRAD:
         if (callbacks.reduce) callbacks.reduce(s, a.group);
+        break;
+      case ActionKind::AVERAGE:
+        PT_CHECK_MSG(callbacks.average != nullptr || int64_t(i) > last_compute,
+                     "schedule has AVERAGE actions between compute actions but no average callback");
+        check_average(s);
+        if (callbacks.average) callbacks.average(s);
         break;
       case ActionKind::STEP: {
         PT_CHECK_MSG(callbacks.step != nullptr || int64_t(i) > last_compute,

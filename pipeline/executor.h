@@ -34,9 +34,12 @@ using BatchFn = std::function<void(int microbatch, int32_t* inputs, int32_t* tar
 // actions no-ops (the version bookkeeping still runs), so a synchronous list runs
 // without callbacks and its caller steps afterwards; a STEP followed by more compute
 // on its rank (an asynchronous list) needs `step`.
+// `average(stage)` (AVERAGE, LocalSGD's round barrier) replaces the parameters and the optimizer
+// state of every local replica of model stage `stage` with their mean.
 struct StageCallbacks {
   std::function<void(int stage)> step;
   std::function<void(int stage, uint8_t group)> reduce;
+  std::function<void(int stage)> average;
 };
 
 struct StepOutput {
@@ -81,6 +84,7 @@ class Executor {
   int take_slot(int stage);
   void give_slot(int stage, int slot);
   template <class Fn> void with_version(int stage, int version, Fn&& fn);
+  void check_average(int stage) const;
   // Runs F of (stage, mb) into a fresh slot with the weights of `version`.
   int forward_into_slot(int stage, int microbatch, int version, const BatchFn& batch);
 

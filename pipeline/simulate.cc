@@ -166,7 +166,7 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
     SimEvent* events = options.record_timeline ? res.timeline[r].data() : nullptr;
     while (st.pc < list.size()) {
       const Action& a = list[st.pc];
-      const bool needs_mb = a.kind != ActionKind::STEP && a.kind != ActionKind::ALLREDUCE_GRAD;
+      const bool needs_mb = !is_state_action(a.kind);
       if (a.stage < 0 || a.stage >= num_stages ||
           (needs_mb && (a.microbatch < 0 || a.microbatch >= m))) {
         return Status::error("simulate: " + format_action(a) + " out of range\n" +
@@ -246,6 +246,7 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
           break;
         }
         case ActionKind::STEP:
+        case ActionKind::AVERAGE:  // local: every replica is on this rank, none in flight (validate.h)
           end = start + costs.step;
           break;
         case ActionKind::ALLREDUCE_GRAD: {
@@ -349,7 +350,7 @@ std::string format_timeline(const Schedule& s, const SimResult& result,
     const auto& list = s.per_rank[r];
     for (size_t t = 0; t < list.size(); ++t) {
       const Action& a = list[t];
-      if (a.kind == ActionKind::STEP || a.kind == ActionKind::ALLREDUCE_GRAD) {
+      if (is_state_action(a.kind)) {
         // The step slot: 'U' cells over its duration (zero-cost steps print nothing).
         const long c0 = std::lround(result.timeline[r][t].start / options.unit);
         const long c1 = std::lround(result.timeline[r][t].end / options.unit);

@@ -87,6 +87,25 @@ Status check_shape(const Schedule& s) {
   return Status::ok();
 }
 
+// Why AVERAGE `a` on rank r is malformed ("" when it is not): it averages over the replicas only,
+// names a model stage, finds every replica of it on rank r and none with a micro-batch in flight
+// (`open`: per stage, forwards minus completed backwards so far in r's list).
+std::string average_error(const Schedule& s, int r, const Action& a, const std::vector<int>& open) {
+  const int len = chain_length(s);
+  if (a.group != kGroupReplicas) return "AVERAGE averages over the replicas only (:rep)";
+  if (a.stage >= len) return "AVERAGE names a model stage (< " + std::to_string(len) + ")";
+  for (int p = 0; p < s.pipelines; ++p) {
+    const int v = p * len + a.stage;
+    if (s.stage_to_rank[size_t(v)] != r)
+      return "replica " + std::to_string(v) + " lives on rank " + std::to_string(s.stage_to_rank[size_t(v)]) +
+             " (every replica must be on the rank that averages)";
+    if (open[size_t(v)] != 0)
+      return "replica " + std::to_string(v) + " has " + std::to_string(open[size_t(v)]) +
+             " micro-batch(es) in flight across the average";
+  }
+  return "";
+}
+
 // One in-order pass over every rank. `lowered` adds the comm rules. seq_act/seq_grad receive, per
 // sending (stage, mb), the message's index among its sender's sends to that peer (lowered only).
 Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::vector<int>* seq_act,
@@ -101,6 +120,7 @@ Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::ve
     assign_prefaulted(seq_grad, seen->size(), -1);
   }
   std::vector<int> per_peer(static_cast<size_t>(s.num_ranks), 0);
+  std::vector<int> open(static_cast<size_t>(num_stages), 0);  // per stage: micro-batches in flight
   for (int r = 0; r < s.num_ranks; ++r) {
     std::fill(per_peer.begin(), per_peer.end(), 0);
     const auto& list = s.per_rank[r];
@@ -116,11 +136,15 @@ Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::ve
                            std::to_string(a.stage) + " is owned by rank " +
                            std::to_string(owner[a.stage]));
       }
-      if ((a.group != 0) != (a.kind == ActionKind::ALLREDUCE_GRAD)) {
-        return fail_at(s, r, t, format_action(a) + (a.group != 0 ? ": only ALLREDUCE_GRAD names a group"
-                                                                  : ": ALLREDUCE_GRAD names no group (:dp, :rep)"));
+      if ((a.group != 0) != is_group_action(a.kind)) {
+        return fail_at(s, r, t, format_action(a) + (a.group != 0 ? ": only ALLREDUCE_GRAD and AVERAGE name a group"
+                                                                  : ": names no group (:dp, :rep)"));
       }
-      if (a.kind == ActionKind::STEP || a.kind == ActionKind::ALLREDUCE_GRAD) continue;
+      if (a.kind == ActionKind::AVERAGE) {
+        const std::string why = average_error(s, r, a, open);
+        if (!why.empty()) return fail_at(s, r, t, format_action(a) + ": " + why);
+      }
+      if (is_state_action(a.kind)) continue;
       if (a.version < 0) {
         return fail_at(s, r, t, format_action(a) + " reads a negative weight version");
       }
@@ -200,6 +224,8 @@ Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::ve
         }
       }
       bits |= bit;
+      if (a.kind == ActionKind::F) ++open[size_t(st)];
+      if (a.kind == ActionKind::B || a.kind == ActionKind::Bw) --open[size_t(st)];
     }
   }
   return Status::ok();

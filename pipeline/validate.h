@@ -16,7 +16,9 @@ namespace pt {
 //   * each (stage, mb) has exactly one F and either one B or one Bx and one Bw (a
 //     partial_backward list, action.h: at most one B or Bx, and a Bx may lack its Bw);
 //   * F before B/Bx, Bx before Bw on the owning rank;
-//   * ALLREDUCE_GRAD names a group (Action::group != 0), no other action does.
+//   * ALLREDUCE_GRAD and AVERAGE name a group (Action::group != 0), no other action does;
+//   * AVERAGE(s) (group :rep only) names a model stage whose replicas all live on its rank, none
+//     of them with a micro-batch in flight (its F run, its B or Bw not yet).
 Status validate_compute(const Schedule& s);
 
 // validate_compute plus the communication rules of a lowered schedule:

@@ -292,6 +292,7 @@ TEST(Schedules, EveryRuleNamesItsConfigKey) {
        "model.tie_embeddings"},
       {"2bw m < S", base("pipedream_2bw", 4, 3), "training.microbatches"},
       {"paci mode", [](ScheduleSpec* s) { s->kind = "paci", s->paci_mode = "fast"; }, "schedule.paci.mode"},
+      {"paci mem off paci", [](ScheduleSpec* s) { s->kind = "localsgd", s->paci_mode = "mem"; }, "schedule.paci.mode"},
       {"lagging on paci_flush", [](ScheduleSpec* s) { s->kind = "paci_flush", s->paci_allowed_lagging = {4, 3, 2, 1}; },
        "schedule.paci.allowed_lagging"},
       {"lagging length", [](ScheduleSpec* s) { s->kind = "paci", s->paci_allowed_lagging = {1, 1}; },
@@ -314,6 +315,14 @@ TEST(Schedules, EveryRuleNamesItsConfigKey) {
                                                            s->amdp_zero_owner = false; },
        "schedule.amdp.step_slot"},
       {"segment length", [](ScheduleSpec* s) { s->kind = "pipedream", s->segment_updates = 0; }, "segment_updates"},
+      {"localsgd copies", [](ScheduleSpec* s) { s->kind = "localsgd", s->localsgd_copies = -1; },
+       "schedule.localsgd.copies"},
+      {"localsgd local_steps", [](ScheduleSpec* s) { s->kind = "localsgd", s->localsgd_local_steps = 0; },
+       "schedule.localsgd.local_steps"},
+      {"localsgd m % copies", [](ScheduleSpec* s) { s->kind = "localsgd", s->localsgd_copies = 3; },
+       "training.microbatches"},
+      {"localsgd keys off localsgd", [](ScheduleSpec* s) { s->kind = "pipedream", s->localsgd_local_steps = 4; },
+       "schedule.localsgd.copies"},
   };
   for (const Case& c : cases) {
     ScheduleSpec spec{"1f1b", 4, 1, 8, 0};
@@ -339,7 +348,7 @@ TEST(Schedules, EveryRuleNamesItsConfigKey) {
 TEST(Schedules, RegistryListsEveryKind) {
   int count = 0;
   const char* const* kinds = schedule_kinds(&count);
-  ASSERT_EQ(count, 11);  // 5 synchronous + 5 asynchronous (async_schedules_test covers those) + rpd
+  ASSERT_EQ(count, 12);  // 5 synchronous + 6 asynchronous (async_schedules_test covers those) + rpd
   for (int i = 0; i < count; ++i) {
     Schedule s;
     Status st = make_schedule({kinds[i], 2, 1, find_schedule(kinds[i])->block_coordinate ? 1 : 4, 0}, &s);
