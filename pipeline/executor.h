@@ -4,7 +4,8 @@
 // boundary buffers. Every schedule, sync or split-backward, runs through run_step.
 //
 // Buffers: activations inside a StageModel live in slots taken at F and returned
-// at B (or Bw), so a stage holds only its in-flight micro-batches; the boundary
+// at B (or Bw; in a partial_backward list also right after a forward-only F or a Bx
+// without Bw), so a stage holds only its in-flight micro-batches; the boundary
 // tensors (stage inputs/outputs and their gradients, (B, T, C) each) are kept in
 // pools keyed by (stage, micro-batch) and reused across steps.
 #pragma once
@@ -34,9 +35,12 @@ using BatchFn = std::function<void(int microbatch, int32_t* inputs, int32_t* tar
 // actions no-ops (the version bookkeeping still runs), so a synchronous list runs
 // without callbacks and its caller steps afterwards; a STEP followed by more compute
 // on its rank (an asynchronous list) needs `step`.
+// `average(stage)` (AVERAGE, LocalSGD's round barrier) replaces the parameters and the optimizer
+// state of every local replica of model stage `stage` with their mean.
 struct StageCallbacks {
   std::function<void(int stage)> step;
   std::function<void(int stage, uint8_t group)> reduce;
+  std::function<void(int stage)> average;
 };
 
 struct StepOutput {
@@ -49,7 +53,9 @@ struct StepOutput {
   // completes it later; the values themselves are read at the end of the list).
   std::vector<double> loss_times;
   int peak_slots = 0;                   // most activation slots held at once, summed over local stages
-  std::vector<VersionRecord> versions;  // one per (micro-batch, local stage), in forward order
+  // One per (micro-batch, local stage) whose gradient was formed, in backward order; for a
+  // partial_backward list then the others (forward only, Bx only), in forward order.
+  std::vector<VersionRecord> versions;
   std::chrono::steady_clock::time_point started;  // when run_step began (span times count from it)
   std::vector<ActionSpan> spans;        // with set_timing(true): one per action in list order, then the send wait
 };
@@ -86,6 +92,7 @@ class Executor {
   int take_slot(int stage);
   void give_slot(int stage, int slot);
   template <class Fn> void with_version(int stage, int version, Fn&& fn);
+  void check_average(int stage) const;
   // Runs F of (stage, mb) into a fresh slot with the weights of `version`.
   int forward_into_slot(int stage, int microbatch, int version, const BatchFn& batch);
 

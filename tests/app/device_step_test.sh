@@ -9,11 +9,12 @@
 #     val loss columns of metrics.jsonl and every final parameter file (run.save_params);
 #  2. transfers inside the steps (summary.json step_transfer_floats, summed over ranks):
 #     none in any normal run; none in device space unless a collective must be staged:
-#     pp=1, the asynchronous kinds without tied embeddings, and dp=2 (pp=1 and pp=2,
+#     pp=1, the asynchronous kinds without tied embeddings (paci, pipedream, rpd; localsgd
+#     stages its average of the copies), and dp=2 (pp=1 and pp=2,
 #     1f1b and pipedream) with device data sums make none; the tied 1f1b at pp=2 stages
 #     exactly its wte gradient exchange, 4 * steps * |wte| floats (a download and an
 #     upload on each of the two ranks);
-#  3. replay of a device-space run, and 5 steps + checkpoint + --resume auto + 5 steps in
+#  3. replay of device-space runs (paci, rpd), and 5 steps + checkpoint + --resume auto + 5 steps in
 #     device space equal 10 straight normal steps.
 # Usage: device_step_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
@@ -82,6 +83,12 @@ case_pair pipedream 1 2 --set parallel.pp=2 --set schedule.kind=pipedream --set 
 expect_moved pipedream_dev 0
 # pp=4: two bidirectional pipelines, so the replica gather and the owner broadcast run (staged) too.
 case_pair amdp 1 4 --set parallel.pp=4 --set schedule.kind=amdp "${untied[@]}"
+# LocalSGD: two copies per rank, averaged at each round (the average is staged through the host).
+case_pair localsgd 1 2 --set parallel.pp=2 --set schedule.kind=localsgd "${untied[@]}"
+# rpd: stale snapshots swapped in for forwards, input-gradient-only backwards, one block stepped.
+case_pair rpd 1 2 --set parallel.pp=2 --set schedule.kind=rpd --set training.microbatches=1 --set schedule.rpd.max_delay=2 \
+  "${untied[@]}"
+expect_moved rpd_dev 0
 # dp=2 with device data sums: the whole step stays on the backend.
 case_pair dp2pp1 nccl 2 --set parallel.dp=2
 expect_moved dp2pp1_dev 0
@@ -97,6 +104,10 @@ PIPETRAIN_TEST_DEVICE_SPACE=1 "$bin" replay --run "$runs/paci_dev" >"$work/repla
 grep -q "bit for bit" "$work/replay.log" || { echo "FAIL: replay did not report an exact match"; cat "$work/replay.log"; exit 1; }
 grep -q "test switch: device space" "$work/replay.log" || { echo "FAIL: switch not active in replay"; exit 1; }
 echo "ok   replay of paci_dev: bit for bit"
+PIPETRAIN_TEST_DEVICE_SPACE=1 "$bin" replay --run "$runs/rpd_dev" >"$work/replay_rpd.log" 2>&1 ||
+  { echo "FAIL: replay of rpd_dev"; cat "$work/replay_rpd.log"; exit 1; }
+grep -q "bit for bit" "$work/replay_rpd.log" || { echo "FAIL: rpd replay did not report an exact match"; cat "$work/replay_rpd.log"; exit 1; }
+echo "ok   replay of rpd_dev: bit for bit"
 
 # Resume: 10 steps straight (normal) vs 5 steps + checkpoint + --resume auto + 5 steps,
 # both halves in device space (checkpoint save and load through explicit transfers).
