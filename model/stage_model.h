@@ -27,8 +27,9 @@
 // norm, clip, optimizer: app/optimizer_step.h), with the vector ops below and the
 // optimizer in the backend's memory space (stream()). The host sees the values only
 // at explicit points, through download()/upload() (params_to_host()/params_from_host()
-// for the whole buffer): checkpoint save/load, run.save_params, replay, AMDP's drain
-// check, and collectives that cannot take device memory (staged, app/backend_staging.h).
+// for the whole buffer): checkpoint save/load, run.save_params, replay, the drain
+// checks of AMDP and LocalSGD, LocalSGD's average of copies (no device twin yet), and
+// collectives that cannot take device memory (staged, app/backend_staging.h).
 // Every such transfer is counted in transfers(), so a test can check that a step
 // makes none. Rules for callers:
 //   - host_memory() false (CUDA, and the CPU backend emulating device memory for
