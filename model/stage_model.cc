@@ -180,6 +180,7 @@ class BackendStageModel final : public StageModel {
   }
 
   void synchronize() override { backend_->synchronize(); }
+  std::unique_ptr<BoundaryMemory> boundary_memory() override { return make_backend_boundary_memory(backend_.get()); }
   size_t peak_device_bytes() const override { return backend_->peak_device_bytes(); }
 
   void forward(int slot_index, const int32_t* tokens, const float* input, const int32_t* targets,

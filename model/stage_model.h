@@ -34,8 +34,13 @@
 //     back first). Calling it again without a backward in between transfers nothing,
 //     so it never overwrites a host-side reduction.
 // init_params() and zero_grads() leave both copies consistent by themselves.
-// Forward inputs/outputs and backward doutput/dinput are host buffers; loss() and
-// the output copies return only when the data is on the host.
+// Forward inputs/outputs and backward doutput/dinput are buffers of the model's
+// boundary_memory(): host memory on the CPU, device memory of the model's backend on
+// CUDA (host buffers are accepted everywhere too). A device output is written
+// asynchronously on the model's stream: whoever reads it elsewhere waits for
+// boundary_memory()->producer_event() first; a device input written elsewhere must be
+// ordered before the call with consumer_wait (model/boundary_memory.h). loss() and
+// host outputs return only when the data is on the host.
 #pragma once
 
 #include <cstddef>
@@ -44,6 +49,7 @@
 #include <string>
 #include <vector>
 
+#include "model/boundary_memory.h"
 #include "model/config.h"
 
 namespace pt {
@@ -92,6 +98,10 @@ class StageModel {
   // Peak bytes of backend (device) memory this model's backend has held at once
   // (Backend::peak_device_bytes); 0 where not tracked (CPU).
   virtual size_t peak_device_bytes() const { return 0; }
+
+  // Where the executor keeps this stage's boundary buffers (see the header comment).
+  // Owned by the caller; refers to the model, which must outlive it.
+  virtual std::unique_ptr<BoundaryMemory> boundary_memory() { return make_host_boundary_memory(); }
 
   // Forward of one micro-batch into `slot`.
   //   first stage: tokens (B, T) int32; others: input (B, T, C).
