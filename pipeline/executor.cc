@@ -35,7 +35,8 @@ Executor::Executor(const Schedule& lowered, int pipeline_rank, std::vector<Stage
   const std::vector<Action>& list = schedule_.per_rank[size_t(rank_)];
   group_open_.assign(list.size(), 0);
   group_close_.assign(list.size(), 0);
-  for (const CommGroup& g : comm_groups(list)) {
+  const std::vector<std::vector<CommGroup>> groups = comm_groups(schedule_);
+  for (const CommGroup& g : groups[size_t(rank_)]) {
     group_open_[size_t(g.begin)] = 1;
     group_close_[size_t(g.end - 1)] = 1;
   }

@@ -137,11 +137,12 @@ class RecordingTransport final : public Transport {
   Log* log_;
 };
 
-void check_log(const std::vector<Action>& list, const Log& log, int rank) {
+void check_log(const Schedule& lowered, const Log& log, int rank) {
+  const std::vector<Action>& list = lowered.per_rank[size_t(rank)];
   const auto& e = log.entries;
   // Comm entries in list order: S, R, and group brackets where comm_groups puts them.
   std::string want, got;
-  const std::vector<CommGroup> groups = comm_groups(list);
+  const std::vector<CommGroup> groups = comm_groups(lowered)[size_t(rank)];
   size_t g = 0;
   for (int t = 0; t < int(list.size()); ++t) {
     if (g < groups.size() && groups[g].begin == t) want += '(';
@@ -216,7 +217,7 @@ void run(const std::string& kind, int ranks, int chunks, bool device_transport) 
     for (const auto& [id, g] : testing::grads_by_id(*stages[size_t(s)]))
       EXPECT_TRUE(g == ref.grads.at(id)) << kind << ": tensor " << id << " differs from the reference";
   if (!device_transport) return;
-  for (int r = 0; r < ranks; ++r) check_log(lowered.per_rank[size_t(r)], logs[size_t(r)], r);
+  for (int r = 0; r < ranks; ++r) check_log(lowered, logs[size_t(r)], r);
 }
 
 TEST(ExecutorBuffers, DeviceBuffersOrderedByEventsOneFOneB) { run("1f1b", 4, 1, true); }
