@@ -45,6 +45,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -122,6 +123,14 @@ class StageModel {
   // weight gradients need in the slot), weight gradients later.
   virtual void backward_input(int slot, const float* doutput, float* dinput, float loss_scale) = 0;
   virtual void backward_weight(int slot) = 0;
+
+  // Gradient-ready hook (bucketed data-parallel all-reduce, pipeline/grad_buckets.h):
+  // during backward()/backward_weight(), fn(from) says grads()[from, num_params()) will
+  // not change again in this call (weight gradients are produced last tensor first:
+  // head, final LayerNorm, blocks from the last, embedding). Called only where grads()
+  // is the memory the backward writes (host-memory backends); never on mirrored ones.
+  // An empty fn removes the hook. Default: no hook.
+  virtual void set_grads_ready_hook(std::function<void(size_t from)> fn) { (void)fn; }
 
   // Frees the slot's activations for reuse (after its backward).
   virtual void release(int slot) = 0;

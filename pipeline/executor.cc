@@ -209,6 +209,19 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
       last_read[key(actions[i].stage, actions[i].version)] = i;
       last_compute = int64_t(i);
     }
+  // Ticks before which grads_final_next runs: per ALLREDUCE_GRAD(s, data only), the last B/Bw of s before it.
+  std::vector<uint8_t> final_next(actions.size(), 0);
+  {
+    std::vector<int64_t> last_weight(size_t(S), -1);
+    for (size_t i = 0; i < actions.size(); ++i) {
+      const Action& a = actions[i];
+      if (a.kind == ActionKind::B || a.kind == ActionKind::Bw) last_weight[size_t(a.stage)] = int64_t(i);
+      if (a.kind == ActionKind::ALLREDUCE_GRAD) {
+        if (a.group == kGroupData && last_weight[size_t(a.stage)] >= 0) final_next[size_t(last_weight[size_t(a.stage)])] = 1;
+        last_weight[size_t(a.stage)] = -1;
+      }
+    }
+  }
   live_version_.assign(S, 0);
   for (auto& snaps : snapshots_) snaps.clear();
   snapshots_.resize(S);
@@ -222,6 +235,7 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
     const Action& a = actions[i];
     const int s = a.stage, mb = a.microbatch;
     const double span_start = timing_ ? since_t0() : 0.0;
+    if (final_next[i] && callbacks.grads_final_next) callbacks.grads_final_next(s);
     if (group_open_[i]) {
       transport_->group_begin();
       in_group = true;

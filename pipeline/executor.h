@@ -39,9 +39,14 @@ using BatchFn = std::function<void(int microbatch, int32_t* inputs, int32_t* tar
 // actions no-ops (the version bookkeeping still runs), so a synchronous list runs
 // without callbacks and its caller steps afterwards; a STEP followed by more compute
 // on its rank (an asynchronous list) needs `step`.
+// `grads_final_next(stage)` is called right before the stage's last weight-gradient
+// action (B or Bw) ahead of an ALLREDUCE_GRAD over the data group alone: its weight
+// gradients become final during that action (the bucketed all-reduce starts buckets
+// then, pipeline/grad_buckets.h).
 struct StageCallbacks {
   std::function<void(int stage)> step;
   std::function<void(int stage, uint8_t group)> reduce;
+  std::function<void(int stage)> grads_final_next;
 };
 
 struct StepOutput {
