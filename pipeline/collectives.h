@@ -47,6 +47,9 @@ class Collectives {
     return -1;
   }
   virtual void wait(int64_t handle) { (void)handle; }
+  // Lets started sums advance without waiting (MPI progresses non-blocking collectives
+  // only inside MPI calls); called between pieces of compute. No-op by default.
+  virtual void progress() {}
   // `bytes` from every member, concatenated in group-rank order into `recv` (size(g)*bytes).
   virtual void allgather(Group g, const void* send, size_t bytes, void* recv) = 0;
   // The same, on `root` only (`recv` may be null elsewhere).

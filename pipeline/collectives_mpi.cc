@@ -49,6 +49,13 @@ class MpiCollectives : public Collectives {
     finish(&it->second.req, "sum (bucket)", it->second.group);
     started_.erase(it);
   }
+  void progress() override {
+    for (auto& [h, st] : started_) {
+      if (st.req == MPI_REQUEST_NULL) continue;
+      int done = 0;
+      PT_MPI_CHECK(MPI_Test(&st.req, &done, MPI_STATUS_IGNORE));  // a completed request becomes NULL
+    }
+  }
   void allgather(Group g, const void* send, size_t bytes, void* recv) override {
     MPI_Request req;
     PT_MPI_CHECK(MPI_Iallgather(send, count(bytes), MPI_BYTE, recv, count(bytes), MPI_BYTE, comm(g), &req));

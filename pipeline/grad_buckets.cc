@@ -42,6 +42,7 @@ void BucketedAllReduce::ready_from(size_t from) {
     start(armed_);
     ++early_count_;
   }
+  if (!pending_.empty()) coll_.progress();  // advance the started sums between blocks of the backward
 }
 
 void BucketedAllReduce::finish(float* grads) {
