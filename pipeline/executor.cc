@@ -14,6 +14,22 @@ namespace {
 constexpr int kActTag = 0;
 constexpr int kGradTag = 1;
 int64_t key(int stage, int mb) { return (int64_t(stage) << 32) | uint32_t(mb); }
+
+// Ticks before which StageCallbacks::grads_final_next runs: per ALLREDUCE_GRAD(s) over the
+// data group alone, the last B/Bw of s before it (after the previous ALLREDUCE_GRAD(s)).
+std::vector<uint8_t> grads_final_ticks(const std::vector<Action>& actions, int num_stages) {
+  std::vector<uint8_t> out(actions.size(), 0);
+  std::vector<int64_t> last_weight(size_t(num_stages), -1);
+  for (size_t i = 0; i < actions.size(); ++i) {
+    const Action& a = actions[i];
+    int64_t& last = last_weight[size_t(a.stage)];
+    if (a.kind == ActionKind::B || a.kind == ActionKind::Bw) last = int64_t(i);
+    if (a.kind != ActionKind::ALLREDUCE_GRAD) continue;
+    if (a.group == kGroupData && last >= 0) out[size_t(last)] = 1;
+    last = -1;
+  }
+  return out;
+}
 }  // namespace
 
 Executor::Executor(const Schedule& lowered, int pipeline_rank, std::vector<StageModel*> stages, Transport* transport)
@@ -209,19 +225,7 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
       last_read[key(actions[i].stage, actions[i].version)] = i;
       last_compute = int64_t(i);
     }
-  // Ticks before which grads_final_next runs: per ALLREDUCE_GRAD(s, data only), the last B/Bw of s before it.
-  std::vector<uint8_t> final_next(actions.size(), 0);
-  {
-    std::vector<int64_t> last_weight(size_t(S), -1);
-    for (size_t i = 0; i < actions.size(); ++i) {
-      const Action& a = actions[i];
-      if (a.kind == ActionKind::B || a.kind == ActionKind::Bw) last_weight[size_t(a.stage)] = int64_t(i);
-      if (a.kind == ActionKind::ALLREDUCE_GRAD) {
-        if (a.group == kGroupData && last_weight[size_t(a.stage)] >= 0) final_next[size_t(last_weight[size_t(a.stage)])] = 1;
-        last_weight[size_t(a.stage)] = -1;
-      }
-    }
-  }
+  const std::vector<uint8_t> final_next = grads_final_ticks(actions, S);
   live_version_.assign(S, 0);
   for (auto& snaps : snapshots_) snaps.clear();
   snapshots_.resize(S);

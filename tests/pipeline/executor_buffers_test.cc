@@ -8,12 +8,14 @@
 //     issued in between (the producer's work is covered);
 //   * every receive's event is waited on by the consuming stage before that stage's
 //     next compute, and, inside a group, only after group_end;
-//   * groups are opened and closed exactly at comm_groups()'s boundaries.
+//   * groups are opened and closed exactly at comm_groups()'s boundaries;
+//   * grads_final_next comes once per stage, right before its last weight backward.
 // And the same models over the host-only local transport (staged through host copies).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -207,7 +209,9 @@ void run(const std::string& kind, int ranks, int chunks, bool device_transport) 
       for (int s = 0; s < S; ++s)
         if (lowered.stage_to_rank[size_t(s)] == r) mine[size_t(s)] = stages[size_t(s)].get();
       Executor ex(lowered, r, mine, t.get());
-      outs[size_t(r)] = ex.run_step(testing::executor_test_batch, 1.0f / kM);
+      StageCallbacks cb;
+      cb.grads_final_next = [&, r](int s) { logs[size_t(r)].add('G', s); };
+      outs[size_t(r)] = ex.run_step(testing::executor_test_batch, 1.0f / kM, cb);
     });
   for (auto& t : threads) t.join();
   const int last = lowered.stage_to_rank[size_t(S - 1)];
@@ -216,6 +220,20 @@ void run(const std::string& kind, int ranks, int chunks, bool device_transport) 
   for (int s = 0; s < S; ++s)
     for (const auto& [id, g] : testing::grads_by_id(*stages[size_t(s)]))
       EXPECT_TRUE(g == ref.grads.at(id)) << kind << ": tensor " << id << " differs from the reference";
+  // grads_final_next: once per stage, right before its last compute (the last B or Bw: the
+  // lists end with ALLREDUCE_GRAD:dp then STEP).
+  for (int r = 0; r < ranks; ++r) {
+    std::map<int, int> total, seen, calls;
+    for (const Entry& x : logs[size_t(r)].entries)
+      if (x.what == 'C') ++total[x.stage];
+    for (const Entry& x : logs[size_t(r)].entries) {
+      if (x.what == 'C') ++seen[x.stage];
+      if (x.what != 'G') continue;
+      ++calls[x.stage];
+      EXPECT_EQ(seen[x.stage], total[x.stage] - 1) << kind << " stage " << x.stage << ": not before its last backward";
+    }
+    for (const auto& [st, n] : total) EXPECT_EQ(calls[st], 1) << kind << " stage " << st;
+  }
   if (!device_transport) return;
   for (int r = 0; r < ranks; ++r) check_log(lowered, logs[size_t(r)], r);
 }
