@@ -24,6 +24,7 @@
 #include <mpi.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -85,6 +86,16 @@ class AllReducer {
  public:
   virtual ~AllReducer() = default;
   virtual void all_reduce_sum(float* data, size_t count) = 0;
+  // Non-blocking form (bucketed data-parallel sums, pipeline/grad_buckets.h): enqueued on the
+  // reducer's stream after `ready` (the producer's event; nullptr: the data is final now),
+  // complete (host data written back) once wait(handle) returns. Same order on every rank.
+  // Default: blocking at start.
+  virtual int64_t start_all_reduce_sum(float* data, size_t count, void* ready) {
+    (void)ready;
+    all_reduce_sum(data, count);
+    return -1;
+  }
+  virtual void wait(int64_t handle) { (void)handle; }
   virtual std::string name() const = 0;
 };
 // Collective over `comm`; nullptr and *status set (on every rank) on failure.

@@ -397,6 +397,8 @@ class NcclAllReducer final : public AllReducer {
   }
   ~NcclAllReducer() override {
     cudaStreamSynchronize(stream_);
+    for (auto& [h, e] : started_) cudaEventDestroy(e);
+    for (cudaEvent_t e : free_events_) cudaEventDestroy(e);
     ncclCommDestroy(comm_);
     cudaStreamDestroy(stream_);
     cudaMemPoolDestroy(pool_);
@@ -416,11 +418,46 @@ class NcclAllReducer final : public AllReducer {
     PT_CUDA_RT_CHECK(cudaStreamSynchronize(stream_));
   }
 
+  // In stream order on stream_: [wait for ready,] [stage in,] all-reduce, [copy back]; an
+  // event per handle marks the end. The host buffer must stay untouched until wait().
+  int64_t start_all_reduce_sum(float* data, size_t count, void* ready) override {
+    if (ready != nullptr) PT_CUDA_RT_CHECK(cudaStreamWaitEvent(stream_, static_cast<cudaEvent_t>(ready), 0));
+    if (is_device_pointer(data, device_)) {
+      PT_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
+    } else {
+      float* staged = pool_alloc(pool_, count, stream_);
+      PT_CUDA_RT_CHECK(cudaMemcpyAsync(staged, data, count * sizeof(float), cudaMemcpyHostToDevice, stream_));
+      PT_NCCL_CHECK(ncclAllReduce(staged, staged, count, ncclFloat, ncclSum, comm_, stream_));
+      PT_CUDA_RT_CHECK(cudaMemcpyAsync(data, staged, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+      PT_CUDA_RT_CHECK(cudaFreeAsync(staged, stream_));
+    }
+    cudaEvent_t done = nullptr;
+    if (!free_events_.empty()) {
+      done = free_events_.back();
+      free_events_.pop_back();
+    } else {
+      PT_CUDA_RT_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    }
+    PT_CUDA_RT_CHECK(cudaEventRecord(done, stream_));
+    started_[next_handle_] = done;
+    return next_handle_++;
+  }
+  void wait(int64_t handle) override {
+    auto it = started_.find(handle);
+    if (it == started_.end()) return;
+    PT_CUDA_RT_CHECK(cudaEventSynchronize(it->second));
+    free_events_.push_back(it->second);
+    started_.erase(it);
+  }
+
  private:
   int device_ = 0;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
   cudaMemPool_t pool_ = nullptr;
+  std::map<int64_t, cudaEvent_t> started_;  // handle -> completion event
+  std::vector<cudaEvent_t> free_events_;
+  int64_t next_handle_ = 0;
 };
 
 }  // namespace
