@@ -182,14 +182,9 @@ void run(const std::string& kind, int ranks, int chunks, bool device_transport) 
   const int S = ranks * chunks;
   const ModelConfig cfg = testing::executor_test_model(S);
   const testing::AccumulationReference ref = testing::gradient_accumulation_reference(cfg, kM);
-  ScheduleSpec spec;
-  spec.kind = kind;
-  spec.ranks = ranks;
-  spec.chunks = chunks;
-  spec.microbatches = kM;
-  Schedule compute, lowered;
-  ASSERT_TRUE(make_schedule(spec, &compute).is_ok());
-  ASSERT_TRUE(lower_communication(compute, &lowered).is_ok());
+  Schedule lowered;
+  std::string error;
+  ASSERT_TRUE(testing::lowered_schedule(kind, ranks, chunks, kM, &lowered, &error)) << error;
   std::vector<Log> logs(static_cast<size_t>(ranks));
   std::vector<std::unique_ptr<StageModel>> stages;
   for (int s = 0; s < S; ++s) {

@@ -112,14 +112,9 @@ void run(const std::string& kind, int ranks, int chunks, bool device_transport) 
   whole->sync_grads_to_host();
   const auto ref = testing::grads_by_id(*whole);
 
-  ScheduleSpec spec;
-  spec.kind = kind;
-  spec.ranks = ranks;
-  spec.chunks = chunks;
-  spec.microbatches = kM;
-  Schedule compute, lowered;
-  ASSERT_TRUE(make_schedule(spec, &compute).is_ok());
-  ASSERT_TRUE(lower_communication(compute, &lowered).is_ok());
+  Schedule lowered;
+  std::string error;
+  ASSERT_TRUE(testing::lowered_schedule(kind, ranks, chunks, kM, &lowered, &error)) << error;
   std::vector<std::unique_ptr<StageModel>> stages;
   for (int s = 0; s < S; ++s) {
     stages.push_back(cuda_model(cfg, StageSpec{s, s + 1, s == 0, s == S - 1}));
