@@ -97,7 +97,8 @@ std::unique_ptr<StageModel> bench_stage_model(const Config& c, const BenchDevice
                                               const StageSpec& spec) {
   std::unique_ptr<StageModel> model;
   const Status st = make_stage_model(dev.backend, local_rank, c.model, spec, c.training.micro_batch_size,
-                                     c.training.seq_len, &model);
+                                     c.training.seq_len, &model, Precision::kFp32, StageNeeds{},
+                                     BackendOptions{c.runtime.tf32});
   // make_bench_device resolved the same backend, and load_config validated the shape.
   PT_CHECK_MSG(st.is_ok(), st.message());
   return model;
@@ -280,7 +281,8 @@ struct BenchRun {
   BenchDevice dev;
   BenchInputs in;
   int rank = 0, world = 1;
-  size_t full_params = 0, slot_floats = 0;
+  size_t full_params = 0, slot_floats = 0, workspace_floats = 0;
+  size_t fused_slot_floats = 0;  // the same model without split-backward buffers (1f1b, gpipe at pp = 1)
   double peak = 0;
 };
 
@@ -329,6 +331,12 @@ void measure_full_model(BenchRun& r, CostFile* f) {
   ls.optimizer_state = make_optimizer_state(r.c.optimizer, *ls.model);
   r.full_params = ls.model->num_params();
   r.slot_floats = ls.model->activation_floats_per_slot();
+  r.workspace_floats = ls.model->workspace_floats();
+  const StageNeeds fused{/*split_backward=*/false};
+  r.fused_slot_floats = stage_memory(r.c.model, ls.model->spec(), r.c.training.micro_batch_size, r.c.training.seq_len,
+                                     Precision::kFp32, fused,
+                                     r.dev.backend == "cuda" ? cuda_backend_sizes() : cpu_backend_sizes())
+                            .slot_floats;
   r.coll->barrier(Group::kWorld);
   const float loss_scale = 1.0f / float(r.c.training.microbatches);
   f->full_model = mean_over_ranks(time_stage(*ls.model, r.in, r.dev, r.o.warmup, r.o.iters, loss_scale), *r.coll);
@@ -440,8 +448,10 @@ void print_throughput(const BenchRun& r, const CostFile& f) {
   std::printf("peak memory: %.1f MiB (%s, max over ranks; the largest thing bench held is the pp=1 stage below)\n",
               r.peak / (1 << 20), r.dev.peak_what.c_str());
   std::printf("pp=1 model state: %.1f MiB of parameters, gradients and optimizer state (AdamW: 4 x %zu fp32) + %.1f MiB of "
-              "activations per in-flight micro-batch\n",
-              16.0 * double(r.full_params) / (1 << 20), r.full_params, 4.0 * double(r.slot_floats) / (1 << 20));
+              "activations per in-flight micro-batch (split backward as measured here; %.1f MiB without, as 1f1b "
+              "allocates) + %.1f MiB of workspaces\n",
+              16.0 * double(r.full_params) / (1 << 20), r.full_params, 4.0 * double(r.slot_floats) / (1 << 20),
+              4.0 * double(r.fused_slot_floats) / (1 << 20), 4.0 * double(r.workspace_floats) / (1 << 20));
 }
 
 Status write_result(const BenchRun& r, const CostFile& f) {

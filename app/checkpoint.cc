@@ -421,6 +421,31 @@ Status find_latest_checkpoint(const std::string& root, std::string* step_dir, st
   return Status::ok();
 }
 
+namespace {
+
+// "key: checkpoint X, config Y; ..." for every checked key whose value differs, or that only
+// one side checks (a key that must match only when it is on); "" when the key sets are equal.
+std::string fingerprint_diff(const std::string& saved_text, const std::string& mine) {
+  std::vector<std::string> a = lines_of(saved_text), b = lines_of(mine);
+  std::string diff;
+  for (const auto& l : b) {
+    const std::string key = l.substr(0, l.find('='));
+    std::string saved = "(absent)";
+    for (const auto& x : a)
+      if (x.substr(0, x.find('=')) == key) saved = x.substr(key.size() + 1);
+    if (saved != l.substr(key.size() + 1))
+      diff += (diff.empty() ? "" : "; ") + key + ": checkpoint " + saved + ", config " + l.substr(key.size() + 1);
+  }
+  for (const auto& x : a) {  // checked by the checkpoint, not by this config (a key that must match only when on)
+    const std::string key = x.substr(0, x.find('='));
+    if (mine.find("\n" + key + "=") == std::string::npos && mine.rfind(key + "=", 0) != 0)
+      diff += (diff.empty() ? "" : "; ") + key + ": checkpoint " + x.substr(key.size() + 1) + ", config (not checked)";
+  }
+  return diff;
+}
+
+}  // namespace
+
 Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const std::vector<std::string>& paths,
                                 const Config& c, std::vector<LocalStage>& local, int64_t* step, int64_t* restarts) {
   PT_CHECK(!files.empty() && files.size() == paths.size());
@@ -440,16 +465,7 @@ Status map_checkpoint_to_stages(const std::vector<RankCheckpoint>& files, const 
   // 2. The config fields that must not change.
   const std::string mine = resume_fingerprint(c);
   if (fnv1a64(mine.data(), mine.size()) != f0.config_hash || mine != f0.fingerprint) {
-    std::vector<std::string> a = lines_of(f0.fingerprint), b = lines_of(mine);
-    std::string diff;
-    for (const auto& l : b) {
-      const std::string key = l.substr(0, l.find('='));
-      std::string saved = "(absent)";
-      for (const auto& x : a)
-        if (x.substr(0, x.find('=')) == key) saved = x.substr(key.size() + 1);
-      if (saved != l.substr(key.size() + 1))
-        diff += (diff.empty() ? "" : "; ") + key + ": checkpoint " + saved + ", config " + l.substr(key.size() + 1);
-    }
+    std::string diff = fingerprint_diff(f0.fingerprint, mine);
     if (diff.empty()) diff = "the set of checked keys differs (written by another pipetrain version)";
     return Status::error(paths[0] + ": config mismatch, cannot resume exactly: " + diff +
                          ". Restore these keys (docs/checkpoints.md lists what may change on resume)");

@@ -197,12 +197,15 @@ const std::vector<Field>& schema() {
       PT_KEY("schedule.chunks", schedule.chunks, kMay, "v: stages per pipeline rank (looping placement; interleaved_1f1b and bfpp)."),
       PT_KEY("schedule.bfpp_breadth", schedule.bfpp_breadth, kMay, "bfpp: micro-batches per breadth-first group (must divide m); 0 = all m."),
       PT_KEY("schedule.drain_every", schedule.drain_every, kMay, "Asynchronous schedules: drain the pipeline every N steps (0 = only at evaluations, checkpoints and the end). Signals and max_seconds are honoured at drain points."),
+      PT_KEY("schedule.pipedream.lr_correction", schedule.pipedream_lr_correction, kMust, "pipedream: none | stagewise. stagewise = PipeDream-LR (algorithms.md §4.2): stage s's update u (1-based, counted per stage over the run) takes the scheduled lr / (n_s - 1)^(1 - min(u / T_corr, 1)), n_s = (S - s) / m its stashed weight versions (S - s at training.microbatches 1); a stage with n_s <= 1 (no delay) is not corrected. Must match on resume when stagewise."),
+      PT_KEY("schedule.pipedream.lr_correction_steps", schedule.pipedream_lr_correction_steps, kMust, "pipedream, lr_correction stagewise: T_corr, the update from which no stage is corrected any more; 0 = training.steps."),
       PT_KEY("schedule.paci.allowed_lagging", schedule.paci_allowed_lagging, kMay, "paci: 'auto' (S-s) or one in-flight cap per stage, each in [1, S-s]."),
       PT_KEY("schedule.paci.mode", schedule.paci_mode, kMay, "paci: perf (keep activations) or mem (keep the stage input, recompute the forward in the backward with the live weights)."),
       PT_KEY("schedule.amdp.zero_owner", schedule.amdp_zero_owner, kMay, "amdp: stage s is owned by the GPU hosting it in pipeline 0; at the step slot the K replicas' gradients are summed on the owner (canonical order), only the owner runs the optimizer and holds its state, then it broadcasts the new parameters (ZeRO-1 over replicas). false: every replica sums all gradients and steps itself."),
       PT_KEY("schedule.amdp.step_slot", schedule.amdp_step_slot, kMay, "amdp: clean (each step slot reduces and applies everything accumulated since the previous slot: every gradient applied exactly once) | reference (parallel.pp 4 or 8, needs zero_owner: the reference code's placement, reduce after a replica's last backward of the iteration, step at its U; backwards in between are dropped on non-owners, algorithms.md §2.2)."),
       PT_KEY("runtime.backend", runtime.backend, kMay, "auto | cpu | cuda (auto picks cuda when a GPU is visible and built)."),
       PT_KEY("runtime.precision", runtime.precision, kMust, "fp32 | bf16. bf16: the forward and backward read bf16 copies of the weights (made once per update) and keep bf16 activations and activation gradients; master weights, gradient accumulation, optimizer state and the loss stay fp32. The CPU backend (and, for now, CUDA) runs fp32 ops on storage rounded to bf16 (nearest even) where the CUDA bf16 kernels store bf16. Must match on resume when bf16 (fp32 checkpoints keep their fingerprint)."),
+      PT_KEY("runtime.tf32", runtime.tf32, kMay, "false | true. true: every fp32 GEMM of the cuda backend runs on the tensor cores with TF32 inputs (cuBLASLt compute type CUBLAS_COMPUTE_32F_FAST_TF32: 10-bit mantissa products, fp32 accumulation; faster, ~1e-3 relative difference from fp32, still deterministic run to run). The cpu backend has no TF32: rejected with runtime.backend cpu, ignored when auto resolves to cpu."),
       PT_KEY("runtime.transport", runtime.transport, kMay, "auto | mpi | local | nccl. auto = nccl when the backend is cuda and every pipeline rank has a GPU of its own, else mpi; mpi = host-staged MPI, also for ranks that share a GPU (MPS, scripts/mps_pipeline.sh); local keeps every stage in one process (parallel.pp = 1); nccl needs the cuda backend and one GPU per pipeline rank (docs/transports.md)."),
       PT_KEY("runtime.threads", runtime.threads, kMay, "OpenBLAS threads per rank; 0 = library default."),
       PT_KEY("runtime.progress", runtime.progress, kMay, "auto | on | off: one-line progress display on rank 0 (auto = when stdout is a terminal)."),
@@ -374,6 +377,9 @@ template <class Bad> Status validate_runtime_and_checkpoint(const Config& c, con
   if (!ok) return bad("runtime.backend", "'" + c.runtime.backend + "' is not one of: " + allowed);
   Precision precision = Precision::kFp32;
   if (Status st = parse_precision(c.runtime.precision, &precision); !st) return bad("runtime.precision", st.message());
+  if (c.runtime.tf32 && c.runtime.backend == "cpu")
+    return bad("runtime.tf32", "TF32 is a GPU tensor-core mode, but runtime.backend is cpu; set runtime.tf32: false or "
+                               "use backend cuda or auto");
   allowed = one_of(c.runtime.transport, {"auto", "mpi", "local", "nccl"}, &ok);
   if (!ok) return bad("runtime.transport", "'" + c.runtime.transport + "' is not one of: " + allowed);
   if (c.runtime.transport == "nccl" && c.runtime.backend == "cpu")
@@ -498,6 +504,7 @@ bool other_optimizers_key(const std::string& path, const std::string& kind) {
 
 // An optimizer's own keys must match only when that optimizer is selected: checkpoints of
 // the other kinds (those written before the keys existed included) keep their fingerprint.
+// schedule.pipedream.* (the PipeDream-LR correction) likewise only when it is on.
 // runtime.precision likewise must match only when it is bf16: a run keeps its precision
 // (bf16 changes every step's numerics by ~2^-8, far beyond the fp32 summation-order
 // noise of a backend change, so a mixed run would equal neither), while fp32
@@ -506,7 +513,8 @@ std::vector<ResumeKey> resume_keys(const Config& c) {
   std::vector<ResumeKey> keys;
   for (const auto& f : schema()) {
     const bool inert = other_optimizers_key(f.path, c.optimizer.kind) ||
-                       (f.path == "runtime.precision" && c.runtime.precision == precision_name(Precision::kFp32));
+                       (f.path == "runtime.precision" && c.runtime.precision == precision_name(Precision::kFp32)) ||
+                       (f.path.rfind("schedule.pipedream.", 0) == 0 && c.schedule.pipedream_lr_correction == "none");
     keys.push_back({f.path, inert ? OnResume::kMayChange : f.on_resume, f.fingerprint(c)});
   }
   return keys;

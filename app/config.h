@@ -72,6 +72,8 @@ struct ScheduleSection {
   int chunks = 1;                      // v: stages per pipeline rank (interleaved_1f1b, bfpp)
   int bfpp_breadth = 0;                // micro-batches per breadth-first group; 0 = all m
   int64_t drain_every = 0;             // async: drain every N steps (0 = only at eval, checkpoint, end)
+  std::string pipedream_lr_correction = "none";  // pipedream: none | stagewise (PipeDream-LR, lr_schedule.h)
+  int64_t pipedream_lr_correction_steps = 0;     // pipedream: T_corr of stagewise; 0 = training.steps
   std::vector<int> paci_allowed_lagging;  // paci: per-stage in-flight cap; empty = S - s
   std::string paci_mode = "perf";      // paci: perf | mem (recompute the forward in the backward)
   bool amdp_zero_owner = true;         // amdp: only the stage's owner (pipeline 0's GPU) holds Adam state
@@ -81,6 +83,7 @@ struct ScheduleSection {
 struct RuntimeSection {
   std::string backend = "auto";        // auto | cpu | cuda
   std::string precision = "fp32";      // fp32 | bf16 (model/precision.h)
+  bool tf32 = false;                   // cuda: fp32 GEMMs with TF32 tensor-core compute
   std::string transport = "auto";      // auto | mpi | local | nccl
   int threads = 0;                     // OpenBLAS threads per rank; 0 = library default
   std::string progress = "auto";       // auto | on | off (one-line progress on rank 0)

@@ -91,6 +91,7 @@ struct Options {
   std::string config_path, resume, trace_path, costs_path, replay_dir;
   std::vector<std::string> overrides;
   int plan_ranks = 0;
+  double time_budget = -1;
   int delay_max_stages = 32;
   bool markdown = false, overwrite = false;
   pt::BenchOptions bench;
@@ -118,6 +119,10 @@ void add_plan(CLI::App& app, Options& o) {
   plan->add_option("--costs", o.costs_path,
                    "Cost file written by `pipetrain bench`: predict the step time in seconds instead of block units")
       ->check(CLI::ExistingFile);
+  plan->add_option("--time-budget", o.time_budget,
+                   "Simulated time T (the unit of metrics.jsonl's sim_time): the most updates and micro-batches of "
+                   "this config, and of every schedule kind with it, whose timeline fits in T")
+      ->check(CLI::NonNegativeNumber);
 }
 
 void add_bench(CLI::App& app, Options& o) {
@@ -187,7 +192,8 @@ int main(int argc, char** argv) {
   const std::string cmd = app.get_subcommands().front()->get_name();
   if (cmd == "train") return run_train(o.config_path, o.overrides, o.resume, o.overwrite);
   if (cmd == "plan")
-    return report(pt::run_plan_command(o.config_path, o.overrides, o.plan_ranks, o.trace_path, o.costs_path));
+    return report(
+        pt::run_plan_command(o.config_path, o.overrides, o.plan_ranks, o.trace_path, o.costs_path, o.time_budget));
   if (cmd == "bench") return run_bench(o.bench);
   if (cmd == "prepare") return with_summary([&](std::string* out) { return pt::prepare_shards(o.prep, out); });
   if (cmd == "replay") return with_summary([&](std::string* out) { return pt::replay_run(o.replay_dir, out); });

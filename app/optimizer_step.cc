@@ -69,7 +69,14 @@ void apply_stage_update(LocalStage& ls, const OptimizerSection& o, double lr, fl
 
 LrSchedule lr_schedule_for(const Config& c) {
   const OptimizerSection& o = c.optimizer;
-  return LrSchedule{o.lr_schedule, o.lr, o.min_lr_ratio, o.warmup_steps, c.training.steps};
+  LrSchedule lr{o.lr_schedule, o.lr, o.min_lr_ratio, o.warmup_steps, c.training.steps};
+  if (c.schedule.pipedream_lr_correction == "stagewise") {  // PipeDream-LR (lr_schedule.h)
+    lr.stagewise_stages = c.parallel.pp * c.schedule.chunks;
+    lr.stagewise_accumulation = c.training.microbatches;
+    const int64_t t = c.schedule.pipedream_lr_correction_steps;
+    lr.stagewise_steps = t > 0 ? t : c.training.steps;
+  }
+  return lr;
 }
 
 double stage_norm_sq(const LocalStage& ls) {
@@ -86,7 +93,7 @@ double apply_stage_update_self_clipped(LocalStage& ls, const Config& c, const Lr
     ++ls.version;
     return total;
   }
-  apply_stage_update(ls, c.optimizer, learning_rate(lr, ls.version), clip_scale(std::sqrt(total), c.optimizer.grad_clip));
+  apply_stage_update(ls, c.optimizer, stage_learning_rate(lr, ls.stage, ls.version), clip_scale(std::sqrt(total), c.optimizer.grad_clip));
   return total;
 }
 

@@ -34,15 +34,16 @@ size_t optimizer_state_floats(const OptimizerSection& o, const StageModel& model
 // version. The stage must hold state. Does not zero the gradients.
 void apply_stage_update(LocalStage& stage, const OptimizerSection& o, double lr, float grad_scale);
 
-// The learning-rate schedule of the config (warm-up, decay over training.steps).
+// The learning-rate schedule of the config (warm-up, decay over training.steps; with
+// schedule.pipedream.lr_correction: stagewise, the PipeDream-LR correction of the async STEP).
 LrSchedule lr_schedule_for(const Config& c);
 
 // An asynchronous stage's own update (STEP action and its replay): clips by the
 // stage's gradient norm (tensor sums of squares added in ascending id), takes the
-// learning rate of the stage's version, applies the optimizer. A non-finite norm leaves the
-// update out (parameters and optimizer state unchanged; the version still advances), as
-// training.on_nonfinite requires of the run and of its replay. Returns the squared norm.
-// Does not zero the gradients.
+// learning rate of the stage and its version (stage_learning_rate), applies the optimizer.
+// A non-finite norm leaves the update out (parameters and optimizer state unchanged; the
+// version still advances), as training.on_nonfinite requires of the run and of its
+// replay. Returns the squared norm. Does not zero the gradients.
 double apply_stage_update_self_clipped(LocalStage& stage, const Config& c, const LrSchedule& lr);
 
 // The stage's squared gradient norm: tensor sums of squares added in ascending id (the tied

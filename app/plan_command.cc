@@ -8,13 +8,18 @@
 #include <map>
 
 #include "app/config.h"
+#include "app/run_setup.h"
 #include "app/schedule_builder.h"
+#include "app/time_accounting.h"
 #include "model/param_layout.h"
+#include "model/precision.h"
+#include "model/stage_model.h"
 #include "pipeline/cost_file.h"
 #include "pipeline/versions.h"
 #include "pipeline/plan_report.h"
 #include "pipeline/schedules/schedules.h"
 #include "pipeline/simulate.h"
+#include "pipeline/time_budget.h"
 #include "pipeline/topology.h"
 #include "pipeline/validate.h"
 
@@ -227,6 +232,45 @@ void print_sync_prediction(const Plan& p, double tokens_per_update) {
               tokens_per_update / step);
 }
 
+// Backend memory of the stage models per pipeline rank, from their own layout
+// (stage_memory) on runtime.backend (auto counts as cuda, the run this plans for):
+// parameters + gradients, activations at the simulated peak in-flight micro-batches
+// of each stage, and each model's workspaces. Optimizer state, boundary buffers and
+// library workspaces are not included.
+Status print_memory_estimate(const Plan& p) {
+  const Config& c = p.c;
+  Precision precision = Precision::kFp32;
+  PT_RETURN_IF_ERROR(parse_precision(c.runtime.precision, &precision)
+                         .with_context(c.source_file + ": key 'runtime.precision'"));
+  const bool cpu = c.runtime.backend == "cpu";
+  const BackendSizes sizes = cpu ? cpu_backend_sizes() : cuda_backend_sizes();
+  const int S = p.lowered.num_stages, L = chain_length(p.lowered);
+  const double mib = 1.0 / (1 << 20);
+  std::printf("memory estimate (%s stage-model buffers, MiB; optimizer state and boundary buffers not included):\n",
+              cpu ? "cpu" : "cuda");
+  std::vector<double> rank_total(size_t(p.lowered.num_ranks), 0.0);
+  for (int v = 0; v < S; ++v) {
+    const int ms = v % L;
+    const StageSpec spec{p.ranges[size_t(ms)].first, p.ranges[size_t(ms)].second, ms == 0, ms == L - 1};
+    const StageNeeds needs = stage_needs(p.lowered, v);
+    StageNeeds split = needs;
+    split.split_backward = true;
+    const int B = c.training.micro_batch_size, T = c.training.seq_len;
+    const StageMemory m = stage_memory(c.model, spec, B, T, precision, needs, sizes);
+    const StageMemory with_split = stage_memory(c.model, spec, B, T, precision, split, sizes);
+    const int slots = p.unit_sim.peak_in_flight_stage[size_t(v)];
+    const double total = 4.0 * (double(m.param_floats) + double(slots) * double(m.slot_floats) + m.workspace_floats);
+    rank_total[size_t(p.lowered.stage_to_rank[size_t(v)])] += total;
+    std::printf("  stage %d: params+grads %.3f + %d x %.3f activations per in-flight micro-batch (%s; %.3f with "
+                "split backward) + workspace %.3f = %.3f\n",
+                v, 4.0 * double(m.param_floats) * mib, slots, 4.0 * double(m.slot_floats) * mib,
+                needs.split_backward ? "split backward" : "no split backward",
+                4.0 * double(with_split.slot_floats) * mib, 4.0 * double(m.workspace_floats) * mib, total * mib);
+  }
+  for (size_t r = 0; r < rank_total.size(); ++r) std::printf("  rank %zu: %.3f\n", r, rank_total[r] * mib);
+  return Status::ok();
+}
+
 // Trace time: 1 unit = 1 ms for the unit model; seconds -> microseconds for measured costs.
 Status write_plan_trace(const Plan& p, const std::string& trace_path) {
   std::string trace = trace_path;
@@ -242,10 +286,44 @@ Status write_plan_trace(const Plan& p, const std::string& trace_path) {
   return Status::ok();
 }
 
+// Simulated-time budget matching (pipeline/time_budget.h) at the costs of the run's sim_time
+// (SimClock: unit costs or training.sim_costs), per chain stage. First a key=value line for the
+// config's kind (scripts parse it), then a table over every registered kind with the config
+// otherwise unchanged ("-" and the reason where that kind rejects it).
+Status print_time_budget(const Plan& p, double budget) {
+  SimClock clock;
+  PT_RETURN_IF_ERROR(clock.init(p.c, p.lowered, p.ranges));
+  CostModel costs = clock.costs();
+  const size_t L = size_t(chain_length(p.lowered));
+  for (auto* v : {&costs.forward, &costs.backward_input, &costs.backward_weight}) v->resize(L);
+  std::printf("== time budget %g (sim_time unit: %s; one update = training.microbatches = %d micro-batches) ==\n",
+              budget, clock.unit().c_str(), p.c.training.microbatches);
+  BudgetFit fit;
+  PT_RETURN_IF_ERROR(fit_time_budget(schedule_spec_for(p.c), costs, budget, &fit));
+  std::printf("time budget fit: kind=%s updates=%lld microbatches=%lld length=%.10g next_length=%.10g\n",
+              p.c.schedule.kind.c_str(), (long long)fit.updates, (long long)fit.microbatches, fit.length,
+              fit.next_length);
+  std::printf("| schedule.kind | updates | micro-batches | length | one more update |\n|---|---|---|---|---|\n");
+  int count = 0;
+  const char* const* kinds = schedule_kinds(&count);
+  for (int k = 0; k < count; ++k) {
+    ScheduleSpec spec = schedule_spec_for(p.c);
+    spec.kind = kinds[k];
+    const Status st = fit_time_budget(spec, costs, budget, &fit);
+    if (!st.is_ok()) {
+      std::printf("| %s | - | - | - | %s |\n", kinds[k], st.message().c_str());
+      continue;
+    }
+    std::printf("| %s | %lld | %lld | %.10g | %.10g |\n", kinds[k], (long long)fit.updates, (long long)fit.microbatches,
+                fit.length, fit.next_length);
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Status run_plan_command(const std::string& config_path, const std::vector<std::string>& overrides, int ranks_override,
-                        const std::string& trace_path, const std::string& costs_path) {
+                        const std::string& trace_path, const std::string& costs_path, double time_budget) {
   Plan p;
   p.config_path = config_path;
   p.costs_path = costs_path;
@@ -257,6 +335,7 @@ Status run_plan_command(const std::string& config_path, const std::vector<std::s
   PT_RETURN_IF_ERROR(build_plan(p, trace_path));
   const double plan_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   print_report(p);
+  PT_RETURN_IF_ERROR(print_memory_estimate(p));
   if (p.measured && !p.large) {
     print_cost_source(p);
     const Config& c = p.c;
@@ -266,6 +345,7 @@ Status run_plan_command(const std::string& config_path, const std::vector<std::s
     else print_sync_prediction(p, tokens_per_update);
   }
   if (p.async) PT_RETURN_IF_ERROR(print_async_versions(p.c, p.lowered));
+  if (time_budget >= 0) PT_RETURN_IF_ERROR(print_time_budget(p, time_budget));
   std::printf("planned in %.3f s (%lld actions)\n", plan_s, (long long)num_actions(p.lowered));
   if (p.large) return Status::ok();
   return write_plan_trace(p, trace_path);

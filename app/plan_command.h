@@ -18,8 +18,11 @@
 namespace pt {
 
 // ranks_override > 0 replaces parallel.pp; trace_path empty = run dir/plan_trace.json;
-// costs_path empty = the unit cost model.
+// costs_path empty = the unit cost model. time_budget >= 0 also prints the simulated-time
+// budget match (pipeline/time_budget.h) under the costs of metrics.jsonl's sim_time (unit
+// costs, or training.sim_costs): for the config's kind and for every registered kind with
+// the config otherwise unchanged.
 Status run_plan_command(const std::string& config_path, const std::vector<std::string>& overrides, int ranks_override,
-                        const std::string& trace_path, const std::string& costs_path = "");
+                        const std::string& trace_path, const std::string& costs_path = "", double time_budget = -1);
 
 }  // namespace pt

@@ -121,7 +121,9 @@ Status Replay::open_stages() {
   snap_.resize(size_t(L_));
   replicas_.resize(size_t(L_));
   for (int v = 0; v < V_; ++v) {
-    PT_RETURN_IF_ERROR(make_local_stage(c_, c_.runtime.backend, 0, v, L_, ranges, v < L_, &st_[size_t(v)]));
+    // Replay runs full backwards only (backward_next): no split-backward buffers.
+    PT_RETURN_IF_ERROR(make_local_stage(c_, c_.runtime.backend, 0, v, L_, ranges, v < L_,
+                                        StageNeeds{/*split_backward=*/false}, &st_[size_t(v)]));
     replicas_[size_t(v % L_)].push_back(v);
   }
   for (int s = 0; s < L_; ++s) {

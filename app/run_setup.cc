@@ -24,8 +24,18 @@ Status open_data_loader(const Config& c, int dp_size, bool with_val, DataLoader*
   return Status::ok();
 }
 
+StageNeeds stage_needs(const Schedule& lowered, int stage) {
+  StageNeeds needs;
+  needs.split_backward = false;
+  for (const auto& list : lowered.per_rank)
+    for (const Action& a : list)
+      if (a.stage == stage && (a.kind == ActionKind::Bx || a.kind == ActionKind::Bw)) needs.split_backward = true;
+  return needs;
+}
+
 Status make_local_stage(const Config& c, const std::string& backend, int gpu, int stage, int chain,
-                        const std::vector<std::pair<int, int>>& ranges, bool with_state, LocalStage* out) {
+                        const std::vector<std::pair<int, int>>& ranges, bool with_state, const StageNeeds& needs,
+                        LocalStage* out) {
   const int ms = stage % chain;
   const StageSpec spec{ranges[size_t(ms)].first, ranges[size_t(ms)].second, ms == 0, ms == chain - 1};
   out->stage = stage;
@@ -34,7 +44,7 @@ Status make_local_stage(const Config& c, const std::string& backend, int gpu, in
   PT_RETURN_IF_ERROR(parse_precision(c.runtime.precision, &precision)
                          .with_context(c.source_file + ": key 'runtime.precision'"));
   PT_RETURN_IF_ERROR(make_stage_model(backend, gpu, c.model, spec, c.training.micro_batch_size, c.training.seq_len,
-                                      &out->model, precision)
+                                      &out->model, precision, needs, BackendOptions{c.runtime.tf32})
                          .with_context(c.source_file));
   out->model->init_params(uint64_t(c.run.seed));  // leaves host and device copies consistent
   if (with_state) out->optimizer_state = make_optimizer_state(c.optimizer, *out->model);

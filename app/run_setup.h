@@ -10,6 +10,8 @@
 #include "app/train_state.h"
 #include "common/status.h"
 #include "data/loader.h"
+#include "model/stage_model.h"
+#include "pipeline/action.h"
 
 namespace pt {
 
@@ -17,10 +19,16 @@ namespace pt {
 // checks that the validation split holds training.eval_batches micro-batches.
 Status open_data_loader(const Config& c, int dp_size, bool with_val, DataLoader* out);
 
+// What (virtual) stage `stage` of the lowered schedule asks of its model
+// (model/stage_model.h): split-backward buffers only when some rank's list runs a
+// Bx or Bw of it.
+StageNeeds stage_needs(const Schedule& lowered, int stage);
+
 // (Virtual) stage `stage` = model stage stage % chain, blocks `ranges[stage % chain]`:
-// a StageModel on `backend` (GPU `gpu` for cuda) with parameters initialized from
-// run.seed and, when `with_state`, zeroed optimizer state.
+// a StageModel on `backend` (GPU `gpu` for cuda) allocating for `needs`, with
+// parameters initialized from run.seed and, when `with_state`, zeroed optimizer state.
 Status make_local_stage(const Config& c, const std::string& backend, int gpu, int stage, int chain,
-                        const std::vector<std::pair<int, int>>& ranges, bool with_state, LocalStage* out);
+                        const std::vector<std::pair<int, int>>& ranges, bool with_state, const StageNeeds& needs,
+                        LocalStage* out);
 
 }  // namespace pt

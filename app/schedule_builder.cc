@@ -15,6 +15,8 @@ ScheduleSpec schedule_spec_for(const Config& c, int64_t segment_updates) {
   spec.microbatches = c.training.microbatches;
   spec.bfpp_breadth = c.schedule.bfpp_breadth;
   spec.segment_updates = int(segment_updates);
+  spec.pipedream_lr_correction = c.schedule.pipedream_lr_correction;
+  spec.pipedream_lr_correction_steps = c.schedule.pipedream_lr_correction_steps;
   spec.paci_allowed_lagging = c.schedule.paci_allowed_lagging;
   spec.paci_mode = c.schedule.paci_mode;
   spec.amdp_step_slot = c.schedule.amdp_step_slot;

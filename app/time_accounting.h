@@ -87,6 +87,7 @@ class SimClock {
   };
   const Segment& segment(const Schedule& lowered, bool asynchronous, int m);
   std::string unit() const { return unit_; }  // "unit" or "s"
+  const CostModel& costs() const { return costs_; }  // per stage of the list given to init
 
  private:
   CostModel costs_;

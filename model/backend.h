@@ -17,7 +17,16 @@
 #include <cstdint>
 #include <memory>
 
+#include "model/backend_sizes.h"
+
 namespace pt {
+
+// Settings a backend is made with (runtime.* keys).
+struct BackendOptions {
+  // runtime.tf32: fp32 GEMMs run on tensor cores with TF32 inputs (CUDA,
+  // CUBLAS_COMPUTE_32F_FAST_TF32). The CPU backend has no such mode and ignores it.
+  bool tf32 = false;
+};
 
 class Backend {
  public:
@@ -42,6 +51,8 @@ class Backend {
   // mirrors in alloc_host() memory (pinned on CUDA) and copies on the sync hooks
   // of stage_model.h.
   virtual bool host_memory() const = 0;
+  // This backend kind's buffer sizes (attention state, classifier chunk).
+  virtual BackendSizes sizes() const = 0;
   virtual float* alloc_host(size_t n) = 0;  // host memory, n floats, contents undefined
   virtual void free_host(float* p) = 0;
   // Blocks until every op and copy issued so far has finished (CUDA: the
@@ -94,15 +105,10 @@ class Backend {
   // dweight (OC,C) += doutᵀ · inp; dbias (OC) += sum dout (null: none)
   virtual void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N,
                                       int C, int OC) = 0;
-  // What the attention forward saves for the backward is backend-specific: the CPU
-  // keeps the probabilities att (B,NH,T,T), the CUDA kernel (flash style) the
-  // log-sum-exp of each score row (B,NH,T) and recomputes the probabilities.
-  virtual size_t attention_saved_floats(int B, int NH, int T) const = 0;
-  // Floats of attention_backward's scratch: CPU (T,T), CUDA (B,NH,T).
-  virtual size_t attention_scratch_floats(int B, int NH, int T) const = 0;
-  // out (B,T,C); att (attention_saved_floats); inp (B,T,3C)
+  // out (B,T,C); att (sizes().attention_saved_floats: what the backward needs,
+  // backend-specific); inp (B,T,3C)
   virtual void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) = 0;
-  // dinp (B,T,3C) =; scratch (attention_scratch_floats); dout (B,T,C); inp, out and
+  // dinp (B,T,3C) =; scratch (sizes().attention_scratch_floats); dout (B,T,C); inp, out and
   // att from the forward (out: the forward's output, read by the CUDA backward only).
   virtual void attention_backward(float* dinp, float* scratch, const float* dout, const float* inp,
                                   const float* out, const float* att, int B, int T, int C, int NH) = 0;
@@ -112,12 +118,12 @@ class Backend {
   virtual void gelu_backward(float* dinp, const float* inp, const float* dout, int N) = 0;
   // out = inp1 + inp2 (N)
   virtual void residual_forward(float* out, const float* inp1, const float* inp2, int N) = 0;
-  // losses (B,T); probs, logits (B,T,V) (may alias); targets (B,T)
-  virtual void crossentropy_forward(float* losses, float* probs, const float* logits, const int32_t* targets,
-                                    int B, int T, int V) = 0;
-  // dlogits (B,T,V) = (probs - onehot) * scale (may alias probs)
-  virtual void crossentropy_softmax_backward(float* dlogits, const float* probs, const int32_t* targets,
-                                             float scale, int B, int T, int V) = 0;
+  // Classifier loss over rows of logits (model/cpu/crossentropy.h); the stage
+  // model calls these per chunk of rows. losses (N); logits (N,V); targets (N)
+  virtual void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) = 0;
+  // dlogits (N,V) = (softmax(logits) - onehot) * scale (may alias logits)
+  virtual void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale,
+                                     int N, int V) = 0;
 };
 
 // Host backend on OpenBLAS (fp32 arithmetic; bf16 storage by round_to_bf16).

@@ -18,6 +18,7 @@ namespace pt {
 
 std::unique_ptr<StageModel> make_backend_stage_model(std::unique_ptr<Backend> backend, const ModelConfig& config,
                                                      const StageSpec& spec, int B, int T,
-                                                     Precision precision = Precision::kFp32);
+                                                     Precision precision = Precision::kFp32,
+                                                     const StageNeeds& needs = {});
 
 }  // namespace pt

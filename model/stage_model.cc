@@ -1,12 +1,33 @@
 // StageModel on a Backend (see stage_model.h, backend_stage_model.h).
 //
-// Per slot one float block holds the forward activations and the gradients that
-// backward_input leaves for backward_weight (zero-bubble split): the residual
-// stream gradients at every block boundary and inside each block, dqkv, dfch,
-// dln1, dln2, dlnf, and dlogits (written over the probabilities). backward() is
-// literally backward_input() then backward_weight(), so split and full backward
-// are bitwise equal. Blocks are taken from a pool on the first forward into a
-// slot and returned on release(), so steady-state training allocates nothing.
+// Per slot one float block holds the forward activations and, with
+// StageNeeds::split_backward, the gradients that backward_input leaves for
+// backward_weight (zero-bubble split): the residual stream gradients at every
+// block boundary and inside each block, dqkv, dfch, dln1, dln2 and dlnf. Without
+// split backward those gradients live once per model: backward() runs each
+// block's input gradients and then its weight gradients before the next block,
+// so one block's buffers (and two alternating residual-stream gradients) serve
+// every block and slot. Either way backward() computes every gradient with the
+// same op on the same inputs as backward_input() then backward_weight(), so split
+// and full backward are bitwise equal. Slot blocks are taken from a pool on the
+// first forward into a slot and returned on release(), so steady-state training
+// allocates nothing.
+//
+// Classifier (last stage): no (N, V) logits are kept. The forward runs the head
+// matmul and the loss chunk by chunk over the N = B*T rows in one (R, V) logits
+// workspace per model (R = StageNeeds::classifier_chunk_rows or from
+// BackendSizes::classifier_chunk_bytes) and keeps only the per-row losses. The
+// backward recomputes each chunk's logits from the saved lnf output, turns them
+// into dlogits in place (the loss op recomputes the softmax), writes that chunk's
+// rows of dlnf (=) and adds its part of the head's weight gradient (+=), chunks
+// in increasing row order: a fixed summation order, the same on every rerun and
+// pipeline layout. The split backward recomputes the chunk once in Bx (for dlnf)
+// and again in Bw (for the weight gradient; Bx saves the loss scale in the slot),
+// so Bw reads the head weights: schedules give a micro-batch's Bx and Bw the same
+// weight version. The loss op recomputes the softmax from the recomputed logits
+// (no saved log-sum-exp): with the forward's weights that is the forward's softmax
+// bit for bit; with newer weights (an asynchronous schedule whose backward reads a
+// later version) it is the consistent softmax of those weights.
 // Stage-independent numerics: a block computes the same ops on the same shapes
 // whichever stage owns it, so any pipeline split is bitwise equal to pp=1.
 //
@@ -25,9 +46,10 @@
 // activation and activation gradient is rounded (Backend::round_to_bf16) right
 // after the op that writes it, which is where the CUDA bf16 kernels
 // (model/cuda/*_bf16.h) store bf16: each matmul, LayerNorm, attention, residual
-// and GELU output and input gradient, the embedding output, the logits and
-// dlogits. Not rounded (fp32 there too): LayerNorm mean/rstd, the attention's
-// saved softmax state, the per-token losses, the parameter gradients (fp32 +=).
+// and GELU output and input gradient, the embedding output, the logits (each
+// chunk, also when the backward recomputes it) and dlogits. Not rounded (fp32
+// there too): LayerNorm mean/rstd, the attention's saved softmax state, the
+// per-token losses, the parameter gradients (fp32 +=).
 // The fc matmul and GELU round both outputs from the unrounded pre-activation, as
 // the fused cuBLASLt GELU epilogue does. Stage-boundary tensors (output, dinput)
 // are therefore bf16 values sent in fp32 containers: the wire format does not
@@ -58,7 +80,7 @@ struct LayerActs {
   float* ln1_mean;  // (N)
   float* ln1_rstd;  // (N)
   float* qkv;       // (N, 3C)
-  float* att;       // attention_saved_floats: CPU (B, NH, T, T) probabilities, CUDA (B, NH, T) lse
+  float* att;       // BackendSizes::attention_saved_floats: CPU (B, NH, T, T) probabilities, CUDA (B, NH, T) lse
   float* atty;      // (N, C) attention output before the projection
   float* res1;      // (N, C) residual after attention
   float* ln2;       // (N, C)
@@ -67,7 +89,8 @@ struct LayerActs {
   float* fch;       // (N, 4C) pre-GELU
   float* fch_gelu;  // (N, 4C)
   float* res2;      // (N, C) block output
-  // Gradients kept from backward_input for backward_weight.
+  // Gradients kept from backward_input for backward_weight (without split backward
+  // every block's point to the same shared set, layout_grads).
   float* d_res1;    // (N, C) d loss / d res1
   float* dqkv;      // (N, 3C)
   float* dln1;      // (N, C)
@@ -90,16 +113,138 @@ struct Slot {
   float* lnf = nullptr;       // (N, C)
   float* lnf_mean = nullptr;  // (N)
   float* lnf_rstd = nullptr;  // (N)
-  float* logits = nullptr;    // (N, V) logits -> probabilities -> dlogits
   float* losses = nullptr;    // (N)
   float* dlnf = nullptr;      // (N, C)
+  float loss_scale = 0.0f;    // last stage: what backward_input was given, for backward_weight
 };
+
+// The shapes a slot's layout depends on (see stage_memory in stage_model.h).
+struct Geometry {
+  int B, T, C, NH, V, nl;  // nl: blocks of the stage
+  bool has_head, split_backward;
+  size_t att_floats;  // BackendSizes::attention_saved_floats(B, NH, T)
+  size_t N() const { return size_t(B) * T; }
+};
+
+Geometry geometry(const ModelConfig& c, const StageSpec& spec, int B, int T, const StageNeeds& needs,
+                  const BackendSizes& sizes) {
+  return Geometry{B,           T,
+                  c.n_embd,    c.n_head,
+                  c.vocab_size, spec.last_layer - spec.first_layer,
+                  spec.has_head, needs.split_backward,
+                  sizes.attention_saved_floats(B, c.n_head, T)};
+}
+
+// Hands out consecutive sub-buffers of `base` (null: only counts). 256-byte
+// aligned: cuBLASLt keys its algorithm on alignment up to 256 bytes, so a buffer
+// gets the same GEMM algorithm whatever precedes it in the block.
+struct Carver {
+  float* base;
+  size_t used = 0;
+  float* take(size_t n) {
+    float* p = base == nullptr ? nullptr : base + used;
+    used += (n + 63) / 64 * 64;
+    return p;
+  }
+};
+
+// Carves the forward activations of a slot from `base` into *s (null: only
+// counts). Returns the number of floats used.
+size_t layout_acts(const Geometry& g, float* base, Slot* s) {
+  Carver c{base};
+  const size_t N = g.N(), C = size_t(g.C);
+  Slot t;
+  t.x0 = c.take(N * C);
+  t.layers.resize(static_cast<size_t>(g.nl));
+  for (auto& a : t.layers) {
+    a.ln1 = c.take(N * C);
+    a.ln1_mean = c.take(N);
+    a.ln1_rstd = c.take(N);
+    a.qkv = c.take(N * 3 * C);
+    a.att = c.take(g.att_floats);
+    a.atty = c.take(N * C);
+    a.res1 = c.take(N * C);
+    a.ln2 = c.take(N * C);
+    a.ln2_mean = c.take(N);
+    a.ln2_rstd = c.take(N);
+    a.fch = c.take(N * 4 * C);
+    a.fch_gelu = c.take(N * 4 * C);
+    a.res2 = c.take(N * C);
+  }
+  if (g.has_head) {
+    t.lnf = c.take(N * C);
+    t.lnf_mean = c.take(N);
+    t.lnf_rstd = c.take(N);
+    t.losses = c.take(N);
+  }
+  if (s != nullptr) {
+    s->x0 = t.x0;
+    s->lnf = t.lnf;
+    s->lnf_mean = t.lnf_mean;
+    s->lnf_rstd = t.lnf_rstd;
+    s->losses = t.losses;
+    s->layers.resize(t.layers.size());
+    for (size_t i = 0; i < t.layers.size(); ++i) {
+      LayerActs& a = s->layers[i];
+      const LayerActs& b = t.layers[i];
+      a.ln1 = b.ln1, a.ln1_mean = b.ln1_mean, a.ln1_rstd = b.ln1_rstd, a.qkv = b.qkv, a.att = b.att;
+      a.atty = b.atty, a.res1 = b.res1, a.ln2 = b.ln2, a.ln2_mean = b.ln2_mean, a.ln2_rstd = b.ln2_rstd;
+      a.fch = b.fch, a.fch_gelu = b.fch_gelu, a.res2 = b.res2;
+    }
+  }
+  return c.used;
+}
+
+// Carves the activation gradients backward_input keeps for backward_weight into
+// *s (null: only counts): with split backward a full set per slot, else one
+// block's set that every block shares and two residual-stream gradients that
+// alternate (block i reads d_resid[i + 1] and writes d_resid[i]). *s must already
+// have its layers (layout_acts). Returns the number of floats used.
+size_t layout_grads(const Geometry& g, float* base, Slot* s) {
+  Carver c{base};
+  const size_t N = g.N(), C = size_t(g.C), nl = size_t(g.nl);
+  const bool shared = !g.split_backward;
+  std::vector<LayerActs> d_block(shared ? std::min<size_t>(1, nl) : nl);
+  for (auto& a : d_block) {
+    a.d_res1 = c.take(N * C);
+    a.dqkv = c.take(N * 3 * C);
+    a.dln1 = c.take(N * C);
+    a.dln2 = c.take(N * C);
+    a.dfch = c.take(N * 4 * C);
+  }
+  std::vector<float*> d_resid(shared ? std::min<size_t>(2, nl + 1) : nl + 1);
+  for (auto& p : d_resid) p = c.take(N * C);
+  float* dlnf = g.has_head ? c.take(N * C) : nullptr;
+  if (s != nullptr) {
+    for (size_t i = 0; i < s->layers.size(); ++i) {
+      LayerActs& a = s->layers[i];
+      const LayerActs& b = d_block[shared ? 0 : i];
+      a.d_res1 = b.d_res1, a.dqkv = b.dqkv, a.dln1 = b.dln1, a.dln2 = b.dln2, a.dfch = b.dfch;
+    }
+    s->d_resid.resize(nl + 1);
+    for (size_t i = 0; i <= nl; ++i) s->d_resid[i] = d_resid[i % d_resid.size()];
+    s->dlnf = dlnf;
+  }
+  return c.used;
+}
+
+// Rows per classifier chunk: StageNeeds::classifier_chunk_rows, else as many as
+// the backend's chunk budget holds (whole GEMM tiles of 64 rows when >= 64).
+int classifier_chunk_rows(const Geometry& g, const StageNeeds& needs, const BackendSizes& sizes) {
+  PT_CHECK_MSG(needs.classifier_chunk_rows >= 0, "StageNeeds::classifier_chunk_rows must be >= 0");
+  size_t rows = size_t(needs.classifier_chunk_rows);
+  if (rows == 0) {
+    rows = sizes.classifier_chunk_bytes / (sizeof(float) * size_t(g.V));
+    if (rows >= 64) rows = rows / 64 * 64;
+  }
+  return int(std::clamp<size_t>(rows, 1, g.N()));
+}
 
 class BackendStageModel final : public StageModel {
  public:
   BackendStageModel(std::unique_ptr<Backend> backend, const ModelConfig& config, const StageSpec& spec, int B,
-                    int T, Precision precision)
-      : backend_(std::move(backend)), config_(config), spec_(spec), B_(B), T_(T),
+                    int T, Precision precision, const StageNeeds& needs)
+      : backend_(std::move(backend)), config_(config), spec_(spec), needs_(needs), B_(B), T_(T),
         bf16_(precision == Precision::kBf16) {
     PT_CHECK(backend_ != nullptr);
     tensors_ = stage_tensors(config_, spec_);  // validates config and spec
@@ -129,9 +274,18 @@ class BackendStageModel final : public StageModel {
       host_grads_ = grads_;
     }
     bind_params();
-    slot_floats_ = layout_slot(nullptr, nullptr);
+    const BackendSizes sizes = backend_->sizes();
+    geometry_ = geometry(config_, spec_, B_, T_, needs_, sizes);
+    const StageMemory mem = stage_memory(config_, spec_, B_, T_, precision, needs_, sizes);
+    slot_floats_ = mem.slot_floats;
+    workspace_floats_ = mem.workspace_floats;
     scratch_nc_ = backend_->alloc(size_t(N_) * C_);
-    scratch_tt_ = backend_->alloc(backend_->attention_scratch_floats(B_, NH_, T_));
+    scratch_tt_ = backend_->alloc(sizes.attention_scratch_floats(B_, NH_, T_));
+    if (!needs_.split_backward) shared_grads_ = backend_->alloc(layout_grads(geometry_, nullptr, nullptr));
+    if (spec_.has_head) {
+      chunk_rows_ = classifier_chunk_rows(geometry_, needs_, sizes);
+      logits_chunk_ = backend_->alloc(size_t(chunk_rows_) * V_);
+    }
   }
 
   ~BackendStageModel() override {
@@ -139,6 +293,8 @@ class BackendStageModel final : public StageModel {
       if (s.block != nullptr) free_slot_memory(s);
     }
     for (auto& p : pool_) free_slot_memory(p);
+    if (logits_chunk_ != nullptr) backend_->free(logits_chunk_);
+    if (shared_grads_ != nullptr) backend_->free(shared_grads_);
     backend_->free(scratch_tt_);
     backend_->free(scratch_nc_);
     backend_->free(grads_);
@@ -159,6 +315,7 @@ class BackendStageModel final : public StageModel {
   float* params() override { return host_params_; }
   float* grads() override { return host_grads_; }
   size_t activation_floats_per_slot() const override { return slot_floats_; }
+  size_t workspace_floats() const override { return workspace_floats_; }
 
   void init_params(uint64_t seed) override {
     for (const auto& t : tensors_) init_tensor(config_, t, seed, host_params_ + t.offset);
@@ -234,9 +391,11 @@ class BackendStageModel final : public StageModel {
       be.upload_i32(s.targets, targets, size_t(N_));
       be.layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, out, lnf_w_, lnf_b_, N_, C_);
       stored(s.lnf, size_t(N_) * C_);
-      be.matmul_forward(s.logits, s.lnf, head_, nullptr, N_, C_, V_);
-      stored(s.logits, size_t(N_) * V_);
-      be.crossentropy_forward(s.losses, s.logits, s.logits, s.targets, B_, T_, V_);
+      for (int r0 = 0; r0 < N_; r0 += chunk_rows_) {
+        const int rows = std::min(chunk_rows_, N_ - r0);
+        chunk_logits(s, r0, rows);
+        be.crossentropy_forward(s.losses + r0, logits_chunk_, s.targets + r0, rows, V_);
+      }
     } else {
       PT_CHECK_MSG(output != nullptr, "non-last stage forward needs an output buffer");
       be.copy(output, out, size_t(N_) * C_);
@@ -256,63 +415,31 @@ class BackendStageModel final : public StageModel {
     return float(sum / double(N_));
   }
 
-  void backward(int slot, const float* doutput, float* dinput, float loss_scale) override {
-    backward_input(slot, doutput, dinput, loss_scale);
-    backward_weight(slot);
+  // backward_input then backward_weight, fused per block (see the header comment).
+  void backward(int slot_index, const float* doutput, float* dinput, float loss_scale) override {
+    Slot& s = slot_at(slot_index);
+    PT_CHECK_MSG(s.state == SlotState::kForward, "backward needs a slot after forward and before backward");
+    refresh_device_params();
+    own_grads_on_device();
+    output_grad(s, doutput, loss_scale, /*head_weight=*/true);
+    if (spec_.has_head) lnf_weight_grad(s);
+    for (int i = nl_ - 1; i >= 0; --i) {
+      block_backward_input(s, i);
+      block_backward_weight(s, i);
+    }
+    input_grad(s, dinput);
+    embedding_weight_grad(s);
+    s.state = SlotState::kDone;
   }
 
   void backward_input(int slot_index, const float* doutput, float* dinput, float loss_scale) override {
     Slot& s = slot_at(slot_index);
     PT_CHECK_MSG(s.state == SlotState::kForward, "backward_input needs a slot after forward and before backward");
+    PT_CHECK_MSG(needs_.split_backward, "backward_input on a stage model built without StageNeeds::split_backward");
     refresh_device_params();
-    Backend& be = *backend_;
-    const size_t NC = size_t(N_) * C_;
-    if (spec_.has_head) {
-      // loss(slot) is the mean over the N tokens, hence the 1/N.
-      be.crossentropy_softmax_backward(s.logits, s.logits, s.targets, loss_scale / float(N_), B_, T_, V_);
-      stored(s.logits, size_t(N_) * V_);
-      be.matmul_backward_input(s.dlnf, s.logits, head_, N_, C_, V_);
-      stored(s.dlnf, NC);
-      be.layernorm_backward_input(s.d_resid[nl_], s.dlnf, block_input(s, nl_), lnf_w_, s.lnf_mean, s.lnf_rstd, N_,
-                                  C_);
-    } else {
-      PT_CHECK_MSG(doutput != nullptr, "non-last stage backward needs doutput");
-      be.copy(s.d_resid[nl_], doutput, NC);
-    }
-    stored(s.d_resid[nl_], NC);
-    float* tmp = scratch_nc_;  // (N, C)
-    for (int i = nl_ - 1; i >= 0; --i) {
-      const BlockParams& w = blocks_[i];
-      LayerActs& a = s.layers[i];
-      const float* dout = s.d_resid[i + 1];
-      // MLP: dfch first holds d(fch_gelu), then GELU backward turns it into d(fch) in place.
-      be.matmul_backward_input(a.dfch, dout, w[BlockTensor::kFcProjW], N_, 4 * C_, C_);
-      stored(a.dfch, 4 * NC);
-      be.gelu_backward(a.dfch, a.fch, a.dfch, N_ * 4 * C_);
-      stored(a.dfch, 4 * NC);
-      be.matmul_backward_input(a.dln2, a.dfch, w[BlockTensor::kFcW], N_, C_, 4 * C_);
-      stored(a.dln2, NC);
-      be.layernorm_backward_input(tmp, a.dln2, a.res1, w[BlockTensor::kLn2W], a.ln2_mean, a.ln2_rstd, N_, C_);
-      stored(tmp, NC);
-      be.residual_forward(a.d_res1, dout, tmp, N_ * C_);
-      stored(a.d_res1, NC);
-      // Attention: tmp holds d(atty).
-      be.matmul_backward_input(tmp, a.d_res1, w[BlockTensor::kAttProjW], N_, C_, C_);
-      stored(tmp, NC);
-      be.attention_backward(a.dqkv, scratch_tt_, tmp, a.qkv, a.atty, a.att, B_, T_, C_, NH_);
-      stored(a.dqkv, 3 * NC);
-      be.matmul_backward_input(a.dln1, a.dqkv, w[BlockTensor::kQkvW], N_, C_, 3 * C_);
-      stored(a.dln1, NC);
-      be.layernorm_backward_input(tmp, a.dln1, block_input(s, i), w[BlockTensor::kLn1W], a.ln1_mean, a.ln1_rstd, N_,
-                                  C_);
-      stored(tmp, NC);
-      be.residual_forward(s.d_resid[i], a.d_res1, tmp, N_ * C_);
-      stored(s.d_resid[i], NC);
-    }
-    if (!spec_.has_embedding) {
-      PT_CHECK_MSG(dinput != nullptr, "non-first stage backward needs dinput");
-      be.copy(dinput, s.d_resid[0], NC);
-    }
+    output_grad(s, doutput, loss_scale, /*head_weight=*/false);
+    for (int i = nl_ - 1; i >= 0; --i) block_backward_input(s, i);
+    input_grad(s, dinput);
     s.state = SlotState::kBackwardInput;
   }
 
@@ -320,33 +447,13 @@ class BackendStageModel final : public StageModel {
     Slot& s = slot_at(slot_index);
     PT_CHECK_MSG(s.state == SlotState::kBackwardInput, "backward_weight needs backward_input first");
     refresh_device_params();
-    if (grads_on_host_) {  // the host owns the gradients (and may have changed them): accumulate onto those
-      backend_->upload(grads_, host_grads_, num_params_);
-      grads_on_host_ = false;
-    }
-    Backend& be = *backend_;
+    own_grads_on_device();
     if (spec_.has_head) {
-      be.matmul_backward_weight(head_grad_, nullptr, s.logits, s.lnf, N_, C_, V_);
-      be.layernorm_backward_weight(lnf_w_grad_, lnf_b_grad_, s.dlnf, block_input(s, nl_), s.lnf_mean, s.lnf_rstd,
-                                   N_, C_);
+      classifier_backward(s, s.loss_scale, /*input=*/false, /*weight=*/true);
+      lnf_weight_grad(s);
     }
-    grads_ready(spec_.has_head ? size_t(std::min(lnf_w_grad_, head_grad_) - grads_) : num_params_);
-    for (int i = nl_ - 1; i >= 0; --i) {
-      const BlockParams& g = block_grads_[i];
-      const LayerActs& a = s.layers[i];
-      be.matmul_backward_weight(g[BlockTensor::kFcProjW], g[BlockTensor::kFcProjB], s.d_resid[i + 1], a.fch_gelu, N_,
-                                4 * C_, C_);
-      be.matmul_backward_weight(g[BlockTensor::kFcW], g[BlockTensor::kFcB], a.dfch, a.ln2, N_, C_, 4 * C_);
-      be.layernorm_backward_weight(g[BlockTensor::kLn2W], g[BlockTensor::kLn2B], a.dln2, a.res1, a.ln2_mean,
-                                   a.ln2_rstd, N_, C_);
-      be.matmul_backward_weight(g[BlockTensor::kAttProjW], g[BlockTensor::kAttProjB], a.d_res1, a.atty, N_, C_, C_);
-      be.matmul_backward_weight(g[BlockTensor::kQkvW], g[BlockTensor::kQkvB], a.dqkv, a.ln1, N_, C_, 3 * C_);
-      be.layernorm_backward_weight(g[BlockTensor::kLn1W], g[BlockTensor::kLn1B], a.dln1, block_input(s, i),
-                                   a.ln1_mean, a.ln1_rstd, N_, C_);
-      grads_ready(size_t(*std::min_element(g.t, g.t + kTensorsPerBlock) - grads_));
-    }
-    if (spec_.has_embedding) be.encoder_backward(wte_grad_, wpe_grad_, s.d_resid[0], s.tokens, B_, T_, C_, V_);
-    grads_ready(0);
+    for (int i = nl_ - 1; i >= 0; --i) block_backward_weight(s, i);
+    embedding_weight_grad(s);
     s.state = SlotState::kDone;
   }
 
@@ -361,6 +468,125 @@ class BackendStageModel final : public StageModel {
   }
 
  private:
+  // The host owns the gradients after sync_grads_to_host (and may have changed
+  // them): send them back before accumulating onto them.
+  void own_grads_on_device() {
+    if (!grads_on_host_) return;
+    backend_->upload(grads_, host_grads_, num_params_);
+    grads_on_host_ = false;
+  }
+
+  // Logits of rows [r0, r0 + rows) into logits_chunk_ (rows <= chunk_rows_), as the
+  // forward and every recomputation compute them.
+  void chunk_logits(const Slot& s, int r0, int rows) {
+    backend_->matmul_forward(logits_chunk_, s.lnf + size_t(r0) * C_, head_, nullptr, rows, C_, V_);
+    stored(logits_chunk_, size_t(rows) * V_);
+  }
+
+  // Recomputes the classifier chunk by chunk; with `input` writes dlnf (=), with
+  // `weight` adds the head's weight gradient (+=), chunks in increasing row order.
+  void classifier_backward(const Slot& s, float loss_scale, bool input, bool weight) {
+    Backend& be = *backend_;
+    const float scale = loss_scale / float(N_);  // loss(slot) is the mean over the N tokens
+    for (int r0 = 0; r0 < N_; r0 += chunk_rows_) {
+      const int rows = std::min(chunk_rows_, N_ - r0);
+      chunk_logits(s, r0, rows);
+      be.crossentropy_backward(logits_chunk_, logits_chunk_, s.targets + r0, scale, rows, V_);
+      stored(logits_chunk_, size_t(rows) * V_);
+      if (input) be.matmul_backward_input(s.dlnf + size_t(r0) * C_, logits_chunk_, head_, rows, C_, V_);
+      if (weight) be.matmul_backward_weight(head_grad_, nullptr, logits_chunk_, s.lnf + size_t(r0) * C_, rows, C_, V_);
+    }
+  }
+
+  // d loss / d (stage output) into d_resid[nl_]: through the classifier and the
+  // final LayerNorm on the last stage (with `head_weight` also the head's weight
+  // gradient, from the same dlogits), else a copy of doutput.
+  void output_grad(Slot& s, const float* doutput, float loss_scale, bool head_weight) {
+    Backend& be = *backend_;
+    const size_t NC = size_t(N_) * C_;
+    if (spec_.has_head) {
+      s.loss_scale = loss_scale;
+      classifier_backward(s, loss_scale, /*input=*/true, head_weight);
+      stored(s.dlnf, NC);
+      be.layernorm_backward_input(s.d_resid[nl_], s.dlnf, block_input(s, nl_), lnf_w_, s.lnf_mean, s.lnf_rstd, N_,
+                                  C_);
+    } else {
+      PT_CHECK_MSG(doutput != nullptr, "non-last stage backward needs doutput");
+      be.copy(s.d_resid[nl_], doutput, NC);
+    }
+    stored(s.d_resid[nl_], NC);
+  }
+
+  // Input gradients of local block i: d_resid[i] from d_resid[i + 1], keeping
+  // dfch, dln2, d_res1, dqkv and dln1 for block_backward_weight.
+  void block_backward_input(Slot& s, int i) {
+    Backend& be = *backend_;
+    const size_t NC = size_t(N_) * C_;
+    float* tmp = scratch_nc_;  // (N, C)
+    const BlockParams& w = blocks_[i];
+    LayerActs& a = s.layers[i];
+    const float* dout = s.d_resid[i + 1];
+    // MLP: dfch first holds d(fch_gelu), then GELU backward turns it into d(fch) in place.
+    be.matmul_backward_input(a.dfch, dout, w[BlockTensor::kFcProjW], N_, 4 * C_, C_);
+    stored(a.dfch, 4 * NC);
+    be.gelu_backward(a.dfch, a.fch, a.dfch, N_ * 4 * C_);
+    stored(a.dfch, 4 * NC);
+    be.matmul_backward_input(a.dln2, a.dfch, w[BlockTensor::kFcW], N_, C_, 4 * C_);
+    stored(a.dln2, NC);
+    be.layernorm_backward_input(tmp, a.dln2, a.res1, w[BlockTensor::kLn2W], a.ln2_mean, a.ln2_rstd, N_, C_);
+    stored(tmp, NC);
+    be.residual_forward(a.d_res1, dout, tmp, N_ * C_);
+    stored(a.d_res1, NC);
+    // Attention: tmp holds d(atty).
+    be.matmul_backward_input(tmp, a.d_res1, w[BlockTensor::kAttProjW], N_, C_, C_);
+    stored(tmp, NC);
+    be.attention_backward(a.dqkv, scratch_tt_, tmp, a.qkv, a.atty, a.att, B_, T_, C_, NH_);
+    stored(a.dqkv, 3 * NC);
+    be.matmul_backward_input(a.dln1, a.dqkv, w[BlockTensor::kQkvW], N_, C_, 3 * C_);
+    stored(a.dln1, NC);
+    be.layernorm_backward_input(tmp, a.dln1, block_input(s, i), w[BlockTensor::kLn1W], a.ln1_mean, a.ln1_rstd, N_,
+                                C_);
+    stored(tmp, NC);
+    be.residual_forward(s.d_resid[i], a.d_res1, tmp, N_ * C_);
+    stored(s.d_resid[i], NC);
+  }
+
+  // Weight gradients (+=) of local block i from what block_backward_input(s, i) kept.
+  void block_backward_weight(const Slot& s, int i) {
+    Backend& be = *backend_;
+    const BlockParams& g = block_grads_[i];
+    const LayerActs& a = s.layers[i];
+    be.matmul_backward_weight(g[BlockTensor::kFcProjW], g[BlockTensor::kFcProjB], s.d_resid[i + 1], a.fch_gelu, N_,
+                              4 * C_, C_);
+    be.matmul_backward_weight(g[BlockTensor::kFcW], g[BlockTensor::kFcB], a.dfch, a.ln2, N_, C_, 4 * C_);
+    be.layernorm_backward_weight(g[BlockTensor::kLn2W], g[BlockTensor::kLn2B], a.dln2, a.res1, a.ln2_mean,
+                                 a.ln2_rstd, N_, C_);
+    be.matmul_backward_weight(g[BlockTensor::kAttProjW], g[BlockTensor::kAttProjB], a.d_res1, a.atty, N_, C_, C_);
+    be.matmul_backward_weight(g[BlockTensor::kQkvW], g[BlockTensor::kQkvB], a.dqkv, a.ln1, N_, C_, 3 * C_);
+    be.layernorm_backward_weight(g[BlockTensor::kLn1W], g[BlockTensor::kLn1B], a.dln1, block_input(s, i),
+                                 a.ln1_mean, a.ln1_rstd, N_, C_);
+    grads_ready(size_t(*std::min_element(g.t, g.t + kTensorsPerBlock) - grads_));
+  }
+
+  // After the head's weight gradient: the head and final LayerNorm tensors are final.
+  void lnf_weight_grad(const Slot& s) {
+    backend_->layernorm_backward_weight(lnf_w_grad_, lnf_b_grad_, s.dlnf, block_input(s, nl_), s.lnf_mean,
+                                        s.lnf_rstd, N_, C_);
+    grads_ready(size_t(std::min(lnf_w_grad_, head_grad_) - grads_));
+  }
+
+  // Non-first stages: dinput = d_resid[0].
+  void input_grad(const Slot& s, float* dinput) {
+    if (spec_.has_embedding) return;
+    PT_CHECK_MSG(dinput != nullptr, "non-first stage backward needs dinput");
+    backend_->copy(dinput, s.d_resid[0], size_t(N_) * C_);
+  }
+
+  void embedding_weight_grad(const Slot& s) {
+    if (spec_.has_embedding) backend_->encoder_backward(wte_grad_, wpe_grad_, s.d_resid[0], s.tokens, B_, T_, C_, V_);
+    grads_ready(0);  // every weight gradient of this backward is final
+  }
+
   // Walks the tensor list (stage_tensors order) and binds parameter/grad pointers.
   void bind_params() {
     blocks_.resize(size_t(nl_));
@@ -396,64 +622,6 @@ class BackendStageModel final : public StageModel {
     PT_CHECK(!spec_.has_head || (head_ != nullptr && lnf_w_ != nullptr && lnf_b_ != nullptr));
   }
 
-  // Carves a slot's float block into buffers; with base == nullptr only counts.
-  // Returns the number of floats used.
-  size_t layout_slot(float* base, Slot* s) const {
-    size_t used = 0;
-    auto take = [&](size_t n) -> float* {
-      float* p = base == nullptr ? nullptr : base + used;
-      used += (n + 15) / 16 * 16;  // 64-byte aligned sub-buffers
-      return p;
-    };
-    const size_t N = size_t(N_), C = size_t(C_);
-    float* x0 = take(N * C);
-    std::vector<LayerActs> layers(static_cast<size_t>(nl_));
-    for (auto& a : layers) {
-      a.ln1 = take(N * C);
-      a.ln1_mean = take(N);
-      a.ln1_rstd = take(N);
-      a.qkv = take(N * 3 * C);
-      a.att = take(backend_->attention_saved_floats(B_, NH_, T_));
-      a.atty = take(N * C);
-      a.res1 = take(N * C);
-      a.ln2 = take(N * C);
-      a.ln2_mean = take(N);
-      a.ln2_rstd = take(N);
-      a.fch = take(N * 4 * C);
-      a.fch_gelu = take(N * 4 * C);
-      a.res2 = take(N * C);
-      a.d_res1 = take(N * C);
-      a.dqkv = take(N * 3 * C);
-      a.dln1 = take(N * C);
-      a.dln2 = take(N * C);
-      a.dfch = take(N * 4 * C);
-    }
-    std::vector<float*> d_resid(static_cast<size_t>(nl_) + 1);
-    for (auto& d : d_resid) d = take(N * C);
-    float *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr, *logits = nullptr, *losses = nullptr,
-          *dlnf = nullptr;
-    if (spec_.has_head) {
-      lnf = take(N * C);
-      lnf_mean = take(N);
-      lnf_rstd = take(N);
-      logits = take(N * size_t(V_));
-      losses = take(N);
-      dlnf = take(N * C);
-    }
-    if (s != nullptr) {
-      s->x0 = x0;
-      s->layers = std::move(layers);
-      s->d_resid = std::move(d_resid);
-      s->lnf = lnf;
-      s->lnf_mean = lnf_mean;
-      s->lnf_rstd = lnf_rstd;
-      s->logits = logits;
-      s->losses = losses;
-      s->dlnf = dlnf;
-    }
-    return used;
-  }
-
   Slot& acquire_slot(int slot_index) {
     PT_CHECK(slot_index >= 0);
     if (size_t(slot_index) >= slots_.size()) slots_.resize(size_t(slot_index) + 1);
@@ -466,7 +634,8 @@ class BackendStageModel final : public StageModel {
         s.block = backend_->alloc(slot_floats_);
         s.tokens = spec_.has_embedding ? backend_->alloc_i32(size_t(N_)) : nullptr;
         s.targets = spec_.has_head ? backend_->alloc_i32(size_t(N_)) : nullptr;
-        layout_slot(s.block, &s);
+        const size_t acts = layout_acts(geometry_, s.block, &s);
+        layout_grads(geometry_, needs_.split_backward ? s.block + acts : shared_grads_, &s);
       }
     }
     // Forward-only reuse (evaluation) may overwrite a slot; pending weight
@@ -521,6 +690,8 @@ class BackendStageModel final : public StageModel {
   std::function<void(size_t)> grads_ready_hook_;
   ModelConfig config_;
   StageSpec spec_;
+  StageNeeds needs_;
+  Geometry geometry_{};
   int B_, T_, C_ = 0, NH_ = 0, V_ = 0, N_ = 0, nl_ = 0;
   std::vector<ParamTensor> tensors_;
   size_t num_params_ = 0;
@@ -541,6 +712,10 @@ class BackendStageModel final : public StageModel {
   std::vector<BlockParams> block_grads_;
   float* scratch_nc_ = nullptr;  // (N, C) temporaries inside one backward_input call
   float* scratch_tt_ = nullptr;  // (T, T) attention backward work buffer
+  float* shared_grads_ = nullptr;  // without split backward: layout_grads' one set, shared by every slot
+  int chunk_rows_ = 0;             // last stage: rows per classifier chunk (R)
+  float* logits_chunk_ = nullptr;  // last stage: (R, V) logits, then dlogits, of the chunk being worked on
+  size_t workspace_floats_ = 0;    // workspace_floats(): the four buffers above + scratch_nc_ (stage_memory)
   std::vector<Slot> slots_;
   std::vector<Slot> pool_;       // released slots with their carved buffers
   mutable std::vector<float> host_losses_;  // (N) staging for loss()
@@ -548,13 +723,28 @@ class BackendStageModel final : public StageModel {
 
 }  // namespace
 
-std::unique_ptr<StageModel> make_backend_stage_model(std::unique_ptr<Backend> backend, const ModelConfig& config,
-                                                     const StageSpec& spec, int B, int T, Precision precision) {
-  return std::make_unique<BackendStageModel>(std::move(backend), config, spec, B, T, precision);
+StageMemory stage_memory(const ModelConfig& config, const StageSpec& spec, int B, int T, Precision precision,
+                         const StageNeeds& needs, const BackendSizes& sizes) {
+  const Geometry g = geometry(config, spec, B, T, needs, sizes);
+  StageMemory m;
+  const size_t params = total_numel(stage_tensors(config, spec));
+  m.param_floats = params * (precision == Precision::kBf16 ? 3 : 2);  // masters, grads (+ bf16 weight copy)
+  m.slot_floats = layout_acts(g, nullptr, nullptr) + (needs.split_backward ? layout_grads(g, nullptr, nullptr) : 0);
+  m.workspace_floats = g.N() * size_t(g.C) + sizes.attention_scratch_floats(B, g.NH, T);  // scratch_nc_, scratch_tt_
+  if (!needs.split_backward) m.workspace_floats += layout_grads(g, nullptr, nullptr);
+  if (spec.has_head) m.workspace_floats += size_t(classifier_chunk_rows(g, needs, sizes)) * size_t(g.V);
+  return m;
 }
 
-std::unique_ptr<StageModel> make_cpu_stage_model(const ModelConfig& config, const StageSpec& spec, int B, int T) {
-  return make_backend_stage_model(make_cpu_backend(), config, spec, B, T);
+std::unique_ptr<StageModel> make_backend_stage_model(std::unique_ptr<Backend> backend, const ModelConfig& config,
+                                                     const StageSpec& spec, int B, int T, Precision precision,
+                                                     const StageNeeds& needs) {
+  return std::make_unique<BackendStageModel>(std::move(backend), config, spec, B, T, precision, needs);
+}
+
+std::unique_ptr<StageModel> make_cpu_stage_model(const ModelConfig& config, const StageSpec& spec, int B, int T,
+                                                 const StageNeeds& needs) {
+  return make_backend_stage_model(make_cpu_backend(), config, spec, B, T, Precision::kFp32, needs);
 }
 
 }  // namespace pt

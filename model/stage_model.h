@@ -18,6 +18,8 @@
 //
 // Activations live in slots, one per in-flight micro-batch; the pipeline picks
 // the slot. Gradients accumulate (+=) across backward calls until zero_grads().
+// The last stage keeps no (B, T, V) logits: its classifier runs in chunks of rows
+// and the backward recomputes each chunk's logits (stage_model.cc).
 //
 // Host/device contract. params() and grads() are host memory on every backend.
 // A backend that computes elsewhere (CUDA) keeps device copies and host mirrors
@@ -50,8 +52,10 @@
 #include <string>
 #include <vector>
 
+#include "model/backend_sizes.h"
 #include "model/boundary_memory.h"
 #include "model/config.h"
+#include "model/precision.h"
 
 namespace pt {
 
@@ -70,6 +74,23 @@ struct ParamTensor {
   std::vector<int> shape;      // row-major
   bool weight_decay = true;    // false for biases, LayerNorm and position table
   bool is_tied_head = false;   // the head's copy of wte (not counted in the norm)
+};
+
+// What the caller will ask of a stage model, so that it allocates only that
+// (app/run_setup.cc derives it from the lowered schedule). The defaults allow
+// everything.
+struct StageNeeds {
+  // backward_input/backward_weight (zero-bubble Bx/Bw) may be called, with other
+  // slots' work in between: each slot then keeps its activation gradients from Bx
+  // until Bw. false: only backward() is called, which runs each block's input and
+  // weight gradients back to back in one set of gradient buffers shared by every
+  // slot (one block's worth), and backward_input/backward_weight are refused.
+  bool split_backward = true;
+  // Rows per chunk of the last stage's classifier (head matmul + cross-entropy,
+  // stage_model.cc); 0: as many as BackendSizes::classifier_chunk_bytes allows. The
+  // chunk size changes fp32 summation order (the head's weight gradient is summed
+  // chunk by chunk), never the set of values computed.
+  int classifier_chunk_rows = 0;
 };
 
 class StageModel {
@@ -134,11 +155,27 @@ class StageModel {
 
   // Frees the slot's activations for reuse (after its backward).
   virtual void release(int slot) = 0;
+  // Floats of backend memory each slot (in-flight micro-batch) holds.
   virtual size_t activation_floats_per_slot() const = 0;
+  // Floats of backend memory held once per model besides parameters, gradients
+  // and slots: the classifier's logits chunk, the shared activation gradients
+  // (StageNeeds::split_backward false) and per-call scratch.
+  virtual size_t workspace_floats() const { return 0; }
 };
+
+// What a stage model holds in backend memory, in floats, from the layout code the
+// model itself uses (so `pipetrain plan` can size a GPU run anywhere).
+struct StageMemory {
+  size_t param_floats = 0;      // fp32 masters + gradients (+ the bf16 weight copy)
+  size_t slot_floats = 0;       // activation_floats_per_slot(), per in-flight micro-batch
+  size_t workspace_floats = 0;  // workspace_floats()
+};
+StageMemory stage_memory(const ModelConfig& config, const StageSpec& spec, int B, int T, Precision precision,
+                         const StageNeeds& needs, const BackendSizes& sizes);
 
 // CPU (fp32, OpenBLAS) implementation. The backend-choosing factory (cpu | cuda |
 // auto) is model/stage_model_factory.h.
-std::unique_ptr<StageModel> make_cpu_stage_model(const ModelConfig& config, const StageSpec& spec, int B, int T);
+std::unique_ptr<StageModel> make_cpu_stage_model(const ModelConfig& config, const StageSpec& spec, int B, int T,
+                                                 const StageNeeds& needs = {});
 
 }  // namespace pt

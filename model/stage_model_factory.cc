@@ -83,15 +83,18 @@ Status resolve_backend(const std::string& requested, std::string* resolved) {
 }
 
 Status make_stage_model(const std::string& backend, int device, const ModelConfig& config, const StageSpec& spec,
-                        int B, int T, std::unique_ptr<StageModel>* out, Precision precision) {
+                        int B, int T, std::unique_ptr<StageModel>* out, Precision precision,
+                        const StageNeeds& needs, const BackendOptions& options) {
   std::string kind;
   PT_RETURN_IF_ERROR(resolve_backend(backend, &kind));
   if (kind == "cpu") {
+    (void)options;  // no TF32 on the CPU (BackendOptions)
     if (test_separate_host_mirrors()) {
-      *out = make_backend_stage_model(make_cpu_backend_separate_host_mirrors(), config, spec, B, T, precision);
+      *out = make_backend_stage_model(make_cpu_backend_separate_host_mirrors(), config, spec, B, T, precision,
+                                      needs);
       return Status::ok();
     }
-    *out = make_backend_stage_model(make_cpu_backend(), config, spec, B, T, precision);
+    *out = make_backend_stage_model(make_cpu_backend(), config, spec, B, T, precision, needs);
     return Status::ok();
   }
 #ifdef PIPETRAIN_WITH_CUDA
@@ -102,7 +105,7 @@ Status make_stage_model(const std::string& backend, int device, const ModelConfi
                          std::to_string(config.n_embd / config.n_head) + "; use more heads or runtime.backend: cpu");
   const int gpus = usable_gpu_count(nullptr);  // > 0: resolve_backend chose cuda
   const int d = device < 0 ? 0 : device % gpus;
-  *out = make_backend_stage_model(make_cuda_backend(d), config, spec, B, T, precision);
+  *out = make_backend_stage_model(make_cuda_backend(d, options), config, spec, B, T, precision, needs);
   return Status::ok();
 #else
   return Status::error("key 'runtime.backend': internal: cuda resolved in a binary without CUDA");

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "model/backend.h"
 #include "model/config.h"
 #include "model/precision.h"
 #include "model/stage_model.h"
@@ -42,7 +43,10 @@ Status resolve_backend(const std::string& requested, std::string* resolved);
 // Also rejects model shapes the CUDA kernels do not support (key model.n_head).
 // precision (runtime.precision): both backends run bf16 the same way, fp32 ops on
 // bf16-rounded storage (stage_model.cc); the CUDA bf16 kernels are not used yet.
+// needs: what the caller's schedule uses (stage_model.h), passed on unchanged.
+// options: backend settings (runtime.tf32); the cpu backend has none to apply.
 Status make_stage_model(const std::string& backend, int device, const ModelConfig& config, const StageSpec& spec,
-                        int B, int T, std::unique_ptr<StageModel>* out, Precision precision = Precision::kFp32);
+                        int B, int T, std::unique_ptr<StageModel>* out, Precision precision = Precision::kFp32,
+                        const StageNeeds& needs = {}, const BackendOptions& options = {});
 
 }  // namespace pt

@@ -47,6 +47,7 @@ class CpuBackend final : public Backend {
     if (dst != host_src) std::memcpy(dst, host_src, n * sizeof(int32_t));
   }
   bool host_memory() const override { return !separate_host_mirrors_; }
+  BackendSizes sizes() const override { return cpu_backend_sizes(); }
   float* alloc_host(size_t n) override { return alloc(n); }
   void free_host(float* p) override { free(p); }
   void round_to_bf16(float* p, size_t n) override { cpu::round_fp32_to_bf16(p, n); }
@@ -82,8 +83,6 @@ class CpuBackend final : public Backend {
                               int OC) override {
     cpu::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC);
   }
-  size_t attention_saved_floats(int B, int NH, int T) const override { return size_t(B) * NH * T * T; }
-  size_t attention_scratch_floats(int /*B*/, int /*NH*/, int T) const override { return size_t(T) * T; }
   void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) override {
     cpu::attention_forward(out, att, inp, B, T, C, NH);
   }
@@ -99,13 +98,12 @@ class CpuBackend final : public Backend {
   void residual_forward(float* out, const float* inp1, const float* inp2, int N) override {
     cpu::residual_forward(out, inp1, inp2, N);
   }
-  void crossentropy_forward(float* losses, float* probs, const float* logits, const int32_t* targets, int B, int T,
-                            int V) override {
-    cpu::crossentropy_forward(losses, probs, logits, targets, B, T, V);
+  void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
+    cpu::crossentropy_forward(losses, logits, targets, N, V);
   }
-  void crossentropy_softmax_backward(float* dlogits, const float* probs, const int32_t* targets, float scale,
-                                     int B, int T, int V) override {
-    cpu::crossentropy_softmax_backward(dlogits, probs, targets, scale, B, T, V);
+  void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N,
+                             int V) override {
+    cpu::crossentropy_backward(dlogits, logits, targets, scale, N, V);
   }
 
  private:

@@ -1,21 +1,24 @@
-// Fused softmax + cross-entropy over the vocabulary (CPU). Forward turns logits
-// into probabilities (in place allowed: probs may alias logits) and writes the
-// per-token losses; backward writes dlogits = (probs - onehot(target)) * scale
-// (in place allowed: dlogits may alias probs). Targets must lie in [0, V).
+// Softmax + cross-entropy over the vocabulary for rows of logits (CPU); the
+// classifier of the last stage runs it chunk by chunk over the N = B*T rows
+// (stage_model.cc), so N here is any number of rows. Neither op keeps
+// probabilities: the forward writes only the per-row loss, the backward
+// recomputes each row's softmax from the logits (the same fixed-order max and
+// sum as the forward, so on the same logits it sees the same log-sum-exp).
+// Targets must lie in [0, V).
 #pragma once
 
 #include <cstdint>
 
 namespace pt::cpu {
 
-// losses (B, T) = -log softmax(logits)[target]; probs (B, T, V) = softmax(logits).
-// logits (B, T, V), targets (B, T).
-void crossentropy_forward(float* losses, float* probs, const float* logits, const int32_t* targets, int B, int T,
-                          int V);
+// losses (N) = log(sum exp(x - max)) - (x[target] - max) = -log softmax(x)[target]
+// for each row x of logits (N, V); targets (N). Finite even when the target's
+// probability underflows in fp32.
+void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V);
 
-// dlogits (B, T, V) = (probs - onehot(targets)) * scale: the gradient of
-// scale * sum(losses). probs (B, T, V), targets (B, T).
-void crossentropy_softmax_backward(float* dlogits, const float* probs, const int32_t* targets, float scale, int B,
-                                   int T, int V);
+// dlogits (N, V) = (softmax(logits) - onehot(targets)) * scale: the gradient of
+// scale * sum(losses). logits (N, V), targets (N); dlogits may alias logits.
+// Rounding: p = e * (1/sum), then p * scale, then -scale at the target.
+void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V);
 
 }  // namespace pt::cpu

@@ -56,8 +56,9 @@ inline float row_max(const float* x, int n) {
   return r;
 }
 
-// x[i] = exp(x[i] - shift) for i < n; returns their sum (8 partial sums, fixed order).
-inline float exp_shift_sum(float* x, int n, float shift) {
+// out[i] = exp(x[i] - shift) for i < n; returns their sum (8 partial sums, fixed
+// order). out may equal x (in place).
+inline float exp_shift_sum(float* out, const float* x, int n, float shift) {
   int i0 = 0;
 #if defined(__SSE2__)
   // exp_vectorizable, 4 lanes, the same operations in the same order (identical
@@ -80,17 +81,20 @@ inline float exp_shift_sum(float* x, int n, float shift) {
     p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f));
     const __m128i ni = _mm_sub_epi32(_mm_castps_si128(shifted), _mm_castps_si128(_mm_set1_ps(12582912.0f)));
     const __m128 scale = _mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(ni, _mm_set1_epi32(127)), 23));
-    _mm_storeu_ps(x + i0, _mm_mul_ps(p, scale));
+    _mm_storeu_ps(out + i0, _mm_mul_ps(p, scale));
   }
 #endif
-  for (int i = i0; i < n; ++i) x[i] = exp_vectorizable(x[i] - shift);
+  for (int i = i0; i < n; ++i) out[i] = exp_vectorizable(x[i] - shift);
   float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) s[j] += x[i + j];
-  for (; i < n; ++i) s[0] += x[i];
+    for (int j = 0; j < 8; ++j) s[j] += out[i + j];
+  for (; i < n; ++i) s[0] += out[i];
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
+
+// In place: x[i] = exp(x[i] - shift); returns their sum.
+inline float exp_shift_sum(float* x, int n, float shift) { return exp_shift_sum(x, x, n, shift); }
 
 // sum of a[i] * b[i] for i < n (8 partial sums, fixed order).
 inline float dot8(const float* a, const float* b, int n) {

@@ -1,16 +1,15 @@
 // Softmax + cross-entropy on the GPU; see crossentropy.h.
-// Forward, one block of kThreads per row: each thread keeps a running (max m,
-// sum s of exp(x - m)) over its strided elements (online softmax: when m grows,
-// s is rescaled by exp(m_old - m_new)); the block then merges the pairs in a fixed
-// tree, so the row's (m, s) has the same bits on every run. loss = log(s) - (x_t - m)
-// as in the CPU twin (finite even when the target probability underflows).
-// In-place safety: the target logit is read before the block's first barrier and
-// each thread later overwrites only the elements it read itself.
+// One block of kThreads per row: each thread keeps a running (max m, sum s of
+// exp(x - m)) over its strided elements (online softmax: when m grows, s is
+// rescaled by exp(m_old - m_new)); the block then merges the pairs in a fixed
+// tree, so the row's (m, s) has the same bits on every run and in both ops.
+// loss = log(s) - (x_t - m) as in the CPU twin (finite even when the target
+// probability underflows). In-place safety (backward): each thread overwrites
+// only the elements it read itself, after the block's reduction.
 #include "model/cuda/crossentropy.h"
 
 #include <cmath>
 
-#include "model/cuda/common.cuh"
 #include "model/cuda/cuda_check.h"
 
 namespace pt::cuda {
@@ -32,16 +31,11 @@ __device__ inline void merge(float& m_a, float& s_a, float m_b, float s_b) {
   m_a = m;
 }
 
-static __global__ void __launch_bounds__(kThreads)
-    crossentropy_forward_kernel(float* losses, float* probs, const float* logits, const int32_t* targets, int V) {
+// The row's (max, sum of exp(x - max)) into *row_max, *row_sum, for every thread
+// of the block. x: one row of V logits.
+__device__ void row_softmax_stats(const float* x, int V, float* row_max, float* row_sum) {
   __shared__ float sh_m[kThreads];
   __shared__ float sh_s[kThreads];
-  __shared__ float sh_target;
-  const size_t row = blockIdx.x;
-  const float* x = logits + row * V;
-  float* p = probs + row * V;
-  const int target = targets[row];
-  if (threadIdx.x == 0) sh_target = (target >= 0 && target < V) ? x[target] : NAN;
   float m = -INFINITY, s = 0.0f;
   for (int v = threadIdx.x; v < V; v += kThreads) {
     const float xv = x[v];
@@ -64,43 +58,54 @@ static __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
   }
-  const float row_max = sh_m[0];
-  const float row_sum = sh_s[0];
-  if (threadIdx.x == 0) losses[row] = logf(row_sum) - (sh_target - row_max);
-  const float inv = 1.0f / row_sum;
-  for (int v = threadIdx.x; v < V; v += kThreads) p[v] = expf(x[v] - row_max) * inv;
+  *row_max = sh_m[0];
+  *row_sum = sh_s[0];
 }
 
-static __global__ void crossentropy_softmax_backward_kernel(float* dlogits, const float* probs,
-                                                            const int32_t* targets, float scale, int V,
-                                                            size_t total) {
-  const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= total) return;
-  const size_t row = i / V;
-  const int v = int(i % V);
-  // __fmul_rn keeps the product a separate rounding (no FMA with the subtraction),
-  // as in the CPU twin's d = p * scale; d[target] -= scale.
-  float d = __fmul_rn(probs[i], scale);
-  if (v == targets[row]) d = d - scale;
-  dlogits[i] = d;
+static __global__ void __launch_bounds__(kThreads)
+    crossentropy_forward_kernel(float* losses, const float* logits, const int32_t* targets, int V) {
+  const size_t row = blockIdx.x;
+  const float* x = logits + row * V;
+  float m, s;
+  row_softmax_stats(x, V, &m, &s);
+  if (threadIdx.x == 0) {
+    const int target = targets[row];
+    const float xt = (target >= 0 && target < V) ? x[target] : NAN;
+    losses[row] = logf(s) - (xt - m);
+  }
+}
+
+static __global__ void __launch_bounds__(kThreads)
+    crossentropy_backward_kernel(float* dlogits, const float* logits, const int32_t* targets, float scale, int V) {
+  const size_t row = blockIdx.x;
+  const float* x = logits + row * V;
+  float* d = dlogits + row * V;
+  float m, s;
+  row_softmax_stats(x, V, &m, &s);  // ends with a barrier: every read of the pass is done
+  const float inv = 1.0f / s;
+  const int target = targets[row];
+  for (int v = threadIdx.x; v < V; v += kThreads) {
+    // __fmul_rn keeps each product a separate rounding (no FMA with the
+    // subtraction), as in the CPU twin.
+    float g = __fmul_rn(__fmul_rn(expf(x[v] - m), inv), scale);
+    if (v == target) g = g - scale;
+    d[v] = g;
+  }
 }
 
 }  // namespace
 
-void crossentropy_forward(float* losses, float* probs, const float* logits, const int32_t* targets, int B, int T,
-                          int V, cudaStream_t stream) {
-  const int rows = B * T;
-  if (rows == 0) return;
-  crossentropy_forward_kernel<<<rows, kThreads, 0, stream>>>(losses, probs, logits, targets, V);
+void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V,
+                          cudaStream_t stream) {
+  if (N <= 0) return;
+  crossentropy_forward_kernel<<<N, kThreads, 0, stream>>>(losses, logits, targets, V);
   PT_CUDA_CHECK_LAUNCH();
 }
 
-void crossentropy_softmax_backward(float* dlogits, const float* probs, const int32_t* targets, float scale, int B,
-                                   int T, int V, cudaStream_t stream) {
-  const size_t total = size_t(B) * T * V;
-  if (total == 0) return;
-  crossentropy_softmax_backward_kernel<<<detail::ceil_div(total, 256), 256, 0, stream>>>(dlogits, probs, targets,
-                                                                                         scale, V, total);
+void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
+                           cudaStream_t stream) {
+  if (N <= 0) return;
+  crossentropy_backward_kernel<<<N, kThreads, 0, stream>>>(dlogits, logits, targets, scale, V);
   PT_CUDA_CHECK_LAUNCH();
 }
 

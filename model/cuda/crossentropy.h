@@ -1,9 +1,10 @@
-// Fused softmax + cross-entropy over the vocabulary on the GPU (fp32); twin of
-// model/cpu/crossentropy.h. Forward: one block per row, one pass for the online
-// (max, sum of exp) and one pass writing probabilities; probs may alias logits.
-// Backward: dlogits = (probs - onehot(target)) * scale, computed with the same two
-// IEEE roundings as the CPU twin (p*scale, then -scale at the target), so it is
-// bitwise equal; dlogits may alias probs. Targets must lie in [0, V).
+// Softmax + cross-entropy over the vocabulary for rows of logits on the GPU
+// (fp32); twin of model/cpu/crossentropy.h (same names, arguments and contract:
+// no probabilities are kept, the backward recomputes each row's softmax).
+// Both ops run one block per row: an online (max, sum of exp) pass merged in a
+// fixed tree (same bits every run), then the forward writes the row's loss and
+// the backward writes the row's gradient. dlogits may alias logits.
+// Targets must lie in [0, V).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -12,13 +13,13 @@
 
 namespace pt::cuda {
 
-// losses (B, T) = -log softmax(logits)[target]; probs (B, T, V) = softmax(logits).
-// logits (B, T, V), targets (B, T).
-void crossentropy_forward(float* losses, float* probs, const float* logits, const int32_t* targets, int B, int T,
-                          int V, cudaStream_t stream);
+// losses (N) = -log softmax(logits)[target]; logits (N, V), targets (N).
+void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V,
+                          cudaStream_t stream);
 
-// dlogits (B, T, V) = (probs - onehot(targets)) * scale.  probs (B, T, V), targets (B, T).
-void crossentropy_softmax_backward(float* dlogits, const float* probs, const int32_t* targets, float scale, int B,
-                                   int T, int V, cudaStream_t stream);
+// dlogits (N, V) = (softmax(logits) - onehot(targets)) * scale, rounded as the
+// CPU twin: p = e * (1/sum), then p * scale, then -scale at the target.
+void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
+                           cudaStream_t stream);
 
 }  // namespace pt::cuda

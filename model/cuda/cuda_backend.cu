@@ -38,7 +38,7 @@ bool is_device_pointer(const void* p) {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device) : device_(device) {
+  CudaBackend(int device, const BackendOptions& options) : device_(device), tf32_(options.tf32) {
     std::string why;
     const int count = cuda_device_count(&why);
     PT_CHECK_MSG(device >= 0 && device < count, "CUDA device " + std::to_string(device) + " is not available (" +
@@ -101,6 +101,9 @@ class CudaBackend final : public Backend {
     copy_bytes(dst, host_src, n * sizeof(int32_t));
   }
   bool host_memory() const override { return false; }
+  // Flash-style attention: saves lse (B, NH, T); the backward's scratch holds
+  // D = rowsum(dout * out), also (B, NH, T).
+  BackendSizes sizes() const override { return cuda_backend_sizes(); }
   float* alloc_host(size_t n) override {
     activate();
     void* p = nullptr;
@@ -151,21 +154,17 @@ class CudaBackend final : public Backend {
   void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
                       int OC) override {
     activate();
-    cuda::matmul_forward(out, inp, weight, bias, N, C, OC, stream_);
+    cuda::matmul_forward(out, inp, weight, bias, N, C, OC, stream_, tf32_);
   }
   void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) override {
     activate();
-    cuda::matmul_backward_input(dinp, dout, weight, N, C, OC, stream_);
+    cuda::matmul_backward_input(dinp, dout, weight, N, C, OC, stream_, tf32_);
   }
   void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C,
                               int OC) override {
     activate();
-    cuda::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC, stream_);
+    cuda::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC, stream_, tf32_);
   }
-  // Flash-style kernel: saves lse (B, NH, T); the backward's scratch holds
-  // D = rowsum(dout * out), also (B, NH, T).
-  size_t attention_saved_floats(int B, int NH, int T) const override { return size_t(B) * NH * T; }
-  size_t attention_scratch_floats(int B, int NH, int T) const override { return size_t(B) * NH * T; }
   void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) override {
     activate();
     cuda::attention_forward(out, /*lse=*/att, inp, B, T, C, NH, stream_);
@@ -187,17 +186,15 @@ class CudaBackend final : public Backend {
     activate();
     cuda::residual_forward(out, inp1, inp2, N, stream_);
   }
-  // Same argument order and contract as the CPU twin (probs may alias logits,
-  // dlogits may alias probs); only the stream is added.
-  void crossentropy_forward(float* losses, float* probs, const float* logits, const int32_t* targets, int B, int T,
-                            int V) override {
+  // Same argument order and contract as the CPU twin; only the stream is added.
+  void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
     activate();
-    cuda::crossentropy_forward(losses, probs, logits, targets, B, T, V, stream_);
+    cuda::crossentropy_forward(losses, logits, targets, N, V, stream_);
   }
-  void crossentropy_softmax_backward(float* dlogits, const float* probs, const int32_t* targets, float scale,
-                                     int B, int T, int V) override {
+  void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N,
+                             int V) override {
     activate();
-    cuda::crossentropy_softmax_backward(dlogits, probs, targets, scale, B, T, V, stream_);
+    cuda::crossentropy_backward(dlogits, logits, targets, scale, N, V, stream_);
   }
 
  private:
@@ -254,6 +251,7 @@ class CudaBackend final : public Backend {
   }
 
   int device_ = 0;
+  bool tf32_ = false;  // BackendOptions::tf32: the fp32 GEMMs' compute type
   cudaStream_t stream_ = nullptr;
   cudaEvent_t event_ = nullptr;  // record_event()
   float* ln_scratch_ = nullptr;  // LayerNorm weight-gradient partial sums
@@ -293,6 +291,8 @@ std::string cuda_device_name(int device) {
 
 int cuda_attention_max_head_size() { return cuda::kAttentionMaxHeadSize; }
 
-std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+std::unique_ptr<Backend> make_cuda_backend(int device, const BackendOptions& options) {
+  return std::make_unique<CudaBackend>(device, options);
+}
 
 }  // namespace pt

@@ -11,8 +11,8 @@
 // model/cuda twins): attention saves lse (B, NH, T) instead of att (B, NH, T, T)
 // and its backward reads the forward output; encoder and LayerNorm weight
 // backwards use workspaces the backend owns. Numerics: see each kernel's header
-// (bitwise equal to the CPU for encoder, residual and the softmax backward; fp32
-// sum-order differences elsewhere; deterministic run to run everywhere).
+// (bitwise equal to the CPU for encoder and residual; fp32 sum-order and exp
+// differences elsewhere; deterministic run to run everywhere).
 // bf16 storage (runtime.precision: bf16): round_to_bf16 is the in-place RNE kernel
 // of convert_bf16.h, bitwise equal to the CPU's; the ops stay the fp32 kernels (the
 // bf16 kernels are not wired in yet). Not yet run on a GPU.
@@ -41,7 +41,8 @@ std::string cuda_device_name(int device);
 int cuda_attention_max_head_size();
 
 // A backend on `device` (0 <= device < cuda_device_count()). Every call makes
-// that device current for the calling thread before it issues work.
-std::unique_ptr<Backend> make_cuda_backend(int device);
+// that device current for the calling thread before it issues work. options.tf32:
+// every fp32 GEMM uses TF32 compute (model/cuda/matmul.h).
+std::unique_ptr<Backend> make_cuda_backend(int device, const BackendOptions& options = {});
 
 }  // namespace pt

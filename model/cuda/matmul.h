@@ -4,10 +4,12 @@
 // by a deterministic column-sum kernel (fixed row partition and combine tree; the
 // cuBLASLt BGRAD epilogue writes rather than accumulates, and its fp32 support is
 // layout-dependent, so it is not used).
-// Precision: compute type CUBLAS_COMPUTE_32F, i.e. true fp32 FMA, TF32 off. That
-// keeps GPU-vs-CPU differences at fp32 accumulation-order level (~K·eps relative
-// to the sum of |terms|); TF32 (10-bit mantissa inputs, ~5e-4 relative) is the
-// bf16 path's business, not this reference-grade path.
+// Precision: by default compute type CUBLAS_COMPUTE_32F, i.e. true fp32 FMA, TF32
+// off. That keeps GPU-vs-CPU differences at fp32 accumulation-order level (~K·eps
+// relative to the sum of |terms|). tf32 = true (runtime.tf32) selects
+// CUBLAS_COMPUTE_32F_FAST_TF32: the tensor cores multiply inputs rounded to TF32
+// (10-bit mantissa, ~2^-11 relative per product) and accumulate in fp32; still
+// deterministic run to run (its own plan cache), but no longer CPU-twin grade.
 // Plans (model/cuda/matmul_plan.h): one cuBLASLt descriptor set + heuristic choice per key (device, M, N, K,
 // transposes, epilogue, operand alignments), created on first use and reused, so
 // a given shape always runs the same algorithm (bitwise reproducible run to run).
@@ -23,7 +25,7 @@ namespace pt::cuda {
 // The bias is a cuBLASLt epilogue when bias is 16-byte aligned; otherwise out is
 // pre-filled with the bias and the GEMM accumulates onto it (as the CPU twin does).
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC,
-                    cudaStream_t stream);
+                    cudaStream_t stream, bool tf32 = false);
 
 // pre_gelu (N, OC) = inp · weightᵀ + bias; out (N, OC) = gelu(pre_gelu) (tanh
 // approximation) — the fused form of matmul_forward + gelu_forward. Uses the
@@ -31,15 +33,15 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 // else matmul_forward + gelu_forward (the choice is part of the cached plan).
 // bias (OC) must not be null.
 void matmul_forward_gelu(float* out, float* pre_gelu, const float* inp, const float* weight, const float* bias,
-                         int N, int C, int OC, cudaStream_t stream);
+                         int N, int C, int OC, cudaStream_t stream, bool tf32 = false);
 
 // dinp (N, C) = dout (N, OC) · weight (OC, C).
 void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC,
-                           cudaStream_t stream);
+                           cudaStream_t stream, bool tf32 = false);
 
 // dweight (OC, C) += dout (N, OC)ᵀ · inp (N, C); dbias (OC) += sum_n dout (dbias may be null).
 void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C, int OC,
-                            cudaStream_t stream);
+                            cudaStream_t stream, bool tf32 = false);
 
 // Drops every cached plan, workspace and the cuBLASLt handle (tests, shutdown).
 // Must not race with matmul calls.

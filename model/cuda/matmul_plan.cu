@@ -66,7 +66,7 @@ LtPlanCache::Key LtPlanCache::key_of(const LtGemm& g) const {
 // Builds the plan for a key. Called with the cache lock held.
 std::unique_ptr<LtPlanCache::Plan> LtPlanCache::make_plan(const LtGemm& g, const Key& key) const {
   auto plan = std::make_unique<Plan>();
-  PT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  PT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, types_.compute, CUDA_R_32F));
   set_desc(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, g.ta ? CUBLAS_OP_T : CUBLAS_OP_N);
   set_desc(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, g.tb ? CUBLAS_OP_T : CUBLAS_OP_N);
   cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;

@@ -1,6 +1,7 @@
 // cuBLASLt plan cache shared by the fp32 (matmul.cu) and bf16 (matmul_bf16.cu) GEMMs.
 // Every call is one column-major GEMM D (m, n) = op(A) (m, k) · op(B) (k, n) + beta·D
-// (+ epilogue), alpha = 1, compute type CUBLAS_COMPUTE_32F, scale type CUDA_R_32F.
+// (+ epilogue), alpha = 1, scale type CUDA_R_32F, the cache's compute type
+// (CUBLAS_COMPUTE_32F; CUBLAS_COMPUTE_32F_FAST_TF32 for the fp32 cache of runtime.tf32).
 // Plans: one descriptor set + heuristic choice per key (device, m, n, k, transposes,
 // epilogue, D type, alignments of A, B, D and, for a cache with bias_at_plan, of the
 // bias and aux pointers), created on first use and reused, so a shape always runs the
@@ -52,6 +53,7 @@ struct LtTypes {
   // those alignments join the key). Unset: cuBLASLt's default bias type, pointers set
   // only per call.
   bool bias_at_plan;
+  cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
 };
 
 class LtPlanCache {

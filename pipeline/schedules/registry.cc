@@ -38,7 +38,7 @@ constexpr ClipPolicy kGlobal = ClipPolicy::kGlobalNorm;
 constexpr ClipPolicy kPerStage = ClipPolicy::kPerStage;
 
 // name, build, check, asynchronous, chunks, tied_embeddings, replicas, recompute_mode,
-// lagging_caps, clip.
+// lagging_caps, clip[, stagewise_lr (default false)].
 constexpr ScheduleTraits kRegistry[] = {
     {"gpipe", build_gpipe, nullptr, false, false, true, false, false, false, kGlobal},
     {"1f1b", build_one_f_one_b, nullptr, false, false, true, false, false, false, kGlobal},
@@ -46,7 +46,7 @@ constexpr ScheduleTraits kRegistry[] = {
      true, true, false, false, false, kGlobal},
     {"bfpp", build_bfpp, nullptr, false, true, true, false, false, false, kGlobal},
     {"zb_h1", build_zb_h1, nullptr, false, false, true, false, false, false, kGlobal},
-    {"pipedream", build_pipedream, nullptr, true, false, false, false, false, false, kPerStage},
+    {"pipedream", build_pipedream, nullptr, true, false, false, false, false, false, kPerStage, true},
     {"pipedream_2bw", build_pipedream_2bw, schedules_internal::check_pipedream_2bw, true, false,
      false, false, false, false, kPerStage},
     {"paci", build_paci, schedules_internal::check_paci, true, false, false, false, true, true,
@@ -104,6 +104,27 @@ Status check_options(const ScheduleSpec& spec, const ScheduleTraits& t) {
                          spec.kind);
   if (!spec.paci_allowed_lagging.empty() && !t.lagging_caps)
     return Status::error("schedule.paci.allowed_lagging applies to schedule.kind: paci only; use 'auto' with " + spec.kind);
+  return Status::ok();
+}
+
+// schedule.pipedream.*: the PipeDream-LR correction's values, and only kinds that honour it.
+Status check_lr_correction(const ScheduleSpec& spec, const ScheduleTraits& t) {
+  const std::string& v = spec.pipedream_lr_correction;
+  if (v != "none" && v != "stagewise")
+    return Status::error("schedule.pipedream.lr_correction = '" + v + "' is not one of: none, stagewise");
+  if (spec.pipedream_lr_correction_steps < 0)
+    return Status::error("schedule.pipedream.lr_correction_steps must be >= 1 (or 0 = training.steps), got " +
+                         std::to_string(spec.pipedream_lr_correction_steps));
+  if (t.stagewise_lr) return Status::ok();
+  std::string honour;  // the kinds that apply the correction
+  for (const ScheduleTraits& k : kRegistry)
+    if (k.stagewise_lr) honour += std::string(honour.empty() ? "" : ", ") + k.name;
+  if (v != "none")
+    return Status::error("schedule.pipedream.lr_correction applies to schedule.kind: " + honour +
+                         " only; leave it none with " + spec.kind);
+  if (spec.pipedream_lr_correction_steps != 0)
+    return Status::error("schedule.pipedream.lr_correction_steps applies to schedule.kind: " + honour +
+                         " only; leave it 0 with " + spec.kind);
   return Status::ok();
 }
 
@@ -165,6 +186,7 @@ Status check_schedule_spec(const ScheduleSpec& spec) {
     return Status::error("schedule.kind '" + spec.kind + "' is not one of: " + schedule_kind_list());
   PT_RETURN_IF_ERROR(check_counts(spec));
   PT_RETURN_IF_ERROR(check_options(spec, *t));
+  PT_RETURN_IF_ERROR(check_lr_correction(spec, *t));
   return t->check != nullptr ? t->check(spec) : Status::ok();
 }
 

@@ -41,6 +41,10 @@ struct ScheduleSpec {
   // accumulation (1 = an update per backward), 2BW's m >= S, AMDP's micro-batches per iteration
   // (a multiple of S).
   int segment_updates = 1;  // optimizer updates per stage per segment (from the drain points)
+  // The PipeDream-LR learning-rate correction (optim/lr_schedule.h): none | stagewise, and
+  // its T_corr (0 = training.steps). Only the checks read them; the STEP applies it.
+  std::string pipedream_lr_correction = "none";  // (schedule.pipedream.lr_correction)
+  int64_t pipedream_lr_correction_steps = 0;     // (schedule.pipedream.lr_correction_steps)
   // paci: per-stage cap on in-flight micro-batches, each in [1, S-s]; empty = S-s (the paper's
   // default).                                                  (schedule.paci.allowed_lagging)
   std::vector<int> paci_allowed_lagging;
@@ -74,6 +78,9 @@ struct ScheduleTraits {
   bool recompute_mode;  // schedule.paci.mode applies: mem recomputes the forward in the backward
   bool lagging_caps;    // schedule.paci.allowed_lagging applies
   ClipPolicy clip;
+  // schedule.pipedream.lr_correction applies: its STEPs update each stage with weight
+  // stashing at a delay of S-1-s of its own updates (the PipeDream-LR correction).
+  bool stagewise_lr = false;
 };
 
 // schedule.kind when a config leaves it out.

@@ -471,7 +471,9 @@ TEST(Checkpoint, FindLatestSkipsPartialAndCorrupt) {
     std::string b = bytes;
     if (corrupt) b[b.size() - 3] ^= 1;
     ASSERT_TRUE(write_file_atomic(dir + "/rank_0.ckpt", b));
-    if (done) ASSERT_TRUE(write_text_file(dir + "/DONE", "pipetrain checkpoint\nstep 1\nfiles 1\n"));
+    if (done) {
+      ASSERT_TRUE(write_text_file(dir + "/DONE", "pipetrain checkpoint\nstep 1\nfiles 1\n"));
+    }
   };
   std::string dir;
   std::vector<std::string> skipped;

@@ -100,6 +100,25 @@ TEST(Config, OutOfRangeNamesKeyAndRule) {
   EXPECT_NE(s.message().find("data.train"), std::string::npos) << s.message();
 }
 
+// runtime.tf32: a bool, default false; true is rejected with backend cpu (no TF32
+// there) and accepted with auto (ignored if auto resolves to cpu) and cuda.
+TEST(Config, Tf32NeedsAGpuBackend) {
+  Config c;
+  ASSERT_TRUE(load(kMinimal, {}, &c));
+  EXPECT_FALSE(c.runtime.tf32);
+  ASSERT_TRUE(load(kMinimal, {"runtime.tf32=true"}, &c));
+  EXPECT_TRUE(c.runtime.tf32);
+  EXPECT_TRUE(load(kMinimal, {"runtime.tf32=true", "runtime.backend=cuda"}));
+  EXPECT_TRUE(load(kMinimal, {"runtime.tf32=false", "runtime.backend=cpu"}));
+  Status s = load(kMinimal, {"runtime.tf32=true", "runtime.backend=cpu"});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("runtime.tf32"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("cpu"), std::string::npos) << s.message();
+  s = load(kMinimal, {"runtime.tf32=yes please"});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("runtime.tf32"), std::string::npos) << s.message();
+}
+
 // optimizer.kind is checked against the optimizer registry (optim/registry.h), whose
 // every kind loads and whose list the message gives.
 TEST(Config, OptimizerKindComesFromTheRegistry) {
@@ -261,6 +280,15 @@ TEST(Config, ScheduleRulesNameTheRealKey) {
       {{"schedule.kind=amdp", "model.tie_embeddings=false", "schedule.amdp.step_slot=reference",
         "schedule.amdp.zero_owner=false"},
        "schedule.amdp.step_slot"},
+      {{"schedule.pipedream.lr_correction=stagewise"}, "schedule.pipedream.lr_correction"},  // 1f1b
+      {{"schedule.kind=paci", "model.tie_embeddings=false", "schedule.pipedream.lr_correction=stagewise"},
+       "schedule.pipedream.lr_correction"},
+      {{"schedule.pipedream.lr_correction_steps=10"}, "schedule.pipedream.lr_correction_steps"},  // 1f1b
+      {{"schedule.kind=pipedream", "model.tie_embeddings=false", "schedule.pipedream.lr_correction=pipemare"},
+       "schedule.pipedream.lr_correction"},
+      {{"schedule.kind=pipedream", "model.tie_embeddings=false", "schedule.pipedream.lr_correction=stagewise",
+        "schedule.pipedream.lr_correction_steps=-1"},
+       "schedule.pipedream.lr_correction_steps"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> set = {"parallel.pp=4", "model.n_layer=8", "training.microbatches=8"};
@@ -275,6 +303,26 @@ TEST(Config, ScheduleRulesNameTheRealKey) {
                               "training.microbatches=8", "schedule.amdp.step_slot=reference"},
                    &ok));
   EXPECT_TRUE(check_schedule_spec(schedule_spec_for(ok)).is_ok());
+  ASSERT_TRUE(load(kMinimal, {"parallel.pp=4", "model.n_layer=8", "schedule.kind=pipedream", "model.tie_embeddings=false",
+                              "schedule.pipedream.lr_correction=stagewise", "schedule.pipedream.lr_correction_steps=50"},
+                   &ok));
+}
+
+// The PipeDream-LR keys are in the fingerprint only when the correction is on: checkpoints
+// without it keep their fingerprint, a resume that turns it on or off or changes T_corr is refused.
+TEST(Config, LrCorrectionMustMatchOnlyWhenOn) {
+  const std::vector<std::string> pd = {"parallel.pp=4", "model.n_layer=8", "schedule.kind=pipedream",
+                                       "model.tie_embeddings=false"};
+  Config off, on, on_t;
+  ASSERT_TRUE(load(kMinimal, pd, &off));
+  std::vector<std::string> set = pd;
+  set.push_back("schedule.pipedream.lr_correction=stagewise");
+  ASSERT_TRUE(load(kMinimal, set, &on));
+  set.push_back("schedule.pipedream.lr_correction_steps=7");
+  ASSERT_TRUE(load(kMinimal, set, &on_t));
+  EXPECT_EQ(resume_fingerprint(off).find("schedule.pipedream"), std::string::npos);
+  EXPECT_NE(resume_fingerprint(on).find("schedule.pipedream.lr_correction=stagewise\n"), std::string::npos);
+  EXPECT_NE(resume_fingerprint(on), resume_fingerprint(on_t));
 }
 
 // The fingerprint holds exactly the keys the schema marks kMustMatch, each once as key=value, plus

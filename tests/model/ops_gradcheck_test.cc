@@ -163,14 +163,16 @@ TEST(OpsGradcheck, SoftmaxCrossEntropy) {
   auto logits = random_vector(kN * kV, 41, 2.0f);
   auto targets = random_tokens(kN, kV, 42);
   const float scale = 0.37f;  // objective = scale * sum(losses), i.e. R = scale for every token
-  std::vector<float> losses(kN), probs(kN * kV);
+  std::vector<float> losses(kN);
+  const std::vector<float> logits_before = logits;
   auto f = [&] {
-    cpu::crossentropy_forward(losses.data(), probs.data(), logits.data(), targets.data(), kB, kT, kV);
+    cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), kN, kV);
     double s = 0;
     for (float l : losses) s += double(l) * scale;
     return s;
   };
   f();
+  EXPECT_EQ(logits, logits_before) << "the forward must leave the logits untouched (the backward reads them)";
   // Loss against a double-precision log-softmax.
   for (int n = 0; n < kN; ++n) {
     double mx = -1e30, se = 0;
@@ -180,13 +182,19 @@ TEST(OpsGradcheck, SoftmaxCrossEntropy) {
     EXPECT_NEAR(losses[n], ref, 1e-5 * (1 + ref));
   }
   std::vector<float> dlogits(kN * kV);
-  cpu::crossentropy_softmax_backward(dlogits.data(), probs.data(), targets.data(), scale, kB, kT, kV);
-  // In-place forward and backward (as the stage model runs them) give the same values.
-  std::vector<float> inplace = logits, losses2(kN);
-  cpu::crossentropy_forward(losses2.data(), inplace.data(), inplace.data(), targets.data(), kB, kT, kV);
-  cpu::crossentropy_softmax_backward(inplace.data(), inplace.data(), targets.data(), scale, kB, kT, kV);
-  EXPECT_EQ(losses, losses2);
+  cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), scale, kN, kV);
+  // In place (dlogits over the logits, as the stage model runs it) gives the same values.
+  std::vector<float> inplace = logits;
+  cpu::crossentropy_backward(inplace.data(), inplace.data(), targets.data(), scale, kN, kV);
   EXPECT_EQ(inplace, dlogits);
+  // Row by row (the stage model's chunks) gives the same values too: rows are independent.
+  std::vector<float> losses_rows(kN), dlogits_rows(kN * kV);
+  for (int n = 0; n < kN; ++n) {
+    cpu::crossentropy_forward(&losses_rows[n], &logits[n * kV], &targets[n], 1, kV);
+    cpu::crossentropy_backward(&dlogits_rows[n * kV], &logits[n * kV], &targets[n], scale, 1, kV);
+  }
+  EXPECT_EQ(losses_rows, losses);
+  EXPECT_EQ(dlogits_rows, dlogits);
   expect_matches_central_difference("crossentropy dlogits", logits.data(), logits.size(), dlogits, kStep, kTol, f);
 }
 

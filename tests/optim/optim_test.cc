@@ -177,6 +177,39 @@ TEST(LrSchedule, WarmupThenCosineToMin) {
   EXPECT_DOUBLE_EQ(learning_rate(s, 9), 1.0);
 }
 
+// PipeDream-LR (lr_schedule.h): lr_s = lr / (n_s - 1)^(1 - min(u / T, 1)), n_s = (S - s) / m,
+// u = version + 1, against the closed form written out per case.
+TEST(LrSchedule, StagewiseCorrectionClosedForm) {
+  EXPECT_EQ(stagewise_num_versions(4, 0, 1), 4);
+  EXPECT_EQ(stagewise_num_versions(4, 3, 1), 1);
+  EXPECT_EQ(stagewise_num_versions(8, 1, 2), 3);  // the reference divides the versions by m
+  EXPECT_EQ(stagewise_num_versions(4, 2, 4), 0);
+  // S = 4, T = 10: stage 0 keeps 4 versions, so its factor is 3^-(1 - u/10).
+  EXPECT_NEAR(stagewise_lr_factor(4, 1, 10), std::pow(3.0, -0.9), 1e-15);
+  EXPECT_NEAR(stagewise_lr_factor(4, 5, 10), 1.0 / std::sqrt(3.0), 1e-15);
+  EXPECT_NEAR(stagewise_lr_factor(3, 2, 10), std::pow(2.0, -0.8), 1e-15);
+  EXPECT_DOUBLE_EQ(stagewise_lr_factor(2, 1, 10), 1.0);   // n - 1 = 1: 1^x
+  EXPECT_EQ(stagewise_lr_factor(4, 10, 10), 1.0);          // u >= T: no correction
+  EXPECT_EQ(stagewise_lr_factor(4, 11, 10), 1.0);
+  EXPECT_EQ(stagewise_lr_factor(4, 1, 1), 1.0);            // T = 1: never corrected
+  EXPECT_EQ(stagewise_lr_factor(1, 1, 10), 1.0);           // delay 0: no correction, no 0^x
+  EXPECT_EQ(stagewise_lr_factor(0, 1, 10), 1.0);
+  // stage_learning_rate: the scheduled lr of version `step` times the factor at u = step + 1.
+  LrSchedule s;
+  s.kind = "constant";
+  s.lr = 0.5;
+  s.warmup_steps = 4;
+  EXPECT_EQ(stage_learning_rate(s, 0, 0), learning_rate(s, 0));  // stagewise_stages = 0: off
+  s.stagewise_stages = 4;
+  s.stagewise_steps = 10;
+  EXPECT_NEAR(stage_learning_rate(s, 0, 0), 0.5 * 0.25 * std::pow(3.0, -0.9), 1e-15);  // warm-up step 0
+  EXPECT_NEAR(stage_learning_rate(s, 1, 5), 0.5 * std::pow(2.0, -0.4), 1e-15);          // u = 6
+  EXPECT_EQ(stage_learning_rate(s, 3, 0), 0.5 * 0.25);                                  // last stage
+  EXPECT_EQ(stage_learning_rate(s, 0, 9), 0.5);                                         // u = T
+  s.stagewise_accumulation = 2;                                                         // n_0 = 2: 1^x
+  EXPECT_EQ(stage_learning_rate(s, 0, 0), 0.5 * 0.25);
+}
+
 TEST(GradNorm, CombinesInIdOrderRegardlessOfInputOrder) {
   std::vector<float> a = {3.f, 4.f}, b = {1e-8f, 12.f};
   double sa = sum_of_squares(a.data(), 2), sb = sum_of_squares(b.data(), 2);

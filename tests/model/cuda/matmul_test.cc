@@ -1,7 +1,8 @@
 // cuBLASLt matmuls vs the OpenBLAS twins. Tolerance is the order-independent
 // bound 2·γ_K·(|A|·|B| + |bias|)_ij (cuda_test_util.h), with Σ|terms| computed
 // exactly by running the CPU twin on absolute values; fp32 compute (TF32 off) is
-// what makes this tight bound hold: TF32 would exceed it by ~1000x and fail.
+// what makes this tight bound hold: TF32 would exceed it by ~1000x and fail. The
+// TF32 mode (runtime.tf32) has its own bound (Tf32WithinTf32BoundAndDeterministic).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -114,6 +115,59 @@ TEST_F(CudaMatmul, MatchesCpuOnOddShapes) {
     check_shape(s, /*offset_bias=*/false);
   }
   check_shape(Shape{134, 103, 309}, /*offset_bias=*/true);
+  cuda::matmul_release_plans();
+}
+
+// tf32 = true (runtime.tf32): CUBLAS_COMPUTE_32F_FAST_TF32. Each product reads
+// inputs rounded to TF32 (10-bit mantissa, relative error <= 2^-11 each), so a
+// product errs by <= 2^-10 of |a|·|b| (plus second order), and the fp32
+// accumulation adds the usual 2·γ_K: tol_i = (2^-10 + 2·γ_K + u)·mag_i. Also:
+// reruns are bitwise equal (own plan cache), and on a GPU with TF32 tensor cores
+// (compute capability >= 8) the result is not the fp32 path's (the mode took effect).
+TEST_F(CudaMatmul, Tf32WithinTf32BoundAndDeterministic) {
+  int device = 0, major = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), cudaSuccess);
+  for (const Shape& s : {Shape{134, 103, 309}, Shape{268, 128, 512}}) {
+    const int N = s.N, C = s.C, OC = s.OC;
+    const std::string tag = " N" + std::to_string(N) + " C" + std::to_string(C) + " OC" + std::to_string(OC);
+    const auto inp = philox_vector(size_t(N) * C, 12, 1);
+    const auto weight = philox_vector(size_t(OC) * C, 12, 2, 0.2f);
+    const auto dout = philox_vector(size_t(N) * OC, 12, 4);
+    std::vector<float> out(size_t(N) * OC), dinp(size_t(N) * C), dw(size_t(OC) * C, 0.0f);
+    std::vector<float> mag_out(out.size()), mag_dinp(dinp.size()), mag_dw(dw.size(), 0.0f);
+    cpu::matmul_forward(out.data(), inp.data(), weight.data(), nullptr, N, C, OC);
+    cpu::matmul_backward_input(dinp.data(), dout.data(), weight.data(), N, C, OC);
+    cpu::matmul_backward_weight(dw.data(), nullptr, dout.data(), inp.data(), N, C, OC);
+    cpu::matmul_forward(mag_out.data(), abs_of(inp).data(), abs_of(weight).data(), nullptr, N, C, OC);
+    cpu::matmul_backward_input(mag_dinp.data(), abs_of(dout).data(), abs_of(weight).data(), N, C, OC);
+    cpu::matmul_backward_weight(mag_dw.data(), nullptr, abs_of(dout).data(), abs_of(inp).data(), N, C, OC);
+    auto tf32_tol = [](const std::vector<float>& mag, int K) {
+      std::vector<double> t(mag.size());
+      for (size_t i = 0; i < mag.size(); ++i)
+        t[i] = (1.0 / 1024 + sum_order_rtol(K) + testing::kFp32Unit) * double(mag[i]);
+      return t;
+    };
+    DeviceBuffer<float> d_inp(inp), d_w(weight), d_dout(dout), d_out(out.size()), d_dinp(dinp.size());
+    DeviceBuffer<float> d_dw(dw.size());
+    d_out.poison();
+    cuda::matmul_forward(d_out.get(), d_inp.get(), d_w.get(), nullptr, N, C, OC, nullptr, /*tf32=*/true);
+    const auto tf32_out = d_out.download();
+    expect_within("tf32 matmul_forward" + tag, tf32_out, out, tf32_tol(mag_out, C));
+    d_out.poison();
+    cuda::matmul_forward(d_out.get(), d_inp.get(), d_w.get(), nullptr, N, C, OC, nullptr, /*tf32=*/true);
+    testing::expect_bitwise_equal("tf32 matmul_forward rerun" + tag, d_out.download(), tf32_out);
+    cuda::matmul_forward(d_out.get(), d_inp.get(), d_w.get(), nullptr, N, C, OC, nullptr, /*tf32=*/false);
+    if (major >= 8) {
+      EXPECT_NE(d_out.download(), tf32_out) << "tf32 gave the fp32 path's bits" << tag;
+    }
+    d_dinp.poison();
+    cuda::matmul_backward_input(d_dinp.get(), d_dout.get(), d_w.get(), N, C, OC, nullptr, /*tf32=*/true);
+    expect_within("tf32 matmul_backward_input" + tag, d_dinp.download(), dinp, tf32_tol(mag_dinp, OC));
+    d_dw.upload(std::vector<float>(dw.size(), 0.0f));
+    cuda::matmul_backward_weight(d_dw.get(), nullptr, d_dout.get(), d_inp.get(), N, C, OC, nullptr, /*tf32=*/true);
+    expect_within("tf32 matmul_backward_weight" + tag, d_dw.download(), dw, tf32_tol(mag_dw, N));
+  }
   cuda::matmul_release_plans();
 }
 

@@ -4,6 +4,7 @@
 // Tolerance derivations: cuda_test_util.h and the comment at each comparison.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -175,37 +176,67 @@ TEST_F(CudaOps, CrossEntropyMatchesCpu) {
   std::vector<int32_t> targets(kN);
   for (int i = 0; i < kN; ++i) targets[i] = int32_t((uint64_t(i) * 7919u) % kV);
   targets[0] = kV - 1;
-  std::vector<float> losses(kN), probs(logits.size()), dlogits(logits.size());
-  cpu::crossentropy_forward(losses.data(), probs.data(), logits.data(), targets.data(), kB, kT, kV);
+  std::vector<float> losses(kN), dlogits(logits.size());
+  cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), kN, kV);
   const float scale = 1.0f / kN;
-  cpu::crossentropy_softmax_backward(dlogits.data(), probs.data(), targets.data(), scale, kB, kT, kV);
+  cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), scale, kN, kV);
 
-  DeviceBuffer<float> d_logits(logits), d_losses(kN), d_probs(probs.size()), d_dlogits(dlogits.size());
+  DeviceBuffer<float> d_logits(logits), d_losses(kN), d_dlogits(dlogits.size());
   DeviceBuffer<int32_t> d_targets(targets);
   d_losses.poison();
-  d_probs.poison();
-  cuda::crossentropy_forward(d_losses.get(), d_probs.get(), d_logits.get(), d_targets.get(), kB, kT, kV, nullptr);
+  cuda::crossentropy_forward(d_losses.get(), d_logits.get(), d_targets.get(), kN, kV, nullptr);
   // The row sum of V exponentials is the longest reduction (K = V); each
-  // probability adds exp (2 ulp per side) and the division. The loss is
-  // log(sum) - (x_t - max): its absolute error is the relative error of the sum
-  // (log's derivative is 1/sum) plus the final subtraction's ulp (in rtol·|loss|).
+  // probability adds exp (2 ulp per side), the reciprocal and the product. The
+  // loss is log(sum) - (x_t - max): its absolute error is the relative error of
+  // the sum (log's derivative is 1/sum) plus the final subtraction's ulp (in
+  // rtol·|loss|). dlogits = p·scale (- scale): p's error times scale, plus the
+  // subtraction's rounding, relative to |scale| at the target.
   const double rtol = testing::sum_order_rtol(kV) + 8 * kFp32Unit;
-  expect_within("crossentropy probs", d_probs.download(), probs, testing::tolerances(probs, 0.0, rtol));
   expect_within("crossentropy losses", d_losses.download(), losses, testing::tolerances(losses, 2 * rtol, rtol));
+  expect_bitwise_equal("crossentropy logits untouched", d_logits.download(), logits);
 
-  // In place: probs alias logits, as the last stage runs it.
-  cuda::crossentropy_forward(d_losses.get(), d_logits.get(), d_logits.get(), d_targets.get(), kB, kT, kV, nullptr);
-  expect_within("crossentropy probs in place", d_logits.download(), probs, testing::tolerances(probs, 0.0, rtol));
-  expect_within("crossentropy losses in place", d_losses.download(), losses,
-                testing::tolerances(losses, 2 * rtol, rtol));
-
-  // Backward from the CPU's probabilities: the same two roundings, bitwise equal.
-  d_probs.upload(probs);
   d_dlogits.poison();
-  cuda::crossentropy_softmax_backward(d_dlogits.get(), d_probs.get(), d_targets.get(), scale, kB, kT, kV, nullptr);
-  expect_bitwise_equal("crossentropy dlogits", d_dlogits.download(), dlogits);
-  cuda::crossentropy_softmax_backward(d_probs.get(), d_probs.get(), d_targets.get(), scale, kB, kT, kV, nullptr);
-  expect_bitwise_equal("crossentropy dlogits in place", d_probs.download(), dlogits);
+  cuda::crossentropy_backward(d_dlogits.get(), d_logits.get(), d_targets.get(), scale, kN, kV, nullptr);
+  expect_within("crossentropy dlogits", d_dlogits.download(), dlogits,
+                testing::tolerances(dlogits, 2 * rtol * scale, rtol));
+  // In place (dlogits over the logits, as the stage model's chunk workspace) and
+  // deterministic: the same bits as the out-of-place call.
+  const std::vector<float> out_of_place = d_dlogits.download();
+  cuda::crossentropy_backward(d_logits.get(), d_logits.get(), d_targets.get(), scale, kN, kV, nullptr);
+  expect_bitwise_equal("crossentropy dlogits in place", d_logits.download(), out_of_place);
+}
+
+// Rows that are not a whole number of blocks' strides and a vocabulary that is
+// not a multiple of the block size (V odd), a few rows at a time as the stage
+// model's chunks run: every row equals the CPU twin within the same bound, and
+// chunked calls give the bits of one call over all rows (rows are independent).
+TEST_F(CudaOps, CrossEntropyChunkedRows) {
+  constexpr int kRows = 13, kVocab = 1001, kChunk = 5;
+  const auto logits = philox_vector(size_t(kRows) * kVocab, 6, 1, 3.0f);
+  std::vector<int32_t> targets(kRows);
+  for (int i = 0; i < kRows; ++i) targets[i] = int32_t((uint64_t(i) * 104729u) % kVocab);
+  std::vector<float> losses(kRows), dlogits(logits.size());
+  const float scale = 0.25f;
+  cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), kRows, kVocab);
+  cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), scale, kRows, kVocab);
+  DeviceBuffer<float> d_logits(logits), d_losses(kRows), d_dlogits(dlogits.size()), d_chunked(dlogits.size());
+  DeviceBuffer<float> d_losses_chunked(kRows);
+  DeviceBuffer<int32_t> d_targets(targets);
+  cuda::crossentropy_forward(d_losses.get(), d_logits.get(), d_targets.get(), kRows, kVocab, nullptr);
+  cuda::crossentropy_backward(d_dlogits.get(), d_logits.get(), d_targets.get(), scale, kRows, kVocab, nullptr);
+  for (int r0 = 0; r0 < kRows; r0 += kChunk) {
+    const int rows = std::min(kChunk, kRows - r0);
+    cuda::crossentropy_forward(d_losses_chunked.get() + r0, d_logits.get() + size_t(r0) * kVocab,
+                               d_targets.get() + r0, rows, kVocab, nullptr);
+    cuda::crossentropy_backward(d_chunked.get() + size_t(r0) * kVocab, d_logits.get() + size_t(r0) * kVocab,
+                                d_targets.get() + r0, scale, rows, kVocab, nullptr);
+  }
+  const double rtol = testing::sum_order_rtol(kVocab) + 8 * kFp32Unit;
+  expect_within("chunked losses", d_losses.download(), losses, testing::tolerances(losses, 2 * rtol, rtol));
+  expect_within("chunked dlogits", d_dlogits.download(), dlogits,
+                testing::tolerances(dlogits, 2 * rtol * scale, rtol));
+  expect_bitwise_equal("losses chunk by chunk", d_losses_chunked.download(), d_losses.download());
+  expect_bitwise_equal("dlogits chunk by chunk", d_chunked.download(), d_dlogits.download());
 }
 
 }  // namespace

@@ -10,7 +10,9 @@
 // sync_params_to_device, host-side gradient edits after sync_grads_to_host survive
 // a second sync and are what a later backward accumulates onto, zero_grads clears
 // both copies); the backend factory (runs without a GPU too); and bf16 precision
-// against the CPU bf16 model (Bf16MatchesCpuBf16, bound derived there).
+// against the CPU bf16 model (Bf16MatchesCpuBf16, bound derived there); the
+// chunked classifier and the fused backward without split buffers
+// (ChunkedClassifierWithoutSplitMatchesCpu).
 //
 // Tolerances (see cuda_test_util.h). Every op of the model reduces over at most
 // K = max(4C, V, N, T) = 192 terms, so each op's GPU-vs-CPU difference is within
@@ -82,9 +84,9 @@ double model_rtol(int blocks) {
 }
 
 std::unique_ptr<StageModel> make_model(const std::string& backend, const ModelConfig& c, const StageSpec& s,
-                                       Precision precision = Precision::kFp32) {
+                                       Precision precision = Precision::kFp32, const StageNeeds& needs = {}) {
   std::unique_ptr<StageModel> m;
-  const Status st = make_stage_model(backend, 0, c, s, kB, kT, &m, precision);
+  const Status st = make_stage_model(backend, 0, c, s, kB, kT, &m, precision, needs);
   EXPECT_TRUE(st.is_ok()) << st.message();
   if (m) m->init_params(1234);
   return m;
@@ -243,6 +245,43 @@ TEST_F(CudaStageModel, SplitBackwardAndRepeatsAreBitwiseEqual) {
         }
       }
     }
+  }
+}
+
+// The classifier in chunks of 7 rows (N = 57: eight full chunks and one of 1 row)
+// and the fused backward of a model without split-backward buffers, on the GPU:
+// within model_rtol of the CPU model with default needs (one chunk at this V: the
+// chunking changes only fp32 summation order, covered by K >= N), and bitwise equal
+// to a GPU model with split buffers and the same chunks, with two slots in flight.
+TEST_F(CudaStageModel, ChunkedClassifierWithoutSplitMatchesCpu) {
+  StageNeeds chunked;
+  chunked.classifier_chunk_rows = 7;
+  chunked.split_backward = false;
+  StageNeeds chunked_split = chunked;
+  chunked_split.split_backward = true;
+  const ModelConfig c = tiny_config(true);
+  for (const StageSpec& s : {spec(0, kL, true, true), spec(2, kL, false, true)}) {
+    SCOPED_TRACE("stage [" + std::to_string(s.first_layer) + "," + std::to_string(s.last_layer) + ")");
+    auto gpu = make_model("cuda", c, s, Precision::kFp32, chunked);
+    auto gpu_split = make_model("cuda", c, s, Precision::kFp32, chunked_split);
+    auto cpu = make_model("cpu", c, s);
+    ASSERT_TRUE(gpu && gpu_split && cpu);
+    const double rtol = model_rtol(s.last_layer - s.first_layer);
+    const Batch b0 = make_batch(21), b1 = make_batch(22);
+    forward(*gpu, 0, b0), forward(*gpu, 1, b1);
+    forward(*gpu_split, 0, b0), forward(*gpu_split, 1, b1);
+    forward(*cpu, 0, b0), forward(*cpu, 1, b1);
+    for (int slot : {0, 1}) {
+      EXPECT_LE(std::fabs(gpu->loss(slot) - cpu->loss(slot)), rtol * std::fabs(cpu->loss(slot)));
+      EXPECT_EQ(gpu->loss(slot), gpu_split->loss(slot));
+    }
+    const auto dg1 = backward(*gpu, 1, b1, false, 0.5f), dg0 = backward(*gpu, 0, b0, false, 0.5f);
+    const auto ds1 = backward(*gpu_split, 1, b1, true, 0.5f), ds0 = backward(*gpu_split, 0, b0, true, 0.5f);
+    const auto dc1 = backward(*cpu, 1, b1, false, 0.5f), dc0 = backward(*cpu, 0, b0, false, 0.5f);
+    if (!s.has_embedding) expect_within("dinput", dg0, dc0, scaled_tolerances(dc0, rtol));
+    EXPECT_TRUE(bitwise_equal(dg0, ds0) && bitwise_equal(dg1, ds1)) << "dinput: fused != split";
+    expect_grads_within("chunked", *gpu, *cpu, rtol);
+    EXPECT_TRUE(bitwise_equal(host_grads(*gpu), host_grads(*gpu_split))) << "gradients: fused != split";
   }
 }
 

@@ -1,0 +1,35 @@
+// The buffer sizes a backend kind chooses, known without constructing a backend:
+// `pipetrain plan` sizes a GPU run on a machine without one, and the stage model's
+// layout (stage_model.h, stage_memory) is computed from these. Each Backend returns
+// its kind's value from Backend::sizes(). Header-only: the CUDA library uses it
+// without linking the host model library.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace pt {
+
+struct BackendSizes {
+  // What the attention forward saves for its backward: the probabilities att
+  // (B, NH, T, T) with a (T, T) backward scratch (CPU), or the log-sum-exp of each
+  // score row (B, NH, T) with a (B, NH, T) scratch (CUDA, flash style).
+  bool attention_saves_probabilities = true;
+  // Bytes the stage model may spend on one chunk of classifier logits, (rows, V)
+  // floats, reused by every chunk and slot: small on the CPU (cache-sized chunks
+  // lose nothing), a few hundred MB on a GPU (GEMMs large enough for the tensor
+  // cores; at GPT-2's V = 50257, 256 MiB is about 1300 rows).
+  size_t classifier_chunk_bytes = 0;
+
+  size_t attention_saved_floats(int B, int NH, int T) const {
+    return attention_saves_probabilities ? size_t(B) * NH * T * T : size_t(B) * NH * T;
+  }
+  size_t attention_scratch_floats(int B, int NH, int T) const {
+    return attention_saves_probabilities ? size_t(T) * T : size_t(B) * NH * T;
+  }
+};
+
+inline BackendSizes cpu_backend_sizes() { return BackendSizes{true, size_t(16) << 20}; }
+inline BackendSizes cuda_backend_sizes() { return BackendSizes{false, size_t(256) << 20}; }
+
+}  // namespace pt

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `pipetrain plan`'s memory estimate (the stage models' own layout, stage_memory):
+# a schedule without split backward (1f1b) reports fewer activation bytes per
+# in-flight micro-batch than zero-bubble's split backward (zb_h1) on every stage,
+# and its "with split backward" figure is exactly what zb_h1 reports; a (B,T,V)
+# logits tensor no longer scales the last stage's slot with the vocabulary.
+# Usage: plan_memory_test.sh PIPETRAIN SOURCE_DIR
+set -euo pipefail
+source "$2/tests/app/test_lib.sh"
+init_test "$1" "$2"
+
+plan() {  # NAME ARGS...: the plan's output in $work/NAME.log
+  local name=$1
+  shift
+  "$bin" plan --config "$cfg" --set parallel.pp=2 --set run.out_dir="$runs" "$@" >"$work/$name.log" 2>&1 ||
+    { cat "$work/$name.log"; fail "plan $name failed"; }
+}
+# Field of stage S's memory line: per-slot MiB ("x <n> activations") or the split figure.
+slot_mib() { sed -n "s/^  stage $2: .* x \([0-9.]*\) activations.*/\1/p" "$work/$1.log"; }
+split_mib() { sed -n "s/^  stage $2: .*; \([0-9.]*\) with split backward.*/\1/p" "$work/$1.log"; }
+
+plan 1f1b --set schedule.kind=1f1b --set "parallel.layer_split=[4,4]"
+plan zb_h1 --set schedule.kind=zb_h1 --set "parallel.layer_split=[4,4]"
+plan big_vocab --set schedule.kind=1f1b --set model.vocab_size=4096 --set "parallel.layer_split=[4,4]"
+grep -q "no split backward" "$work/1f1b.log" || fail "1f1b should need no split backward"
+grep -q "(split backward" "$work/zb_h1.log" || fail "zb_h1 should need split backward"
+for s in 0 1; do
+  a=$(slot_mib 1f1b $s) z=$(slot_mib zb_h1 $s) as=$(split_mib 1f1b $s)
+  [ -n "$a" ] && [ -n "$z" ] || { cat "$work/1f1b.log" "$work/zb_h1.log"; fail "no memory line for stage $s"; }
+  awk -v a="$a" -v z="$z" 'BEGIN { exit !(a < z) }' || fail "stage $s: 1f1b $a MiB per slot is not below zb_h1 $z MiB"
+  [ "$as" = "$z" ] || fail "stage $s: 1f1b's split figure $as MiB differs from zb_h1's $z MiB"
+  echo "ok: stage $s: $a MiB per in-flight micro-batch without split backward, $z MiB with"
+done
+[ "$(slot_mib big_vocab 1)" = "$(slot_mib 1f1b 1)" ] || fail "the last stage's slot grows with the vocabulary"
+echo "ok: the last stage's slot does not depend on the vocabulary size"
