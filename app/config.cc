@@ -193,7 +193,7 @@ const std::vector<Field>& schema() {
       PT_KEY("parallel.dp", parallel.dp, kBatch, "Data-parallel replicas. World size = dp * pp."),
       PT_KEY("parallel.pp", parallel.pp, kMay, "Pipeline ranks per replica (N_PP)."),
       PT_KEY("parallel.layer_split", parallel.layer_split, kMay, "'auto' (balanced, counting embedding and head) or a list of blocks per stage (pp*chunks entries, summing to n_layer)."),
-      PT_KEY("schedule.kind", schedule.kind, kMay, "Synchronous: gpipe | 1f1b | interleaved_1f1b | bfpp | zb_h1. Asynchronous (no flush; training.microbatches = micro-batches per update): pipedream | pipedream_2bw | paci | paci_flush | amdp."),
+      PT_KEY("schedule.kind", schedule.kind, kMay, "Synchronous: gpipe | 1f1b | interleaved_1f1b | bfpp | zb_h1. Asynchronous (no flush; training.microbatches = micro-batches per update): pipedream | pipedream_2bw | paci | paci_flush | amdp | localsgd. Reference: rpd (Randomized PipeDream, one block updated per step)."),
       PT_KEY("schedule.chunks", schedule.chunks, kMay, "v: stages per pipeline rank (looping placement; interleaved_1f1b and bfpp)."),
       PT_KEY("schedule.bfpp_breadth", schedule.bfpp_breadth, kMay, "bfpp: micro-batches per breadth-first group (must divide m); 0 = all m."),
       PT_KEY("schedule.drain_every", schedule.drain_every, kMay, "Asynchronous schedules: drain the pipeline every N steps (0 = only at evaluations, checkpoints and the end). Signals and max_seconds are honoured at drain points."),
@@ -203,6 +203,11 @@ const std::vector<Field>& schema() {
       PT_KEY("schedule.paci.mode", schedule.paci_mode, kMay, "paci: perf (keep activations) or mem (keep the stage input, recompute the forward in the backward with the live weights)."),
       PT_KEY("schedule.amdp.zero_owner", schedule.amdp_zero_owner, kMay, "amdp: stage s is owned by the GPU hosting it in pipeline 0; at the step slot the K replicas' gradients are summed on the owner (canonical order), only the owner runs the optimizer and holds its state, then it broadcasts the new parameters (ZeRO-1 over replicas). false: every replica sums all gradients and steps itself."),
       PT_KEY("schedule.amdp.step_slot", schedule.amdp_step_slot, kMay, "amdp: clean (each step slot reduces and applies everything accumulated since the previous slot: every gradient applied exactly once) | reference (parallel.pp 4 or 8, needs zero_owner: the reference code's placement, reduce after a replica's last backward of the iteration, step at its U; backwards in between are dropped on non-owners, algorithms.md §2.2)."),
+      PT_KEY("schedule.localsgd.copies", schedule.localsgd_copies, kMay, "localsgd: M independent model copies sharing the pipeline ranks (copy p's stage s on rank s; micro-batch g trains copy g mod M); 0 = parallel.pp. training.microbatches must be a multiple of M: each update gives every copy m/M micro-batches (m = M: an update per backward)."),
+      PT_KEY("schedule.localsgd.local_steps", schedule.localsgd_local_steps, kMay, "localsgd: K updates per round; after each round the M copies' parameters and optimizer state are replaced by their mean (>= 1). Drains happen after an average only: training.eval_every, checkpoint.every_steps and schedule.drain_every must be multiples of K (a training.steps that is not ends on a shorter round)."),
+      PT_KEY("schedule.rpd.max_delay", schedule.rpd_max_delay, kMay, "rpd: delta >= 0; every block's read delay is drawn in [0, min(delta, k)] global updates (the history restarts at drain points: docs/schedules.md). Keep the rpd keys on resume: they decide the draws of the steps still to come."),
+      PT_KEY("schedule.rpd.stage_sampling", schedule.rpd_stage_sampling, kMay, "rpd: the block updated by global update k: uniform (s ~ U{0..S-1}, from run.seed and k) | cyclic (s = k mod S) | pipedream (the stage of PipeDream's k-th backward, unit-time timeline)."),
+      PT_KEY("schedule.rpd.delay_sampling", schedule.rpd_delay_sampling, kMay, "rpd: the read delay of block j: uniform (d_j ~ U{0..min(delta, k)}, independent per block) | deterministic (d_j = min(max(0, j - s), delta, k)) | pipedream (PipeDream's own global delay of block j at its k-th update, capped at delta; up to S^2 - S/2)."),
       PT_KEY("runtime.backend", runtime.backend, kMay, "auto | cpu | cuda (auto picks cuda when a GPU is visible and built)."),
       PT_KEY("runtime.precision", runtime.precision, kMust, "fp32 | bf16. bf16: the forward and backward read bf16 copies of the weights (made once per update) and keep bf16 activations and activation gradients; master weights, gradient accumulation, optimizer state and the loss stay fp32. The CPU backend (and, for now, CUDA) runs fp32 ops on storage rounded to bf16 (nearest even) where the CUDA bf16 kernels store bf16. Must match on resume when bf16 (fp32 checkpoints keep their fingerprint)."),
       PT_KEY("runtime.tf32", runtime.tf32, kMay, "false | true. true: every fp32 GEMM of the cuda backend runs on the tensor cores with TF32 inputs (cuBLASLt compute type CUBLAS_COMPUTE_32F_FAST_TF32: 10-bit mantissa products, fp32 accumulation; faster, ~1e-3 relative difference from fp32, still deterministic run to run). The cpu backend has no TF32: rejected with runtime.backend cpu, ignored when auto resolves to cpu."),
@@ -368,6 +373,22 @@ Status validate_time_accounting(const Config& c) {
 
 }  // namespace
 
+// Averaged copies (localsgd): every drain point but the run's end follows a round's average, where
+// all copies are equal (evaluation and checkpoints see one model; a resume continues exactly).
+template <class Bad> Status validate_whole_rounds(const Config& c, const Bad& bad) {
+  const ScheduleTraits* t = find_schedule(c.schedule.kind);
+  const int64_t K = c.schedule.localsgd_local_steps;
+  if (t == nullptr || !t->averaged_copies) return Status::ok();
+  const std::pair<const char*, int64_t> cadences[] = {{"training.eval_every", c.data.val.empty() ? 0 : c.training.eval_every},
+                                                      {"checkpoint.every_steps", c.checkpoint.every_steps},
+                                                      {"schedule.drain_every", c.schedule.drain_every}};
+  for (const auto& [key, every] : cadences)
+    if (every > 0 && every % K != 0)
+      return bad(key, std::to_string(every) + " is not a multiple of schedule.localsgd.local_steps = " + std::to_string(K) +
+                          ": localsgd drains (evaluates, checkpoints) only after a round's average, when its copies are equal");
+  return Status::ok();
+}
+
 // runtime.*, the failure policies, run.name and checkpoint.* (the tail of validate()).
 template <class Bad> Status validate_runtime_and_checkpoint(const Config& c, const Bad& bad) {
   bool ok = false;
@@ -449,6 +470,7 @@ Status validate(const Config& c) {
   if (s.drain_every < 0) return bad("schedule.drain_every", "must be >= 0");
   // The schedule rules (pipeline/schedules/): one copy, shared with `pipetrain plan`.
   PT_RETURN_IF_ERROR(check_schedule_spec(schedule_spec_for(c)).with_context(src));
+  PT_RETURN_IF_ERROR(validate_whole_rounds(c, bad));
   const int num_stages = p.pp * s.chunks;
   if (m.n_layer < num_stages)
     return bad("parallel.pp", "pp * schedule.chunks = " + std::to_string(num_stages) + " stages need at least that many layers; model.n_layer = " + std::to_string(m.n_layer));

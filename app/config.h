@@ -78,6 +78,11 @@ struct ScheduleSection {
   std::string paci_mode = "perf";      // paci: perf | mem (recompute the forward in the backward)
   bool amdp_zero_owner = true;         // amdp: only the stage's owner (pipeline 0's GPU) holds Adam state
   std::string amdp_step_slot = "clean";  // amdp: clean | reference (reduce after the last backward, step at U)
+  int localsgd_copies = 0;             // localsgd: M model copies on the same ranks; 0 = parallel.pp
+  int localsgd_local_steps = 2;        // localsgd: K updates per round between two averages
+  int rpd_max_delay = 0;                // rpd: delta, read delays in [0, min(delta, k)] global updates
+  std::string rpd_stage_sampling = "uniform";   // rpd: uniform | cyclic
+  std::string rpd_delay_sampling = "uniform";   // rpd: uniform | deterministic
 };
 
 struct RuntimeSection {

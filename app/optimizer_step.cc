@@ -87,13 +87,14 @@ double stage_norm_sq(const LocalStage& ls) {
   return total;
 }
 
-double apply_stage_update_self_clipped(LocalStage& ls, const Config& c, const LrSchedule& lr) {
+double apply_stage_update_self_clipped(LocalStage& ls, const Config& c, const LrSchedule& lr, int64_t lr_step) {
   const double total = stage_norm_sq(ls);
   if (!std::isfinite(total)) {  // left out: parameters and optimizer state stay as they were
     ++ls.version;
     return total;
   }
-  apply_stage_update(ls, c.optimizer, stage_learning_rate(lr, ls.stage, ls.version), clip_scale(std::sqrt(total), c.optimizer.grad_clip));
+  apply_stage_update(ls, c.optimizer, stage_learning_rate(lr, ls.stage, lr_step >= 0 ? lr_step : ls.version),
+                     clip_scale(std::sqrt(total), c.optimizer.grad_clip));
   return total;
 }
 

@@ -43,8 +43,10 @@ LrSchedule lr_schedule_for(const Config& c);
 // learning rate of the stage and its version (stage_learning_rate), applies the optimizer.
 // A non-finite norm leaves the update out (parameters and optimizer state unchanged; the
 // version still advances), as training.on_nonfinite requires of the run and of its
-// replay. Returns the squared norm. Does not zero the gradients.
-double apply_stage_update_self_clipped(LocalStage& stage, const Config& c, const LrSchedule& lr);
+// replay. Returns the squared norm. Does not zero the gradients. `lr_step` >= 0 takes
+// the learning rate of that step instead of the version's (block-coordinate kinds: the
+// global update, schedules.h).
+double apply_stage_update_self_clipped(LocalStage& stage, const Config& c, const LrSchedule& lr, int64_t lr_step = -1);
 
 // The stage's squared gradient norm: tensor sums of squares added in ascending id (the tied
 // head copy left out), as apply_stage_update_self_clipped clips by.

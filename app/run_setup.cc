@@ -26,7 +26,9 @@ Status open_data_loader(const Config& c, int dp_size, bool with_val, DataLoader*
 
 StageNeeds stage_needs(const Schedule& lowered, int stage) {
   StageNeeds needs;
-  needs.split_backward = false;
+  // A partial_backward (block-coordinate) list is drawn per segment: any stage may run a Bx in a
+  // later segment's list even when this one has none.
+  needs.split_backward = lowered.partial_backward;
   for (const auto& list : lowered.per_rank)
     for (const Action& a : list)
       if (a.stage == stage && (a.kind == ActionKind::Bx || a.kind == ActionKind::Bw)) needs.split_backward = true;

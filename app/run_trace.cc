@@ -60,7 +60,8 @@ const char* span_category(uint8_t kind) {
     case ActionKind::SEND_ACT:
     case ActionKind::SEND_GRAD: return "send";
     case ActionKind::ALLREDUCE_GRAD: return "reduce";
-    case ActionKind::STEP: return "step";
+    case ActionKind::STEP:
+    case ActionKind::AVERAGE: return "step";
   }
   return "other";
 }

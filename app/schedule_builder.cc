@@ -7,7 +7,7 @@
 
 namespace pt {
 
-ScheduleSpec schedule_spec_for(const Config& c, int64_t segment_updates) {
+ScheduleSpec schedule_spec_for(const Config& c, int64_t segment_updates, int64_t first_update) {
   ScheduleSpec spec;
   spec.kind = c.schedule.kind;
   spec.ranks = c.parallel.pp;
@@ -22,12 +22,19 @@ ScheduleSpec schedule_spec_for(const Config& c, int64_t segment_updates) {
   spec.amdp_step_slot = c.schedule.amdp_step_slot;
   spec.tie_embeddings = c.model.tie_embeddings;
   spec.amdp_zero_owner = c.schedule.amdp_zero_owner;
+  spec.localsgd_copies = c.schedule.localsgd_copies;
+  spec.localsgd_local_steps = c.schedule.localsgd_local_steps;
+  spec.rpd_max_delay = c.schedule.rpd_max_delay;
+  spec.rpd_stage_sampling = c.schedule.rpd_stage_sampling;
+  spec.rpd_delay_sampling = c.schedule.rpd_delay_sampling;
+  spec.seed = uint64_t(c.run.seed);
+  spec.first_update = first_update;
   return spec;
 }
 
-Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule* out) {
+Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule* out, int64_t first_update) {
   Schedule compute;
-  PT_RETURN_IF_ERROR(make_schedule(schedule_spec_for(c, segment_updates), &compute).with_context(c.source_file));
+  PT_RETURN_IF_ERROR(make_schedule(schedule_spec_for(c, segment_updates, first_update), &compute).with_context(c.source_file));
   PT_RETURN_IF_ERROR(lower_communication(compute, out));
   PT_RETURN_IF_ERROR(validate_lowered(*out));
   return validate_comm_groups(*out);  // the executor issues comm_groups() as transport groups

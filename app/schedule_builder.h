@@ -17,9 +17,11 @@
 namespace pt {
 
 // The schedule keys of a config (and the model/training keys the schedule checks read).
-ScheduleSpec schedule_spec_for(const Config& c, int64_t segment_updates = 1);
+// `first_update`: the global index of the segment's first update (block-coordinate kinds draw
+// from it; the others ignore it).
+ScheduleSpec schedule_spec_for(const Config& c, int64_t segment_updates = 1, int64_t first_update = 0);
 
-Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule* out);
+Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule* out, int64_t first_update = 0);
 
 // Asynchronous runs drain at evaluations (when data.val is set), checkpoints,
 // schedule.drain_every and the end: the first drain point after `step`, so the

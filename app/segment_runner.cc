@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "app/model_copies.h"
 #include "app/optimizer_step.h"
 #include "common/check.h"
 #include "common/json.h"
@@ -27,7 +28,25 @@ struct SegmentRunner::Pending {
   std::map<std::pair<int, int>, double> sq;   // async: (stage, update) -> squared norm applied
   std::vector<NonFinite> nonfinite;           // this rank's
   std::set<int> skipped;                      // updates (k) left out on some stage of this rank
+  std::map<int, int64_t> start_version;       // local stage -> its version at the segment start
+  std::vector<int> step_updates;              // block-coordinate: update index of each STEP of this rank
+  size_t steps_done = 0;                      // of those, STEPs run so far
 };
+
+namespace {
+
+// Block-coordinate lists: the update of each STEP on `rank` is the micro-batch of the B before it.
+std::vector<int> block_coordinate_steps(const Schedule& lowered, int rank) {
+  std::vector<int> out;
+  int last_backward = -1;
+  for (const Action& a : lowered.per_rank[size_t(rank)]) {
+    if (a.kind == ActionKind::B) last_backward = a.microbatch;
+    if (a.kind == ActionKind::STEP) out.push_back(last_backward);
+  }
+  return out;
+}
+
+}  // namespace
 
 SegmentRunner::SegmentRunner(const Config& c, Collectives& coll, const Schedule& placement, int pp_rank,
                              const ScheduleTraits& traits, std::string run_dir)
@@ -96,10 +115,11 @@ void SegmentRunner::step(LocalStage& ls, Pending& p, std::vector<LocalStage>& lo
     ++ls.version;
     return;
   }
-  const int k = int(ls.version - p.first_step);
+  const bool bc = traits_.block_coordinate;
+  const int k = bc ? p.step_updates.at(p.steps_done++) : int(ls.version - p.first_step);
   bool finite = true;
-  if (traits_.clip == ClipPolicy::kPerStage) {
-    const double sq = apply_stage_update_self_clipped(ls, c_, p.lr);  // leaves a non-finite update out
+  if (traits_.clip == ClipPolicy::kPerStage) {  // a non-finite update is left out
+    const double sq = apply_stage_update_self_clipped(ls, c_, p.lr, bc ? p.first_step + k : -1);
     p.sq[{ls.stage, k}] = sq;
     finite = std::isfinite(sq);
     if (!finite) p.nonfinite.push_back({p.first_step + k + 1, ls.stage, pp_rank_});
@@ -165,6 +185,7 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
   p.lr = lr_schedule_for(c_);
   for (auto& ls : state->local) {
     local[ls.stage] = &ls;
+    p.start_version[ls.stage] = ls.version;
     ls.model->zero_grads();
     if (tied_.enabled && (ls.stage == 0 || ls.stage == tied_.last_stage)) ++p.tied_holders;
     // Versions count updates from the run's start: sync stages are all at first_step.
@@ -173,6 +194,7 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
                                                                 std::to_string(first_step));
   }
   replicas_.release_non_owner_state(state);
+  if (traits_.block_coordinate) p.step_updates = block_coordinate_steps(lowered, pp_rank_);
 
   StageCallbacks callbacks;
   callbacks.reduce = [&](int v, uint8_t group) {
@@ -180,6 +202,7 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
     if (group & kGroupData) reduce_data(*local.at(v), p, state->local);
   };
   callbacks.step = [&](int v) { step(*local.at(v), p, state->local); };
+  callbacks.average = [&](int s) { average_copies(copies_of(state->local, s, chain_)); };
   callbacks.grads_final_next = [&](int v) {
     LocalStage& ls = *local.at(v);
     if (BucketedAllReduce* b = dp_buckets(ls)) b->arm(ls.model->grads());
@@ -187,7 +210,7 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
   set_grads_ready_hooks(state->local, true);
   Executor& executor = executor_for(lowered, *state, transport);
   executor.set_timing(c_.run.time_accounting);
-  const float loss_scale = 1.0f / float(m * coll_.size(Group::kData));
+  const float loss_scale = 1.0f / float(microbatches_per_gradient(traits_, lowered, m) * coll_.size(Group::kData));
   const int dp_rank = coll_.rank(Group::kData);
   StepOutput out = executor.run_step(
       [&](int g, int32_t* in, int32_t* tg) { data.batch(first_step + g / m, g % m, dp_rank, in, tg); }, loss_scale,
@@ -196,6 +219,9 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
   report_dp_buckets(state->local);
   if (replicas_.owner_mode()) mark_dropped_backwards(lowered, state->local, &out.versions);
   replicas_.check(*state, coll_.rank(Group::kWorld) == 0, run_dir_);
+  std::string differs;
+  PT_CHECK_MSG(!traits_.averaged_copies || copies_identical(state->local, chain_, &differs),
+               "the segment ended after an AVERAGE, yet " + differs);
 
   SegmentResult result;
   result.peak_slots = out.peak_slots;
@@ -236,7 +262,7 @@ std::string versions_json(const std::vector<RunVersionRecord>& records, int64_t 
   std::vector<int> cnt(size_t(stages), 0);
   for (const auto& r : records) {
     if (r.microbatch / m != step) continue;
-    const int64_t drift = r.backward - r.forward, delay = r.applied < 0 ? 0 : r.applied - r.forward;
+    const int64_t drift = r.backward < 0 ? 0 : r.backward - r.forward, delay = r.applied < 0 ? 0 : r.applied - r.forward;
     const size_t s = size_t(r.stage);
     dmax[s] = std::max(dmax[s], drift);
     tmax[s] = std::max(tmax[s], delay);
@@ -285,13 +311,17 @@ std::vector<double> async_update_norms(Collectives& coll, const std::map<std::pa
   return norms;
 }
 
-// Version records of dp replica 0 with run-global ids, gathered over the pipeline group.
+// Version records of dp replica 0 with run-global ids, gathered over the pipeline group: each
+// stage's versions continue from its version at the segment start (-1 stays -1: no backward, or
+// never applied).
 std::vector<RunVersionRecord> gather_records(Collectives& coll, const std::vector<VersionRecord>& versions,
-                                             int64_t first_step, int m) {
+                                             int64_t first_step, int m, const std::map<int, int64_t>& start) {
   std::vector<RunVersionRecord> mine;
-  for (const VersionRecord& r : versions)
-    mine.push_back(RunVersionRecord{first_step * m + r.microbatch, r.stage, first_step + r.forward,
-                                    first_step + r.backward, r.applied < 0 ? -1 : first_step + r.applied});
+  for (const VersionRecord& r : versions) {
+    const int64_t v0 = start.at(r.stage);
+    mine.push_back(RunVersionRecord{first_step * m + r.microbatch, r.stage, v0 + r.forward,
+                                    r.backward < 0 ? -1 : v0 + r.backward, r.applied < 0 ? -1 : v0 + r.applied});
+  }
   return allgatherv(coll, Group::kPipeline, mine);
 }
 
@@ -308,7 +338,7 @@ void SegmentRunner::fill_logs(const Schedule& lowered, int64_t first_step, doubl
   }
   std::vector<double> norms = p.global_norm;
   if (traits_.clip == ClipPolicy::kPerStage) norms = async_update_norms(coll_, p.sq, chain_, updates);
-  if (traits_.asynchronous) result->records = gather_records(coll_, out.versions, first_step, m);
+  if (traits_.asynchronous) result->records = gather_records(coll_, out.versions, first_step, m, p.start_version);
   PT_CHECK_MSG(int(norms.size()) == updates, "segment of " + std::to_string(updates) + " updates applied " +
                                                  std::to_string(norms.size()) + " on pipeline rank " +
                                                  std::to_string(pp_rank_));

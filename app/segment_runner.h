@@ -4,6 +4,8 @@
 // list ends in ALLREDUCE_GRAD(data) + STEP per stage). The runner turns those actions into
 // calls:
 //   ALLREDUCE_GRAD(s, replicas)  StageReplicas::reduce (AMDP)
+//   AVERAGE(s)                   average_copies of the rank's copies of model stage s (localsgd,
+//                                app/model_copies.h); the segment then ends with them identical
 //   ALLREDUCE_GRAD(s, data)      sum over data-parallel replicas, then, once every local
 //                                holder of wte is reduced, the tied-embedding sum
 //   STEP(s)                      clip and update: with the global clip (synchronous
@@ -58,7 +60,7 @@ struct NonFinite {
 };
 
 // A version record with run-global ids: microbatch = step·m + index, versions counted
-// from the start of the run.
+// from the start of the run (per stage); backward / applied -1: none (forward only, not applied).
 struct RunVersionRecord {
   int64_t microbatch = 0;
   int stage = 0;
@@ -93,6 +95,8 @@ class SegmentRunner {
   // boundary buffers and slots are reused by every segment that runs the same list (and by
   // evaluation, which runs the placement list). `lowered` must outlive the runner.
   Executor& executor_for(const Schedule& lowered, const TrainState& state, Transport* transport);
+  // Drops the executor of `lowered` (before that list is freed: a list of one segment only).
+  void forget(const Schedule& lowered) { executors_.erase(&lowered); }
 
  private:
   struct Pending;  // per-segment bookkeeping of the callbacks

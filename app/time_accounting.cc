@@ -35,7 +35,8 @@ int kind_of_span(uint8_t kind) {
     case ActionKind::SEND_ACT:
     case ActionKind::SEND_GRAD: return kTimeSend;
     case ActionKind::ALLREDUCE_GRAD: return kTimeReduce;
-    case ActionKind::STEP: return kTimeStep;
+    case ActionKind::STEP:
+    case ActionKind::AVERAGE: return kTimeStep;  // both rewrite the model state
   }
   return kTimeOther;
 }
@@ -121,7 +122,8 @@ const SimClock::Segment& SimClock::segment(const Schedule& lowered, bool asynchr
     for (int rank = 0; rank < lowered.num_ranks; ++rank)
       for (size_t i = 0; i < lowered.per_rank[size_t(rank)].size(); ++i) {
         const Action& a = lowered.per_rank[size_t(rank)][i];
-        if (a.kind != ActionKind::F || a.stage != chain - 1 || a.microbatch % m != m - 1) continue;
+        // The last stage of any pipeline (the micro-batch's own: AMDP, localsgd run several).
+        if (a.kind != ActionKind::F || a.stage % chain != chain - 1 || a.microbatch % m != m - 1) continue;
         seg.update_end[size_t(a.microbatch / m)] = r.timeline[size_t(rank)][i].end;
       }
   }

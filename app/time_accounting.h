@@ -86,6 +86,8 @@ class SimClock {
     std::vector<double> planned_bubble;  // per pipeline rank: idle / makespan
   };
   const Segment& segment(const Schedule& lowered, bool asynchronous, int m);
+  // Drops the cached result of `lowered` (before that list is freed).
+  void forget(const Schedule& lowered) { cache_.erase(&lowered); }
   std::string unit() const { return unit_; }  // "unit" or "s"
   const CostModel& costs() const { return costs_; }  // per stage of the list given to init
 

@@ -83,7 +83,8 @@ class TrainingRun {
   double train_time() const { return clock_.train_s + seconds_since(t_start_); }
   Status check_nonfinite(const SegmentResult& r);
   Status checkpoint(int64_t step);
-  Status lowered_for(int64_t updates, const Schedule** out);
+  Status lowered_for(int64_t first_step, int64_t updates, const Schedule** out);
+  void release_list(const Schedule* list);
   Status run_segment(int64_t* step);
   std::string account_segment(const SegmentResult& r, const SimClock::Segment& sim, int64_t first_step);
   void log_update(const UpdateLog& l, const SegmentResult& r, int64_t updates, double sim_time, const std::string& split);
@@ -101,7 +102,9 @@ class TrainingRun {
   std::unique_ptr<Collectives> coll_;
   std::string backend_;
   const ScheduleTraits* traits_ = nullptr;
-  std::map<int64_t, Schedule> lists_;  // segment length (updates) -> lowered list
+  // (first update, updates) -> lowered list; the first update is 0 except for block-coordinate
+  // kinds, whose list depends on it (kept for one segment only, the placement excepted).
+  std::map<std::pair<int64_t, int64_t>, Schedule> lists_;
   const Schedule* placement_ = nullptr;
   int chain_ = 1;
   std::vector<std::pair<int, int>> ranges_;
@@ -137,20 +140,33 @@ Status TrainingRun::setup_devices(TransportChoice* choice, int* transport_gpu) {
   return select_transport(request, choice).with_context(c_.source_file);
 }
 
-Status TrainingRun::lowered_for(int64_t updates, const Schedule** out) {
-  auto it = lists_.find(updates);
+Status TrainingRun::lowered_for(int64_t first_step, int64_t updates, const Schedule** out) {
+  const std::pair<int64_t, int64_t> key{traits_->block_coordinate ? first_step : 0, updates};
+  auto it = lists_.find(key);
   if (it == lists_.end()) {
     Schedule lowered;
-    PT_RETURN_IF_ERROR(build_lowered_schedule(c_, updates, &lowered));
-    it = lists_.emplace(updates, std::move(lowered)).first;
+    PT_RETURN_IF_ERROR(build_lowered_schedule(c_, updates, &lowered, key.first));
+    it = lists_.emplace(key, std::move(lowered)).first;
   }
   *out = &it->second;
   return Status::ok();
 }
 
+// A block-coordinate segment's list is not run again: free it (and what was cached for it).
+void TrainingRun::release_list(const Schedule* list) {
+  if (!traits_->block_coordinate || list == placement_) return;
+  runner_->forget(*list);
+  sim_.forget(*list);
+  for (auto it = lists_.begin(); it != lists_.end(); ++it)
+    if (&it->second == list) {
+      lists_.erase(it);
+      return;
+    }
+}
+
 // The stages this rank hosts, built identically on every rank from the placement.
 Status TrainingRun::setup_stages() {
-  PT_RETURN_IF_ERROR(lowered_for(traits_->asynchronous ? next_drain_step(c_, 0) : 1, &placement_));
+  PT_RETURN_IF_ERROR(lowered_for(0, traits_->asynchronous ? next_drain_step(c_, 0) : 1, &placement_));
   chain_ = chain_length(*placement_);
   PT_RETURN_IF_ERROR(split_layers_for_config(c_, chain_, &ranges_));
   PT_RETURN_IF_ERROR(sim_.init(c_, *placement_, ranges_));
@@ -326,7 +342,7 @@ void TrainingRun::log_update(const UpdateLog& l, const SegmentResult& r, int64_t
 Status TrainingRun::run_segment(int64_t* step) {
   const int64_t end = traits_->asynchronous ? next_drain_step(c_, *step) : *step + 1;
   const Schedule* list = nullptr;
-  PT_RETURN_IF_ERROR(lowered_for(end - *step, &list));
+  PT_RETURN_IF_ERROR(lowered_for(*step, end - *step, &list));
   SegmentResult r = runner_->run(*list, *step, train_time(), &state_, data_, transport_.get());
   const SimClock::Segment& sim = sim_.segment(*list, traits_->asynchronous, c_.training.microbatches);
   const std::string split = account_segment(r, sim, *step);
@@ -336,6 +352,7 @@ Status TrainingRun::run_segment(int64_t* step) {
       log_update(r.updates[k], r, end - *step, sim_time_ + sim.update_end[k], k + 1 == r.updates.size() ? split : "");
   }
   sim_time_ += sim.makespan;
+  release_list(list);
   *step = end;
   return check_nonfinite(r);
 }

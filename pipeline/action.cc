@@ -13,7 +13,7 @@ namespace {
 
 constexpr const char* kKindNames[kNumActionKinds] = {
     "F",        "B",         "Bx",        "Bw",   "SEND_ACT",
-    "RECV_ACT", "SEND_GRAD", "RECV_GRAD", "STEP", "ALLREDUCE_GRAD"};
+    "RECV_ACT", "SEND_GRAD", "RECV_GRAD", "STEP", "ALLREDUCE_GRAD", "AVERAGE"};
 
 // Reads a non-negative decimal at text[*pos]; false when there is no digit.
 bool read_int(std::string_view text, size_t* pos, int* value) {
@@ -37,6 +37,8 @@ bool is_compute(ActionKind k) { return k <= ActionKind::Bw; }
 bool is_comm(ActionKind k) { return k >= ActionKind::SEND_ACT && k <= ActionKind::RECV_GRAD; }
 bool is_send(ActionKind k) { return k == ActionKind::SEND_ACT || k == ActionKind::SEND_GRAD; }
 bool is_recv(ActionKind k) { return k == ActionKind::RECV_ACT || k == ActionKind::RECV_GRAD; }
+bool is_group_action(ActionKind k) { return k == ActionKind::ALLREDUCE_GRAD || k == ActionKind::AVERAGE; }
+bool is_state_action(ActionKind k) { return k == ActionKind::STEP || is_group_action(k); }
 const char* action_kind_name(ActionKind k) { return kKindNames[int(k)]; }
 
 std::string format_action(const Action& a) {
@@ -82,8 +84,8 @@ Status parse_action(std::string_view text, Action* out) {
   if (kind_index < 0) return fail("unknown action kind");
   a.kind = ActionKind(kind_index);
   a.microbatch = -1;
-  read_int(text, &pos, &a.microbatch);  // optional: STEP and ALLREDUCE_GRAD carry none
-  bool needs_mb = a.kind != ActionKind::STEP && a.kind != ActionKind::ALLREDUCE_GRAD;
+  read_int(text, &pos, &a.microbatch);  // optional: STEP, ALLREDUCE_GRAD and AVERAGE carry none
+  bool needs_mb = !is_state_action(a.kind);
   if (needs_mb && a.microbatch < 0) return fail("missing micro-batch number");
   if (pos + 1 < text.size() && (text.substr(pos, 2) == "->" || text.substr(pos, 2) == "<-")) {
     if (!is_comm(a.kind)) return fail("only SEND_*/RECV_* actions have a peer");
@@ -92,7 +94,7 @@ Status parse_action(std::string_view text, Action* out) {
     if (!read_int(text, &pos, &a.peer_rank)) return fail("missing peer rank after the arrow");
   }
   if (pos < text.size() && text[pos] == ':') {
-    if (a.kind != ActionKind::ALLREDUCE_GRAD) return fail("only ALLREDUCE_GRAD has a group suffix");
+    if (!is_group_action(a.kind)) return fail("only ALLREDUCE_GRAD and AVERAGE have a group suffix");
     ++pos;
     for (bool more = true; more;) {
       const std::string_view rest = text.substr(pos);

@@ -41,17 +41,23 @@ enum class ActionKind : uint8_t {
   RECV_GRAD,
   STEP,            // optimizer step of `stage` (microbatch = -1)
   ALLREDUCE_GRAD,  // gradient reduction of `stage` over Action::group (microbatch = -1)
+  // LocalSGD's round barrier (algorithms.md §5.4): the parameters and the optimizer state of
+  // every replica of model stage `stage` (virtual stages p*model_stages + stage, p < pipelines;
+  // `stage` < model_stages) become their element-wise mean. Group: replicas (":rep"); all of
+  // them live on the rank that runs it, none has a micro-batch in flight (F done, B not yet) and
+  // the versions do not change (they count optimizer updates). microbatch = -1.
+  AVERAGE,
 };
-inline constexpr int kNumActionKinds = 10;
+inline constexpr int kNumActionKinds = 11;
 
-// The ranks an ALLREDUCE_GRAD sums over, as bit flags: the data-parallel replicas of the stage
+// The ranks an ALLREDUCE_GRAD sums over (AVERAGE: always kGroupReplicas), as bit flags: the data-parallel replicas of the stage
 // (same pipeline rank, every dp replica) and/or the stage replicas of several pipelines (AMDP:
 // the K replicas of a model stage). Text suffix ":dp", ":rep", ":dp+rep".
 enum CollectiveGroup : uint8_t { kGroupData = 1, kGroupReplicas = 2 };
 
 struct Action {
   ActionKind kind = ActionKind::F;
-  uint8_t group = 0;  // ALLREDUCE_GRAD only: CollectiveGroup bits; 0 for every other kind
+  uint8_t group = 0;  // ALLREDUCE_GRAD, AVERAGE only: CollectiveGroup bits; 0 for every other kind
   int stage = 0;
   int microbatch = 0;
   int peer_rank = -1;  // comm actions only: the other end
@@ -66,11 +72,15 @@ bool is_compute(ActionKind k);  // F, B, Bx, Bw
 bool is_comm(ActionKind k);     // SEND_*/RECV_*
 bool is_send(ActionKind k);
 bool is_recv(ActionKind k);
+bool is_group_action(ActionKind k);  // ALLREDUCE_GRAD, AVERAGE: name a group, carry no micro-batch
+// STEP, ALLREDUCE_GRAD, AVERAGE: the update and model-state actions (no micro-batch).
+bool is_state_action(ActionKind k);
 const char* action_kind_name(ActionKind k);  // "F", "Bx", "SEND_ACT", ...
 
 // Text form: <stage><KIND>[<mb>][->peer | <-peer][:group][@version]
 //   "2F5"  "1B3"  "1Bx3"  "1Bw3"  "0SEND_ACT4->1"  "1RECV_ACT4<-0"  "1SEND_GRAD3->0"
-//   "0RECV_GRAD3<-1" "0STEP"  "3ALLREDUCE_GRAD:dp"  "5ALLREDUCE_GRAD:rep"  "2F5@7" (version 7;
+//   "0RECV_GRAD3<-1" "0STEP"  "3ALLREDUCE_GRAD:dp"  "5ALLREDUCE_GRAD:rep"  "1AVERAGE:rep"
+//   "2F5@7" (version 7;
 //   omitted when 0). Sends print "->peer", receives "<-peer"; the peer is omitted when it is -1.
 // The group suffix is printed when group != 0 ("dp", "rep", "dp+rep"); a text without one (the
 // form before groups existed) parses with group 0.
@@ -97,6 +107,11 @@ struct Schedule {
   // PACI mem mode (§3.2 item 6): the executor keeps only the stage input and recomputes the
   // forward inside the backward with the live weights. The action order is the same as perf mode.
   bool recompute_in_backward = false;
+  // Block-coordinate lists (RPD, algorithms.md §5.3): an F may have no backward (forward only: the
+  // executor frees its slot at once) and a Bx no Bw (input gradient only, no weight gradient: its
+  // slot is freed after it); a backward sends its input gradient only to a stage that runs a
+  // backward of that micro-batch. validate.h checks these rules instead of "one backward per F".
+  bool partial_backward = false;
 };
 
 // Stages per pipeline chain (model_stages, or num_stages when 0).

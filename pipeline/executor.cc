@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "common/check.h"
 #include "pipeline/comm_groups.h"
@@ -197,6 +198,20 @@ int Executor::forward_into_slot(int s, int mb, int version, const BatchFn& batch
   return slot;
 }
 
+// AVERAGE of model stage s: its replicas are all here, none holds a micro-batch in flight or a
+// snapshot of an older version (that version's weights would predate the average).
+void Executor::check_average(int s) const {
+  const int pipelines = int(stages_.size()) / chain_;
+  for (int p = 0; p < pipelines; ++p) {
+    const int v = p * chain_ + s;
+    PT_CHECK_MSG(stages_[size_t(v)] != nullptr, "AVERAGE of stage " + std::to_string(s) + ": replica " +
+                                                    std::to_string(v) + " is not on this rank");
+    PT_CHECK_MSG(slots_in_use_[size_t(v)] == 0 && snapshots_[size_t(v)].empty(),
+                 "AVERAGE of stage " + std::to_string(s) + ": replica " + std::to_string(v) +
+                     " has micro-batches in flight or a stashed older version");
+  }
+}
+
 StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const StageCallbacks& callbacks) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
@@ -226,6 +241,13 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
       last_compute = int64_t(i);
     }
   const std::vector<uint8_t> final_next = grads_final_ticks(actions, S);
+  // Block-coordinate lists (Schedule::partial_backward): which (stage, mb) run a backward / a Bw.
+  std::set<int64_t> has_backward, has_bw;
+  if (schedule_.partial_backward)
+    for (const Action& a : actions) {
+      if (a.kind == ActionKind::B || a.kind == ActionKind::Bx) has_backward.insert(key(a.stage, a.microbatch));
+      if (a.kind == ActionKind::Bw) has_bw.insert(key(a.stage, a.microbatch));
+    }
   live_version_.assign(S, 0);
   for (auto& snaps : snapshots_) snaps.clear();
   snapshots_.resize(S);
@@ -256,8 +278,9 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         int in_use = 0;
         for (int x : slots_in_use_) in_use += x;
         peak = std::max(peak, in_use);
-        if (recompute) {
-          // Keep only the stage input (in the boundary pools); the backward recomputes.
+        const bool forward_only = schedule_.partial_backward && !has_backward.count(key(s, mb));
+        if (recompute || forward_only) {
+          // Keep only the stage input (in the boundary pools); the backward recomputes. Or no backward.
           give_slot(s, slot);
           slot_of_.erase(key(s, mb));
         }
@@ -285,6 +308,10 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
           slot_of_.erase(it);
         } else {
           with_version(s, a.version, [&] { model->backward_input(slot, dout, dinput, loss_scale); });
+          if (schedule_.partial_backward && !has_bw.count(key(s, mb))) {  // input gradient only
+            give_slot(s, slot);
+            slot_of_.erase(it);
+          }
         }
         const size_t r = record_of.at(key(s, mb));
         records[r].backward = a.version;
@@ -320,6 +347,12 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         break;
       case ActionKind::ALLREDUCE_GRAD:
         if (callbacks.reduce) callbacks.reduce(s, a.group);
+        break;
+      case ActionKind::AVERAGE:
+        PT_CHECK_MSG(callbacks.average != nullptr || int64_t(i) > last_compute,
+                     "schedule has AVERAGE actions between compute actions but no average callback");
+        check_average(s);
+        if (callbacks.average) callbacks.average(s);
         break;
       case ActionKind::STEP: {
         PT_CHECK_MSG(callbacks.step != nullptr || int64_t(i) > last_compute,
@@ -372,6 +405,12 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
   out.peak_slots = peak;
   out.versions.reserve(backward_order.size());
   for (size_t r : backward_order) out.versions.push_back(records[r]);
+  if (schedule_.partial_backward) {  // then the forward-only and input-gradient-only records
+    std::vector<bool> listed(records.size(), false);
+    for (size_t r : backward_order) listed[r] = true;
+    for (size_t r = 0; r < records.size(); ++r)
+      if (!listed[r]) out.versions.push_back(records[r]);
+  }
   return out;
 }
 

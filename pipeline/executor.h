@@ -4,7 +4,8 @@
 // boundary buffers. Every schedule, sync or split-backward, runs through run_step.
 //
 // Buffers: activations inside a StageModel live in slots taken at F and returned
-// at B (or Bw), so a stage holds only its in-flight micro-batches; the boundary
+// at B (or Bw; in a partial_backward list also right after a forward-only F or a Bx
+// without Bw), so a stage holds only its in-flight micro-batches; the boundary
 // tensors (stage inputs/outputs and their gradients, (B, T, C) each) are kept in
 // pools keyed by (stage, micro-batch) and reused across steps. They come from each
 // stage's StageModel::boundary_memory() (model/boundary_memory.h): host memory on the
@@ -43,9 +44,12 @@ using BatchFn = std::function<void(int microbatch, int32_t* inputs, int32_t* tar
 // action (B or Bw) ahead of an ALLREDUCE_GRAD over the data group alone: its weight
 // gradients become final during that action (the bucketed all-reduce starts buckets
 // then, pipeline/grad_buckets.h).
+// `average(stage)` (AVERAGE, LocalSGD's round barrier) replaces the parameters and the optimizer
+// state of every local replica of model stage `stage` with their mean.
 struct StageCallbacks {
   std::function<void(int stage)> step;
   std::function<void(int stage, uint8_t group)> reduce;
+  std::function<void(int stage)> average;
   std::function<void(int stage)> grads_final_next;
 };
 
@@ -53,7 +57,9 @@ struct StepOutput {
   std::vector<float> losses;            // per micro-batch; only on the rank that holds the last stage
   std::vector<double> loss_times;       // seconds after run_step began at which each loss was ready
   int peak_slots = 0;                   // most activation slots held at once, summed over local stages
-  std::vector<VersionRecord> versions;  // one per (micro-batch, local stage), in forward order
+  // One per (micro-batch, local stage) whose gradient was formed, in backward order; for a
+  // partial_backward list then the others (forward only, Bx only), in forward order.
+  std::vector<VersionRecord> versions;
   std::chrono::steady_clock::time_point started;  // when run_step began (span times count from it)
   std::vector<ActionSpan> spans;        // with set_timing(true): one per action in list order, then the send wait
 };
@@ -110,6 +116,7 @@ class Executor {
   int take_slot(int stage);
   void give_slot(int stage, int slot);
   template <class Fn> void with_version(int stage, int version, Fn&& fn);
+  void check_average(int stage) const;
   // Runs F of (stage, mb) into a fresh slot with the weights of `version`.
   int forward_into_slot(int stage, int microbatch, int version, const BatchFn& batch);
 

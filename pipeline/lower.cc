@@ -43,6 +43,20 @@ Status lower_communication(const Schedule& compute, Schedule* lowered) {
   auto has_next = [&](int st) { return chain_next(st, len) >= 0; };
   auto has_prev = [&](int st) { return chain_prev(st, len) >= 0; };
   const size_t keys = size_t(num_stages) * size_t(m);
+  // partial_backward (action.h): a backward sends its input gradient only to a stage that runs a
+  // backward of that micro-batch.
+  std::vector<uint8_t> backward_runs;
+  if (compute.partial_backward) {
+    backward_runs.assign(keys, 0);
+    for (const auto& list : compute.per_rank)
+      for (const Action& a : list)
+        if (a.kind == ActionKind::B || a.kind == ActionKind::Bx)
+          backward_runs[size_t(a.stage) * size_t(m) + size_t(a.microbatch)] = 1;
+  }
+  auto sends_grad = [&](const Action& a, int r) {
+    return (a.kind == ActionKind::B || a.kind == ActionKind::Bx) && has_prev(a.stage) && owner[a.stage - 1] != r &&
+           (backward_runs.empty() || backward_runs[size_t(a.stage - 1) * size_t(m) + size_t(a.microbatch)]);
+  };
 
   // Pass 1: the send each compute action produces, and its sequence number on its (sender,
   // receiver) channel. seq_act[key(s, mb)] = seq of SEND_ACT(s, mb); seq_grad[key(s, mb)] = seq of
@@ -57,8 +71,7 @@ Status lower_communication(const Schedule& compute, Schedule* lowered) {
       const size_t key = size_t(a.stage) * size_t(m) + size_t(a.microbatch);
       if (a.kind == ActionKind::F && has_next(a.stage) && owner[a.stage + 1] != r) {
         seq_act[key] = per_peer[owner[a.stage + 1]]++;
-      } else if ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) && has_prev(a.stage) &&
-                 owner[a.stage - 1] != r) {
+      } else if (sends_grad(a, r)) {
         seq_grad[key] = per_peer[owner[a.stage - 1]]++;
       }
     }
@@ -73,6 +86,7 @@ Status lower_communication(const Schedule& compute, Schedule* lowered) {
   out.pipelines = compute.pipelines;
   out.model_stages = compute.model_stages;
   out.recompute_in_backward = compute.recompute_in_backward;
+  out.partial_backward = compute.partial_backward;
   out.per_rank.assign(size_t(n), {});
 
   // Pass 2 and 3 touch only receiver r's list: ranks are lowered independently, split
@@ -94,9 +108,7 @@ Status lower_communication(const Schedule& compute, Schedule* lowered) {
       int sends = 0;
       for (int t = 0; t < n_actions; ++t) {
         const Action& a = list[t];
-        sends += (a.kind == ActionKind::F && has_next(a.stage) && owner[a.stage + 1] != r) ||
-                 ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) && has_prev(a.stage) &&
-                  owner[a.stage - 1] != r);
+        sends += (a.kind == ActionKind::F && has_next(a.stage) && owner[a.stage + 1] != r) || sends_grad(a, r);
         PendingRecv p{};
         if (a.kind == ActionKind::F && has_prev(a.stage) && owner[a.stage - 1] != r) {
           p = {comm(ActionKind::RECV_ACT, a.stage, a.microbatch, owner[a.stage - 1]),
@@ -158,8 +170,7 @@ Status lower_communication(const Schedule& compute, Schedule* lowered) {
         // peer-sorted.
         if (a.kind == ActionKind::F && has_next(a.stage) && owner[a.stage + 1] != r) {
           dst.push_back(comm(ActionKind::SEND_ACT, a.stage, a.microbatch, owner[a.stage + 1]));
-        } else if ((a.kind == ActionKind::B || a.kind == ActionKind::Bx) && has_prev(a.stage) &&
-                   owner[a.stage - 1] != r) {
+        } else if (sends_grad(a, r)) {
           dst.push_back(comm(ActionKind::SEND_GRAD, a.stage, a.microbatch, owner[a.stage - 1]));
         }
       }

@@ -113,6 +113,23 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
   res.peak_in_flight.assign(size_t(n), 0);
   res.peak_in_flight_stage.assign(size_t(num_stages), 0);
   std::vector<int> stage_in_flight(static_cast<size_t>(num_stages), 0);
+  // partial_backward lists (action.h): the activation of a forward-only F or a Bx without Bw is
+  // freed by that action itself, as the executor does.
+  constexpr uint8_t kHasBack = 1, kHasBw = 2;
+  std::vector<uint8_t> frees_late;
+  if (s.partial_backward) {
+    frees_late.assign(keys, 0);
+    for (const auto& list : s.per_rank)
+      for (const Action& a : list) {
+        const size_t k = size_t(a.stage) * size_t(m) + size_t(a.microbatch);
+        if (a.kind == ActionKind::B || a.kind == ActionKind::Bx) frees_late[k] |= kHasBack;
+        if (a.kind == ActionKind::Bw) frees_late[k] |= kHasBw;
+      }
+  }
+  auto release = [&](int stg, RankState& st) {
+    stage_in_flight[size_t(stg)]--;
+    st.in_flight--;
+  };
   if (options.record_timeline) {
     res.timeline.resize(size_t(n));
     for (int r = 0; r < n; ++r)
@@ -149,7 +166,7 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
     SimEvent* events = options.record_timeline ? res.timeline[r].data() : nullptr;
     while (st.pc < list.size()) {
       const Action& a = list[st.pc];
-      const bool needs_mb = a.kind != ActionKind::STEP && a.kind != ActionKind::ALLREDUCE_GRAD;
+      const bool needs_mb = !is_state_action(a.kind);
       if (a.stage < 0 || a.stage >= num_stages ||
           (needs_mb && (a.microbatch < 0 || a.microbatch >= m))) {
         return Status::error("simulate: " + format_action(a) + " out of range\n" +
@@ -173,6 +190,7 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
           res.peak_in_flight_stage[stg] =
               std::max(res.peak_in_flight_stage[stg], stage_in_flight[stg]);
           res.peak_in_flight[r] = std::max(res.peak_in_flight[r], ++st.in_flight);
+          if (!frees_late.empty() && !(frees_late[key] & kHasBack)) release(stg, st);  // forward only
           break;
         }
         case ActionKind::B:
@@ -188,10 +206,7 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
                              : costs.backward_input[stg]);
           flags[key] |= kBackDone;
           res.busy[r] += end - start;
-          if (a.kind == ActionKind::B) {
-            stage_in_flight[stg]--;
-            st.in_flight--;
-          }
+          if (a.kind == ActionKind::B || (!frees_late.empty() && !(frees_late[key] & kHasBw))) release(stg, st);
           break;
         }
         case ActionKind::Bw: {
@@ -199,8 +214,7 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
           if (!ready) break;
           end = start + costs.backward_weight[stg];
           res.busy[r] += end - start;
-          stage_in_flight[stg]--;
-          st.in_flight--;
+          release(stg, st);
           break;
         }
         case ActionKind::SEND_ACT:
@@ -232,6 +246,7 @@ Status simulate(const Schedule& s, const CostModel& costs, SimResult* result,
           break;
         }
         case ActionKind::STEP:
+        case ActionKind::AVERAGE:  // local: every replica is on this rank, none in flight (validate.h)
           end = start + costs.step;
           break;
         case ActionKind::ALLREDUCE_GRAD: {
@@ -335,7 +350,7 @@ std::string format_timeline(const Schedule& s, const SimResult& result,
     const auto& list = s.per_rank[r];
     for (size_t t = 0; t < list.size(); ++t) {
       const Action& a = list[t];
-      if (a.kind == ActionKind::STEP || a.kind == ActionKind::ALLREDUCE_GRAD) {
+      if (is_state_action(a.kind)) {
         // The step slot: 'U' cells over its duration (zero-cost steps print nothing).
         const long c0 = std::lround(result.timeline[r][t].start / options.unit);
         const long c1 = std::lround(result.timeline[r][t].end / options.unit);

@@ -12,6 +12,8 @@
 //                later;
 //   RECV_*       blocking: the rank waits until the matching SEND has arrived;
 //   STEP         costs CostModel::step on its rank (AMDP's step slot), no dependency;
+//   AVERAGE      costs CostModel::step too (it rewrites the parameters and the optimizer state);
+//                local, no dependency: its replicas are all on its rank (validate.h);
 //   ALLREDUCE_GRAD(v) over the replicas (group kGroupReplicas): a collective of the `pipelines`
 //                replicas of v's model stage: the k-th such ALLREDUCE_GRAD of each replica forms
 //                one collective, which starts when the last replica reaches it and costs
@@ -39,7 +41,7 @@ struct CostModel {
   std::vector<double> backward_input;   // per stage
   std::vector<double> backward_weight;  // per stage
   double p2p_latency = 0;               // send post -> arrival at the receiver
-  double step = 0;       // one STEP action (AMDP's timeline: 1 unit per step slot on a GPU)
+  double step = 0;       // one STEP or AVERAGE action (AMDP's timeline: 1 unit per step slot on a GPU)
   double allreduce = 0;  // one replica ALLREDUCE_GRAD collective, after its last member arrives
   double allreduce_data = 0;  // one data-parallel-only ALLREDUCE_GRAD
 

@@ -89,6 +89,25 @@ Status check_shape(const Schedule& s) {
   return Status::ok();
 }
 
+// Why AVERAGE `a` on rank r is malformed ("" when it is not): it averages over the replicas only,
+// names a model stage, finds every replica of it on rank r and none with a micro-batch in flight
+// (`open`: per stage, forwards minus completed backwards so far in r's list).
+std::string average_error(const Schedule& s, int r, const Action& a, const std::vector<int>& open) {
+  const int len = chain_length(s);
+  if (a.group != kGroupReplicas) return "AVERAGE averages over the replicas only (:rep)";
+  if (a.stage >= len) return "AVERAGE names a model stage (< " + std::to_string(len) + ")";
+  for (int p = 0; p < s.pipelines; ++p) {
+    const int v = p * len + a.stage;
+    if (s.stage_to_rank[size_t(v)] != r)
+      return "replica " + std::to_string(v) + " lives on rank " + std::to_string(s.stage_to_rank[size_t(v)]) +
+             " (every replica must be on the rank that averages)";
+    if (open[size_t(v)] != 0)
+      return "replica " + std::to_string(v) + " has " + std::to_string(open[size_t(v)]) +
+             " micro-batch(es) in flight across the average";
+  }
+  return "";
+}
+
 // One in-order pass over every rank. `lowered` adds the comm rules. seq_act/seq_grad receive, per
 // sending (stage, mb), the message's index among its sender's sends to that peer (lowered only).
 Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::vector<int>* seq_act,
@@ -103,6 +122,7 @@ Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::ve
     assign_prefaulted(seq_grad, seen->size(), -1);
   }
   std::vector<int> per_peer(static_cast<size_t>(s.num_ranks), 0);
+  std::vector<int> open(static_cast<size_t>(num_stages), 0);  // per stage: micro-batches in flight
   for (int r = 0; r < s.num_ranks; ++r) {
     std::fill(per_peer.begin(), per_peer.end(), 0);
     const auto& list = s.per_rank[r];
@@ -118,11 +138,15 @@ Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::ve
                            std::to_string(a.stage) + " is owned by rank " +
                            std::to_string(owner[a.stage]));
       }
-      if ((a.group != 0) != (a.kind == ActionKind::ALLREDUCE_GRAD)) {
-        return fail_at(s, r, t, format_action(a) + (a.group != 0 ? ": only ALLREDUCE_GRAD names a group"
-                                                                  : ": ALLREDUCE_GRAD names no group (:dp, :rep)"));
+      if ((a.group != 0) != is_group_action(a.kind)) {
+        return fail_at(s, r, t, format_action(a) + (a.group != 0 ? ": only ALLREDUCE_GRAD and AVERAGE name a group"
+                                                                  : ": names no group (:dp, :rep)"));
       }
-      if (a.kind == ActionKind::STEP || a.kind == ActionKind::ALLREDUCE_GRAD) continue;
+      if (a.kind == ActionKind::AVERAGE) {
+        const std::string why = average_error(s, r, a, open);
+        if (!why.empty()) return fail_at(s, r, t, format_action(a) + ": " + why);
+      }
+      if (is_state_action(a.kind)) continue;
       if (a.version < 0) {
         return fail_at(s, r, t, format_action(a) + " reads a negative weight version");
       }
@@ -202,6 +226,8 @@ Status scan(const Schedule& s, bool lowered, std::vector<uint8_t>* seen, std::ve
         }
       }
       bits |= bit;
+      if (a.kind == ActionKind::F) ++open[size_t(st)];
+      if (a.kind == ActionKind::B || a.kind == ActionKind::Bw) --open[size_t(st)];
     }
   }
   return Status::ok();
@@ -256,11 +282,11 @@ Status check_counts(const Schedule& s, const std::vector<uint8_t>& seen, bool lo
         return fail_at(s, r, find_tick(s, r, ActionKind::B, st, mb),
                        key_name("B", st, mb) + " appears together with a Bx/Bw split backward");
       }
-      if (!(bits & (kB | kBx))) {
+      if (!(bits & (kB | kBx)) && !s.partial_backward) {
         return fail_at(s, r, find_tick(s, r, ActionKind::F, st, mb),
                        key_name("F", st, mb) + " has no backward (B or Bx+Bw)");
       }
-      if ((bits & kBx) && !(bits & kBw)) {
+      if ((bits & kBx) && !(bits & kBw) && !s.partial_backward) {
         return fail_at(s, r, find_tick(s, r, ActionKind::Bx, st, mb),
                        key_name("Bx", st, mb) + " has no Bw");
       }
@@ -270,7 +296,15 @@ Status check_counts(const Schedule& s, const std::vector<uint8_t>& seen, bool lo
                        key_name("F", st, mb) + " is not followed by SEND_ACT to rank " +
                            std::to_string(owner[st + 1]));
       }
-      if (chain_prev(st, len) >= 0 && owner[st - 1] != r && !(bits & kSendGrad)) {
+      // partial_backward: a gradient goes down only to a stage that runs a backward of mb.
+      const bool grad_wanted = chain_prev(st, len) >= 0 && (bits & (kB | kBx)) &&
+                               (!s.partial_backward || (seen[size_t(st - 1) * size_t(m) + size_t(mb)] & (kB | kBx)));
+      if (s.partial_backward && (bits & kSendGrad) && !grad_wanted) {
+        return fail_at(s, r, find_tick(s, r, ActionKind::SEND_GRAD, st, mb),
+                       "SEND_GRAD of (stage " + std::to_string(st) + ", mb " + std::to_string(mb) +
+                           ") goes to a stage that runs no backward of it");
+      }
+      if (grad_wanted && owner[st - 1] != r && !(bits & kSendGrad)) {
         const ActionKind back = (bits & kB) ? ActionKind::B : ActionKind::Bx;
         return fail_at(s, r, find_tick(s, r, back, st, mb),
                        "backward of (stage " + std::to_string(st) + ", mb " + std::to_string(mb) +

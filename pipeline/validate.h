@@ -16,9 +16,12 @@ namespace pt {
 //   * shape: per_rank has num_ranks lists, stage_to_rank has num_stages entries in [0, num_ranks);
 //   * every action's stage is in range and owned by the rank that runs it; micro-batches in [0,
 //   microbatches);
-//   * each (stage, mb) has exactly one F and either one B or one Bx and one Bw;
+//   * each (stage, mb) has exactly one F and either one B or one Bx and one Bw (a
+//     partial_backward list, action.h: at most one B or Bx, and a Bx may lack its Bw);
 //   * F before B/Bx, Bx before Bw on the owning rank;
-//   * ALLREDUCE_GRAD names a group (Action::group != 0), no other action does.
+//   * ALLREDUCE_GRAD and AVERAGE name a group (Action::group != 0), no other action does;
+//   * AVERAGE(s) (group :rep only) names a model stage whose replicas all live on its rank, none
+//     of them with a micro-batch in flight (its F run, its B or Bw not yet).
 Status validate_compute(const Schedule& s);
 
 // validate_compute plus the communication rules of a lowered schedule:
@@ -27,6 +30,7 @@ Status validate_compute(const Schedule& s);
 //     RECV_ACT(s+1) and SEND_GRAD(s) with RECV_GRAD(s-1), for the same micro-batch;
 //   * a SEND comes after its producing compute, a RECV before its consuming compute;
 //   * no comm action between stages on one rank;
+//   * partial_backward: a SEND_GRAD goes only to a stage that runs a backward of that mb;
 //   * per (sender, receiver) channel, receives are in send order (NCCL matches p2p messages in
 //   order).
 Status validate_lowered(const Schedule& s);

@@ -323,6 +323,30 @@ Status check_amdp_invariants(const std::vector<VersionRecord>& record, int model
   return Status::ok();
 }
 
+Status check_localsgd_invariants(const std::vector<VersionRecord>& record, int model_stages,
+                                 int copies, int m) {
+  const int S = model_stages, M = copies;
+  if (S < 1 || M < 1 || m < M || m % M != 0) {
+    return Status::error("check_localsgd_invariants: needs model_stages >= 1, copies >= 1 and m a "
+                         "multiple of copies");
+  }
+  auto expected = [&](int g, int v) { return v / S == g % M; };
+  std::map<std::pair<int, int>, const VersionRecord*> idx;
+  int n = 0;
+  PT_RETURN_IF_ERROR(index_record(record, S * M, expected, &idx, &n));
+  for (const auto& [key, r] : idx) {
+    const int v = key.first, g = key.second, k = g / m;
+    if (r->forward != k || r->backward != k || r->applied != k) {
+      return Status::error("LocalSGD: " + where(g, v) + " of update " + std::to_string(k) +
+                           " read versions F " + std::to_string(r->forward) + " / B " +
+                           std::to_string(r->backward) + " and was applied at " +
+                           std::to_string(r->applied) + "; zero staleness needs all three = " +
+                           std::to_string(k) + ", its copy's live version (algorithms.md §5.6 item 5)");
+    }
+  }
+  return Status::ok();
+}
+
 Status check_drift_zero(const std::vector<VersionRecord>& record) {
   for (const VersionRecord& r : record) {
     if (r.backward != r.forward) {

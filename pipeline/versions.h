@@ -82,6 +82,12 @@ Status check_2bw_invariants(const std::vector<VersionRecord>& record, int num_st
 // first round, by the previous one (applied = t-1).
 Status check_amdp_invariants(const std::vector<VersionRecord>& record, int model_stages,
                              int pipelines, int m);
+// LocalSGD (§5.4, §5.6 item 5): stages are virtual (p*S + s, copy p); micro-batch g belongs to copy
+// g mod M and appears once on each of that copy's S stages and nowhere else; zero staleness: its
+// forward and backward read, and its gradient is applied to, version g / m (update g / m of its
+// copy: every copy steps once per update).
+Status check_localsgd_invariants(const std::vector<VersionRecord>& record, int model_stages,
+                                 int copies, int m);
 // Drift 0 for every record (1F1B-flush and every synchronous schedule).
 Status check_drift_zero(const std::vector<VersionRecord>& record);
 

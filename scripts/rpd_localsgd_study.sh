@@ -7,8 +7,10 @@
 # micro-batch (training.microbatches = 1), for the most updates whose simulated timeline fits in
 # the budget T (`pipetrain plan --time-budget T`, unit costs F = 1, B = 2, the units of
 # metrics.jsonl's sim_time). PipeDream-LR is pipedream with schedule.pipedream.lr_correction:
-# stagewise, its T_corr half of its updates. A method whose schedule.kind build/pipetrain does
-# not know is skipped with a message (and a "not run" row). Then scripts/rpd_localsgd_plot.py
+# stagewise, its T_corr half of its updates. LocalSGD runs its defaults (M = S copies, averaged
+# every 2 updates) with training.microbatches = S: an update is one micro-batch per copy, the
+# same per-copy step as the others' one micro-batch. A method whose schedule.kind build/pipetrain
+# does not know is skipped with a message (and a "not run" row). Then scripts/rpd_localsgd_plot.py
 # draws training loss vs simulated time (one panel per S) and the table, and the section between
 # the study markers of docs/results/rpd_localsgd.md is rewritten (the rest of it is kept).
 #
@@ -48,6 +50,7 @@ model=(--config configs/quickstart.yaml --set model.n_layer=8 --set model.n_embd
 run_method() {  # run_method METHOD S: plan the budget, then train; or write METHOD_sS.skipped
   local method=$1 S=$2 kind=$1 name=${1}_s$2 extra=() u
   [ "$method" = pipedream_lr ] && kind=pipedream && extra=(--set schedule.pipedream.lr_correction=stagewise)
+  [ "$method" = localsgd ] && extra=(--set training.microbatches="$S")  # one micro-batch per copy and update
   rm -f "$OUT/$name.skipped"
   if ! "$BIN" plan "${model[@]}" --set parallel.pp="$S" --set schedule.kind="$kind" "${extra[@]}" \
       --time-budget "$BUDGET" --trace "$OUT/$name.plan_trace.json" >"$OUT/$name.plan" 2>&1; then
@@ -101,8 +104,11 @@ Each gets the most updates whose simulated timeline fits in $BUDGET units
 (\`pipetrain plan --time-budget $BUDGET\`: unit costs F = 1, B = 2, free communication; the
 makespan of U updates is ≤ $BUDGET and that of U + 1 is not), so the rows differ in how much
 data a method processes in the same simulated time. \`pipedream_lr\` is \`pipedream\` with
-\`schedule.pipedream.lr_correction: stagewise\` and T_corr = half its updates. The last
-validation loss is over 16 held-out micro-batches after the last update.
+\`schedule.pipedream.lr_correction: stagewise\` and T_corr = half its updates. \`localsgd\` runs
+M = S copies, averaged (parameters and Adam state) every 2 updates; its update is one
+micro-batch per copy (\`training.microbatches: S\`), so its updates count S micro-batches each
+(compare tokens). The last validation loss is over 16 held-out micro-batches after the last
+update (of copy 0, which equals every copy after the final average).
 
 $(grep -v '^plot:' "$OUT/table.md")
 

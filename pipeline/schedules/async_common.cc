@@ -40,6 +40,7 @@ std::vector<std::vector<Action>> run_worker_loop(const WorkerLoopRule& rule) {
       if (s > 0 && (f_end[s - 1][gf] < 0 || f_end[s - 1][gf] > t)) continue;
       const int in_flight = fwd[s] - bwd[s];
       if (in_flight >= rule.allowed_lagging[s]) continue;
+      if (rule.may_forward && !rule.may_forward(s, gf, bwd)) continue;
       if (s == 0 && rule.flush_group > 0 &&
           !(in_flight < S && (gf % rule.flush_group != 0 || fwd[s] == bwd[s]))) {
         continue;

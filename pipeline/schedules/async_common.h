@@ -10,6 +10,7 @@
 #pragma once
 
 #include <climits>
+#include <functional>
 #include <vector>
 
 #include "pipeline/schedules/schedules.h"
@@ -24,6 +25,9 @@ struct WorkerLoopRule {
   int step_every = 1;   // STEP(s) right after every step_every-th backward on s
   int forward_cost = 1;
   int backward_cost = 2;
+  // An extra condition for stage s to forward micro-batch g, given every stage's count of
+  // backwards done (LocalSGD's zero staleness and round barrier); empty = none.
+  std::function<bool(int s, int g, const std::vector<int>& backwards)> may_forward;
 };
 
 // Per-stage ordered F/B/STEP lists (versions left 0). Backward first, then forward (§3.2 items 1-2).

@@ -19,6 +19,7 @@ Status check_interleaved_1f1b(const ScheduleSpec& spec);  // m % pp == 0
 Status check_pipedream_2bw(const ScheduleSpec& spec);     // m >= pp
 Status check_paci(const ScheduleSpec& spec);              // allowed_lagging: S values in [1, S-s]
 Status check_amdp(const ScheduleSpec& spec);  // even pp >= 2, m % pp, step_slot reference rules
+Status check_localsgd(const ScheduleSpec& spec);  // copies, local_steps ranges; m % copies
 
 // Actions make_schedule appends to a synchronous rank list of `stages` stages (ALLREDUCE_GRAD and
 // STEP per stage): builders reserve them so the append does not copy the list.

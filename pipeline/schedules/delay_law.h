@@ -9,6 +9,9 @@
 // N/2 <= i < N - 2S (the first half holds the warm-up, the last 2S feel the drain).
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "common/status.h"
 
 namespace pt {
@@ -23,5 +26,15 @@ struct GlobalDelayLaw {
 
 // PipeDream with S >= 2 stages over `microbatches` (>= 6 S) micro-batches.
 Status pipedream_global_delay(int stages, int microbatches, GlobalDelayLaw* out);
+
+// PipeDream's first `updates` global updates in that order (rpd's `pipedream` sampling): the stage
+// of each backward and the delay d_j = k - h(i, j) of every block j. The simulated segment is
+// long enough that its drain comes after them, so this is a prefix of an endless run's order.
+struct PipeDreamUpdate {
+  int microbatch = 0;  // i: the backward's micro-batch
+  int stage = 0;
+  std::vector<int> delays;  // per block
+};
+Status pipedream_update_order(int stages, int64_t updates, std::vector<PipeDreamUpdate>* out);
 
 }  // namespace pt

@@ -7,6 +7,7 @@
 #include "common/check.h"
 #include "pipeline/prefault.h"
 #include "pipeline/schedules/common.h"
+#include "pipeline/schedules/rpd.h"
 #include "pipeline/schedules/schedules.h"
 
 namespace pt {
@@ -38,7 +39,7 @@ constexpr ClipPolicy kGlobal = ClipPolicy::kGlobalNorm;
 constexpr ClipPolicy kPerStage = ClipPolicy::kPerStage;
 
 // name, build, check, asynchronous, chunks, tied_embeddings, replicas, recompute_mode,
-// lagging_caps, clip[, stagewise_lr (default false)].
+// lagging_caps, clip[, stagewise_lr, averaged_copies, block_coordinate (all default false)].
 constexpr ScheduleTraits kRegistry[] = {
     {"gpipe", build_gpipe, nullptr, false, false, true, false, false, false, kGlobal},
     {"1f1b", build_one_f_one_b, nullptr, false, false, true, false, false, false, kGlobal},
@@ -54,6 +55,10 @@ constexpr ScheduleTraits kRegistry[] = {
     {"paci_flush", build_paci_flush, nullptr, true, false, false, false, true, false, kPerStage},
     {"amdp", build_amdp, schedules_internal::check_amdp, true, false, false, true, false, false,
      kPerStage},
+    {"localsgd", build_localsgd, schedules_internal::check_localsgd, true, false, false, false, false,
+     false, kPerStage, /*stagewise_lr=*/false, /*averaged_copies=*/true},
+    {"rpd", build_rpd, schedules_internal::check_rpd, true, false, false, false, false, false, kPerStage,
+     /*stagewise_lr=*/false, /*averaged_copies=*/false, /*block_coordinate=*/true},
 };
 constexpr int kNumKinds = int(sizeof(kRegistry) / sizeof(kRegistry[0]));
 
@@ -95,6 +100,10 @@ Status check_options(const ScheduleSpec& spec, const ScheduleTraits& t) {
                          "stage cannot share wte; set model.tie_embeddings: false");
   if (spec.paci_mode != "perf" && spec.paci_mode != "mem")
     return Status::error("schedule.paci.mode must be 'perf' or 'mem', got '" + spec.paci_mode + "'");
+  if (spec.paci_mode != "perf" && !t.recompute_mode)
+    return Status::error("schedule.paci.mode = " + spec.paci_mode +
+                         " applies to the kinds that can recompute the forward in the backward (paci, paci_flush); "
+                         "leave it perf with " + spec.kind);
   if (spec.amdp_step_slot != "clean" && spec.amdp_step_slot != "reference")
     return Status::error("schedule.amdp.step_slot = '" + spec.amdp_step_slot + "' is not one of: clean, reference");
   if (spec.amdp_step_slot != "clean" && !t.replicas)
@@ -102,6 +111,13 @@ Status check_options(const ScheduleSpec& spec, const ScheduleTraits& t) {
   if (!spec.amdp_zero_owner && !t.replicas)
     return Status::error("schedule.amdp.zero_owner applies to schedule.kind: amdp only (stage replicas); leave it true with " +
                          spec.kind);
+  if ((spec.localsgd_copies != 0 || spec.localsgd_local_steps != 2) && !t.averaged_copies)
+    return Status::error("schedule.localsgd.copies and schedule.localsgd.local_steps apply to schedule.kind: localsgd "
+                         "only; leave them at 0 and 2 with " + spec.kind);
+  if (!t.block_coordinate && (spec.rpd_max_delay != 0 || spec.rpd_stage_sampling != "uniform" ||
+                              spec.rpd_delay_sampling != "uniform"))
+    return Status::error("schedule.rpd.* (max_delay, stage_sampling, delay_sampling) applies to schedule.kind: rpd "
+                         "only; leave them at their defaults with " + spec.kind);
   if (!spec.paci_allowed_lagging.empty() && !t.lagging_caps)
     return Status::error("schedule.paci.allowed_lagging applies to schedule.kind: paci only; use 'auto' with " + spec.kind);
   return Status::ok();

@@ -14,15 +14,19 @@
 //     reduction of a rank before its first STEP: the global-norm clip needs all gradients);
 //   * asynchronous kinds: ALLREDUCE_GRAD(stage, data) immediately before every STEP(stage).
 // Asynchronous kinds (ScheduleTraits::asynchronous: pipedream, pipedream_2bw, paci, paci_flush,
-// amdp) generate ONE SEGMENT between two drain points instead of one step: segment_updates
+// amdp, localsgd, rpd) generate ONE SEGMENT between two drain points instead of one step: segment_updates
 // optimizer updates per stage of `microbatches` (= m) micro-batches each, so
 // Schedule::microbatches = N = m x segment_updates (id g belongs to update g / m). Their lists
 // carry STEP(stage) right after the backward that triggers the update (AMDP: ALLREDUCE_GRAD over
 // the replicas + STEP in its step slot) and Action::version = the version of the stage's weights
 // each F/B reads, counted from 0 at segment start. Their orders come from event-simulating each
-// schedule's rule once with unit costs F=1, B=2 and are then fixed data.
+// schedule's rule once with unit costs F=1, B=2 (localsgd: §5.4's F = B = 1) and are then fixed
+// data. localsgd's lists also carry AVERAGE(s) (action.h) at each round barrier.
+// rpd is the exception (rpd.h): segment_updates GLOBAL updates of one micro-batch, each stepping
+// one drawn stage.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -53,6 +57,18 @@ struct ScheduleSpec {
   // ALLREDUCE_GRAD right after a replica's last backward of the iteration, STEP at the reference
   // code's U; backwards in between are dropped on non-owners)        (schedule.amdp.step_slot)
   std::string amdp_step_slot = "clean";
+  // localsgd (§5.4): M independent model copies over the same ranks (0 = ranks) and K, the
+  // updates per round between two averages.   (schedule.localsgd.copies, .local_steps)
+  int localsgd_copies = 0;
+  int localsgd_local_steps = 2;
+  // rpd (§5.3): read delays up to max_delay global updates; stage_sampling uniform | cyclic;
+  // delay_sampling uniform | deterministic. The draws of global update k are a pure function of
+  // (seed, k) (rpd.h), so each segment's list continues the run's sequence from first_update.
+  int rpd_max_delay = 0;                        // (schedule.rpd.max_delay)
+  std::string rpd_stage_sampling = "uniform";   // (schedule.rpd.stage_sampling)
+  std::string rpd_delay_sampling = "uniform";   // (schedule.rpd.delay_sampling)
+  uint64_t seed = 0;                            // run.seed
+  int64_t first_update = 0;                     // global index of the segment's first update
   // Keys only the checks read (check_schedule_spec); the builders ignore them.
   bool tie_embeddings = false;  // model.tie_embeddings
   bool amdp_zero_owner = true;  // schedule.amdp.zero_owner
@@ -81,6 +97,14 @@ struct ScheduleTraits {
   // schedule.pipedream.lr_correction applies: its STEPs update each stage with weight
   // stashing at a delay of S-1-s of its own updates (the PipeDream-LR correction).
   bool stagewise_lr = false;
+  // Several independent model copies over the same ranks (LocalSGD): each copy steps on its own
+  // micro-batches (no gradient sum), AVERAGE joins them every schedule.localsgd.local_steps
+  // updates, schedule.localsgd.* apply, and a drained segment must be a whole number of rounds.
+  bool averaged_copies = false;
+  // One STEP per update, of one stage (RPD): the update index of a STEP is the micro-batch of the
+  // backward before it, the learning rate is the global update's, and each segment's list depends
+  // on its first update (ScheduleSpec::first_update).
+  bool block_coordinate = false;
 };
 
 // schedule.kind when a config leaves it out.
@@ -131,10 +155,18 @@ Status build_paci(const ScheduleSpec& spec, Schedule* out);
 // PACI's flush baseline (§3.2 item 7): stage 0 forwards only if (fwd-bwd) < S and
 // (fwd % a != 0 or fwd == bwd): 1F1B-flush over the segment, drift 0.
 Status build_paci_flush(const ScheduleSpec& spec, Schedule* out);
+// LocalSGD-1F1B (§5.4): M copies (virtual stages p*S + s, all on rank s), micro-batch g in copy
+// g mod M, greedy 1F1B with zero staleness (F of g on s after the copy's previous update there),
+// STEP of a copy after its m/M backwards of an update, rounds of K updates: stage 0 starts a round
+// once the previous one is done, AVERAGE(s) after the round's last backward on every rank.
+Status build_localsgd(const ScheduleSpec& spec, Schedule* out);
 // AMDP (§2): K = S/2 pipelines over S GPUs (virtual stages p*S + s), rounds of 2 micro-batches per
 // pipeline; the reference per-GPU order at S=4, the rule of the S=8 reference orders at S = 4q >= 8,
 // a general rule at S = 4q + 2 (amdp.cc); a step slot (ALLREDUCE_GRAD + STEP per hosted stage) in
 // the first round of every iteration t >= 1 and after the tail.
 Status build_amdp(const ScheduleSpec& spec, Schedule* out);
+// Randomized PipeDream (§5.3, rpd.h): per global update k, F of every stage at its sampled stale
+// version, Bx from the last stage down to s+1, B and STEP of the sampled stage s only.
+Status build_rpd(const ScheduleSpec& spec, Schedule* out);
 
 }  // namespace pt

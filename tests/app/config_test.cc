@@ -289,6 +289,13 @@ TEST(Config, ScheduleRulesNameTheRealKey) {
       {{"schedule.kind=pipedream", "model.tie_embeddings=false", "schedule.pipedream.lr_correction=stagewise",
         "schedule.pipedream.lr_correction_steps=-1"},
        "schedule.pipedream.lr_correction_steps"},
+      {{"schedule.kind=localsgd", "model.tie_embeddings=false", "schedule.localsgd.copies=3"}, "training.microbatches"},
+      {{"schedule.kind=localsgd", "model.tie_embeddings=false", "schedule.localsgd.copies=-1"}, "schedule.localsgd.copies"},
+      {{"schedule.kind=localsgd", "model.tie_embeddings=false", "schedule.localsgd.local_steps=0"},
+       "schedule.localsgd.local_steps"},
+      {{"schedule.kind=localsgd", "schedule.chunks=2", "model.tie_embeddings=false"}, "schedule.chunks"},
+      {{"schedule.kind=localsgd"}, "model.tie_embeddings"},  // tied by default
+      {{"schedule.localsgd.local_steps=3"}, "schedule.localsgd.copies"},  // 1f1b
   };
   for (const Case& c : cases) {
     std::vector<std::string> set = {"parallel.pp=4", "model.n_layer=8", "training.microbatches=8"};
@@ -323,6 +330,34 @@ TEST(Config, LrCorrectionMustMatchOnlyWhenOn) {
   EXPECT_EQ(resume_fingerprint(off).find("schedule.pipedream"), std::string::npos);
   EXPECT_NE(resume_fingerprint(on).find("schedule.pipedream.lr_correction=stagewise\n"), std::string::npos);
   EXPECT_NE(resume_fingerprint(on), resume_fingerprint(on_t));
+}
+
+// localsgd drains only after an average: every drain cadence is a multiple of local_steps (K = 2);
+// a training.steps that is not just ends on a shorter round.
+TEST(Config, LocalSgdDrainsOnlyAtRoundEnds) {
+  const std::vector<std::string> base = {"parallel.pp=4", "model.n_layer=8", "training.microbatches=8",
+                                         "schedule.kind=localsgd", "model.tie_embeddings=false"};
+  const std::vector<std::pair<std::vector<std::string>, const char*>> bad = {
+      {{"checkpoint.every_steps=3"}, "checkpoint.every_steps"},
+      {{"schedule.drain_every=5"}, "schedule.drain_every"},
+      {{"data.val=val_*.bin", "training.eval_every=3"}, "training.eval_every"},
+      {{"schedule.localsgd.local_steps=4", "checkpoint.every_steps=6"}, "checkpoint.every_steps"},
+  };
+  for (const auto& [extra, key] : bad) {
+    std::vector<std::string> set = base;
+    set.insert(set.end(), extra.begin(), extra.end());
+    Status s = load(kMinimal, set);
+    ASSERT_FALSE(s) << key;
+    EXPECT_NE(s.message().find(std::string("key '") + key + "'"), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("schedule.localsgd.local_steps"), std::string::npos) << s.message();
+  }
+  std::vector<std::string> ok = base;
+  for (const char* x : {"checkpoint.every_steps=4", "schedule.drain_every=2", "training.eval_every=3", "training.steps=5"})
+    ok.push_back(x);  // eval_every without data.val drains nothing
+  Config c;
+  EXPECT_TRUE(load(kMinimal, ok, &c));
+  EXPECT_EQ(schedule_spec_for(c).localsgd_local_steps, 2);
+  EXPECT_EQ(schedule_spec_for(c).localsgd_copies, 0);
 }
 
 // The fingerprint holds exactly the keys the schema marks kMustMatch, each once as key=value, plus

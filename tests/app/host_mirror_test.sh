@@ -9,8 +9,8 @@
 # with the switch and must match bitwise: loss, grad norm and val loss columns of
 # metrics.jsonl and every final parameter file (run.save_params).
 # Cases: pp=1; 1f1b and zb_h1 at pp=2; dp=2 x pp=2 1f1b; paci and pipedream at pp=2, amdp
-# (zero_owner) at pp=4; 1f1b 5 steps + checkpoint + --resume auto + 5 steps vs 10
-# straight; and `pipetrain replay` of the mirrored paci run.
+# (zero_owner) at pp=4, localsgd and rpd at pp=2; 1f1b 5 steps + checkpoint + --resume auto + 5 steps vs 10
+# straight; and `pipetrain replay` of the mirrored paci and rpd runs.
 # Usage: host_mirror_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
@@ -62,6 +62,11 @@ case_pair paci 2 --set parallel.pp=2 --set schedule.kind=paci "${async[@]}"
 case_pair pipedream 2 --set parallel.pp=2 --set schedule.kind=pipedream --set training.microbatches=1 "${async[@]}"
 # pp=4: two bidirectional pipelines, so the replica all-reduce and the owner broadcast run too.
 case_pair amdp 4 --set parallel.pp=4 --set schedule.kind=amdp "${async[@]}"
+# LocalSGD: two copies per rank, their average written on the host (sync_params_to_device).
+case_pair localsgd 2 --set parallel.pp=2 --set schedule.kind=localsgd "${async[@]}"
+# rpd: stale snapshots swapped in for forwards, input-gradient-only backwards, one block stepped.
+case_pair rpd 2 --set parallel.pp=2 --set schedule.kind=rpd --set training.microbatches=1 --set schedule.rpd.max_delay=2 \
+  "${async[@]}"
 
 # Replay of the mirrored paci run, itself with the switch (replay swaps parameter
 # versions on the host: sync_params_to_device at every swap).
@@ -70,6 +75,10 @@ PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS=1 "$bin" replay --run "$runs/paci_mirror" >
 grep -q "bit for bit" "$work/replay.log" || { echo "FAIL: replay did not report an exact match"; cat "$work/replay.log"; exit 1; }
 grep -q "test switch: separate host mirrors" "$work/replay.log" || { echo "FAIL: switch not active in replay"; exit 1; }
 echo "ok   replay of paci_mirror: bit for bit"
+PIPETRAIN_TEST_SEPARATE_HOST_MIRRORS=1 "$bin" replay --run "$runs/rpd_mirror" >"$work/replay_rpd.log" 2>&1 ||
+  { echo "FAIL: replay of rpd_mirror"; cat "$work/replay_rpd.log"; exit 1; }
+grep -q "bit for bit" "$work/replay_rpd.log" || { echo "FAIL: rpd replay did not report an exact match"; cat "$work/replay_rpd.log"; exit 1; }
+echo "ok   replay of rpd_mirror: bit for bit"
 
 # Resume: 10 steps straight (normal) vs 5 steps + checkpoint + --resume auto + 5 steps,
 # both halves with the switch (checkpoint save and load through the mirrors).

@@ -3,7 +3,7 @@
 #  1. 10 steps straight == 5 steps + resume + 5 steps, bitwise (loss, grad norm,
 #     data hash columns and every parameter file), for pp=1 and every sync
 #     schedule at pp=4 (gpipe, 1f1b, interleaved_1f1b v=2, bfpp v=2, zb_h1) and the
-#     asynchronous ones (paci, pipedream, pipedream_2bw, paci_flush, amdp; checkpoints
+#     asynchronous ones (paci, pipedream, pipedream_2bw, paci_flush, amdp, localsgd; checkpoints
 #     are drain points), version records included; and dp=2 x pp=2 for 1f1b and paci.
 #  2. A rank SIGKILLed while writing step_10 leaves step_5 usable; --resume auto
 #     skips the partial step_10 with a warning and the continuation is exact.
@@ -64,11 +64,14 @@ declare -A layout=(
   [paci_flush]="4 --set parallel.pp=4 --set schedule.kind=paci_flush --set model.tie_embeddings=false"
   # AMDP: stage replicas; the owner's copy (pipeline 0) is saved, every replica loads it.
   [amdp]="4 --set parallel.pp=4 --set schedule.kind=amdp --set model.tie_embeddings=false"
+  # LocalSGD: 4 copies averaged every 5 updates; a checkpoint (a drain, after an average) holds one
+  # model, pipeline 0's copy, and every copy loads it.
+  [localsgd]="4 --set parallel.pp=4 --set schedule.kind=localsgd --set model.tie_embeddings=false --set schedule.localsgd.local_steps=5"
   # Data parallel: replicas save their shard of the checkpoint once (dp rank 0) and all load it.
   [dp2_1f1b]="4 --set parallel.dp=2 --set parallel.pp=2 --set schedule.kind=1f1b"
   [dp2_paci]="4 --set parallel.dp=2 --set parallel.pp=2 --set schedule.kind=paci --set model.tie_embeddings=false"
 )
-for s in pp1 gpipe 1f1b interleaved bfpp zb_h1 paci pipedream pipedream_2bw paci_flush amdp dp2_1f1b dp2_paci; do
+for s in pp1 gpipe 1f1b interleaved bfpp zb_h1 paci pipedream pipedream_2bw paci_flush amdp localsgd dp2_1f1b dp2_paci; do
   # shellcheck disable=SC2086
   train "$s" ${layout[$s]}
   # shellcheck disable=SC2086

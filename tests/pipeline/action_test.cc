@@ -37,7 +37,7 @@ TEST(ActionText, RoundTripsEveryKind) {
   int checked = 0;
   for (int k = 0; k < kNumActionKinds; ++k) {
     const ActionKind kind = ActionKind(k);
-    const bool no_mb = kind == ActionKind::STEP || kind == ActionKind::ALLREDUCE_GRAD;
+    const bool no_mb = is_state_action(kind);
     for (int stage : {0, 7, 1023}) {
       for (int mb : {0, 5, 4095}) {
         for (int version : {0, 3}) {
@@ -88,6 +88,20 @@ TEST(ActionText, AllreduceGroupSuffixRoundTrips) {
     Status st = parse_action(junk, &a);
     EXPECT_FALSE(st.is_ok()) << "accepted '" << junk << "'";
   }
+}
+
+// AVERAGE (LocalSGD's round barrier) names the replica group and carries no micro-batch.
+TEST(ActionText, AverageRoundTripsWithItsGroup) {
+  Action a = make(ActionKind::AVERAGE, 1, -1);
+  a.group = kGroupReplicas;
+  EXPECT_EQ(format_action(a), "1AVERAGE:rep");
+  Action back;
+  ASSERT_TRUE(parse_action("1AVERAGE:rep", &back).is_ok());
+  EXPECT_EQ(back, a);
+  EXPECT_TRUE(is_state_action(ActionKind::AVERAGE));
+  EXPECT_TRUE(is_group_action(ActionKind::AVERAGE));
+  EXPECT_FALSE(is_group_action(ActionKind::STEP));
+  EXPECT_FALSE(is_state_action(ActionKind::F));
 }
 
 TEST(ActionPredicates, ClassifyKinds) {

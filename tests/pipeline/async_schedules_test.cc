@@ -7,11 +7,13 @@
 #include <cstdio>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <map>
 #include <set>
 #include <sstream>
 
+#include "pipeline/schedules/async_common.h"
 #include "tests/pipeline/async_test_util.h"
 
 namespace pt {
@@ -748,8 +750,190 @@ TEST(AsyncAmdp, BadInputNamesTheKey) {
   EXPECT_NE(st.message().find("schedule.amdp.step_slot"), std::string::npos) << st.message();
 }
 
+// ---------------------------------------------------------------------------------------------
+// LocalSGD (§5.4)
+
+ScheduleSpec localsgd_spec(int S, int m, int updates, int copies, int local_steps) {
+  ScheduleSpec sp = spec("localsgd", S, m, updates);
+  sp.localsgd_copies = copies;
+  sp.localsgd_local_steps = local_steps;
+  return sp;
+}
+
+// Lowered and simulated with §5.4's unit times F = B = 1, free steps and averages.
+Planned plan_unit_fb(const ScheduleSpec& sp) {
+  Planned p;
+  if (!make_schedule(sp, &p.compute).is_ok() || !lower_communication(p.compute, &p.lowered).is_ok()) return p;
+  EXPECT_TRUE(validate_lowered(p.lowered).is_ok());
+  p.ok = simulate(p.lowered, CostModel::uniform(p.lowered.num_stages, 1, 0.5, 0.5), &p.sim).is_ok();
+  return p;
+}
+
+// One timeline row of §5.4 (1-based micro-batches, one cell per time step) against the simulated
+// ops of a rank (0-based), over the row's length.
+void expect_doc_row(const Planned& p, int rank, const std::string& row) {
+  std::istringstream in(row.substr(row.find(':') + 1));
+  std::vector<Op> want;
+  int t = 0;
+  for (std::string cell; in >> cell; ++t)
+    if (cell != ".") want.push_back({cell.substr(0, 1) + std::to_string(std::stoi(cell.substr(1)) - 1), t});
+  auto got = async_test::sim_ops(p, rank);
+  std::vector<Op> head;
+  for (const Op& o : got)
+    if (o.start < t && o.label != "U") head.push_back(o);
+  EXPECT_EQ(head, want) << "rank " << rank << "\n got: " << async_test::show(head)
+                        << "\nwant: " << async_test::show(want);
+}
+
+// §5.4: S = 4, M = 4 copies, K = 2 local steps, 16 micro-batches at F = B = 1 take 44 time steps,
+// PipeDream (update per backward) 38; the documented rows of stages 0 and 3, cell for cell.
+TEST(AsyncLocalSgd, Section54TimelineTakes44StepsAndPipeDream38) {
+  Planned l = plan_unit_fb(localsgd_spec(4, 4, 4, 4, 2));
+  ASSERT_TRUE(l.ok);
+  EXPECT_EQ(l.compute.microbatches, 16);
+  EXPECT_DOUBLE_EQ(l.sim.makespan, 44) << format_timeline(l.lowered, l.sim);
+  // PipeDream's rule (pipedream.cc: NOAM = S at stage 0, backward first) with its order fixed at
+  // F = B = 1, as §5.4's simulator runs it. (The pipedream kind fixes its order at F=1, B=2; at
+  // F = B = 1 that order is one step longer, printed below.)
+  schedules_internal::WorkerLoopRule rule;
+  rule.stages = 4;
+  rule.total = 16;
+  rule.backward_cost = 1;
+  rule.allowed_lagging = {4, INT_MAX, INT_MAX, INT_MAX};
+  Planned pd;
+  pd.compute = l.compute;
+  pd.compute.num_stages = 4;
+  pd.compute.pipelines = 1;
+  pd.compute.model_stages = 0;
+  pd.compute.stage_to_rank = {0, 1, 2, 3};
+  pd.compute.per_rank = schedules_internal::run_worker_loop(rule);
+  ASSERT_TRUE(lower_communication(pd.compute, &pd.lowered).is_ok());
+  ASSERT_TRUE(simulate(pd.lowered, CostModel::uniform(4, 1, 0.5, 0.5), &pd.sim).is_ok());
+  EXPECT_DOUBLE_EQ(pd.sim.makespan, 38) << format_timeline(pd.lowered, pd.sim);
+  Planned kind = plan_unit_fb(spec("pipedream", 4, 1, 16));
+  std::printf("pipedream kind (order fixed at F=1, B=2) at F = B = 1: %.0f steps\n", kind.sim.makespan);
+  expect_doc_row(l, 0, "S0:  F1  F2  F3  F4   .   .   .  B1  F5  B2  F6  B3  F7  B4  F8  B5   .  B6   .  B7   .  B8  "
+                       "F9 F10 F11 F12   .   .   .  B9 F13 B10");
+  expect_doc_row(l, 3, "S3:   .   .   .  F1  B1  F2  B2  F3  B3  F4  B4  F5  B5  F6  B6  F7  B7  F8  B8   .   .   .   "
+                       ".   .   .  F9  B9 F10 B10 F11 B11");
+}
+
+// §5.6 item 5 on the pure record, across depths, copies, accumulation, round lengths and segments
+// that end in a partial round: zero staleness for every (micro-batch, stage); one weight version
+// alive at a time; every copy steps once per update; every rank averages once per round, right
+// after the round's last backward, with nothing of the next round before it.
+TEST(AsyncLocalSgd, ZeroStalenessStepsAndRoundBarriers) {
+  for (int S : {1, 2, 4, 5}) {
+    for (int M : {1, 3, S}) {
+      for (int a : {1, 2}) {
+        for (int K : {1, 2, 3}) {
+          const int m = M * a, updates = 5;
+          const std::string what = "S=" + std::to_string(S) + " M=" + std::to_string(M) + " m=" +
+                                   std::to_string(m) + " K=" + std::to_string(K);
+          Planned p = plan(localsgd_spec(S, m, updates, M, K));
+          ASSERT_TRUE(p.ok) << what;
+          ASSERT_EQ(p.compute.pipelines, M);
+          const auto rec = versions_from_schedule(p.compute);
+          Status st = check_localsgd_invariants(rec, S, M, m);
+          EXPECT_TRUE(st.is_ok()) << what << ": " << st.message();
+          for (int v : peak_live_versions(p.compute)) EXPECT_EQ(v, 1) << what;
+          const int round = K * m, N = m * updates;
+          for (int r = 0; r < S; ++r) {
+            std::map<int, int> steps;
+            int last_b = -1, averages = 0, first_f_after = -1;
+            for (const Action& x : p.compute.per_rank[size_t(r)]) {
+              if (x.kind == ActionKind::STEP) ++steps[x.stage];
+              if (x.kind == ActionKind::B) last_b = x.microbatch;
+              if (x.kind == ActionKind::F && first_f_after >= 0) {
+                EXPECT_EQ(x.microbatch, first_f_after) << what << " rank " << r;
+                first_f_after = -1;
+              }
+              if (x.kind != ActionKind::AVERAGE) continue;
+              ++averages;
+              EXPECT_EQ(x.stage, r) << what;
+              EXPECT_TRUE((last_b + 1) % round == 0 || last_b == N - 1) << what << " rank " << r << " after B" << last_b;
+              first_f_after = last_b + 1;  // the next round's first micro-batch comes next
+            }
+            EXPECT_EQ(averages, (updates + K - 1) / K) << what << " rank " << r;
+            EXPECT_EQ(int(steps.size()), M) << what;
+            for (auto [v, n] : steps) EXPECT_EQ(n, updates) << what << " stage " << v;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(AsyncLocalSgd, BadInputNamesTheKey) {
+  Schedule out;
+  auto expect_key = [&](const ScheduleSpec& sp, const char* key) {
+    Status st = make_schedule(sp, &out);
+    ASSERT_FALSE(st.is_ok()) << key;
+    EXPECT_EQ(st.message().rfind(key, 0), 0u) << st.message();
+  };
+  expect_key(localsgd_spec(4, 4, 2, -1, 2), "schedule.localsgd.copies");
+  expect_key(localsgd_spec(4, 4, 2, 4, 0), "schedule.localsgd.local_steps");
+  expect_key(localsgd_spec(4, 6, 2, 4, 2), "training.microbatches");
+  expect_key(localsgd_spec(4, 4, 2, 3, 2), "training.microbatches");
+  ScheduleSpec sp = localsgd_spec(4, 4, 2, 0, 2);
+  sp.chunks = 2;
+  expect_key(sp, "schedule.chunks");
+  sp.chunks = 1;
+  sp.tie_embeddings = true;
+  expect_key(sp, "model.tie_embeddings");
+  sp.tie_embeddings = false;
+  sp.amdp_zero_owner = false;
+  expect_key(sp, "schedule.amdp.zero_owner");
+  sp.amdp_zero_owner = true;
+  sp.paci_allowed_lagging = {4, 3, 2, 1};
+  expect_key(sp, "schedule.paci.allowed_lagging");
+  EXPECT_TRUE(make_schedule(localsgd_spec(4, 4, 2, 2, 2), &out).is_ok());  // 2 copies, 2 micro-batches each
+  for (const char* other : {"pipedream", "1f1b", "amdp"}) {
+    ScheduleSpec o = localsgd_spec(4, 4, 2, 2, 2);
+    o.kind = other;
+    expect_key(o, "schedule.localsgd.copies");
+    o.localsgd_copies = 0;
+    o.localsgd_local_steps = 3;
+    expect_key(o, "schedule.localsgd.copies");
+  }
+}
+
+// The validator sees the round barrier: an AVERAGE with a micro-batch of a replica in flight, over
+// the data-parallel group, or naming a virtual stage, is rejected.
+TEST(AsyncLocalSgd, ValidatorRejectsAnAverageThatIsNotABarrier) {
+  Schedule good;
+  ASSERT_TRUE(make_schedule(localsgd_spec(2, 2, 4, 2, 2), &good).is_ok());
+  ASSERT_TRUE(validate_compute(good).is_ok());
+  auto& list = good.per_rank[0];
+  const auto avg = std::find_if(list.begin(), list.end(), [](const Action& a) { return a.kind == ActionKind::AVERAGE; });
+  ASSERT_NE(avg, list.end());
+  {
+    Schedule s = good;
+    auto& l = s.per_rank[0];
+    const size_t i = size_t(avg - list.begin());
+    std::rotate(l.begin() + long(i) - 3, l.begin() + long(i), l.begin() + long(i) + 1);  // before the last B
+    Status st = validate_compute(s);
+    ASSERT_FALSE(st.is_ok());
+    EXPECT_NE(st.message().find("in flight across the average"), std::string::npos) << st.message();
+  }
+  {
+    Schedule s = good;
+    s.per_rank[0][size_t(avg - list.begin())].group = kGroupData;
+    Status st = validate_compute(s);
+    ASSERT_FALSE(st.is_ok());
+    EXPECT_NE(st.message().find("replicas only"), std::string::npos) << st.message();
+  }
+  {
+    Schedule s = good;
+    s.per_rank[0][size_t(avg - list.begin())].stage = 2;  // copy 1's stage 0: a virtual stage
+    Status st = validate_compute(s);
+    ASSERT_FALSE(st.is_ok());
+    EXPECT_NE(st.message().find("model stage"), std::string::npos) << st.message();
+  }
+}
+
 TEST(AsyncRegistry, KindsAreRegisteredAndAsync) {
-  for (const char* k : {"pipedream", "pipedream_2bw", "paci", "paci_flush", "amdp"}) {
+  for (const char* k : {"pipedream", "pipedream_2bw", "paci", "paci_flush", "amdp", "localsgd"}) {
     EXPECT_TRUE(is_async_kind(k)) << k;
     Schedule s;
     EXPECT_TRUE(make_schedule(spec(k, 4, 4, 2), &s).is_ok()) << k;
@@ -760,8 +944,10 @@ TEST(AsyncRegistry, KindsAreRegisteredAndAsync) {
     EXPECT_FALSE(is_async_kind(k)) << k;
   int n = 0;
   const char* const* names = schedule_kinds(&n);
-  EXPECT_EQ(n, 10);
-  EXPECT_STREQ(names[9], "amdp");
+  EXPECT_EQ(n, 12);
+  EXPECT_STREQ(names[10], "localsgd");
+  EXPECT_STREQ(names[11], "rpd");  // rpd_schedule_test covers it
+  EXPECT_TRUE(is_async_kind("rpd"));
 }
 
 }  // namespace

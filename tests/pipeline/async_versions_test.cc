@@ -113,5 +113,36 @@ TEST(AsyncVersions, AmdpCheckerRejectsLateDriftAndWrongPipeline) {
   EXPECT_FALSE(check_amdp_invariants(r2, 4, 2, 8).is_ok());
 }
 
+// LocalSGD's checker (§5.6 item 5): one drifted, one stale (applied late) and one misplaced record
+// are each rejected; PipeDream's list (staleness S-1-s) fails it.
+TEST(AsyncVersions, LocalSgdCheckerRejectsStalenessAndWrongCopy) {
+  ScheduleSpec sp;
+  sp.kind = "localsgd";
+  sp.ranks = 4;
+  sp.microbatches = 4;
+  sp.segment_updates = 4;
+  Schedule s;
+  ASSERT_TRUE(make_schedule(sp, &s).is_ok());
+  const auto rec = versions_from_schedule(s);
+  ASSERT_TRUE(check_localsgd_invariants(rec, 4, 4, 4).is_ok());
+  for (int change = 0; change < 3; ++change) {
+    auto r = rec;
+    for (auto& x : r) {
+      if (x.microbatch != 9) continue;
+      if (change == 0) x.backward = x.forward + 1;
+      if (change == 1) x.applied = x.forward + 1;
+      if (change == 2) x.stage = (x.stage + 4) % 16;  // the next copy's replica
+    }
+    Status st = check_localsgd_invariants(r, 4, 4, 4);
+    ASSERT_FALSE(st.is_ok()) << change;
+    EXPECT_NE(st.message().find("micro-batch 9"), std::string::npos) << st.message();
+  }
+  sp.kind = "pipedream";
+  sp.microbatches = 1;
+  sp.segment_updates = 16;
+  ASSERT_TRUE(make_schedule(sp, &s).is_ok());
+  EXPECT_FALSE(check_localsgd_invariants(versions_from_schedule(s), 4, 1, 1).is_ok());
+}
+
 }  // namespace
 }  // namespace pt

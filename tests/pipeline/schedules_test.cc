@@ -222,8 +222,8 @@ TEST(Schedules, EveryListCarriesItsStep) {
   const char* const* kinds = schedule_kinds(&count);
   for (int i = 0; i < count; ++i) {
     const ScheduleTraits& t = *find_schedule(kinds[i]);
-    ScheduleSpec spec{kinds[i], 4, t.chunks ? 2 : 1, 8, 0};
-    spec.segment_updates = 3;
+    ScheduleSpec spec{kinds[i], 4, t.chunks ? 2 : 1, t.block_coordinate ? 1 : 8, 0};  // rpd: m = 1
+    spec.segment_updates = t.block_coordinate ? 40 : 3;  // rpd: 40 draws reach every block (seed 0)
     Schedule s;
     ASSERT_TRUE(make_schedule(spec, &s).is_ok()) << kinds[i];
     for (int r = 0; r < s.num_ranks; ++r) {
@@ -292,6 +292,7 @@ TEST(Schedules, EveryRuleNamesItsConfigKey) {
        "model.tie_embeddings"},
       {"2bw m < S", base("pipedream_2bw", 4, 3), "training.microbatches"},
       {"paci mode", [](ScheduleSpec* s) { s->kind = "paci", s->paci_mode = "fast"; }, "schedule.paci.mode"},
+      {"paci mem off paci", [](ScheduleSpec* s) { s->kind = "localsgd", s->paci_mode = "mem"; }, "schedule.paci.mode"},
       {"lagging on paci_flush", [](ScheduleSpec* s) { s->kind = "paci_flush", s->paci_allowed_lagging = {4, 3, 2, 1}; },
        "schedule.paci.allowed_lagging"},
       {"lagging length", [](ScheduleSpec* s) { s->kind = "paci", s->paci_allowed_lagging = {1, 1}; },
@@ -314,6 +315,14 @@ TEST(Schedules, EveryRuleNamesItsConfigKey) {
                                                            s->amdp_zero_owner = false; },
        "schedule.amdp.step_slot"},
       {"segment length", [](ScheduleSpec* s) { s->kind = "pipedream", s->segment_updates = 0; }, "segment_updates"},
+      {"localsgd copies", [](ScheduleSpec* s) { s->kind = "localsgd", s->localsgd_copies = -1; },
+       "schedule.localsgd.copies"},
+      {"localsgd local_steps", [](ScheduleSpec* s) { s->kind = "localsgd", s->localsgd_local_steps = 0; },
+       "schedule.localsgd.local_steps"},
+      {"localsgd m % copies", [](ScheduleSpec* s) { s->kind = "localsgd", s->localsgd_copies = 3; },
+       "training.microbatches"},
+      {"localsgd keys off localsgd", [](ScheduleSpec* s) { s->kind = "pipedream", s->localsgd_local_steps = 4; },
+       "schedule.localsgd.copies"},
   };
   for (const Case& c : cases) {
     ScheduleSpec spec{"1f1b", 4, 1, 8, 0};
@@ -331,7 +340,7 @@ TEST(Schedules, EveryRuleNamesItsConfigKey) {
   int count = 0;
   const char* const* kinds = schedule_kinds(&count);
   for (int i = 0; i < count; ++i) {
-    ScheduleSpec spec{kinds[i], 4, 1, 8, 0};
+    ScheduleSpec spec{kinds[i], 4, 1, find_schedule(kinds[i])->block_coordinate ? 1 : 8, 0};  // rpd: m = 1
     EXPECT_TRUE(check_schedule_spec(spec).is_ok()) << kinds[i] << ": " << check_schedule_spec(spec).message();
   }
 }
@@ -339,10 +348,10 @@ TEST(Schedules, EveryRuleNamesItsConfigKey) {
 TEST(Schedules, RegistryListsEveryKind) {
   int count = 0;
   const char* const* kinds = schedule_kinds(&count);
-  ASSERT_EQ(count, 10);  // 5 synchronous + 5 asynchronous (async_schedules_test covers those)
+  ASSERT_EQ(count, 12);  // 5 synchronous + 6 asynchronous (async_schedules_test covers those) + rpd
   for (int i = 0; i < count; ++i) {
     Schedule s;
-    Status st = make_schedule({kinds[i], 2, 1, 4, 0}, &s);
+    Status st = make_schedule({kinds[i], 2, 1, find_schedule(kinds[i])->block_coordinate ? 1 : 4, 0}, &s);
     EXPECT_TRUE(st.is_ok()) << kinds[i] << ": " << st.message();
     EXPECT_EQ(s.name, kinds[i]);
   }
