@@ -56,6 +56,7 @@ class CudaBackend final : public Backend {
     // The matmul plan cache keeps this stream's cuBLASLt workspace (keyed by the
     // stream handle) until matmul_release_plans(); other backends may still use
     // the cache, so it is not released here.
+    if (event_ != nullptr) PT_CUDA_CHECK(cudaEventDestroy(event_));
     PT_CUDA_CHECK(cudaStreamDestroy(stream_));
   }
 
@@ -64,6 +65,18 @@ class CudaBackend final : public Backend {
   void synchronize() override {
     activate();
     PT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  // One event, re-recorded per call: a consumer (the transport) waits on it at once.
+  void* record_event() override {
+    activate();
+    if (event_ == nullptr) PT_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+    PT_CUDA_CHECK(cudaEventRecord(event_, stream_));
+    return event_;
+  }
+  void wait_event(void* event) override {
+    if (event == nullptr) return;
+    activate();
+    PT_CUDA_CHECK(cudaStreamWaitEvent(stream_, static_cast<cudaEvent_t>(event), 0));
   }
   // Tracked in device_bytes/free_device: every cudaMalloc of this backend
   // (buffers and workspaces), not cuBLASLt's workspace or the CUDA context.
@@ -240,6 +253,7 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   bool tf32_ = false;  // BackendOptions::tf32: the fp32 GEMMs' compute type
   cudaStream_t stream_ = nullptr;
+  cudaEvent_t event_ = nullptr;  // record_event()
   float* ln_scratch_ = nullptr;  // LayerNorm weight-gradient partial sums
   size_t ln_scratch_bytes_ = 0;
   int32_t* enc_workspace_ = nullptr;  // encoder backward bucketing
