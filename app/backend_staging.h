@@ -22,10 +22,10 @@ enum class HostAccess { kRead, kWrite, kReadWrite };
 // unless kRead). A write into params() is followed by params_written().
 void on_host(StageModel& m, float* p, size_t n, HostAccess access, const std::function<void(float*)>& fn);
 
-// In-place sum over `g` of the n floats at p in m's backend memory: handed over directly where
-// the collective can take it (after m.synchronize(), for device memory), else staged. Under
-// the test switch PIPETRAIN_TEST_DEVICE_SPACE=nccl data-parallel sums count as taking device
+// Whether a sum over `g` can be handed m's backend memory directly: host memory, or device
+// memory and a collective that sums device buffers over g (after m.synchronize()). Under the
+// test switch PIPETRAIN_TEST_DEVICE_SPACE=nccl data-parallel sums count as taking device
 // memory, as the NCCL ones do (model/stage_model_factory.h).
-void allreduce_sum_backend(Collectives& c, Group g, StageModel& m, float* p, size_t n);
+bool sum_takes_backend_memory(const Collectives& c, Group g, const StageModel& m);
 
 }  // namespace pt

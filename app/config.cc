@@ -215,6 +215,7 @@ const std::vector<Field>& schema() {
       PT_KEY("runtime.threads", runtime.threads, kMay, "OpenBLAS threads per rank; 0 = library default."),
       PT_KEY("runtime.progress", runtime.progress, kMay, "auto | on | off: one-line progress display on rank 0 (auto = when stdout is a terminal)."),
       PT_KEY("runtime.watchdog_seconds", runtime.watchdog_seconds, kMay, "Deadline in seconds of every blocking wait (stage-boundary receive, send completion, collective). When it passes the rank names the peer or group and action it waited for and the whole job exits non-zero; waiting sleeps rather than spins. 0 = no deadline."),
+      PT_KEY("runtime.dp_bucket_mb", runtime.dp_bucket_mb, kMay, "Cap in MiB of one data-parallel gradient all-reduce bucket (parallel.dp > 1). A stage's gradients are summed in buckets of whole tensors, last layer first, each started (non-blocking) as soon as the stage's last backward of the update has finished its tensors, so the sums overlap the rest of the backward; ALLREDUCE_GRAD waits for them. 0 = one bucket per stage, started at ALLREDUCE_GRAD. With dp = 2 the result is bitwise independent of the cap (docs/transports.md)."),
       PT_KEY("checkpoint.every_steps", checkpoint.every_steps, kMay, "Write a checkpoint every N steps and after the last step; 0 = only on SIGTERM/SIGUSR1. Resume with `train --resume auto|PATH` (docs/checkpoints.md)."),
       PT_KEY("checkpoint.keep_last", checkpoint.keep_last, kMay, "Complete checkpoints kept (older ones are deleted after a new one is complete); 0 = keep all."),
       PT_KEY("checkpoint.dir", checkpoint.dir, kMay, "Checkpoint folder (holds step_N/); empty = run_dir/checkpoints."),
@@ -411,6 +412,8 @@ template <class Bad> Status validate_runtime_and_checkpoint(const Config& c, con
   if (!ok) return bad("runtime.progress", "'" + c.runtime.progress + "' is not one of: " + allowed);
   if (c.runtime.threads < 0) return bad("runtime.threads", "must be >= 0");
   if (c.runtime.watchdog_seconds < 0) return bad("runtime.watchdog_seconds", "must be >= 0 (0 = no deadline)");
+  if (!(c.runtime.dp_bucket_mb >= 0) || c.runtime.dp_bucket_mb > 4096)
+    return bad("runtime.dp_bucket_mb", "must be in [0, 4096] MiB (0 = one bucket per stage)");
   allowed = one_of(c.training.on_nonfinite, {"stop", "skip_step"}, &ok);
   if (!ok) return bad("training.on_nonfinite", "'" + c.training.on_nonfinite + "' is not one of: " + allowed);
   allowed = one_of(c.checkpoint.on_write_error, {"stop", "continue"}, &ok);

@@ -93,6 +93,7 @@ struct RuntimeSection {
   int threads = 0;                     // OpenBLAS threads per rank; 0 = library default
   std::string progress = "auto";       // auto | on | off (one-line progress on rank 0)
   double watchdog_seconds = 600;       // deadline of every blocking wait; 0 = none
+  double dp_bucket_mb = 25;            // data-parallel all-reduce bucket cap in MiB; 0 = one bucket per stage
 };
 
 struct CheckpointSection {

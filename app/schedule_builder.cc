@@ -36,7 +36,8 @@ Status build_lowered_schedule(const Config& c, int64_t segment_updates, Schedule
   Schedule compute;
   PT_RETURN_IF_ERROR(make_schedule(schedule_spec_for(c, segment_updates, first_update), &compute).with_context(c.source_file));
   PT_RETURN_IF_ERROR(lower_communication(compute, out));
-  return validate_lowered(*out);
+  PT_RETURN_IF_ERROR(validate_lowered(*out));
+  return validate_comm_groups(*out);  // the executor issues comm_groups() as transport groups
 }
 
 int64_t next_drain_step(const Config& c, int64_t step) {

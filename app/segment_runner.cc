@@ -12,6 +12,7 @@
 #include "app/optimizer_step.h"
 #include "common/check.h"
 #include "common/json.h"
+#include "common/logging.h"
 #include "optim/grad_norm.h"
 #include "optim/lr_schedule.h"
 
@@ -63,12 +64,56 @@ SegmentRunner::SegmentRunner(const Config& c, Collectives& coll, const Schedule&
 // ALLREDUCE_GRAD(data): non-owners in owner mode hold gradients that are never applied.
 void SegmentRunner::reduce_data(LocalStage& ls, Pending& p, std::vector<LocalStage>& local) {
   if (replicas_.owner_mode() && !replicas_.owns(ls)) return;
-  if (coll_.size(Group::kData) > 1)
-    allreduce_sum_backend(coll_, Group::kData, *ls.model, ls.model->grads(), ls.model->num_params());
+  if (BucketedAllReduce* b = dp_buckets(ls)) {
+    // The buckets the backward started (host memory only), then the rest: on the gradients
+    // themselves where the sum takes them (app/backend_staging.h), else on a staged host copy.
+    StageModel& m = *ls.model;
+    if (sum_takes_backend_memory(coll_, Group::kData, m)) {
+      m.synchronize();  // a device sum runs on its own stream
+      b->finish(m.grads());
+    } else {
+      on_host(m, m.grads(), m.num_params(), HostAccess::kReadWrite, [&](float* h) { b->finish(h); });
+    }
+  }
   if (!tied_.enabled || (ls.stage != 0 && ls.stage != tied_.last_stage)) return;
   if (++p.tied_reduced < p.tied_holders) return;
   p.tied_reduced = 0;
   reduce_tied_embeddings(coll_, tied_, local);
+}
+
+BucketedAllReduce* SegmentRunner::dp_buckets(LocalStage& ls) {
+  if (coll_.size(Group::kData) <= 1 || (replicas_.owner_mode() && !replicas_.owns(ls))) return nullptr;
+  std::unique_ptr<BucketedAllReduce>& b = dp_buckets_[ls.stage];
+  if (!b) {
+    std::vector<std::pair<size_t, size_t>> extents;
+    for (const ParamTensor& t : ls.model->tensors()) extents.push_back({t.offset, t.numel});
+    const size_t cap = size_t(c_.runtime.dp_bucket_mb * (1 << 20) / sizeof(float));
+    b = std::make_unique<BucketedAllReduce>(coll_, Group::kData, plan_grad_buckets(extents, cap));
+  }
+  return b.get();
+}
+
+// While a segment runs, each stage's weight backward reports its final gradient suffixes to its buckets.
+void SegmentRunner::set_grads_ready_hooks(std::vector<LocalStage>& local, bool on) {
+  for (auto& ls : local) {
+    BucketedAllReduce* b = on ? dp_buckets(ls) : nullptr;
+    ls.model->set_grads_ready_hook(b ? std::function<void(size_t)>([b](size_t from) { b->ready_from(from); })
+                                     : std::function<void(size_t)>());
+  }
+}
+
+// Once per stage, on data-parallel rank 0: the bucket plan and how much of it the backward started.
+void SegmentRunner::report_dp_buckets(std::vector<LocalStage>& local) {
+  if (coll_.rank(Group::kData) != 0) return;
+  for (auto& ls : local) {
+    BucketedAllReduce* b = dp_buckets(ls);
+    if (!b || !dp_buckets_reported_.insert(ls.stage).second) continue;
+    char mib[32];
+    std::snprintf(mib, sizeof mib, "%g", c_.runtime.dp_bucket_mb);
+    log_info("pipetrain: dp all-reduce of stage " + std::to_string(ls.stage) + ": " + std::to_string(b->plan().size()) +
+             " bucket(s) (runtime.dp_bucket_mb " + mib + "), " +
+             std::to_string(b->started_early()) + " started during the backward");
+  }
 }
 
 void SegmentRunner::step(LocalStage& ls, Pending& p, std::vector<LocalStage>& local) {
@@ -172,6 +217,12 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
   };
   callbacks.step = [&](int v) { step(*local.at(v), p, state->local); };
   callbacks.average = [&](int s) { average_copies(copies_of(state->local, s, chain_)); };
+  callbacks.grads_final_next = [&](int v) {
+    LocalStage& ls = *local.at(v);
+    BucketedAllReduce* b = dp_buckets(ls);  // staged sums start at ALLREDUCE_GRAD, on a host copy
+    if (b && sum_takes_backend_memory(coll_, Group::kData, *ls.model)) b->arm(ls.model->grads());
+  };
+  set_grads_ready_hooks(state->local, true);
   Executor& executor = executor_for(lowered, *state, transport);
   executor.set_timing(c_.run.time_accounting);
   const float loss_scale = 1.0f / float(microbatches_per_gradient(traits_, lowered, m) * coll_.size(Group::kData));
@@ -181,6 +232,8 @@ SegmentResult SegmentRunner::run(const Schedule& lowered, int64_t first_step, do
       [&](int g, int32_t* in, int32_t* tg) { data.batch(first_step + g / m, g % m, dp_rank, in, tg); }, loss_scale,
       callbacks);
   const int64_t moved = transfer_floats(*state) - moved_before;  // the drain checks below not included
+  set_grads_ready_hooks(state->local, false);
+  report_dp_buckets(state->local);
   if (replicas_.owner_mode()) mark_dropped_backwards(lowered, state->local, &out.versions);
   replicas_.check(*state, coll_.rank(Group::kWorld) == 0, run_dir_);
   std::string differs;

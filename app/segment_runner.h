@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,7 @@
 #include "pipeline/action.h"
 #include "pipeline/collectives.h"
 #include "pipeline/executor.h"
+#include "pipeline/grad_buckets.h"
 #include "pipeline/schedules/schedules.h"
 #include "pipeline/transport.h"
 
@@ -103,6 +105,11 @@ class SegmentRunner {
  private:
   struct Pending;  // per-segment bookkeeping of the callbacks
   void reduce_data(LocalStage& ls, Pending& p, std::vector<LocalStage>& local);
+  // The stage's bucketed data-parallel all-reduce (pipeline/grad_buckets.h), or nullptr where
+  // reduce_data sums nothing for it (dp = 1, a non-owner in AMDP owner mode).
+  BucketedAllReduce* dp_buckets(LocalStage& ls);
+  void set_grads_ready_hooks(std::vector<LocalStage>& local, bool on);
+  void report_dp_buckets(std::vector<LocalStage>& local);
   void step(LocalStage& ls, Pending& p, std::vector<LocalStage>& local);
   void global_norm_of_update(int k, Pending& p, std::vector<LocalStage>& local);
   void gather_nonfinite(const Pending& p, SegmentResult* result);
@@ -119,6 +126,8 @@ class SegmentRunner {
   StageReplicas replicas_;
   TiedEmbeddings tied_;
   std::map<const Schedule*, std::unique_ptr<Executor>> executors_;
+  std::map<int, std::unique_ptr<BucketedAllReduce>> dp_buckets_;  // per local stage
+  std::set<int> dp_buckets_reported_;                              // stages whose plan was logged
 };
 
 // Sum of StageModel::transfers().total() over the rank's stages.

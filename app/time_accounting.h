@@ -11,7 +11,12 @@
 //                                      the transfer, which the transport does not separate) and
 //                                      in the closing wait for send completion
 //                   send_s             posting SEND_ACT/SEND_GRAD (copy out, non-blocking send)
-//                   reduce_s           ALLREDUCE_GRAD (data-parallel and AMDP replica sums)
+//                   reduce_s           ALLREDUCE_GRAD (data-parallel and AMDP replica sums); with
+//                                      bucketed data-parallel sums started during the backward
+//                                      (pipeline/grad_buckets.h) only the exposed rest: the wait
+//                                      for buckets still in flight (starting one is in the
+//                                      backward's span, MPI progress on it in the rank's other
+//                                      MPI waits, mostly wait_s)
 //                   step_s             STEP (gradient norm incl. its all-reduce, clip, optimizer)
 //                   other_s            wall_s minus all of the above (executor and runner
 //                                      bookkeeping, the segment's loss/norm reductions)

@@ -55,10 +55,22 @@ class Backend {
   virtual void* stream() const { return nullptr; }
   // This backend kind's buffer sizes (attention state, classifier chunk).
   virtual BackendSizes sizes() const = 0;
+  // Host memory for staging transfers (pinned on CUDA: the executor's host boundary
+  // buffers, model/boundary_memory.h), n floats, contents undefined.
+  virtual float* alloc_host(size_t n) = 0;
+  virtual void free_host(float* p) = 0;
   // Blocks until every op and copy issued so far has finished (CUDA: the
   // backend's stream). For timing only, never needed for correctness: copies to
   // host memory already wait. No-op where ops are synchronous (CPU).
   virtual void synchronize() {}
+  // Stream ordering for work issued outside the backend (model/boundary_memory.h):
+  // record_event() returns an event completing once every op issued so far has
+  // finished (owned by the backend, valid until the next record_event call);
+  // wait_event(e) makes ops issued from now on wait for e (an event of another
+  // stream of the same device, e.g. a transport's receive). Synchronous backends
+  // (CPU) return nullptr and ignore waits.
+  virtual void* record_event() { return nullptr; }
+  virtual void wait_event(void* event) { (void)event; }
   // The most backend memory alloc()/alloc_i32() (and the backend's own
   // workspaces) held at once since construction, in bytes; 0 where not tracked
   // (CPU: host memory). Library-internal memory (CUDA context, cuBLASLt

@@ -54,6 +54,7 @@
 // keeps fp32 probabilities where the flash kernel rounds P to bf16 before P·V.
 // fp32: no rounding and no weight copy; the code path is the fp32 one bit for bit.
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <utility>
 #include <vector>
@@ -367,6 +368,8 @@ class BackendStageModel final : public StageModel {
   }
 
   void synchronize() override { backend_->synchronize(); }
+  std::unique_ptr<BoundaryMemory> boundary_memory() override { return make_backend_boundary_memory(backend_.get()); }
+  void set_grads_ready_hook(std::function<void(size_t)> fn) override { grads_ready_hook_ = std::move(fn); }
   size_t peak_device_bytes() const override { return backend_->peak_device_bytes(); }
 
   void forward(int slot_index, const int32_t* tokens, const float* input, const int32_t* targets,
@@ -604,11 +607,14 @@ class BackendStageModel final : public StageModel {
     be.matmul_backward_weight(g[BlockTensor::kQkvW], g[BlockTensor::kQkvB], a.dqkv, a.ln1, N_, C_, 3 * C_);
     be.layernorm_backward_weight(g[BlockTensor::kLn1W], g[BlockTensor::kLn1B], a.dln1, block_input(s, i),
                                  a.ln1_mean, a.ln1_rstd, N_, C_);
+    grads_ready(size_t(*std::min_element(g.t, g.t + kTensorsPerBlock) - grads_));
   }
 
+  // After the head's weight gradient: the head and final LayerNorm tensors are final.
   void lnf_weight_grad(const Slot& s) {
     backend_->layernorm_backward_weight(lnf_w_grad_, lnf_b_grad_, s.dlnf, block_input(s, nl_), s.lnf_mean,
                                         s.lnf_rstd, N_, C_);
+    grads_ready(size_t(std::min(lnf_w_grad_, head_grad_) - grads_));
   }
 
   // Non-first stages: dinput = d_resid[0].
@@ -620,6 +626,7 @@ class BackendStageModel final : public StageModel {
 
   void embedding_weight_grad(const Slot& s) {
     if (spec_.has_embedding) backend_->encoder_backward(wte_grad_, wpe_grad_, s.d_resid[0], s.tokens, B_, T_, C_, V_);
+    grads_ready(0);  // every weight gradient of this backward is final
   }
 
   // Walks the tensor list (stage_tensors order) and binds parameter/grad pointers.
@@ -727,10 +734,17 @@ class BackendStageModel final : public StageModel {
     return float(sum / double(N_));
   }
 
+  // grads()[from, end) final for this backward (set_grads_ready_hook); host-memory gradients
+  // only (device gradients are summed from ALLREDUCE_GRAD on).
+  void grads_ready(size_t from) {
+    if (grads_ready_hook_ && backend_->host_memory()) grads_ready_hook_(from);
+  }
+
   // Input of local block i (i == nl_: the stage's residual output).
   const float* block_input(const Slot& s, int i) const { return i == 0 ? s.x0 : s.layers[size_t(i - 1)].res2; }
 
   std::unique_ptr<Backend> backend_;
+  std::function<void(size_t)> grads_ready_hook_;
   ModelConfig config_;
   StageSpec spec_;
   StageNeeds needs_;

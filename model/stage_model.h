@@ -39,17 +39,24 @@
 //     the masters before the next forward.
 //   - on CUDA, work is asynchronous on stream(): synchronize() before handing
 //     params()/grads() to code that runs on another stream (NCCL).
-// Forward inputs/outputs and backward doutput/dinput are host buffers; loss() and
-// the output copies return only when the data is on the host.
+// Forward inputs/outputs and backward doutput/dinput are buffers of the model's
+// boundary_memory(): host memory on the CPU, device memory of the model's backend on
+// CUDA (host buffers are accepted everywhere too). A device output is written
+// asynchronously on the model's stream: whoever reads it elsewhere waits for
+// boundary_memory()->producer_event() first; a device input written elsewhere must be
+// ordered before the call with consumer_wait (model/boundary_memory.h). loss() and
+// host outputs return only when the data is on the host.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "model/backend_sizes.h"
+#include "model/boundary_memory.h"
 #include "model/config.h"
 #include "model/precision.h"
 
@@ -153,6 +160,10 @@ class StageModel {
   // (Backend::peak_device_bytes); 0 where not tracked (CPU).
   virtual size_t peak_device_bytes() const { return 0; }
 
+  // Where the executor keeps this stage's boundary buffers (see the header comment).
+  // Owned by the caller; refers to the model, which must outlive it.
+  virtual std::unique_ptr<BoundaryMemory> boundary_memory() { return make_host_boundary_memory(); }
+
   // Forward of one micro-batch into `slot`.
   //   first stage: tokens (B, T) int32; others: input (B, T, C).
   //   last stage:  targets (B, T) int32, computes per-token losses; output unused.
@@ -179,6 +190,14 @@ class StageModel {
   // weight gradients need in the slot), weight gradients later.
   virtual void backward_input(int slot, const float* doutput, float* dinput, float loss_scale) = 0;
   virtual void backward_weight(int slot) = 0;
+
+  // Gradient-ready hook (bucketed data-parallel all-reduce, pipeline/grad_buckets.h):
+  // during backward()/backward_weight(), fn(from) says grads()[from, num_params()) will
+  // not change again in this call (weight gradients are produced last tensor first:
+  // head, final LayerNorm, blocks from the last, embedding). Called only where grads()
+  // is the memory the backward writes (host-memory backends); never on mirrored ones.
+  // An empty fn removes the hook. Default: no hook.
+  virtual void set_grads_ready_hook(std::function<void(size_t from)> fn) { (void)fn; }
 
   // Frees the slot's activations for reuse (after its backward).
   virtual void release(int slot) = 0;

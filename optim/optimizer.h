@@ -27,10 +27,9 @@
 #include <string>
 #include <vector>
 
-namespace pt {
+#include "common/memory_space.h"  // MemorySpace: where params, gradients and state live
 
-// Where a stage's parameters, gradients and optimizer state live.
-enum class MemorySpace { kHost, kDevice };
+namespace pt {
 
 // One tensor of a stage's flat parameter buffer.
 struct OptimTensor {

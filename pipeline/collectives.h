@@ -43,6 +43,17 @@ class Collectives {
   virtual void allreduce_sum(Group g, double* data, size_t n) = 0;
   virtual void allreduce_max(Group g, double* data, size_t n) = 0;
   virtual void allreduce_max(Group g, int64_t* data, size_t n) = 0;
+  // Non-blocking fp32 sum, in place: started now, complete once wait(handle) returns (data
+  // untouched until then). Same contract as allreduce_sum: every member starts the same
+  // sums in the same order. Default: done at once (the handle is then a no-op to wait for).
+  virtual int64_t start_allreduce_sum(Group g, float* data, size_t n) {
+    allreduce_sum(g, data, n);
+    return -1;
+  }
+  virtual void wait(int64_t handle) { (void)handle; }
+  // Lets started sums advance without waiting (MPI progresses non-blocking collectives
+  // only inside MPI calls); called between pieces of compute. No-op by default.
+  virtual void progress() {}
   // `bytes` from every member, concatenated in group-rank order into `recv` (size(g)*bytes).
   virtual void allgather(Group g, const void* send, size_t bytes, void* recv) = 0;
   // The same, on `root` only (`recv` may be null elsewhere).

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 
 #include "common/check.h"
 #include "pipeline/collectives.h"
@@ -33,6 +34,28 @@ class MpiCollectives : public Collectives {
   void allreduce_sum(Group g, double* d, size_t n) override { allreduce(g, d, n, MPI_DOUBLE, MPI_SUM, "sum"); }
   void allreduce_max(Group g, double* d, size_t n) override { allreduce(g, d, n, MPI_DOUBLE, MPI_MAX, "max"); }
   void allreduce_max(Group g, int64_t* d, size_t n) override { allreduce(g, d, n, MPI_INT64_T, MPI_MAX, "max"); }
+  // MPI_Iallreduce; wait() completes it with the deadline (progress also happens in every
+  // other MPI wait of the rank meanwhile, e.g. stage-boundary receives).
+  int64_t start_allreduce_sum(Group g, float* d, size_t n) override {
+    Started s;
+    s.group = g;
+    PT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, d, count(n), MPI_FLOAT, MPI_SUM, comm(g), &s.req));
+    started_[next_handle_] = s;
+    return next_handle_++;
+  }
+  void wait(int64_t handle) override {
+    auto it = started_.find(handle);
+    if (it == started_.end()) return;
+    finish(&it->second.req, "sum (bucket)", it->second.group);
+    started_.erase(it);
+  }
+  void progress() override {
+    for (auto& [h, st] : started_) {
+      if (st.req == MPI_REQUEST_NULL) continue;
+      int done = 0;
+      PT_MPI_CHECK(MPI_Test(&st.req, &done, MPI_STATUS_IGNORE));  // a completed request becomes NULL
+    }
+  }
   void allgather(Group g, const void* send, size_t bytes, void* recv) override {
     MPI_Request req;
     PT_MPI_CHECK(MPI_Iallgather(send, count(bytes), MPI_BYTE, recv, count(bytes), MPI_BYTE, comm(g), &req));
@@ -104,8 +127,14 @@ class MpiCollectives : public Collectives {
                              : "not answering: " + silent);
     });
   }
+  struct Started {
+    MPI_Request req = MPI_REQUEST_NULL;
+    Group group = Group::kWorld;
+  };
   const ProcessGroups& groups_;
   MPI_Comm replicas_ = MPI_COMM_NULL;
+  std::map<int64_t, Started> started_;  // non-blocking sums not waited for yet
+  int64_t next_handle_ = 0;
 };
 
 }  // namespace

@@ -23,6 +23,17 @@ class NcclCollectives final : public Collectives {
     else base_->allreduce_sum(g, d, n);
   }
   bool sums_device_memory(Group g) const override { return g == Group::kData; }
+  // Data-group sums on the NCCL stream, non-blocking (bucketed gradients); others through MPI.
+  int64_t start_allreduce_sum(Group g, float* d, size_t n) override {
+    if (g == Group::kData) return data_->start_all_reduce_sum(d, n, nullptr) * 2;   // even: NCCL
+    return base_->start_allreduce_sum(g, d, n) * 2 + 1;                             // odd: MPI
+  }
+  void wait(int64_t h) override {
+    if (h < 0) return;
+    if (h % 2 == 0) data_->wait(h / 2);
+    else base_->wait(h / 2);
+  }
+  void progress() override { base_->progress(); }
   void allreduce_sum(Group g, double* d, size_t n) override { base_->allreduce_sum(g, d, n); }
   void allreduce_max(Group g, double* d, size_t n) override { base_->allreduce_max(g, d, n); }
   void allreduce_max(Group g, int64_t* d, size_t n) override { base_->allreduce_max(g, d, n); }

@@ -8,12 +8,29 @@
 #include <set>
 
 #include "common/check.h"
+#include "pipeline/comm_groups.h"
 
 namespace pt {
 namespace {
 constexpr int kActTag = 0;
 constexpr int kGradTag = 1;
 int64_t key(int stage, int mb) { return (int64_t(stage) << 32) | uint32_t(mb); }
+
+// Ticks before which StageCallbacks::grads_final_next runs: per ALLREDUCE_GRAD(s) over the
+// data group alone, the last B/Bw of s before it (after the previous ALLREDUCE_GRAD(s)).
+std::vector<uint8_t> grads_final_ticks(const std::vector<Action>& actions, int num_stages) {
+  std::vector<uint8_t> out(actions.size(), 0);
+  std::vector<int64_t> last_weight(size_t(num_stages), -1);
+  for (size_t i = 0; i < actions.size(); ++i) {
+    const Action& a = actions[i];
+    int64_t& last = last_weight[size_t(a.stage)];
+    if (a.kind == ActionKind::B || a.kind == ActionKind::Bw) last = int64_t(i);
+    if (a.kind != ActionKind::ALLREDUCE_GRAD) continue;
+    if (a.group == kGroupData && last >= 0) out[size_t(last)] = 1;
+    last = -1;
+  }
+  return out;
+}
 }  // namespace
 
 Executor::Executor(const Schedule& lowered, int pipeline_rank, std::vector<StageModel*> stages, Transport* transport)
@@ -29,6 +46,17 @@ Executor::Executor(const Schedule& lowered, int pipeline_rank, std::vector<Stage
       act_floats_ = tokens_ * m.config().n_embd;
     }
   }
+  memory_.resize(size_t(schedule_.num_stages));
+  for (int s = 0; s < schedule_.num_stages; ++s)
+    if (stages_[s]) memory_[size_t(s)] = stages_[s]->boundary_memory();
+  const std::vector<Action>& list = schedule_.per_rank[size_t(rank_)];
+  group_open_.assign(list.size(), 0);
+  group_close_.assign(list.size(), 0);
+  const std::vector<std::vector<CommGroup>> groups = comm_groups(schedule_);
+  for (const CommGroup& g : groups[size_t(rank_)]) {
+    group_open_[size_t(g.begin)] = 1;
+    group_close_[size_t(g.end - 1)] = 1;
+  }
   inputs_.resize(tokens_);
   targets_.resize(tokens_);
   free_slots_.resize(schedule_.num_stages);
@@ -36,10 +64,80 @@ Executor::Executor(const Schedule& lowered, int pipeline_rank, std::vector<Stage
   next_slot_.assign(schedule_.num_stages, 0);
 }
 
-std::vector<float>& Executor::buffer(std::map<int64_t, std::vector<float>>& pool, int stage, int mb) {
-  std::vector<float>& b = pool[key(stage, mb)];
-  if (b.size() != act_floats_) b.assign(act_floats_, 0.0f);
+Executor::~Executor() {
+  transport_->wait_sends();  // no pending send may still read a buffer freed here
+  for (Pool* p : {&act_in_, &act_out_, &grad_in_, &grad_out_}) free_pool(*p);
+}
+
+void Executor::free_pool(Pool& pool) {
+  for (auto& [k, b] : pool) {
+    BoundaryMemory& mem = *memory_[size_t(k >> 32)];
+    mem.free(b.data);
+    if (b.host) mem.free_host(b.host);
+  }
+  pool.clear();
+}
+
+Executor::Boundary& Executor::boundary(Pool& pool, int stage, int mb) {
+  Boundary& b = pool[key(stage, mb)];
+  if (b.data == nullptr) {
+    PT_CHECK(memory_[size_t(stage)] != nullptr);
+    b.data = memory_[size_t(stage)]->alloc(act_floats_);
+  }
   return b;
+}
+
+bool Executor::staged(int stage) const {
+  return memory_[size_t(stage)]->space() != MemorySpace::kHost && !transport_->accepts(MemorySpace::kDevice);
+}
+
+void Executor::send_boundary(Pool& pool, int stage, int mb, int peer, int tag) {
+  BoundaryMemory& mem = *memory_[size_t(stage)];
+  Boundary& b = boundary(pool, stage, mb);
+  if (mem.space() == MemorySpace::kHost) {
+    transport_->send(BufferRef::host(b.data, act_floats_), peer, tag);
+  } else if (!staged(stage)) {
+    transport_->send(BufferRef{b.data, act_floats_, MemorySpace::kDevice, mem.producer_event()}, peer, tag);
+  } else {
+    if (b.host == nullptr) b.host = mem.alloc_host(act_floats_);
+    mem.to_host(b.host, b.data, act_floats_);  // waits for the producer
+    transport_->send(BufferRef::host(b.host, act_floats_), peer, tag);
+  }
+}
+
+void Executor::recv_boundary(Pool& pool, int stage, int mb, int peer, int tag) {
+  BoundaryMemory& mem = *memory_[size_t(stage)];
+  Boundary& b = boundary(pool, stage, mb);
+  PendingRecv r{stage, &b, nullptr};
+  if (mem.space() == MemorySpace::kHost) {
+    r.event = transport_->recv(BufferRef::host(b.data, act_floats_), peer, tag);
+  } else if (!staged(stage)) {
+    // ready: the buffer's previous reader (this stage's stream) is done before it is overwritten.
+    r.event = transport_->recv(BufferRef{b.data, act_floats_, MemorySpace::kDevice, mem.producer_event()}, peer, tag);
+  } else {
+    if (b.host == nullptr) b.host = mem.alloc_host(act_floats_);
+    r.event = transport_->recv(BufferRef::host(b.host, act_floats_), peer, tag);
+  }
+  pending_recvs_.push_back(r);
+}
+
+// After a receive (or its group) returned: the consumer stage waits for the data.
+void Executor::finish_receives() {
+  for (const PendingRecv& r : pending_recvs_) {
+    BoundaryMemory& mem = *memory_[size_t(r.stage)];
+    if (staged(r.stage)) {
+      transport_->host_wait(r.event);
+      mem.from_host(r.buffer->data, r.buffer->host, act_floats_);
+    } else {
+      mem.consumer_wait(r.event);
+    }
+  }
+  pending_recvs_.clear();
+}
+
+void Executor::local_order(int producer, int consumer) {
+  if (memory_[size_t(producer)] != memory_[size_t(consumer)])
+    memory_[size_t(consumer)]->consumer_wait(memory_[size_t(producer)]->producer_event());
 }
 
 int Executor::take_slot(int stage) {
@@ -83,9 +181,10 @@ int Executor::forward_into_slot(int s, int mb, int version, const BatchFn& batch
   const float* input = nullptr;
   if (!is_first(s)) {
     // Input of stage s: the local output of its predecessor, or what RECV_ACT delivered.
-    input = stages_[s - 1] ? buffer(act_out_, s - 1, mb).data() : buffer(act_in_, s, mb).data();
+    if (stages_[s - 1]) local_order(s - 1, s);
+    input = stages_[s - 1] ? buffer(act_out_, s - 1, mb) : buffer(act_in_, s, mb);
   }
-  float* output = is_last(s) ? nullptr : buffer(act_out_, s, mb).data();
+  float* output = is_last(s) ? nullptr : buffer(act_out_, s, mb);
   const int slot = take_slot(s);
   slot_of_[key(s, mb)] = slot;
   with_version(s, version, [&] {
@@ -137,6 +236,7 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
       last_read[key(actions[i].stage, actions[i].version)] = i;
       last_compute = int64_t(i);
     }
+  const std::vector<uint8_t> final_next = grads_final_ticks(actions, S);
   // Block-coordinate lists (Schedule::partial_backward): which (stage, mb) run a backward / a Bw.
   std::set<int64_t> has_backward, has_bw;
   if (schedule_.partial_backward)
@@ -152,11 +252,17 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
   std::vector<VersionRecord> records;             // in forward order
   std::vector<size_t> backward_order;             // record indices in the order backwards ran
   std::vector<std::vector<size_t>> unapplied(S);  // per stage: records whose gradient awaits a STEP
+  bool in_group = false;                          // between group_open_ and group_close_ ticks
 
   for (size_t i = 0; i < actions.size(); ++i) {
     const Action& a = actions[i];
     const int s = a.stage, mb = a.microbatch;
     const double span_start = timing_ ? since_t0() : 0.0;
+    if (final_next[i] && callbacks.grads_final_next) callbacks.grads_final_next(s);
+    if (group_open_[i]) {
+      transport_->group_begin();
+      in_group = true;
+    }
     switch (a.kind) {
       case ActionKind::F: {
         const int slot = forward_into_slot(s, mb, a.version, batch);
@@ -183,8 +289,9 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         StageModel* model = stages_[s];
         PT_CHECK(model != nullptr);
         const float* dout = nullptr;
-        if (!is_last(s)) dout = stages_[s + 1] ? buffer(grad_in_, s + 1, mb).data() : buffer(grad_out_, s, mb).data();
-        float* dinput = is_first(s) ? nullptr : buffer(grad_in_, s, mb).data();
+        if (!is_last(s) && stages_[s + 1]) local_order(s + 1, s);
+        if (!is_last(s)) dout = stages_[s + 1] ? buffer(grad_in_, s + 1, mb) : buffer(grad_out_, s, mb);
+        float* dinput = is_first(s) ? nullptr : buffer(grad_in_, s, mb);
         if (recompute) {
           PT_CHECK_MSG(a.kind == ActionKind::B, "recompute mode needs full backwards");
           forward_into_slot(s, mb, a.version, batch);  // live weights: the stage is self-consistent
@@ -225,17 +332,16 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         break;
       }
       case ActionKind::SEND_ACT:
-        transport_->send(buffer(act_out_, s, mb).data(), act_floats_, a.peer_rank, message_tag(kActTag, s, mb, S));
+        send_boundary(act_out_, s, mb, a.peer_rank, message_tag(kActTag, s, mb, S));
         break;
       case ActionKind::RECV_ACT:
-        transport_->recv(buffer(act_in_, s, mb).data(), act_floats_, a.peer_rank, message_tag(kActTag, s - 1, mb, S));
+        recv_boundary(act_in_, s, mb, a.peer_rank, message_tag(kActTag, s - 1, mb, S));
         break;
       case ActionKind::SEND_GRAD:
-        transport_->send(buffer(grad_in_, s, mb).data(), act_floats_, a.peer_rank, message_tag(kGradTag, s, mb, S));
+        send_boundary(grad_in_, s, mb, a.peer_rank, message_tag(kGradTag, s, mb, S));
         break;
       case ActionKind::RECV_GRAD:
-        transport_->recv(buffer(grad_out_, s, mb).data(), act_floats_, a.peer_rank,
-                         message_tag(kGradTag, s + 1, mb, S));
+        recv_boundary(grad_out_, s, mb, a.peer_rank, message_tag(kGradTag, s + 1, mb, S));
         break;
       case ActionKind::ALLREDUCE_GRAD:
         if (callbacks.reduce) callbacks.reduce(s, a.group);
@@ -274,6 +380,11 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
         break;
       }
     }
+    if (group_close_[i]) {
+      transport_->group_end();
+      in_group = false;
+    }
+    if (!in_group && !pending_recvs_.empty()) finish_receives();
     if (timing_) {
       ActionSpan span;
       span.start = span_start;

@@ -7,7 +7,13 @@
 // at B (or Bw; in a partial_backward list also right after a forward-only F or a Bx
 // without Bw), so a stage holds only its in-flight micro-batches; the boundary
 // tensors (stage inputs/outputs and their gradients, (B, T, C) each) are kept in
-// pools keyed by (stage, micro-batch) and reused across steps.
+// pools keyed by (stage, micro-batch) and reused across steps. They come from each
+// stage's StageModel::boundary_memory() (model/boundary_memory.h): host memory on the
+// CPU, device memory on CUDA. A device buffer goes to the transport as is when it
+// accepts device memory (NCCL: a send waits for the producer's event, the consumer
+// waits for the receive's event), else through a host staging copy per buffer (MPI).
+// Adjacent comm actions that comm_groups() groups are issued between
+// Transport::group_begin/group_end.
 #pragma once
 
 #include <cstdint>
@@ -35,12 +41,17 @@ using BatchFn = std::function<void(int microbatch, int32_t* inputs, int32_t* tar
 // actions no-ops (the version bookkeeping still runs), so a synchronous list runs
 // without callbacks and its caller steps afterwards; a STEP followed by more compute
 // on its rank (an asynchronous list) needs `step`.
+// `grads_final_next(stage)` is called right before the stage's last weight-gradient
+// action (B or Bw) ahead of an ALLREDUCE_GRAD over the data group alone: its weight
+// gradients become final during that action (the bucketed all-reduce starts buckets
+// then, pipeline/grad_buckets.h).
 // `average(stage)` (AVERAGE, LocalSGD's round barrier) replaces the parameters and the optimizer
 // state of every local replica of model stage `stage` with their mean.
 struct StageCallbacks {
   std::function<void(int stage)> step;
   std::function<void(int stage, uint8_t group)> reduce;
   std::function<void(int stage)> average;
+  std::function<void(int stage)> grads_final_next;
 };
 
 struct StepOutput {
@@ -66,6 +77,9 @@ class Executor {
   // when this rank owns it, else nullptr. Does not own the models or the transport.
   Executor(const Schedule& lowered, int pipeline_rank, std::vector<StageModel*> stages,
            Transport* transport);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
 
   // Runs this rank's whole action list: one optimizer step for a synchronous
   // schedule (its ALLREDUCE_GRAD/STEP tail calls the callbacks when given; without
@@ -87,8 +101,26 @@ class Executor {
   void set_timing(bool on) { timing_ = on; }
 
  private:
-  std::vector<float>& buffer(std::map<int64_t, std::vector<float>>& pool, int stage,
-                             int microbatch);
+  struct Boundary {
+    float* data = nullptr;  // in the stage's boundary memory
+    float* host = nullptr;  // host staging copy (device memory, host-only transport)
+  };
+  using Pool = std::map<int64_t, Boundary>;
+  // A receive posted but not yet handed to its consumer (inside a group: until group_end).
+  struct PendingRecv {
+    int stage = 0;
+    Boundary* buffer = nullptr;
+    void* event = nullptr;
+  };
+  float* buffer(Pool& pool, int stage, int microbatch) { return boundary(pool, stage, microbatch).data; }
+  Boundary& boundary(Pool& pool, int stage, int microbatch);
+  bool staged(int stage) const;  // device memory through a host-only transport
+  void send_boundary(Pool& pool, int stage, int microbatch, int peer, int tag);
+  void recv_boundary(Pool& pool, int stage, int microbatch, int peer, int tag);
+  void finish_receives();
+  // Orders stage `consumer`'s next op after what local stage `producer` issued so far.
+  void local_order(int producer, int consumer);
+  void free_pool(Pool& pool);
   int take_slot(int stage);
   void give_slot(int stage, int slot);
   template <class Fn> void with_version(int stage, int version, Fn&& fn);
@@ -108,7 +140,10 @@ class Executor {
   Transport* transport_;
   size_t act_floats_ = 0;  // B*T*C
   size_t tokens_ = 0;      // B*T
-  std::map<int64_t, std::vector<float>> act_in_, act_out_, grad_in_, grad_out_;
+  std::vector<std::unique_ptr<BoundaryMemory>> memory_;  // per stage; null where not local
+  Pool act_in_, act_out_, grad_in_, grad_out_;
+  std::vector<PendingRecv> pending_recvs_;
+  std::vector<uint8_t> group_open_, group_close_;  // per tick of this rank's list (comm_groups)
   std::vector<std::vector<int>> free_slots_;  // per stage
   std::vector<int> slots_in_use_;             // per stage
   std::vector<int> next_slot_;                // per stage

@@ -1,19 +1,37 @@
 // Transport: point-to-point tensors between pipeline ranks. The executor calls
 // send() (non-blocking: the buffer must stay untouched until wait_sends()) and
-// recv() (blocking). A lowered schedule is deadlock-free under exactly these
-// semantics (checked by simulate), so any transport that honours them runs it.
-// Messages between a pair of ranks with the same tag arrive in send order.
+// recv() (blocking, or ordered by the event it returns, below). A lowered schedule
+// is deadlock-free under exactly these semantics (checked by simulate), so any
+// transport that honours them runs it. Messages between a pair of ranks with the
+// same tag arrive in send order.
+//
+// Buffers (model/boundary_memory.h): a BufferRef says where the data lives and when
+// it is final. send() makes its communication wait for ref.ready (the producer's
+// event) before reading; recv() returns the event after which ref.data holds the
+// message (nullptr: it already does when recv returns). The caller orders the
+// consumer on that event (BoundaryMemory::consumer_wait), so a device transport
+// receives on its own stream while compute goes on. accepts(kDevice) false means the
+// transport reads and writes only host memory (the executor stages device buffers
+// through host copies for it). The float* forms are host buffers, ready at once, and
+// return from recv with the data in place, as before buffers had a space.
+//
+// Groups (pipeline/comm_groups.h): group_begin()/group_end() bracket adjacent comm
+// actions the executor issues as one group; a device transport launches them together
+// (ncclGroupStart/End). An event returned by recv() inside a group is valid once
+// group_end() returned. Host transports ignore groups (their sends never wait).
 #pragma once
 
 #include <mpi.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/status.h"
+#include "model/boundary_memory.h"
 #include "pipeline/transport_select.h"
 
 namespace pt {
@@ -23,10 +41,23 @@ class Transport {
   virtual ~Transport() = default;
   virtual int rank() const = 0;  // rank inside the pipeline group
   virtual int size() const = 0;
-  virtual void send(const float* data, size_t count, int peer, int tag) = 0;
-  virtual void recv(float* data, size_t count, int peer, int tag) = 0;
+  virtual void send(const BufferRef& buf, int peer, int tag) = 0;
+  [[nodiscard]] virtual void* recv(const BufferRef& buf, int peer, int tag) = 0;
   virtual void wait_sends() = 0;
   virtual std::string name() const = 0;
+  virtual bool accepts(MemorySpace space) const { return space == MemorySpace::kHost; }
+  virtual void group_begin() {}
+  virtual void group_end() {}
+  // Blocks the host until `event` (from recv) completed; no-op for nullptr.
+  virtual void host_wait(void* event) { (void)event; }
+
+  // Host buffers (see above).
+  void send(const float* data, size_t count, int peer, int tag) {
+    send(BufferRef::host(const_cast<float*>(data), count), peer, tag);
+  }
+  void recv(float* data, size_t count, int peer, int tag) {
+    host_wait(recv(BufferRef{data, count, MemorySpace::kHost, nullptr}, peer, tag));
+  }
 };
 
 // Host-staged MPI over `comm` (the pipeline group). Does not own the communicator.
@@ -39,8 +70,8 @@ std::unique_ptr<Transport> make_mpi_transport(MPI_Comm comm);
 // two-rank communicator and CUDA stream, so a pending send never holds up a receive
 // (transport_nccl.cc explains why this keeps the semantics above). Buffers may be host
 // or device memory (detected per call; host memory is staged through device buffers).
-// A device buffer handed to send() must already hold its data (its producer's stream
-// synchronized). Tags are not sent: messages of one channel match in send order, which
+// A device buffer handed to send() must hold its data or carry its producer's event
+// (BufferRef::ready); a device recv() returns an event of the channel's stream. Tags are not sent: messages of one channel match in send order, which
 // lowering guarantees (pipeline/lower.h, "FIFO channels"). Collective over `comm`:
 // every rank calls it with the same `channels`. On failure (no such device, a
 // binary built without CUDA) returns nullptr and sets *status on every rank.
@@ -55,6 +86,16 @@ class AllReducer {
  public:
   virtual ~AllReducer() = default;
   virtual void all_reduce_sum(float* data, size_t count) = 0;
+  // Non-blocking form (bucketed data-parallel sums, pipeline/grad_buckets.h): enqueued on the
+  // reducer's stream after `ready` (the producer's event; nullptr: the data is final now),
+  // complete (host data written back) once wait(handle) returns. Same order on every rank.
+  // Default: blocking at start.
+  virtual int64_t start_all_reduce_sum(float* data, size_t count, void* ready) {
+    (void)ready;
+    all_reduce_sum(data, count);
+    return -1;
+  }
+  virtual void wait(int64_t handle) { (void)handle; }
   virtual std::string name() const = 0;
 };
 // Collective over `comm`; nullptr and *status set (on every rank) on failure.

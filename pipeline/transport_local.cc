@@ -46,14 +46,17 @@ class LocalTransport final : public Transport {
   int rank() const override { return rank_; }
   int size() const override { return hub_->size(); }
   std::string name() const override { return "local"; }
-  void send(const float* data, size_t count, int peer, int tag) override {
-    hub_->put(rank_, peer, tag, std::vector<float>(data, data + count));
+  void send(const BufferRef& buf, int peer, int tag) override {
+    PT_CHECK(buf.space == MemorySpace::kHost);
+    hub_->put(rank_, peer, tag, std::vector<float>(buf.data, buf.data + buf.count));
   }
-  void recv(float* data, size_t count, int peer, int tag) override {
+  void* recv(const BufferRef& buf, int peer, int tag) override {
+    PT_CHECK(buf.space == MemorySpace::kHost);
     std::vector<float> got = hub_->take(peer, rank_, tag);
-    PT_CHECK_MSG(got.size() == count,
+    PT_CHECK_MSG(got.size() == buf.count,
                  "local transport: size mismatch from rank " + std::to_string(peer));
-    std::memcpy(data, got.data(), count * sizeof(float));
+    std::memcpy(buf.data, got.data(), buf.count * sizeof(float));
+    return nullptr;
   }
   void wait_sends() override {}
 

@@ -1,5 +1,6 @@
 // MPI transport: MPI_Isend for sends (requests kept until wait_sends), MPI_Irecv
-// completed at once for receives. Host-staged: buffers are host memory. Both waits
+// completed at once for receives. Host memory only (accepts(kDevice) is false: the
+// executor stages device buffers through host copies). Both waits
 // carry the watchdog deadline (mpi_wait.h) and name the peer when it expires.
 #include <vector>
 
@@ -21,14 +22,20 @@ class MpiTransport final : public Transport {
   int size() const override { return size_; }
   std::string name() const override { return "mpi"; }
 
-  void send(const float* data, size_t count, int peer, int tag) override {
+  void send(const BufferRef& buf, int peer, int tag) override {
+    PT_CHECK_MSG(buf.space == MemorySpace::kHost, "the mpi transport sends host buffers only (the executor stages)");
+    const float* data = buf.data;
+    const size_t count = buf.count;
     PT_CHECK(count <= size_t(INT32_MAX));
     MPI_Request req;
     PT_MPI_CHECK(MPI_Isend(data, int(count), MPI_FLOAT, peer, tag, comm_, &req));
     pending_.push_back(req);
     pending_peers_.push_back(peer);
   }
-  void recv(float* data, size_t count, int peer, int tag) override {
+  void* recv(const BufferRef& buf, int peer, int tag) override {
+    PT_CHECK_MSG(buf.space == MemorySpace::kHost, "the mpi transport receives into host buffers only");
+    float* data = buf.data;
+    const size_t count = buf.count;
     PT_CHECK(count <= size_t(INT32_MAX));
     MPI_Status status;
     MPI_Request req;
@@ -42,6 +49,7 @@ class MpiTransport final : public Transport {
     PT_CHECK_MSG(size_t(got) == count, "received " + std::to_string(got) +
                                            " floats from pipeline rank " + std::to_string(peer) +
                                            ", expected " + std::to_string(count));
+    return nullptr;
   }
   void wait_sends() override {
     for (size_t i = 0; i < pending_.size(); ++i)

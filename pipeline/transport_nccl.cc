@@ -47,11 +47,22 @@
 //   in one global channel order on every rank, connects them all without deadlock
 //   (both members of the lowest unfinished channel always reach it).
 //
-// Host or device buffers: cudaPointerGetAttributes decides. Host buffers are staged:
+// Host or device buffers: cudaPointerGetAttributes decides. Device buffers move
+// device to device: a send's channel stream waits for the producer's event
+// (BufferRef::ready) and a receive records the channel's event, which the consumer's
+// stream waits on (the executor's BoundaryMemory::consumer_wait), so the host does not
+// block on a device receive and compute overlaps communication. This keeps the
+// argument above: on the device, a receive still completes only after its matching
+// send was issued, and everything ordered after a receive (on the compute stream)
+// waits for it exactly as the host did when recv blocked; the send kernels issued
+// later by the host depend on that compute through their ready events, so the graph of
+// waits is the one the simulator checks with a blocking receive. Host buffers are staged:
 // send copies host -> device on a copy-only stream (the host buffer is free when the
 // call returns, pageable copies having been staged by the driver) and the channel
 // stream waits on it before ncclSend; recv runs ncclRecv into a device buffer and
-// copies back before returning. Staging buffers come from the transport's own
+// copies back before returning. Groups (ncclGroupStart/End, pipeline/comm_groups.h)
+// launch the sends and receives of one group together; docs/transports.md argues why
+// the groups comm_groups forms cannot deadlock. Staging buffers come from the transport's own
 // memory pool (cudaMallocFromPoolAsync; freed in stream order at wait_sends).
 #include <cuda_runtime.h>
 #include <mpi.h>
@@ -61,6 +72,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -231,6 +243,7 @@ class NcclTransport final : public Transport {
       ch.peer = ch.sending ? to : from;
       PT_NCCL_CHECK(ncclCommInitRank(&ch.comm, 2, ids[k], ch.sending ? 0 : 1));
       PT_CUDA_RT_CHECK(cudaStreamCreateWithFlags(&ch.stream, cudaStreamNonBlocking));
+      PT_CUDA_RT_CHECK(cudaEventCreateWithFlags(&ch.done, cudaEventDisableTiming));
       // Connect now (see the top of the file): one float each way, in global order.
       float* one = pool_alloc(pool_, 1, ch.stream);
       PT_CUDA_RT_CHECK(cudaMemsetAsync(one, 0, sizeof(float), ch.stream));
@@ -249,6 +262,7 @@ class NcclTransport final : public Transport {
     wait_sends();
     for (Channel& ch : channels_) {
       ncclCommDestroy(ch.comm);
+      cudaEventDestroy(ch.done);
       cudaStreamDestroy(ch.stream);
     }
     cudaEventDestroy(copy_done_);
@@ -260,32 +274,74 @@ class NcclTransport final : public Transport {
   int size() const override { return size_; }
   std::string name() const override { return "nccl"; }
 
-  void send(const float* data, size_t count, int peer, int tag) override {
+  bool accepts(MemorySpace) const override { return true; }
+
+  void send(const BufferRef& buf, int peer, int tag) override {
+    (void)tag;
     Channel& ch = channel(send_to_, peer, "to");
-    const float* src = data;
-    if (!is_device_pointer(data, device_)) {
+    const float* src = buf.data;
+    const size_t count = buf.count;
+    if (!is_device_pointer(src, device_)) {
       float* staged = pool_alloc(pool_, count, copy_stream_);
-      PT_CUDA_RT_CHECK(cudaMemcpyAsync(staged, data, count * sizeof(float), cudaMemcpyHostToDevice, copy_stream_));
+      PT_CUDA_RT_CHECK(cudaMemcpyAsync(staged, src, count * sizeof(float), cudaMemcpyHostToDevice, copy_stream_));
       PT_CUDA_RT_CHECK(cudaEventRecord(copy_done_, copy_stream_));
       PT_CUDA_RT_CHECK(cudaStreamWaitEvent(ch.stream, copy_done_, 0));
       staged_.push_back(staged);
       src = staged;
+    } else if (buf.ready != nullptr) {
+      // The producer's kernels (another stream) finish before the send reads.
+      PT_CUDA_RT_CHECK(cudaStreamWaitEvent(ch.stream, static_cast<cudaEvent_t>(buf.ready), 0));
     }
     PT_NCCL_CHECK(ncclSend(src, count, ncclFloat, 1, ch.comm, ch.stream));
     ch.pending = true;
   }
 
-  void recv(float* data, size_t count, int peer, int tag) override {
+  // Device buffer: received on the channel's stream; returns the channel's event, which the
+  // consumer's stream waits on. Host buffer: staged, complete on return (or at group_end).
+  void* recv(const BufferRef& buf, int peer, int tag) override {
+    (void)tag;
     Channel& ch = channel(recv_from_, peer, "from");
-    if (is_device_pointer(data, device_)) {
-      PT_NCCL_CHECK(ncclRecv(data, count, ncclFloat, 0, ch.comm, ch.stream));
-    } else {
-      float* staged = pool_alloc(pool_, count, ch.stream);
-      PT_NCCL_CHECK(ncclRecv(staged, count, ncclFloat, 0, ch.comm, ch.stream));
-      PT_CUDA_RT_CHECK(cudaMemcpyAsync(data, staged, count * sizeof(float), cudaMemcpyDeviceToHost, ch.stream));
-      PT_CUDA_RT_CHECK(cudaFreeAsync(staged, ch.stream));
-    }
-    PT_CUDA_RT_CHECK(cudaStreamSynchronize(ch.stream));
+    float* dst = buf.data;
+    const size_t count = buf.count;
+    const bool device = is_device_pointer(dst, device_);
+    // The previous reader of a reused device buffer (ready: its stream's event) is done first.
+    if (device && buf.ready != nullptr)
+      PT_CUDA_RT_CHECK(cudaStreamWaitEvent(ch.stream, static_cast<cudaEvent_t>(buf.ready), 0));
+    float* target = device ? dst : pool_alloc(pool_, count, ch.stream);
+    PT_NCCL_CHECK(ncclRecv(target, count, ncclFloat, 0, ch.comm, ch.stream));
+    // Stream work after the receive waits for group_end inside a group: the NCCL kernels
+    // are enqueued only then, and this work must follow them on the stream.
+    Channel* c = &ch;
+    auto finish = [c, dst, target, count, device] {
+      if (device) {
+        PT_CUDA_RT_CHECK(cudaEventRecord(c->done, c->stream));
+        return;
+      }
+      PT_CUDA_RT_CHECK(cudaMemcpyAsync(dst, target, count * sizeof(float), cudaMemcpyDeviceToHost, c->stream));
+      PT_CUDA_RT_CHECK(cudaFreeAsync(target, c->stream));
+      PT_CUDA_RT_CHECK(cudaStreamSynchronize(c->stream));
+    };
+    if (in_group_) deferred_.push_back(finish);
+    else finish();
+    return device ? static_cast<void*>(ch.done) : nullptr;
+  }
+
+  void host_wait(void* event) override {
+    if (event != nullptr) PT_CUDA_RT_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event)));
+  }
+
+  // One ncclGroupStart/End around the comm actions of a group (pipeline/comm_groups.h).
+  void group_begin() override {
+    PT_CHECK_MSG(!in_group_, "nested NCCL transport groups");
+    PT_NCCL_CHECK(ncclGroupStart());
+    in_group_ = true;
+  }
+  void group_end() override {
+    PT_CHECK_MSG(in_group_, "group_end without group_begin");
+    PT_NCCL_CHECK(ncclGroupEnd());
+    in_group_ = false;
+    for (auto& f : deferred_) f();
+    deferred_.clear();
   }
 
   void wait_sends() override {
@@ -306,6 +362,7 @@ class NcclTransport final : public Transport {
     bool pending = false;  // sends enqueued since the last wait_sends
     ncclComm_t comm = nullptr;
     cudaStream_t stream = nullptr;
+    cudaEvent_t done = nullptr;  // receiving channels: recorded after each device receive
   };
 
   Channel& channel(const std::map<int, size_t>& index, int peer, const char* dir) {
@@ -323,6 +380,8 @@ class NcclTransport final : public Transport {
   std::vector<Channel> channels_;
   std::map<int, size_t> send_to_, recv_from_;  // peer -> index in channels_
   std::vector<float*> staged_;                 // staging buffers of pending host sends
+  bool in_group_ = false;
+  std::vector<std::function<void()>> deferred_;  // receive completions issued at group_end
 };
 
 class NcclAllReducer final : public AllReducer {
@@ -338,6 +397,8 @@ class NcclAllReducer final : public AllReducer {
   }
   ~NcclAllReducer() override {
     cudaStreamSynchronize(stream_);
+    for (auto& [h, e] : started_) cudaEventDestroy(e);
+    for (cudaEvent_t e : free_events_) cudaEventDestroy(e);
     ncclCommDestroy(comm_);
     cudaStreamDestroy(stream_);
     cudaMemPoolDestroy(pool_);
@@ -357,11 +418,46 @@ class NcclAllReducer final : public AllReducer {
     PT_CUDA_RT_CHECK(cudaStreamSynchronize(stream_));
   }
 
+  // In stream order on stream_: [wait for ready,] [stage in,] all-reduce, [copy back]; an
+  // event per handle marks the end. The host buffer must stay untouched until wait().
+  int64_t start_all_reduce_sum(float* data, size_t count, void* ready) override {
+    if (ready != nullptr) PT_CUDA_RT_CHECK(cudaStreamWaitEvent(stream_, static_cast<cudaEvent_t>(ready), 0));
+    if (is_device_pointer(data, device_)) {
+      PT_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
+    } else {
+      float* staged = pool_alloc(pool_, count, stream_);
+      PT_CUDA_RT_CHECK(cudaMemcpyAsync(staged, data, count * sizeof(float), cudaMemcpyHostToDevice, stream_));
+      PT_NCCL_CHECK(ncclAllReduce(staged, staged, count, ncclFloat, ncclSum, comm_, stream_));
+      PT_CUDA_RT_CHECK(cudaMemcpyAsync(data, staged, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+      PT_CUDA_RT_CHECK(cudaFreeAsync(staged, stream_));
+    }
+    cudaEvent_t done = nullptr;
+    if (!free_events_.empty()) {
+      done = free_events_.back();
+      free_events_.pop_back();
+    } else {
+      PT_CUDA_RT_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    }
+    PT_CUDA_RT_CHECK(cudaEventRecord(done, stream_));
+    started_[next_handle_] = done;
+    return next_handle_++;
+  }
+  void wait(int64_t handle) override {
+    auto it = started_.find(handle);
+    if (it == started_.end()) return;
+    PT_CUDA_RT_CHECK(cudaEventSynchronize(it->second));
+    free_events_.push_back(it->second);
+    started_.erase(it);
+  }
+
  private:
   int device_ = 0;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
   cudaMemPool_t pool_ = nullptr;
+  std::map<int64_t, cudaEvent_t> started_;  // handle -> completion event
+  std::vector<cudaEvent_t> free_events_;
+  int64_t next_handle_ = 0;
 };
 
 }  // namespace

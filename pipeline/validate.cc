@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "pipeline/comm_groups.h"
 #include "pipeline/prefault.h"
 
 namespace pt {
@@ -357,5 +359,126 @@ Status validate_lowered(const Schedule& s) {
   }
   return Status::ok();
 }
+
+namespace {
+
+// Message id of a comm action: (sending stage, mb, act|grad); a receive names its sender's id.
+size_t message_id(const Action& a, int m) {
+  const bool act = a.kind == ActionKind::SEND_ACT || a.kind == ActionKind::RECV_ACT;
+  int from = a.stage;
+  if (a.kind == ActionKind::RECV_ACT) from = a.stage - 1;
+  if (a.kind == ActionKind::RECV_GRAD) from = a.stage + 1;
+  return (size_t(from) * size_t(m) + size_t(a.microbatch)) * 2 + (act ? 0 : 1);
+}
+
+// Progress of the grouped semantics (validate.h): a worklist of ranks; a rank blocked on a
+// message or a collective is tried again when a peer posts something it may be waiting for.
+class GroupRun {
+ public:
+  GroupRun(const Schedule& s, const std::vector<std::vector<CommGroup>>& groups)
+      : s_(s), len_(chain_length(s)), pc_(size_t(s.num_ranks), 0), queued_(size_t(s.num_ranks), 1),
+        group_at_(size_t(s.num_ranks)), posted_(size_t(s.num_ranks)) {
+    const size_t ids = size_t(s.num_stages) * size_t(s.microbatches) * 2;
+    sent_.assign(ids, 0);
+    recv_posted_.assign(ids, 0);
+    for (int r = 0; r < s.num_ranks; ++r) {
+      group_at_[size_t(r)].assign(s.per_rank[size_t(r)].size(), -1);
+      for (const CommGroup& g : groups[size_t(r)]) {
+        group_at_[size_t(r)][size_t(g.begin)] = g.end;
+      }
+      posted_[size_t(r)].assign(s.per_rank[size_t(r)].size(), 0);
+      queue_.push_back(r);
+    }
+  }
+  Status run() {
+    while (!queue_.empty()) {
+      const int r = queue_.back();
+      queue_.pop_back();
+      queued_[size_t(r)] = 0;
+      advance(r);
+    }
+    for (int r = 0; r < s_.num_ranks; ++r)
+      if (pc_[size_t(r)] < s_.per_rank[size_t(r)].size())
+        return fail_at(s_, r, int(pc_[size_t(r)]),
+                       "deadlock under transport groups (comm_groups.h): rank " + std::to_string(r) +
+                           " never gets past this tick when a group completes only once all its members are matched");
+    return Status::ok();
+  }
+
+ private:
+  void wake(int r) {
+    if (!queued_[size_t(r)]) queue_.push_back(r), queued_[size_t(r)] = 1;
+  }
+  // Posts action t of rank r (once); true when it is complete.
+  bool post(int r, size_t t) {
+    const Action& a = s_.per_rank[size_t(r)][t];
+    const size_t id = message_id(a, s_.microbatches);
+    if (!posted_[size_t(r)][t]) {
+      posted_[size_t(r)][t] = 1;
+      (is_send(a.kind) ? sent_ : recv_posted_)[id] = 1;
+      wake(a.peer_rank);
+    }
+    return is_send(a.kind) ? recv_posted_[id] != 0 : sent_[id] != 0;
+  }
+  void advance(int r) {
+    const std::vector<Action>& list = s_.per_rank[size_t(r)];
+    size_t& pc = pc_[size_t(r)];
+    while (pc < list.size()) {
+      const Action& a = list[pc];
+      const int end = group_at_[size_t(r)][pc];
+      if (end >= 0) {  // a group: post every member, leave when all are matched
+        bool matched = true;
+        for (size_t t = pc; t < size_t(end); ++t) matched = post(r, t) && matched;
+        if (!matched) return;
+        pc = size_t(end);
+        continue;
+      }
+      if (is_send(a.kind)) {
+        post(r, pc);
+      } else if (is_recv(a.kind)) {
+        if (!post(r, pc)) return;
+      } else if (a.kind == ActionKind::ALLREDUCE_GRAD && (a.group & kGroupReplicas) && s_.pipelines > 1) {
+        if (!join(r, pc, a)) return;
+      }
+      ++pc;
+    }
+  }
+  // AMDP replica collective: the k-th ALLREDUCE_GRAD(rep) of each replica of a model stage.
+  bool join(int r, size_t t, const Action& a) {
+    const int model_stage = a.stage % len_;
+    int& k = done_[a.stage];
+    auto& c = collectives_[{model_stage, k}];
+    if (!posted_[size_t(r)][t]) {
+      posted_[size_t(r)][t] = 1;
+      c.push_back(r);
+      if (int(c.size()) == s_.pipelines)
+        for (int q : c) wake(q);
+    }
+    if (int(c.size()) < s_.pipelines) return false;
+    ++k;
+    return true;
+  }
+
+  const Schedule& s_;
+  int len_ = 1;
+  std::vector<size_t> pc_;
+  std::vector<uint8_t> queued_;
+  std::vector<int> queue_;
+  std::vector<std::vector<int>> group_at_;     // per rank, per tick: end of the group starting there, or -1
+  std::vector<std::vector<uint8_t>> posted_;   // per rank, per tick
+  std::vector<uint8_t> sent_, recv_posted_;    // per message id
+  std::map<int, int> done_;                    // per virtual stage: replica collectives passed
+  std::map<std::pair<int, int>, std::vector<int>> collectives_;  // (model stage, k) -> ranks arrived
+};
+
+}  // namespace
+
+Status validate_comm_groups(const Schedule& s, const std::vector<std::vector<CommGroup>>& groups) {
+  if (groups.size() != size_t(s.num_ranks)) return Status::error("validate_comm_groups: groups for " + std::to_string(groups.size()) + " ranks, the schedule has " + std::to_string(s.num_ranks));
+  GroupRun run(s, groups);
+  return run.run();
+}
+
+Status validate_comm_groups(const Schedule& s) { return validate_comm_groups(s, comm_groups(s)); }
 
 }  // namespace pt

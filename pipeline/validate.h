@@ -4,8 +4,11 @@
 // "<-- ERROR HERE".
 #pragma once
 
+#include <vector>
+
 #include "common/status.h"
 #include "pipeline/action.h"
+#include "pipeline/comm_groups.h"
 
 namespace pt {
 
@@ -31,5 +34,15 @@ Status validate_compute(const Schedule& s);
 //   * per (sender, receiver) channel, receives are in send order (NCCL matches p2p messages in
 //   order).
 Status validate_lowered(const Schedule& s);
+
+// The transport groups of comm_groups.h cannot deadlock: every rank's list runs to its end
+// when each group completes only once all its members are matched (each send's receive and
+// each receive's send posted by the peer), ungrouped sends never wait, ungrouped receives
+// wait for their send, and AMDP's replica ALLREDUCE_GRADs wait for every replica (as in
+// simulate.h). `s` must pass validate_lowered. The error marks a blocked tick of the cycle.
+// Why lowered schedules pass: docs/transports.md, "Groups". The second form checks the
+// given groups (per rank, tick ranges of comm actions) instead of comm_groups(s).
+Status validate_comm_groups(const Schedule& s);
+Status validate_comm_groups(const Schedule& s, const std::vector<std::vector<CommGroup>>& groups);
 
 }  // namespace pt

@@ -26,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUDGET=${BUDGET:-4800}
 STAGES=${STAGES:-4 8}
-METHODS=${METHODS:-pipedream pipedream_lr localsgd rpd}
+METHODS=${METHODS:-pipedream pipedream_lr localsgd rpd rpd_uniform}
 LR=${LR:-1e-3}
 BIN=${BIN:-build/pipetrain}
 OUT=${OUT:-runs/rpd_localsgd_study}
@@ -51,6 +51,11 @@ run_method() {  # run_method METHOD S: plan the budget, then train; or write MET
   local method=$1 S=$2 kind=$1 name=${1}_s$2 extra=() u
   [ "$method" = pipedream_lr ] && kind=pipedream && extra=(--set schedule.pipedream.lr_correction=stagewise)
   [ "$method" = localsgd ] && extra=(--set training.microbatches="$S")  # one micro-batch per copy and update
+  # rpd: the PipeDream surrogate (PD's order of active stages and its exact global delays);
+  # rpd_uniform: uniform stage and delays in [0, min(delta, k)], delta = PD's max S^2 - S/2.
+  [ "$method" = rpd ] && extra=(--set schedule.rpd.stage_sampling=pipedream
+    --set schedule.rpd.delay_sampling=pipedream --set schedule.rpd.max_delay=$((S * S - S / 2)))
+  [ "$method" = rpd_uniform ] && kind=rpd && extra=(--set schedule.rpd.max_delay=$((S * S - S / 2)))
   rm -f "$OUT/$name.skipped"
   if ! "$BIN" plan "${model[@]}" --set parallel.pp="$S" --set schedule.kind="$kind" "${extra[@]}" \
       --time-budget "$BUDGET" --trace "$OUT/$name.plan_trace.json" >"$OUT/$name.plan" 2>&1; then
@@ -107,7 +112,12 @@ data a method processes in the same simulated time. \`pipedream_lr\` is \`pipedr
 \`schedule.pipedream.lr_correction: stagewise\` and T_corr = half its updates. \`localsgd\` runs
 M = S copies, averaged (parameters and Adam state) every 2 updates; its update is one
 micro-batch per copy (\`training.microbatches: S\`), so its updates count S micro-batches each
-(compare tokens). The last validation loss is over 16 held-out micro-batches after the last
+(compare tokens). \`rpd\` is the stale block-SGD reference replaying PipeDream (its order of
+active stages and its exact global read delays, capped at δ = S² − S/2); \`rpd_uniform\` draws the
+active stage uniformly and each block's delay uniformly in [0, min(δ, k)], δ = S² − S/2. An rpd
+update runs one micro-batch through the whole chain (forward through every stage, backward down to
+the active one) and changes one block only, where a PipeDream update changes all S blocks; rpd is a
+reference for the theory, not a schedule to run fast. The last validation loss is over 16 held-out micro-batches after the last
 update (of copy 0, which equals every copy after the final average).
 
 $(grep -v '^plot:' "$OUT/table.md")

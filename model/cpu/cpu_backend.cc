@@ -49,6 +49,8 @@ class CpuBackend final : public Backend {
   }
   bool host_memory() const override { return !emulate_device_; }
   BackendSizes sizes() const override { return cpu_backend_sizes(); }
+  float* alloc_host(size_t n) override { return alloc(n); }
+  void free_host(float* p) override { free(p); }
   void round_to_bf16(float* p, size_t n) override { cpu::round_fp32_to_bf16(p, n); }
 
   void sums_of_squares(double* out, const float* x, const size_t* offsets, const size_t* numels,

@@ -58,6 +58,7 @@ class CudaBackend final : public Backend {
     // The matmul plan cache keeps this stream's cuBLASLt workspace (keyed by the
     // stream handle) until matmul_release_plans(); other backends may still use
     // the cache, so it is not released here.
+    if (event_ != nullptr) PT_CUDA_CHECK(cudaEventDestroy(event_));
     PT_CUDA_CHECK(cudaStreamDestroy(stream_));
   }
 
@@ -66,6 +67,18 @@ class CudaBackend final : public Backend {
   void synchronize() override {
     activate();
     PT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  // One event, re-recorded per call: a consumer (the transport) waits on it at once.
+  void* record_event() override {
+    activate();
+    if (event_ == nullptr) PT_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+    PT_CUDA_CHECK(cudaEventRecord(event_, stream_));
+    return event_;
+  }
+  void wait_event(void* event) override {
+    if (event == nullptr) return;
+    activate();
+    PT_CUDA_CHECK(cudaStreamWaitEvent(stream_, static_cast<cudaEvent_t>(event), 0));
   }
   // Tracked in device_bytes/free_device: every cudaMalloc of this backend
   // (buffers and workspaces), not cuBLASLt's workspace or the CUDA context.
@@ -94,6 +107,18 @@ class CudaBackend final : public Backend {
   // Flash-style attention: saves lse (B, NH, T); the backward's scratch holds
   // D = rowsum(dout * out), also (B, NH, T).
   BackendSizes sizes() const override { return cuda_backend_sizes(); }
+  float* alloc_host(size_t n) override {
+    activate();
+    void* p = nullptr;
+    PT_CUDA_CHECK(cudaMallocHost(&p, std::max<size_t>(n, 1) * sizeof(float)));
+    return static_cast<float*>(p);
+  }
+  void free_host(float* p) override {
+    if (p == nullptr) return;
+    activate();
+    PT_CUDA_CHECK(cudaStreamSynchronize(stream_));  // no copy may still read or write it
+    PT_CUDA_CHECK(cudaFreeHost(p));
+  }
   void round_to_bf16(float* p, size_t n) override {
     activate();
     cuda::round_fp32_to_bf16(p, n, stream_);
@@ -248,6 +273,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   double* sumsq_ = nullptr;      // sums_of_squares: results and reduction scratch
   size_t sumsq_bytes_ = 0;
+  cudaEvent_t event_ = nullptr;  // record_event()
   float* ln_scratch_ = nullptr;  // LayerNorm weight-gradient partial sums
   size_t ln_scratch_bytes_ = 0;
   int32_t* enc_workspace_ = nullptr;  // encoder backward bucketing

@@ -6,14 +6,32 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "common/rng.h"
 #include "model/stage_model.h"
+#include "pipeline/lower.h"
+#include "pipeline/schedules/schedules.h"
 
 namespace pt::testing {
 
 constexpr int kExecB = 2, kExecT = 8, kExecVocab = 37;
+
+// The lowered list of `kind` on `ranks` x `chunks` with m micro-batches; false (and *error set) on failure.
+inline bool lowered_schedule(const std::string& kind, int ranks, int chunks, int m, Schedule* lowered,
+                             std::string* error) {
+  ScheduleSpec spec;
+  spec.kind = kind;
+  spec.ranks = ranks;
+  spec.chunks = chunks;
+  spec.microbatches = m;
+  Schedule compute;
+  Status st = make_schedule(spec, &compute);
+  if (st.is_ok()) st = lower_communication(compute, lowered);
+  *error = st.message();
+  return st.is_ok();
+}
 
 // n_layer blocks (one per stage), V = 37, C = 16, 2 heads, untied.
 inline ModelConfig executor_test_model(int n_layer) {
@@ -38,9 +56,13 @@ inline void executor_test_batch(int mb, int32_t* in, int32_t* tg) {
 }
 
 // A stage's gradients by global tensor id.
+// Every tensor's gradient by global id, downloaded from the model's backend memory.
 inline std::map<int, std::vector<float>> grads_by_id(StageModel& m) {
   std::map<int, std::vector<float>> out;
-  for (const auto& t : m.tensors()) out[t.global_id].assign(m.grads() + t.offset, m.grads() + t.offset + t.numel);
+  for (const auto& t : m.tensors()) {
+    out[t.global_id].resize(t.numel);
+    m.download(out[t.global_id].data(), m.grads() + t.offset, t.numel);
+  }
   return out;
 }
 
