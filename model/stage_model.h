@@ -195,7 +195,8 @@ class StageModel {
   // during backward()/backward_weight(), fn(from) says grads()[from, num_params()) will
   // not change again in this call (weight gradients are produced last tensor first:
   // head, final LayerNorm, blocks from the last, embedding). Called only where grads()
-  // is the memory the backward writes (host-memory backends); never on mirrored ones.
+  // is host memory (host_memory()): device gradients are still being written on the
+  // stream when the call returns, so their sums start at ALLREDUCE_GRAD.
   // An empty fn removes the hook. Default: no hook.
   virtual void set_grads_ready_hook(std::function<void(size_t from)> fn) { (void)fn; }
 

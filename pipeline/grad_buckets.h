@@ -12,7 +12,7 @@
 // grads_final_next); each ready_from(from) during it starts, with a non-blocking sum
 // (Collectives::start_allreduce_sum), every bucket lying wholly in [from, end); finish()
 // at the ALLREDUCE_GRAD action starts the rest (all of them when no hook fired:
-// a backend whose host gradients are mirrors, or arm() not called) and waits for all.
+// gradients in device memory, or arm() not called) and waits for all.
 // Each ready_from also calls Collectives::progress(), so MPI advances the sums already
 // started between the blocks of the backward (it has no progress thread of its own).
 // Every member of the group starts the same buckets in the same order, so the
