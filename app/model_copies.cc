@@ -5,60 +5,65 @@
 #include <vector>
 
 #include "common/check.h"
+#include "model/cpu/average.h"
 
 namespace pt {
 
 namespace {
 
-// dst_p[i] = mean over p of src_p[i] for n floats (the formula of the header), for every p.
-void average_buffers(const std::vector<float*>& bufs, size_t n) {
-  const double M = double(bufs.size());
-  for (size_t i = 0; i < n; ++i) {
-    double sum = 0.0;
-    for (const float* b : bufs) sum += double(b[i]);
-    const float mean = float(sum / M);
-    for (float* b : bufs) b[i] = mean;
+// The copies' parameters averaged in backend memory, on copy 0's backend (its stream, after
+// every copy's pending work): no host round trip, and the same bits as the host formula.
+void average_params(const std::vector<LocalStage*>& copies) {
+  const size_t n = copies[0]->model->num_params();
+  std::vector<float*> params;
+  for (LocalStage* ls : copies) {
+    StageModel& m = *ls->model;
+    PT_CHECK_MSG(m.num_params() == n && ls->version == copies[0]->version,
+                 "copies of stage " + std::to_string(copies[0]->stage) + " differ in layout or version");
+    m.synchronize();
+    params.push_back(m.params());
   }
+  StageModel& first = *copies[0]->model;
+  first.average(params.data(), int(params.size()), n);
+  first.synchronize();
+  for (LocalStage* ls : copies) ls->model->params_written();
+}
+
+// The optimizer states averaged tensor by tensor: device states in device memory with the
+// backend op (their device_tensors()), host states (or a device state without device
+// views: through its host mirror) with the CPU twin of the same formula.
+void average_state(const std::vector<LocalStage*>& copies) {
+  std::vector<std::vector<StateTensor>> state;
+  bool device = true;
+  for (LocalStage* ls : copies) {
+    PT_CHECK_MSG(ls->optimizer_state != nullptr, "a copy of stage " + std::to_string(ls->stage) + " has no optimizer state");
+    state.push_back(ls->optimizer_state->device_tensors());
+    device = device && !state.back().empty();
+  }
+  if (!device) {
+    state.clear();
+    for (LocalStage* ls : copies) {
+      ls->optimizer_state->sync_to_host();
+      state.push_back(ls->optimizer_state->tensors());
+    }
+  }
+  for (size_t k = 0; k < state[0].size(); ++k) {
+    std::vector<float*> bufs;
+    for (auto& tensors : state) bufs.push_back(tensors[k].data);
+    if (device) copies[0]->model->average(bufs.data(), int(bufs.size()), state[0][k].numel);
+    else cpu::average(bufs.data(), int(bufs.size()), state[0][k].numel);
+  }
+  copies[0]->model->synchronize();
+  if (!device)
+    for (LocalStage* ls : copies) ls->optimizer_state->sync_to_device();
 }
 
 }  // namespace
 
 void average_copies(const std::vector<LocalStage*>& copies) {
   PT_CHECK(!copies.empty());
-  const size_t n = copies[0]->model->num_params();
-  // Host views of the parameters: the buffers themselves in host memory, else staged copies
-  // (explicit transfers at every AVERAGE: the average has no device twin yet).
-  std::vector<float*> params;
-  std::vector<std::vector<float>> staged(copies.size());
-  for (size_t p = 0; p < copies.size(); ++p) {
-    StageModel& m = *copies[p]->model;
-    PT_CHECK_MSG(m.num_params() == n && copies[p]->version == copies[0]->version,
-                 "copies of stage " + std::to_string(copies[0]->stage) + " differ in layout or version");
-    if (!m.host_memory()) {
-      staged[p].resize(n);
-      m.params_to_host(staged[p].data());
-    }
-    params.push_back(m.host_memory() ? m.params() : staged[p].data());
-  }
-  average_buffers(params, n);
-  for (size_t p = 0; p < copies.size(); ++p) {
-    StageModel& m = *copies[p]->model;
-    if (m.host_memory()) m.params_written();
-    else m.params_from_host(staged[p].data());
-  }
-  if (!copies[0]->optimizer_state) return;
-  std::vector<std::vector<StateTensor>> state;
-  for (LocalStage* ls : copies) {
-    PT_CHECK_MSG(ls->optimizer_state != nullptr, "a copy of stage " + std::to_string(ls->stage) + " has no optimizer state");
-    ls->optimizer_state->sync_to_host();
-    state.push_back(ls->optimizer_state->tensors());
-  }
-  for (size_t k = 0; k < state[0].size(); ++k) {
-    std::vector<float*> bufs;
-    for (auto& tensors : state) bufs.push_back(tensors[k].data);
-    average_buffers(bufs, state[0][k].numel);
-  }
-  for (LocalStage* ls : copies) ls->optimizer_state->sync_to_device();
+  average_params(copies);
+  if (copies[0]->optimizer_state) average_state(copies);
 }
 
 std::vector<LocalStage*> copies_of(std::vector<LocalStage>& local, int model_stage, int chain) {

@@ -4,7 +4,9 @@
 // the micro-batches. At every round barrier (the AVERAGE action) a rank replaces the parameters
 // AND the optimizer state of its copies of a stage by their element-wise mean:
 //   x[i] = float( (sum over copies p = 0..M-1, ascending, of double(x_p[i])) / M )
-// written to every copy, so the copies leave the barrier bit-identical. The optimizer state is
+// written to every copy, so the copies leave the barrier bit-identical. It runs in backend memory
+// (StageModel::average, on copy 0's backend; device optimizer states through device_tensors()),
+// so on CUDA the barrier moves nothing between host and device. The optimizer state is
 // averaged too (not kept per copy) because a drain then holds ONE model: evaluation runs on
 // pipeline 0's copy, a checkpoint saves it and a resume loads it into every copy, bitwise what the
 // uninterrupted run holds; averaged moments are also the natural state of the averaged point

@@ -95,6 +95,11 @@ class Backend {
   // out (n) = a (n) + b (n), one IEEE add per element, so bitwise equal on every
   // backend; out may alias a or b. Backend memory (any backend of this device).
   virtual void add(float* out, const float* a, const float* b, size_t n) = 0;
+  // For i < n, every bufs[p][i] (p < count) = float( (sum over p ascending of double(bufs[p][i]))
+  // / count ): double adds and one double divide, correctly rounded, so bitwise equal on every
+  // backend (LocalSGD's average of copies). bufs: a host array of count (>= 1; CUDA: <= 32)
+  // distinct pointers into backend memory of this device.
+  virtual void average(float* const* bufs, int count, size_t n) = 0;
 
   // ---- ops (see model/cpu/<op>.h for the exact contracts) ----
   // out (B,T,C); inp (B,T); wte (V,C); wpe (maxT,C)

@@ -341,6 +341,7 @@ class BackendStageModel final : public StageModel {
   }
   void add(float* out, const float* a, const float* b, size_t n) override { backend_->add(out, a, b, n); }
   void copy(float* dst, const float* src, size_t n) override { backend_->copy(dst, src, n); }
+  void average(float* const* bufs, int count, size_t n) override { backend_->average(bufs, count, n); }
 
   void stash_params(int key) override {
     float*& p = stash_[key];

@@ -28,7 +28,7 @@
 // optimizer in the backend's memory space (stream()). The host sees the values only
 // at explicit points, through download()/upload() (params_to_host()/params_from_host()
 // for the whole buffer): checkpoint save/load, run.save_params, replay, the drain
-// checks of AMDP and LocalSGD, LocalSGD's average of copies (no device twin yet), and
+// checks of AMDP and LocalSGD, and
 // collectives that cannot take device memory (staged, app/backend_staging.h).
 // Every such transfer is counted in transfers(), so a test can check that a step
 // makes none. Rules for callers:
@@ -144,6 +144,9 @@ class StageModel {
   // stream: synchronize() another model that wrote an input first.
   virtual void add(float* out, const float* a, const float* b, size_t n) = 0;
   virtual void copy(float* dst, const float* src, size_t n) = 0;  // backend to backend
+  // Every bufs[p] (count host-held pointers to n floats in stage models' backend memory on this
+  // device) = their element-wise mean, Backend::average's formula. Same stream rule as add().
+  virtual void average(float* const* bufs, int count, size_t n) = 0;
 
   // ---- weight stashing (asynchronous schedules: a forward or backward of an older
   // parameter version, pipeline/executor.h); the copies stay in backend memory ----

@@ -97,6 +97,10 @@ class OptimizerState {
   // The host-view hooks (see the header comment); no-ops for kHost states.
   virtual void sync_to_host() {}
   virtual void sync_to_device() {}
+  // kDevice states: tensors() again (same order, names and sizes) with data pointing at the
+  // device memory itself, for backend ops on the state (LocalSGD's average of copies, no
+  // host round trip). Empty for host states.
+  virtual std::vector<StateTensor> device_tensors() { return {}; }
 };
 
 class Optimizer {

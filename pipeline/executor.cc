@@ -426,7 +426,7 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
 
 std::vector<float> Executor::forward_only(int count, const BatchFn& batch) {
   const int S = schedule_.num_stages;
-  std::vector<float> losses;
+  StageModel* last = nullptr;  // pipeline 0's last stage, when on this rank
   std::vector<float> in(act_floats_), out(act_floats_);
   // Every rank walks (micro-batch, stage of pipeline 0) in the same order: receives
   // are matched by sends issued earlier in that order, so no rank waits on a later one.
@@ -442,7 +442,10 @@ std::vector<float> Executor::forward_only(int count, const BatchFn& batch) {
       const int slot = take_slot(s);
       model->forward(slot, is_first(s) ? inputs_.data() : nullptr, is_first(s) ? nullptr : in.data(),
                      is_last(s) ? targets_.data() : nullptr, is_last(s) ? nullptr : out.data());
-      if (is_last(s)) losses.push_back(model->loss(slot));
+      if (is_last(s)) {
+        model->record_loss(slot);  // kept in backend memory: one download for all, below
+        last = model;
+      }
       give_slot(s, slot);
       if (!is_last(s) && !stages_[s + 1]) {
         transport_->send(out.data(), act_floats_, schedule_.stage_to_rank[s + 1], message_tag(kActTag, s, mb, S));
@@ -450,7 +453,7 @@ std::vector<float> Executor::forward_only(int count, const BatchFn& batch) {
       }
     }
   }
-  return losses;
+  return last ? last->take_losses() : std::vector<float>{};
 }
 
 }  // namespace pt

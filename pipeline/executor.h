@@ -94,7 +94,8 @@ class Executor {
 
   // Forward-only pass of `count` micro-batches through the stages of pipeline 0
   // (evaluation; AMDP's replicas hold identical weights at drain points).
-  // Returns per-micro-batch losses on the last stage's rank, empty elsewhere.
+  // Returns per-micro-batch losses on the last stage's rank, empty elsewhere (recorded in the
+  // stage's backend memory and read once at the end: StageModel::record_loss/take_losses).
   std::vector<float> forward_only(int count, const BatchFn& batch);
 
   // Records StepOutput::spans (two clock reads and one push per action). Off by default.

@@ -7,6 +7,7 @@
 #include "common/check.h"
 #include "model/backend.h"
 #include "model/cpu/attention.h"
+#include "model/cpu/average.h"
 #include "model/cpu/convert_bf16.h"
 #include "model/cpu/crossentropy.h"
 #include "model/cpu/encoder.h"
@@ -58,6 +59,7 @@ class CpuBackend final : public Backend {
     for (int k = 0; k < count; ++k) out[k] = sum_of_squares(x + offsets[k], numels[k]);
   }
   void add(float* out, const float* a, const float* b, size_t n) override { cpu::add(out, a, b, n); }
+  void average(float* const* bufs, int count, size_t n) override { cpu::average(bufs, count, n); }
 
   void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
                        int C) override {

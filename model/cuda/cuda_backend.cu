@@ -12,6 +12,7 @@
 
 #include "common/check.h"
 #include "model/cuda/attention.h"
+#include "model/cuda/average.h"
 #include "model/cuda/convert_bf16.h"
 #include "model/cuda/crossentropy.h"
 #include "model/cuda/cuda_check.h"
@@ -137,6 +138,10 @@ class CudaBackend final : public Backend {
   void add(float* out, const float* a, const float* b, size_t n) override {
     activate();
     cuda::add(out, a, b, n, stream_);
+  }
+  void average(float* const* bufs, int count, size_t n) override {
+    activate();
+    cuda::average(bufs, count, n, stream_);
   }
 
   // ---- ops ----

@@ -44,6 +44,12 @@ class AdamWDeviceState final : public AdamWState {
     PT_CUDA_CHECK(cudaMemcpy(m_, host_m(), n() * sizeof(float), cudaMemcpyHostToDevice));
     PT_CUDA_CHECK(cudaMemcpy(v_, host_v(), n() * sizeof(float), cudaMemcpyHostToDevice));
   }
+  std::vector<StateTensor> device_tensors() override {
+    std::vector<StateTensor> out = tensors();
+    out[0].data = m_;
+    out[1].data = v_;
+    return out;
+  }
   float* m() { return m_; }
   float* v() { return v_; }
 

@@ -50,6 +50,17 @@ class BasisRotationDeviceState final : public BasisRotationState {
   void sync_to_host() override { transfer(cudaMemcpyDeviceToHost); }
   void sync_to_device() override { transfer(cudaMemcpyHostToDevice); }
 
+  // tensors()' order: adam_m, adam_v, then every tensor's blocks in order.
+  std::vector<StateTensor> device_tensors() override {
+    std::vector<StateTensor> out = tensors();
+    out[0].data = m_;
+    out[1].data = v_;
+    size_t j = 2;
+    for (const auto& per : blocks_)
+      for (float* p : per) out[j++].data = p;
+    PT_CHECK(j == out.size());
+    return out;
+  }
   float* m() { return m_; }
   float* v() { return v_; }
   RotatedMatrix device_matrix(size_t k) {

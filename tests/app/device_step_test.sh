@@ -9,8 +9,8 @@
 #     val loss columns of metrics.jsonl and every final parameter file (run.save_params);
 #  2. transfers inside the steps (summary.json step_transfer_floats, summed over ranks):
 #     none in any normal run; none in device space unless a collective must be staged:
-#     pp=1, the asynchronous kinds without tied embeddings (paci, pipedream, rpd; localsgd
-#     stages its average of the copies), and dp=2 (pp=1 and pp=2,
+#     pp=1, the asynchronous kinds without tied embeddings (paci, pipedream, rpd, and localsgd,
+#     whose average of the copies runs on the backend), and dp=2 (pp=1 and pp=2,
 #     1f1b and pipedream) with device data sums make none; the tied 1f1b at pp=2 stages
 #     exactly its wte gradient exchange, 4 * steps * |wte| floats (a download and an
 #     upload on each of the two ranks);
@@ -83,8 +83,9 @@ case_pair pipedream 1 2 --set parallel.pp=2 --set schedule.kind=pipedream --set 
 expect_moved pipedream_dev 0
 # pp=4: two bidirectional pipelines, so the replica gather and the owner broadcast run (staged) too.
 case_pair amdp 1 4 --set parallel.pp=4 --set schedule.kind=amdp "${untied[@]}"
-# LocalSGD: two copies per rank, averaged at each round (the average is staged through the host).
+# LocalSGD: two copies per rank, averaged at each round on the backend (StageModel::average).
 case_pair localsgd 1 2 --set parallel.pp=2 --set schedule.kind=localsgd "${untied[@]}"
+expect_moved localsgd_dev 0
 # rpd: stale snapshots swapped in for forwards, input-gradient-only backwards, one block stepped.
 case_pair rpd 1 2 --set parallel.pp=2 --set schedule.kind=rpd --set training.microbatches=1 --set schedule.rpd.max_delay=2 \
   "${untied[@]}"

@@ -5,7 +5,8 @@
 //    direction, refuse ranges outside params/grads, and an upload into params reaches the
 //    next forward (fp32 and the bf16 weight copy);
 //  * the step ops: grad_sums_of_squares equals optim's sum_of_squares per tensor bitwise,
-//    add equals the host's IEEE adds bitwise;
+//    add equals the host's IEEE adds bitwise, average equals the header's double formula
+//    bitwise, writes it to every buffer and moves nothing between host and backend;
 //  * weight stashes: a swapped-in stash computes what a model holding those parameters
 //    computes, a second swap restores the live parameters, and none of it is a transfer;
 //  * deferred losses: take_losses() returns what loss() returned for every recorded
@@ -127,6 +128,26 @@ TEST(StageModelMemory, StepOpsMatchTheHostBitwise) {
   std::vector<float> want(g.size());
   for (size_t i = 0; i < g.size(); ++i) want[i] = g[i] + p[i];
   EXPECT_TRUE(same_bits(host_grads(*m), want));
+}
+
+// average over three buffers (an odd count: the divide rounds) of two models on one device.
+TEST(StageModelMemory, AverageIsTheDoubleMeanInEveryBuffer) {
+  auto m = make(true), other = make(true);
+  other->init_params(7);
+  step(*m, 9);
+  const std::vector<float> a = host_params(*m), b = host_grads(*m), c = host_params(*other);
+  std::vector<float> want(a.size());
+  for (size_t i = 0; i < a.size(); ++i) want[i] = float((double(a[i]) + double(b[i]) + double(c[i])) / 3.0);
+  size_t float_sum_differs = 0;  // the double accumulation is visible: an fp32 sum would differ here
+  for (size_t i = 0; i < a.size(); ++i) float_sum_differs += float((a[i] + b[i] + c[i]) / 3.0f) != want[i];
+  EXPECT_GT(float_sum_differs, 0u);
+  const int64_t moved = m->transfers().total() + other->transfers().total();
+  float* bufs[] = {m->params(), m->grads(), other->params()};
+  m->average(bufs, 3, a.size());
+  EXPECT_EQ(m->transfers().total() + other->transfers().total(), moved);
+  EXPECT_TRUE(same_bits(host_params(*m), want));
+  EXPECT_TRUE(same_bits(host_grads(*m), want));
+  EXPECT_TRUE(same_bits(host_params(*other), want));
 }
 
 TEST(StageModelMemory, StashedParamsSwapInAndOut) {

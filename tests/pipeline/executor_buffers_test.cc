@@ -101,6 +101,7 @@ class RecordingStage final : public StageModel {
   void grad_sums_of_squares(double* out) override { m_->grad_sums_of_squares(out); }
   void add(float* o, const float* a, const float* b, size_t n) override { m_->add(o, a, b, n); }
   void copy(float* d, const float* s, size_t n) override { m_->copy(d, s, n); }
+  void average(float* const* b, int c, size_t n) override { m_->average(b, c, n); }
   void stash_params(int key) override { m_->stash_params(key); }
   void swap_stashed_params(int key) override { m_->swap_stashed_params(key); }
   void drop_stashed_params(int key) override { m_->drop_stashed_params(key); }

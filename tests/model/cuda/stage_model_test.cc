@@ -9,8 +9,8 @@
 // stage_model.h (params uploaded from the host reach the forward, an uploaded gradient
 // edit is what a later backward accumulates onto, zero_grads clears the gradients,
 // transfers are counted; the step ops: per-tensor sums of squares against the CPU,
-// add bitwise, weight stashes swap and restore); the backend factory (runs without a
-// GPU too); bf16 precision against the CPU bf16 model (Bf16MatchesCpuBf16, bound
+// add bitwise, average bitwise against its CPU twin, weight stashes swap and restore); the
+// backend factory (runs without a GPU too); bf16 precision against the CPU bf16 model (Bf16MatchesCpuBf16, bound
 // derived there); the chunked classifier and the fused backward without split buffers
 // (ChunkedClassifierWithoutSplitMatchesCpu).
 //
@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "model/cpu/average.h"
 #include "model/cpu/bf16.h"
 #include "model/param_layout.h"
 #include "model/stage_model.h"
@@ -390,6 +391,17 @@ TEST_F(CudaStageModel, ExplicitTransfers) {
   for (size_t i = 0; i < n; ++i) expect[i] = expect[i] + p_host[i];
   gpu->add(gpu->grads(), gpu->grads(), gpu->params(), n);
   EXPECT_TRUE(bitwise_equal(host_grads(*gpu), expect)) << "add differs from the host's IEEE adds";
+  // average (LocalSGD): the double mean of the twin (model/cpu/average.h), bitwise, in every buffer.
+  {
+    std::vector<float> mean_g = host_params(*gpu), mean_c = host_grads(*gpu);
+    float* gbufs[] = {gpu->params(), gpu->grads()};
+    float* cbufs[] = {mean_g.data(), mean_c.data()};
+    gpu->average(gbufs, 2, n);
+    cpu::average(cbufs, 2, n);
+    EXPECT_TRUE(bitwise_equal(host_params(*gpu), mean_g)) << "average differs from the CPU twin";
+    EXPECT_TRUE(bitwise_equal(host_grads(*gpu), mean_g)) << "average writes every buffer";
+    gpu->params_from_host(p_host.data());
+  }
   for (StageModel* m : {gpu.get(), cpu.get()}) m->zero_grads();
 
   // Weight stashes: a swapped-in stash is what the forward reads; a second swap restores.
