@@ -11,6 +11,8 @@
 //   * groups are opened and closed exactly at comm_groups()'s boundaries;
 //   * grads_final_next comes once per stage, right before its last weight backward.
 // And the same models over the host-only local transport (staged through host copies).
+// Evaluation (forward_only) records each loss in backend memory and reads them with one
+// take_losses() per pass, never loss() per micro-batch, with the reference's bits.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -36,7 +38,8 @@ constexpr int kB = testing::kExecB, kT = testing::kExecT, kM = 4;
 
 // One rank's record of ordering calls, in issue order.
 struct Entry {
-  char what;  // 'C' compute, 'P' producer event, 'W' consumer wait, 'S' send, 'R' recv, '(' ')' group
+  char what;  // 'C' compute, 'P' producer event, 'W' consumer wait, 'S' send, 'R' recv, '(' ')' group,
+              // 'L' loss(), 'T' take_losses()
   int stage;
   intptr_t event;
 };
@@ -89,9 +92,15 @@ class RecordingStage final : public StageModel {
     log_->add('C', stage_);
     m_->forward(slot, tok, in, tg, out);
   }
-  float loss(int slot) const override { return m_->loss(slot); }
+  float loss(int slot) const override {
+    log_->add('L', stage_);
+    return m_->loss(slot);
+  }
   void record_loss(int slot) override { m_->record_loss(slot); }
-  std::vector<float> take_losses() override { return m_->take_losses(); }
+  std::vector<float> take_losses() override {
+    log_->add('T', stage_);
+    return m_->take_losses();
+  }
   bool host_memory() const override { return m_->host_memory(); }
   void* stream() const override { return m_->stream(); }
   void download(float* h, const float* s, size_t n) override { m_->download(h, s, n); }
@@ -193,6 +202,21 @@ void check_log(const Schedule& lowered, const Log& log, int rank) {
   }
 }
 
+// One RecordingStage per stage of `lowered`, logging into its rank's log.
+std::vector<std::unique_ptr<StageModel>> recording_stages(const ModelConfig& cfg, const Schedule& lowered,
+                                                          std::vector<Log>* logs) {
+  const int S = lowered.num_stages;
+  std::vector<std::unique_ptr<StageModel>> stages;
+  for (int s = 0; s < S; ++s) {
+    auto m = make_cpu_stage_model(cfg, StageSpec{s, s + 1, s == 0, s == S - 1}, kB, kT);
+    stages.push_back(
+        std::make_unique<RecordingStage>(std::move(m), &(*logs)[size_t(lowered.stage_to_rank[size_t(s)])], s));
+    stages.back()->init_params(3);
+    stages.back()->zero_grads();
+  }
+  return stages;
+}
+
 void run(const std::string& kind, int ranks, int chunks, bool device_transport) {
   const int S = ranks * chunks;
   const ModelConfig cfg = testing::executor_test_model(S);
@@ -201,13 +225,7 @@ void run(const std::string& kind, int ranks, int chunks, bool device_transport) 
   std::string error;
   ASSERT_TRUE(testing::lowered_schedule(kind, ranks, chunks, kM, &lowered, &error)) << error;
   std::vector<Log> logs(static_cast<size_t>(ranks));
-  std::vector<std::unique_ptr<StageModel>> stages;
-  for (int s = 0; s < S; ++s) {
-    auto m = make_cpu_stage_model(cfg, StageSpec{s, s + 1, s == 0, s == S - 1}, kB, kT);
-    stages.push_back(std::make_unique<RecordingStage>(std::move(m), &logs[size_t(lowered.stage_to_rank[size_t(s)])], s));
-    stages.back()->init_params(3);
-    stages.back()->zero_grads();
-  }
+  std::vector<std::unique_ptr<StageModel>> stages = recording_stages(cfg, lowered, &logs);
   auto hub = make_local_hub(ranks);
   std::vector<StepOutput> outs(static_cast<size_t>(ranks));
   std::vector<std::thread> threads;
@@ -251,6 +269,36 @@ void run(const std::string& kind, int ranks, int chunks, bool device_transport) 
 TEST(ExecutorBuffers, DeviceBuffersOrderedByEventsOneFOneB) { run("1f1b", 4, 1, true); }
 TEST(ExecutorBuffers, DeviceBuffersOrderedByEventsZeroBubble) { run("zb_h1", 4, 1, true); }
 TEST(ExecutorBuffers, DeviceBuffersOrderedByEventsInterleaved) { run("interleaved_1f1b", 2, 2, true); }
+TEST(ExecutorBuffers, EvaluationReadsRecordedLossesOnce) {
+  const int ranks = 2;
+  const ModelConfig cfg = testing::executor_test_model(ranks);
+  const testing::AccumulationReference ref = testing::gradient_accumulation_reference(cfg, kM);
+  Schedule lowered;
+  std::string error;
+  ASSERT_TRUE(testing::lowered_schedule("1f1b", ranks, 1, kM, &lowered, &error)) << error;
+  std::vector<Log> logs(static_cast<size_t>(ranks));
+  std::vector<std::unique_ptr<StageModel>> stages = recording_stages(cfg, lowered, &logs);
+  auto hub = make_local_hub(ranks);
+  std::vector<std::vector<float>> losses(static_cast<size_t>(ranks));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < ranks; ++r)
+    threads.emplace_back([&, r] {
+      std::unique_ptr<Transport> t = make_local_transport(hub, r);
+      std::vector<StageModel*> mine(size_t(ranks), nullptr);
+      mine[size_t(r)] = stages[size_t(r)].get();
+      Executor ex(lowered, r, mine, t.get());
+      losses[size_t(r)] = ex.forward_only(kM, testing::executor_test_batch);
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(losses[0].empty());
+  ASSERT_EQ(losses[1].size(), size_t(kM));
+  for (int mb = 0; mb < kM; ++mb) EXPECT_EQ(losses[1][size_t(mb)], ref.losses[size_t(mb)]) << "micro-batch " << mb;
+  std::string reads;
+  for (const Entry& x : logs[1].entries)
+    if (x.what == 'L' || x.what == 'T') reads += x.what;
+  EXPECT_EQ(reads, "T") << "one take_losses per evaluation, no loss() per micro-batch";
+}
+
 TEST(ExecutorBuffers, DeviceBuffersStagedThroughHostForAHostTransport) {
   run("1f1b", 4, 1, false);
   run("interleaved_1f1b", 2, 2, false);
