@@ -17,7 +17,8 @@
 # budget) are skipped and listed; with a binary missing it is built first, inside the budget.
 #
 # Usage: scripts/mps_study.sh [OPTIONS] OUTDIR
-#   --backend cuda|cpu  cuda (default): MPS on one GPU; cpu: the rehearsal without a GPU,
+#   --backend cuda|cpu  cuda (default): MPS on one GPU (plain mpirun, said in the report, when
+#                       the MPS control daemon is missing); cpu: the rehearsal without a GPU,
 #                       plain mpirun on the CPU backend (no MPS)
 #   --config PATH       default configs/gpt2_124m.yaml
 #   --np N              pipeline ranks (parallel.pp), default 4
@@ -38,7 +39,7 @@
 #   scripts/mps_study.sh --backend cpu --config configs/cpu_paci.yaml --np 2 runs/mps_rehearsal
 set -uo pipefail
 prog=mps_study
-usage() { sed -n '19,38p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '19,39p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "$prog: $*" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 invocation=$(printf '%q ' "$0" "$@")
@@ -85,6 +86,7 @@ elapsed() { echo $(($(date +%s) - start)); }
 left() { echo $((budget - $(elapsed))); }
 note() { echo "[$prog $(elapsed)s] $*" | tee -a "$out/progress.log"; }
 failed=() skipped=()
+mps=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 : >"$out/commands.txt" >"$out/progress.log"
 
@@ -98,14 +100,20 @@ if [ "$backend" = cuda ]; then
     echo "$prog: no GPU visible ($smi -L lists none); see $out/mps_pipeline.md" >&2
     exit 3
   fi
-  machine="GPU: $machine; $np MPS ranks x $((100 / np)) % of the SMs"
+  if command -v "${MPS_CONTROL:-nvidia-cuda-mps-control}" >/dev/null 2>&1; then
+    machine="GPU: $machine; $np MPS ranks x $((100 / np)) % of the SMs"
+  else  # the numbers are still worth having from a scarce GPU window; the report says how they were made
+    mps=0
+    machine="GPU: $machine; $np ranks time-sharing it WITHOUT MPS (${MPS_CONTROL:-nvidia-cuda-mps-control} not found)"
+  fi
   build=${BUILD_DIR:-$root/build-gpu}
 else
   machine="CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, no GPU; $np ranks under plain mpirun"
   build=${BUILD_DIR:-$root/build}
 fi
 bin=${bin:-$build/pipetrain}
-note "$machine"
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+note "$machine; load average $load0"
 
 # ---- the binary (built inside the budget when missing) ----
 if [ ! -x "$bin" ]; then
@@ -139,7 +147,7 @@ launch() {  # launch LOG SUBCOMMAND ARGS...: on N MPS ranks (cuda) or N CPU rank
   local log=$1 sub=$2 secs
   shift 2
   local cmd=(${MPIRUN:-mpirun} --oversubscribe -np "$np" -x OPENBLAS_NUM_THREADS "$bin" "$sub" "$@" --set runtime.transport=mpi)
-  [ "$backend" = cpu ] || cmd=("$root/scripts/mps_pipeline.sh" -np "$np" --binary "$bin" --command "$sub" -- "$@")
+  [ "$backend" = cpu ] || [ "$mps" = 0 ] || cmd=("$root/scripts/mps_pipeline.sh" -np "$np" --binary "$bin" --command "$sub" -- "$@")
   record "${cmd[@]}"
   secs=$(left)
   [ "$secs" -gt 0 ] || { echo "$prog: no time left in the budget" >"$log"; return 124; }
@@ -212,6 +220,7 @@ done
 
 # ---- 4. the report ----
 note "report"
+machine="$machine; load average at the start $load0, at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 "$py" - "$out" "$steps" "$segment" "$np" "$precision" "$backend" "$machine" "$(elapsed)" "$budget" \
   "$config" "$(IFS=';'; echo "${failed[*]:-}")" "$(IFS=';'; echo "${skipped[*]:-}")" "$invocation" "$root" <<'PY' || failed+=("report")
 import json, os, statistics, sys

@@ -9,7 +9,11 @@
 #     predictions equal what `pipetrain plan --costs` prints for the listed command; 1f1b
 #     reaches the target (its own loss at 60% of its steps) by that step; 1f1b and bfpp
 #     end on the same loss (one synchronous update rule); the commands are listed;
-#  4. a budget of 0 s: the bench and the schedules are listed as skipped, exit 0.
+#  4. a budget of 0 s: the bench and the schedules are listed as skipped, exit 0;
+#  5. --backend cuda with stand-ins for nvidia-smi (a GPU), the MPS daemon and mpirun (which
+#     runs the real mpirun with runtime.backend=cpu): bench and the 4 runs go through
+#     scripts/mps_pipeline.sh on 4 MPS ranks of 25 %, the report names the GPU and has
+#     numbers; without the MPS daemon the ranks run under plain mpirun and the report says so.
 # Usage: mps_study_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
@@ -94,4 +98,50 @@ grep -q "^Skipped for time .*: bench (out of time); 1f1b (no cost file); paci_fl
   "$work/nobudget/mps_pipeline.md" || { cat "$work/nobudget/mps_pipeline.md"; fail "budget 0: the skips are not listed"; }
 grep -q "^| 1f1b | n/a | n/a |" "$work/nobudget/mps_pipeline.md" || fail "budget 0: a row shows numbers"
 echo "ok: budget 0: bench and every schedule listed as skipped"
+
+fake=$work/fake
+mkdir -p "$fake"
+cat >"$fake/smi" <<'SH'
+#!/bin/sh
+case "$1" in -L) echo "GPU 0: Stand-in GPU (UUID: GPU-0000)" ;; *) echo "Stand-in GPU, 570.00, 143771 MiB" ;; esac
+SH
+cat >"$fake/mps" <<'SH'
+#!/bin/sh
+if [ "${1:-}" = -d ]; then echo "mps start" >>"$FAKE_LOG"; else read -r cmd; echo "mps $cmd" >>"$FAKE_LOG"; fi
+SH
+cat >"$fake/mpirun" <<'SH'
+#!/bin/bash
+# The CPU stands in for the GPU: the same command line with runtime.backend=cpu.
+args=()
+for a in "$@"; do args+=("${a/runtime.backend=cuda/runtime.backend=cpu}"); done
+echo "mpirun pct=${CUDA_MPS_ACTIVE_THREAD_PERCENTAGE:-none} ${args[*]}" >>"$FAKE_LOG"
+exec mpirun "${args[@]}"
+SH
+chmod +x "$fake"/*
+cuda_study() {  # cuda_study NAME MPS_CONTROL: the cuda path with the stand-ins
+  local rc=0
+  : >"$work/$1.fake"
+  FAKE_LOG="$work/$1.fake" NVIDIA_SMI="$fake/smi" MPS_CONTROL=$2 MPIRUN="$fake/mpirun" MPS_STUDY_ITERS=2 \
+    bash "$script" --np 4 --steps 8 --segment 4 --precision fp32 --binary "$bin" --config "$cfg" \
+    --data "$work/data/train_*.bin" "$work/$1" >"$work/$1.log" 2>&1 || rc=$?
+  [ "$rc" = 0 ] || { cat "$work/$1.log"; fail "$1: exit $rc"; }
+  for s in "1f1b" "bfpp (2 chunks)" "paci_flush (1F1B-flush)" "paci"; do
+    grep -qE "^\| $(sed 's/[()]/\\&/g' <<<"$s") \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| (yes|no) \|" "$work/$1/mps_pipeline.md" ||
+      { cat "$work/$1/mps_pipeline.md"; fail "$1: no row of numbers for $s"; }
+  done
+}
+cuda_study mps "$fake/mps"
+[ "$(grep -c '^mpirun pct=25 .* bench .*runtime.backend=cpu' "$work/mps.fake")" = 1 ] &&
+  [ "$(grep -c '^mpirun pct=25 .* train .*runtime.backend=cpu' "$work/mps.fake")" = 4 ] &&
+  [ "$(grep -c '^mps start' "$work/mps.fake")" = 5 ] && [ "$(grep -c '^mps quit' "$work/mps.fake")" = 5 ] ||
+  { cat "$work/mps.fake"; fail "cuda: bench and 4 runs were not each on 4 MPS ranks of 25 %"; }
+grep -q "^- Machine: GPU: Stand-in GPU, 570.00, 143771 MiB; 4 MPS ranks x 25 % of the SMs" "$work/mps/mps_pipeline.md" ||
+  { cat "$work/mps/mps_pipeline.md"; fail "cuda: the report does not name the GPU and MPS"; }
+echo "ok: cuda path with stand-ins: bench and 4 runs through mps_pipeline.sh, report with numbers"
+cuda_study nomps "$work/no-mps-control"
+grep -q "^mps" "$work/nomps.fake" && fail "no MPS daemon: it was started anyway"
+[ "$(grep -c '^mpirun pct=none ' "$work/nomps.fake")" = 5 ] || { cat "$work/nomps.fake"; fail "no MPS: not 5 plain mpiruns"; }
+grep -q "4 ranks time-sharing it WITHOUT MPS (.*no-mps-control not found)" "$work/nomps/mps_pipeline.md" ||
+  fail "no MPS: the report does not say so"
+echo "ok: cuda path without the MPS daemon: plain mpirun, said in the report"
 echo "PASS"
