@@ -88,7 +88,8 @@ note() { echo "[$prog $(elapsed)s] $*" | tee -a "$out/progress.log"; }
 failed=() skipped=()
 mps=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
-: >"$out/commands.txt" >"$out/progress.log"
+: >"$out/commands.txt"
+: >"$out/progress.log"
 
 # ---- the machine ----
 if [ "$backend" = cuda ]; then
@@ -142,7 +143,7 @@ record() { printf '%q ' "$@" >>"$out/commands.txt"; echo >>"$out/commands.txt"; 
 launch() {  # launch LOG SUBCOMMAND ARGS...: on N MPS ranks (cuda) or N CPU ranks, killed at the budget
   local log=$1 sub=$2 secs
   shift 2
-  local cmd=(${MPIRUN:-mpirun} --oversubscribe -np "$np" -x OPENBLAS_NUM_THREADS "$bin" "$sub" "$@" --set runtime.transport=mpi)
+  local cmd=("${MPIRUN:-mpirun}" --oversubscribe -np "$np" -x OPENBLAS_NUM_THREADS "$bin" "$sub" "$@" --set runtime.transport=mpi)
   [ "$backend" = cpu ] || [ "$mps" = 0 ] || cmd=("$root/scripts/mps_pipeline.sh" -np "$np" --binary "$bin" --command "$sub" -- "$@")
   record "${cmd[@]}"
   secs=$(left)
