@@ -90,6 +90,7 @@ mps=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 : >"$out/commands.txt"
 : >"$out/progress.log"
+rm -rf "$out/runs" "$out"/predicted_*.txt "$out/costs.json"  # a rerun into OUTDIR must not report an earlier run
 
 # ---- the machine ----
 if [ "$backend" = cuda ]; then
@@ -128,7 +129,8 @@ fi
 # ---- training data ----
 if [ -z "$data" ]; then
   data=$(sed -n 's/^  train: *\([^ #]*\).*/\1/p' "$config" | head -1)
-  (cd "$root" && compgen -G "$data" >/dev/null) && data=$root/$data || data=""
+  [[ $data = /* ]] || data=$root/$data
+  compgen -G "$data" >/dev/null || data=""
 fi
 if [ -z "$data" ]; then  # the step time does not depend on the text; the loss falls on any text
   mkdir -p "$out/data"

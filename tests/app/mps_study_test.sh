@@ -9,7 +9,8 @@
 #     predictions equal what `pipetrain plan --costs` prints for the listed command; 1f1b
 #     reaches the target (its own loss at 60% of its steps) by that step; 1f1b and bfpp
 #     end on the same loss (one synchronous update rule); the commands are listed;
-#  4. a budget of 0 s: the bench and the schedules are listed as skipped, exit 0;
+#  4. a budget of 0 s, into the OUTDIR of 3: the bench and the schedules are listed as
+#     skipped, exit 0, and no row shows the earlier run's numbers;
 #  5. --backend cuda with stand-ins for nvidia-smi (a GPU), the MPS daemon and mpirun (which
 #     runs the real mpirun with runtime.backend=cpu): bench and the 4 runs go through
 #     scripts/mps_pipeline.sh on 4 MPS ranks of 25 %, the report names the GPU and has
@@ -92,11 +93,12 @@ echo "ok: CPU rehearsal end to end: every row has numbers, consistent with plan 
 
 rc=0
 MPS_STUDY_BUDGET_S=0 bash "$script" --backend cpu --config "$cfg" --np 2 --steps $steps --segment $segment \
-  --binary "$bin" --data "$work/data/train_*.bin" "$work/nobudget" >"$work/nobudget.log" 2>&1 || rc=$?
+  --binary "$bin" --data "$work/data/train_*.bin" "$work/study" >"$work/nobudget.log" 2>&1 || rc=$?
 [ "$rc" = 0 ] || { cat "$work/nobudget.log"; fail "budget 0: exit $rc, expected 0 (skips are not failures)"; }
 grep -q "^Skipped for time .*: bench (out of time); 1f1b (no cost file); paci_flush (no cost file); paci (no cost file); bfpp (no cost file)\.$" \
-  "$work/nobudget/mps_pipeline.md" || { cat "$work/nobudget/mps_pipeline.md"; fail "budget 0: the skips are not listed"; }
-grep -q "^| 1f1b | n/a | n/a |" "$work/nobudget/mps_pipeline.md" || fail "budget 0: a row shows numbers"
+  "$work/study/mps_pipeline.md" || { cat "$work/study/mps_pipeline.md"; fail "budget 0: the skips are not listed"; }
+[ "$(grep -c '^| [a-z_0-9]* .*| n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |$' "$work/study/mps_pipeline.md")" = 4 ] ||
+  { cat "$work/study/mps_pipeline.md"; fail "budget 0: a row shows numbers (of the earlier run?)"; }
 echo "ok: budget 0: bench and every schedule listed as skipped"
 
 fake=$work/fake
