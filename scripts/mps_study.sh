@@ -292,7 +292,15 @@ ttt = cf["time_s"] / cp["time_s"] if cf and cp else None
 L += ["**PACI vs 1F1B-flush (paci_flush):** throughput ratio paci / paci_flush measured "
       f"{f(meas, '.3f')}, predicted {f(predr, '.3f')}; time to the target loss paci_flush / paci {f(ttt, '.3f')}"
       f" ({f(cf and cf['time_s'], '.3f')} s vs {f(cp and cp['time_s'], '.3f')} s).", "",
-      "## Commands", "", "```", "# the study (from the repository root):", invocation.strip(),
+      "## Per-update times (ms, every step; the median leaves out the first segment)", ""]
+L += [f"- {s}: " + " ".join(f"{1e3 * (r['rows'][0]['tokens'] / r['rows'][0]['step']) / x['tokens_per_s']:.1f}"
+                            for x in r["rows"]) for s, r in runs.items() if r]
+bench_log = f"{out}/bench.log"
+keep = ("machine", "component", "block", "stage_io", "embedding", "head", "whole model", "composition", "optimizer",
+        "p2p", "single stage", "achieved", "MFU", "peak memory")
+if os.path.exists(bench_log):
+    L += ["", "## Bench (costs.json)", "", "```"] + [l.rstrip() for l in open(bench_log) if l.startswith(keep)] + ["```"]
+L += ["", "## Commands", "", "```", "# the study (from the repository root):", invocation.strip(),
       "# what it ran:", open(f"{out}/commands.txt").read().strip().replace(root + "/", ""), "```",
       "", "Logs (bench.log, plan_*.log, train_*.log, runs/*/metrics.jsonl) beside this file."]
 open(f"{out}/mps_pipeline.md", "w").write("\n".join(L) + "\n")
