@@ -97,8 +97,8 @@ BucketedAllReduce* SegmentRunner::dp_buckets(LocalStage& ls) {
 void SegmentRunner::set_grads_ready_hooks(std::vector<LocalStage>& local, bool on) {
   for (auto& ls : local) {
     BucketedAllReduce* b = on ? dp_buckets(ls) : nullptr;
-    ls.model->set_grads_ready_hook(b ? std::function<void(size_t)>([b](size_t from) { b->ready_from(from); })
-                                     : std::function<void(size_t)>());
+    using Hook = std::function<void(size_t, void*)>;
+    ls.model->set_grads_ready_hook(b ? Hook([b](size_t from, void* ready) { b->ready_from(from, ready); }) : Hook());
   }
 }
 

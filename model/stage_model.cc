@@ -370,7 +370,7 @@ class BackendStageModel final : public StageModel {
 
   void synchronize() override { backend_->synchronize(); }
   std::unique_ptr<BoundaryMemory> boundary_memory() override { return make_backend_boundary_memory(backend_.get()); }
-  void set_grads_ready_hook(std::function<void(size_t)> fn) override { grads_ready_hook_ = std::move(fn); }
+  void set_grads_ready_hook(std::function<void(size_t, void*)> fn) override { grads_ready_hook_ = std::move(fn); }
   size_t peak_device_bytes() const override { return backend_->peak_device_bytes(); }
 
   void forward(int slot_index, const int32_t* tokens, const float* input, const int32_t* targets,
@@ -735,17 +735,17 @@ class BackendStageModel final : public StageModel {
     return float(sum / double(N_));
   }
 
-  // grads()[from, end) final for this backward (set_grads_ready_hook); host-memory gradients
-  // only (device gradients are summed from ALLREDUCE_GRAD on).
+  // grads()[from, end) final for this backward (set_grads_ready_hook): at once on host
+  // memory, once the event recorded here completes on a device stream.
   void grads_ready(size_t from) {
-    if (grads_ready_hook_ && backend_->host_memory()) grads_ready_hook_(from);
+    if (grads_ready_hook_) grads_ready_hook_(from, backend_->host_memory() ? nullptr : backend_->record_event());
   }
 
   // Input of local block i (i == nl_: the stage's residual output).
   const float* block_input(const Slot& s, int i) const { return i == 0 ? s.x0 : s.layers[size_t(i - 1)].res2; }
 
   std::unique_ptr<Backend> backend_;
-  std::function<void(size_t)> grads_ready_hook_;
+  std::function<void(size_t, void*)> grads_ready_hook_;
   ModelConfig config_;
   StageSpec spec_;
   StageNeeds needs_;

@@ -195,13 +195,15 @@ class StageModel {
   virtual void backward_weight(int slot) = 0;
 
   // Gradient-ready hook (bucketed data-parallel all-reduce, pipeline/grad_buckets.h):
-  // during backward()/backward_weight(), fn(from) says grads()[from, num_params()) will
-  // not change again in this call (weight gradients are produced last tensor first:
-  // head, final LayerNorm, blocks from the last, embedding). Called only where grads()
-  // is host memory (host_memory()): device gradients are still being written on the
-  // stream when the call returns, so their sums start at ALLREDUCE_GRAD.
+  // during backward()/backward_weight(), fn(from, ready) says grads()[from, num_params())
+  // will not change again in this call (weight gradients are produced last tensor first:
+  // head, final LayerNorm, blocks from the last, embedding). Host-memory gradients are
+  // final when fn runs (ready = null); device gradients are still being written on the
+  // model's stream, and `ready` is an event (Backend::record_event) that completes once
+  // they are final: a consumer on another stream waits for it before reading them, and
+  // must not keep it past the call (the backend reuses it).
   // An empty fn removes the hook. Default: no hook.
-  virtual void set_grads_ready_hook(std::function<void(size_t from)> fn) { (void)fn; }
+  virtual void set_grads_ready_hook(std::function<void(size_t from, void* ready)> fn) { (void)fn; }
 
   // Frees the slot's activations for reuse (after its backward).
   virtual void release(int slot) = 0;

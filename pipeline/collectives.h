@@ -46,7 +46,10 @@ class Collectives {
   // Non-blocking fp32 sum, in place: started now, complete once wait(handle) returns (data
   // untouched until then). Same contract as allreduce_sum: every member starts the same
   // sums in the same order. Default: done at once (the handle is then a no-op to wait for).
-  virtual int64_t start_allreduce_sum(Group g, float* data, size_t n) {
+  // `ready`: null, or an event of the stream still writing `data` (device memory, a group
+  // whose sums take it: sums_device_memory) that the sum waits for on its own stream.
+  virtual int64_t start_allreduce_sum(Group g, float* data, size_t n, void* ready = nullptr) {
+    (void)ready;
     allreduce_sum(g, data, n);
     return -1;
   }

@@ -36,7 +36,8 @@ class MpiCollectives : public Collectives {
   void allreduce_max(Group g, int64_t* d, size_t n) override { allreduce(g, d, n, MPI_INT64_T, MPI_MAX, "max"); }
   // MPI_Iallreduce; wait() completes it with the deadline (progress also happens in every
   // other MPI wait of the rank meanwhile, e.g. stage-boundary receives).
-  int64_t start_allreduce_sum(Group g, float* d, size_t n) override {
+  int64_t start_allreduce_sum(Group g, float* d, size_t n, void* ready) override {
+    PT_CHECK_MSG(ready == nullptr, "MPI collectives sum host memory only: a device sum was routed to MPI");
     Started s;
     s.group = g;
     PT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, d, count(n), MPI_FLOAT, MPI_SUM, comm(g), &s.req));

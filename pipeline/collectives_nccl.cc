@@ -24,9 +24,9 @@ class NcclCollectives final : public Collectives {
   }
   bool sums_device_memory(Group g) const override { return g == Group::kData; }
   // Data-group sums on the NCCL stream, non-blocking (bucketed gradients); others through MPI.
-  int64_t start_allreduce_sum(Group g, float* d, size_t n) override {
-    if (g == Group::kData) return data_->start_all_reduce_sum(d, n, nullptr) * 2;   // even: NCCL
-    return base_->start_allreduce_sum(g, d, n) * 2 + 1;                             // odd: MPI
+  int64_t start_allreduce_sum(Group g, float* d, size_t n, void* ready) override {
+    if (g == Group::kData) return data_->start_all_reduce_sum(d, n, ready) * 2;     // even: NCCL
+    return base_->start_allreduce_sum(g, d, n, ready) * 2 + 1;                      // odd: MPI
   }
   void wait(int64_t h) override {
     if (h < 0) return;

@@ -31,15 +31,15 @@ void BucketedAllReduce::arm(float* grads) {
   armed_ = grads;
 }
 
-void BucketedAllReduce::start(float* grads) {
+void BucketedAllReduce::start(float* grads, void* ready) {
   const GradBucket& b = plan_[next_++];
-  pending_.push_back(coll_.start_allreduce_sum(group_, grads + b.offset, b.count));
+  pending_.push_back(coll_.start_allreduce_sum(group_, grads + b.offset, b.count, ready));
 }
 
-void BucketedAllReduce::ready_from(size_t from) {
+void BucketedAllReduce::ready_from(size_t from, void* ready) {
   if (armed_ == nullptr) return;
   while (next_ < plan_.size() && plan_[next_].offset >= from) {
-    start(armed_);
+    start(armed_, ready);
     ++early_count_;
   }
   if (!pending_.empty()) coll_.progress();  // advance the started sums between blocks of the backward
@@ -47,7 +47,7 @@ void BucketedAllReduce::ready_from(size_t from) {
 
 void BucketedAllReduce::finish(float* grads) {
   PT_CHECK_MSG(armed_ == nullptr || armed_ == grads, "bucketed all-reduce finished on another buffer");
-  while (next_ < plan_.size()) start(grads);
+  while (next_ < plan_.size()) start(grads, nullptr);  // the caller synchronized the producer
   for (int64_t h : pending_) coll_.wait(h);
   pending_.clear();
   next_ = 0;

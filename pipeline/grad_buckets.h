@@ -49,14 +49,15 @@ class BucketedAllReduce {
   BucketedAllReduce(Collectives& coll, Group group, std::vector<GradBucket> plan);
   // The next backward's ready_from calls start buckets of `grads` (the stage's host gradients).
   void arm(float* grads);
-  void ready_from(size_t from);
+  // `ready`: the hook's event (device gradients; null on host memory), passed to each sum started.
+  void ready_from(size_t from, void* ready = nullptr);
   // Starts every bucket not started (on `grads`) and waits for all of them; disarms.
   void finish(float* grads);
   const std::vector<GradBucket>& plan() const { return plan_; }
   int started_early() const { return started_early_; }  // by ready_from, in the last finish()'s update
 
  private:
-  void start(float* grads);
+  void start(float* grads, void* ready);
   Collectives& coll_;
   Group group_;
   std::vector<GradBucket> plan_;

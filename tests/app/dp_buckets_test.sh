@@ -5,12 +5,16 @@
 # stage started at ALLREDUCE_GRAD bit for bit (metrics and final parameters). Cases:
 # dp=2 (pp=1), and pp=2 x dp=2 with 1f1b and zb_h1 (split backward: buckets start in Bw).
 # Each bucketed run must report several buckets per stage and some started during the
-# backward (otherwise the comparison would check nothing new).
+# backward (otherwise the comparison would check nothing new). The dp2pp2_device case runs
+# the CPU backend as emulated device memory whose data-parallel sums take it, as NCCL's do
+# (PIPETRAIN_TEST_DEVICE_SPACE=nccl, tests/app/device_step_test.sh): the buckets then start
+# from the gradient-ready hook's event path and must still start during the backward.
 # Usage: dp_buckets_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
 init_test "$1" "$2"
-mpi_setup
+export PIPETRAIN_TEST_DEVICE_SPACE=0
+mpi_setup PIPETRAIN_TEST_DEVICE_SPACE
 make_corpus 64
 common=(--set "data.train=$work/data/train_*.bin" --set "data.val=$work/data/val_*.bin" --set run.out_dir="$runs"
         --set run.save_params=true --set training.steps=3 --set training.eval_every=3 --set training.eval_batches=2
@@ -40,3 +44,4 @@ case_pair() {  # case_pair NAME NP [args...]: one bucket vs small buckets
 case_pair dp2 2 --set parallel.pp=1
 case_pair dp2pp2_1f1b 4 --set parallel.pp=2 --set schedule.kind=1f1b
 case_pair dp2pp2_zb_h1 4 --set parallel.pp=2 --set schedule.kind=zb_h1
+PIPETRAIN_TEST_DEVICE_SPACE=nccl case_pair dp2pp2_device 4 --set parallel.pp=2 --set schedule.kind=1f1b

@@ -85,7 +85,7 @@ class RecordingCollectives final : public Collectives {
   void sendrecv(Group, int, const float*, float*, size_t) override {}
   void set_replica_group(const std::vector<int>&) override {}
   std::string name() const override { return "recording"; }
-  int64_t start_allreduce_sum(Group, float* d, size_t n) override {
+  int64_t start_allreduce_sum(Group, float* d, size_t n, void*) override {
     started.push_back({d, n});
     return int64_t(started.size() - 1);
   }
@@ -135,7 +135,8 @@ TEST(GradBuckets, GradsReadyHookReportsOnlyFinalSuffixes) {
     m->init_params(5);
     m->zero_grads();
     std::vector<std::pair<size_t, std::vector<float>>> seen;
-    m->set_grads_ready_hook([&](size_t from) {
+    m->set_grads_ready_hook([&](size_t from, void* ready) {
+      EXPECT_EQ(ready, nullptr) << "host-memory gradients are final when the hook runs";
       seen.push_back({from, std::vector<float>(m->grads() + from, m->grads() + m->num_params())});
     });
     std::vector<int32_t> in(size_t(testing::kExecB * testing::kExecT)), tg(in.size());
