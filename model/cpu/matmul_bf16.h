@@ -6,6 +6,10 @@
 //                              p = fp32(Σ_c inp·w) + bias  (GELU of the unrounded p,
 //                              as the cuBLASLt GELU_AUX_BIAS epilogue does)
 //   matmul_backward_input_bf16 dinp = bf16(fp32(Σ_o dout·w))
+//   *_fp32out                  the same with an fp32 output and no rounding (the
+//                              forward's bias fp32 too): the CUDA backend's bf16
+//                              mode, whose stage model rounds every output itself
+//                              (model/cuda/cuda_backend.h)
 //   matmul_backward_weight_bf16 dweight (fp32) += fp32(Σ_n dout·inp),
 //                              dbias (fp32) += fp32(Σ_n dout)   (no bf16 rounding)
 // Products of two bf16 values are exact in fp32 (8 + 8 significant bits), so the
@@ -29,8 +33,15 @@ void matmul_forward_bf16(bf16* out, const bf16* inp, const bf16* weight, const b
 void matmul_forward_gelu_bf16(bf16* out, bf16* pre_gelu, const bf16* inp, const bf16* weight, const bf16* bias,
                               int N, int C, int OC);
 
+// out (N, OC) fp32 = inp (N, C) · weight (OC, C)ᵀ + bias (OC, fp32); bias may be null.
+void matmul_forward_bf16_fp32out(float* out, const bf16* inp, const bf16* weight, const float* bias, int N, int C,
+                                 int OC);
+
 // dinp (N, C) = bf16(dout (N, OC) · weight (OC, C)).
 void matmul_backward_input_bf16(bf16* dinp, const bf16* dout, const bf16* weight, int N, int C, int OC);
+
+// dinp (N, C) fp32 = dout (N, OC) · weight (OC, C).
+void matmul_backward_input_bf16_fp32out(float* dinp, const bf16* dout, const bf16* weight, int N, int C, int OC);
 
 // dweight (OC, C) += dout (N, OC)ᵀ · inp (N, C) and dbias (OC) += Σ_n dout, both fp32
 // (dbias may be null).

@@ -5,7 +5,10 @@
 
 #include <cuda_runtime.h>
 
+#include <cuda_bf16.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -20,11 +23,14 @@
 #include "model/cuda/gelu.h"
 #include "model/cuda/layernorm.h"
 #include "model/cuda/matmul.h"
+#include "model/cuda/matmul_bf16.h"
 #include "model/cuda/residual.h"
 #include "optim/cuda/global_norm.h"
 
 namespace pt {
 namespace {
+
+std::atomic<size_t> g_bf16_gemms{0};  // cuda_bf16_gemm_count()
 
 // Device memory only: pageable, pinned and managed memory are all host-readable,
 // so a copy touching them must finish before copy() returns.
@@ -40,7 +46,8 @@ bool is_device_pointer(const void* p) {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(int device, const BackendOptions& options) : device_(device), tf32_(options.tf32) {
+  CudaBackend(int device, const BackendOptions& options)
+      : device_(device), tf32_(options.tf32), bf16_(options.precision == Precision::kBf16) {
     std::string why;
     const int count = cuda_device_count(&why);
     PT_CHECK_MSG(device >= 0 && device < count, "CUDA device " + std::to_string(device) + " is not available (" +
@@ -56,6 +63,8 @@ class CudaBackend final : public Backend {
     if (ln_scratch_ != nullptr) PT_CUDA_CHECK(cudaFree(ln_scratch_));
     if (enc_workspace_ != nullptr) PT_CUDA_CHECK(cudaFree(enc_workspace_));
     if (sumsq_ != nullptr) PT_CUDA_CHECK(cudaFree(sumsq_));
+    for (__nv_bfloat16* b : bf16_scratch_)
+      if (b != nullptr) PT_CUDA_CHECK(cudaFree(b));
     // The matmul plan cache keeps this stream's cuBLASLt workspace (keyed by the
     // stream handle) until matmul_release_plans(); other backends may still use
     // the cache, so it is not released here.
@@ -174,18 +183,38 @@ class CudaBackend final : public Backend {
         grow(&ln_scratch_, &ln_scratch_bytes_, cuda::layernorm_backward_weight_scratch_floats(N, C) * sizeof(float));
     cuda::layernorm_backward_weight(dweight, dbias, dout, inp, mean, rstd, N, C, scratch, stream_);
   }
+  // bf16 mode: see cuda_backend.h (operands to bf16 scratch, exact for the
+  // bf16-valued inputs the stage model passes; fp32 outputs rounded by the caller).
   void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
                       int OC) override {
     activate();
+    if (bf16_gemm(C, OC, out)) {
+      const __nv_bfloat16* x = to_bf16(0, inp, size_t(N) * C);
+      const __nv_bfloat16* w = to_bf16(1, weight, size_t(OC) * C);
+      cuda::matmul_forward_bf16_fp32out(out, x, w, bias, N, C, OC, stream_);
+      return;
+    }
     cuda::matmul_forward(out, inp, weight, bias, N, C, OC, stream_, tf32_);
   }
   void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) override {
     activate();
+    if (bf16_gemm(C, OC, dinp)) {
+      const __nv_bfloat16* d = to_bf16(0, dout, size_t(N) * OC);
+      const __nv_bfloat16* w = to_bf16(1, weight, size_t(OC) * C);
+      cuda::matmul_backward_input_bf16_fp32out(dinp, d, w, N, C, OC, stream_);
+      return;
+    }
     cuda::matmul_backward_input(dinp, dout, weight, N, C, OC, stream_, tf32_);
   }
   void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C,
                               int OC) override {
     activate();
+    if (bf16_gemm(C, OC, dweight)) {
+      const __nv_bfloat16* d = to_bf16(0, dout, size_t(N) * OC);
+      const __nv_bfloat16* x = to_bf16(1, inp, size_t(N) * C);
+      cuda::matmul_backward_weight_bf16(dweight, dbias, d, x, N, C, OC, stream_);
+      return;
+    }
     cuda::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC, stream_, tf32_);
   }
   void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) override {
@@ -227,6 +256,24 @@ class CudaBackend final : public Backend {
     int current = -1;
     PT_CUDA_CHECK(cudaGetDevice(&current));
     if (current != device_) PT_CUDA_CHECK(cudaSetDevice(device_));
+  }
+
+  // Whether a GEMM with reduction/output sizes C, OC and fp32 output `out` runs on
+  // the bf16 kernels: bf16 mode and matmul_bf16.h's requirements (C, OC multiples of
+  // 8; the fp32 output 16-byte aligned; the bf16 operands live in the scratch, which
+  // cudaMalloc aligns). Counts the GEMMs it admits (cuda_bf16_gemm_count).
+  bool bf16_gemm(int C, int OC, const float* out) const {
+    const bool ok = bf16_ && C % 8 == 0 && OC % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
+    if (ok) g_bf16_gemms.fetch_add(1, std::memory_order_relaxed);
+    return ok;
+  }
+
+  // x (n fp32, backend memory) as bf16 in scratch slot `slot`, grown on demand:
+  // round to nearest even, which keeps a bf16-valued x exactly.
+  const __nv_bfloat16* to_bf16(int slot, const float* x, size_t n) {
+    __nv_bfloat16* b = grow(&bf16_scratch_[slot], &bf16_scratch_bytes_[slot], n * sizeof(__nv_bfloat16));
+    cuda::convert_fp32_to_bf16(b, x, n, stream_);
+    return b;
   }
 
   void* device_bytes(size_t bytes) {
@@ -275,6 +322,9 @@ class CudaBackend final : public Backend {
 
   int device_ = 0;
   bool tf32_ = false;  // BackendOptions::tf32: the fp32 GEMMs' compute type
+  bool bf16_ = false;  // BackendOptions::precision == bf16: GEMMs on the bf16 kernels where allowed
+  __nv_bfloat16* bf16_scratch_[2] = {nullptr, nullptr};  // bf16 mode: a GEMM's two operands as bf16
+  size_t bf16_scratch_bytes_[2] = {0, 0};
   cudaStream_t stream_ = nullptr;
   double* sumsq_ = nullptr;      // sums_of_squares: results and reduction scratch
   size_t sumsq_bytes_ = 0;
@@ -315,6 +365,8 @@ std::string cuda_device_name(int device) {
 }
 
 int cuda_attention_max_head_size() { return cuda::kAttentionMaxHeadSize; }
+
+size_t cuda_bf16_gemm_count() { return g_bf16_gemms.load(std::memory_order_relaxed); }
 
 std::unique_ptr<Backend> make_cuda_backend(int device, const BackendOptions& options) {
   return std::make_unique<CudaBackend>(device, options);
