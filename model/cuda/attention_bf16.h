@@ -69,6 +69,9 @@ namespace pt::cuda {
 // Query/key tile (rows per CTA); equals pt::cpu::kAttentionBf16Tile.
 constexpr int kAttentionBf16Tile = 64;
 
+// Whether the kernels take head size HS (= C / NH): 32, 64 or 128.
+bool attention_bf16_supports_head_size(int HS);
+
 // out (B, T, C) bf16: per head softmax(q kᵀ / sqrt(HS), causal) · v. lse (B, NH, T).
 void attention_forward_bf16(__nv_bfloat16* out, float* lse, const __nv_bfloat16* inp, int B, int T, int C, int NH,
                             cudaStream_t stream);

@@ -15,6 +15,7 @@
 
 #include "common/check.h"
 #include "model/cuda/attention.h"
+#include "model/cuda/attention_bf16.h"
 #include "model/cuda/average.h"
 #include "model/cuda/convert_bf16.h"
 #include "model/cuda/crossentropy.h"
@@ -30,7 +31,7 @@
 namespace pt {
 namespace {
 
-std::atomic<size_t> g_bf16_gemms{0};  // cuda_bf16_gemm_count()
+std::atomic<size_t> g_bf16_calls{0};  // cuda_bf16_kernel_calls()
 
 // Device memory only: pageable, pinned and managed memory are all host-readable,
 // so a copy touching them must finish before copy() returns.
@@ -217,13 +218,34 @@ class CudaBackend final : public Backend {
     }
     cuda::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC, stream_, tf32_);
   }
+  // bf16 mode with a head size the flash kernel takes: inputs to bf16 scratch (exact,
+  // bf16-valued), the kernel's bf16 outputs back to fp32 (exact). lse and the
+  // backward scratch are the fp32 kernel's shapes, (B, NH, T) each.
   void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) override {
     activate();
+    if (bf16_attention(C, NH)) {
+      const size_t n = size_t(B) * T * C;
+      const __nv_bfloat16* x = to_bf16(0, inp, 3 * n);
+      __nv_bfloat16* o = bf16_buffer(1, n);
+      cuda::attention_forward_bf16(o, /*lse=*/att, x, B, T, C, NH, stream_);
+      cuda::convert_bf16_to_fp32(out, o, n, stream_);
+      return;
+    }
     cuda::attention_forward(out, /*lse=*/att, inp, B, T, C, NH, stream_);
   }
   void attention_backward(float* dinp, float* scratch, const float* dout, const float* inp, const float* out,
                           const float* att, int B, int T, int C, int NH) override {
     activate();
+    if (bf16_attention(C, NH)) {
+      const size_t n = size_t(B) * T * C;
+      const __nv_bfloat16* d = to_bf16(0, dout, n);
+      const __nv_bfloat16* x = to_bf16(1, inp, 3 * n);
+      const __nv_bfloat16* o = to_bf16(2, out, n);
+      __nv_bfloat16* dx = bf16_buffer(3, 3 * n);
+      cuda::attention_backward_bf16(dx, scratch, d, x, o, /*lse=*/att, B, T, C, NH, stream_);
+      cuda::convert_bf16_to_fp32(dinp, dx, 3 * n, stream_);
+      return;
+    }
     cuda::attention_backward(dinp, scratch, dout, inp, out, /*lse=*/att, B, T, C, NH, stream_);
   }
   void gelu_forward(float* out, const float* inp, int N) override {
@@ -261,17 +283,30 @@ class CudaBackend final : public Backend {
   // Whether a GEMM with reduction/output sizes C, OC and fp32 output `out` runs on
   // the bf16 kernels: bf16 mode and matmul_bf16.h's requirements (C, OC multiples of
   // 8; the fp32 output 16-byte aligned; the bf16 operands live in the scratch, which
-  // cudaMalloc aligns). Counts the GEMMs it admits (cuda_bf16_gemm_count).
+  // cudaMalloc aligns). Counts the GEMMs it admits (cuda_bf16_kernel_calls).
   bool bf16_gemm(int C, int OC, const float* out) const {
     const bool ok = bf16_ && C % 8 == 0 && OC % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
-    if (ok) g_bf16_gemms.fetch_add(1, std::memory_order_relaxed);
+    if (ok) g_bf16_calls.fetch_add(1, std::memory_order_relaxed);
     return ok;
   }
 
-  // x (n fp32, backend memory) as bf16 in scratch slot `slot`, grown on demand:
-  // round to nearest even, which keeps a bf16-valued x exactly.
+  // Whether attention runs on the bf16 flash kernels: bf16 mode and a head size they
+  // take (attention_bf16.h); counted as above.
+  bool bf16_attention(int C, int NH) const {
+    const bool ok = bf16_ && NH > 0 && C % NH == 0 && cuda::attention_bf16_supports_head_size(C / NH);
+    if (ok) g_bf16_calls.fetch_add(1, std::memory_order_relaxed);
+    return ok;
+  }
+
+  // Scratch slot `slot` (< kBf16Slots) holding at least n bf16, grown on demand.
+  __nv_bfloat16* bf16_buffer(int slot, size_t n) {
+    return grow(&bf16_scratch_[slot], &bf16_scratch_bytes_[slot], n * sizeof(__nv_bfloat16));
+  }
+
+  // x (n fp32, backend memory) as bf16 in scratch slot `slot`: round to nearest
+  // even, which keeps a bf16-valued x exactly.
   const __nv_bfloat16* to_bf16(int slot, const float* x, size_t n) {
-    __nv_bfloat16* b = grow(&bf16_scratch_[slot], &bf16_scratch_bytes_[slot], n * sizeof(__nv_bfloat16));
+    __nv_bfloat16* b = bf16_buffer(slot, n);
     cuda::convert_fp32_to_bf16(b, x, n, stream_);
     return b;
   }
@@ -323,8 +358,10 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   bool tf32_ = false;  // BackendOptions::tf32: the fp32 GEMMs' compute type
   bool bf16_ = false;  // BackendOptions::precision == bf16: GEMMs on the bf16 kernels where allowed
-  __nv_bfloat16* bf16_scratch_[2] = {nullptr, nullptr};  // bf16 mode: a GEMM's two operands as bf16
-  size_t bf16_scratch_bytes_[2] = {0, 0};
+  // bf16 mode: the bf16 operands of a GEMM (slots 0, 1) or an attention call (0-3).
+  static constexpr int kBf16Slots = 4;
+  __nv_bfloat16* bf16_scratch_[kBf16Slots] = {};
+  size_t bf16_scratch_bytes_[kBf16Slots] = {};
   cudaStream_t stream_ = nullptr;
   double* sumsq_ = nullptr;      // sums_of_squares: results and reduction scratch
   size_t sumsq_bytes_ = 0;
@@ -366,7 +403,7 @@ std::string cuda_device_name(int device) {
 
 int cuda_attention_max_head_size() { return cuda::kAttentionMaxHeadSize; }
 
-size_t cuda_bf16_gemm_count() { return g_bf16_gemms.load(std::memory_order_relaxed); }
+size_t cuda_bf16_kernel_calls() { return g_bf16_calls.load(std::memory_order_relaxed); }
 
 std::unique_ptr<Backend> make_cuda_backend(int device, const BackendOptions& options) {
   return std::make_unique<CudaBackend>(device, options);
