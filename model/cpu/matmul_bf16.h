@@ -17,7 +17,8 @@
 // tensor cores, the twin serially over the reduction index) and, for bf16 outputs,
 // a one-ulp flip where the two fp32 values straddle a bf16 rounding boundary.
 // GELU is the tanh approximation of model/cpu/gelu.h. Not fast: plain loops, for
-// tests. Not yet used by training. No alignment or size requirements here (the
+// tests; the CPU backend trains with the fp32 ops (the CUDA backend's bf16 mode runs
+// the kernels of the *_fp32out forms and the weight gradient). No alignment or size requirements here (the
 // kernels' requirements are in model/cuda/matmul_bf16.h).
 #pragma once
 
