@@ -41,6 +41,9 @@
 // arithmetic: the flash kernel also rounds P (and dS in the backward) to bf16 before
 // its products, where the CPU keeps them fp32 (attention_bf16.h, stage_model.cc).
 // LayerNorm, GELU and the rest stay the fp32 kernels on bf16-valued storage.
+// Costs of this first step: each call converts its operands again, the weights
+// included (the LM head's V·C once per classifier chunk), and the forward and
+// input-gradient GEMMs write fp32; options.tf32 applies to the fp32 fallback GEMMs.
 // Not yet run on a GPU.
 // Only the CUDA runtime is used (never libcuda), so a CUDA build starts without a
 // GPU and cuda_device_count() reports why none is usable.
