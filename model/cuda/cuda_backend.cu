@@ -3,9 +3,8 @@
 // kernels need (encoder backward, LayerNorm weight backward), grown on demand.
 #include "model/cuda/cuda_backend.h"
 
-#include <cuda_runtime.h>
-
 #include <cuda_bf16.h>
+#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
