@@ -4,7 +4,8 @@
 // OC = 200, 40 columns against 32-column bias tiles; C = 200, 37 for LayerNorm's
 // 32-lane rows and 64-row chunks); matmul C and OC are multiples of 8, as the bf16
 // cuBLASLt path requires (16-byte rows, see matmul_bf16.h). Inputs are Philox
-// normals rounded to bf16 (not all zero; checked), outputs NaN-poisoned first.
+// normals rounded to bf16 (not all zero; checked), outputs NaN-poisoned first. The
+// *_fp32out matmul forms have fp32 outputs: Δ alone, no rounding term.
 //
 // Tolerances (u = 2^-24, r = 2^-8 the bf16 unit roundoff). Kernel and twin compute
 // the same fp32 quantities from the same bf16 inputs (products of two bf16 values are
