@@ -7,13 +7,20 @@
 #   4. benchmarks pipetrain (configs/gpt2_124m.yaml, pp=1, m=1) against the project's PyTorch
 #      reference scripts/bench/torch_gpt2_gpu.py (same model, batch, sequence length and
 #      optimizer; bf16 torch.compile and eager) at B in {8, 16, 32}, T = 1024 (bench.jsonl);
-#   5. writes summary.md and every log into OUTDIR.
-# Benchmarks left when GPU_CHECK_BUDGET_S (default 480) is spent are skipped and listed.
+#   5. issue #13's MPS pipeline study, scripts/mps_study.sh (4 ranks on the GPU through MPS:
+#      bench, plan --costs, 1f1b/bfpp/paci_flush/paci runs, measured vs predicted), into
+#      OUTDIR/mps (its report: OUTDIR/mps/mps_pipeline.md), with what is left of the budget;
+#   6. writes summary.md and every log into OUTDIR.
+# Benchmarks left when GPU_CHECK_BUDGET_S (default 480) minus the MPS study's reserve
+# GPU_CHECK_MPS_S (default 240) is spent are skipped and listed; the MPS study then gets the
+# rest of GPU_CHECK_BUDGET_S, runs when at least 90 s remain (else it is listed as skipped)
+# and skips and lists what does not fit in it. GPU_CHECK_MPS=0 leaves it out (no reserve).
 #
 #   scripts/gpu_check.sh OUTDIR
 # Environment: BUILD_DIR (default build-gpu), PYTHON (default python3), GPU_CHECK_BATCHES
 # ("8 16 32"), GPU_CHECK_STEPS (pipetrain and torch steps per run, default 12; the first 4
-# are warm-up), GPU_CHECK_SKIP_BUILD=1 (use BUILD_DIR as it is), GPU_CHECK_BUDGET_S.
+# are warm-up), GPU_CHECK_SKIP_BUILD=1 (use BUILD_DIR as it is), GPU_CHECK_BUDGET_S,
+# GPU_CHECK_MPS (1), GPU_CHECK_MPS_S (240), MPS_STUDY (the study script, for tests).
 # Exit: 0 every check passed, 1 a check failed, 2 bad arguments, 3 no GPU visible.
 set -uo pipefail
 usage() { echo "usage: scripts/gpu_check.sh OUTDIR" >&2; exit 2; }
@@ -27,6 +34,11 @@ py=${PYTHON:-python3}
 batches=${GPU_CHECK_BATCHES:-8 16 32}
 steps=${GPU_CHECK_STEPS:-12}
 budget=${GPU_CHECK_BUDGET_S:-480}
+mps_on=${GPU_CHECK_MPS:-1}
+mps_reserve=0
+[ "$mps_on" = 0 ] || mps_reserve=${GPU_CHECK_MPS_S:-240}
+mps_study=${MPS_STUDY:-$root/scripts/mps_study.sh}
+mps_status="not run (GPU_CHECK_MPS=0)"
 start=$(date +%s)
 failed=()
 summary="$out/summary.md"
@@ -85,7 +97,7 @@ fi
 bench="$out/bench.jsonl"
 : >"$bench"
 skipped_bench=()
-over_budget() { [ "$(elapsed)" -ge "$budget" ]; }
+over_budget() { [ "$(elapsed)" -ge $((budget - mps_reserve)) ]; }
 pipetrain_rate() {  # pipetrain_rate B: one JSON line from a short pp=1 training run
   local B=$1 dir="$out/runs" name="bench_b$1"
   mkdir -p "$dir"
@@ -121,10 +133,28 @@ if [ -x "$bin" ]; then
   done
 fi
 
-# ---- 5. summary ----
-"$py" - "$bench" "$out/env.txt" "$summary" "$(elapsed)" "${failed[*]:-}" "${skipped_bench[*]:-}" <<'PY'
+# ---- 5. issue #13: the N-stage pipeline through MPS, measured vs plan --costs ----
+if [ "$mps_on" != 0 ] && [ -x "$bin" ]; then
+  mps_left=$((budget - $(elapsed)))
+  if [ "$mps_left" -lt 90 ]; then
+    mps_status="skipped: $mps_left s of GPU_CHECK_BUDGET_S left (it needs 90)"
+  else
+    note "MPS pipeline study (scripts/mps_study.sh, $mps_left s)"
+    if MPS_STUDY_BUDGET_S=$mps_left PYTHON=$py bash "$mps_study" --binary "$bin" --data "$out/data/train_*.bin" "$out/mps" \
+      >"$out/mps_study.log" 2>&1; then
+      mps_status="ran: mps/mps_pipeline.md"
+    else
+      mps_status="FAILED (mps_study.log, mps/mps_pipeline.md)"
+      failed+=("mps study")
+      tail -20 "$out/mps_study.log"
+    fi
+  fi
+fi
+
+# ---- 6. summary ----
+"$py" - "$bench" "$out/env.txt" "$summary" "$(elapsed)" "${failed[*]:-}" "${skipped_bench[*]:-}" "$mps_status" <<'PY'
 import json, sys
-bench, env, path, secs, failed, skipped = sys.argv[1:7]
+bench, env, path, secs, failed, skipped, mps = sys.argv[1:8]
 rows = [json.loads(l) for l in open(bench) if l.strip().startswith("{")]
 rate = {(r.get("impl"), r.get("batch")): r.get("tokens_per_s") for r in rows if "tokens_per_s" in r}
 lines = ["# gpu_check summary", "", "```", open(env).read().strip(), "```", "",
@@ -138,7 +168,8 @@ for b in sorted({k[1] for k in rate}):
     ratio = f"{p / c:.3f}" if p and c else "n/a"
     lines.append(f"| {b} | {p or 'n/a'} | {c or 'n/a'} | {e or 'n/a'} | {ratio} |")
 lines += ["", "T = 1024; pipetrain fp32 (configs/gpt2_124m.yaml, pp=1, m=1); torch bf16 autocast "
-          "(scripts/bench/torch_gpt2_gpu.py). Logs beside this file."]
+          "(scripts/bench/torch_gpt2_gpu.py). Logs beside this file.", "",
+          f"MPS pipeline study (issue #13, scripts/mps_study.sh): {mps}."]
 open(path, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY

@@ -3,26 +3,27 @@
 # limited to P % of its SMs, and exchange activations over the mpi transport (NCCL
 # cannot put two ranks of one communicator on one GPU). See docs/transports.md.
 #
-# Usage: scripts/mps_pipeline.sh -np N [--sm-percent P] [--gpu I] [--binary PATH] -- TRAIN_ARGS...
-#   -np N          ranks (mpirun -np N); set parallel.pp (x parallel.dp) = N in TRAIN_ARGS
+# Usage: scripts/mps_pipeline.sh -np N [--sm-percent P] [--gpu I] [--binary PATH] [--command C] -- ARGS...
+#   -np N          ranks (mpirun -np N); set parallel.pp (x parallel.dp) = N in ARGS
 #   --sm-percent P CUDA_MPS_ACTIVE_THREAD_PERCENTAGE of every rank (default 100 / N)
 #   --gpu I        the GPU to use when CUDA_VISIBLE_DEVICES is not set (default 0)
 #   --binary PATH  pipetrain binary (default $PIPETRAIN_BINARY, else build/pipetrain)
-#   TRAIN_ARGS     arguments of `pipetrain train`, e.g. --config configs/quickstart.yaml
+#   --command C    pipetrain subcommand run on the N ranks: train (default) or bench
+#   ARGS           arguments of `pipetrain C`, e.g. --config configs/quickstart.yaml
 #                  --set runtime.backend=cuda; runtime.transport=mpi is appended.
 # Example:
 #   scripts/mps_pipeline.sh -np 4 -- --config configs/quickstart.yaml --set runtime.backend=cuda
 #
 # Starts a private MPS control daemon (pipe and log directories in a temporary
 # directory, so it neither needs nor disturbs a system-wide one), runs
-# `mpirun --oversubscribe -np N pipetrain train TRAIN_ARGS --set runtime.transport=mpi`,
-# stops the daemon on every exit path and exits with the training's status.
+# `mpirun --oversubscribe -np N pipetrain C ARGS --set runtime.transport=mpi`,
+# stops the daemon on every exit path and exits with that command's status.
 # The tools it needs can be overridden for tests: NVIDIA_SMI, MPS_CONTROL, MPIRUN.
 set -uo pipefail
 
 prog=$(basename "$0")
 usage() {
-  sed -n '6,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '6,13p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 die() {
@@ -33,6 +34,7 @@ die() {
 np=""
 sm=""
 gpu=0
+sub=train
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${PIPETRAIN_BINARY:-$here/../build/pipetrain}
 while [ $# -gt 0 ]; do
@@ -41,13 +43,15 @@ while [ $# -gt 0 ]; do
     --sm-percent) [ $# -ge 2 ] || usage; sm=$2; shift 2 ;;
     --gpu) [ $# -ge 2 ] || usage; gpu=$2; shift 2 ;;
     --binary) [ $# -ge 2 ] || usage; bin=$2; shift 2 ;;
+    --command) [ $# -ge 2 ] || usage; sub=$2; shift 2 ;;
     --) shift; break ;;
     -h | --help) usage ;;
     *) echo "$prog: unknown argument '$1' (pipetrain arguments go after --)" >&2; usage ;;
   esac
 done
 [[ $np =~ ^[1-9][0-9]*$ ]] || die "-np N is required, a positive integer (got '${np}')"
-[ $# -gt 0 ] || die "no pipetrain train arguments after --; e.g. -- --config configs/quickstart.yaml"
+case $sub in train | bench) ;; *) die "--command must be train or bench (got '$sub')" ;; esac
+[ $# -gt 0 ] || die "no pipetrain $sub arguments after --; e.g. -- --config configs/quickstart.yaml"
 if [ -z "$sm" ]; then
   sm=$((100 / np))
   [ "$sm" -ge 1 ] || sm=1
@@ -101,7 +105,7 @@ export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 "$mpirun" --oversubscribe -np "$np" \
   -x CUDA_VISIBLE_DEVICES -x CUDA_MPS_PIPE_DIRECTORY -x CUDA_MPS_LOG_DIRECTORY -x CUDA_MPS_ACTIVE_THREAD_PERCENTAGE \
   -x OPENBLAS_NUM_THREADS \
-  "$bin" train "$@" --set runtime.transport=mpi
+  "$bin" "$sub" "$@" --set runtime.transport=mpi
 rc=$?
-[ "$rc" = 0 ] || echo "$prog: training exited with status $rc" >&2
+[ "$rc" = 0 ] || echo "$prog: pipetrain $sub exited with status $rc" >&2
 exit "$rc"

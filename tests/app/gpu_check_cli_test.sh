@@ -5,9 +5,14 @@
 #  3. a stand-in GPU whose gpu tests come back "Skipped": the check FAILS (exit 1) naming
 #     the skip, and still benchmarks and writes the summary;
 #  4. all stand-ins passing: exit 0; summary.md holds the table with every batch and the
-#     pipetrain / torch.compile ratio computed from the stand-ins' rates.
-# Stand-ins: nvidia-smi, ctest (on PATH), a pipetrain binary (BUILD_DIR, GPU_CHECK_SKIP_BUILD)
-# and a python wrapper (PYTHON) that answers for scripts/bench/torch_gpt2_gpu.py.
+#     pipetrain / torch.compile ratio computed from the stand-ins' rates;
+#  5. the MPS study stage (scripts/mps_study.sh): called last with the binary, the prepared
+#     data and the rest of the budget; its reserve GPU_CHECK_MPS_S stops the benchmarks
+#     early; under 90 s left it is skipped and listed; GPU_CHECK_MPS=0 leaves it out; a
+#     failing study fails the check.
+# Stand-ins: nvidia-smi, ctest (on PATH), a pipetrain binary (BUILD_DIR, GPU_CHECK_SKIP_BUILD),
+# a python wrapper (PYTHON) that answers for scripts/bench/torch_gpt2_gpu.py and the MPS
+# study (MPS_STUDY), which records its arguments and budget.
 # Usage: gpu_check_cli_test.sh SOURCE_DIR
 set -euo pipefail
 src=$1
@@ -75,11 +80,20 @@ case "$1" in
   *) exec python3 "$@" ;;
 esac
 SH
+# MPS study stand-in: records "budget ARGS" in OUTDIR/../NAME.mps (NAME = OUTDIR's parent's name).
+cat >"$stand/mps-study-standin" <<'SH'
+#!/bin/sh
+for last; do :; done
+echo "budget=$MPS_STUDY_BUDGET_S $*" >"$(dirname "$last").mps"
+mkdir -p "$last" && echo "# stand-in report" >"$last/mps_pipeline.md"
+exit "${STANDIN_MPS_RC:-0}"
+SH
 chmod +x "$stand"/* "$work/build/pipetrain"
 run_check() {  # run_check NAME: exit status of gpu_check with the stand-ins
   local rc=0
   PATH="$stand:$PATH" BUILD_DIR="$work/build" GPU_CHECK_SKIP_BUILD=1 PYTHON="$stand/python-standin" \
-    GPU_CHECK_STEPS=8 bash "$src/scripts/gpu_check.sh" "$work/$1" >"$work/$1.log" 2>&1 || rc=$?
+    MPS_STUDY="$stand/mps-study-standin" GPU_CHECK_STEPS=8 bash "$src/scripts/gpu_check.sh" "$work/$1" \
+    >"$work/$1.log" 2>&1 || rc=$?
   return $rc
 }
 rc=0; STANDIN_SKIP=1 run_check skipped || rc=$?
@@ -93,4 +107,30 @@ for B in 8 16 32; do
     { cat "$work/ok/summary.md"; fail "no correct row for B=$B"; }
 done
 grep -q "NVIDIA H200, 570.00" "$work/ok/summary.md" || fail "the summary does not show the GPU"
+
+# 5. the MPS study stage
+read -r budget_arg args <"$work/ok.mps" || fail "the MPS study was not called"
+left=${budget_arg#budget=}
+[ "$left" -ge 90 ] && [ "$left" -le 480 ] || fail "MPS study budget $left, expected the rest of 480 s"
+[ "$args" = "--binary $work/build/pipetrain --data $work/ok/data/train_*.bin $work/ok/mps" ] ||
+  fail "MPS study arguments: $args"
+grep -q "^MPS pipeline study (issue #13, scripts/mps_study.sh): ran: mps/mps_pipeline.md\.$" "$work/ok/summary.md" ||
+  { cat "$work/ok/summary.md"; fail "the summary does not point at the MPS report"; }
+rc=0; GPU_CHECK_BUDGET_S=200 GPU_CHECK_MPS_S=200 run_check reserve || rc=$?
+[ "$rc" -eq 0 ] || { cat "$work/reserve.log"; fail "reserve: exit $rc"; }
+grep -q "^Skipped for time (GPU_CHECK_BUDGET_S): pipetrain B=8 compile B=8 eager B=8 .* eager B=32\.$" \
+  "$work/reserve/summary.md" || { cat "$work/reserve/summary.md"; fail "reserve: benchmarks not skipped"; }
+[ -f "$work/reserve.mps" ] || fail "reserve: the MPS study did not run in its reserve"
+rc=0; GPU_CHECK_BUDGET_S=60 run_check short || rc=$?
+[ "$rc" -eq 0 ] || fail "short budget: exit $rc"
+[ ! -e "$work/short.mps" ] || fail "short budget: the MPS study ran with under 90 s"
+grep -q "^MPS pipeline study .*: skipped: [0-9]* s of GPU_CHECK_BUDGET_S left (it needs 90)\.$" "$work/short/summary.md" ||
+  { cat "$work/short/summary.md"; fail "short budget: the skip is not listed"; }
+rc=0; GPU_CHECK_MPS=0 GPU_CHECK_BUDGET_S=200 run_check off || rc=$?
+[ "$rc" -eq 0 ] && [ ! -e "$work/off.mps" ] || fail "GPU_CHECK_MPS=0: exit $rc or the study ran"
+grep -q "not run (GPU_CHECK_MPS=0)" "$work/off/summary.md" && ! grep -q "^Skipped" "$work/off/summary.md" ||
+  { cat "$work/off/summary.md"; fail "GPU_CHECK_MPS=0: no reserve expected, every benchmark run"; }
+rc=0; STANDIN_MPS_RC=1 run_check mpsfail || rc=$?
+[ "$rc" -eq 1 ] && grep -q "FAILED: .*mps study" "$work/mpsfail/summary.md" ||
+  { cat "$work/mpsfail/summary.md"; fail "a failing MPS study: exit $rc, expected 1 naming it"; }
 echo "gpu_check_cli_test: all passed"

@@ -29,6 +29,7 @@ if [ "$mode" = cli ]; then
   expect_error bad_np "-np N is required" "$script" -np 0 -- --config x
   expect_error no_train_args "no pipetrain train arguments" "$script" -np 2
   expect_error bad_percent "--sm-percent must be an integer in 1..100" "$script" -np 2 --sm-percent 150 -- --config x
+  expect_error bad_command "--command must be train or bench (got 'plan')" "$script" -np 2 --command plan -- --config x
   expect_error unknown_arg "unknown argument '--bogus'" "$script" -np 2 --bogus -- --config x
   expect_error no_nvidia_smi "nvidia-smi-missing not found: CUDA MPS needs an NVIDIA GPU" \
     env NVIDIA_SMI="$work/nvidia-smi-missing" "$script" -np 2 --binary "$bin" -- --config x
@@ -91,6 +92,11 @@ RUN
   grep -q "| pct=50 .* gpu=2\$" "$work/fake.log" || { cat "$work/fake.log"; fail "--sm-percent/--gpu not applied"; }
   [ "$(tail -1 "$work/fake.log")" = "command quit" ] || { cat "$work/fake.log"; fail "MPS not stopped after a failed run"; }
   echo "ok: flow with a failing training: exit status 3 passed through, MPS stopped"
+  flow 0 -np 4 --command bench --binary "$bin" -- --config my.yaml --iters 5
+  grep -q "^mpirun --oversubscribe -np 4 .*$bin bench --config my.yaml --iters 5 --set runtime.transport=mpi | pct=25 " \
+    "$work/fake.log" || { cat "$work/fake.log"; fail "--command bench: unexpected mpirun line"; }
+  [ "$(tail -1 "$work/fake.log")" = "command quit" ] || { cat "$work/fake.log"; fail "MPS not stopped after bench"; }
+  echo "ok: flow --command bench: pipetrain bench on 4 MPS ranks"
   if ! command -v nvidia-smi >/dev/null 2>&1; then
     expect_error this_machine_has_no_gpu "nvidia-smi not found" "$script" -np 2 --binary "$bin" -- --config x
   fi
