@@ -18,6 +18,7 @@
 #include <memory>
 
 #include "model/backend_sizes.h"
+#include "model/precision.h"
 
 namespace pt {
 
@@ -26,6 +27,11 @@ struct BackendOptions {
   // runtime.tf32: fp32 GEMMs run on tensor cores with TF32 inputs (CUDA,
   // CUBLAS_COMPUTE_32F_FAST_TF32). The CPU backend has no such mode and ignores it.
   bool tf32 = false;
+  // runtime.precision, set by make_stage_model (stage_model_factory.h) from its
+  // precision argument. bf16 on CUDA: the GEMMs whose shapes allow it run on the bf16
+  // cuBLASLt kernels (model/cuda/cuda_backend.h); fp32 ops elsewhere. The CPU backend
+  // runs fp32 ops on bf16-rounded storage either way and ignores it.
+  Precision precision = Precision::kFp32;
 };
 
 class Backend {
@@ -154,6 +160,6 @@ std::unique_ptr<Backend> make_cpu_backend();
 // lets CPU-only CI run the device-resident step's device paths
 // (stage_model_factory.h, PIPETRAIN_TEST_DEVICE_SPACE).
 std::unique_ptr<Backend> make_cpu_backend_emulating_device();
-// The fp32 CUDA backend is model/cuda/cuda_backend.h (CUDA builds only).
+// The CUDA backend is model/cuda/cuda_backend.h (CUDA builds only).
 
 }  // namespace pt

@@ -52,6 +52,9 @@
 // change, and any pipeline split stays bitwise equal to pp=1. Differences from the
 // bf16 kernels' arithmetic: fp32 summation order, and the attention, whose CPU op
 // keeps fp32 probabilities where the flash kernel rounds P to bf16 before P·V.
+// The CUDA backend in bf16 runs the GEMMs and the attention on the bf16 kernels where
+// the shapes allow (model/cuda/cuda_backend.h); with the rounding points above, its
+// GEMMs differ from the fp32 ops only by summation order.
 // fp32: no rounding and no weight copy; the code path is the fp32 one bit for bit.
 #include <algorithm>
 #include <functional>

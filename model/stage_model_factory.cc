@@ -104,7 +104,9 @@ Status make_stage_model(const std::string& backend, int device, const ModelConfi
                          std::to_string(config.n_embd / config.n_head) + "; use more heads or runtime.backend: cpu");
   const int gpus = usable_gpu_count(nullptr);  // > 0: resolve_backend chose cuda
   const int d = device < 0 ? 0 : device % gpus;
-  *out = make_backend_stage_model(make_cuda_backend(d, options), config, spec, B, T, precision, needs);
+  BackendOptions cuda_options = options;
+  cuda_options.precision = precision;  // the one source: make_stage_model's argument
+  *out = make_backend_stage_model(make_cuda_backend(d, cuda_options), config, spec, B, T, precision, needs);
   return Status::ok();
 #else
   return Status::error("key 'runtime.backend': internal: cuda resolved in a binary without CUDA");

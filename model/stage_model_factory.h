@@ -45,10 +45,12 @@ Status resolve_backend(const std::string& requested, std::string* resolved);
 // for cuda, taken modulo the number of usable GPUs so that several ranks of a node
 // share them round robin (callers pass the node-local rank); ignored by cpu.
 // Also rejects model shapes the CUDA kernels do not support (key model.n_head).
-// precision (runtime.precision): both backends run bf16 the same way, fp32 ops on
-// bf16-rounded storage (stage_model.cc); the CUDA bf16 kernels are not used yet.
+// precision (runtime.precision): both backends keep bf16 values in fp32 storage,
+// rounded at the same points (stage_model.cc); in bf16 the CUDA backend runs the GEMMs
+// on the bf16 kernels where the shapes allow (cuda_backend.h), the CPU fp32 ops.
 // needs: what the caller's schedule uses (stage_model.h), passed on unchanged.
 // options: backend settings (runtime.tf32); the cpu backend has none to apply.
+// options.precision is ignored: precision is what the backend receives.
 Status make_stage_model(const std::string& backend, int device, const ModelConfig& config, const StageSpec& spec,
                         int B, int T, std::unique_ptr<StageModel>* out, Precision precision = Precision::kFp32,
                         const StageNeeds& needs = {}, const BackendOptions& options = {});

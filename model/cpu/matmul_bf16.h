@@ -6,6 +6,10 @@
 //                              p = fp32(Σ_c inp·w) + bias  (GELU of the unrounded p,
 //                              as the cuBLASLt GELU_AUX_BIAS epilogue does)
 //   matmul_backward_input_bf16 dinp = bf16(fp32(Σ_o dout·w))
+//   *_fp32out                  the same with an fp32 output and no rounding (the
+//                              forward's bias fp32 too): the CUDA backend's bf16
+//                              mode, whose stage model rounds every output itself
+//                              (model/cuda/cuda_backend.h)
 //   matmul_backward_weight_bf16 dweight (fp32) += fp32(Σ_n dout·inp),
 //                              dbias (fp32) += fp32(Σ_n dout)   (no bf16 rounding)
 // Products of two bf16 values are exact in fp32 (8 + 8 significant bits), so the
@@ -13,7 +17,8 @@
 // tensor cores, the twin serially over the reduction index) and, for bf16 outputs,
 // a one-ulp flip where the two fp32 values straddle a bf16 rounding boundary.
 // GELU is the tanh approximation of model/cpu/gelu.h. Not fast: plain loops, for
-// tests. Not yet used by training. No alignment or size requirements here (the
+// tests; the CPU backend trains with the fp32 ops (the CUDA backend's bf16 mode runs
+// the kernels of the *_fp32out forms and the weight gradient). No alignment or size requirements here (the
 // kernels' requirements are in model/cuda/matmul_bf16.h).
 #pragma once
 
@@ -29,8 +34,15 @@ void matmul_forward_bf16(bf16* out, const bf16* inp, const bf16* weight, const b
 void matmul_forward_gelu_bf16(bf16* out, bf16* pre_gelu, const bf16* inp, const bf16* weight, const bf16* bias,
                               int N, int C, int OC);
 
+// out (N, OC) fp32 = inp (N, C) · weight (OC, C)ᵀ + bias (OC, fp32); bias may be null.
+void matmul_forward_bf16_fp32out(float* out, const bf16* inp, const bf16* weight, const float* bias, int N, int C,
+                                 int OC);
+
 // dinp (N, C) = bf16(dout (N, OC) · weight (OC, C)).
 void matmul_backward_input_bf16(bf16* dinp, const bf16* dout, const bf16* weight, int N, int C, int OC);
+
+// dinp (N, C) fp32 = dout (N, OC) · weight (OC, C).
+void matmul_backward_input_bf16_fp32out(float* dinp, const bf16* dout, const bf16* weight, int N, int C, int OC);
 
 // dweight (OC, C) += dout (N, OC)ᵀ · inp (N, C) and dbias (OC) += Σ_n dout, both fp32
 // (dbias may be null).

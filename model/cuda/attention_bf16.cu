@@ -512,7 +512,7 @@ static_assert(smem_dq(32) == 25088 && smem_dq(64) == 46080 && smem_dq(128) == 88
 Params make_params(int T, int C, int NH) {
   PT_CHECK_MSG(NH > 0 && C % NH == 0, "attention_bf16: C must be a multiple of NH");
   const int HS = C / NH;
-  PT_CHECK_MSG(HS == 32 || HS == 64 || HS == 128, "attention_bf16: head size must be 32, 64 or 128");
+  PT_CHECK_MSG(attention_bf16_supports_head_size(HS), "attention_bf16: head size must be 32, 64 or 128");
   PT_CHECK_MSG(T >= 0, "attention_bf16: T must be >= 0");
   const float scale = 1.0f / std::sqrt(float(HS));
   return Params{T, C, NH, scale, scale * kLog2e};
@@ -553,6 +553,8 @@ void backward_hs(bf16* dinp, const float* D, const bf16* dout, const bf16* inp, 
 }
 
 }  // namespace
+
+bool attention_bf16_supports_head_size(int HS) { return HS == 32 || HS == 64 || HS == 128; }
 
 void attention_forward_bf16(bf16* out, float* lse, const bf16* inp, int B, int T, int C, int NH,
                             cudaStream_t stream) {

@@ -50,6 +50,8 @@
 // accumulated in a fixed order (tiles in order, chunks in order, MMA k-steps in
 // order), so reruns give identical bits.
 //
+// Used by training: the CUDA backend's bf16 mode (cuda_backend.h) for head sizes
+// 32, 64 and 128.
 // Verification status: compiled for sm_90 (ptxas: no spills; registers forward
 // 75/124/168, dK/dV 79/127/168, dQ 64/96/126 for HS 32/64/128); NOT run on a GPU in
 // the task that wrote them (none there). Their source was instead executed by a
@@ -68,6 +70,9 @@ namespace pt::cuda {
 
 // Query/key tile (rows per CTA); equals pt::cpu::kAttentionBf16Tile.
 constexpr int kAttentionBf16Tile = 64;
+
+// Whether the kernels take head size HS (= C / NH): 32, 64 or 128.
+bool attention_bf16_supports_head_size(int HS);
 
 // out (B, T, C) bf16: per head softmax(q kᵀ / sqrt(HS), causal) · v. lse (B, NH, T).
 void attention_forward_bf16(__nv_bfloat16* out, float* lse, const __nv_bfloat16* inp, int B, int T, int C, int NH,

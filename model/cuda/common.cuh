@@ -31,6 +31,13 @@ __device__ inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); 
 __device__ inline void store_float(float* p, float v) { *p = v; }
 __device__ inline void store_float(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
+// out (N, OC) row n = bias (OC): the bias a GEMM with beta = 1 then accumulates onto.
+// One thread per element (grid ceil_div(N * OC, blockDim)).
+static __global__ void fill_rows_kernel(float* out, const float* bias, int N, int OC) {
+  const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < size_t(N) * OC) out[i] = bias[i % OC];
+}
+
 __device__ inline float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;

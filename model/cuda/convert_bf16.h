@@ -8,8 +8,9 @@
 // NaN stays NaN (payload bits may differ from the twin: compare with isnan); values
 // beyond the largest finite bf16 round to ±inf.
 // Status: compiled for sm_90, NOT yet run on a GPU (the task that wrote it had none;
-// tests/model/cuda/bf16_ops_test.cc checks it against the twin bitwise on a GPU), and
-// not yet used by training.
+// tests/model/cuda/bf16_ops_test.cc checks it against the twin bitwise on a GPU).
+// Used by training: round_fp32_to_bf16 at the stage model's rounding points, the
+// conversions by the CUDA backend's bf16 mode (cuda_backend.h).
 #pragma once
 
 #include <cuda_bf16.h>

@@ -3,15 +3,18 @@
 // kernels need (encoder backward, LayerNorm weight backward), grown on demand.
 #include "model/cuda/cuda_backend.h"
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
 
 #include "common/check.h"
 #include "model/cuda/attention.h"
+#include "model/cuda/attention_bf16.h"
 #include "model/cuda/average.h"
 #include "model/cuda/convert_bf16.h"
 #include "model/cuda/crossentropy.h"
@@ -20,11 +23,14 @@
 #include "model/cuda/gelu.h"
 #include "model/cuda/layernorm.h"
 #include "model/cuda/matmul.h"
+#include "model/cuda/matmul_bf16.h"
 #include "model/cuda/residual.h"
 #include "optim/cuda/global_norm.h"
 
 namespace pt {
 namespace {
+
+std::atomic<size_t> g_bf16_calls{0};  // cuda_bf16_kernel_calls()
 
 // Device memory only: pageable, pinned and managed memory are all host-readable,
 // so a copy touching them must finish before copy() returns.
@@ -40,7 +46,8 @@ bool is_device_pointer(const void* p) {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(int device, const BackendOptions& options) : device_(device), tf32_(options.tf32) {
+  CudaBackend(int device, const BackendOptions& options)
+      : device_(device), tf32_(options.tf32), bf16_(options.precision == Precision::kBf16) {
     std::string why;
     const int count = cuda_device_count(&why);
     PT_CHECK_MSG(device >= 0 && device < count, "CUDA device " + std::to_string(device) + " is not available (" +
@@ -56,6 +63,8 @@ class CudaBackend final : public Backend {
     if (ln_scratch_ != nullptr) PT_CUDA_CHECK(cudaFree(ln_scratch_));
     if (enc_workspace_ != nullptr) PT_CUDA_CHECK(cudaFree(enc_workspace_));
     if (sumsq_ != nullptr) PT_CUDA_CHECK(cudaFree(sumsq_));
+    for (__nv_bfloat16* b : bf16_scratch_)
+      if (b != nullptr) PT_CUDA_CHECK(cudaFree(b));
     // The matmul plan cache keeps this stream's cuBLASLt workspace (keyed by the
     // stream handle) until matmul_release_plans(); other backends may still use
     // the cache, so it is not released here.
@@ -174,27 +183,68 @@ class CudaBackend final : public Backend {
         grow(&ln_scratch_, &ln_scratch_bytes_, cuda::layernorm_backward_weight_scratch_floats(N, C) * sizeof(float));
     cuda::layernorm_backward_weight(dweight, dbias, dout, inp, mean, rstd, N, C, scratch, stream_);
   }
+  // bf16 mode: see cuda_backend.h (operands to bf16 scratch, exact for the
+  // bf16-valued inputs the stage model passes; fp32 outputs rounded by the caller).
   void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
                       int OC) override {
     activate();
+    if (bf16_gemm(C, OC, out)) {
+      const __nv_bfloat16* x = to_bf16(0, inp, size_t(N) * C);
+      const __nv_bfloat16* w = to_bf16(1, weight, size_t(OC) * C);
+      cuda::matmul_forward_bf16_fp32out(out, x, w, bias, N, C, OC, stream_);
+      return;
+    }
     cuda::matmul_forward(out, inp, weight, bias, N, C, OC, stream_, tf32_);
   }
   void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) override {
     activate();
+    if (bf16_gemm(C, OC, dinp)) {
+      const __nv_bfloat16* d = to_bf16(0, dout, size_t(N) * OC);
+      const __nv_bfloat16* w = to_bf16(1, weight, size_t(OC) * C);
+      cuda::matmul_backward_input_bf16_fp32out(dinp, d, w, N, C, OC, stream_);
+      return;
+    }
     cuda::matmul_backward_input(dinp, dout, weight, N, C, OC, stream_, tf32_);
   }
   void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C,
                               int OC) override {
     activate();
+    if (bf16_gemm(C, OC, dweight)) {
+      const __nv_bfloat16* d = to_bf16(0, dout, size_t(N) * OC);
+      const __nv_bfloat16* x = to_bf16(1, inp, size_t(N) * C);
+      cuda::matmul_backward_weight_bf16(dweight, dbias, d, x, N, C, OC, stream_);
+      return;
+    }
     cuda::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC, stream_, tf32_);
   }
+  // bf16 mode with a head size the flash kernel takes: inputs to bf16 scratch (exact,
+  // bf16-valued), the kernel's bf16 outputs back to fp32 (exact). lse and the
+  // backward scratch are the fp32 kernel's shapes, (B, NH, T) each.
   void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) override {
     activate();
+    if (bf16_attention(C, NH)) {
+      const size_t n = size_t(B) * T * C;
+      const __nv_bfloat16* x = to_bf16(0, inp, 3 * n);
+      __nv_bfloat16* o = bf16_buffer(1, n);
+      cuda::attention_forward_bf16(o, /*lse=*/att, x, B, T, C, NH, stream_);
+      cuda::convert_bf16_to_fp32(out, o, n, stream_);
+      return;
+    }
     cuda::attention_forward(out, /*lse=*/att, inp, B, T, C, NH, stream_);
   }
   void attention_backward(float* dinp, float* scratch, const float* dout, const float* inp, const float* out,
                           const float* att, int B, int T, int C, int NH) override {
     activate();
+    if (bf16_attention(C, NH)) {
+      const size_t n = size_t(B) * T * C;
+      const __nv_bfloat16* d = to_bf16(0, dout, n);
+      const __nv_bfloat16* x = to_bf16(1, inp, 3 * n);
+      const __nv_bfloat16* o = to_bf16(2, out, n);
+      __nv_bfloat16* dx = bf16_buffer(3, 3 * n);
+      cuda::attention_backward_bf16(dx, scratch, d, x, o, /*lse=*/att, B, T, C, NH, stream_);
+      cuda::convert_bf16_to_fp32(dinp, dx, 3 * n, stream_);
+      return;
+    }
     cuda::attention_backward(dinp, scratch, dout, inp, out, /*lse=*/att, B, T, C, NH, stream_);
   }
   void gelu_forward(float* out, const float* inp, int N) override {
@@ -227,6 +277,37 @@ class CudaBackend final : public Backend {
     int current = -1;
     PT_CUDA_CHECK(cudaGetDevice(&current));
     if (current != device_) PT_CUDA_CHECK(cudaSetDevice(device_));
+  }
+
+  // Whether a GEMM with reduction/output sizes C, OC and fp32 output `out` runs on
+  // the bf16 kernels: bf16 mode and matmul_bf16.h's requirements (C, OC multiples of
+  // 8; the fp32 output 16-byte aligned; the bf16 operands live in the scratch, which
+  // cudaMalloc aligns). Counts the GEMMs it admits (cuda_bf16_kernel_calls).
+  bool bf16_gemm(int C, int OC, const float* out) const {
+    const bool ok = bf16_ && C % 8 == 0 && OC % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
+    if (ok) g_bf16_calls.fetch_add(1, std::memory_order_relaxed);
+    return ok;
+  }
+
+  // Whether attention runs on the bf16 flash kernels: bf16 mode and a head size they
+  // take (attention_bf16.h); counted as above.
+  bool bf16_attention(int C, int NH) const {
+    const bool ok = bf16_ && NH > 0 && C % NH == 0 && cuda::attention_bf16_supports_head_size(C / NH);
+    if (ok) g_bf16_calls.fetch_add(1, std::memory_order_relaxed);
+    return ok;
+  }
+
+  // Scratch slot `slot` (< kBf16Slots) holding at least n bf16, grown on demand.
+  __nv_bfloat16* bf16_buffer(int slot, size_t n) {
+    return grow(&bf16_scratch_[slot], &bf16_scratch_bytes_[slot], n * sizeof(__nv_bfloat16));
+  }
+
+  // x (n fp32, backend memory) as bf16 in scratch slot `slot`: round to nearest
+  // even, which keeps a bf16-valued x exactly.
+  const __nv_bfloat16* to_bf16(int slot, const float* x, size_t n) {
+    __nv_bfloat16* b = bf16_buffer(slot, n);
+    cuda::convert_fp32_to_bf16(b, x, n, stream_);
+    return b;
   }
 
   void* device_bytes(size_t bytes) {
@@ -275,6 +356,11 @@ class CudaBackend final : public Backend {
 
   int device_ = 0;
   bool tf32_ = false;  // BackendOptions::tf32: the fp32 GEMMs' compute type
+  bool bf16_ = false;  // BackendOptions::precision == bf16: GEMMs on the bf16 kernels where allowed
+  // bf16 mode: the bf16 operands of a GEMM (slots 0, 1) or an attention call (0-3).
+  static constexpr int kBf16Slots = 4;
+  __nv_bfloat16* bf16_scratch_[kBf16Slots] = {};
+  size_t bf16_scratch_bytes_[kBf16Slots] = {};
   cudaStream_t stream_ = nullptr;
   double* sumsq_ = nullptr;      // sums_of_squares: results and reduction scratch
   size_t sumsq_bytes_ = 0;
@@ -315,6 +401,8 @@ std::string cuda_device_name(int device) {
 }
 
 int cuda_attention_max_head_size() { return cuda::kAttentionMaxHeadSize; }
+
+size_t cuda_bf16_kernel_calls() { return g_bf16_calls.load(std::memory_order_relaxed); }
 
 std::unique_ptr<Backend> make_cuda_backend(int device, const BackendOptions& options) {
   return std::make_unique<CudaBackend>(device, options);

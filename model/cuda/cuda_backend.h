@@ -1,4 +1,4 @@
-// The fp32 CUDA Backend (model/backend.h) on the kernels of model/cuda: device
+// The CUDA Backend (model/backend.h) on the kernels of model/cuda: device
 // memory from cudaMalloc, one CUDA stream per backend on which every op and copy
 // is issued in order (stream()), and the step ops (sums_of_squares through the
 // global-norm kernel of optim/cuda/global_norm.h, add). copy/upload/download
@@ -15,14 +15,43 @@
 // (bitwise equal to the CPU for encoder and residual; fp32 sum-order and exp
 // differences elsewhere; deterministic run to run everywhere).
 // bf16 storage (runtime.precision: bf16): round_to_bf16 is the in-place RNE kernel
-// of convert_bf16.h, bitwise equal to the CPU's; the ops stay the fp32 kernels (the
-// bf16 kernels are not wired in yet). Not yet run on a GPU.
+// of convert_bf16.h, bitwise equal to the CPU's. A backend made with
+// BackendOptions::precision = bf16 runs the three GEMMs on the bf16 cuBLASLt kernels
+// (model/cuda/matmul_bf16.h: tensor-core bf16 products, fp32 accumulation) whenever
+// C and OC are multiples of 8 and the fp32 output (out, dinp, dweight) is 16-byte
+// aligned, else on the fp32 kernels (e.g. GPT-2's vocabulary 50257 in the LM head).
+// The fp32 operands are converted (RNE, convert_fp32_to_bf16) into bf16 scratch
+// buffers the backend owns (grown on demand, reused, in peak_device_bytes);
+// the outputs are fp32: forward and input gradient through the *_fp32out forms (not
+// rounded: the stage model rounds every GEMM output right after, where a bf16-output
+// kernel would round, so the stored value is the same single RNE of the fp32
+// accumulator + bias; the fc GEMM's unrounded output also feeds the GELU, as in the
+// fused epilogue), weight gradients accumulated in fp32 (+=). Every operand the
+// stage model passes in bf16 mode is already bf16-valued (weights: the rounded copy
+// wparams_; activations and activation gradients: rounded after their producer,
+// stage_model.cc), so the conversion is exact and the bf16 GEMM computes the same
+// exact products as the fp32 GEMM on those values: results differ from the fp32
+// kernels (and the CPU) only by fp32 summation order, and the stored bf16 by the
+// rare one-ulp flip where that straddles a rounding boundary. Attention runs on
+// the bf16 flash kernels (model/cuda/attention_bf16.h) when the head size is 32, 64
+// or 128, else on the fp32 ones: qkv, dout and the forward output (bf16-valued,
+// rounded by the stage model) converted exactly into the scratch, the bf16 out and
+// dinp converted back exactly (the single rounding the stage model would apply);
+// lse and D fp32 as in the fp32 kernels. Unlike the GEMMs this is not the CPU's
+// arithmetic: the flash kernel also rounds P (and dS in the backward) to bf16 before
+// its products, where the CPU keeps them fp32 (attention_bf16.h, stage_model.cc).
+// LayerNorm, GELU and the rest stay the fp32 kernels on bf16-valued storage.
+// Costs of this first step: each call converts its operands again, the weights
+// included (the LM head's V·C once per classifier chunk), and the forward and
+// input-gradient GEMMs write fp32; options.tf32 applies to the fp32 fallback GEMMs.
+// Not yet run on a GPU.
 // Only the CUDA runtime is used (never libcuda), so a CUDA build starts without a
 // GPU and cuda_device_count() reports why none is usable.
 // Not included by host-only code paths: the stage model factory includes it only
 // when the build has CUDA (PIPETRAIN_WITH_CUDA). No CUDA header is needed here.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -41,9 +70,15 @@ std::string cuda_device_name(int device);
 // Largest head size (n_embd / n_head) the CUDA attention kernels support.
 int cuda_attention_max_head_size();
 
+// Ops (GEMMs and attention calls) run on the bf16 kernels by every CUDA backend of
+// this process so far (bf16 mode, shapes allowed): lets tests check which path a
+// shape took.
+size_t cuda_bf16_kernel_calls();
+
 // A backend on `device` (0 <= device < cuda_device_count()). Every call makes
 // that device current for the calling thread before it issues work. options.tf32:
-// every fp32 GEMM uses TF32 compute (model/cuda/matmul.h).
+// every fp32 GEMM uses TF32 compute (model/cuda/matmul.h); options.precision bf16:
+// GEMMs and attention on the bf16 kernels where allowed (above).
 std::unique_ptr<Backend> make_cuda_backend(int device, const BackendOptions& options = {});
 
 }  // namespace pt

@@ -40,11 +40,6 @@ bool lt_matmul(float* d, const float* a, const float* b, int m, int n, int k, bo
                             allow_missing);
 }
 
-static __global__ void fill_rows_kernel(float* out, const float* bias, int N, int OC) {
-  const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < size_t(N) * OC) out[i] = bias[i % OC];
-}
-
 }  // namespace
 
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC,
@@ -55,7 +50,7 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
   } else if (detail::aligned16(bias)) {
     lt_matmul(out, weight, inp, OC, N, C, true, false, 0.0f, Epilogue::kBias, bias, nullptr, stream, tf32);
   } else {
-    fill_rows_kernel<<<detail::ceil_div(size_t(N) * OC, 256), 256, 0, stream>>>(out, bias, N, OC);
+    detail::fill_rows_kernel<<<detail::ceil_div(size_t(N) * OC, 256), 256, 0, stream>>>(out, bias, N, OC);
     PT_CUDA_CHECK_LAUNCH();
     lt_matmul(out, weight, inp, OC, N, C, true, false, 1.0f, Epilogue::kNone, nullptr, nullptr, stream, tf32);
   }

@@ -4,6 +4,9 @@
 //   forward          D = outᵀ (OC, N)   = W (C, OC)ᵀ        · inpᵀ (C, N)      m=OC k=C  n=N   D bf16
 //   backward_input   D = dinpᵀ (C, N)   = W (C, OC)         · doutᵀ (OC, N)    m=C  k=OC n=N   D bf16
 //   backward_weight  D = dWᵀ (C, OC)   += inpᵀ (C, N)       · (doutᵀ (OC, N))ᵀ m=C  k=N  n=OC  D fp32
+// The *_fp32out forms are the forward and backward_input GEMMs with D fp32 (the
+// backward_weight combination: bf16 A/B, fp32 C/D); the forward's bias is an fp32
+// prefill of D that the GEMM accumulates onto (beta = 1), no epilogue.
 // Leading dimensions are C or OC (rows of the row-major tensors), never N, so the
 // C % 8 == 0 and OC % 8 == 0 requirement makes every column of every column-major
 // operand start 16-byte aligned. The bias epilogue adds a length-m vector to every
@@ -57,6 +60,18 @@ void check_args(const char* fn, int C, int OC, std::initializer_list<const void*
   for (const void* p : ptrs) PT_CHECK_MSG(aligned16(p), std::string(fn) + ": pointers must be 16-byte aligned");
 }
 
+// dinp (N, C) of element type T (d_type) = dout · weight; arguments checked.
+template <typename T>
+void backward_input(T* dinp, cudaDataType_t d_type, const __nv_bfloat16* dout, const __nv_bfloat16* weight, int N,
+                    int C, int OC, cudaStream_t stream) {
+  if (N == 0 || C == 0) return;
+  if (OC == 0) {  // empty sum: dinp = 0 (cuBLASLt is not asked for k = 0)
+    PT_CUDA_CHECK(cudaMemsetAsync(dinp, 0, size_t(N) * C * sizeof(T), stream));
+    return;
+  }
+  lt_matmul(dinp, d_type, weight, dout, C, N, OC, false, false, 0.0f, Epilogue::kNone, nullptr, nullptr, stream);
+}
+
 }  // namespace
 
 void matmul_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* inp, const __nv_bfloat16* weight,
@@ -87,16 +102,29 @@ void matmul_forward_gelu_bf16(__nv_bfloat16* out, __nv_bfloat16* pre_gelu, const
   PT_CUDA_CHECK_LAUNCH();
 }
 
+void matmul_forward_bf16_fp32out(float* out, const __nv_bfloat16* inp, const __nv_bfloat16* weight,
+                                 const float* bias, int N, int C, int OC, cudaStream_t stream) {
+  check_args("matmul_forward_bf16_fp32out", C, OC, {out, inp, weight});
+  if (N == 0 || OC == 0) return;
+  float beta = 0.0f;
+  if (bias != nullptr) {  // out = bias, then the GEMM adds onto it (beta = 1): no bias epilogue type question
+    detail::fill_rows_kernel<<<detail::ceil_div(size_t(N) * OC, 256), 256, 0, stream>>>(out, bias, N, OC);
+    PT_CUDA_CHECK_LAUNCH();
+    beta = 1.0f;
+  }
+  lt_matmul(out, CUDA_R_32F, weight, inp, OC, N, C, true, false, beta, Epilogue::kNone, nullptr, nullptr, stream);
+}
+
 void matmul_backward_input_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const __nv_bfloat16* weight,
                                 int N, int C, int OC, cudaStream_t stream) {
   check_args("matmul_backward_input_bf16", C, OC, {dinp, dout, weight});
-  if (N == 0 || C == 0) return;
-  if (OC == 0) {  // empty sum: dinp = 0 (cuBLASLt is not asked for k = 0)
-    PT_CUDA_CHECK(cudaMemsetAsync(dinp, 0, size_t(N) * C * sizeof(__nv_bfloat16), stream));
-    return;
-  }
-  lt_matmul(dinp, CUDA_R_16BF, weight, dout, C, N, OC, false, false, 0.0f, Epilogue::kNone, nullptr, nullptr,
-            stream);
+  backward_input(dinp, CUDA_R_16BF, dout, weight, N, C, OC, stream);
+}
+
+void matmul_backward_input_bf16_fp32out(float* dinp, const __nv_bfloat16* dout, const __nv_bfloat16* weight, int N,
+                                        int C, int OC, cudaStream_t stream) {
+  check_args("matmul_backward_input_bf16_fp32out", C, OC, {dinp, dout, weight});
+  backward_input(dinp, CUDA_R_32F, dout, weight, N, C, OC, stream);
 }
 
 void matmul_backward_weight_bf16(float* dweight, float* dbias, const __nv_bfloat16* dout,

@@ -8,6 +8,9 @@
 //                    (CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = CUDA_R_16BF, which is the
 //                    default "same as D" for a bf16 D, set explicitly).
 //   backward_input   dinp (N, C) bf16 (C = D = CUDA_R_16BF), written (=).
+//   *_fp32out        out / dinp fp32 (C = D = CUDA_R_32F, as backward_weight), not
+//                    rounded; the forward's bias fp32 (OC), added as a prefill of D
+//                    (beta = 1), so fp32(Σ + bias) as the fp32 GEMM.
 //   backward_weight  dweight (OC, C) fp32 (C = D = CUDA_R_32F, bf16 A/B: a listed
 //                    cublasLtMatmul combination for CUBLAS_COMPUTE_32F), accumulated
 //                    with beta = 1, so gradients of several micro-batches sum in fp32;
@@ -24,14 +27,15 @@
 // plan and the gpu test's tolerance covers both).
 //
 // Requirements (checked with PT_CHECK_MSG, fatal otherwise):
-//  * every bf16 pointer (inp, weight, bias, out, pre_gelu, dout, dinp) and dweight
-//    16-byte aligned (cudaMalloc gives 256; a sub-tensor must start on a 16-byte
+//  * every bf16 pointer (inp, weight, bias, out, pre_gelu, dout, dinp), dweight and the
+//    fp32 out / dinp of the *_fp32out forms 16-byte aligned (cudaMalloc gives 256; a sub-tensor must start on a 16-byte
 //    boundary), and C % 8 == 0 and OC % 8 == 0, so every row of every bf16 operand
 //    starts on a 16-byte boundary: cuBLASLt's bf16 tensor-core kernels load 16-byte
 //    vectors, and the GELU aux leading dimension must be a multiple of 8 (cublasLt.h,
 //    CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD). N is unrestricted. (GPT-2's vocabulary
 //    50257 would need padding to a multiple of 8, e.g. 50304, for the LM head.)
-//  * dbias has no alignment requirement (scalar fp32 loads/stores).
+//  * dbias and the fp32 bias of matmul_forward_bf16_fp32out have no alignment
+//    requirement (scalar fp32 loads/stores).
 // Plans: an instance of the shared plan cache (model/cuda/matmul_plan.h), separate
 // from the fp32 one: one descriptor set + heuristic choice per key (device, m, n, k,
 // transposes, epilogue, output type, operand alignments), created on first use and
@@ -40,7 +44,8 @@
 //
 // Status: compiled for sm_90; NOT yet run on a GPU (none in the task that wrote it):
 // tests/model/cuda/bf16_ops_test.cc compares every function with the twin on a GPU.
-// Not yet used by training (the stage model still runs the fp32 matmul).
+// Used by training through the CUDA backend's bf16 mode (the *_fp32out forms and
+// matmul_backward_weight_bf16; model/cuda/cuda_backend.h).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -58,9 +63,18 @@ void matmul_forward_gelu_bf16(__nv_bfloat16* out, __nv_bfloat16* pre_gelu, const
                               const __nv_bfloat16* weight, const __nv_bfloat16* bias, int N, int C, int OC,
                               cudaStream_t stream);
 
+// out (N, OC) fp32 = inp · weightᵀ + bias (fp32 (OC), may be null), no rounding: the
+// CUDA backend's bf16 mode (cuda_backend.h), whose stage model rounds each output.
+void matmul_forward_bf16_fp32out(float* out, const __nv_bfloat16* inp, const __nv_bfloat16* weight,
+                                 const float* bias, int N, int C, int OC, cudaStream_t stream);
+
 // dinp (N, C) = bf16(dout (N, OC) · weight (OC, C)).
 void matmul_backward_input_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const __nv_bfloat16* weight,
                                 int N, int C, int OC, cudaStream_t stream);
+
+// dinp (N, C) fp32 = dout (N, OC) · weight (OC, C), no rounding (as the forward above).
+void matmul_backward_input_bf16_fp32out(float* dinp, const __nv_bfloat16* dout, const __nv_bfloat16* weight, int N,
+                                        int C, int OC, cudaStream_t stream);
 
 // dweight (OC, C) += dout (N, OC)ᵀ · inp (N, C) and dbias (OC) += Σ_n dout, in fp32
 // (dbias may be null).

@@ -257,6 +257,36 @@ TEST_P(Bf16MatmulTwin, MatchesFp32Ops) {
     expect_within("matmul_backward_input_bf16" + tag, widen(dinp), ref, tol);
   }
 
+  // fp32-output forms (the CUDA backend's bf16 mode): the fp32 values the bf16 forms
+  // round, so bf16 of each is bitwise the bf16 form (same serial sums, the same bias
+  // value), and each is within Δ of the fp32 op (no rounding term).
+  {
+    std::vector<float> out(size_t(N) * OC), ref(out.size()), mag(out.size());
+    std::vector<bf16> out16(out.size());
+    cpu::matmul_forward_bf16_fp32out(out.data(), inp.data(), weight.data(), fb.data(), N, C, OC);
+    cpu::matmul_forward_bf16(out16.data(), inp.data(), weight.data(), bias.data(), N, C, OC);
+    cpu::matmul_forward(ref.data(), fi.data(), fw.data(), fb.data(), N, C, OC);
+    cpu::matmul_forward(mag.data(), ai.data(), aw.data(), ab.data(), N, C, OC);
+    std::vector<double> tol(ref.size());
+    for (size_t i = 0; i < ref.size(); ++i) tol[i] = (sum_order(C + 1) + kU) * mag[i];
+    expect_within("matmul_forward_bf16_fp32out" + tag, out, ref, tol);
+    for (size_t i = 0; i < out.size(); ++i)
+      ASSERT_EQ(cpu::float_to_bf16(out[i]).bits, out16[i].bits) << "forward fp32out vs bf16 form at " << i << tag;
+
+    std::vector<float> dinp(size_t(N) * C), dref(dinp.size()), dmag(dinp.size());
+    std::vector<bf16> dinp16(dinp.size());
+    cpu::matmul_backward_input_bf16_fp32out(dinp.data(), dout.data(), weight.data(), N, C, OC);
+    cpu::matmul_backward_input_bf16(dinp16.data(), dout.data(), weight.data(), N, C, OC);
+    cpu::matmul_backward_input(dref.data(), fd.data(), fw.data(), N, C, OC);
+    cpu::matmul_backward_input(dmag.data(), ad.data(), aw.data(), N, C, OC);
+    std::vector<double> dtol(dref.size());
+    for (size_t i = 0; i < dref.size(); ++i) dtol[i] = sum_order(OC) * dmag[i];
+    expect_within("matmul_backward_input_bf16_fp32out" + tag, dinp, dref, dtol);
+    for (size_t i = 0; i < dinp.size(); ++i)
+      ASSERT_EQ(cpu::float_to_bf16(dinp[i]).bits, dinp16[i].bits) << "backward_input fp32out vs bf16 form at " << i
+                                                                   << tag;
+  }
+
   // Weight/bias gradients, fp32, accumulated twice onto non-zero initial values:
   // 2N products + the initial value per element, no bf16 rounding.
   {

@@ -4,7 +4,8 @@
 // OC = 200, 40 columns against 32-column bias tiles; C = 200, 37 for LayerNorm's
 // 32-lane rows and 64-row chunks); matmul C and OC are multiples of 8, as the bf16
 // cuBLASLt path requires (16-byte rows, see matmul_bf16.h). Inputs are Philox
-// normals rounded to bf16 (not all zero; checked), outputs NaN-poisoned first.
+// normals rounded to bf16 (not all zero; checked), outputs NaN-poisoned first. The
+// *_fp32out matmul forms have fp32 outputs: Δ alone, no rounding term.
 //
 // Tolerances (u = 2^-24, r = 2^-8 the bf16 unit roundoff). Kernel and twin compute
 // the same fp32 quantities from the same bf16 inputs (products of two bf16 values are
@@ -152,6 +153,35 @@ void check_matmul(const Shape& s) {
     cuda::matmul_backward_input_bf16(dev(d_dinp), dev(d_dout), dev(d_w), N, C, OC, nullptr);
     expect_within("matmul_backward_input_bf16" + tag, widen(d_dinp.download()), widen(dinp),
                   two_rounding_tols(widen(dinp), scaled(mag, e_tc(OC))));
+  }
+
+  // fp32-output forms (the CUDA backend's bf16 mode): fp32 results, so only the
+  // summation-order term (no rounding); the forward with an fp32 bias; reruns bitwise.
+  {
+    const auto fb = widen(bias);
+    DeviceBuffer<float> d_fb(fb), d_out32(size_t(N) * OC), d_dinp32(size_t(N) * C);
+    for (bool with_bias : {true, false}) {
+      std::vector<float> out(size_t(N) * OC), mag(out.size());
+      cpu::matmul_forward_bf16_fp32out(out.data(), inp.data(), weight.data(), with_bias ? fb.data() : nullptr, N, C,
+                                       OC);
+      cpu::matmul_forward(mag.data(), ai.data(), aw.data(), with_bias ? ab.data() : nullptr, N, C, OC);
+      const std::string what = std::string("matmul_forward_bf16_fp32out") + (with_bias ? "" : " (no bias)") + tag;
+      d_out32.poison();
+      cuda::matmul_forward_bf16_fp32out(d_out32.get(), dev(d_inp), dev(d_w), with_bias ? d_fb.get() : nullptr, N, C,
+                                        OC, nullptr);
+      const auto gpu = d_out32.download();
+      expect_within(what, gpu, out, scaled(mag, e_tc(C + 1)));
+      d_out32.poison();
+      cuda::matmul_forward_bf16_fp32out(d_out32.get(), dev(d_inp), dev(d_w), with_bias ? d_fb.get() : nullptr, N, C,
+                                        OC, nullptr);
+      testing::expect_bitwise_equal(what + " rerun", d_out32.download(), gpu);
+    }
+    std::vector<float> dinp(size_t(N) * C), mag(dinp.size());
+    cpu::matmul_backward_input_bf16_fp32out(dinp.data(), dout.data(), weight.data(), N, C, OC);
+    cpu::matmul_backward_input(mag.data(), ad.data(), aw.data(), N, C, OC);
+    d_dinp32.poison();
+    cuda::matmul_backward_input_bf16_fp32out(d_dinp32.get(), dev(d_dout), dev(d_w), N, C, OC, nullptr);
+    expect_within("matmul_backward_input_bf16_fp32out" + tag, d_dinp32.download(), dinp, scaled(mag, e_tc(OC)));
   }
 
   // Weight/bias gradients: fp32 +=, two calls onto non-zero initial values.

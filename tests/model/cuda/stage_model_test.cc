@@ -10,9 +10,10 @@
 // edit is what a later backward accumulates onto, zero_grads clears the gradients,
 // transfers are counted; the step ops: per-tensor sums of squares against the CPU,
 // add bitwise, average bitwise against its CPU twin, weight stashes swap and restore); the
-// backend factory (runs without a GPU too); bf16 precision against the CPU bf16 model (Bf16MatchesCpuBf16, bound
-// derived there); the chunked classifier and the fused backward without split buffers
-// (ChunkedClassifierWithoutSplitMatchesCpu).
+// backend factory (runs without a GPU too); bf16 precision against the CPU bf16 model
+// (Bf16MatchesCpuBf16 with the bf16 GEMMs, Bf16FlashAttentionMatchesCpuBf16 also with
+// the bf16 flash attention; bound derived there); the chunked classifier and the
+// fused backward without split buffers (ChunkedClassifierWithoutSplitMatchesCpu).
 //
 // Tolerances (see cuda_test_util.h). Every op of the model reduces over at most
 // K = max(4C, V, N, T) = 192 terms, so each op's GPU-vs-CPU difference is within
@@ -41,6 +42,7 @@
 
 #include "model/cpu/average.h"
 #include "model/cpu/bf16.h"
+#include "model/cuda/cuda_backend.h"
 #include "model/param_layout.h"
 #include "model/stage_model.h"
 #include "model/stage_model_factory.h"
@@ -79,8 +81,8 @@ StageSpec spec(int l0, int l1, bool emb, bool head) {
 }
 
 // rtol of the header: 4 · D · 2γ_K with D = 22 ops per block + 8.
-double model_rtol(int blocks) {
-  const double K = std::max({4.0 * kC, double(kV), double(kN), double(kT)});
+double model_rtol(int blocks, int C = kC) {
+  const double K = std::max({4.0 * C, double(kV), double(kN), double(kT)});
   return 4.0 * (22.0 * blocks + 8.0) * testing::sum_order_rtol(K);
 }
 
@@ -293,16 +295,27 @@ TEST_F(CudaStageModel, ChunkedClassifierWithoutSplitMatchesCpu) {
 }
 
 // runtime.precision bf16 (stage_model.cc): the CUDA model rounds at the same points
-// as the CPU model with the same RNE rule, so they differ only where an fp32
-// summation-order difference flips a bf16 rounding. Bound by the triangle
-// inequality: each bf16 model is within K_bwd·u of its fp32 model
-// (tests/model/stage_model_bf16_test.cc: K_fwd = 14L + 6, K_bwd = K_fwd + 10L + 5,
-// u = 2^-8) and the fp32 models within model_rtol of each other, so loss and
-// gradients (relative, L2 over all parameters) agree within 2·K_bwd·u + model_rtol.
+// as the CPU model with the same RNE rule. Bound by the triangle inequality: each
+// bf16 model is within K_bwd·u of its fp32 model (tests/model/stage_model_bf16_test.cc:
+// K_fwd = 14L + 6, K_bwd = K_fwd + 10L + 5 first-order bf16 roundings, u = 2^-8) and
+// the fp32 models within model_rtol of each other. The CUDA bf16 model runs its GEMMs
+// on the bf16 kernels (cuda_backend.h): on the bf16-valued operands it passes their
+// products are exact and only the fp32 summation order differs from the fp32 GEMM,
+// a sum-order difference of the fp32 model's kind, so one more model_rtol covers it.
+// With the flash attention (head size 32) the CUDA model also rounds P in the forward
+// and P and dS in the backward to bf16 where the CPU keeps fp32 (attention_bf16.h):
+// 3 more first-order roundings per block, counted like K_bwd's. Loss and gradients
+// (relative, L2 over all parameters) agree within
+//   bound = (2·K_bwd + extra)·u + 2·model_rtol,  extra = 0 (fp32 attention) or 3L.
+// bf16 kernel calls (cuda_bf16_kernel_calls) per block and step: 4 GEMMs forward,
+// 4 input and 4 weight gradients backward, + 2 with the flash attention; the head
+// (OC = V = 97, not a multiple of 8) must fall back to the fp32 GEMMs.
 // The stage output is bf16-valued and a repeated step is bitwise equal.
-TEST_F(CudaStageModel, Bf16MatchesCpuBf16) {
-  const ModelConfig c = tiny_config(true);
-  const double k_bwd = 24.0 * kL + 11.0, bound = 2.0 * k_bwd / 256.0 + model_rtol(kL);
+void expect_bf16_matches_cpu(const ModelConfig& c, bool flash) {
+  const double rtol = model_rtol(kL, c.n_embd);
+  const double k_bwd = 24.0 * kL + 11.0, extra = flash ? 3.0 * kL : 0.0;
+  const double bound = (2.0 * k_bwd + extra) / 256.0 + 2.0 * rtol;
+  const size_t calls_per_block = flash ? 14 : 12;
   for (const StageSpec& s : {spec(0, kL, true, true), spec(0, 1, true, false)}) {
     auto gpu = make_model("cuda", c, s, Precision::kBf16);
     auto cpu = make_model("cpu", c, s, Precision::kBf16);
@@ -312,6 +325,7 @@ TEST_F(CudaStageModel, Bf16MatchesCpuBf16) {
     for (int rep = 0; rep < 2; ++rep) {
       gpu->zero_grads();
       cpu->zero_grads();
+      const size_t calls = cuda_bf16_kernel_calls();
       const auto og = forward(*gpu, 0, b), oc = forward(*cpu, 0, b);
       for (float x : og) ASSERT_EQ(pt::cpu::round_to_bf16(x), x) << "cuda bf16 stage output is not bf16-valued";
       if (s.has_head) {
@@ -319,6 +333,9 @@ TEST_F(CudaStageModel, Bf16MatchesCpuBf16) {
       }
       backward(*gpu, 0, b, false);
       backward(*cpu, 0, b, false);
+      EXPECT_EQ(cuda_bf16_kernel_calls() - calls, calls_per_block * size_t(s.last_layer - s.first_layer))
+          << "bf16 kernel calls: every block GEMM" << (flash ? " and attention" : "")
+          << " on the bf16 kernels, the head (V = 97) on the fp32 ones";
       const auto gg = host_grads(*gpu), gc = host_grads(*cpu);
       double d2 = 0, r2 = 0;
       for (size_t i = 0; i < gc.size(); ++i) {
@@ -331,6 +348,17 @@ TEST_F(CudaStageModel, Bf16MatchesCpuBf16) {
       else EXPECT_TRUE(bitwise_equal(gg, first)) << "a repeated bf16 step changed the gradient bits";
     }
   }
+}
+
+// Head size 16: bf16 GEMMs, fp32 attention.
+TEST_F(CudaStageModel, Bf16MatchesCpuBf16) { expect_bf16_matches_cpu(tiny_config(true), /*flash=*/false); }
+
+// C = 64, NH = 2 (head size 32): bf16 GEMMs and the bf16 flash attention.
+TEST_F(CudaStageModel, Bf16FlashAttentionMatchesCpuBf16) {
+  ModelConfig c = tiny_config(true);
+  c.n_embd = 64;
+  c.n_head = 2;
+  expect_bf16_matches_cpu(c, /*flash=*/true);
 }
 
 // stage_model.h's memory contract, with the CPU model as the reference.
