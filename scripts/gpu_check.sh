@@ -20,7 +20,9 @@
 # Environment: BUILD_DIR (default build-gpu), PYTHON (default python3), GPU_CHECK_BATCHES
 # ("8 16 32"), GPU_CHECK_STEPS (pipetrain and torch steps per run, default 12; the first 4
 # are warm-up), GPU_CHECK_SKIP_BUILD=1 (use BUILD_DIR as it is), GPU_CHECK_BUDGET_S,
-# GPU_CHECK_MPS (1), GPU_CHECK_MPS_S (240), MPS_STUDY (the study script, for tests).
+# GPU_CHECK_MPS (1), GPU_CHECK_MPS_S (240), MPS_STUDY (the study script, for tests),
+# GPU_CHECK_PRECISION (pipetrain's benchmark precision: bf16 (default; the bf16 GEMMs and flash
+# attention), fp32, or tf32 = fp32 with runtime.tf32: true).
 # Exit: 0 every check passed, 1 a check failed, 2 bad arguments, 3 no GPU visible.
 set -uo pipefail
 usage() { echo "usage: scripts/gpu_check.sh OUTDIR" >&2; exit 2; }
@@ -34,6 +36,12 @@ py=${PYTHON:-python3}
 batches=${GPU_CHECK_BATCHES:-8 16 32}
 steps=${GPU_CHECK_STEPS:-12}
 budget=${GPU_CHECK_BUDGET_S:-480}
+precision=${GPU_CHECK_PRECISION:-bf16}
+case "$precision" in
+  bf16 | fp32) precision_args=(--set runtime.precision="$precision") ;;
+  tf32) precision_args=(--set runtime.precision=fp32 --set runtime.tf32=true) ;;
+  *) echo "gpu_check: GPU_CHECK_PRECISION must be bf16, fp32 or tf32, got '$precision'" >&2; exit 2 ;;
+esac
 mps_on=${GPU_CHECK_MPS:-1}
 mps_reserve=0
 [ "$mps_on" = 0 ] || mps_reserve=${GPU_CHECK_MPS_S:-240}
@@ -105,12 +113,12 @@ pipetrain_rate() {  # pipetrain_rate B: one JSON line from a short pp=1 training
     --set "data.train=$out/data/train_*.bin" --set data.val= --set training.steps="$steps" \
     --set training.micro_batch_size="$B" --set training.microbatches=1 --set training.seq_len=1024 \
     --set runtime.backend=cuda --set runtime.progress=off --set run.out_dir="$dir" --set run.name="$name" \
-    >"$out/$name.log" 2>&1 || { failed+=("pipetrain B=$B"); return; }
-  "$py" - "$dir/$name/metrics.jsonl" "$B" <<'PY' >>"$bench"
+    "${precision_args[@]}" >"$out/$name.log" 2>&1 || { failed+=("pipetrain B=$B"); return; }
+  "$py" - "$dir/$name/metrics.jsonl" "$B" "$precision" <<'PY' >>"$bench"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
 rate = statistics.median(r["tokens_per_s"] for r in rows[4:])
-print(json.dumps({"impl": "pipetrain", "dtype": "fp32", "batch": int(sys.argv[2]), "seq": 1024,
+print(json.dumps({"impl": "pipetrain", "dtype": sys.argv[3], "batch": int(sys.argv[2]), "seq": 1024,
                   "tokens_per_s": round(rate, 1), "final_loss": rows[-1]["loss"]}))
 PY
 }
@@ -152,9 +160,10 @@ if [ "$mps_on" != 0 ] && [ -x "$bin" ]; then
 fi
 
 # ---- 6. summary ----
-"$py" - "$bench" "$out/env.txt" "$summary" "$(elapsed)" "${failed[*]:-}" "${skipped_bench[*]:-}" "$mps_status" <<'PY'
+"$py" - "$bench" "$out/env.txt" "$summary" "$(elapsed)" "${failed[*]:-}" "${skipped_bench[*]:-}" "$mps_status" \
+  "$precision" <<'PY'
 import json, sys
-bench, env, path, secs, failed, skipped, mps = sys.argv[1:8]
+bench, env, path, secs, failed, skipped, mps, precision = sys.argv[1:9]
 rows = [json.loads(l) for l in open(bench) if l.strip().startswith("{")]
 rate = {(r.get("impl"), r.get("batch")): r.get("tokens_per_s") for r in rows if "tokens_per_s" in r}
 lines = ["# gpu_check summary", "", "```", open(env).read().strip(), "```", "",
@@ -167,7 +176,7 @@ for b in sorted({k[1] for k in rate}):
     p, c, e = rate.get(("pipetrain", b)), rate.get(("torch-compile", b)), rate.get(("torch-eager", b))
     ratio = f"{p / c:.3f}" if p and c else "n/a"
     lines.append(f"| {b} | {p or 'n/a'} | {c or 'n/a'} | {e or 'n/a'} | {ratio} |")
-lines += ["", "T = 1024; pipetrain fp32 (configs/gpt2_124m.yaml, pp=1, m=1); torch bf16 autocast "
+lines += ["", f"T = 1024; pipetrain {precision} (configs/gpt2_124m.yaml, pp=1, m=1); torch bf16 autocast "
           "(scripts/bench/torch_gpt2_gpu.py). Logs beside this file.", "",
           f"MPS pipeline study (issue #13, scripts/mps_study.sh): {mps}."]
 open(path, "w").write("\n".join(lines) + "\n")

@@ -27,6 +27,9 @@ rc=0; bash "$src/scripts/gpu_check.sh" >"$work/usage.log" 2>&1 || rc=$?
 [ "$rc" -eq 2 ] && grep -q "usage: scripts/gpu_check.sh OUTDIR" "$work/usage.log" || fail "no argument: exit $rc"
 rc=0; bash "$src/scripts/gpu_check.sh" --fast >"$work/usage.log" 2>&1 || rc=$?
 [ "$rc" -eq 2 ] && grep -q "unknown option --fast" "$work/usage.log" || fail "unknown option: exit $rc"
+rc=0; GPU_CHECK_PRECISION=fp16 bash "$src/scripts/gpu_check.sh" "$work/prec" >"$work/usage.log" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] && grep -q "GPU_CHECK_PRECISION must be bf16, fp32 or tf32, got 'fp16'" "$work/usage.log" ||
+  fail "bad GPU_CHECK_PRECISION: exit $rc"
 
 # 2. no GPU
 cat >"$stand/nvidia-smi" <<'SH'
@@ -63,7 +66,8 @@ fi
 out=""; name=""; B=""
 while [ $# -gt 0 ]; do
   case "$2" in run.out_dir=*) out=${2#run.out_dir=} ;; run.name=*) name=${2#run.name=} ;;
-    training.micro_batch_size=*) B=${2#training.micro_batch_size=} ;; esac
+    training.micro_batch_size=*) B=${2#training.micro_batch_size=} ;;
+    runtime.precision=*) echo "${2#runtime.precision=}" >>"$(dirname "$0")/precisions.txt" ;; esac
   shift
 done
 mkdir -p "$out/$name"
@@ -107,6 +111,8 @@ for B in 8 16 32; do
     { cat "$work/ok/summary.md"; fail "no correct row for B=$B"; }
 done
 grep -q "NVIDIA H200, 570.00" "$work/ok/summary.md" || fail "the summary does not show the GPU"
+[ "$(sort -u "$work/build/precisions.txt")" = bf16 ] || fail "pipetrain did not benchmark bf16 by default"
+grep -q "pipetrain bf16 (configs/gpt2_124m.yaml" "$work/ok/summary.md" || fail "the summary does not name the precision"
 
 # 5. the MPS study stage
 read -r budget_arg args <"$work/ok.mps" || fail "the MPS study was not called"
