@@ -90,6 +90,18 @@ class Backend {
   // p[i] = the value a bf16 store of p[i] keeps (round to nearest, ties to even;
   // CPU and CUDA round identically: model/cpu/bf16.h). Backend memory, in place.
   virtual void round_to_bf16(float* p, size_t n) = 0;
+  // Declares [wparams, wparams + n) (backend memory, bf16-valued) as the stage model's
+  // bf16 weight copy, in its current contents. A backend with bf16 kernels may keep its
+  // own bf16 copy of the range, made here (in stream order), and serve every op operand
+  // lying inside the range from it instead of converting the operand per call. Contract:
+  // the caller re-declares after every write to the range (a stale copy would silently
+  // feed old weights to the ops), and free() of wparams forgets the declaration. The
+  // stage model calls it right after each refresh of wparams_ (stage_model.cc). Default:
+  // nothing (the CPU backend has no bf16 kernels).
+  virtual void set_bf16_weights(const float* wparams, size_t n) {
+    (void)wparams;
+    (void)n;
+  }
 
   // ---- step ops: the vector ops of an optimizer update on backend memory ----
   // out[k] = sum over i < numels[k] of x[offsets[k] + i]², each in double with a fixed

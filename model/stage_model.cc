@@ -54,7 +54,10 @@
 // keeps fp32 probabilities where the flash kernel rounds P to bf16 before P·V.
 // The CUDA backend in bf16 runs the GEMMs and the attention on the bf16 kernels where
 // the shapes allow (model/cuda/cuda_backend.h); with the rounding points above, its
-// GEMMs differ from the fp32 ops only by summation order.
+// GEMMs differ from the fp32 ops only by summation order. Each refresh of wparams_
+// declares it to the backend (Backend::set_bf16_weights), which converts the weights to
+// bf16 once per update instead of once per op (refresh_device_params says why that copy
+// is never stale).
 // fp32: no rounding and no weight copy; the code path is the fp32 one bit for bit.
 #include <algorithm>
 #include <functional>
@@ -707,11 +710,25 @@ class BackendStageModel final : public StageModel {
   }
 
   // bf16: rounds the masters into the weight copy the ops read when params_written()
-  // left it stale; fp32: nothing.
+  // left it stale, and declares the new contents to the backend (set_bf16_weights: the
+  // CUDA backend converts them once into its persistent bf16 buffer, which serves the
+  // GEMMs' weight operands until the next declaration); fp32: nothing.
+  // Why the backend's copy is never stale: this is the only code that writes wparams_
+  // (allocated once in the constructor, never reallocated), and it re-declares right
+  // after writing, in stream order before any op that reads it. Every change of the
+  // masters reaches here through params_written(): the optimizer step and collectives
+  // (the caller's contract, stage_model.h), upload()/params_from_host() (checkpoint
+  // load, replay), init_params(), and swap_stashed_params(), which exchanges the
+  // params_ pointer with a stash (wparams_ stays, its contents are re-derived from the
+  // swapped-in version here), both when the old version is swapped in and when the
+  // second swap restores the current one. stash_params() only copies params_ and
+  // changes nothing the ops read. tests/model/stage_model_bf16_weights_test.cc checks
+  // the declarations with a recording backend.
   void refresh_device_params() {
     if (!params_stale_) return;
     backend_->copy(wparams_, params_, num_params_);
     backend_->round_to_bf16(wparams_, num_params_);
+    backend_->set_bf16_weights(wparams_, num_params_);
     params_stale_ = false;
   }
 

@@ -31,6 +31,8 @@ namespace pt {
 namespace {
 
 std::atomic<size_t> g_bf16_calls{0};  // cuda_bf16_kernel_calls()
+std::atomic<size_t> g_weight_conversions{0};  // cuda_bf16_weight_conversions()
+std::atomic<size_t> g_weight_operands{0};     // cuda_bf16_weight_operands()
 
 // Device memory only: pageable, pinned and managed memory are all host-readable,
 // so a copy touching them must finish before copy() returns.
@@ -65,6 +67,7 @@ class CudaBackend final : public Backend {
     if (sumsq_ != nullptr) PT_CUDA_CHECK(cudaFree(sumsq_));
     for (__nv_bfloat16* b : bf16_scratch_)
       if (b != nullptr) PT_CUDA_CHECK(cudaFree(b));
+    if (bf16_weights_ != nullptr) PT_CUDA_CHECK(cudaFree(bf16_weights_));
     // The matmul plan cache keeps this stream's cuBLASLt workspace (keyed by the
     // stream handle) until matmul_release_plans(); other backends may still use
     // the cache, so it is not released here.
@@ -96,7 +99,13 @@ class CudaBackend final : public Backend {
 
   // ---- memory ----
   float* alloc(size_t n) override { return static_cast<float*>(device_bytes(n * sizeof(float))); }
-  void free(float* p) override { free_device(p); }
+  void free(float* p) override {
+    if (p != nullptr && p == declared_) {  // Backend::set_bf16_weights: the range is gone
+      declared_ = nullptr;
+      declared_n_ = 0;
+    }
+    free_device(p);
+  }
   int32_t* alloc_i32(size_t n) override { return static_cast<int32_t*>(device_bytes(n * sizeof(int32_t))); }
   void free_i32(int32_t* p) override { free_device(p); }
   void zero(float* p, size_t n) override {
@@ -132,6 +141,17 @@ class CudaBackend final : public Backend {
   void round_to_bf16(float* p, size_t n) override {
     activate();
     cuda::round_fp32_to_bf16(p, n, stream_);
+  }
+  // bf16 mode: the whole range converted once (exact: bf16-valued) into bf16_weights_,
+  // in stream order after whatever wrote it and before every later op; fp32: ignored.
+  void set_bf16_weights(const float* wparams, size_t n) override {
+    if (!bf16_ || wparams == nullptr || n == 0) return;
+    activate();
+    grow(&bf16_weights_, &bf16_weights_bytes_, n * sizeof(__nv_bfloat16));
+    cuda::convert_fp32_to_bf16(bf16_weights_, wparams, n, stream_);
+    declared_ = wparams;
+    declared_n_ = n;
+    g_weight_conversions.fetch_add(1, std::memory_order_relaxed);
   }
 
   // ---- step ops ----
@@ -302,12 +322,33 @@ class CudaBackend final : public Backend {
     return grow(&bf16_scratch_[slot], &bf16_scratch_bytes_[slot], n * sizeof(__nv_bfloat16));
   }
 
-  // x (n fp32, backend memory) as bf16 in scratch slot `slot`: round to nearest
-  // even, which keeps a bf16-valued x exactly.
+  // x (n fp32, backend memory) as bf16: from the declared weight copy when x lies
+  // inside it (declared_bf16), else converted into scratch slot `slot` (< kBf16Slots),
+  // round to nearest even, which keeps a bf16-valued x exactly.
   const __nv_bfloat16* to_bf16(int slot, const float* x, size_t n) {
+    if (const __nv_bfloat16* w = declared_bf16(x, n)) return w;
     __nv_bfloat16* b = bf16_buffer(slot, n);
     cuda::convert_fp32_to_bf16(b, x, n, stream_);
     return b;
+  }
+
+  // x's bf16 copy in bf16_weights_ (same offset as in the declared range) when
+  // [x, x + n) lies inside the declared range and the copy starts 256-byte aligned,
+  // else null. The alignment rule keeps results bitwise those of the scratch path:
+  // the scratch is cudaMalloc'd (256-byte aligned) and the bf16 GEMM plans key on
+  // operand alignment up to 256 bytes (matmul_plan.h), so a served operand gets the
+  // same cuBLASLt algorithm, hence the same summation order, as a converted one. The
+  // declared range starts 256-byte aligned (cudaMalloc), so a weight tensor at float
+  // offset k qualifies when k % 128 == 0: every tensor of GPT-2 (C a multiple of 128);
+  // in smaller models the tensors off that grid keep the per-call conversion.
+  const __nv_bfloat16* declared_bf16(const float* x, size_t n) const {
+    if (declared_ == nullptr) return nullptr;
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(declared_), p = reinterpret_cast<uintptr_t>(x);
+    if (p < lo || (p - lo) / sizeof(float) > declared_n_ || n > declared_n_ - (p - lo) / sizeof(float)) return nullptr;
+    const __nv_bfloat16* w = bf16_weights_ + (p - lo) / sizeof(float);
+    if (reinterpret_cast<uintptr_t>(w) % 256 != 0) return nullptr;
+    g_weight_operands.fetch_add(1, std::memory_order_relaxed);
+    return w;
   }
 
   void* device_bytes(size_t bytes) {
@@ -361,6 +402,13 @@ class CudaBackend final : public Backend {
   static constexpr int kBf16Slots = 4;
   __nv_bfloat16* bf16_scratch_[kBf16Slots] = {};
   size_t bf16_scratch_bytes_[kBf16Slots] = {};
+  // bf16 mode: Backend::set_bf16_weights. declared_ (declared_n_ floats, the stage
+  // model's wparams_) and its bf16 copy bf16_weights_ (persistent, grown on demand,
+  // in peak_device_bytes); declared_ null: nothing declared (or freed since).
+  const float* declared_ = nullptr;
+  size_t declared_n_ = 0;
+  __nv_bfloat16* bf16_weights_ = nullptr;
+  size_t bf16_weights_bytes_ = 0;
   cudaStream_t stream_ = nullptr;
   double* sumsq_ = nullptr;      // sums_of_squares: results and reduction scratch
   size_t sumsq_bytes_ = 0;
@@ -403,6 +451,10 @@ std::string cuda_device_name(int device) {
 int cuda_attention_max_head_size() { return cuda::kAttentionMaxHeadSize; }
 
 size_t cuda_bf16_kernel_calls() { return g_bf16_calls.load(std::memory_order_relaxed); }
+
+size_t cuda_bf16_weight_conversions() { return g_weight_conversions.load(std::memory_order_relaxed); }
+
+size_t cuda_bf16_weight_operands() { return g_weight_operands.load(std::memory_order_relaxed); }
 
 std::unique_ptr<Backend> make_cuda_backend(int device, const BackendOptions& options) {
   return std::make_unique<CudaBackend>(device, options);

@@ -41,9 +41,16 @@
 // arithmetic: the flash kernel also rounds P (and dS in the backward) to bf16 before
 // its products, where the CPU keeps them fp32 (attention_bf16.h, stage_model.cc).
 // LayerNorm, GELU and the rest stay the fp32 kernels on bf16-valued storage.
-// Costs of this first step: each call converts its operands again, the weights
-// included (the LM head's V·C once per classifier chunk), and the forward and
-// input-gradient GEMMs write fp32; options.tf32 applies to the fp32 fallback GEMMs.
+// Weights are converted once per update, not per call: the stage model declares its
+// bf16-valued weight copy wparams_ after each refresh (Backend::set_bf16_weights), the
+// backend converts the whole range at once into a persistent bf16 buffer (2 bytes per
+// parameter, in peak_device_bytes; freed with the backend) and serves every operand
+// lying inside the range from it at the same offset, when that bf16 address is 256-byte
+// aligned (the scratch's alignment, so the GEMM plan and the result bits are those of
+// the per-call conversion; every GPT-2 weight tensor qualifies, C being a multiple of
+// 128); other operands (activations, gradients, off-grid weights) are still converted
+// per call into the scratch. Remaining costs: the forward and input-gradient GEMMs
+// write fp32; options.tf32 applies to the fp32 fallback GEMMs.
 // Not yet run on a GPU.
 // Only the CUDA runtime is used (never libcuda), so a CUDA build starts without a
 // GPU and cuda_device_count() reports why none is usable.
@@ -74,6 +81,13 @@ int cuda_attention_max_head_size();
 // this process so far (bf16 mode, shapes allowed): lets tests check which path a
 // shape took.
 size_t cuda_bf16_kernel_calls();
+
+// bf16 mode, Backend::set_bf16_weights: conversions of a declared weight range into
+// the persistent bf16 buffer (one per declaration, i.e. per refresh of the stage
+// model's wparams_, once per update), and GEMM/attention operands served from that
+// buffer instead of a per-call conversion, by every CUDA backend of this process.
+size_t cuda_bf16_weight_conversions();
+size_t cuda_bf16_weight_operands();
 
 // A backend on `device` (0 <= device < cuda_device_count()). Every call makes
 // that device current for the calling thread before it issues work. options.tf32:

@@ -40,17 +40,7 @@ using testing::random_tokens;
 constexpr int kB = 2, kT = 8;
 constexpr double kU = 1.0 / 256.0;  // bf16 unit roundoff 2^-8
 
-ModelConfig small_config() {
-  ModelConfig c;
-  c.vocab_size = 40;
-  c.max_seq_len = 8;
-  c.n_layer = 3;
-  c.n_head = 2;
-  c.n_embd = 16;
-  c.tie_embeddings = true;
-  c.init_std = 0.1f;
-  return c;
-}
+ModelConfig small_config() { return testing::small_test_config(3); }
 
 StageSpec spec(int l0, int l1, bool emb, bool head) { return StageSpec{l0, l1, emb, head}; }
 

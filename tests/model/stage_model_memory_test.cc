@@ -28,17 +28,7 @@ using testing::random_tokens;
 
 constexpr int kB = 2, kT = 8;
 
-ModelConfig small_config() {
-  ModelConfig c;
-  c.vocab_size = 40;
-  c.max_seq_len = 8;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 16;
-  c.tie_embeddings = true;
-  c.init_std = 0.1f;
-  return c;
-}
+ModelConfig small_config() { return testing::small_test_config(2); }
 
 std::unique_ptr<StageModel> make(bool emulated, Precision p = Precision::kFp32) {
   auto backend = emulated ? make_cpu_backend_emulating_device() : make_cpu_backend();

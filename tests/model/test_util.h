@@ -1,5 +1,5 @@
-// Shared helpers of the model tests: seeded random buffers and a central
-// difference gradient checker.
+// Shared helpers of the model tests: seeded random buffers, a central
+// difference gradient checker and a small model config.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -12,7 +12,23 @@
 #include <string>
 #include <vector>
 
+#include "model/config.h"
+
 namespace pt::testing {
+
+// The CPU stage model tests' small GPT-2 (V = 40, maxT = 8, C = 16, NH = 2, tied):
+// n_layer blocks.
+inline ModelConfig small_test_config(int n_layer) {
+  ModelConfig c;
+  c.vocab_size = 40;
+  c.max_seq_len = 8;
+  c.n_layer = n_layer;
+  c.n_head = 2;
+  c.n_embd = 16;
+  c.tie_embeddings = true;
+  c.init_std = 0.1f;
+  return c;
+}
 
 inline std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f, float shift = 0.0f) {
   std::mt19937 gen(seed);

@@ -12,7 +12,10 @@
 // add bitwise, average bitwise against its CPU twin, weight stashes swap and restore); the
 // backend factory (runs without a GPU too); bf16 precision against the CPU bf16 model
 // (Bf16MatchesCpuBf16 with the bf16 GEMMs, Bf16FlashAttentionMatchesCpuBf16 also with
-// the bf16 flash attention; bound derived there); the chunked classifier and the
+// the bf16 flash attention; bound derived there); the persistent bf16 weight copy
+// (Bf16WeightsConvertedOncePerUpdate: one conversion per update, stash swaps included,
+// never stale; Bf16DeclaredWeightsBitwiseEqualConverted: served operands give the bits
+// of the per-call conversion); the chunked classifier and the
 // fused backward without split buffers (ChunkedClassifierWithoutSplitMatchesCpu).
 //
 // Tolerances (see cuda_test_util.h). Every op of the model reduces over at most
@@ -131,19 +134,19 @@ struct Batch {
   std::vector<float> input, doutput;  // (N, C)
 };
 
-Batch make_batch(uint32_t seed) {
+Batch make_batch(uint32_t seed, int C = kC) {
   Batch b;
   b.tokens = testing::random_tokens(kN, kV, seed);
   b.targets = testing::random_tokens(kN, kV, seed + 1000);
-  b.input = philox_vector(size_t(kN) * kC, seed, 1);
-  b.doutput = philox_vector(size_t(kN) * kC, seed, 2, 0.1f);
+  b.input = philox_vector(size_t(kN) * C, seed, 1);
+  b.doutput = philox_vector(size_t(kN) * C, seed, 2, 0.1f);
   return b;
 }
 
 // Forward of `b` into `slot`; returns the stage output (empty on the last stage).
 std::vector<float> forward(StageModel& m, int slot, const Batch& b) {
   const StageSpec& s = m.spec();
-  std::vector<float> out(s.has_head ? 0 : size_t(kN) * kC);
+  std::vector<float> out(s.has_head ? 0 : size_t(kN) * m.config().n_embd);
   m.forward(slot, s.has_embedding ? b.tokens.data() : nullptr, s.has_embedding ? nullptr : b.input.data(),
             s.has_head ? b.targets.data() : nullptr, s.has_head ? nullptr : out.data());
   return out;
@@ -152,7 +155,7 @@ std::vector<float> forward(StageModel& m, int slot, const Batch& b) {
 // Full (or split) backward of `slot`; returns dinput (empty on the first stage).
 std::vector<float> backward(StageModel& m, int slot, const Batch& b, bool split, float loss_scale = 1.0f) {
   const StageSpec& s = m.spec();
-  std::vector<float> dinput(s.has_embedding ? 0 : size_t(kN) * kC, NAN);
+  std::vector<float> dinput(s.has_embedding ? 0 : size_t(kN) * m.config().n_embd, NAN);
   const float* dout = s.has_head ? nullptr : b.doutput.data();
   float* din = s.has_embedding ? nullptr : dinput.data();
   if (split) {
@@ -311,6 +314,20 @@ TEST_F(CudaStageModel, ChunkedClassifierWithoutSplitMatchesCpu) {
 // 4 input and 4 weight gradients backward, + 2 with the flash attention; the head
 // (OC = V = 97, not a multiple of 8) must fall back to the fp32 GEMMs.
 // The stage output is bf16-valued and a repeated step is bitwise equal.
+// Block GEMM weights (qkv, attention projection, fc, MLP projection) the CUDA backend
+// serves from its persistent bf16 weight copy (cuda_backend.h): those at a float offset
+// that is a multiple of 128 (a 256-byte aligned bf16 address). Each is read by one
+// forward and one input-gradient GEMM per step.
+size_t served_block_weights(const StageModel& m) {
+  size_t n = 0;
+  for (const ParamTensor& t : m.tensors()) {
+    const bool gemm_weight = t.name.find("qkv_w") != std::string::npos || t.name.find("proj_w") != std::string::npos ||
+                             t.name.find("fc_w") != std::string::npos;
+    if (gemm_weight && t.offset % 128 == 0) ++n;
+  }
+  return n;
+}
+
 void expect_bf16_matches_cpu(const ModelConfig& c, bool flash) {
   const double rtol = model_rtol(kL, c.n_embd);
   const double k_bwd = 24.0 * kL + 11.0, extra = flash ? 3.0 * kL : 0.0;
@@ -320,12 +337,14 @@ void expect_bf16_matches_cpu(const ModelConfig& c, bool flash) {
     auto gpu = make_model("cuda", c, s, Precision::kBf16);
     auto cpu = make_model("cpu", c, s, Precision::kBf16);
     ASSERT_TRUE(gpu && cpu);
-    const Batch b = make_batch(21);
+    const Batch b = make_batch(21, c.n_embd);
+    const size_t served_per_step = 2 * served_block_weights(*gpu);
     std::vector<float> first;
     for (int rep = 0; rep < 2; ++rep) {
       gpu->zero_grads();
       cpu->zero_grads();
       const size_t calls = cuda_bf16_kernel_calls();
+      const size_t conversions = cuda_bf16_weight_conversions(), served = cuda_bf16_weight_operands();
       const auto og = forward(*gpu, 0, b), oc = forward(*cpu, 0, b);
       for (float x : og) ASSERT_EQ(pt::cpu::round_to_bf16(x), x) << "cuda bf16 stage output is not bf16-valued";
       if (s.has_head) {
@@ -336,6 +355,10 @@ void expect_bf16_matches_cpu(const ModelConfig& c, bool flash) {
       EXPECT_EQ(cuda_bf16_kernel_calls() - calls, calls_per_block * size_t(s.last_layer - s.first_layer))
           << "bf16 kernel calls: every block GEMM" << (flash ? " and attention" : "")
           << " on the bf16 kernels, the head (V = 97) on the fp32 ones";
+      EXPECT_EQ(cuda_bf16_weight_conversions() - conversions, rep == 0 ? 1u : 0u)
+          << "the bf16 weights are converted once after init_params, not per step";
+      EXPECT_EQ(cuda_bf16_weight_operands() - served, served_per_step)
+          << "weight operands served from the persistent bf16 copy";
       const auto gg = host_grads(*gpu), gc = host_grads(*cpu);
       double d2 = 0, r2 = 0;
       for (size_t i = 0; i < gc.size(); ++i) {
@@ -359,6 +382,113 @@ TEST_F(CudaStageModel, Bf16FlashAttentionMatchesCpuBf16) {
   c.n_embd = 64;
   c.n_head = 2;
   expect_bf16_matches_cpu(c, /*flash=*/true);
+}
+
+// The persistent bf16 weight copy (Backend::set_bf16_weights, cuda_backend.h) with
+// C = 128, where every tensor offset is a multiple of 128 floats: every block GEMM
+// weight is served from it (4 forward + 4 input-gradient GEMMs per block and step), the
+// weights are converted exactly once per update (params_written()), including after a
+// stash is swapped in and when it is swapped back, and the gradients equal those of a
+// fresh model of the same parameters bitwise (a stale copy would differ at O(1)).
+TEST_F(CudaStageModel, Bf16WeightsConvertedOncePerUpdate) {
+  ModelConfig c = tiny_config(true);
+  c.n_embd = 128;
+  c.n_head = 4;
+  const StageSpec s = spec(0, kL, true, true);
+  auto gpu = make_model("cuda", c, s, Precision::kBf16);
+  ASSERT_TRUE(gpu);
+  const Batch b = make_batch(31, c.n_embd);
+  auto step = [&](StageModel& m) {
+    m.zero_grads();
+    forward(m, 0, b);
+    backward(m, 0, b, false);
+    return host_grads(m);
+  };
+  const size_t per_step = 8 * size_t(kL);
+  ASSERT_EQ(served_block_weights(*gpu), 4 * size_t(kL));
+  for (int update = 0; update < 3; ++update) {
+    if (update > 0) {
+      gpu->add(gpu->params(), gpu->params(), gpu->grads(), gpu->num_params());  // an "update"
+      gpu->params_written();
+    }
+    const size_t conv = cuda_bf16_weight_conversions(), served = cuda_bf16_weight_operands();
+    step(*gpu);
+    const auto g = step(*gpu);  // a second micro-batch of the same version: no conversion
+    EXPECT_EQ(cuda_bf16_weight_conversions() - conv, 1u) << "update " << update;
+    EXPECT_EQ(cuda_bf16_weight_operands() - served, 2 * per_step) << "update " << update;
+    auto fresh = make_model("cuda", c, s, Precision::kBf16);
+    const auto p = host_params(*gpu);
+    fresh->params_from_host(p.data());
+    EXPECT_TRUE(bitwise_equal(step(*fresh), g)) << "update " << update << ": stale bf16 weights";
+  }
+  // Stash swap and restore: one conversion each, the gradients of the swapped-in version.
+  const auto old_params = host_params(*gpu);
+  gpu->stash_params(1);
+  gpu->add(gpu->params(), gpu->params(), gpu->grads(), gpu->num_params());
+  gpu->params_written();
+  const auto g_new = step(*gpu);
+  const size_t conv = cuda_bf16_weight_conversions();
+  gpu->swap_stashed_params(1);
+  const auto g_old = step(*gpu);
+  gpu->swap_stashed_params(1);
+  EXPECT_TRUE(bitwise_equal(step(*gpu), g_new)) << "restored version";
+  EXPECT_EQ(cuda_bf16_weight_conversions() - conv, 2u);
+  auto fresh = make_model("cuda", c, s, Precision::kBf16);
+  fresh->params_from_host(old_params.data());
+  EXPECT_TRUE(bitwise_equal(step(*fresh), g_old)) << "the swapped-in stash ran on stale bf16 weights";
+  EXPECT_FALSE(bitwise_equal(g_old, g_new));
+}
+
+// An operand served from the declared bf16 copy gives the bits of the per-call
+// conversion (same values, same 256-byte alignment, so the same cuBLASLt plan);
+// an operand at an offset off the 256-byte grid is converted per call.
+TEST_F(CudaStageModel, Bf16DeclaredWeightsBitwiseEqualConverted) {
+  BackendOptions o;
+  o.precision = Precision::kBf16;
+  auto be = make_cuda_backend(0, o);
+  const int N = kN, C = 128, OC = 384;
+  auto bf16_valued = [](std::vector<float> v) {
+    for (float& x : v) x = pt::cpu::round_to_bf16(x);
+    return v;
+  };
+  const auto x = bf16_valued(philox_vector(size_t(N) * C, 5, 1));
+  const auto w = bf16_valued(philox_vector(size_t(OC) * C, 5, 2, 0.1f));
+  const auto d = bf16_valued(philox_vector(size_t(N) * OC, 5, 3));
+  const size_t range = 256 + size_t(OC) * C;
+  float* declared = be->alloc(range);
+  float* plain = be->alloc(size_t(OC) * C);
+  float* dx = be->alloc(size_t(N) * C);
+  float* dd = be->alloc(size_t(N) * OC);
+  float* out = be->alloc(size_t(N) * OC);
+  float* din = be->alloc(size_t(N) * C);
+  be->zero(declared, range);
+  be->upload(declared + 128, w.data(), w.size());  // 256-byte bf16 address: served
+  be->upload(plain, w.data(), w.size());
+  be->upload(dx, x.data(), x.size());
+  be->upload(dd, d.data(), d.size());
+  be->set_bf16_weights(declared, range);
+  auto run = [&](const float* weight) {
+    std::vector<float> o1(size_t(N) * OC), o2(size_t(N) * C);
+    be->matmul_forward(out, dx, weight, nullptr, N, C, OC);
+    be->download(o1.data(), out, o1.size());
+    be->matmul_backward_input(din, dd, weight, N, C, OC);
+    be->download(o2.data(), din, o2.size());
+    o1.insert(o1.end(), o2.begin(), o2.end());
+    return o1;
+  };
+  size_t served = cuda_bf16_weight_operands();
+  const auto ref = run(plain);
+  EXPECT_EQ(cuda_bf16_weight_operands() - served, 0u);
+  served = cuda_bf16_weight_operands();
+  EXPECT_TRUE(bitwise_equal(run(declared + 128), ref)) << "served weights";
+  EXPECT_EQ(cuda_bf16_weight_operands() - served, 2u);
+  // Off the grid (offset 8: 16-byte aligned bf16): converted per call, same bits.
+  be->upload(declared + 8, w.data(), w.size());
+  be->set_bf16_weights(declared, range);
+  served = cuda_bf16_weight_operands();
+  EXPECT_TRUE(bitwise_equal(run(declared + 8), ref)) << "off-grid weights";
+  EXPECT_EQ(cuda_bf16_weight_operands() - served, 0u);
+  for (float* p : {declared, plain, dx, dd, out, din}) be->free(p);
 }
 
 // stage_model.h's memory contract, with the CPU model as the reference.
