@@ -156,6 +156,12 @@ class Backend {
   virtual void gelu_backward(float* dinp, const float* inp, const float* dout, int N) = 0;
   // out = inp1 + inp2 (N)
   virtual void residual_forward(float* out, const float* inp1, const float* inp2, int N) = 0;
+  // res (N,C) = inp1 + inp2 (may alias either), rounded to bf16 in place when round_res_bf16;
+  // then ln (N,C), mean, rstd (N) = layernorm_forward(res, weight, bias). Bitwise the
+  // unfused residual_forward, round_to_bf16, layernorm_forward of the same backend.
+  virtual void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd, const float* inp1,
+                                          const float* inp2, const float* weight, const float* bias, int N, int C,
+                                          bool round_res_bf16) = 0;
   // Classifier loss over rows of logits (model/cpu/crossentropy.h); the stage
   // model calls these per chunk of rows. losses (N); logits (N,V); targets (N)
   virtual void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) = 0;

@@ -394,23 +394,29 @@ class BackendStageModel final : public StageModel {
       be.copy(s.x0, input, size_t(N_) * C_);
     }
     stored(s.x0, size_t(N_) * C_);
+    // Each residual sum that feeds a LayerNorm is fused with it (residual_layernorm_forward):
+    // res1 -> ln2 inside a block, res2 -> the next block's ln1 or, on the last block of
+    // the last stage, lnf. Only block 0's ln1 (on x0) and a head-only stage's lnf run alone.
+    const size_t NC = size_t(N_) * C_;
+    if (nl_ > 0) {
+      const BlockParams& w = blocks_[0];
+      LayerActs& a = s.layers[0];
+      be.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, s.x0, w[BlockTensor::kLn1W], w[BlockTensor::kLn1B], N_,
+                           C_);
+      stored(a.ln1, NC);
+    }
     for (int i = 0; i < nl_; ++i) {
       const BlockParams& w = blocks_[i];
       LayerActs& a = s.layers[i];
       const float* in = block_input(s, i);
-      const size_t NC = size_t(N_) * C_;
-      be.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, in, w[BlockTensor::kLn1W], w[BlockTensor::kLn1B], N_, C_);
-      stored(a.ln1, NC);
       be.matmul_forward(a.qkv, a.ln1, w[BlockTensor::kQkvW], w[BlockTensor::kQkvB], N_, C_, 3 * C_);
       stored(a.qkv, 3 * NC);
       be.attention_forward(a.atty, a.att, a.qkv, B_, T_, C_, NH_);
       stored(a.atty, NC);
       be.matmul_forward(a.res1, a.atty, w[BlockTensor::kAttProjW], w[BlockTensor::kAttProjB], N_, C_, C_);
       stored(a.res1, NC);
-      be.residual_forward(a.res1, in, a.res1, N_ * C_);
-      stored(a.res1, NC);
-      be.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res1, w[BlockTensor::kLn2W], w[BlockTensor::kLn2B], N_,
-                           C_);
+      be.residual_layernorm_forward(a.res1, a.ln2, a.ln2_mean, a.ln2_rstd, in, a.res1, w[BlockTensor::kLn2W],
+                                    w[BlockTensor::kLn2B], N_, C_, bf16_);
       stored(a.ln2, NC);
       be.matmul_forward(a.fch, a.ln2, w[BlockTensor::kFcW], w[BlockTensor::kFcB], N_, C_, 4 * C_);
       be.gelu_forward(a.fch_gelu, a.fch, N_ * 4 * C_);  // GELU of the unrounded fch (fused epilogue)
@@ -418,15 +424,16 @@ class BackendStageModel final : public StageModel {
       stored(a.fch_gelu, 4 * NC);
       be.matmul_forward(a.res2, a.fch_gelu, w[BlockTensor::kFcProjW], w[BlockTensor::kFcProjB], N_, 4 * C_, C_);
       stored(a.res2, NC);
-      be.residual_forward(a.res2, a.res1, a.res2, N_ * C_);
-      stored(a.res2, NC);
+      block_output(s, i);
     }
     const float* out = block_input(s, nl_);
     if (spec_.has_head) {
       PT_CHECK_MSG(targets != nullptr, "last stage forward needs targets");
       be.upload_i32(s.targets, targets, size_t(N_));
-      be.layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, out, lnf_w_, lnf_b_, N_, C_);
-      stored(s.lnf, size_t(N_) * C_);
+      if (nl_ == 0) {
+        be.layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, out, lnf_w_, lnf_b_, N_, C_);
+        stored(s.lnf, NC);
+      }
       for (int r0 = 0; r0 < N_; r0 += chunk_rows_) {
         const int rows = std::min(chunk_rows_, N_ - r0);
         chunk_logits(s, r0, rows);
@@ -745,6 +752,28 @@ class BackendStageModel final : public StageModel {
   // CUDA kernels store there (see the header comment); fp32: nothing.
   void stored(float* p, size_t n) {
     if (bf16_) backend_->round_to_bf16(p, n);
+  }
+
+  // Block i's output res2 = res1 + res2 (in place), fused with the LayerNorm that reads it:
+  // block i + 1's ln1, else lnf on the last stage, else none (the stage output).
+  void block_output(Slot& s, int i) {
+    Backend& be = *backend_;
+    LayerActs& a = s.layers[size_t(i)];
+    const size_t NC = size_t(N_) * C_;
+    if (i + 1 < nl_) {
+      const BlockParams& w = blocks_[size_t(i + 1)];
+      LayerActs& next = s.layers[size_t(i + 1)];
+      be.residual_layernorm_forward(a.res2, next.ln1, next.ln1_mean, next.ln1_rstd, a.res1, a.res2,
+                                    w[BlockTensor::kLn1W], w[BlockTensor::kLn1B], N_, C_, bf16_);
+      stored(next.ln1, NC);
+    } else if (spec_.has_head) {
+      be.residual_layernorm_forward(a.res2, s.lnf, s.lnf_mean, s.lnf_rstd, a.res1, a.res2, lnf_w_, lnf_b_, N_, C_,
+                                    bf16_);
+      stored(s.lnf, NC);
+    } else {
+      be.residual_forward(a.res2, a.res1, a.res2, N_ * C_);
+      stored(a.res2, NC);
+    }
   }
 
   // Mean of one micro-batch's N per-token losses (host): a serial double sum, the same

@@ -15,6 +15,7 @@
 #include "model/cpu/layernorm.h"
 #include "model/cpu/matmul.h"
 #include "model/cpu/residual.h"
+#include "model/cpu/residual_layernorm.h"
 #include "optim/grad_norm.h"
 
 namespace pt {
@@ -106,6 +107,11 @@ class CpuBackend final : public Backend {
   }
   void residual_forward(float* out, const float* inp1, const float* inp2, int N) override {
     cpu::residual_forward(out, inp1, inp2, N);
+  }
+  void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd, const float* inp1,
+                                  const float* inp2, const float* weight, const float* bias, int N, int C,
+                                  bool round_res_bf16) override {
+    cpu::residual_layernorm_forward(res, ln, mean, rstd, inp1, inp2, weight, bias, N, C, round_res_bf16);
   }
   void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
     cpu::crossentropy_forward(losses, logits, targets, N, V);

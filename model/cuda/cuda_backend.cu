@@ -25,6 +25,7 @@
 #include "model/cuda/matmul.h"
 #include "model/cuda/matmul_bf16.h"
 #include "model/cuda/residual.h"
+#include "model/cuda/residual_layernorm.h"
 #include "optim/cuda/global_norm.h"
 
 namespace pt {
@@ -278,6 +279,13 @@ class CudaBackend final : public Backend {
   void residual_forward(float* out, const float* inp1, const float* inp2, int N) override {
     activate();
     cuda::residual_forward(out, inp1, inp2, N, stream_);
+  }
+  void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd, const float* inp1,
+                                  const float* inp2, const float* weight, const float* bias, int N, int C,
+                                  bool round_res_bf16) override {
+    activate();
+    cuda::residual_layernorm_forward(res, ln, mean, rstd, inp1, inp2, weight, bias, N, C, round_res_bf16,
+                                     stream_);
   }
   // Same argument order and contract as the CPU twin; only the stream is added.
   void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {

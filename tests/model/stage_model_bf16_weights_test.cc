@@ -119,6 +119,10 @@ class RecordingBackend final : public Backend {
   void residual_forward(float* out, const float* a, const float* b, int N) override {
     in_->residual_forward(out, a, b, N);
   }
+  void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd, const float* a, const float* b,
+                                  const float* w, const float* bias, int N, int C, bool round_res) override {
+    in_->residual_layernorm_forward(res, ln, mean, rstd, a, b, w, bias, N, C, round_res);
+  }
   void crossentropy_forward(float* losses, const float* logits, const int32_t* t, int N, int V) override {
     in_->crossentropy_forward(losses, logits, t, N, V);
   }

@@ -1,0 +1,24 @@
+// Fused residual add + LayerNorm on the GPU (fp32 storage); twin of
+// model/cpu/residual_layernorm.h. One warp per row: each lane adds its columns
+// (c = lane, lane + 32, ...), optionally rounds them to bf16, stores them to res and
+// keeps them in registers (C <= 2048; above that it re-reads its own stores), then
+// computes mean, variance and the normalized row from those values. The per-lane
+// sums, the warp butterfly and the output expression are those of the LayerNorm
+// kernel (layernorm_kernels.cuh), so res, ln, mean and rstd are bitwise equal to
+// cuda::residual_forward, cuda::round_fp32_to_bf16 (when round_res_bf16) and
+// cuda::layernorm_forward in sequence. Against the CPU twin: res is bitwise equal
+// (one IEEE add, the same rounding); mean/rstd/ln differ by summation order only.
+#pragma once
+
+#include <cuda_runtime.h>
+
+namespace pt::cuda {
+
+// res (N, C) = inp1 + inp2 (res may alias inp1 or inp2), rounded to bf16 in place when
+// round_res_bf16; ln (N, C), mean, rstd (N) = LayerNorm(res; weight, bias (C)).
+// ln, mean, rstd must not overlap res or the inputs.
+void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd, const float* inp1,
+                                const float* inp2, const float* weight, const float* bias, int N, int C,
+                                bool round_res_bf16, cudaStream_t stream);
+
+}  // namespace pt::cuda
