@@ -30,6 +30,12 @@
 // later version) it is the consistent softmax of those weights.
 // Stage-independent numerics: a block computes the same ops on the same shapes
 // whichever stage owns it, so any pipeline split is bitwise equal to pp=1.
+// Fused forward ops: each residual add that feeds a LayerNorm runs as one
+// Backend::residual_layernorm_forward (res1 -> ln2; res2 -> the next block's ln1, or lnf
+// when the last block and the head share a stage), bitwise the unfused residual_forward,
+// rounding and layernorm_forward on each backend, so the fusion changes no result and
+// a split (whose boundary res2 is a plain residual_forward) stays bitwise equal to pp=1.
+// The backward is unfused.
 //
 // Memory (stage_model.h, memory contract): params_ and grads_ are the only copies, in
 // backend memory. download()/upload() check that their range lies in one of them and
@@ -40,7 +46,8 @@
 // masters rounded to bf16, refreshed once per update (params_written() marks it
 // stale, the next forward/backward rounds it, on every backend); every
 // activation and activation gradient is rounded (Backend::round_to_bf16) right
-// after the op that writes it, which is where the CUDA bf16 kernels
+// after the op that writes it (a residual sum feeding a LayerNorm: inside the fused
+// op, before the LayerNorm reads it), which is where the CUDA bf16 kernels
 // (model/cuda/*_bf16.h) store bf16: each matmul, LayerNorm, attention, residual
 // and GELU output and input gradient, the embedding output, the logits (each
 // chunk, also when the backward recomputes it) and dlogits. Not rounded (fp32

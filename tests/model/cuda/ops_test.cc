@@ -1,5 +1,5 @@
-// GPU kernels vs their CPU twins: encoder, layernorm, gelu, residual, softmax +
-// cross-entropy. Sizes are deliberately not multiples of warp, block or tile sizes
+// GPU kernels vs their CPU twins: encoder, layernorm, gelu, residual, fused residual +
+// layernorm, softmax + cross-entropy. Sizes are deliberately not multiples of warp, block or tile sizes
 // (T = 67, C = 103, V = 1007). Written outputs are NaN-poisoned before each run.
 // Tolerance derivations: cuda_test_util.h and the comment at each comparison.
 #include <gtest/gtest.h>
@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "model/cpu/crossentropy.h"
@@ -14,11 +15,14 @@
 #include "model/cpu/gelu.h"
 #include "model/cpu/layernorm.h"
 #include "model/cpu/residual.h"
+#include "model/cpu/residual_layernorm.h"
+#include "model/cuda/convert_bf16.h"
 #include "model/cuda/crossentropy.h"
 #include "model/cuda/encoder.h"
 #include "model/cuda/gelu.h"
 #include "model/cuda/layernorm.h"
 #include "model/cuda/residual.h"
+#include "model/cuda/residual_layernorm.h"
 #include "tests/model/cuda/cuda_test_util.h"
 
 namespace pt {
@@ -169,6 +173,54 @@ TEST_F(CudaOps, ResidualIsBitwiseEqualToCpu) {
   // In place (out aliases inp1), as the residual stream uses it.
   cuda::residual_forward(d_a.get(), d_a.get(), d_b.get(), n, nullptr);
   expect_bitwise_equal("residual_forward in place", d_a.download(), out);
+}
+
+// The fused residual + LayerNorm against (a) the unfused CUDA ops it replaces in the
+// stage model (residual_forward, round_fp32_to_bf16, layernorm_forward): bitwise, as
+// it keeps the LayerNorm kernel's per-lane order and butterfly; (b) the CPU twin: res
+// bitwise (one IEEE add, the same RNE rounding), so mean, rstd and ln see the same
+// input and differ by summation order only, within the LayerNorm bound above. C covers
+// every register tier of the kernel (<= 256, <= 768, <= 2048) and the re-reading path
+// (> 2048), none a multiple of 32 except GPT-2's 768; N = 13 leaves a partial block.
+TEST_F(CudaOps, ResidualLayerNormMatchesUnfusedOpsAndCpu) {
+  const int N = 13;
+  for (int C : {37, 103, 768, 1601, 2085}) {
+    for (bool round_bf16 : {false, true}) {
+      const std::string tag = " C=" + std::to_string(C) + (round_bf16 ? " bf16" : " fp32");
+      const size_t NC = size_t(N) * C;
+      const auto a = philox_vector(NC, 9, uint64_t(C), 2.0f, 0.5f);  // shifted: two-pass variance
+      const auto b = philox_vector(NC, 9, uint64_t(C) + 1);
+      const auto w = philox_vector(size_t(C), 9, 2, 0.5f, 1.0f);
+      const auto bias = philox_vector(size_t(C), 9, 3, 0.5f);
+
+      std::vector<float> res(NC), ln(NC), mean(N), rstd(N);
+      cpu::residual_layernorm_forward(res.data(), ln.data(), mean.data(), rstd.data(), a.data(), b.data(), w.data(),
+                                      bias.data(), N, C, round_bf16);
+
+      DeviceBuffer<float> d_a(a), d_b(b), d_w(w), d_bias(bias);
+      DeviceBuffer<float> u_res(NC), u_ln(NC), u_mean(N), u_rstd(N), d_ln(NC), d_mean(N), d_rstd(N);
+      for (auto* buf : {&u_res, &u_ln, &u_mean, &u_rstd, &d_ln, &d_mean, &d_rstd}) buf->poison();
+      cuda::residual_forward(u_res.get(), d_a.get(), d_b.get(), int(NC), nullptr);
+      if (round_bf16) cuda::round_fp32_to_bf16(u_res.get(), NC, nullptr);
+      cuda::layernorm_forward(u_ln.get(), u_mean.get(), u_rstd.get(), u_res.get(), d_w.get(), d_bias.get(), N, C,
+                              nullptr);
+      // In place over inp2, as the stage model calls it (res1 = in + res1).
+      cuda::residual_layernorm_forward(d_b.get(), d_ln.get(), d_mean.get(), d_rstd.get(), d_a.get(), d_b.get(),
+                                       d_w.get(), d_bias.get(), N, C, round_bf16, nullptr);
+      const auto f_res = d_b.download(), f_ln = d_ln.download(), f_mean = d_mean.download(),
+                 f_rstd = d_rstd.download();
+      expect_bitwise_equal("fused vs unfused res" + tag, f_res, u_res.download());
+      expect_bitwise_equal("fused vs unfused ln" + tag, f_ln, u_ln.download());
+      expect_bitwise_equal("fused vs unfused mean" + tag, f_mean, u_mean.download());
+      expect_bitwise_equal("fused vs unfused rstd" + tag, f_rstd, u_rstd.download());
+
+      expect_bitwise_equal("fused res vs cpu" + tag, f_res, res);
+      const double rtol_fwd = testing::sum_order_rtol(C) + 8 * kFp32Unit;  // as in LayerNormMatchesCpu
+      expect_within("fused mean vs cpu" + tag, f_mean, mean, testing::scaled_tolerances(mean, rtol_fwd));
+      expect_within("fused rstd vs cpu" + tag, f_rstd, rstd, testing::tolerances(rstd, 0.0, rtol_fwd));
+      expect_within("fused ln vs cpu" + tag, f_ln, ln, testing::scaled_tolerances(ln, 2 * rtol_fwd));
+    }
+  }
 }
 
 TEST_F(CudaOps, CrossEntropyMatchesCpu) {
