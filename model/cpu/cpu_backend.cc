@@ -40,14 +40,17 @@ class CpuBackend final : public Backend {
   void free(float* p) override { std::free(p); }
   int32_t* alloc_i32(size_t n) override { return static_cast<int32_t*>(aligned_bytes(n * sizeof(int32_t))); }
   void free_i32(int32_t* p) override { std::free(p); }
-  void zero(float* p, size_t n) override { std::memset(p, 0, n * sizeof(float)); }
+  // n == 0 may come with null pointers (a stage without parameters): memset/memcpy must not see them.
+  void zero(float* p, size_t n) override {
+    if (n > 0) std::memset(p, 0, n * sizeof(float));
+  }
   void copy(float* dst, const float* src, size_t n) override {
-    if (dst != src) std::memcpy(dst, src, n * sizeof(float));
+    if (n > 0 && dst != src) std::memcpy(dst, src, n * sizeof(float));
   }
   void upload(float* dst, const float* host_src, size_t n) override { copy(dst, host_src, n); }
   void download(float* host_dst, const float* src, size_t n) override { copy(host_dst, src, n); }
   void upload_i32(int32_t* dst, const int32_t* host_src, size_t n) override {
-    if (dst != host_src) std::memcpy(dst, host_src, n * sizeof(int32_t));
+    if (n > 0 && dst != host_src) std::memcpy(dst, host_src, n * sizeof(int32_t));
   }
   bool host_memory() const override { return !emulate_device_; }
   BackendSizes sizes() const override { return cpu_backend_sizes(); }
