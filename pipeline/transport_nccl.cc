@@ -406,15 +406,7 @@ class NcclAllReducer final : public AllReducer {
   std::string name() const override { return "nccl"; }
 
   void all_reduce_sum(float* data, size_t count) override {
-    if (is_device_pointer(data, device_)) {
-      PT_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
-    } else {
-      float* staged = pool_alloc(pool_, count, stream_);
-      PT_CUDA_RT_CHECK(cudaMemcpyAsync(staged, data, count * sizeof(float), cudaMemcpyHostToDevice, stream_));
-      PT_NCCL_CHECK(ncclAllReduce(staged, staged, count, ncclFloat, ncclSum, comm_, stream_));
-      PT_CUDA_RT_CHECK(cudaMemcpyAsync(data, staged, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-      PT_CUDA_RT_CHECK(cudaFreeAsync(staged, stream_));
-    }
+    enqueue_sum(data, count);
     PT_CUDA_RT_CHECK(cudaStreamSynchronize(stream_));
   }
 
@@ -422,15 +414,7 @@ class NcclAllReducer final : public AllReducer {
   // event per handle marks the end. The host buffer must stay untouched until wait().
   int64_t start_all_reduce_sum(float* data, size_t count, void* ready) override {
     if (ready != nullptr) PT_CUDA_RT_CHECK(cudaStreamWaitEvent(stream_, static_cast<cudaEvent_t>(ready), 0));
-    if (is_device_pointer(data, device_)) {
-      PT_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
-    } else {
-      float* staged = pool_alloc(pool_, count, stream_);
-      PT_CUDA_RT_CHECK(cudaMemcpyAsync(staged, data, count * sizeof(float), cudaMemcpyHostToDevice, stream_));
-      PT_NCCL_CHECK(ncclAllReduce(staged, staged, count, ncclFloat, ncclSum, comm_, stream_));
-      PT_CUDA_RT_CHECK(cudaMemcpyAsync(data, staged, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-      PT_CUDA_RT_CHECK(cudaFreeAsync(staged, stream_));
-    }
+    enqueue_sum(data, count);
     cudaEvent_t done = nullptr;
     if (!free_events_.empty()) {
       done = free_events_.back();
@@ -451,6 +435,20 @@ class NcclAllReducer final : public AllReducer {
   }
 
  private:
+  // In stream order on stream_: the in-place sum of a device buffer, or of a host buffer
+  // staged in and back out through pool memory.
+  void enqueue_sum(float* data, size_t count) {
+    if (is_device_pointer(data, device_)) {
+      PT_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
+    } else {
+      float* staged = pool_alloc(pool_, count, stream_);
+      PT_CUDA_RT_CHECK(cudaMemcpyAsync(staged, data, count * sizeof(float), cudaMemcpyHostToDevice, stream_));
+      PT_NCCL_CHECK(ncclAllReduce(staged, staged, count, ncclFloat, ncclSum, comm_, stream_));
+      PT_CUDA_RT_CHECK(cudaMemcpyAsync(data, staged, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+      PT_CUDA_RT_CHECK(cudaFreeAsync(staged, stream_));
+    }
+  }
+
   int device_ = 0;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
