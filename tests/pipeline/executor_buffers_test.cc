@@ -233,10 +233,7 @@ void run(const std::string& kind, int ranks, int chunks, bool device_transport) 
     threads.emplace_back([&, r] {
       std::unique_ptr<Transport> t = make_local_transport(hub, r);
       if (device_transport) t = std::make_unique<RecordingTransport>(std::move(t), &logs[size_t(r)]);
-      std::vector<StageModel*> mine(size_t(S), nullptr);
-      for (int s = 0; s < S; ++s)
-        if (lowered.stage_to_rank[size_t(s)] == r) mine[size_t(s)] = stages[size_t(s)].get();
-      Executor ex(lowered, r, mine, t.get());
+      Executor ex(lowered, r, testing::stages_of_rank(lowered, r, stages), t.get());
       StageCallbacks cb;
       cb.grads_final_next = [&, r](int s) { logs[size_t(r)].add('G', s); };
       outs[size_t(r)] = ex.run_step(testing::executor_test_batch, 1.0f / kM, cb);

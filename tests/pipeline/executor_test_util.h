@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,16 @@ inline bool lowered_schedule(const std::string& kind, int ranks, int chunks, int
   if (st.is_ok()) st = lower_communication(compute, lowered);
   *error = st.message();
   return st.is_ok();
+}
+
+// The Executor's view of `stages` (one model per global stage) on pipeline rank `rank`:
+// the models of the stages `lowered` places there, nullptr elsewhere.
+inline std::vector<StageModel*> stages_of_rank(const Schedule& lowered, int rank,
+                                               const std::vector<std::unique_ptr<StageModel>>& stages) {
+  std::vector<StageModel*> mine(stages.size(), nullptr);
+  for (size_t s = 0; s < stages.size(); ++s)
+    if (lowered.stage_to_rank[s] == rank) mine[s] = stages[s].get();
+  return mine;
 }
 
 // n_layer blocks (one per stage), V = 37, C = 16, 2 heads, untied.
