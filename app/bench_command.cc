@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "app/config.h"
+#include "app/cost_shape.h"
 #include "app/optimizer_step.h"
 #include "app/train_state.h"
 #include "common/check.h"
@@ -91,13 +92,22 @@ Status make_bench_device(const Config& c, int local_rank, BenchDevice* out) {
   return Status::ok();
 }
 
+// runtime.precision of the config (validated by load_config): bench measures the
+// arithmetic the run will use, and the cost file records it (cost_shape_of).
+Precision bench_precision(const Config& c) {
+  Precision p = Precision::kFp32;
+  const Status st = parse_precision(c.runtime.precision, &p);
+  PT_CHECK_MSG(st.is_ok(), st.message());
+  return p;
+}
+
 // The one place bench builds a stage: the factory the trainer uses, on the resolved backend.
 // device = the node-local rank (the factory takes it modulo the visible GPUs).
 std::unique_ptr<StageModel> bench_stage_model(const Config& c, const BenchDevice& dev, int local_rank,
                                               const StageSpec& spec) {
   std::unique_ptr<StageModel> model;
   const Status st = make_stage_model(dev.backend, local_rank, c.model, spec, c.training.micro_batch_size,
-                                     c.training.seq_len, &model, Precision::kFp32, StageNeeds{},
+                                     c.training.seq_len, &model, bench_precision(c), StageNeeds{},
                                      BackendOptions{c.runtime.tf32});
   // make_bench_device resolved the same backend, and load_config validated the shape.
   PT_CHECK_MSG(st.is_ok(), st.message());
@@ -334,7 +344,7 @@ void measure_full_model(BenchRun& r, CostFile* f) {
   r.workspace_floats = ls.model->workspace_floats();
   const StageNeeds fused{/*split_backward=*/false};
   r.fused_slot_floats = stage_memory(r.c.model, ls.model->spec(), r.c.training.micro_batch_size, r.c.training.seq_len,
-                                     Precision::kFp32, fused,
+                                     bench_precision(r.c), fused,
                                      r.dev.backend == "cuda" ? cuda_backend_sizes() : cpu_backend_sizes())
                             .slot_floats;
   r.coll->barrier(Group::kWorld);
@@ -395,9 +405,10 @@ void print_components(const BenchRun& r, const CostFile& f) {
   std::printf("== pipetrain bench: %s ==\n", r.c.source_file.c_str());
   std::printf("machine: %s (%s), %d rank(s) measuring at once, %d math thread(s) per rank, host %s\n",
               r.dev.name.c_str(), r.dev.backend.c_str(), r.world, f.threads, f.host.c_str());
-  std::printf("model: L=%d C=%d NH=%d V=%d; micro-batch B=%d x T=%d = %d tokens; median of %d after %d warm-up, mean "
-              "over ranks\n",
-              mc.n_layer, mc.n_embd, mc.n_head, mc.vocab_size, B, T, B * T, r.o.iters, r.o.warmup);
+  std::printf("model: L=%d C=%d NH=%d V=%d; micro-batch B=%d x T=%d = %d tokens; %s%s; median of %d after %d warm-up, "
+              "mean over ranks\n",
+              mc.n_layer, mc.n_embd, mc.n_head, mc.vocab_size, B, T, B * T, f.model.precision.c_str(),
+              f.model.tf32 ? " (TF32 GEMMs)" : "", r.o.iters, r.o.warmup);
   std::printf("%-34s %10s %10s %10s\n", "component (ms per micro-batch)", "F", "Bx", "Bw");
   auto row = [&](const std::string& name, const ComponentCost& x) {
     std::printf("%-34s %s %s %s\n", name.c_str(), ms(x.forward).c_str(), ms(x.backward_input).c_str(),
@@ -505,8 +516,7 @@ Status bench_all(BenchRun& r) {
   f.created = utc_now();
   f.warmup = r.o.warmup;
   f.iters = r.o.iters;
-  f.model = CostShape{r.c.model.n_layer, r.c.model.n_embd, r.c.model.n_head, r.c.model.vocab_size,
-                      r.c.training.micro_batch_size, r.c.training.seq_len};
+  f.model = cost_shape_of(r.c);
   if (r.rank != 0) return Status::ok();
   print_components(r, f);
   print_throughput(r, f);

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "app/config.h"
+#include "app/cost_shape.h"
 #include "app/run_setup.h"
 #include "app/schedule_builder.h"
 #include "app/time_accounting.h"
@@ -134,10 +135,7 @@ Status load_plan_costs(Plan& p) {
   }
   PT_RETURN_IF_ERROR(read_cost_file(p.costs_path, &p.cost_file));
   const Config& c = p.c;
-  PT_RETURN_IF_ERROR(check_cost_shape(p.cost_file, p.costs_path,
-                                      CostShape{c.model.n_layer, c.model.n_embd, c.model.n_head, c.model.vocab_size,
-                                                c.training.micro_batch_size, c.training.seq_len},
-                                      p.config_path));
+  PT_RETURN_IF_ERROR(check_cost_shape(p.cost_file, p.costs_path, cost_shape_of(c), p.config_path));
   p.params = model_stage_params(c.model, p.ranges);
   p.costs = cost_model_from_file(p.cost_file, p.ranges, S, p.act_bytes, p.params);
   if (!p.async) p.costs.step = 0;  // a synchronous step is accounted after the flush (after_flush_seconds)

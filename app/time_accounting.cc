@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "app/cost_shape.h"
 #include "common/check.h"
 #include "common/json.h"
 #include "model/param_layout.h"
@@ -96,10 +97,7 @@ Status SimClock::init(const Config& c, const Schedule& lowered, const std::vecto
   const std::string& path = c.training.sim_costs;
   CostFile f;
   PT_RETURN_IF_ERROR(read_cost_file(path, &f).with_context(c.source_file + ": key 'training.sim_costs'"));
-  PT_RETURN_IF_ERROR(check_cost_shape(f, path, CostShape{c.model.n_layer, c.model.n_embd, c.model.n_head,
-                                                         c.model.vocab_size, c.training.micro_batch_size,
-                                                         c.training.seq_len},
-                                      c.source_file));
+  PT_RETURN_IF_ERROR(check_cost_shape(f, path, cost_shape_of(c), c.source_file));
   const std::vector<size_t> params = model_stage_params(c.model, ranges);  // the optimizer's work of a STEP
   const double act_bytes = double(c.training.micro_batch_size) * c.training.seq_len * c.model.n_embd * sizeof(float);
   costs_ = cost_model_from_file(f, ranges, S, act_bytes, params);

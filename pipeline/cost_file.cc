@@ -79,6 +79,18 @@ class Reader {
     PT_RETURN_IF_ERROR(real(n, key, "backward_input_s", &out->backward_input));
     return real(n, key, "backward_weight_s", &out->backward_weight);
   }
+  // measurement.precision / .tf32: optional, fp32 without TF32 when absent (files
+  // written before the keys existed, by a bench that always measured fp32).
+  Status precision(const YAML::Node& meas, CostShape* out) {
+    // The name is compared with the config's (check_cost_shape), not parsed here.
+    if (meas["precision"]) PT_RETURN_IF_ERROR(str(meas, "measurement", "precision", &out->precision));
+    if (const YAML::Node t = meas["tf32"]) {
+      if (!t.IsScalar() || (t.as<std::string>() != "true" && t.as<std::string>() != "false"))
+        return bad("measurement.tf32", "must be true or false");
+      out->tf32 = t.as<std::string>() == "true";
+    }
+    return Status::ok();
+  }
   Status bad(const std::string& key, const std::string& what) const {
     return Status::error(source_ + ": key '" + key + "' " + what);
   }
@@ -100,7 +112,8 @@ std::string cost_file_json(const CostFile& f) {
        ", \"ranks\": " + std::to_string(f.ranks) + ", \"threads\": " + std::to_string(f.threads) + "},\n";
   s += "  \"created\": " + JsonWriter::escape(f.created) + ",\n";
   s += "  \"measurement\": {\"warmup\": " + std::to_string(f.warmup) + ", \"iters\": " + std::to_string(f.iters) +
-       ", \"statistic\": \"median\", \"unit\": \"seconds per micro-batch\"},\n";
+       ", \"statistic\": \"median\", \"unit\": \"seconds per micro-batch\", \"precision\": " +
+       JsonWriter::escape(m.precision) + ", \"tf32\": " + (m.tf32 ? "true" : "false") + "},\n";
   s += "  \"model\": {\"n_layer\": " + std::to_string(m.n_layer) + ", \"n_embd\": " + std::to_string(m.n_embd) +
        ", \"n_head\": " + std::to_string(m.n_head) + ", \"vocab_size\": " + std::to_string(m.vocab_size) +
        ", \"micro_batch_size\": " + std::to_string(m.micro_batch_size) + ", \"seq_len\": " + std::to_string(m.seq_len) +
@@ -162,6 +175,7 @@ Status parse_cost_file(const std::string& json, const std::string& source, CostF
   PT_RETURN_IF_ERROR(r.node(root, "", "measurement", &meas));
   PT_RETURN_IF_ERROR(r.integer(meas, "measurement", "warmup", &f.warmup));
   PT_RETURN_IF_ERROR(r.integer(meas, "measurement", "iters", &f.iters));
+  PT_RETURN_IF_ERROR(r.precision(meas, &f.model));
   PT_RETURN_IF_ERROR(r.node(root, "", "model", &model));
   struct {
     const char* key;
@@ -215,6 +229,11 @@ Status check_cost_shape(const CostFile& f, const std::string& source, const Cost
       return Status::error(source + ": key 'model." + k.key + "': the costs were measured with " +
                            std::to_string(k.have) + " but " + config_name + " has " + std::to_string(k.want) +
                            "; re-run `pipetrain bench --config " + config_name + "` for this model shape");
+  auto arith = [](const CostShape& s) { return s.precision + (s.tf32 ? " with TF32" : ""); };
+  if (f.model.precision != want.precision || f.model.tf32 != want.tf32)
+    return Status::error(source + ": key 'measurement.precision': the costs were measured in " + arith(f.model) +
+                         " but " + config_name + " trains in " + arith(want) + " (runtime.precision, runtime.tf32)" +
+                         "; re-run `pipetrain bench --config " + config_name + "` with the same runtime keys");
   return Status::ok();
 }
 

@@ -54,6 +54,11 @@ struct CostShape {
   int vocab_size = 0;        // V
   int micro_batch_size = 0;  // B
   int seq_len = 0;           // T
+  // Arithmetic of the forward/backward (runtime.precision, runtime.tf32): a bf16 or TF32
+  // run takes a fraction of the fp32 time on a GPU, so costs measured in one precision
+  // do not predict another. Files of pipetrains before these keys measured fp32.
+  std::string precision = "fp32";  // fp32 | bf16 (model/precision.h names)
+  bool tf32 = false;
 };
 
 struct CostFile {
@@ -94,7 +99,7 @@ Status read_cost_file(const std::string& path, CostFile* out);
 Status parse_cost_file(const std::string& json, const std::string& source, CostFile* out);
 
 // Error (naming `source`, the key and both values, and saying to re-run bench) unless the
-// file was measured at shape `want`. `config_name` names the config in the message.
+// file was measured at shape `want` (model, batch, sequence and precision). `config_name` names the config in the message.
 Status check_cost_shape(const CostFile& f, const std::string& source, const CostShape& want,
                         const std::string& config_name);
 

@@ -24,8 +24,8 @@
 #   --np N              pipeline ranks (parallel.pp), default 4
 #   --steps N           training steps per schedule, default 30
 #   --segment N         warm-up steps left out of the median = the async drain_every, default 10
-#   --precision P       fp32 (default) | bf16 for the training runs; `pipetrain bench` measures
-#                       fp32 only (app/bench_command.cc), so bf16 runs are predicted at fp32 costs
+#   --precision P       fp32 (default) | bf16 for the bench, plan and training runs (the cost
+#                       file records it; plan refuses costs of another precision)
 #   --data GLOB         training shards (default: the config's data.train when it matches
 #                       files, else README.md + docs/*.md prepared with the byte tokenizer)
 #   --set KEY=VALUE     passed to every bench, plan and train (repeatable)
@@ -256,8 +256,7 @@ def f(x, fmt):
     return "n/a" if x is None else format(x, fmt)
 
 L = ["# N-stage pipeline on one device: measured vs `pipetrain plan --costs`", "",
-     f"- Machine: {machine}", f"- Backend: {backend}; precision {prec}" + (" in training; bench measures fp32, so the predictions are "
-     "fp32 costs" if prec == "bf16" else "") + f"; {np_} pipeline ranks (parallel.pp={np_})",
+     f"- Machine: {machine}", f"- Backend: {backend}; precision {prec} (bench, plan and training); {np_} pipeline ranks (parallel.pp={np_})",
      f"- Config: `{os.path.relpath(config, root) if config.startswith(root + '/') else config}` "
      f"with model.tie_embeddings=false, no validation, {steps} steps per schedule",
      f"- Measured: median over steps {seg + 1}-{steps} of tokens per step / tokens_per_s (sync: each step's "

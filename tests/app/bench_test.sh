@@ -49,6 +49,13 @@ if "$bin" plan --config "$cfg" --set model.n_embd=64 --costs "$work/costs.json" 
 fi
 grep -q "key 'model.n_embd'" "$work/shape.log" && grep -q "re-run \`pipetrain bench" "$work/shape.log" \
   || { cat "$work/shape.log"; fail "shape mismatch message"; }
+# Costs measured in fp32 do not predict a bf16 run: refused, naming the key and both.
+grep -q '"precision": "fp32", "tf32": false' "$work/costs.json" || fail "cost file does not record its precision"
+if "$bin" plan --config "$cfg" --set runtime.precision=bf16 --costs "$work/costs.json" >"$work/prec.log" 2>&1; then
+  fail "plan accepted fp32 costs for a bf16 config"
+fi
+grep -q "key 'measurement.precision': the costs were measured in fp32 but .* trains in bf16" "$work/prec.log" \
+  || { cat "$work/prec.log"; fail "precision mismatch message"; }
 # A newer format version: refused, naming the key.
 sed 's/"version": 1/"version": 7/' "$work/costs.json" >"$work/v7.json"
 if "$bin" plan --config "$cfg" --costs "$work/v7.json" >"$work/v7.log" 2>&1; then fail "plan accepted version 7"; fi

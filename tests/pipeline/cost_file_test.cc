@@ -194,6 +194,45 @@ TEST(CostFile, ShapeMismatchSaysToRerunBench) {
   EXPECT_NE(seq.message().find("key 'model.seq_len'"), std::string::npos) << seq.message();
 }
 
+TEST(CostFile, PrecisionRoundTripsAndMustMatch) {
+  CostFile bf16 = sample();
+  bf16.model.precision = "bf16";
+  CostFile back;
+  ASSERT_TRUE(parse_cost_file(cost_file_json(bf16), "b.json", &back).is_ok());
+  EXPECT_EQ(back.model.precision, "bf16");
+  EXPECT_FALSE(back.model.tf32);
+  CostShape want = bf16.model;
+  EXPECT_TRUE(check_cost_shape(back, "b.json", want, "configs/t.yaml").is_ok());
+  want.precision = "fp32";
+  const Status st = check_cost_shape(back, "b.json", want, "configs/t.yaml");
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("b.json: key 'measurement.precision': the costs were measured in bf16 but "
+                              "configs/t.yaml trains in fp32"),
+            std::string::npos)
+      << st.message();
+  want.tf32 = true;
+  back.model.precision = "fp32";
+  EXPECT_NE(check_cost_shape(back, "b.json", want, "configs/t.yaml").message().find("fp32 with TF32"),
+            std::string::npos);
+}
+
+TEST(CostFile, FileWithoutPrecisionKeysMeasuredFp32) {
+  // Files of earlier versions of bench have no measurement.precision/tf32: they measured fp32.
+  std::string json = cost_file_json(sample());
+  const size_t at = json.find(", \"precision\"");
+  ASSERT_NE(at, std::string::npos);
+  json.erase(at, json.find('}', at) - at);
+  CostFile f;
+  ASSERT_TRUE(parse_cost_file(json, "old.json", &f).is_ok()) << json;
+  EXPECT_EQ(f.model.precision, "fp32");
+  EXPECT_FALSE(f.model.tf32);
+  std::string bad = cost_file_json(sample());
+  bad.replace(bad.find("\"tf32\": false"), 13, "\"tf32\": 3");
+  const Status st = parse_cost_file(bad, "bad.json", &f);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("key 'measurement.tf32' must be true or false"), std::string::npos) << st.message();
+}
+
 ScheduleSpec one_f_one_b(int ranks, int microbatches) {
   ScheduleSpec spec;
   spec.kind = "1f1b";
