@@ -16,7 +16,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
+#include "common/check.h"
 #include "model/backend_sizes.h"
 #include "model/precision.h"
 
@@ -41,6 +43,13 @@ class Backend {
 
   // ---- memory ----
   virtual float* alloc(size_t n) = 0;  // n floats, contents undefined
+  // n elements of bf16 storage for a tensor of dtype bf16, freed by free(). The result
+  // is used exactly like alloc()'s (p + k is element k, ops take it as float*): on a
+  // backend that really stores bf16 (make_bf16_storage_backend, model/bf16_storage_backend.h)
+  // it is a handle to 2-byte elements that only the backend's ops and copies may touch;
+  // by default it is alloc(n), an fp32 container whose producers round to bf16 values
+  // (round_to_bf16). sizes().bf16_bytes says which (4 or 2 bytes per element).
+  virtual float* alloc_bf16(size_t n) { return alloc(n); }
   virtual void free(float* p) = 0;
   virtual int32_t* alloc_i32(size_t n) = 0;
   virtual void free_i32(int32_t* p) = 0;
@@ -84,11 +93,14 @@ class Backend {
   virtual size_t peak_device_bytes() const { return 0; }
 
   // ---- storage dtype ----
-  // Tensors of dtype bf16 (runtime.precision: bf16, model/precision.h) are kept in
-  // fp32 buffers holding bf16-representable values: the producer of a bf16 tensor
-  // calls this on it right after writing it, and every op reads its inputs as fp32.
+  // Tensors of dtype bf16 (runtime.precision: bf16, model/precision.h) come from
+  // alloc_bf16: fp32 containers holding bf16-representable values (CPU), or real bf16
+  // storage (CUDA in bf16, the CPU test stand-in) whose ops read them widened to fp32
+  // and store RNE-rounded. Either way the producer of a bf16 tensor calls this on it
+  // right after writing it, and every op reads its inputs as fp32 values.
   // p[i] = the value a bf16 store of p[i] keeps (round to nearest, ties to even;
-  // CPU and CUDA round identically: model/cpu/bf16.h). Backend memory, in place.
+  // CPU and CUDA round identically: model/cpu/bf16.h). Backend memory, in place; a
+  // no-op on real bf16 storage (already rounded by the store).
   virtual void round_to_bf16(float* p, size_t n) = 0;
   // Declares [wparams, wparams + n) (backend memory, bf16-valued) as the stage model's
   // bf16 weight copy, in its current contents. A backend with bf16 kernels may keep its
@@ -101,6 +113,19 @@ class Backend {
   virtual void set_bf16_weights(const float* wparams, size_t n) {
     (void)wparams;
     (void)n;
+  }
+
+  // The conversions behind real bf16 storage (model/bf16_storage_backend.h), on backend
+  // memory: dst[i] = the RNE bf16 bits of src[i] (model/cpu/bf16.h), and dst[i] = the
+  // exact fp32 value of src[i], i < n. Default: fails (a backend without them cannot
+  // hold real bf16 storage).
+  virtual void pack_bf16(uint16_t* dst, const float* src, size_t n) {
+    (void)dst, (void)src, (void)n;
+    PT_CHECK_MSG(false, std::string(name()) + " backend cannot pack bf16 storage");
+  }
+  virtual void unpack_bf16(float* dst, const uint16_t* src, size_t n) {
+    (void)dst, (void)src, (void)n;
+    PT_CHECK_MSG(false, std::string(name()) + " backend cannot unpack bf16 storage");
   }
 
   // ---- step ops: the vector ops of an optimizer update on backend memory ----
@@ -178,6 +203,7 @@ std::unique_ptr<Backend> make_cpu_backend();
 // lets CPU-only CI run the device-resident step's device paths
 // (stage_model_factory.h, PIPETRAIN_TEST_DEVICE_SPACE).
 std::unique_ptr<Backend> make_cpu_backend_emulating_device();
+// Real bf16 storage for any backend: model/bf16_storage_backend.h.
 // The CUDA backend is model/cuda/cuda_backend.h (CUDA builds only).
 
 }  // namespace pt

@@ -57,6 +57,12 @@ class CpuBackend final : public Backend {
   float* alloc_host(size_t n) override { return alloc(n); }
   void free_host(float* p) override { free(p); }
   void round_to_bf16(float* p, size_t n) override { cpu::round_fp32_to_bf16(p, n); }
+  void pack_bf16(uint16_t* dst, const float* src, size_t n) override {
+    cpu::convert_fp32_to_bf16(reinterpret_cast<cpu::bf16*>(dst), src, n);
+  }
+  void unpack_bf16(float* dst, const uint16_t* src, size_t n) override {
+    cpu::convert_bf16_to_fp32(dst, reinterpret_cast<const cpu::bf16*>(src), n);
+  }
 
   void sums_of_squares(double* out, const float* x, const size_t* offsets, const size_t* numels,
                        int count) override {

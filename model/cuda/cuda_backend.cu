@@ -126,7 +126,13 @@ class CudaBackend final : public Backend {
   void* stream() const override { return stream_; }
   // Flash-style attention: saves lse (B, NH, T); the backward's scratch holds
   // D = rowsum(dout * out), also (B, NH, T).
-  BackendSizes sizes() const override { return cuda_backend_sizes(); }
+  // bf16 tensors (alloc_bf16) are fp32 containers here; make_stage_model wraps the backend
+  // in make_bf16_storage_backend for real bf16 storage (cuda_backend_sizes' 2 bytes).
+  BackendSizes sizes() const override {
+    BackendSizes s = cuda_backend_sizes();
+    s.bf16_bytes = 4;
+    return s;
+  }
   float* alloc_host(size_t n) override {
     activate();
     void* p = nullptr;
@@ -142,6 +148,14 @@ class CudaBackend final : public Backend {
   void round_to_bf16(float* p, size_t n) override {
     activate();
     cuda::round_fp32_to_bf16(p, n, stream_);
+  }
+  void pack_bf16(uint16_t* dst, const float* src, size_t n) override {
+    activate();
+    cuda::convert_fp32_to_bf16(reinterpret_cast<__nv_bfloat16*>(dst), src, n, stream_);
+  }
+  void unpack_bf16(float* dst, const uint16_t* src, size_t n) override {
+    activate();
+    cuda::convert_bf16_to_fp32(dst, reinterpret_cast<const __nv_bfloat16*>(src), n, stream_);
   }
   // bf16 mode: the whole range converted once (exact: bf16-valued) into bf16_weights_,
   // in stream order after whatever wrote it and before every later op; fp32: ignored.
