@@ -36,6 +36,15 @@ struct BackendOptions {
   Precision precision = Precision::kFp32;
 };
 
+// An operand of the typed entry points below: backend memory of dtype fp32 (float
+// elements) or bf16 (2-byte elements of real bf16 storage, model/bf16_storage_backend.h).
+enum class Dtype { kFp32, kBf16 };
+struct TensorPtr {
+  void* p = nullptr;
+  Dtype dtype = Dtype::kFp32;
+  bool bf16() const { return dtype == Dtype::kBf16; }
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -126,6 +135,37 @@ class Backend {
   virtual void unpack_bf16(float* dst, const uint16_t* src, size_t n) {
     (void)dst, (void)src, (void)n;
     PT_CHECK_MSG(false, std::string(name()) + " backend cannot unpack bf16 storage");
+  }
+
+  // ---- typed entry points (real bf16 storage, model/bf16_storage_backend.h) ----
+  // The GEMMs and the attention on operands of either dtype, reading bf16 operands and
+  // writing bf16 outputs in place. make_bf16_storage_backend calls these when an operand
+  // is bf16 and falls back to staging it through fp32 (the float* ops below) when they
+  // return false, which the defaults always do. Contracts of the float* ops, on the
+  // widened values; a bf16 output is the single RNE of what the float* op computes.
+  // The bias is fp32 memory holding bf16 values (the stage model's weight copy).
+  virtual bool matmul_forward_typed(TensorPtr out, TensorPtr inp, TensorPtr weight, const float* bias, int N, int C,
+                                    int OC) {
+    (void)out, (void)inp, (void)weight, (void)bias, (void)N, (void)C, (void)OC;
+    return false;
+  }
+  virtual bool matmul_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, int N, int C, int OC) {
+    (void)dinp, (void)dout, (void)weight, (void)N, (void)C, (void)OC;
+    return false;
+  }
+  virtual bool matmul_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp, int N,
+                                            int C, int OC) {
+    (void)dweight, (void)dbias, (void)dout, (void)inp, (void)N, (void)C, (void)OC;
+    return false;
+  }
+  virtual bool attention_forward_typed(TensorPtr out, float* att, TensorPtr inp, int B, int T, int C, int NH) {
+    (void)out, (void)att, (void)inp, (void)B, (void)T, (void)C, (void)NH;
+    return false;
+  }
+  virtual bool attention_backward_typed(TensorPtr dinp, float* scratch, TensorPtr dout, TensorPtr inp, TensorPtr out,
+                                        const float* att, int B, int T, int C, int NH) {
+    (void)dinp, (void)scratch, (void)dout, (void)inp, (void)out, (void)att, (void)B, (void)T, (void)C, (void)NH;
+    return false;
   }
 
   // ---- step ops: the vector ops of an optimizer update on backend memory ----

@@ -2,6 +2,7 @@
 #include "model/bf16_storage_backend.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
@@ -216,12 +217,22 @@ class Bf16StorageBackend final : public Backend {
   }
   void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
                       int OC) override {
+    {  // typed entry point first (backend.h), else staged
+      const TensorPtr o = typed(out, size_t(N) * OC), x = typed(inp, size_t(N) * C);
+      const TensorPtr w = typed(weight, size_t(OC) * C);
+      if (any_bf16({o, x, w}) && fp32(bias) && in_->matmul_forward_typed(o, x, w, bias, N, C, OC)) return;
+    }
     Staging s = staging();
     const float *x = s.in(inp, size_t(N) * C), *w = s.in(weight, size_t(OC) * C), *b = s.in(bias, size_t(OC));
     in_->matmul_forward(s.out(out, size_t(N) * OC), x, w, b, N, C, OC);
     s.done();
   }
   void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) override {
+    {  // typed entry point first (backend.h), else staged
+      const TensorPtr dx = typed(dinp, size_t(N) * C), dy = typed(dout, size_t(N) * OC);
+      const TensorPtr w = typed(weight, size_t(OC) * C);
+      if (any_bf16({dx, dy, w}) && in_->matmul_backward_input_typed(dx, dy, w, N, C, OC)) return;
+    }
     Staging s = staging();
     const float *dy = s.in(dout, size_t(N) * OC), *w = s.in(weight, size_t(OC) * C);
     in_->matmul_backward_input(s.out(dinp, size_t(N) * C), dy, w, N, C, OC);
@@ -229,22 +240,38 @@ class Bf16StorageBackend final : public Backend {
   }
   void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C,
                               int OC) override {
+    {  // typed entry point first (backend.h), else staged
+      const TensorPtr dy = typed(dout, size_t(N) * OC), x = typed(inp, size_t(N) * C);
+      if (any_bf16({dy, x}) && fp32(dweight) && fp32(dbias) &&
+          in_->matmul_backward_weight_typed(dweight, dbias, dy, x, N, C, OC))
+        return;
+    }
     Staging s = staging();
     const float *dy = s.in(dout, size_t(N) * OC), *x = s.in(inp, size_t(N) * C);
     in_->matmul_backward_weight(s.inout(dweight, size_t(OC) * C), s.inout(dbias, size_t(OC)), dy, x, N, C, OC);
     s.done();
   }
   void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) override {
-    Staging s = staging();
     const size_t BTC = size_t(B) * T * C;
+    {  // typed entry point first (backend.h), else staged
+      const TensorPtr o = typed(out, BTC), x = typed(inp, 3 * BTC);
+      if (any_bf16({o, x}) && fp32(att) && in_->attention_forward_typed(o, att, x, B, T, C, NH)) return;
+    }
+    Staging s = staging();
     const float* x = s.in(inp, 3 * BTC);
     in_->attention_forward(s.out(out, BTC), s.out(att, sizes().attention_saved_floats(B, NH, T)), x, B, T, C, NH);
     s.done();
   }
   void attention_backward(float* dinp, float* scratch, const float* dout, const float* inp, const float* out,
                           const float* att, int B, int T, int C, int NH) override {
-    Staging s = staging();
     const size_t BTC = size_t(B) * T * C;
+    {  // typed entry point first (backend.h), else staged
+      const TensorPtr dx = typed(dinp, 3 * BTC), dy = typed(dout, BTC), x = typed(inp, 3 * BTC), y = typed(out, BTC);
+      if (any_bf16({dx, dy, x, y}) && fp32(scratch) && fp32(att) &&
+          in_->attention_backward_typed(dx, scratch, dy, x, y, att, B, T, C, NH))
+        return;
+    }
+    Staging s = staging();
     const BackendSizes z = sizes();
     const float *dy = s.in(dout, BTC), *x = s.in(inp, 3 * BTC), *y = s.in(out, BTC);
     const float* a = s.in(att, z.attention_saved_floats(B, NH, T));
@@ -296,6 +323,18 @@ class Bf16StorageBackend final : public Backend {
 
  private:
   Staging staging() { return Staging(*in_, ranges_, pool_); }
+
+  // p (n elements) for the typed entry points: its bf16 storage, or itself (fp32).
+  TensorPtr typed(const float* p, size_t n) const {
+    const StorageRanges::Found at = ranges_.find(p);
+    if (at.range == nullptr) return TensorPtr{const_cast<float*>(p), Dtype::kFp32};
+    PT_CHECK_MSG(n <= at.left(), "an op operand runs past the end of its bf16 storage");
+    return TensorPtr{at.bf16(), Dtype::kBf16};
+  }
+  static bool any_bf16(std::initializer_list<TensorPtr> ps) {
+    return std::any_of(ps.begin(), ps.end(), [](const TensorPtr& t) { return t.bf16(); });
+  }
+  bool fp32(const float* p) const { return ranges_.find(p).range == nullptr; }
 
   std::unique_ptr<Backend> in_;
   StorageRanges ranges_;

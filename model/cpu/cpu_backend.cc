@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "common/check.h"
 #include "model/backend.h"
@@ -29,6 +30,26 @@ void* aligned_bytes(size_t bytes) {
   PT_CHECK_MSG(p != nullptr, "host allocation of " + std::to_string(bytes) + " bytes failed");
   return p;
 }
+
+// A typed operand (backend.h) as fp32: bf16 elements widened into a copy (exactly),
+// fp32 memory itself; store() packs a written bf16 operand back (RNE).
+class Widened {
+ public:
+  Widened(TensorPtr t, size_t n, bool read = true) : t_(t), n_(n) {
+    if (!t.bf16()) return;
+    copy_.resize(n);
+    if (read) cpu::convert_bf16_to_fp32(copy_.data(), static_cast<const cpu::bf16*>(t.p), n);
+  }
+  float* f32() { return t_.bf16() ? copy_.data() : static_cast<float*>(t_.p); }
+  void store() {
+    if (t_.bf16()) cpu::convert_fp32_to_bf16(static_cast<cpu::bf16*>(t_.p), copy_.data(), n_);
+  }
+
+ private:
+  TensorPtr t_;
+  size_t n_;
+  std::vector<float> copy_;
+};
 
 class CpuBackend final : public Backend {
  public:
@@ -124,6 +145,44 @@ class CpuBackend final : public Backend {
   }
   void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
     cpu::crossentropy_forward(losses, logits, targets, N, V);
+  }
+
+  // Typed entry points: the fp32 ops on widened operands, bf16 outputs packed, which is
+  // bitwise what make_bf16_storage_backend's staging does, so CPU-only CI runs the
+  // typed dispatch that the CUDA backend serves with its bf16 kernels.
+  bool matmul_forward_typed(TensorPtr out, TensorPtr inp, TensorPtr weight, const float* bias, int N, int C,
+                            int OC) override {
+    Widened x(inp, size_t(N) * C), w(weight, size_t(OC) * C), o(out, size_t(N) * OC, false);
+    cpu::matmul_forward(o.f32(), x.f32(), w.f32(), bias, N, C, OC);
+    o.store();
+    return true;
+  }
+  bool matmul_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, int N, int C, int OC) override {
+    Widened dy(dout, size_t(N) * OC), w(weight, size_t(OC) * C), dx(dinp, size_t(N) * C, false);
+    cpu::matmul_backward_input(dx.f32(), dy.f32(), w.f32(), N, C, OC);
+    dx.store();
+    return true;
+  }
+  bool matmul_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp, int N, int C,
+                                    int OC) override {
+    Widened dy(dout, size_t(N) * OC), x(inp, size_t(N) * C);
+    cpu::matmul_backward_weight(dweight, dbias, dy.f32(), x.f32(), N, C, OC);
+    return true;
+  }
+  bool attention_forward_typed(TensorPtr out, float* att, TensorPtr inp, int B, int T, int C, int NH) override {
+    const size_t n = size_t(B) * T * C;
+    Widened x(inp, 3 * n), y(out, n, false);
+    cpu::attention_forward(y.f32(), att, x.f32(), B, T, C, NH);
+    y.store();
+    return true;
+  }
+  bool attention_backward_typed(TensorPtr dinp, float* scratch, TensorPtr dout, TensorPtr inp, TensorPtr /*out*/,
+                                const float* att, int B, int T, int C, int NH) override {
+    const size_t n = size_t(B) * T * C;
+    Widened dy(dout, n), x(inp, 3 * n), dx(dinp, 3 * n, false);
+    cpu::attention_backward(dx.f32(), scratch, dy.f32(), x.f32(), att, B, T, C, NH);
+    dx.store();
+    return true;
   }
   void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N,
                              int V) override {

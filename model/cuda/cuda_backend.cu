@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <initializer_list>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -252,6 +253,68 @@ class CudaBackend final : public Backend {
     }
     cuda::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC, stream_, tf32_);
   }
+  // Typed entry points (backend.h; real bf16 storage, model/bf16_storage_backend.h):
+  // bf16 operands are read in place and bf16 outputs written by the GEMM itself (bf16 D,
+  // the single RNE of the fp32 accumulator + bias, matmul_bf16.h); fp32 operands as in
+  // the float* forms above. false (the caller stages through fp32) where the float*
+  // form would not use the bf16 kernels or an operand is not 16-byte aligned.
+  bool matmul_forward_typed(TensorPtr out, TensorPtr inp, TensorPtr weight, const float* bias, int N, int C,
+                            int OC) override {
+    if (!bf16_gemm_typed(C, OC, {out, inp, weight})) return false;
+    const __nv_bfloat16* x = as_bf16(0, inp, size_t(N) * C);
+    const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
+    if (!out.bf16()) {
+      cuda::matmul_forward_bf16_fp32out(static_cast<float*>(out.p), x, w, bias, N, C, OC, stream_);
+      return true;
+    }
+    // bias: bf16-valued (the weight copy), so its bf16 form is exact; the epilogue adds it in fp32.
+    const __nv_bfloat16* b = bias == nullptr ? nullptr : to_bf16(2, bias, size_t(OC));
+    cuda::matmul_forward_bf16(static_cast<__nv_bfloat16*>(out.p), x, w, b, N, C, OC, stream_);
+    return true;
+  }
+  bool matmul_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, int N, int C,
+                                   int OC) override {
+    if (!bf16_gemm_typed(C, OC, {dinp, dout, weight})) return false;
+    const __nv_bfloat16* d = as_bf16(0, dout, size_t(N) * OC);
+    const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
+    if (dinp.bf16()) {
+      cuda::matmul_backward_input_bf16(static_cast<__nv_bfloat16*>(dinp.p), d, w, N, C, OC, stream_);
+    } else {
+      cuda::matmul_backward_input_bf16_fp32out(static_cast<float*>(dinp.p), d, w, N, C, OC, stream_);
+    }
+    return true;
+  }
+  bool matmul_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp, int N, int C,
+                                    int OC) override {
+    if (!bf16_gemm_typed(C, OC, {TensorPtr{dweight}, dout, inp})) return false;
+    const __nv_bfloat16* d = as_bf16(0, dout, size_t(N) * OC);
+    const __nv_bfloat16* x = as_bf16(1, inp, size_t(N) * C);
+    cuda::matmul_backward_weight_bf16(dweight, dbias, d, x, N, C, OC, stream_);
+    return true;
+  }
+  bool attention_forward_typed(TensorPtr out, float* att, TensorPtr inp, int B, int T, int C, int NH) override {
+    if (!aligned({out, inp}) || !bf16_attention(C, NH)) return false;
+    activate();
+    const size_t n = size_t(B) * T * C;
+    const __nv_bfloat16* x = as_bf16(0, inp, 3 * n);
+    __nv_bfloat16* o = out.bf16() ? static_cast<__nv_bfloat16*>(out.p) : bf16_buffer(1, n);
+    cuda::attention_forward_bf16(o, /*lse=*/att, x, B, T, C, NH, stream_);
+    if (!out.bf16()) cuda::convert_bf16_to_fp32(static_cast<float*>(out.p), o, n, stream_);
+    return true;
+  }
+  bool attention_backward_typed(TensorPtr dinp, float* scratch, TensorPtr dout, TensorPtr inp, TensorPtr out,
+                                const float* att, int B, int T, int C, int NH) override {
+    if (!aligned({dinp, dout, inp, out}) || !bf16_attention(C, NH)) return false;
+    activate();
+    const size_t n = size_t(B) * T * C;
+    const __nv_bfloat16* d = as_bf16(0, dout, n);
+    const __nv_bfloat16* x = as_bf16(1, inp, 3 * n);
+    const __nv_bfloat16* o = as_bf16(2, out, n);
+    __nv_bfloat16* dx = dinp.bf16() ? static_cast<__nv_bfloat16*>(dinp.p) : bf16_buffer(3, 3 * n);
+    cuda::attention_backward_bf16(dx, scratch, d, x, o, /*lse=*/att, B, T, C, NH, stream_);
+    if (!dinp.bf16()) cuda::convert_bf16_to_fp32(static_cast<float*>(dinp.p), dx, 3 * n, stream_);
+    return true;
+  }
   // bf16 mode with a head size the flash kernel takes: inputs to bf16 scratch (exact,
   // bf16-valued), the kernel's bf16 outputs back to fp32 (exact). lse and the
   // backward scratch are the fp32 kernel's shapes, (B, NH, T) each.
@@ -337,6 +400,28 @@ class CudaBackend final : public Backend {
     const bool ok = bf16_ && NH > 0 && C % NH == 0 && cuda::attention_bf16_supports_head_size(C / NH);
     if (ok) g_bf16_calls.fetch_add(1, std::memory_order_relaxed);
     return ok;
+  }
+
+  // Whether every operand of a typed entry point is 16-byte aligned (the bf16 kernels'
+  // vector loads; fp32 inputs are converted into aligned scratch, but kept simple).
+  static bool aligned(std::initializer_list<TensorPtr> ops) {
+    for (const TensorPtr& t : ops)
+      if (reinterpret_cast<uintptr_t>(t.p) % 16 != 0) return false;
+    return true;
+  }
+
+  // bf16_gemm for the typed entry points: every operand aligned, then bf16_gemm's rule
+  // (counted there); activates the device when admitted.
+  bool bf16_gemm_typed(int C, int OC, std::initializer_list<TensorPtr> ops) {
+    if (!aligned(ops) || !bf16_gemm(C, OC, nullptr)) return false;
+    activate();
+    return true;
+  }
+
+  // t as bf16 elements: bf16 storage in place, fp32 through to_bf16 (scratch slot `slot`).
+  const __nv_bfloat16* as_bf16(int slot, TensorPtr t, size_t n) {
+    if (t.bf16()) return static_cast<const __nv_bfloat16*>(t.p);
+    return to_bf16(slot, static_cast<const float*>(t.p), n);
   }
 
   // Scratch slot `slot` (< kBf16Slots) holding at least n bf16, grown on demand.
