@@ -138,7 +138,7 @@ class Backend {
   }
 
   // ---- typed entry points (real bf16 storage, model/bf16_storage_backend.h) ----
-  // The GEMMs and the attention on operands of either dtype, reading bf16 operands and
+  // The GEMMs, the attention, GELU, the residual add and copies on operands of either dtype, reading bf16 operands and
   // writing bf16 outputs in place. make_bf16_storage_backend calls these when an operand
   // is bf16 and falls back to staging it through fp32 (the float* ops below) when they
   // return false, which the defaults always do. Contracts of the float* ops, on the
@@ -165,6 +165,25 @@ class Backend {
   virtual bool attention_backward_typed(TensorPtr dinp, float* scratch, TensorPtr dout, TensorPtr inp, TensorPtr out,
                                         const float* att, int B, int T, int C, int NH) {
     (void)dinp, (void)scratch, (void)dout, (void)inp, (void)out, (void)att, (void)B, (void)T, (void)C, (void)NH;
+    return false;
+  }
+  virtual bool gelu_forward_typed(TensorPtr out, TensorPtr inp, int N) {
+    (void)out, (void)inp, (void)N;
+    return false;
+  }
+  virtual bool gelu_backward_typed(TensorPtr dinp, TensorPtr inp, TensorPtr dout, int N) {
+    (void)dinp, (void)inp, (void)dout, (void)N;
+    return false;
+  }
+  virtual bool residual_forward_typed(TensorPtr out, TensorPtr inp1, TensorPtr inp2, int N) {
+    (void)out, (void)inp1, (void)inp2, (void)N;
+    return false;
+  }
+  // copy() with dtypes: dst = src converted (fp32 -> bf16: RNE; bf16 -> fp32: exact).
+  // Either side may be host memory when fp32 (copy's contract); a backend that cannot
+  // convert from or into host memory returns false there.
+  virtual bool copy_typed(TensorPtr dst, TensorPtr src, size_t n) {
+    (void)dst, (void)src, (void)n;
     return false;
   }
 

@@ -2,7 +2,6 @@
 #include "model/bf16_storage_backend.h"
 
 #include <algorithm>
-#include <initializer_list>
 #include <utility>
 #include <vector>
 
@@ -89,6 +88,32 @@ class Staging {
   std::vector<Entry> entries_;
 };
 
+// One op call's operands resolved for a typed entry point (backend.h): bf16 storage in
+// place, fp32 memory as itself. Like Staging, refuses an operand running past its storage
+// and two different operands overlapping in it (the same pointer twice is an alias).
+class Resolver {
+ public:
+  explicit Resolver(const StorageRanges& ranges) : ranges_(ranges) {}
+  TensorPtr operator()(const float* p, size_t n) {
+    const StorageRanges::Found at = ranges_.find(p);
+    if (at.range == nullptr) return TensorPtr{const_cast<float*>(p), Dtype::kFp32};
+    PT_CHECK_MSG(n <= at.left(), "an op operand runs past the end of its bf16 storage");
+    for (const auto& [q, m] : seen_) {
+      PT_CHECK_MSG(q == at.bf16() || q + m <= at.bf16() || at.bf16() + n <= q,
+                   "two different operands overlap in one bf16 storage range");
+    }
+    seen_.emplace_back(at.bf16(), n);
+    any_bf16_ = true;
+    return TensorPtr{at.bf16(), Dtype::kBf16};
+  }
+  bool any_bf16() const { return any_bf16_; }
+
+ private:
+  const StorageRanges& ranges_;
+  std::vector<std::pair<const uint16_t*, size_t>> seen_;
+  bool any_bf16_ = false;
+};
+
 class Bf16StorageBackend final : public Backend {
  public:
   explicit Bf16StorageBackend(std::unique_ptr<Backend> inner) : in_(std::move(inner)) { PT_CHECK(in_ != nullptr); }
@@ -119,6 +144,11 @@ class Bf16StorageBackend final : public Backend {
     s.done();
   }
   void copy(float* dst, const float* src, size_t n) override {
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr d = typed(dst, n), x = typed(src, n);
+      if (typed.any_bf16() && in_->copy_typed(d, x, n)) return;
+    }
     Staging s = staging();
     const float* from = s.in(src, n);
     in_->copy(s.out(dst, n), from, n);
@@ -218,9 +248,10 @@ class Bf16StorageBackend final : public Backend {
   void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
                       int OC) override {
     {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
       const TensorPtr o = typed(out, size_t(N) * OC), x = typed(inp, size_t(N) * C);
       const TensorPtr w = typed(weight, size_t(OC) * C);
-      if (any_bf16({o, x, w}) && fp32(bias) && in_->matmul_forward_typed(o, x, w, bias, N, C, OC)) return;
+      if (typed.any_bf16() && fp32(bias) && in_->matmul_forward_typed(o, x, w, bias, N, C, OC)) return;
     }
     Staging s = staging();
     const float *x = s.in(inp, size_t(N) * C), *w = s.in(weight, size_t(OC) * C), *b = s.in(bias, size_t(OC));
@@ -229,9 +260,10 @@ class Bf16StorageBackend final : public Backend {
   }
   void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) override {
     {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
       const TensorPtr dx = typed(dinp, size_t(N) * C), dy = typed(dout, size_t(N) * OC);
       const TensorPtr w = typed(weight, size_t(OC) * C);
-      if (any_bf16({dx, dy, w}) && in_->matmul_backward_input_typed(dx, dy, w, N, C, OC)) return;
+      if (typed.any_bf16() && in_->matmul_backward_input_typed(dx, dy, w, N, C, OC)) return;
     }
     Staging s = staging();
     const float *dy = s.in(dout, size_t(N) * OC), *w = s.in(weight, size_t(OC) * C);
@@ -241,8 +273,9 @@ class Bf16StorageBackend final : public Backend {
   void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C,
                               int OC) override {
     {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
       const TensorPtr dy = typed(dout, size_t(N) * OC), x = typed(inp, size_t(N) * C);
-      if (any_bf16({dy, x}) && fp32(dweight) && fp32(dbias) &&
+      if (typed.any_bf16() && fp32(dweight) && fp32(dbias) &&
           in_->matmul_backward_weight_typed(dweight, dbias, dy, x, N, C, OC))
         return;
     }
@@ -254,8 +287,9 @@ class Bf16StorageBackend final : public Backend {
   void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) override {
     const size_t BTC = size_t(B) * T * C;
     {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
       const TensorPtr o = typed(out, BTC), x = typed(inp, 3 * BTC);
-      if (any_bf16({o, x}) && fp32(att) && in_->attention_forward_typed(o, att, x, B, T, C, NH)) return;
+      if (typed.any_bf16() && fp32(att) && in_->attention_forward_typed(o, att, x, B, T, C, NH)) return;
     }
     Staging s = staging();
     const float* x = s.in(inp, 3 * BTC);
@@ -266,8 +300,9 @@ class Bf16StorageBackend final : public Backend {
                           const float* att, int B, int T, int C, int NH) override {
     const size_t BTC = size_t(B) * T * C;
     {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
       const TensorPtr dx = typed(dinp, 3 * BTC), dy = typed(dout, BTC), x = typed(inp, 3 * BTC), y = typed(out, BTC);
-      if (any_bf16({dx, dy, x, y}) && fp32(scratch) && fp32(att) &&
+      if (typed.any_bf16() && fp32(scratch) && fp32(att) &&
           in_->attention_backward_typed(dx, scratch, dy, x, y, att, B, T, C, NH))
         return;
     }
@@ -280,18 +315,33 @@ class Bf16StorageBackend final : public Backend {
     s.done();
   }
   void gelu_forward(float* out, const float* inp, int N) override {
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr o = typed(out, size_t(N)), x = typed(inp, size_t(N));
+      if (typed.any_bf16() && in_->gelu_forward_typed(o, x, N)) return;
+    }
     Staging s = staging();
     const float* x = s.in(inp, size_t(N));
     in_->gelu_forward(s.out(out, size_t(N)), x, N);
     s.done();
   }
   void gelu_backward(float* dinp, const float* inp, const float* dout, int N) override {
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr dx = typed(dinp, size_t(N)), x = typed(inp, size_t(N)), dy = typed(dout, size_t(N));
+      if (typed.any_bf16() && in_->gelu_backward_typed(dx, x, dy, N)) return;
+    }
     Staging s = staging();
     const float *x = s.in(inp, size_t(N)), *dy = s.in(dout, size_t(N));
     in_->gelu_backward(s.out(dinp, size_t(N)), x, dy, N);
     s.done();
   }
   void residual_forward(float* out, const float* inp1, const float* inp2, int N) override {
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr o = typed(out, size_t(N)), a = typed(inp1, size_t(N)), b = typed(inp2, size_t(N));
+      if (typed.any_bf16() && in_->residual_forward_typed(o, a, b, N)) return;
+    }
     Staging s = staging();
     const float *a = s.in(inp1, size_t(N)), *b = s.in(inp2, size_t(N));
     in_->residual_forward(s.out(out, size_t(N)), a, b, N);
@@ -324,16 +374,6 @@ class Bf16StorageBackend final : public Backend {
  private:
   Staging staging() { return Staging(*in_, ranges_, pool_); }
 
-  // p (n elements) for the typed entry points: its bf16 storage, or itself (fp32).
-  TensorPtr typed(const float* p, size_t n) const {
-    const StorageRanges::Found at = ranges_.find(p);
-    if (at.range == nullptr) return TensorPtr{const_cast<float*>(p), Dtype::kFp32};
-    PT_CHECK_MSG(n <= at.left(), "an op operand runs past the end of its bf16 storage");
-    return TensorPtr{at.bf16(), Dtype::kBf16};
-  }
-  static bool any_bf16(std::initializer_list<TensorPtr> ps) {
-    return std::any_of(ps.begin(), ps.end(), [](const TensorPtr& t) { return t.bf16(); });
-  }
   bool fp32(const float* p) const { return ranges_.find(p).range == nullptr; }
 
   std::unique_ptr<Backend> in_;

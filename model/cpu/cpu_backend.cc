@@ -184,6 +184,30 @@ class CpuBackend final : public Backend {
     dx.store();
     return true;
   }
+  bool copy_typed(TensorPtr dst, TensorPtr src, size_t n) override {
+    Widened x(src, n), y(dst, n, false);
+    copy(y.f32(), x.f32(), n);
+    y.store();
+    return true;
+  }
+  bool gelu_forward_typed(TensorPtr out, TensorPtr inp, int N) override {
+    Widened x(inp, size_t(N)), y(out, size_t(N), false);
+    cpu::gelu_forward(y.f32(), x.f32(), N);
+    y.store();
+    return true;
+  }
+  bool gelu_backward_typed(TensorPtr dinp, TensorPtr inp, TensorPtr dout, int N) override {
+    Widened x(inp, size_t(N)), dy(dout, size_t(N)), dx(dinp, size_t(N), false);
+    cpu::gelu_backward(dx.f32(), x.f32(), dy.f32(), N);
+    dx.store();
+    return true;
+  }
+  bool residual_forward_typed(TensorPtr out, TensorPtr inp1, TensorPtr inp2, int N) override {
+    Widened a(inp1, size_t(N)), b(inp2, size_t(N)), y(out, size_t(N), false);
+    cpu::residual_forward(y.f32(), a.f32(), b.f32(), N);
+    y.store();
+    return true;
+  }
   void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N,
                              int V) override {
     cpu::crossentropy_backward(dlogits, logits, targets, scale, N, V);

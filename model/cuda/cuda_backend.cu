@@ -315,6 +315,36 @@ class CudaBackend final : public Backend {
     if (!dinp.bf16()) cuda::convert_bf16_to_fp32(static_cast<float*>(dinp.p), dx, 3 * n, stream_);
     return true;
   }
+  // Device to device only (the conversions are kernels); a host side is staged by the caller.
+  bool copy_typed(TensorPtr dst, TensorPtr src, size_t n) override {
+    if (n == 0) return true;
+    if (!is_device_pointer(dst.p) || !is_device_pointer(src.p)) return false;
+    activate();
+    if (dst.bf16() && src.bf16()) {
+      if (dst.p != src.p) PT_CUDA_CHECK(cudaMemcpyAsync(dst.p, src.p, n * 2, cudaMemcpyDeviceToDevice, stream_));
+    } else if (dst.bf16()) {
+      cuda::convert_fp32_to_bf16(static_cast<__nv_bfloat16*>(dst.p), static_cast<const float*>(src.p), n, stream_);
+    } else {
+      cuda::convert_bf16_to_fp32(static_cast<float*>(dst.p), static_cast<const __nv_bfloat16*>(src.p), n, stream_);
+    }
+    return true;
+  }
+  // Elementwise ops: each operand read or written in its own dtype (gelu.h, residual.h).
+  bool gelu_forward_typed(TensorPtr out, TensorPtr inp, int N) override {
+    activate();
+    cuda::gelu_forward_typed(out.p, out.bf16(), inp.p, inp.bf16(), N, stream_);
+    return true;
+  }
+  bool gelu_backward_typed(TensorPtr dinp, TensorPtr inp, TensorPtr dout, int N) override {
+    activate();
+    cuda::gelu_backward_typed(dinp.p, dinp.bf16(), inp.p, inp.bf16(), dout.p, dout.bf16(), N, stream_);
+    return true;
+  }
+  bool residual_forward_typed(TensorPtr out, TensorPtr inp1, TensorPtr inp2, int N) override {
+    activate();
+    cuda::residual_forward_typed(out.p, out.bf16(), inp1.p, inp1.bf16(), inp2.p, inp2.bf16(), N, stream_);
+    return true;
+  }
   // bf16 mode with a head size the flash kernel takes: inputs to bf16 scratch (exact,
   // bf16-valued), the kernel's bf16 outputs back to fp32 (exact). lse and the
   // backward scratch are the fp32 kernel's shapes, (B, NH, T) each.
