@@ -138,7 +138,8 @@ class Backend {
   }
 
   // ---- typed entry points (real bf16 storage, model/bf16_storage_backend.h) ----
-  // The GEMMs, the attention, GELU, the residual add and copies on operands of either dtype, reading bf16 operands and
+  // The GEMMs, the attention, LayerNorm, GELU, the residual add (also fused with LayerNorm)
+  // and copies on operands of either dtype, reading bf16 operands and
   // writing bf16 outputs in place. make_bf16_storage_backend calls these when an operand
   // is bf16 and falls back to staging it through fp32 (the float* ops below) when they
   // return false, which the defaults always do. Contracts of the float* ops, on the
@@ -177,6 +178,28 @@ class Backend {
   }
   virtual bool residual_forward_typed(TensorPtr out, TensorPtr inp1, TensorPtr inp2, int N) {
     (void)out, (void)inp1, (void)inp2, (void)N;
+    return false;
+  }
+  virtual bool layernorm_forward_typed(TensorPtr out, float* mean, float* rstd, TensorPtr inp, const float* weight,
+                                       const float* bias, int N, int C) {
+    (void)out, (void)mean, (void)rstd, (void)inp, (void)weight, (void)bias, (void)N, (void)C;
+    return false;
+  }
+  virtual bool layernorm_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr inp, const float* weight,
+                                              const float* mean, const float* rstd, int N, int C) {
+    (void)dinp, (void)dout, (void)inp, (void)weight, (void)mean, (void)rstd, (void)N, (void)C;
+    return false;
+  }
+  virtual bool layernorm_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp,
+                                               const float* mean, const float* rstd, int N, int C) {
+    (void)dweight, (void)dbias, (void)dout, (void)inp, (void)mean, (void)rstd, (void)N, (void)C;
+    return false;
+  }
+  virtual bool residual_layernorm_forward_typed(TensorPtr res, TensorPtr ln, float* mean, float* rstd, TensorPtr inp1,
+                                                TensorPtr inp2, const float* weight, const float* bias, int N, int C,
+                                                bool round_res_bf16) {
+    (void)res, (void)ln, (void)mean, (void)rstd, (void)inp1, (void)inp2, (void)weight, (void)bias, (void)N, (void)C,
+        (void)round_res_bf16;
     return false;
   }
   // copy() with dtypes: dst = src converted (fp32 -> bf16: RNE; bf16 -> fp32: exact).

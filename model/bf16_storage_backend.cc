@@ -2,6 +2,7 @@
 #include "model/bf16_storage_backend.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
@@ -222,16 +223,30 @@ class Bf16StorageBackend final : public Backend {
   }
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                          const float* bias, int N, int C) override {
-    Staging s = staging();
     const size_t NC = size_t(N) * C;
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr o = typed(out, NC), x = typed(inp, NC);
+      if (typed.any_bf16() && fp32s({mean, rstd, weight, bias}) &&
+          in_->layernorm_forward_typed(o, mean, rstd, x, weight, bias, N, C))
+        return;
+    }
+    Staging s = staging();
     const float *x = s.in(inp, NC), *w = s.in(weight, size_t(C)), *b = s.in(bias, size_t(C));
     in_->layernorm_forward(s.out(out, NC), s.out(mean, size_t(N)), s.out(rstd, size_t(N)), x, w, b, N, C);
     s.done();
   }
   void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight,
                                 const float* mean, const float* rstd, int N, int C) override {
-    Staging s = staging();
     const size_t NC = size_t(N) * C;
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr dx = typed(dinp, NC), dy = typed(dout, NC), x = typed(inp, NC);
+      if (typed.any_bf16() && fp32s({weight, mean, rstd}) &&
+          in_->layernorm_backward_input_typed(dx, dy, x, weight, mean, rstd, N, C))
+        return;
+    }
+    Staging s = staging();
     const float *dy = s.in(dout, NC), *x = s.in(inp, NC), *w = s.in(weight, size_t(C));
     const float *m = s.in(mean, size_t(N)), *r = s.in(rstd, size_t(N));
     in_->layernorm_backward_input(s.out(dinp, NC), dy, x, w, m, r, N, C);
@@ -239,8 +254,15 @@ class Bf16StorageBackend final : public Backend {
   }
   void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp,
                                  const float* mean, const float* rstd, int N, int C) override {
-    Staging s = staging();
     const size_t NC = size_t(N) * C;
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr dy = typed(dout, NC), x = typed(inp, NC);
+      if (typed.any_bf16() && fp32s({dweight, dbias, mean, rstd}) &&
+          in_->layernorm_backward_weight_typed(dweight, dbias, dy, x, mean, rstd, N, C))
+        return;
+    }
+    Staging s = staging();
     const float *dy = s.in(dout, NC), *x = s.in(inp, NC), *m = s.in(mean, size_t(N)), *r = s.in(rstd, size_t(N));
     in_->layernorm_backward_weight(s.inout(dweight, size_t(C)), s.inout(dbias, size_t(C)), dy, x, m, r, N, C);
     s.done();
@@ -350,8 +372,15 @@ class Bf16StorageBackend final : public Backend {
   void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd, const float* inp1,
                                   const float* inp2, const float* weight, const float* bias, int N, int C,
                                   bool round_res_bf16) override {
-    Staging s = staging();
     const size_t NC = size_t(N) * C;
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr r = typed(res, NC), l = typed(ln, NC), a = typed(inp1, NC), b = typed(inp2, NC);
+      if (typed.any_bf16() && fp32s({mean, rstd, weight, bias}) &&
+          in_->residual_layernorm_forward_typed(r, l, mean, rstd, a, b, weight, bias, N, C, round_res_bf16))
+        return;
+    }
+    Staging s = staging();
     const float *a = s.in(inp1, NC), *b = s.in(inp2, NC), *w = s.in(weight, size_t(C)), *c = s.in(bias, size_t(C));
     in_->residual_layernorm_forward(s.out(res, NC), s.out(ln, NC), s.out(mean, size_t(N)), s.out(rstd, size_t(N)), a,
                                     b, w, c, N, C, round_res_bf16);
@@ -375,6 +404,9 @@ class Bf16StorageBackend final : public Backend {
   Staging staging() { return Staging(*in_, ranges_, pool_); }
 
   bool fp32(const float* p) const { return ranges_.find(p).range == nullptr; }
+  bool fp32s(std::initializer_list<const float*> ps) const {
+    return std::all_of(ps.begin(), ps.end(), [&](const float* p) { return fp32(p); });
+  }
 
   std::unique_ptr<Backend> in_;
   StorageRanges ranges_;

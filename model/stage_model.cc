@@ -325,7 +325,7 @@ class BackendStageModel final : public StageModel {
     const StageMemory mem = stage_memory(config_, spec_, B_, T_, precision, needs_, sizes);
     slot_floats_ = mem.slot_floats;
     workspace_floats_ = mem.workspace_floats;
-    scratch_nc_ = backend_->alloc(size_t(N_) * C_);
+    scratch_nc_ = bf16_ ? backend_->alloc_bf16(size_t(N_) * C_) : backend_->alloc(size_t(N_) * C_);
     scratch_tt_ = backend_->alloc(sizes.attention_scratch_floats(B_, NH_, T_));
     if (bf16_) scratch_fch_ = backend_->alloc(size_t(N_) * 4 * C_);
     if (!needs_.split_backward) alloc_blocks(*backend_, grad_sizes(geometry_), &shared_grads_, &shared_grads_bf16_);
@@ -890,7 +890,7 @@ class BackendStageModel final : public StageModel {
         *head_grad_ = nullptr;
   std::vector<BlockParams> blocks_;       // local block i = layer first_layer + i
   std::vector<BlockParams> block_grads_;
-  float* scratch_nc_ = nullptr;  // (N, C) temporaries inside one backward_input call
+  float* scratch_nc_ = nullptr;  // (N, C) temporaries inside one backward_input call (dtype bf16 in bf16)
   float* scratch_tt_ = nullptr;  // (T, T) attention backward work buffer
   float* shared_grads_ = nullptr;  // without split backward: layout_grads' one set, shared by every slot
   float* shared_grads_bf16_ = nullptr;  // its bf16 tensors in bf16 precision (Carvers)
@@ -914,7 +914,9 @@ StageMemory stage_memory(const ModelConfig& config, const StageSpec& spec, int B
   const size_t params = total_numel(stage_tensors(config, spec));
   m.param_floats = params * (g.bf16 ? 3 : 2);  // masters, grads (+ bf16 weight copy)
   m.slot_floats = slot_sizes(g).floats(g);
-  m.workspace_floats = g.N() * size_t(g.C) + sizes.attention_scratch_floats(B, g.NH, T);  // scratch_nc_, scratch_tt_
+  const size_t NC = g.N() * size_t(g.C);
+  // scratch_nc_ (a bf16 tensor in bf16), scratch_tt_
+  m.workspace_floats = (g.bf16 ? g.bf16_floats(NC) : NC) + sizes.attention_scratch_floats(B, g.NH, T);
   if (g.bf16) m.workspace_floats += g.N() * 4 * size_t(g.C);  // scratch_fch_
   if (!needs.split_backward) m.workspace_floats += grad_sizes(g).floats(g);
   if (spec.has_head) m.workspace_floats += size_t(classifier_chunk_rows(g, needs, sizes)) * size_t(g.V);

@@ -184,6 +184,40 @@ class CpuBackend final : public Backend {
     dx.store();
     return true;
   }
+  bool layernorm_forward_typed(TensorPtr out, float* mean, float* rstd, TensorPtr inp, const float* weight,
+                               const float* bias, int N, int C) override {
+    const size_t NC = size_t(N) * C;
+    Widened x(inp, NC), y(out, NC, false);
+    cpu::layernorm_forward(y.f32(), mean, rstd, x.f32(), weight, bias, N, C);
+    y.store();
+    return true;
+  }
+  bool layernorm_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr inp, const float* weight,
+                                      const float* mean, const float* rstd, int N, int C) override {
+    const size_t NC = size_t(N) * C;
+    Widened dy(dout, NC), x(inp, NC), dx(dinp, NC, false);
+    cpu::layernorm_backward_input(dx.f32(), dy.f32(), x.f32(), weight, mean, rstd, N, C);
+    dx.store();
+    return true;
+  }
+  bool layernorm_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp,
+                                       const float* mean, const float* rstd, int N, int C) override {
+    const size_t NC = size_t(N) * C;
+    Widened dy(dout, NC), x(inp, NC);
+    cpu::layernorm_backward_weight(dweight, dbias, dy.f32(), x.f32(), mean, rstd, N, C);
+    return true;
+  }
+  bool residual_layernorm_forward_typed(TensorPtr res, TensorPtr ln, float* mean, float* rstd, TensorPtr inp1,
+                                        TensorPtr inp2, const float* weight, const float* bias, int N, int C,
+                                        bool round_res_bf16) override {
+    const size_t NC = size_t(N) * C;
+    Widened a(inp1, NC), b(inp2, NC), r(res, NC, false), l(ln, NC, false);
+    cpu::residual_layernorm_forward(r.f32(), l.f32(), mean, rstd, a.f32(), b.f32(), weight, bias, N, C,
+                                    round_res_bf16);
+    r.store();
+    l.store();
+    return true;
+  }
   bool copy_typed(TensorPtr dst, TensorPtr src, size_t n) override {
     Widened x(src, n), y(dst, n, false);
     copy(y.f32(), x.f32(), n);

@@ -315,6 +315,41 @@ class CudaBackend final : public Backend {
     if (!dinp.bf16()) cuda::convert_bf16_to_fp32(static_cast<float*>(dinp.p), dx, 3 * n, stream_);
     return true;
   }
+  // LayerNorm and residual + LayerNorm: all activations bf16 (weights, statistics fp32),
+  // else declined (staged); layernorm.h, residual_layernorm.h.
+  bool layernorm_forward_typed(TensorPtr out, float* mean, float* rstd, TensorPtr inp, const float* weight,
+                               const float* bias, int N, int C) override {
+    if (!out.bf16() || !inp.bf16()) return false;
+    activate();
+    cuda::layernorm_forward_bf16act(bf16p(out), mean, rstd, bf16p(inp), weight, bias, N, C, stream_);
+    return true;
+  }
+  bool layernorm_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr inp, const float* weight,
+                                      const float* mean, const float* rstd, int N, int C) override {
+    if (!dinp.bf16() || !dout.bf16() || !inp.bf16()) return false;
+    activate();
+    cuda::layernorm_backward_input_bf16act(bf16p(dinp), bf16p(dout), bf16p(inp), weight, mean, rstd, N, C, stream_);
+    return true;
+  }
+  bool layernorm_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp,
+                                       const float* mean, const float* rstd, int N, int C) override {
+    if (!dout.bf16() || !inp.bf16()) return false;
+    activate();
+    float* scratch =
+        grow(&ln_scratch_, &ln_scratch_bytes_, cuda::layernorm_backward_weight_scratch_floats(N, C) * sizeof(float));
+    cuda::layernorm_backward_weight_bf16act(dweight, dbias, bf16p(dout), bf16p(inp), mean, rstd, N, C, scratch,
+                                            stream_);
+    return true;
+  }
+  bool residual_layernorm_forward_typed(TensorPtr res, TensorPtr ln, float* mean, float* rstd, TensorPtr inp1,
+                                        TensorPtr inp2, const float* weight, const float* bias, int N, int C,
+                                        bool round_res_bf16) override {
+    if (!round_res_bf16 || !res.bf16() || !ln.bf16() || !inp1.bf16() || !inp2.bf16()) return false;
+    activate();
+    cuda::residual_layernorm_forward_bf16act(bf16p(res), bf16p(ln), mean, rstd, bf16p(inp1), bf16p(inp2), weight,
+                                             bias, N, C, stream_);
+    return true;
+  }
   // Device to device only (the conversions are kernels); a host side is staged by the caller.
   bool copy_typed(TensorPtr dst, TensorPtr src, size_t n) override {
     if (n == 0) return true;
@@ -447,6 +482,9 @@ class CudaBackend final : public Backend {
     activate();
     return true;
   }
+
+  // A bf16 operand's elements.
+  static __nv_bfloat16* bf16p(TensorPtr t) { return static_cast<__nv_bfloat16*>(t.p); }
 
   // t as bf16 elements: bf16 storage in place, fp32 through to_bf16 (scratch slot `slot`).
   const __nv_bfloat16* as_bf16(int slot, TensorPtr t, size_t n) {
