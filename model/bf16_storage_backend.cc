@@ -107,7 +107,12 @@ class Resolver {
     any_bf16_ = true;
     return TensorPtr{at.bf16(), Dtype::kBf16};
   }
-  bool any_bf16() const { return any_bf16_; }
+  // Whether to call the typed entry point: some operand resolved to bf16, and the
+  // operands the entry point takes as float* are fp32 memory.
+  bool use(std::initializer_list<const float*> fp32_operands = {}) const {
+    return any_bf16_ && std::all_of(fp32_operands.begin(), fp32_operands.end(),
+                                    [&](const float* p) { return ranges_.find(p).range == nullptr; });
+  }
 
  private:
   const StorageRanges& ranges_;
@@ -148,7 +153,7 @@ class Bf16StorageBackend final : public Backend {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
       const TensorPtr d = typed(dst, n), x = typed(src, n);
-      if (typed.any_bf16() && in_->copy_typed(d, x, n)) return;
+      if (typed.use() && in_->copy_typed(d, x, n)) return;
     }
     Staging s = staging();
     const float* from = s.in(src, n);
@@ -227,7 +232,7 @@ class Bf16StorageBackend final : public Backend {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
       const TensorPtr o = typed(out, NC), x = typed(inp, NC);
-      if (typed.any_bf16() && fp32s({mean, rstd, weight, bias}) &&
+      if (typed.use({mean, rstd, weight, bias}) &&
           in_->layernorm_forward_typed(o, mean, rstd, x, weight, bias, N, C))
         return;
     }
@@ -242,7 +247,7 @@ class Bf16StorageBackend final : public Backend {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
       const TensorPtr dx = typed(dinp, NC), dy = typed(dout, NC), x = typed(inp, NC);
-      if (typed.any_bf16() && fp32s({weight, mean, rstd}) &&
+      if (typed.use({weight, mean, rstd}) &&
           in_->layernorm_backward_input_typed(dx, dy, x, weight, mean, rstd, N, C))
         return;
     }
@@ -258,7 +263,7 @@ class Bf16StorageBackend final : public Backend {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
       const TensorPtr dy = typed(dout, NC), x = typed(inp, NC);
-      if (typed.any_bf16() && fp32s({dweight, dbias, mean, rstd}) &&
+      if (typed.use({dweight, dbias, mean, rstd}) &&
           in_->layernorm_backward_weight_typed(dweight, dbias, dy, x, mean, rstd, N, C))
         return;
     }
@@ -273,7 +278,7 @@ class Bf16StorageBackend final : public Backend {
       Resolver typed(ranges_);
       const TensorPtr o = typed(out, size_t(N) * OC), x = typed(inp, size_t(N) * C);
       const TensorPtr w = typed(weight, size_t(OC) * C);
-      if (typed.any_bf16() && fp32(bias) && in_->matmul_forward_typed(o, x, w, bias, N, C, OC)) return;
+      if (typed.use({bias}) && in_->matmul_forward_typed(o, x, w, bias, N, C, OC)) return;
     }
     Staging s = staging();
     const float *x = s.in(inp, size_t(N) * C), *w = s.in(weight, size_t(OC) * C), *b = s.in(bias, size_t(OC));
@@ -285,7 +290,7 @@ class Bf16StorageBackend final : public Backend {
       Resolver typed(ranges_);
       const TensorPtr dx = typed(dinp, size_t(N) * C), dy = typed(dout, size_t(N) * OC);
       const TensorPtr w = typed(weight, size_t(OC) * C);
-      if (typed.any_bf16() && in_->matmul_backward_input_typed(dx, dy, w, N, C, OC)) return;
+      if (typed.use() && in_->matmul_backward_input_typed(dx, dy, w, N, C, OC)) return;
     }
     Staging s = staging();
     const float *dy = s.in(dout, size_t(N) * OC), *w = s.in(weight, size_t(OC) * C);
@@ -297,9 +302,7 @@ class Bf16StorageBackend final : public Backend {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
       const TensorPtr dy = typed(dout, size_t(N) * OC), x = typed(inp, size_t(N) * C);
-      if (typed.any_bf16() && fp32(dweight) && fp32(dbias) &&
-          in_->matmul_backward_weight_typed(dweight, dbias, dy, x, N, C, OC))
-        return;
+      if (typed.use({dweight, dbias}) && in_->matmul_backward_weight_typed(dweight, dbias, dy, x, N, C, OC)) return;
     }
     Staging s = staging();
     const float *dy = s.in(dout, size_t(N) * OC), *x = s.in(inp, size_t(N) * C);
@@ -311,7 +314,7 @@ class Bf16StorageBackend final : public Backend {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
       const TensorPtr o = typed(out, BTC), x = typed(inp, 3 * BTC);
-      if (typed.any_bf16() && fp32(att) && in_->attention_forward_typed(o, att, x, B, T, C, NH)) return;
+      if (typed.use({att}) && in_->attention_forward_typed(o, att, x, B, T, C, NH)) return;
     }
     Staging s = staging();
     const float* x = s.in(inp, 3 * BTC);
@@ -324,9 +327,7 @@ class Bf16StorageBackend final : public Backend {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
       const TensorPtr dx = typed(dinp, 3 * BTC), dy = typed(dout, BTC), x = typed(inp, 3 * BTC), y = typed(out, BTC);
-      if (typed.any_bf16() && fp32(scratch) && fp32(att) &&
-          in_->attention_backward_typed(dx, scratch, dy, x, y, att, B, T, C, NH))
-        return;
+      if (typed.use({scratch, att}) && in_->attention_backward_typed(dx, scratch, dy, x, y, att, B, T, C, NH)) return;
     }
     Staging s = staging();
     const BackendSizes z = sizes();
@@ -340,7 +341,7 @@ class Bf16StorageBackend final : public Backend {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
       const TensorPtr o = typed(out, size_t(N)), x = typed(inp, size_t(N));
-      if (typed.any_bf16() && in_->gelu_forward_typed(o, x, N)) return;
+      if (typed.use() && in_->gelu_forward_typed(o, x, N)) return;
     }
     Staging s = staging();
     const float* x = s.in(inp, size_t(N));
@@ -351,7 +352,7 @@ class Bf16StorageBackend final : public Backend {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
       const TensorPtr dx = typed(dinp, size_t(N)), x = typed(inp, size_t(N)), dy = typed(dout, size_t(N));
-      if (typed.any_bf16() && in_->gelu_backward_typed(dx, x, dy, N)) return;
+      if (typed.use() && in_->gelu_backward_typed(dx, x, dy, N)) return;
     }
     Staging s = staging();
     const float *x = s.in(inp, size_t(N)), *dy = s.in(dout, size_t(N));
@@ -362,7 +363,7 @@ class Bf16StorageBackend final : public Backend {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
       const TensorPtr o = typed(out, size_t(N)), a = typed(inp1, size_t(N)), b = typed(inp2, size_t(N));
-      if (typed.any_bf16() && in_->residual_forward_typed(o, a, b, N)) return;
+      if (typed.use() && in_->residual_forward_typed(o, a, b, N)) return;
     }
     Staging s = staging();
     const float *a = s.in(inp1, size_t(N)), *b = s.in(inp2, size_t(N));
@@ -376,7 +377,7 @@ class Bf16StorageBackend final : public Backend {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
       const TensorPtr r = typed(res, NC), l = typed(ln, NC), a = typed(inp1, NC), b = typed(inp2, NC);
-      if (typed.any_bf16() && fp32s({mean, rstd, weight, bias}) &&
+      if (typed.use({mean, rstd, weight, bias}) &&
           in_->residual_layernorm_forward_typed(r, l, mean, rstd, a, b, weight, bias, N, C, round_res_bf16))
         return;
     }
@@ -403,10 +404,6 @@ class Bf16StorageBackend final : public Backend {
  private:
   Staging staging() { return Staging(*in_, ranges_, pool_); }
 
-  bool fp32(const float* p) const { return ranges_.find(p).range == nullptr; }
-  bool fp32s(std::initializer_list<const float*> ps) const {
-    return std::all_of(ps.begin(), ps.end(), [&](const float* p) { return fp32(p); });
-  }
 
   std::unique_ptr<Backend> in_;
   StorageRanges ranges_;
