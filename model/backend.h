@@ -6,7 +6,10 @@
 // Invariants shared by every implementation:
 //   - Pointers passed to ops are backend memory (host memory on the CPU backend,
 //     device memory on the CUDA backend); copy/upload/download also take host
-//     memory (see below).
+//     memory (see below). A pointer into alloc_bf16 memory may be a handle to real
+//     bf16 storage that only the backend resolves (model/bf16_storage_backend.h); the
+//     ops keep their float* signatures and fp32 contracts on the stored values, and the
+//     typed entry points (TensorPtr) carry the dtype to backends with bf16 kernels.
 //   - Activation gradients are written (=); parameter gradients accumulate (+=).
 //   - Results do not depend on the number of threads: reductions that feed a
 //     single output run in a fixed order.

@@ -65,6 +65,18 @@
 // declares it to the backend (Backend::set_bf16_weights), which converts the weights to
 // bf16 once per update instead of once per op (refresh_device_params says why that copy
 // is never stale).
+// Storage dtypes (bf16). Every tensor rounded above except the logits chunk is of dtype
+// bf16 and comes from Backend::alloc_bf16 (Carvers::take_bf16): x0, ln1, qkv, atty,
+// res1, ln2, fch, fch_gelu, res2, lnf, every activation gradient a slot or the shared
+// set keeps, and the backward scratch (N, C). The CPU backend gives fp32 containers
+// (the values above, bit for bit); on CUDA (and the CPU test stand-in,
+// PIPETRAIN_TEST_BF16_STORAGE) they are real 2-byte bf16 (model/bf16_storage_backend.h),
+// which stores exactly the rounded values, so results do not change and a slot takes
+// BackendSizes::bf16_bytes per bf16 element (stage_memory). fp32 storage: mean/rstd,
+// the attention state, losses, the logits chunk, parameters and their gradients, the
+// boundary buffers (the stage's inputs and outputs stay fp32 containers of bf16
+// values). The unrounded fc output that the GELU reads lives in the fp32 workspace
+// scratch_fch_ (N, 4C) and is copied (rounded) into fch (fc_forward).
 // fp32: no rounding and no weight copy; the code path is the fp32 one bit for bit.
 #include <algorithm>
 #include <functional>
