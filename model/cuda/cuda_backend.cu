@@ -267,8 +267,14 @@ class CudaBackend final : public Backend {
       cuda::matmul_forward_bf16_fp32out(static_cast<float*>(out.p), x, w, bias, N, C, OC, stream_);
       return true;
     }
-    // bias: bf16-valued (the weight copy), so its bf16 form is exact; the epilogue adds it in fp32.
-    const __nv_bfloat16* b = bias == nullptr ? nullptr : to_bf16(2, bias, size_t(OC));
+    // bias: bf16-valued (the weight copy), so its bf16 form is exact; the epilogue adds it in
+    // fp32. Converted per call (OC elements; not served from the declared copy, whose
+    // counters cuda_bf16_weight_operands() reports for GEMM weights only).
+    __nv_bfloat16* b = nullptr;
+    if (bias != nullptr) {
+      b = bf16_buffer(2, size_t(OC));
+      cuda::convert_fp32_to_bf16(b, bias, size_t(OC), stream_);
+    }
     cuda::matmul_forward_bf16(static_cast<__nv_bfloat16*>(out.p), x, w, b, N, C, OC, stream_);
     return true;
   }
