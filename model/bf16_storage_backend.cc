@@ -2,6 +2,7 @@
 #include "model/bf16_storage_backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <initializer_list>
 #include <utility>
 #include <vector>
@@ -11,6 +12,8 @@
 
 namespace pt {
 namespace {
+
+std::atomic<size_t> g_staged{0};  // bf16_staged_operands()
 
 // fp32 scratch buffers of inner memory, one per staged operand of an op, grown on demand.
 struct Scratch {
@@ -66,6 +69,7 @@ class Staging {
       PT_CHECK_MSG(e.at.range != at.range || e.at.index + e.n <= at.index || at.index + n <= e.at.index,
                    "two different operands overlap in one bf16 storage range");
     }
+    g_staged.fetch_add(1, std::memory_order_relaxed);
     float* scratch = scratch_for(entries_.size(), n);
     if (read) inner_.unpack_bf16(scratch, at.bf16(), n);
     entries_.push_back(Entry{p, n, at, scratch, read, write});
@@ -411,6 +415,8 @@ class Bf16StorageBackend final : public Backend {
 };
 
 }  // namespace
+
+size_t bf16_staged_operands() { return g_staged.load(std::memory_order_relaxed); }
 
 std::unique_ptr<Backend> make_bf16_storage_backend(std::unique_ptr<Backend> inner) {
   return std::make_unique<Bf16StorageBackend>(std::move(inner));

@@ -35,6 +35,7 @@
 // test switch PIPETRAIN_TEST_BF16_STORAGE (stage_model_factory.h).
 #pragma once
 
+#include <cstddef>
 #include <memory>
 
 #include "model/backend.h"
@@ -42,5 +43,9 @@
 namespace pt {
 
 std::unique_ptr<Backend> make_bf16_storage_backend(std::unique_ptr<Backend> inner);
+
+// bf16 operands staged through fp32 scratch (the fallback above) by every storage backend
+// of this process so far: lets tests check which ops ran on the typed entry points.
+size_t bf16_staged_operands();
 
 }  // namespace pt
