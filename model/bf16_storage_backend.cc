@@ -2,6 +2,7 @@
 #include "model/bf16_storage_backend.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <initializer_list>
 #include <utility>
@@ -103,11 +104,13 @@ class Resolver {
     const StorageRanges::Found at = ranges_.find(p);
     if (at.range == nullptr) return TensorPtr{const_cast<float*>(p), Dtype::kFp32};
     PT_CHECK_MSG(n <= at.left(), "an op operand runs past the end of its bf16 storage");
-    for (const auto& [q, m] : seen_) {
+    for (int k = 0; k < count_; ++k) {
+      const auto& [q, m] = seen_[k];
       PT_CHECK_MSG(q == at.bf16() || q + m <= at.bf16() || at.bf16() + n <= q,
                    "two different operands overlap in one bf16 storage range");
     }
-    seen_.emplace_back(at.bf16(), n);
+    PT_CHECK(count_ < int(seen_.size()));
+    seen_[count_++] = {at.bf16(), n};
     any_bf16_ = true;
     return TensorPtr{at.bf16(), Dtype::kBf16};
   }
@@ -120,7 +123,8 @@ class Resolver {
 
  private:
   const StorageRanges& ranges_;
-  std::vector<std::pair<const uint16_t*, size_t>> seen_;
+  std::array<std::pair<const uint16_t*, size_t>, 8> seen_{};  // bf16 operands so far (an op has <= 6)
+  int count_ = 0;
   bool any_bf16_ = false;
 };
 
