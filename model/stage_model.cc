@@ -126,8 +126,8 @@ enum class SlotState { kFree, kForward, kBackwardInput, kDone };
 
 struct Slot {
   SlotState state = SlotState::kFree;
-  float* block = nullptr;       // the slot's fp32 tensors (SlotSizes::f32 floats), from the pool
-  float* block_bf16 = nullptr;  // bf16 precision: its bf16 tensors (SlotSizes::b16, Backend::alloc_bf16)
+  float* block = nullptr;       // the slot's fp32 tensors (BlockSizes::f32 floats), from the pool
+  float* block_bf16 = nullptr;  // bf16 precision: its bf16 tensors (BlockSizes::b16, Backend::alloc_bf16)
   int32_t* tokens = nullptr;   // (B, T), first stage
   int32_t* targets = nullptr;  // (B, T), last stage
   float* x0 = nullptr;         // (N, C) stage input (embedding output or a copy of `input`)
