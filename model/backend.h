@@ -6,7 +6,10 @@
 // Invariants shared by every implementation:
 //   - Pointers passed to ops are backend memory (host memory on the CPU backend,
 //     device memory on the CUDA backend); copy/upload/download also take host
-//     memory (see below).
+//     memory (see below). A pointer into alloc_bf16 memory may be a handle to real
+//     bf16 storage that only the backend resolves (model/bf16_storage_backend.h); the
+//     ops keep their float* signatures and fp32 contracts on the stored values, and the
+//     typed entry points (TensorPtr) carry the dtype to backends with bf16 kernels.
 //   - Activation gradients are written (=); parameter gradients accumulate (+=).
 //   - Results do not depend on the number of threads: reductions that feed a
 //     single output run in a fixed order.
@@ -16,7 +19,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
+#include "common/check.h"
 #include "model/backend_sizes.h"
 #include "model/precision.h"
 
@@ -34,6 +39,15 @@ struct BackendOptions {
   Precision precision = Precision::kFp32;
 };
 
+// An operand of the typed entry points below: backend memory of dtype fp32 (float
+// elements) or bf16 (2-byte elements of real bf16 storage, model/bf16_storage_backend.h).
+enum class Dtype { kFp32, kBf16 };
+struct TensorPtr {
+  void* p = nullptr;
+  Dtype dtype = Dtype::kFp32;
+  bool bf16() const { return dtype == Dtype::kBf16; }
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -41,6 +55,13 @@ class Backend {
 
   // ---- memory ----
   virtual float* alloc(size_t n) = 0;  // n floats, contents undefined
+  // n elements of bf16 storage for a tensor of dtype bf16, freed by free(). The result
+  // is used exactly like alloc()'s (p + k is element k, ops take it as float*): on a
+  // backend that really stores bf16 (make_bf16_storage_backend, model/bf16_storage_backend.h)
+  // it is a handle to 2-byte elements that only the backend's ops and copies may touch;
+  // by default it is alloc(n), an fp32 container whose producers round to bf16 values
+  // (round_to_bf16). sizes().bf16_bytes says which (4 or 2 bytes per element).
+  virtual float* alloc_bf16(size_t n) { return alloc(n); }
   virtual void free(float* p) = 0;
   virtual int32_t* alloc_i32(size_t n) = 0;
   virtual void free_i32(int32_t* p) = 0;
@@ -84,11 +105,14 @@ class Backend {
   virtual size_t peak_device_bytes() const { return 0; }
 
   // ---- storage dtype ----
-  // Tensors of dtype bf16 (runtime.precision: bf16, model/precision.h) are kept in
-  // fp32 buffers holding bf16-representable values: the producer of a bf16 tensor
-  // calls this on it right after writing it, and every op reads its inputs as fp32.
+  // Tensors of dtype bf16 (runtime.precision: bf16, model/precision.h) come from
+  // alloc_bf16: fp32 containers holding bf16-representable values (CPU), or real bf16
+  // storage (CUDA in bf16, the CPU test stand-in) whose ops read them widened to fp32
+  // and store RNE-rounded. Either way the producer of a bf16 tensor calls this on it
+  // right after writing it, and every op reads its inputs as fp32 values.
   // p[i] = the value a bf16 store of p[i] keeps (round to nearest, ties to even;
-  // CPU and CUDA round identically: model/cpu/bf16.h). Backend memory, in place.
+  // CPU and CUDA round identically: model/cpu/bf16.h). Backend memory, in place; a
+  // no-op on real bf16 storage (already rounded by the store).
   virtual void round_to_bf16(float* p, size_t n) = 0;
   // Declares [wparams, wparams + n) (backend memory, bf16-valued) as the stage model's
   // bf16 weight copy, in its current contents. A backend with bf16 kernels may keep its
@@ -101,6 +125,92 @@ class Backend {
   virtual void set_bf16_weights(const float* wparams, size_t n) {
     (void)wparams;
     (void)n;
+  }
+
+  // The conversions behind real bf16 storage (model/bf16_storage_backend.h), on backend
+  // memory: dst[i] = the RNE bf16 bits of src[i] (model/cpu/bf16.h), and dst[i] = the
+  // exact fp32 value of src[i], i < n. Default: fails (a backend without them cannot
+  // hold real bf16 storage).
+  virtual void pack_bf16(uint16_t* dst, const float* src, size_t n) {
+    (void)dst, (void)src, (void)n;
+    PT_CHECK_MSG(false, std::string(name()) + " backend cannot pack bf16 storage");
+  }
+  virtual void unpack_bf16(float* dst, const uint16_t* src, size_t n) {
+    (void)dst, (void)src, (void)n;
+    PT_CHECK_MSG(false, std::string(name()) + " backend cannot unpack bf16 storage");
+  }
+
+  // ---- typed entry points (real bf16 storage, model/bf16_storage_backend.h) ----
+  // The GEMMs, the attention, LayerNorm, GELU, the residual add (also fused with LayerNorm)
+  // and copies on operands of either dtype, reading bf16 operands and
+  // writing bf16 outputs in place. make_bf16_storage_backend calls these when an operand
+  // is bf16 and falls back to staging it through fp32 (the float* ops below) when they
+  // return false, which the defaults always do. Contracts of the float* ops, on the
+  // widened values; a bf16 output is the single RNE of what the float* op computes.
+  // The bias is fp32 memory holding bf16 values (the stage model's weight copy).
+  virtual bool matmul_forward_typed(TensorPtr out, TensorPtr inp, TensorPtr weight, const float* bias, int N, int C,
+                                    int OC) {
+    (void)out, (void)inp, (void)weight, (void)bias, (void)N, (void)C, (void)OC;
+    return false;
+  }
+  virtual bool matmul_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, int N, int C, int OC) {
+    (void)dinp, (void)dout, (void)weight, (void)N, (void)C, (void)OC;
+    return false;
+  }
+  virtual bool matmul_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp, int N,
+                                            int C, int OC) {
+    (void)dweight, (void)dbias, (void)dout, (void)inp, (void)N, (void)C, (void)OC;
+    return false;
+  }
+  virtual bool attention_forward_typed(TensorPtr out, float* att, TensorPtr inp, int B, int T, int C, int NH) {
+    (void)out, (void)att, (void)inp, (void)B, (void)T, (void)C, (void)NH;
+    return false;
+  }
+  virtual bool attention_backward_typed(TensorPtr dinp, float* scratch, TensorPtr dout, TensorPtr inp, TensorPtr out,
+                                        const float* att, int B, int T, int C, int NH) {
+    (void)dinp, (void)scratch, (void)dout, (void)inp, (void)out, (void)att, (void)B, (void)T, (void)C, (void)NH;
+    return false;
+  }
+  virtual bool gelu_forward_typed(TensorPtr out, TensorPtr inp, int N) {
+    (void)out, (void)inp, (void)N;
+    return false;
+  }
+  virtual bool gelu_backward_typed(TensorPtr dinp, TensorPtr inp, TensorPtr dout, int N) {
+    (void)dinp, (void)inp, (void)dout, (void)N;
+    return false;
+  }
+  virtual bool residual_forward_typed(TensorPtr out, TensorPtr inp1, TensorPtr inp2, int N) {
+    (void)out, (void)inp1, (void)inp2, (void)N;
+    return false;
+  }
+  virtual bool layernorm_forward_typed(TensorPtr out, float* mean, float* rstd, TensorPtr inp, const float* weight,
+                                       const float* bias, int N, int C) {
+    (void)out, (void)mean, (void)rstd, (void)inp, (void)weight, (void)bias, (void)N, (void)C;
+    return false;
+  }
+  virtual bool layernorm_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr inp, const float* weight,
+                                              const float* mean, const float* rstd, int N, int C) {
+    (void)dinp, (void)dout, (void)inp, (void)weight, (void)mean, (void)rstd, (void)N, (void)C;
+    return false;
+  }
+  virtual bool layernorm_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp,
+                                               const float* mean, const float* rstd, int N, int C) {
+    (void)dweight, (void)dbias, (void)dout, (void)inp, (void)mean, (void)rstd, (void)N, (void)C;
+    return false;
+  }
+  virtual bool residual_layernorm_forward_typed(TensorPtr res, TensorPtr ln, float* mean, float* rstd, TensorPtr inp1,
+                                                TensorPtr inp2, const float* weight, const float* bias, int N, int C,
+                                                bool round_res_bf16) {
+    (void)res, (void)ln, (void)mean, (void)rstd, (void)inp1, (void)inp2, (void)weight, (void)bias, (void)N, (void)C,
+        (void)round_res_bf16;
+    return false;
+  }
+  // copy() with dtypes: dst = src converted (fp32 -> bf16: RNE; bf16 -> fp32: exact).
+  // Either side may be host memory when fp32 (copy's contract); a backend that cannot
+  // convert from or into host memory returns false there.
+  virtual bool copy_typed(TensorPtr dst, TensorPtr src, size_t n) {
+    (void)dst, (void)src, (void)n;
+    return false;
   }
 
   // ---- step ops: the vector ops of an optimizer update on backend memory ----
@@ -178,6 +288,7 @@ std::unique_ptr<Backend> make_cpu_backend();
 // lets CPU-only CI run the device-resident step's device paths
 // (stage_model_factory.h, PIPETRAIN_TEST_DEVICE_SPACE).
 std::unique_ptr<Backend> make_cpu_backend_emulating_device();
+// Real bf16 storage for any backend: model/bf16_storage_backend.h.
 // The CUDA backend is model/cuda/cuda_backend.h (CUDA builds only).
 
 }  // namespace pt

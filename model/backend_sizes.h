@@ -20,6 +20,10 @@ struct BackendSizes {
   // lose nothing), a few hundred MB on a GPU (GEMMs large enough for the tensor
   // cores; at GPT-2's V = 50257, 256 MiB is about 1300 rows).
   size_t classifier_chunk_bytes = 0;
+  // Bytes of backend memory one element of a bf16 tensor (Backend::alloc_bf16) takes:
+  // 4 where bf16 values live in fp32 containers (CPU), 2 where they are really stored
+  // as bf16 (CUDA in runtime.precision bf16: model/bf16_storage_backend.h).
+  size_t bf16_bytes = 4;
 
   size_t attention_saved_floats(int B, int NH, int T) const {
     return attention_saves_probabilities ? size_t(B) * NH * T * T : size_t(B) * NH * T;
@@ -29,7 +33,8 @@ struct BackendSizes {
   }
 };
 
-inline BackendSizes cpu_backend_sizes() { return BackendSizes{true, size_t(16) << 20}; }
-inline BackendSizes cuda_backend_sizes() { return BackendSizes{false, size_t(256) << 20}; }
+inline BackendSizes cpu_backend_sizes() { return BackendSizes{true, size_t(16) << 20, 4}; }
+// The CUDA backend as make_cuda_backend returns it: bf16 storage in runtime.precision bf16.
+inline BackendSizes cuda_backend_sizes() { return BackendSizes{false, size_t(256) << 20, 2}; }
 
 }  // namespace pt

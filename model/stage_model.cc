@@ -65,6 +65,18 @@
 // declares it to the backend (Backend::set_bf16_weights), which converts the weights to
 // bf16 once per update instead of once per op (refresh_device_params says why that copy
 // is never stale).
+// Storage dtypes (bf16). Every tensor rounded above except the logits chunk is of dtype
+// bf16 and comes from Backend::alloc_bf16 (Carvers::take_bf16): x0, ln1, qkv, atty,
+// res1, ln2, fch, fch_gelu, res2, lnf, every activation gradient a slot or the shared
+// set keeps, and the backward scratch (N, C). The CPU backend gives fp32 containers
+// (the values above, bit for bit); on CUDA (and the CPU test stand-in,
+// PIPETRAIN_TEST_BF16_STORAGE) they are real 2-byte bf16 (model/bf16_storage_backend.h),
+// which stores exactly the rounded values, so results do not change and a slot takes
+// BackendSizes::bf16_bytes per bf16 element (stage_memory). fp32 storage: mean/rstd,
+// the attention state, losses, the logits chunk, parameters and their gradients, the
+// boundary buffers (the stage's inputs and outputs stay fp32 containers of bf16
+// values). The unrounded fc output that the GELU reads lives in the fp32 workspace
+// scratch_fch_ (N, 4C) and is copied (rounded) into fch (fc_forward).
 // fp32: no rounding and no weight copy; the code path is the fp32 one bit for bit.
 #include <algorithm>
 #include <functional>
@@ -114,7 +126,8 @@ enum class SlotState { kFree, kForward, kBackwardInput, kDone };
 
 struct Slot {
   SlotState state = SlotState::kFree;
-  float* block = nullptr;  // activation_floats_per_slot() floats, from the pool
+  float* block = nullptr;       // the slot's fp32 tensors (BlockSizes::f32 floats), from the pool
+  float* block_bf16 = nullptr;  // bf16 precision: its bf16 tensors (BlockSizes::b16, Backend::alloc_bf16)
   int32_t* tokens = nullptr;   // (B, T), first stage
   int32_t* targets = nullptr;  // (B, T), last stage
   float* x0 = nullptr;         // (N, C) stage input (embedding output or a copy of `input`)
@@ -133,56 +146,73 @@ struct Geometry {
   int B, T, C, NH, V, nl;  // nl: blocks of the stage
   bool has_head, split_backward;
   size_t att_floats;  // BackendSizes::attention_saved_floats(B, NH, T)
+  bool bf16;          // Precision::kBf16: bf16 tensors come from Backend::alloc_bf16
+  size_t bf16_bytes;  // BackendSizes::bf16_bytes
   size_t N() const { return size_t(B) * T; }
+  // Floats of backend memory that n elements of a bf16 tensor take.
+  size_t bf16_floats(size_t n) const { return (n * bf16_bytes + sizeof(float) - 1) / sizeof(float); }
 };
 
-Geometry geometry(const ModelConfig& c, const StageSpec& spec, int B, int T, const StageNeeds& needs,
-                  const BackendSizes& sizes) {
+Geometry geometry(const ModelConfig& c, const StageSpec& spec, int B, int T, Precision precision,
+                  const StageNeeds& needs, const BackendSizes& sizes) {
   return Geometry{B,           T,
                   c.n_embd,    c.n_head,
                   c.vocab_size, spec.last_layer - spec.first_layer,
                   spec.has_head, needs.split_backward,
-                  sizes.attention_saved_floats(B, c.n_head, T)};
+                  sizes.attention_saved_floats(B, c.n_head, T), precision == Precision::kBf16,
+                  sizes.bf16_bytes};
 }
 
-// Hands out consecutive sub-buffers of `base` (null: only counts). 256-byte
-// aligned: cuBLASLt keys its algorithm on alignment up to 256 bytes, so a buffer
+// Hands out consecutive sub-buffers of `base` (null: only counts), `granule`
+// elements each rounded up to, so each starts 256-byte aligned (64 floats; 128 bf16
+// elements): cuBLASLt keys its algorithm on alignment up to 256 bytes, so a buffer
 // gets the same GEMM algorithm whatever precedes it in the block.
 struct Carver {
   float* base;
+  size_t granule = 64;
   size_t used = 0;
   float* take(size_t n) {
     float* p = base == nullptr ? nullptr : base + used;
-    used += (n + 63) / 64 * 64;
+    used += (n + granule - 1) / granule * granule;
     return p;
   }
 };
 
-// Carves the forward activations of a slot from `base` into *s (null: only
-// counts). Returns the number of floats used.
-size_t layout_acts(const Geometry& g, float* base, Slot* s) {
-  Carver c{base};
+// A slot's two blocks: fp32 tensors (LayerNorm statistics, attention state, losses) from
+// f32; tensors of dtype bf16 in bf16 precision (every activation and activation gradient
+// rounded at its producer, see the header comment) from b16, whose elements come from
+// Backend::alloc_bf16. fp32 precision: everything from f32, one block as before.
+struct Carvers {
+  Carver f32, b16;
+  bool bf16;
+  Carvers(const Geometry& g, float* f32_base, float* b16_base) : f32{f32_base}, b16{b16_base, 128}, bf16(g.bf16) {}
+  float* take(size_t n) { return f32.take(n); }                    // fp32 tensor
+  float* take_bf16(size_t n) { return (bf16 ? b16 : f32).take(n); }  // bf16 tensor in bf16 precision
+};
+
+// Carves the forward activations of a slot from c into *s (null: only counts).
+void layout_acts(const Geometry& g, Carvers& c, Slot* s) {
   const size_t N = g.N(), C = size_t(g.C);
   Slot t;
-  t.x0 = c.take(N * C);
+  t.x0 = c.take_bf16(N * C);
   t.layers.resize(static_cast<size_t>(g.nl));
   for (auto& a : t.layers) {
-    a.ln1 = c.take(N * C);
+    a.ln1 = c.take_bf16(N * C);
     a.ln1_mean = c.take(N);
     a.ln1_rstd = c.take(N);
-    a.qkv = c.take(N * 3 * C);
+    a.qkv = c.take_bf16(N * 3 * C);
     a.att = c.take(g.att_floats);
-    a.atty = c.take(N * C);
-    a.res1 = c.take(N * C);
-    a.ln2 = c.take(N * C);
+    a.atty = c.take_bf16(N * C);
+    a.res1 = c.take_bf16(N * C);
+    a.ln2 = c.take_bf16(N * C);
     a.ln2_mean = c.take(N);
     a.ln2_rstd = c.take(N);
-    a.fch = c.take(N * 4 * C);
-    a.fch_gelu = c.take(N * 4 * C);
-    a.res2 = c.take(N * C);
+    a.fch = c.take_bf16(N * 4 * C);
+    a.fch_gelu = c.take_bf16(N * 4 * C);
+    a.res2 = c.take_bf16(N * C);
   }
   if (g.has_head) {
-    t.lnf = c.take(N * C);
+    t.lnf = c.take_bf16(N * C);
     t.lnf_mean = c.take(N);
     t.lnf_rstd = c.take(N);
     t.losses = c.take(N);
@@ -202,29 +232,27 @@ size_t layout_acts(const Geometry& g, float* base, Slot* s) {
       a.fch = b.fch, a.fch_gelu = b.fch_gelu, a.res2 = b.res2;
     }
   }
-  return c.used;
 }
 
 // Carves the activation gradients backward_input keeps for backward_weight into
 // *s (null: only counts): with split backward a full set per slot, else one
 // block's set that every block shares and two residual-stream gradients that
 // alternate (block i reads d_resid[i + 1] and writes d_resid[i]). *s must already
-// have its layers (layout_acts). Returns the number of floats used.
-size_t layout_grads(const Geometry& g, float* base, Slot* s) {
-  Carver c{base};
+// have its layers (layout_acts). All are of dtype bf16 (Carvers::take_bf16).
+void layout_grads(const Geometry& g, Carvers& c, Slot* s) {
   const size_t N = g.N(), C = size_t(g.C), nl = size_t(g.nl);
   const bool shared = !g.split_backward;
   std::vector<LayerActs> d_block(shared ? std::min<size_t>(1, nl) : nl);
   for (auto& a : d_block) {
-    a.d_res1 = c.take(N * C);
-    a.dqkv = c.take(N * 3 * C);
-    a.dln1 = c.take(N * C);
-    a.dln2 = c.take(N * C);
-    a.dfch = c.take(N * 4 * C);
+    a.d_res1 = c.take_bf16(N * C);
+    a.dqkv = c.take_bf16(N * 3 * C);
+    a.dln1 = c.take_bf16(N * C);
+    a.dln2 = c.take_bf16(N * C);
+    a.dfch = c.take_bf16(N * 4 * C);
   }
   std::vector<float*> d_resid(shared ? std::min<size_t>(2, nl + 1) : nl + 1);
-  for (auto& p : d_resid) p = c.take(N * C);
-  float* dlnf = g.has_head ? c.take(N * C) : nullptr;
+  for (auto& p : d_resid) p = c.take_bf16(N * C);
+  float* dlnf = g.has_head ? c.take_bf16(N * C) : nullptr;
   if (s != nullptr) {
     for (size_t i = 0; i < s->layers.size(); ++i) {
       LayerActs& a = s->layers[i];
@@ -235,7 +263,33 @@ size_t layout_grads(const Geometry& g, float* base, Slot* s) {
     for (size_t i = 0; i <= nl; ++i) s->d_resid[i] = d_resid[i % d_resid.size()];
     s->dlnf = dlnf;
   }
-  return c.used;
+}
+
+// Sizes of a slot's blocks (Slot::block, Slot::block_bf16): its activations, and with
+// split backward the gradients it keeps; or of the shared gradients (grads_only).
+struct BlockSizes {
+  size_t f32 = 0;  // floats
+  size_t b16 = 0;  // bf16 elements (0 in fp32 precision)
+  size_t floats(const Geometry& g) const { return f32 + g.bf16_floats(b16); }  // backend memory
+};
+
+BlockSizes slot_sizes(const Geometry& g) {
+  Carvers c(g, nullptr, nullptr);
+  layout_acts(g, c, nullptr);
+  if (g.split_backward) layout_grads(g, c, nullptr);
+  return BlockSizes{c.f32.used, c.b16.used};
+}
+
+BlockSizes grad_sizes(const Geometry& g) {
+  Carvers c(g, nullptr, nullptr);
+  layout_grads(g, c, nullptr);
+  return BlockSizes{c.f32.used, c.b16.used};
+}
+
+// Allocates the blocks of `z` (a block of size 0 stays null).
+void alloc_blocks(Backend& be, const BlockSizes& z, float** f32, float** b16) {
+  *f32 = z.f32 > 0 ? be.alloc(z.f32) : nullptr;
+  *b16 = z.b16 > 0 ? be.alloc_bf16(z.b16) : nullptr;
 }
 
 // Rows per classifier chunk: StageNeeds::classifier_chunk_rows, else as many as
@@ -279,13 +333,14 @@ class BackendStageModel final : public StageModel {
     }
     bind_params();
     const BackendSizes sizes = backend_->sizes();
-    geometry_ = geometry(config_, spec_, B_, T_, needs_, sizes);
+    geometry_ = geometry(config_, spec_, B_, T_, precision, needs_, sizes);
     const StageMemory mem = stage_memory(config_, spec_, B_, T_, precision, needs_, sizes);
     slot_floats_ = mem.slot_floats;
     workspace_floats_ = mem.workspace_floats;
-    scratch_nc_ = backend_->alloc(size_t(N_) * C_);
+    scratch_nc_ = bf16_ ? backend_->alloc_bf16(size_t(N_) * C_) : backend_->alloc(size_t(N_) * C_);
     scratch_tt_ = backend_->alloc(sizes.attention_scratch_floats(B_, NH_, T_));
-    if (!needs_.split_backward) shared_grads_ = backend_->alloc(layout_grads(geometry_, nullptr, nullptr));
+    if (bf16_) scratch_fch_ = backend_->alloc(size_t(N_) * 4 * C_);
+    if (!needs_.split_backward) alloc_blocks(*backend_, grad_sizes(geometry_), &shared_grads_, &shared_grads_bf16_);
     if (spec_.has_head) {
       chunk_rows_ = classifier_chunk_rows(geometry_, needs_, sizes);
       logits_chunk_ = backend_->alloc(size_t(chunk_rows_) * V_);
@@ -299,6 +354,8 @@ class BackendStageModel final : public StageModel {
     for (auto& p : pool_) free_slot_memory(p);
     if (logits_chunk_ != nullptr) backend_->free(logits_chunk_);
     if (shared_grads_ != nullptr) backend_->free(shared_grads_);
+    if (shared_grads_bf16_ != nullptr) backend_->free(shared_grads_bf16_);
+    if (scratch_fch_ != nullptr) backend_->free(scratch_fch_);
     backend_->free(scratch_tt_);
     backend_->free(scratch_nc_);
     backend_->free(grads_);
@@ -425,10 +482,7 @@ class BackendStageModel final : public StageModel {
       be.residual_layernorm_forward(a.res1, a.ln2, a.ln2_mean, a.ln2_rstd, in, a.res1, w[BlockTensor::kLn2W],
                                     w[BlockTensor::kLn2B], N_, C_, bf16_);
       stored(a.ln2, NC);
-      be.matmul_forward(a.fch, a.ln2, w[BlockTensor::kFcW], w[BlockTensor::kFcB], N_, C_, 4 * C_);
-      be.gelu_forward(a.fch_gelu, a.fch, N_ * 4 * C_);  // GELU of the unrounded fch (fused epilogue)
-      stored(a.fch, 4 * NC);
-      stored(a.fch_gelu, 4 * NC);
+      fc_forward(a, w);
       be.matmul_forward(a.res2, a.fch_gelu, w[BlockTensor::kFcProjW], w[BlockTensor::kFcProjB], N_, 4 * C_, C_);
       stored(a.res2, NC);
       block_output(s, i);
@@ -694,11 +748,19 @@ class BackendStageModel final : public StageModel {
         s = pool_.back();  // buffers already carved; same layout for every slot
         pool_.pop_back();
       } else {
-        s.block = backend_->alloc(slot_floats_);
+        const BlockSizes z = slot_sizes(geometry_);
+        s.block = backend_->alloc(std::max<size_t>(z.f32, 1));  // non-null: marks the slot as allocated
+        s.block_bf16 = z.b16 > 0 ? backend_->alloc_bf16(z.b16) : nullptr;
         s.tokens = spec_.has_embedding ? backend_->alloc_i32(size_t(N_)) : nullptr;
         s.targets = spec_.has_head ? backend_->alloc_i32(size_t(N_)) : nullptr;
-        const size_t acts = layout_acts(geometry_, s.block, &s);
-        layout_grads(geometry_, needs_.split_backward ? s.block + acts : shared_grads_, &s);
+        Carvers c(geometry_, s.block, s.block_bf16);
+        layout_acts(geometry_, c, &s);
+        if (needs_.split_backward) {
+          layout_grads(geometry_, c, &s);
+        } else {
+          Carvers shared(geometry_, shared_grads_, shared_grads_bf16_);
+          layout_grads(geometry_, shared, &s);
+        }
       }
     }
     // Forward-only reuse (evaluation) may overwrite a slot; pending weight
@@ -718,6 +780,7 @@ class BackendStageModel final : public StageModel {
 
   void free_slot_memory(Slot& s) {
     backend_->free(s.block);
+    if (s.block_bf16 != nullptr) backend_->free(s.block_bf16);
     if (s.tokens != nullptr) backend_->free_i32(s.tokens);
     if (s.targets != nullptr) backend_->free_i32(s.targets);
     s = Slot();
@@ -759,6 +822,21 @@ class BackendStageModel final : public StageModel {
   // CUDA kernels store there (see the header comment); fp32: nothing.
   void stored(float* p, size_t n) {
     if (bf16_) backend_->round_to_bf16(p, n);
+  }
+
+  // fch, fch_gelu = the fc matmul and the GELU of its unrounded output (as the fused
+  // cuBLASLt GELU epilogue), then both rounded. bf16: the unrounded output lives in the
+  // fp32 scratch_fch_ (fch itself is a bf16 tensor) and is copied into fch, which rounds
+  // it exactly as stored() would.
+  void fc_forward(LayerActs& a, const BlockParams& w) {
+    Backend& be = *backend_;
+    const size_t n = size_t(N_) * 4 * C_;
+    float* fch = bf16_ ? scratch_fch_ : a.fch;
+    be.matmul_forward(fch, a.ln2, w[BlockTensor::kFcW], w[BlockTensor::kFcB], N_, C_, 4 * C_);
+    be.gelu_forward(a.fch_gelu, fch, N_ * 4 * C_);
+    if (bf16_) be.copy(a.fch, fch, n);
+    stored(a.fch, n);
+    stored(a.fch_gelu, n);
   }
 
   // Block i's output res2 = res1 + res2 (in place), fused with the LayerNorm that reads it:
@@ -824,12 +902,14 @@ class BackendStageModel final : public StageModel {
         *head_grad_ = nullptr;
   std::vector<BlockParams> blocks_;       // local block i = layer first_layer + i
   std::vector<BlockParams> block_grads_;
-  float* scratch_nc_ = nullptr;  // (N, C) temporaries inside one backward_input call
+  float* scratch_nc_ = nullptr;  // (N, C) temporaries inside one backward_input call (dtype bf16 in bf16)
   float* scratch_tt_ = nullptr;  // (T, T) attention backward work buffer
   float* shared_grads_ = nullptr;  // without split backward: layout_grads' one set, shared by every slot
+  float* shared_grads_bf16_ = nullptr;  // its bf16 tensors in bf16 precision (Carvers)
+  float* scratch_fch_ = nullptr;  // bf16: (N, 4C) the unrounded fc output the GELU reads (forward)
   int chunk_rows_ = 0;             // last stage: rows per classifier chunk (R)
   float* logits_chunk_ = nullptr;  // last stage: (R, V) logits, then dlogits, of the chunk being worked on
-  size_t workspace_floats_ = 0;    // workspace_floats(): the four buffers above + scratch_nc_ (stage_memory)
+  size_t workspace_floats_ = 0;    // workspace_floats(): the buffers above + scratch_nc_ (stage_memory)
   std::vector<Slot> slots_;
   std::vector<Slot> pool_;       // released slots with their carved buffers
   mutable std::vector<float> host_losses_;  // (N) staging for loss()
@@ -841,13 +921,16 @@ class BackendStageModel final : public StageModel {
 
 StageMemory stage_memory(const ModelConfig& config, const StageSpec& spec, int B, int T, Precision precision,
                          const StageNeeds& needs, const BackendSizes& sizes) {
-  const Geometry g = geometry(config, spec, B, T, needs, sizes);
+  const Geometry g = geometry(config, spec, B, T, precision, needs, sizes);
   StageMemory m;
   const size_t params = total_numel(stage_tensors(config, spec));
-  m.param_floats = params * (precision == Precision::kBf16 ? 3 : 2);  // masters, grads (+ bf16 weight copy)
-  m.slot_floats = layout_acts(g, nullptr, nullptr) + (needs.split_backward ? layout_grads(g, nullptr, nullptr) : 0);
-  m.workspace_floats = g.N() * size_t(g.C) + sizes.attention_scratch_floats(B, g.NH, T);  // scratch_nc_, scratch_tt_
-  if (!needs.split_backward) m.workspace_floats += layout_grads(g, nullptr, nullptr);
+  m.param_floats = params * (g.bf16 ? 3 : 2);  // masters, grads (+ bf16 weight copy)
+  m.slot_floats = slot_sizes(g).floats(g);
+  const size_t NC = g.N() * size_t(g.C);
+  // scratch_nc_ (a bf16 tensor in bf16), scratch_tt_
+  m.workspace_floats = (g.bf16 ? g.bf16_floats(NC) : NC) + sizes.attention_scratch_floats(B, g.NH, T);
+  if (g.bf16) m.workspace_floats += g.N() * 4 * size_t(g.C);  // scratch_fch_
+  if (!needs.split_backward) m.workspace_floats += grad_sizes(g).floats(g);
   if (spec.has_head) m.workspace_floats += size_t(classifier_chunk_rows(g, needs, sizes)) * size_t(g.V);
   return m;
 }

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "model/backend_stage_model.h"
+#include "model/bf16_storage_backend.h"
 
 #ifdef PIPETRAIN_WITH_CUDA
 #include "model/cuda/cuda_backend.h"
@@ -33,6 +34,18 @@ std::string test_device_space() {
   return v;
 }
 
+// PIPETRAIN_TEST_BF16_STORAGE (test only, tests/app/bf16_storage_train_test.sh): with
+// "1", cpu stage models run on make_bf16_storage_backend(cpu backend): bf16 tensors
+// really stored as bf16 behind handles, every op staged, as on cuda in bf16. It pins
+// the stage model's dtype declarations on CPU-only CI and must not change numerics.
+// Announced once per process on stderr ("test switch: bf16 storage").
+bool test_bf16_storage() {
+  const char* e = std::getenv("PIPETRAIN_TEST_BF16_STORAGE");
+  if (e == nullptr || std::string(e) != "1") return false;
+  static std::once_flag announced;
+  std::call_once(announced, [] { std::fprintf(stderr, "test switch: bf16 storage\n"); });
+  return true;
+}
 
 bool cuda_backend_built() {
 #ifdef PIPETRAIN_WITH_CUDA
@@ -89,11 +102,10 @@ Status make_stage_model(const std::string& backend, int device, const ModelConfi
   PT_RETURN_IF_ERROR(resolve_backend(backend, &kind));
   if (kind == "cpu") {
     (void)options;  // no TF32 on the CPU (BackendOptions)
-    if (!test_device_space().empty()) {
-      *out = make_backend_stage_model(make_cpu_backend_emulating_device(), config, spec, B, T, precision, needs);
-      return Status::ok();
-    }
-    *out = make_backend_stage_model(make_cpu_backend(), config, spec, B, T, precision, needs);
+    std::unique_ptr<Backend> cpu =
+        test_device_space().empty() ? make_cpu_backend() : make_cpu_backend_emulating_device();
+    if (precision == Precision::kBf16 && test_bf16_storage()) cpu = make_bf16_storage_backend(std::move(cpu));
+    *out = make_backend_stage_model(std::move(cpu), config, spec, B, T, precision, needs);
     return Status::ok();
   }
 #ifdef PIPETRAIN_WITH_CUDA
@@ -106,7 +118,9 @@ Status make_stage_model(const std::string& backend, int device, const ModelConfi
   const int d = device < 0 ? 0 : device % gpus;
   BackendOptions cuda_options = options;
   cuda_options.precision = precision;  // the one source: make_stage_model's argument
-  *out = make_backend_stage_model(make_cuda_backend(d, cuda_options), config, spec, B, T, precision, needs);
+  std::unique_ptr<Backend> cuda = make_cuda_backend(d, cuda_options);
+  if (precision == Precision::kBf16) cuda = make_bf16_storage_backend(std::move(cuda));  // real bf16 activations
+  *out = make_backend_stage_model(std::move(cuda), config, spec, B, T, precision, needs);
   return Status::ok();
 #else
   return Status::error("key 'runtime.backend': internal: cuda resolved in a binary without CUDA");

@@ -8,6 +8,8 @@
 // runtime.backend and the reason (not built in, or cudaGetDeviceCount's error).
 // Test switch: PIPETRAIN_TEST_DEVICE_SPACE=1 makes cpu stage models treat their
 // memory as device memory like cuda (test_device_space below); tests only.
+// PIPETRAIN_TEST_BF16_STORAGE=1 makes cpu stage models in bf16 store their bf16
+// tensors really as bf16, as cuda does (test_bf16_storage below); tests only.
 #pragma once
 
 #include <memory>
@@ -24,6 +26,9 @@ namespace pt {
 // The test switch PIPETRAIN_TEST_DEVICE_SPACE (stage_model_factory.cc): "" (off), "1"
 // (cpu stage models emulate device memory) or "nccl" (also device-memory data-parallel sums).
 std::string test_device_space();
+
+// The test switch PIPETRAIN_TEST_BF16_STORAGE (stage_model_factory.cc): true when "1".
+bool test_bf16_storage();
 
 // Whether this binary contains the CUDA backend.
 bool cuda_backend_built();
@@ -45,9 +50,11 @@ Status resolve_backend(const std::string& requested, std::string* resolved);
 // for cuda, taken modulo the number of usable GPUs so that several ranks of a node
 // share them round robin (callers pass the node-local rank); ignored by cpu.
 // Also rejects model shapes the CUDA kernels do not support (key model.n_head).
-// precision (runtime.precision): both backends keep bf16 values in fp32 storage,
-// rounded at the same points (stage_model.cc); in bf16 the CUDA backend runs the GEMMs
-// on the bf16 kernels where the shapes allow (cuda_backend.h), the CPU fp32 ops.
+// precision (runtime.precision): both backends round bf16 values at the same points
+// (stage_model.cc); in bf16 the CUDA backend stores the bf16 activations and activation
+// gradients as real bf16 (make_bf16_storage_backend) and runs the GEMMs on the bf16
+// kernels where the shapes allow (cuda_backend.h), the CPU keeps them in fp32
+// containers and runs fp32 ops.
 // needs: what the caller's schedule uses (stage_model.h), passed on unchanged.
 // options: backend settings (runtime.tf32); the cpu backend has none to apply.
 // options.precision is ignored: precision is what the backend receives.

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "common/check.h"
 #include "model/backend.h"
@@ -29,6 +30,26 @@ void* aligned_bytes(size_t bytes) {
   PT_CHECK_MSG(p != nullptr, "host allocation of " + std::to_string(bytes) + " bytes failed");
   return p;
 }
+
+// A typed operand (backend.h) as fp32: bf16 elements widened into a copy (exactly),
+// fp32 memory itself; store() packs a written bf16 operand back (RNE).
+class Widened {
+ public:
+  Widened(TensorPtr t, size_t n, bool read = true) : t_(t), n_(n) {
+    if (!t.bf16()) return;
+    copy_.resize(n);
+    if (read) cpu::convert_bf16_to_fp32(copy_.data(), static_cast<const cpu::bf16*>(t.p), n);
+  }
+  float* f32() { return t_.bf16() ? copy_.data() : static_cast<float*>(t_.p); }
+  void store() {
+    if (t_.bf16()) cpu::convert_fp32_to_bf16(static_cast<cpu::bf16*>(t_.p), copy_.data(), n_);
+  }
+
+ private:
+  TensorPtr t_;
+  size_t n_;
+  std::vector<float> copy_;
+};
 
 class CpuBackend final : public Backend {
  public:
@@ -57,6 +78,12 @@ class CpuBackend final : public Backend {
   float* alloc_host(size_t n) override { return alloc(n); }
   void free_host(float* p) override { free(p); }
   void round_to_bf16(float* p, size_t n) override { cpu::round_fp32_to_bf16(p, n); }
+  void pack_bf16(uint16_t* dst, const float* src, size_t n) override {
+    cpu::convert_fp32_to_bf16(reinterpret_cast<cpu::bf16*>(dst), src, n);
+  }
+  void unpack_bf16(float* dst, const uint16_t* src, size_t n) override {
+    cpu::convert_bf16_to_fp32(dst, reinterpret_cast<const cpu::bf16*>(src), n);
+  }
 
   void sums_of_squares(double* out, const float* x, const size_t* offsets, const size_t* numels,
                        int count) override {
@@ -118,6 +145,102 @@ class CpuBackend final : public Backend {
   }
   void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
     cpu::crossentropy_forward(losses, logits, targets, N, V);
+  }
+
+  // Typed entry points: the fp32 ops on widened operands, bf16 outputs packed, which is
+  // bitwise what make_bf16_storage_backend's staging does, so CPU-only CI runs the
+  // typed dispatch that the CUDA backend serves with its bf16 kernels.
+  bool matmul_forward_typed(TensorPtr out, TensorPtr inp, TensorPtr weight, const float* bias, int N, int C,
+                            int OC) override {
+    Widened x(inp, size_t(N) * C), w(weight, size_t(OC) * C), o(out, size_t(N) * OC, false);
+    cpu::matmul_forward(o.f32(), x.f32(), w.f32(), bias, N, C, OC);
+    o.store();
+    return true;
+  }
+  bool matmul_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, int N, int C, int OC) override {
+    Widened dy(dout, size_t(N) * OC), w(weight, size_t(OC) * C), dx(dinp, size_t(N) * C, false);
+    cpu::matmul_backward_input(dx.f32(), dy.f32(), w.f32(), N, C, OC);
+    dx.store();
+    return true;
+  }
+  bool matmul_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp, int N, int C,
+                                    int OC) override {
+    Widened dy(dout, size_t(N) * OC), x(inp, size_t(N) * C);
+    cpu::matmul_backward_weight(dweight, dbias, dy.f32(), x.f32(), N, C, OC);
+    return true;
+  }
+  bool attention_forward_typed(TensorPtr out, float* att, TensorPtr inp, int B, int T, int C, int NH) override {
+    const size_t n = size_t(B) * T * C;
+    Widened x(inp, 3 * n), y(out, n, false);
+    cpu::attention_forward(y.f32(), att, x.f32(), B, T, C, NH);
+    y.store();
+    return true;
+  }
+  bool attention_backward_typed(TensorPtr dinp, float* scratch, TensorPtr dout, TensorPtr inp, TensorPtr /*out*/,
+                                const float* att, int B, int T, int C, int NH) override {
+    const size_t n = size_t(B) * T * C;
+    Widened dy(dout, n), x(inp, 3 * n), dx(dinp, 3 * n, false);
+    cpu::attention_backward(dx.f32(), scratch, dy.f32(), x.f32(), att, B, T, C, NH);
+    dx.store();
+    return true;
+  }
+  bool layernorm_forward_typed(TensorPtr out, float* mean, float* rstd, TensorPtr inp, const float* weight,
+                               const float* bias, int N, int C) override {
+    const size_t NC = size_t(N) * C;
+    Widened x(inp, NC), y(out, NC, false);
+    cpu::layernorm_forward(y.f32(), mean, rstd, x.f32(), weight, bias, N, C);
+    y.store();
+    return true;
+  }
+  bool layernorm_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr inp, const float* weight,
+                                      const float* mean, const float* rstd, int N, int C) override {
+    const size_t NC = size_t(N) * C;
+    Widened dy(dout, NC), x(inp, NC), dx(dinp, NC, false);
+    cpu::layernorm_backward_input(dx.f32(), dy.f32(), x.f32(), weight, mean, rstd, N, C);
+    dx.store();
+    return true;
+  }
+  bool layernorm_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp,
+                                       const float* mean, const float* rstd, int N, int C) override {
+    const size_t NC = size_t(N) * C;
+    Widened dy(dout, NC), x(inp, NC);
+    cpu::layernorm_backward_weight(dweight, dbias, dy.f32(), x.f32(), mean, rstd, N, C);
+    return true;
+  }
+  bool residual_layernorm_forward_typed(TensorPtr res, TensorPtr ln, float* mean, float* rstd, TensorPtr inp1,
+                                        TensorPtr inp2, const float* weight, const float* bias, int N, int C,
+                                        bool round_res_bf16) override {
+    const size_t NC = size_t(N) * C;
+    Widened a(inp1, NC), b(inp2, NC), r(res, NC, false), l(ln, NC, false);
+    cpu::residual_layernorm_forward(r.f32(), l.f32(), mean, rstd, a.f32(), b.f32(), weight, bias, N, C,
+                                    round_res_bf16);
+    r.store();
+    l.store();
+    return true;
+  }
+  bool copy_typed(TensorPtr dst, TensorPtr src, size_t n) override {
+    Widened x(src, n), y(dst, n, false);
+    copy(y.f32(), x.f32(), n);
+    y.store();
+    return true;
+  }
+  bool gelu_forward_typed(TensorPtr out, TensorPtr inp, int N) override {
+    Widened x(inp, size_t(N)), y(out, size_t(N), false);
+    cpu::gelu_forward(y.f32(), x.f32(), N);
+    y.store();
+    return true;
+  }
+  bool gelu_backward_typed(TensorPtr dinp, TensorPtr inp, TensorPtr dout, int N) override {
+    Widened x(inp, size_t(N)), dy(dout, size_t(N)), dx(dinp, size_t(N), false);
+    cpu::gelu_backward(dx.f32(), x.f32(), dy.f32(), N);
+    dx.store();
+    return true;
+  }
+  bool residual_forward_typed(TensorPtr out, TensorPtr inp1, TensorPtr inp2, int N) override {
+    Widened a(inp1, size_t(N)), b(inp2, size_t(N)), y(out, size_t(N), false);
+    cpu::residual_forward(y.f32(), a.f32(), b.f32(), N);
+    y.store();
+    return true;
   }
   void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N,
                              int V) override {

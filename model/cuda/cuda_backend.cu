@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <initializer_list>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -126,7 +127,13 @@ class CudaBackend final : public Backend {
   void* stream() const override { return stream_; }
   // Flash-style attention: saves lse (B, NH, T); the backward's scratch holds
   // D = rowsum(dout * out), also (B, NH, T).
-  BackendSizes sizes() const override { return cuda_backend_sizes(); }
+  // bf16 tensors (alloc_bf16) are fp32 containers here; make_stage_model wraps the backend
+  // in make_bf16_storage_backend for real bf16 storage (cuda_backend_sizes' 2 bytes).
+  BackendSizes sizes() const override {
+    BackendSizes s = cuda_backend_sizes();
+    s.bf16_bytes = 4;
+    return s;
+  }
   float* alloc_host(size_t n) override {
     activate();
     void* p = nullptr;
@@ -142,6 +149,14 @@ class CudaBackend final : public Backend {
   void round_to_bf16(float* p, size_t n) override {
     activate();
     cuda::round_fp32_to_bf16(p, n, stream_);
+  }
+  void pack_bf16(uint16_t* dst, const float* src, size_t n) override {
+    activate();
+    cuda::convert_fp32_to_bf16(reinterpret_cast<__nv_bfloat16*>(dst), src, n, stream_);
+  }
+  void unpack_bf16(float* dst, const uint16_t* src, size_t n) override {
+    activate();
+    cuda::convert_bf16_to_fp32(dst, reinterpret_cast<const __nv_bfloat16*>(src), n, stream_);
   }
   // bf16 mode: the whole range converted once (exact: bf16-valued) into bf16_weights_,
   // in stream order after whatever wrote it and before every later op; fp32: ignored.
@@ -238,6 +253,139 @@ class CudaBackend final : public Backend {
     }
     cuda::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC, stream_, tf32_);
   }
+  // Typed entry points (backend.h; real bf16 storage, model/bf16_storage_backend.h):
+  // bf16 operands are read in place and bf16 outputs written by the GEMM itself (bf16 D,
+  // the single RNE of the fp32 accumulator + bias, matmul_bf16.h); fp32 operands as in
+  // the float* forms above. false (the caller stages through fp32) where the float*
+  // form would not use the bf16 kernels or an operand is not 16-byte aligned.
+  bool matmul_forward_typed(TensorPtr out, TensorPtr inp, TensorPtr weight, const float* bias, int N, int C,
+                            int OC) override {
+    if (!bf16_gemm_typed(C, OC, {out, inp, weight})) return false;
+    const __nv_bfloat16* x = as_bf16(0, inp, size_t(N) * C);
+    const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
+    if (!out.bf16()) {
+      cuda::matmul_forward_bf16_fp32out(static_cast<float*>(out.p), x, w, bias, N, C, OC, stream_);
+      return true;
+    }
+    // bias: bf16-valued (the weight copy), so its bf16 form is exact; the epilogue adds it in
+    // fp32. Converted per call (OC elements; not served from the declared copy, whose
+    // counters cuda_bf16_weight_operands() reports for GEMM weights only).
+    __nv_bfloat16* b = nullptr;
+    if (bias != nullptr) {
+      b = bf16_buffer(2, size_t(OC));
+      cuda::convert_fp32_to_bf16(b, bias, size_t(OC), stream_);
+    }
+    cuda::matmul_forward_bf16(static_cast<__nv_bfloat16*>(out.p), x, w, b, N, C, OC, stream_);
+    return true;
+  }
+  bool matmul_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, int N, int C,
+                                   int OC) override {
+    if (!bf16_gemm_typed(C, OC, {dinp, dout, weight})) return false;
+    const __nv_bfloat16* d = as_bf16(0, dout, size_t(N) * OC);
+    const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
+    if (dinp.bf16()) {
+      cuda::matmul_backward_input_bf16(static_cast<__nv_bfloat16*>(dinp.p), d, w, N, C, OC, stream_);
+    } else {
+      cuda::matmul_backward_input_bf16_fp32out(static_cast<float*>(dinp.p), d, w, N, C, OC, stream_);
+    }
+    return true;
+  }
+  bool matmul_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp, int N, int C,
+                                    int OC) override {
+    if (!bf16_gemm_typed(C, OC, {TensorPtr{dweight}, dout, inp})) return false;
+    const __nv_bfloat16* d = as_bf16(0, dout, size_t(N) * OC);
+    const __nv_bfloat16* x = as_bf16(1, inp, size_t(N) * C);
+    cuda::matmul_backward_weight_bf16(dweight, dbias, d, x, N, C, OC, stream_);
+    return true;
+  }
+  bool attention_forward_typed(TensorPtr out, float* att, TensorPtr inp, int B, int T, int C, int NH) override {
+    if (!aligned({out, inp}) || !bf16_attention(C, NH)) return false;
+    activate();
+    const size_t n = size_t(B) * T * C;
+    const __nv_bfloat16* x = as_bf16(0, inp, 3 * n);
+    __nv_bfloat16* o = out.bf16() ? static_cast<__nv_bfloat16*>(out.p) : bf16_buffer(1, n);
+    cuda::attention_forward_bf16(o, /*lse=*/att, x, B, T, C, NH, stream_);
+    if (!out.bf16()) cuda::convert_bf16_to_fp32(static_cast<float*>(out.p), o, n, stream_);
+    return true;
+  }
+  bool attention_backward_typed(TensorPtr dinp, float* scratch, TensorPtr dout, TensorPtr inp, TensorPtr out,
+                                const float* att, int B, int T, int C, int NH) override {
+    if (!aligned({dinp, dout, inp, out}) || !bf16_attention(C, NH)) return false;
+    activate();
+    const size_t n = size_t(B) * T * C;
+    const __nv_bfloat16* d = as_bf16(0, dout, n);
+    const __nv_bfloat16* x = as_bf16(1, inp, 3 * n);
+    const __nv_bfloat16* o = as_bf16(2, out, n);
+    __nv_bfloat16* dx = dinp.bf16() ? static_cast<__nv_bfloat16*>(dinp.p) : bf16_buffer(3, 3 * n);
+    cuda::attention_backward_bf16(dx, scratch, d, x, o, /*lse=*/att, B, T, C, NH, stream_);
+    if (!dinp.bf16()) cuda::convert_bf16_to_fp32(static_cast<float*>(dinp.p), dx, 3 * n, stream_);
+    return true;
+  }
+  // LayerNorm and residual + LayerNorm: all activations bf16 (weights, statistics fp32),
+  // else declined (staged); layernorm.h, residual_layernorm.h.
+  bool layernorm_forward_typed(TensorPtr out, float* mean, float* rstd, TensorPtr inp, const float* weight,
+                               const float* bias, int N, int C) override {
+    if (!out.bf16() || !inp.bf16()) return false;
+    activate();
+    cuda::layernorm_forward_bf16act(bf16p(out), mean, rstd, bf16p(inp), weight, bias, N, C, stream_);
+    return true;
+  }
+  bool layernorm_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr inp, const float* weight,
+                                      const float* mean, const float* rstd, int N, int C) override {
+    if (!dinp.bf16() || !dout.bf16() || !inp.bf16()) return false;
+    activate();
+    cuda::layernorm_backward_input_bf16act(bf16p(dinp), bf16p(dout), bf16p(inp), weight, mean, rstd, N, C, stream_);
+    return true;
+  }
+  bool layernorm_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp,
+                                       const float* mean, const float* rstd, int N, int C) override {
+    if (!dout.bf16() || !inp.bf16()) return false;
+    activate();
+    float* scratch =
+        grow(&ln_scratch_, &ln_scratch_bytes_, cuda::layernorm_backward_weight_scratch_floats(N, C) * sizeof(float));
+    cuda::layernorm_backward_weight_bf16act(dweight, dbias, bf16p(dout), bf16p(inp), mean, rstd, N, C, scratch,
+                                            stream_);
+    return true;
+  }
+  bool residual_layernorm_forward_typed(TensorPtr res, TensorPtr ln, float* mean, float* rstd, TensorPtr inp1,
+                                        TensorPtr inp2, const float* weight, const float* bias, int N, int C,
+                                        bool round_res_bf16) override {
+    if (!round_res_bf16 || !res.bf16() || !ln.bf16() || !inp1.bf16() || !inp2.bf16()) return false;
+    activate();
+    cuda::residual_layernorm_forward_bf16act(bf16p(res), bf16p(ln), mean, rstd, bf16p(inp1), bf16p(inp2), weight,
+                                             bias, N, C, stream_);
+    return true;
+  }
+  // Device to device only (the conversions are kernels); a host side is staged by the caller.
+  bool copy_typed(TensorPtr dst, TensorPtr src, size_t n) override {
+    if (n == 0) return true;
+    if (!is_device_pointer(dst.p) || !is_device_pointer(src.p)) return false;
+    activate();
+    if (dst.bf16() && src.bf16()) {
+      if (dst.p != src.p) PT_CUDA_CHECK(cudaMemcpyAsync(dst.p, src.p, n * 2, cudaMemcpyDeviceToDevice, stream_));
+    } else if (dst.bf16()) {
+      cuda::convert_fp32_to_bf16(static_cast<__nv_bfloat16*>(dst.p), static_cast<const float*>(src.p), n, stream_);
+    } else {
+      cuda::convert_bf16_to_fp32(static_cast<float*>(dst.p), static_cast<const __nv_bfloat16*>(src.p), n, stream_);
+    }
+    return true;
+  }
+  // Elementwise ops: each operand read or written in its own dtype (gelu.h, residual.h).
+  bool gelu_forward_typed(TensorPtr out, TensorPtr inp, int N) override {
+    activate();
+    cuda::gelu_forward_typed(out.p, out.bf16(), inp.p, inp.bf16(), N, stream_);
+    return true;
+  }
+  bool gelu_backward_typed(TensorPtr dinp, TensorPtr inp, TensorPtr dout, int N) override {
+    activate();
+    cuda::gelu_backward_typed(dinp.p, dinp.bf16(), inp.p, inp.bf16(), dout.p, dout.bf16(), N, stream_);
+    return true;
+  }
+  bool residual_forward_typed(TensorPtr out, TensorPtr inp1, TensorPtr inp2, int N) override {
+    activate();
+    cuda::residual_forward_typed(out.p, out.bf16(), inp1.p, inp1.bf16(), inp2.p, inp2.bf16(), N, stream_);
+    return true;
+  }
   // bf16 mode with a head size the flash kernel takes: inputs to bf16 scratch (exact,
   // bf16-valued), the kernel's bf16 outputs back to fp32 (exact). lse and the
   // backward scratch are the fp32 kernel's shapes, (B, NH, T) each.
@@ -323,6 +471,31 @@ class CudaBackend final : public Backend {
     const bool ok = bf16_ && NH > 0 && C % NH == 0 && cuda::attention_bf16_supports_head_size(C / NH);
     if (ok) g_bf16_calls.fetch_add(1, std::memory_order_relaxed);
     return ok;
+  }
+
+  // Whether every operand of a typed entry point is 16-byte aligned (the bf16 kernels'
+  // vector loads; fp32 inputs are converted into aligned scratch, but kept simple).
+  static bool aligned(std::initializer_list<TensorPtr> ops) {
+    for (const TensorPtr& t : ops)
+      if (reinterpret_cast<uintptr_t>(t.p) % 16 != 0) return false;
+    return true;
+  }
+
+  // bf16_gemm for the typed entry points: every operand aligned, then bf16_gemm's rule
+  // (counted there); activates the device when admitted.
+  bool bf16_gemm_typed(int C, int OC, std::initializer_list<TensorPtr> ops) {
+    if (!aligned(ops) || !bf16_gemm(C, OC, nullptr)) return false;
+    activate();
+    return true;
+  }
+
+  // A bf16 operand's elements.
+  static __nv_bfloat16* bf16p(TensorPtr t) { return static_cast<__nv_bfloat16*>(t.p); }
+
+  // t as bf16 elements: bf16 storage in place, fp32 through to_bf16 (scratch slot `slot`).
+  const __nv_bfloat16* as_bf16(int slot, TensorPtr t, size_t n) {
+    if (t.bf16()) return static_cast<const __nv_bfloat16*>(t.p);
+    return to_bf16(slot, static_cast<const float*>(t.p), n);
   }
 
   // Scratch slot `slot` (< kBf16Slots) holding at least n bf16, grown on demand.

@@ -49,8 +49,26 @@
 // aligned (the scratch's alignment, so the GEMM plan and the result bits are those of
 // the per-call conversion; every GPT-2 weight tensor qualifies, C being a multiple of
 // 128); other operands (activations, gradients, off-grid weights) are still converted
-// per call into the scratch. Remaining costs: the forward and input-gradient GEMMs
-// write fp32; options.tf32 applies to the fp32 fallback GEMMs.
+// per call into the scratch. options.tf32 applies to the fp32 fallback GEMMs.
+// Real bf16 activations: make_stage_model wraps a bf16 backend in
+// make_bf16_storage_backend (model/bf16_storage_backend.h), so the stage model's bf16
+// tensors are 2-byte storage and the float* ops above see only fp32 memory (what is
+// said above of them applies to ops the wrapper stages through fp32). The wrapper first
+// offers an op its typed entry point (Backend::*_typed, TensorPtr operands): the GEMMs
+// read bf16 storage in place (no conversion; only fp32 operands still go through
+// to_bf16) and write a bf16 destination directly (matmul_forward_bf16 with the bias
+// epilogue, the bias converted from the bf16-valued weight copy; matmul_backward_input_bf16:
+// the single RNE of the fp32 accumulator + bias that the stage model's rounding gave),
+// an fp32 one through the *_fp32out forms (the fc output the GELU reads); the flash
+// attention reads and writes bf16 storage in place; LayerNorm (forward, both backwards),
+// the fused residual + LayerNorm, GELU and the residual add run templated kernels that
+// load bf16 widened and store bf16 rounded once (layernorm.h, residual_layernorm.h,
+// gelu.h, residual.h *_typed / *_bf16act forms: the fp32 kernels' arithmetic and order);
+// device-to-device copies convert in one kernel. Declined (staged by the wrapper): GEMMs
+// the bf16 kernels do not take (C or OC not a multiple of 8, unaligned operands),
+// attention with other head sizes, LayerNorm with mixed activation dtypes, copies from
+// or to host memory. The bf16 D GEMMs may choose another cuBLASLt algorithm than the
+// fp32-output ones, so results differ from the fp32-container path by summation order.
 // Not yet run on a GPU.
 // Only the CUDA runtime is used (never libcuda), so a CUDA build starts without a
 // GPU and cuda_device_count() reports why none is usable.

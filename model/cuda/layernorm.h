@@ -9,6 +9,7 @@
 // layernorm_backward_weight_scratch_floats(N, C) elements for the partial sums.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -34,5 +35,19 @@ size_t layernorm_backward_weight_scratch_floats(int N, int C);
 void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp,
                                const float* mean, const float* rstd, int N, int C, float* scratch,
                                cudaStream_t stream);
+
+// The same three on bf16 activations (real bf16 storage, model/bf16_storage_backend.h):
+// inp, out, dout, dinp bf16, weight and bias fp32 (bf16-valued in the stage model),
+// statistics, gradients and scratch fp32 as above. Loads widened, bf16 stores rounded
+// once (RNE); the fp32 kernels' arithmetic and order (the same row chunks for the
+// weight gradient), so the results are the fp32 forms' on the widened values, rounded.
+void layernorm_forward_bf16act(__nv_bfloat16* out, float* mean, float* rstd, const __nv_bfloat16* inp,
+                               const float* weight, const float* bias, int N, int C, cudaStream_t stream);
+void layernorm_backward_input_bf16act(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
+                                      const float* weight, const float* mean, const float* rstd, int N, int C,
+                                      cudaStream_t stream);
+void layernorm_backward_weight_bf16act(float* dweight, float* dbias, const __nv_bfloat16* dout,
+                                       const __nv_bfloat16* inp, const float* mean, const float* rstd, int N, int C,
+                                       float* scratch, cudaStream_t stream);
 
 }  // namespace pt::cuda

@@ -1,7 +1,8 @@
-// LayerNorm kernels and launchers for an element type T (float or __nv_bfloat16),
-// instantiated by layernorm.cu (fp32) and layernorm_bf16.cu (bf16); .cu files only.
-// T is the type of inp, out, dout, dinp, weight and bias; mean, rstd, the weight/bias
-// gradients and the scratch are fp32. All arithmetic is fp32 on widened values;
+// LayerNorm kernels and launchers for element types T and TW (float or __nv_bfloat16),
+// instantiated by layernorm.cu (fp32; bf16 activations with fp32 weights) and
+// layernorm_bf16.cu (bf16); .cu files only. T is the type of inp, out, dout and dinp,
+// TW (default T) that of weight and bias; mean, rstd, the weight/bias gradients and the
+// scratch are fp32. All arithmetic is fp32 on widened values;
 // only T outputs are rounded (bf16: once, at the store).
 // Row kernels use one warp per row (C is a few thousand at most, so a warp striding
 // over it keeps every lane busy and needs no shared memory); lane sums are combined
@@ -25,9 +26,9 @@ constexpr int kLayerNormRowThreads = 256;  // 8 rows per block
 constexpr int kLayerNormRowsPerBlock = kLayerNormRowThreads / kWarpSize;
 constexpr int kLayerNormColThreads = 256;
 
-template <typename T>
+template <typename T, typename TW>
 __global__ void __launch_bounds__(kLayerNormRowThreads)
-    layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const T* weight, const T* bias, int N,
+    layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const TW* weight, const TW* bias, int N,
                              int C) {
   const int row = blockIdx.x * kLayerNormRowsPerBlock + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
@@ -54,9 +55,9 @@ __global__ void __launch_bounds__(kLayerNormRowThreads)
   }
 }
 
-template <typename T>
+template <typename T, typename TW>
 __global__ void __launch_bounds__(kLayerNormRowThreads)
-    layernorm_backward_input_kernel(T* dinp, const T* dout, const T* inp, const T* weight, const float* mean,
+    layernorm_backward_input_kernel(T* dinp, const T* dout, const T* inp, const TW* weight, const float* mean,
                                     const float* rstd, int N, int C) {
   const int row = blockIdx.x * kLayerNormRowsPerBlock + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
@@ -117,20 +118,20 @@ static __global__ void __launch_bounds__(kLayerNormColThreads)
   dbias[c] += b;
 }
 
-template <typename T>
-void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* weight, const T* bias, int N, int C,
+template <typename T, typename TW>
+void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const TW* weight, const TW* bias, int N, int C,
                        cudaStream_t stream) {
   if (N <= 0) return;
-  layernorm_forward_kernel<T><<<ceil_div(N, kLayerNormRowsPerBlock), kLayerNormRowThreads, 0, stream>>>(
+  layernorm_forward_kernel<T, TW><<<ceil_div(N, kLayerNormRowsPerBlock), kLayerNormRowThreads, 0, stream>>>(
       out, mean, rstd, inp, weight, bias, N, C);
   PT_CUDA_CHECK_LAUNCH();
 }
 
-template <typename T>
-void layernorm_backward_input(T* dinp, const T* dout, const T* inp, const T* weight, const float* mean,
+template <typename T, typename TW>
+void layernorm_backward_input(T* dinp, const T* dout, const T* inp, const TW* weight, const float* mean,
                               const float* rstd, int N, int C, cudaStream_t stream) {
   if (N <= 0) return;
-  layernorm_backward_input_kernel<T><<<ceil_div(N, kLayerNormRowsPerBlock), kLayerNormRowThreads, 0, stream>>>(
+  layernorm_backward_input_kernel<T, TW><<<ceil_div(N, kLayerNormRowsPerBlock), kLayerNormRowThreads, 0, stream>>>(
       dinp, dout, inp, weight, mean, rstd, N, C);
   PT_CUDA_CHECK_LAUNCH();
 }

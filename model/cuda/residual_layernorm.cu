@@ -17,8 +17,9 @@ using detail::kWarpSize;
 using detail::warp_sum;
 
 // The residual value of one column: the IEEE sum, rounded to bf16 as round_fp32_to_bf16 does.
-__device__ inline float residual_value(const float* a, const float* b, int c, bool round_bf16) {
-  const float x = a[c] + b[c];
+template <typename T>
+__device__ inline float residual_value(const T* a, const T* b, int c, bool round_bf16) {
+  const float x = detail::to_float(a[c]) + detail::to_float(b[c]);
   return round_bf16 ? __bfloat162float(__float2bfloat16_rn(x)) : x;
 }
 
@@ -26,19 +27,20 @@ __device__ inline float residual_value(const float* a, const float* b, int c, bo
 // so the array is never spilled to local memory). kCache == 0: any C; the lane
 // re-reads the res values it stored itself (visible to it without a fence).
 // Both keep the LayerNorm kernel's order: per lane ascending c, then warp_sum.
-template <int kCache>
+// T: the activations' element type (res, ln, inp1, inp2); a bf16 res needs round_bf16,
+// so that the value stored and re-read is the value the LayerNorm uses.
+template <int kCache, typename T>
 __global__ void __launch_bounds__(kLayerNormRowThreads)
-    residual_layernorm_forward_kernel(float* res, float* ln, float* mean, float* rstd, const float* inp1,
-                                      const float* inp2, const float* weight, const float* bias, int N, int C,
-                                      bool round_bf16) {
+    residual_layernorm_forward_kernel(T* res, T* ln, float* mean, float* rstd, const T* inp1, const T* inp2,
+                                      const float* weight, const float* bias, int N, int C, bool round_bf16) {
   const int row = blockIdx.x * kLayerNormRowsPerBlock + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   if (row >= N) return;  // whole warp leaves together
   const size_t off = size_t(row) * C;
-  const float* a = inp1 + off;
-  const float* b = inp2 + off;
-  float* r = res + off;
-  float* o = ln + off;
+  const T* a = inp1 + off;
+  const T* b = inp2 + off;
+  T* r = res + off;
+  T* o = ln + off;
   float sum = 0.0f;
   if constexpr (kCache > 0) {
     float xs[kCache];
@@ -48,7 +50,7 @@ __global__ void __launch_bounds__(kLayerNormRowThreads)
       xs[k] = 0.0f;
       if (c < C) {
         xs[k] = residual_value(a, b, c, round_bf16);
-        r[c] = xs[k];
+        detail::store_float(r + c, xs[k]);
         sum += xs[k];
       }
     }
@@ -66,7 +68,7 @@ __global__ void __launch_bounds__(kLayerNormRowThreads)
 #pragma unroll
     for (int k = 0; k < kCache; ++k) {
       const int c = lane + k * kWarpSize;
-      if (c < C) o[c] = (xs[k] - m) * s * weight[c] + bias[c];
+      if (c < C) detail::store_float(o + c, (xs[k] - m) * s * weight[c] + bias[c]);
     }
     if (lane == 0) {
       mean[row] = m;
@@ -75,18 +77,20 @@ __global__ void __launch_bounds__(kLayerNormRowThreads)
   } else {
     for (int c = lane; c < C; c += kWarpSize) {
       const float x = residual_value(a, b, c, round_bf16);
-      r[c] = x;
+      detail::store_float(r + c, x);
       sum += x;
     }
     const float m = warp_sum(sum) / float(C);
     float var = 0.0f;
     for (int c = lane; c < C; c += kWarpSize) {
-      const float d = r[c] - m;
+      const float d = detail::to_float(r[c]) - m;
       var += d * d;
     }
     const float v = warp_sum(var) / float(C);
     const float s = 1.0f / sqrtf(v + cpu::kLayerNormEps);
-    for (int c = lane; c < C; c += kWarpSize) o[c] = (r[c] - m) * s * weight[c] + bias[c];
+    for (int c = lane; c < C; c += kWarpSize) {
+      detail::store_float(o + c, (detail::to_float(r[c]) - m) * s * weight[c] + bias[c]);
+    }
     if (lane == 0) {
       mean[row] = m;
       rstd[row] = s;
@@ -94,20 +98,19 @@ __global__ void __launch_bounds__(kLayerNormRowThreads)
   }
 }
 
-template <int kCache>
-void launch(float* res, float* ln, float* mean, float* rstd, const float* inp1, const float* inp2,
-            const float* weight, const float* bias, int N, int C, bool round_bf16, cudaStream_t stream) {
-  residual_layernorm_forward_kernel<kCache>
+template <int kCache, typename T>
+void launch(T* res, T* ln, float* mean, float* rstd, const T* inp1, const T* inp2, const float* weight,
+            const float* bias, int N, int C, bool round_bf16, cudaStream_t stream) {
+  residual_layernorm_forward_kernel<kCache, T>
       <<<detail::ceil_div(N, kLayerNormRowsPerBlock), kLayerNormRowThreads, 0, stream>>>(
           res, ln, mean, rstd, inp1, inp2, weight, bias, N, C, round_bf16);
   PT_CUDA_CHECK_LAUNCH();
 }
 
-}  // namespace
-
-void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd, const float* inp1,
-                                const float* inp2, const float* weight, const float* bias, int N, int C,
-                                bool round_res_bf16, cudaStream_t stream) {
+// The register tier for C (see residual_layernorm_forward), for either element type.
+template <typename T>
+void dispatch(T* res, T* ln, float* mean, float* rstd, const T* inp1, const T* inp2, const float* weight,
+              const float* bias, int N, int C, bool round_res_bf16, cudaStream_t stream) {
   if (N <= 0 || C <= 0) return;
   // Register tiers: GPT-2 small (768) fits 24 values per lane exactly; up to 2048
   // (GPT-2 XL's 1600) in 64; wider rows re-read res.
@@ -120,6 +123,20 @@ void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd,
   } else {
     launch<0>(res, ln, mean, rstd, inp1, inp2, weight, bias, N, C, round_res_bf16, stream);
   }
+}
+
+}  // namespace
+
+void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd, const float* inp1,
+                                const float* inp2, const float* weight, const float* bias, int N, int C,
+                                bool round_res_bf16, cudaStream_t stream) {
+  dispatch(res, ln, mean, rstd, inp1, inp2, weight, bias, N, C, round_res_bf16, stream);
+}
+
+void residual_layernorm_forward_bf16act(__nv_bfloat16* res, __nv_bfloat16* ln, float* mean, float* rstd,
+                                        const __nv_bfloat16* inp1, const __nv_bfloat16* inp2, const float* weight,
+                                        const float* bias, int N, int C, cudaStream_t stream) {
+  dispatch(res, ln, mean, rstd, inp1, inp2, weight, bias, N, C, /*round_res_bf16=*/true, stream);
 }
 
 }  // namespace pt::cuda

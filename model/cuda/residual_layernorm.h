@@ -10,6 +10,7 @@
 // (one IEEE add, the same rounding); mean/rstd/ln differ by summation order only.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 namespace pt::cuda {
@@ -20,5 +21,13 @@ namespace pt::cuda {
 void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd, const float* inp1,
                                 const float* inp2, const float* weight, const float* bias, int N, int C,
                                 bool round_res_bf16, cudaStream_t stream);
+
+// The same on bf16 activations (real bf16 storage, model/bf16_storage_backend.h): res,
+// ln, inp1, inp2 bf16 (res may alias an input), weight and bias fp32. res = bf16(inp1 +
+// inp2), the value the LayerNorm normalizes (round_res_bf16 of the fp32 form); ln stored
+// rounded once. Same arithmetic and order as the fp32 form on the widened values.
+void residual_layernorm_forward_bf16act(__nv_bfloat16* res, __nv_bfloat16* ln, float* mean, float* rstd,
+                                        const __nv_bfloat16* inp1, const __nv_bfloat16* inp2, const float* weight,
+                                        const float* bias, int N, int C, cudaStream_t stream);
 
 }  // namespace pt::cuda

@@ -3,7 +3,8 @@
 # a schedule without split backward (1f1b) reports fewer activation bytes per
 # in-flight micro-batch than zero-bubble's split backward (zb_h1) on every stage,
 # and its "with split backward" figure is exactly what zb_h1 reports; a (B,T,V)
-# logits tensor no longer scales the last stage's slot with the vocabulary.
+# logits tensor no longer scales the last stage's slot with the vocabulary; in bf16 a cuda
+# slot stores its bf16 tensors in 2 bytes.
 # Usage: plan_memory_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
@@ -33,3 +34,18 @@ for s in 0 1; do
 done
 [ "$(slot_mib big_vocab 1)" = "$(slot_mib 1f1b 1)" ] || fail "the last stage's slot grows with the vocabulary"
 echo "ok: the last stage's slot does not depend on the vocabulary size"
+# runtime.precision bf16: CUDA stores the bf16 activations in 2 bytes (BackendSizes::bf16_bytes),
+# so a cuda slot takes between 50% and 60% of the fp32 one (the fp32 LayerNorm statistics,
+# attention state and losses stay 4 bytes); the CPU keeps fp32 containers, same bytes as fp32.
+for backend in cuda cpu; do
+  plan "fp32_$backend" --set schedule.kind=1f1b --set "parallel.layer_split=[4,4]" --set runtime.backend=$backend
+  plan "bf16_$backend" --set schedule.kind=1f1b --set "parallel.layer_split=[4,4]" --set runtime.backend=$backend \
+    --set runtime.precision=bf16
+done
+for s in 0 1; do
+  f=$(slot_mib fp32_cuda $s) b=$(slot_mib bf16_cuda $s)
+  awk -v f="$f" -v b="$b" 'BEGIN { exit !(b >= 0.5 * f && b < 0.6 * f) }' ||
+    fail "stage $s: bf16 slot $b MiB on cuda is not 50-60% of fp32's $f MiB"
+  echo "ok: stage $s: $b MiB per bf16 slot on cuda, $f MiB in fp32"
+  [ "$(slot_mib bf16_cpu $s)" = "$(slot_mib fp32_cpu $s)" ] || fail "stage $s: cpu bf16 slot differs from fp32's"
+done

@@ -27,6 +27,11 @@
 // fp32 outputs (weight/bias gradients, mean, rstd) are compared with Δ alone.
 // Conversions are compared bitwise (NaN: isnan). A wrong index, transpose, leading
 // dimension, epilogue or rounding point errs by O(r·|x|)..O(|x|) in many elements.
+// Kernels on bf16 activations (real bf16 storage: gelu/residual *_typed, LayerNorm and
+// residual + LayerNorm *_bf16act): bitwise the fp32 CUDA kernel on the widened inputs,
+// its outputs rounded on the host (same arithmetic and order, one RNE at the store),
+// fp32 outputs (mean, rstd, weight gradients) bitwise; C = 37, 200, 2100 covers every
+// register tier of the fused kernel.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -44,8 +49,12 @@
 #include "model/cpu/matmul.h"
 #include "model/cpu/matmul_bf16.h"
 #include "model/cuda/convert_bf16.h"
+#include "model/cuda/gelu.h"
+#include "model/cuda/layernorm.h"
 #include "model/cuda/layernorm_bf16.h"
 #include "model/cuda/matmul_bf16.h"
+#include "model/cuda/residual.h"
+#include "model/cuda/residual_layernorm.h"
 #include "tests/model/bf16_test_util.h"
 #include "tests/model/cuda/cuda_test_util.h"
 
@@ -382,6 +391,90 @@ TEST_F(CudaBf16Ops, Convert) {
     if (!ok && bad++ < 5) ADD_FAILURE() << "round_fp32_to_bf16[" << i << "]: " << r[i] << " vs " << ref_r[i];
   }
   EXPECT_EQ(bad, 0u);
+}
+
+// ---------------------------------------------------------------- bf16 activations
+
+// A bf16 device result equals the fp32 one rounded (RNE), bit for bit.
+void expect_rounded(const std::string& what, const DeviceBuffer<bf16>& got, const DeviceBuffer<float>& fp32) {
+  const auto g = got.download();
+  const auto f = fp32.download();
+  size_t bad = 0;
+  for (size_t i = 0; i < f.size(); ++i) {
+    if (g[i].bits != cpu::float_to_bf16(f[i]).bits && bad++ < 5)
+      ADD_FAILURE() << what << "[" << i << "]: " << cpu::bf16_to_float(g[i]) << " vs " << f[i];
+  }
+  EXPECT_EQ(bad, 0u) << what;
+}
+
+void expect_bitwise(const std::string& what, const DeviceBuffer<float>& a, const DeviceBuffer<float>& b) {
+  const auto x = a.download(), y = b.download();
+  EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)), 0) << what;
+}
+
+TEST_F(CudaBf16Ops, ElementwiseOnBf16Activations) {
+  const int n = 5003;
+  const auto x = bf16_normal(n, 71, 1, 2.0f), y = bf16_normal(n, 71, 2, 1.0f);
+  DeviceBuffer<bf16> bx(x), by(y), out(n);
+  DeviceBuffer<float> fx(widen(x)), fy(widen(y)), ref(n);
+  cuda::gelu_forward(ref.get(), fx.get(), n, nullptr);
+  out.poison();
+  cuda::gelu_forward_typed(dev(out), true, dev(bx), true, n, nullptr);
+  expect_rounded("gelu_forward bf16 <- bf16", out, ref);
+  out.poison();
+  cuda::gelu_forward_typed(dev(out), true, fx.get(), false, n, nullptr);
+  expect_rounded("gelu_forward bf16 <- fp32", out, ref);
+  cuda::gelu_backward(ref.get(), fx.get(), fy.get(), n, nullptr);
+  DeviceBuffer<bf16> inplace(y);  // dinp aliases dout
+  cuda::gelu_backward_typed(dev(inplace), true, dev(bx), true, dev(inplace), true, n, nullptr);
+  expect_rounded("gelu_backward in place", inplace, ref);
+  cuda::residual_forward(ref.get(), fx.get(), fy.get(), n, nullptr);
+  out.poison();
+  cuda::residual_forward_typed(dev(out), true, dev(bx), true, dev(by), true, n, nullptr);
+  expect_rounded("residual_forward", out, ref);
+}
+
+void check_layernorm_bf16act(int N, int C) {
+  const size_t NC = size_t(N) * C;
+  const std::string at = " N=" + std::to_string(N) + " C=" + std::to_string(C);
+  const auto x = bf16_normal(NC, 81, 1, 1.5f, 0.3f), x2 = bf16_normal(NC, 81, 2, 1.0f);
+  const auto dy = bf16_normal(NC, 81, 3, 1.0f);
+  std::vector<float> w = widen(bf16_normal(C, 81, 4, 0.5f, 1.0f)), b = widen(bf16_normal(C, 81, 5, 0.2f));
+  DeviceBuffer<bf16> bx(x), bx2(x2), bdy(dy), out(NC), res(x2);
+  DeviceBuffer<float> fx(widen(x)), fx2(widen(x2)), fdy(widen(dy)), dw(w), db(b), ref(NC), fres(widen(x2));
+  DeviceBuffer<float> m(N), r(N), m2(N), r2(N);
+  cuda::layernorm_forward(ref.get(), m.get(), r.get(), fx.get(), dw.get(), db.get(), N, C, nullptr);
+  out.poison();
+  cuda::layernorm_forward_bf16act(dev(out), m2.get(), r2.get(), dev(bx), dw.get(), db.get(), N, C, nullptr);
+  expect_rounded("layernorm_forward_bf16act" + at, out, ref);
+  expect_bitwise("layernorm_forward_bf16act mean" + at, m, m2);
+  expect_bitwise("layernorm_forward_bf16act rstd" + at, r, r2);
+  cuda::layernorm_backward_input(ref.get(), fdy.get(), fx.get(), dw.get(), m.get(), r.get(), N, C, nullptr);
+  out.poison();
+  cuda::layernorm_backward_input_bf16act(dev(out), dev(bdy), dev(bx), dw.get(), m.get(), r.get(), N, C, nullptr);
+  expect_rounded("layernorm_backward_input_bf16act" + at, out, ref);
+  DeviceBuffer<float> scratch(cuda::layernorm_backward_weight_scratch_floats(N, C));
+  DeviceBuffer<float> gw(w), gb(b), gw2(w), gb2(b);  // += onto nonzero values
+  cuda::layernorm_backward_weight(gw.get(), gb.get(), fdy.get(), fx.get(), m.get(), r.get(), N, C, scratch.get(),
+                                  nullptr);
+  cuda::layernorm_backward_weight_bf16act(gw2.get(), gb2.get(), dev(bdy), dev(bx), m.get(), r.get(), N, C,
+                                          scratch.get(), nullptr);
+  expect_bitwise("layernorm_backward_weight_bf16act dweight" + at, gw, gw2);
+  expect_bitwise("layernorm_backward_weight_bf16act dbias" + at, gb, gb2);
+  // Fused residual + LayerNorm, res aliasing inp2 as in the stage model.
+  cuda::residual_layernorm_forward(fres.get(), ref.get(), m.get(), r.get(), fx.get(), fres.get(), dw.get(), db.get(), N,
+                                   C, /*round_res_bf16=*/true, nullptr);
+  out.poison();
+  cuda::residual_layernorm_forward_bf16act(dev(res), dev(out), m2.get(), r2.get(), dev(bx), dev(res), dw.get(),
+                                           db.get(), N, C, nullptr);
+  expect_rounded("residual_layernorm_forward_bf16act ln" + at, out, ref);
+  expect_rounded("residual_layernorm_forward_bf16act res" + at, res, fres);
+  expect_bitwise("residual_layernorm_forward_bf16act mean" + at, m, m2);
+  expect_bitwise("residual_layernorm_forward_bf16act rstd" + at, r, r2);
+}
+
+TEST_F(CudaBf16Ops, LayerNormOnBf16Activations) {
+  for (int C : {37, 200, 2100}) check_layernorm_bf16act(77, C);
 }
 
 }  // namespace

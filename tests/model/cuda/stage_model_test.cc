@@ -15,7 +15,8 @@
 // the bf16 flash attention; bound derived there); the persistent bf16 weight copy
 // (Bf16WeightsConvertedOncePerUpdate: one conversion per update, stash swaps included,
 // never stale; Bf16DeclaredWeightsBitwiseEqualConverted: served operands give the bits
-// of the per-call conversion); the chunked classifier and the
+// of the per-call conversion); real bf16 activation storage against fp32 containers
+// (Bf16StorageHalvesActivationBytes: slot and peak bytes); the chunked classifier and the
 // fused backward without split buffers (ChunkedClassifierWithoutSplitMatchesCpu).
 //
 // Tolerances (see cuda_test_util.h). Every op of the model reduces over at most
@@ -43,6 +44,8 @@
 #include <string>
 #include <vector>
 
+#include "model/backend_stage_model.h"
+#include "model/bf16_storage_backend.h"
 #include "model/cpu/average.h"
 #include "model/cpu/bf16.h"
 #include "model/cuda/cuda_backend.h"
@@ -382,6 +385,57 @@ TEST_F(CudaStageModel, Bf16FlashAttentionMatchesCpuBf16) {
   c.n_embd = 64;
   c.n_head = 2;
   expect_bf16_matches_cpu(c, /*flash=*/true);
+}
+
+// Real bf16 storage (make_stage_model's cuda backend in bf16, model/bf16_storage_backend.h)
+// against the same CUDA backend keeping bf16 values in fp32 containers (unwrapped): a slot
+// holds what stage_memory says for cuda (2 bytes per bf16 element, under 60% of the
+// containers' slot), the peak device bytes with 4 slots in flight drop by at least half
+// of the 4 slots' saving (the rest may go to the staging scratch), and loss and gradients
+// agree within the bf16 bound of expect_bf16_matches_cpu (GEMM outputs rounded once either
+// way; the cuBLASLt algorithm for a bf16 D may sum in another order). Every op runs on a
+// typed bf16 entry point except the embedding (output, gradient) and the head, whose
+// V = 97 the bf16 GEMMs refuse (one chunk of N = 57 rows: lnf rows read in the forward
+// and in the backward's recomputation, dlnf rows written, lnf rows read by the weight
+// gradient): 6 staged operands per forward + backward (bf16_staged_operands).
+TEST_F(CudaStageModel, Bf16StorageHalvesActivationBytes) {
+  ModelConfig c = tiny_config(true);
+  c.n_embd = 64;  // head size 32: the flash attention on bf16 storage too
+  c.n_head = 2;
+  const StageSpec s = spec(0, kL, true, true);
+  auto real = make_model("cuda", c, s, Precision::kBf16);
+  BackendOptions o;
+  o.precision = Precision::kBf16;
+  auto boxed = make_backend_stage_model(make_cuda_backend(0, o), c, s, kB, kT, Precision::kBf16, StageNeeds{});
+  ASSERT_TRUE(real && boxed);
+  boxed->init_params(1234);
+  const StageMemory mem = stage_memory(c, s, kB, kT, Precision::kBf16, StageNeeds{}, cuda_backend_sizes());
+  EXPECT_EQ(real->activation_floats_per_slot(), mem.slot_floats);
+  EXPECT_LT(10 * real->activation_floats_per_slot(), 6 * boxed->activation_floats_per_slot());
+  const Batch b = make_batch(41, c.n_embd);
+  const double bound = (2.0 * (24.0 * kL + 11.0) + 3.0 * kL) / 256.0 + 2.0 * model_rtol(kL, c.n_embd);
+  const size_t staged = bf16_staged_operands();
+  for (StageModel* m : {real.get(), boxed.get()}) {
+    m->zero_grads();
+    for (int slot = 0; slot < 4; ++slot) forward(*m, slot, b);
+  }
+  for (int slot = 0; slot < 4; ++slot) {
+    EXPECT_LE(std::fabs(double(real->loss(slot)) - boxed->loss(slot)), bound * std::fabs(double(boxed->loss(slot))));
+    backward(*real, slot, b, false);
+    backward(*boxed, slot, b, false);
+  }
+  EXPECT_EQ(bf16_staged_operands() - staged, 4 * 6u) << "operands staged through fp32 in 4 forwards + backwards";
+  const auto gr = host_grads(*real), gb = host_grads(*boxed);
+  double d2 = 0, r2 = 0;
+  for (size_t i = 0; i < gb.size(); ++i) {
+    d2 += (double(gr[i]) - gb[i]) * (double(gr[i]) - gb[i]);
+    r2 += double(gb[i]) * gb[i];
+  }
+  EXPECT_LE(std::sqrt(d2 / r2), bound) << "bf16 storage vs fp32 containers: gradients";
+  const size_t saved = 4 * (boxed->activation_floats_per_slot() - real->activation_floats_per_slot()) * sizeof(float);
+  EXPECT_GE(boxed->peak_device_bytes(), real->peak_device_bytes() + saved / 2)
+      << "peak " << real->peak_device_bytes() << " B with bf16 storage, " << boxed->peak_device_bytes()
+      << " B with fp32 containers, slots' saving " << saved << " B";
 }
 
 // The persistent bf16 weight copy (Backend::set_bf16_weights, cuda_backend.h) with
