@@ -74,23 +74,27 @@ void set_wait_deadline_seconds(double seconds) { g_deadline_s = seconds; }
 double wait_deadline_seconds() { return g_deadline_s; }
 
 bool poll_until_deadline(MPI_Request* request, MPI_Status* status) {
-  using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
   MPI_Status ignored;
   MPI_Status* st = status ? status : &ignored;
-  int done = 0;
+  return poll_until_deadline([&] {
+    int done = 0;
+    PT_MPI_CHECK(MPI_Test(request, &done, st));
+    return done != 0;
+  });
+}
+
+bool poll_until_deadline(const std::function<bool()>& done) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
   // Spin briefly (most stage-boundary messages arrive within microseconds of being
   // waited for), then sleep 10 us, doubling up to 1 ms: latency stays small and an
   // idle wait costs well under 1% of a core.
-  for (int i = 0; i < 64; ++i) {
-    PT_MPI_CHECK(MPI_Test(request, &done, st));
-    if (done) return true;
-  }
+  for (int i = 0; i < 64; ++i)
+    if (done()) return true;
   auto nap = std::chrono::microseconds(10);
   const auto limit = std::chrono::duration<double>(g_deadline_s);
   while (true) {
-    PT_MPI_CHECK(MPI_Test(request, &done, st));
-    if (done) return true;
+    if (done()) return true;
     answer_pings();
     if (g_deadline_s > 0 && Clock::now() - start > limit) return false;
     std::this_thread::sleep_for(nap);

@@ -9,6 +9,7 @@
 
 #include <mpi.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,11 +39,20 @@ void wait_request(MPI_Request* request, MPI_Status* status, WhatFn&& what);
 void wait_request_described(MPI_Request* request, MPI_Status* status, const std::string& what);
 // The polling loop; returns false when the deadline passed (request still pending).
 bool poll_until_deadline(MPI_Request* request, MPI_Status* status);
+// The same loop over a condition: `done` is called until it returns true (it may make
+// progress of its own, e.g. test several requests); false when the deadline passed.
+bool poll_until_deadline(const std::function<bool()>& done);
 [[noreturn]] void report_wait_expired(const std::string& what);
 
 template <class WhatFn>
 void wait_request(MPI_Request* request, MPI_Status* status, WhatFn&& what) {
   if (!poll_until_deadline(request, status)) report_wait_expired(what());
+}
+
+// Waits until `done()` is true or ends the job after the deadline, naming what().
+template <class DoneFn, class WhatFn>
+void wait_until(DoneFn&& done, WhatFn&& what) {
+  if (!poll_until_deadline(std::function<bool()>(done))) report_wait_expired(what());
 }
 
 }  // namespace pt

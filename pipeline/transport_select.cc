@@ -95,4 +95,13 @@ std::vector<std::pair<int, int>> pipeline_channels(const Schedule& s) {
   return out;
 }
 
+std::vector<std::pair<int, int>> channels_or_all(const std::vector<std::pair<int, int>>& channels, int ranks) {
+  if (!channels.empty()) return channels;
+  std::vector<std::pair<int, int>> all;
+  for (int a = 0; a < ranks; ++a)
+    for (int b = 0; b < ranks; ++b)
+      if (a != b) all.push_back({a, b});
+  return all;
+}
+
 }  // namespace pt

@@ -46,4 +46,7 @@ Status select_transport(const TransportRequest& request, TransportChoice* choice
 // (activations forward, gradients back), sorted, without duplicates.
 std::vector<std::pair<int, int>> pipeline_channels(const Schedule& schedule);
 
+// `channels` itself, or every ordered pair (a, b), a != b, of `ranks` ranks when it is empty.
+std::vector<std::pair<int, int>> channels_or_all(const std::vector<std::pair<int, int>>& channels, int ranks);
+
 }  // namespace pt
