@@ -13,13 +13,9 @@
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
 init_test "$1" "$2"
-export PIPETRAIN_TEST_DEVICE_SPACE=0
-mpi_setup PIPETRAIN_TEST_DEVICE_SPACE
-make_corpus 64
-steps=4
-common=(--set "data.train=$work/data/train_*.bin" --set "data.val=$work/data/val_*.bin" --set run.out_dir="$runs"
-        --set run.save_params=true --set training.steps=$steps --set training.eval_every=2 --set training.eval_batches=2
-        --set training.microbatches=4)
+device_space_setup
+saved_run_common 4 2
+common+=(--set training.microbatches=4)
 shm_before=$(ls /dev/shm | grep -c '^pipetrain-ipc-' || true)
 
 pair() {  # pair NAME NP [args...]: the run over mpi and over ipc, bitwise equal
