@@ -37,7 +37,8 @@
 // (the credit or control message is sent after the record), so the waits are acyclic.
 //
 // Groups are ignored (sends never wait). Construction and destruction are collective over
-// the pipeline group; destruction first completes the sends (wait_sends).
+// the pipeline group; destruction first completes the sends (wait_sends), and frees this
+// rank's mailboxes only after every peer has closed its mappings (a barrier).
 #include <algorithm>
 #include <deque>
 #include <map>
@@ -368,6 +369,10 @@ IpcTransport::~IpcTransport() {
     for (void* f : ch.filled) memory_->destroy_fence(f);
     for (void* f : ch.drained) memory_->destroy_fence(f);
   }
+  // Every peer has closed its mappings of this rank's buffers before they are freed.
+  MPI_Request barrier;
+  PT_MPI_CHECK(MPI_Ibarrier(comm_, &barrier));
+  wait_request(&barrier, nullptr, [&] { return "the other pipeline ranks closing the ipc transport"; });
   for (auto& [peer, ch] : in_) {
     cancel(&ch.next_req);
     for (float* p : ch.slots) memory_->free_buffer(p, slot_floats_);
