@@ -362,21 +362,25 @@ IpcTransport::~IpcTransport() {
     MPI_Cancel(r);
     MPI_Wait(r, MPI_STATUS_IGNORE);
   };
+  // What this rank imported goes first; what it exported only once every peer has
+  // dropped its imports (a barrier): an import must not outlive its export.
   for (auto& [peer, ch] : out_) {
     cancel(&ch.credit_req);
     for (float* p : ch.slots)
       if (p != nullptr) memory_->close_buffer(p, slot_floats_);
-    for (void* f : ch.filled) memory_->destroy_fence(f);
     for (void* f : ch.drained) memory_->destroy_fence(f);
   }
-  // Every peer has closed its mappings of this rank's buffers before they are freed.
+  for (auto& [peer, ch] : in_) {
+    cancel(&ch.next_req);
+    for (void* f : ch.filled) memory_->destroy_fence(f);
+  }
   MPI_Request barrier;
   PT_MPI_CHECK(MPI_Ibarrier(comm_, &barrier));
   wait_request(&barrier, nullptr, [&] { return "the other pipeline ranks closing the ipc transport"; });
-  for (auto& [peer, ch] : in_) {
-    cancel(&ch.next_req);
-    for (float* p : ch.slots) memory_->free_buffer(p, slot_floats_);
+  for (auto& [peer, ch] : out_)
     for (void* f : ch.filled) memory_->destroy_fence(f);
+  for (auto& [peer, ch] : in_) {
+    for (float* p : ch.slots) memory_->free_buffer(p, slot_floats_);
     for (void* f : ch.drained) memory_->destroy_fence(f);
   }
   for (Outgoing& o : outgoing_) MPI_Wait(&o.req, MPI_STATUS_IGNORE);
