@@ -94,6 +94,11 @@ std::unique_ptr<Transport> make_nccl_transport(MPI_Comm comm, int device,
 std::unique_ptr<Transport> make_ipc_transport(MPI_Comm comm, const std::string& memory, int device,
                                               const std::vector<std::pair<int, int>>& channels, size_t slot_floats,
                                               int slots, Status* status);
+// The same over an IpcMemory each rank made (pipeline/ipc_memory.h; tests pass one that fails).
+class IpcMemory;
+std::unique_ptr<Transport> make_ipc_transport_over(MPI_Comm comm, std::unique_ptr<IpcMemory> memory,
+                                                   const std::vector<std::pair<int, int>>& channels,
+                                                   size_t slot_floats, int slots, Status* status);
 
 // fp32 sum all-reduce over the ranks of `comm` (data-parallel gradients, tied
 // embeddings), NCCL on CUDA device `device`. In place, blocking; host or device buffer.

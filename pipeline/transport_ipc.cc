@@ -392,16 +392,21 @@ IpcTransport::~IpcTransport() {
 std::unique_ptr<Transport> make_ipc_transport(MPI_Comm comm, const std::string& memory, int device,
                                               const std::vector<std::pair<int, int>>& channels, size_t slot_floats,
                                               int slots, Status* status) {
-  PT_CHECK(slot_floats > 0 && slots > 0);
-  int size = 1;
-  PT_MPI_CHECK(MPI_Comm_size(comm, &size));
-  const std::vector<std::pair<int, int>> list = channels_or_all(channels, size);
   Status mine;
   std::unique_ptr<IpcMemory> mem = memory == "cuda" ? make_cuda_ipc_memory(device, &mine) : make_shm_ipc_memory();
   *status = agree_status(comm, mine, "ipc transport", "could not use their GPU");
   if (!status->is_ok()) return nullptr;
-  auto t = std::make_unique<IpcTransport>(comm, std::move(mem), slot_floats, slots);
-  *status = t->setup(list);
+  return make_ipc_transport_over(comm, std::move(mem), channels, slot_floats, slots, status);
+}
+
+std::unique_ptr<Transport> make_ipc_transport_over(MPI_Comm comm, std::unique_ptr<IpcMemory> memory,
+                                                   const std::vector<std::pair<int, int>>& channels,
+                                                   size_t slot_floats, int slots, Status* status) {
+  PT_CHECK(slot_floats > 0 && slots > 0 && memory != nullptr);
+  int size = 1;
+  PT_MPI_CHECK(MPI_Comm_size(comm, &size));
+  auto t = std::make_unique<IpcTransport>(comm, std::move(memory), slot_floats, slots);
+  *status = t->setup(channels_or_all(channels, size));
   return status->is_ok() ? std::move(t) : nullptr;
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "pipeline/ipc_memory.h"
 #include "pipeline/mpi_wait.h"
 #include "pipeline/process_groups.h"
 #include "pipeline/transport.h"
@@ -110,6 +111,55 @@ TEST_F(IpcTest, ManyMessagesKeepChannelOrderAndBuffersAreReusable) {
       expect_pattern(got, 0, 100 + k, "reused buffer, message " + std::to_string(k));
     }
   }
+}
+
+// The shm memory, except that on `failing_rank` opening a peer's buffer fails.
+class FailingOpen final : public IpcMemory {
+ public:
+  explicit FailingOpen(bool fail) : inner_(make_shm_ipc_memory()), fail_(fail) {}
+  std::string name() const override { return "test"; }
+  float* export_buffer(size_t n, IpcHandle* h) override { return inner_->export_buffer(n, h); }
+  void free_buffer(float* p, size_t n) override { inner_->free_buffer(p, n); }
+  Status open_buffer(const IpcHandle& h, size_t n, float** out) override {
+    if (fail_) return Status::error("refused by the test");
+    return inner_->open_buffer(h, n, out);
+  }
+  void close_buffer(float* p, size_t n) override { inner_->close_buffer(p, n); }
+  void sealed() override { inner_->sealed(); }
+  void* export_fence(IpcHandle* h) override { return inner_->export_fence(h); }
+  Status open_fence(const IpcHandle& h, void** out) override { return inner_->open_fence(h, out); }
+  void destroy_fence(void* f) override { inner_->destroy_fence(f); }
+  void wait(void* e) override { inner_->wait(e); }
+  void copy(float* dst, const float* src, size_t n) override { inner_->copy(dst, src, n); }
+  void record(void* f) override { inner_->record(f); }
+  void* mark() override { return inner_->mark(); }
+  void synchronize() override { inner_->synchronize(); }
+  bool is_host(const void* p) const override { return inner_->is_host(p); }
+
+ private:
+  std::unique_ptr<IpcMemory> inner_;
+  bool fail_;
+};
+
+// A rank that cannot open its peer's mailbox: every rank gets no transport and a Status;
+// the failing rank's names itself and the peer and says to use mpi, the other names it.
+TEST_F(IpcTest, AFailedOpenFailsEveryRankNamingTheRankAndSuggestingMpi) {
+  if (g_memory != "shm") GTEST_SKIP() << "the protocol's failure path is memory-independent";
+  Status st;
+  auto t = make_ipc_transport_over(MPI_COMM_WORLD, std::make_unique<FailingOpen>(g_rank == 1), {}, 64, 2, &st);
+  EXPECT_EQ(t, nullptr);
+  ASSERT_FALSE(st.is_ok());
+  if (g_rank == 1) {
+    EXPECT_NE(st.message().find("pipeline rank 1 could not open what pipeline rank 0 shares over test IPC: refused "
+                                "by the test"), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find("use runtime.transport=mpi"), std::string::npos) << st.message();
+  } else {
+    EXPECT_NE(st.message().find("rank(s) 1 of the communicator could not open a peer's shared memory"),
+              std::string::npos) << st.message();
+  }
+  // The ranks are in step again: a working transport can be made at once.
+  auto ok = make_transport({}, 64, 2);
+  EXPECT_NE(ok, nullptr);
 }
 
 constexpr int kM = 6;
