@@ -115,7 +115,7 @@ class IpcTransport final : public Transport {
   void wait_sends() override;
 
  private:
-  Status open_out(OutChannel* ch);
+  void open_out(OutChannel* ch);
   Status setup_channel(int from, int to);
   void progress();
   void issue(OutChannel& ch);
@@ -147,10 +147,9 @@ void swap_handles(MPI_Comm comm, int peer, const std::vector<IpcHandle>& mine, s
 }
 
 // Every slot starts free; the first credit's receive is posted.
-Status IpcTransport::open_out(OutChannel* ch) {
+void IpcTransport::open_out(OutChannel* ch) {
   for (int k = 0; k < slots_; ++k) ch->free.push_back(k);
   PT_MPI_CHECK(MPI_Irecv(&ch->credit, 1, MPI_INT, ch->peer, kCreditTag, comm_, &ch->credit_req));
-  return Status::ok();
 }
 
 // One channel, on its two members: the receiver exports slots and `drained` fences, the
@@ -171,7 +170,8 @@ Status IpcTransport::setup_channel(int from, int to) {
     ch.drained.assign(k, nullptr);
     for (size_t i = 0; i < k && st.is_ok(); ++i) st = memory_->open_buffer(theirs[i], slot_floats_, &ch.slots[i]);
     for (size_t i = 0; i < k && st.is_ok(); ++i) st = memory_->open_fence(theirs[k + i], &ch.drained[i]);
-    return st.is_ok() ? open_out(&ch) : st;
+    if (st.is_ok()) open_out(&ch);
+    return st;
   }
   InChannel& ch = in_[peer];
   ch.peer = peer;
@@ -183,7 +183,6 @@ Status IpcTransport::setup_channel(int from, int to) {
   PT_MPI_CHECK(MPI_Irecv(&ch.next, sizeof(Control), MPI_BYTE, peer, kControlTag, comm_, &ch.next_req));
   return st;
 }
-
 
 // Collective: every rank checks it got rank 0's channel list (else the exchanges would not
 // pair up), then sets up its channels in that one global order, which cannot deadlock
@@ -197,6 +196,10 @@ Status IpcTransport::setup(const std::vector<std::pair<int, int>>& channels) {
   if (rank_ == 0) root = flat;
   if (n > 0) PT_MPI_CHECK(MPI_Bcast(root.data(), n, MPI_INT, 0, comm_));
   Status mine = root == flat ? Status::ok() : Status::error("the ranks passed different ipc channel lists");
+  std::vector<std::pair<int, int>> sorted = channels;
+  std::sort(sorted.begin(), sorted.end());
+  if (mine.is_ok() && std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+    mine = Status::error("the ipc channel list names a channel twice");
   for (const auto& [a, b] : channels)
     if (mine.is_ok() && (a < 0 || b < 0 || a >= size_ || b >= size_ || a == b))
       mine = Status::error("bad ipc channel (" + std::to_string(a) + ", " + std::to_string(b) + ") for " +

@@ -162,6 +162,13 @@ TEST_F(IpcTest, AFailedOpenFailsEveryRankNamingTheRankAndSuggestingMpi) {
   EXPECT_NE(ok, nullptr);
 }
 
+TEST_F(IpcTest, AChannelListedTwiceIsRefusedOnEveryRank) {
+  Status st;
+  auto t = make_ipc_transport(MPI_COMM_WORLD, g_memory, g_device, {{0, 1}, {1, 0}, {0, 1}}, 64, 2, &st);
+  EXPECT_EQ(t, nullptr);
+  EXPECT_NE(st.message().find("the ipc channel list names a channel twice"), std::string::npos) << st.message();
+}
+
 constexpr int kM = 6;
 
 // slot_floats below a boundary tensor's 2 x 8 x 16 = 256 floats: every message in pieces.
