@@ -7,8 +7,8 @@
 #   emulated device memory (PIPETRAIN_TEST_DEVICE_SPACE=1: device boundary buffers go to
 #   the transport directly); 1f1b dp=2 x pp=2 (one ipc transport per pipeline group);
 #   paci pp=2 (asynchronous, with its version record).
-# Also: the log names the ipc transport; no shared-memory object is left in /dev/shm; ipc
-# across hosts is refused naming the key (transport_select_test covers the rules).
+# Also: the log names the ipc transport; no shared-memory object is left in /dev/shm. (The
+# selection rules, one host, are transport_select_test's.)
 # Usage: ipc_transport_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
