@@ -29,6 +29,13 @@ void init_watchdog_pings();
 // while it waits), as (rank in comm, world rank) pairs; empty when all answer or pings are off.
 std::vector<std::pair<int, int>> silent_members(MPI_Comm comm, double seconds);
 
+// Work every polling wait does besides answering pings: the ipc transport registers its
+// progress (take the credits that arrived, fill the slots they free) so that a rank blocked
+// in any MPI wait of the run, a collective included, still delivers its queued messages, as
+// MPI's own progress engine does for pending sends. A hook must not wait itself.
+int add_poll_hook(std::function<void()> hook);  // returns an id for remove_poll_hook
+void remove_poll_hook(int id);
+
 // Completes `request` (filling *status unless null) or ends the job after the deadline.
 // `what` is evaluated only on expiry: it names the action and the peer, e.g.
 // "receive of an activation from pipeline rank 2".

@@ -16,7 +16,8 @@
 //          event marking the copies (device destination) or, for a host destination,
 //          synchronizes first and returns nullptr.
 //   Every wait (recv, wait_sends) keeps progressing this rank's queued sends: it takes the
-//   credits that arrived and fills the slots they free.
+//   credits that arrived and fills the slots they free; so does every other deadline-bounded
+//   MPI wait of the run (collectives included), through a poll hook (mpi_wait.h).
 // Order: one channel's pieces use its slots in credit order, and R reads the control
 // messages in MPI's non-overtaking order, so the k-th message sent is the k-th received;
 // the tag travels along and a receive whose tag or size differs is a fatal error (lowering
@@ -28,10 +29,12 @@
 // blocks until its message's pieces are in slots. A queued piece waits only for credits,
 // which R returns as it receives the earlier messages of that channel, which it must do
 // before this one (FIFO); while any rank waits inside the transport it issues what its
-// credits allow. So every message a blocking receive needs is delivered once the sender
-// has called send and then any transport function (wait_sends ends every step), which is
-// MPI's own progress rule for large (rendezvous) messages: the lowered schedules that are
-// deadlock-free over mpi are deadlock-free here. wait_sends returns when every queued piece
+// credits allow, as does every other MPI wait through the poll hook. So every message a
+// blocking receive needs is delivered once the sender has called send and then waits on
+// anything MPI (or returns to the transport: wait_sends ends every step), which is MPI's
+// own progress rule for large (rendezvous) messages: the lowered schedules that are
+// deadlock-free over mpi are deadlock-free here. (A wait outside MPI, e.g. an NCCL sum
+// synchronized with cudaStreamSynchronize, does not progress the queue.) wait_sends returns when every queued piece
 // went out and its credit came back (the receiver read it), then synchronizes the stream.
 // On the GPU every wait is for work some host had already issued when the wait was issued
 // (the credit or control message is sent after the record), so the waits are acyclic.
@@ -135,6 +138,7 @@ class IpcTransport final : public Transport {
   std::map<int, OutChannel> out_;
   std::map<int, InChannel> in_;
   std::deque<Outgoing> outgoing_;
+  int hook_ = -1;  // progress() as a poll hook of every MPI wait (mpi_wait.h), once set up
 };
 
 // Sends `mine` to `peer` and receives `theirs` from it (deadline-bounded).
@@ -217,6 +221,7 @@ Status IpcTransport::setup(const std::vector<std::pair<int, int>>& channels) {
     }
   PT_RETURN_IF_ERROR(agree_status(comm_, st, "ipc transport", "could not open a peer's shared memory"));
   memory_->sealed();
+  hook_ = add_poll_hook([this] { progress(); });
   return Status::ok();
 }
 
@@ -359,6 +364,7 @@ IpcTransport::~IpcTransport() {
   bool opened = true;  // setup finished: the sends can be completed
   for (auto& [peer, ch] : out_) opened = opened && ch.credit_req != MPI_REQUEST_NULL;
   if (opened) wait_sends();
+  if (hook_ >= 0) remove_poll_hook(hook_);
   memory_->synchronize();
   auto cancel = [](MPI_Request* r) {
     if (*r == MPI_REQUEST_NULL) return;

@@ -162,6 +162,34 @@ TEST_F(IpcTest, AFailedOpenFailsEveryRankNamingTheRankAndSuggestingMpi) {
   EXPECT_NE(ok, nullptr);
 }
 
+// Rank 0 sends two messages through one slot, so the second waits in its queue, and then
+// blocks in an MPI collective (a barrier through wait_request) that rank 1 joins only after
+// receiving both: the collective's wait must deliver the queued message, as MPI's progress
+// engine would. Without the poll hook this deadlocks (the watchdog ends it after 20 s).
+TEST_F(IpcTest, AQueuedMessageIsDeliveredWhileTheSenderWaitsInACollective) {
+  auto t = make_transport({{0, 1}}, 500, 1);
+  ASSERT_TRUE(t);
+  const double deadline = wait_deadline_seconds();
+  set_wait_deadline_seconds(20);
+  std::vector<float> a(500), b(500);
+  for (size_t i = 0; i < 500; ++i) a[i] = pattern(0, 1, i), b[i] = pattern(0, 2, i);
+  if (g_rank == 0) {
+    t->send(a.data(), a.size(), 1, 1);
+    t->send(b.data(), b.size(), 1, 2);
+  } else {
+    std::vector<float> got(500);
+    t->recv(got.data(), got.size(), 0, 1);
+    expect_pattern(got, 0, 1, "first message");
+    t->recv(got.data(), got.size(), 0, 2);
+    expect_pattern(got, 0, 2, "queued message");
+  }
+  MPI_Request barrier;
+  MPI_Ibarrier(MPI_COMM_WORLD, &barrier);
+  wait_request(&barrier, nullptr, [] { return std::string("the test's barrier"); });
+  t->wait_sends();
+  set_wait_deadline_seconds(deadline);
+}
+
 TEST_F(IpcTest, AChannelListedTwiceIsRefusedOnEveryRank) {
   Status st;
   auto t = make_ipc_transport(MPI_COMM_WORLD, g_memory, g_device, {{0, 1}, {1, 0}, {0, 1}}, 64, 2, &st);
