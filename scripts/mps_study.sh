@@ -327,6 +327,12 @@ if ipc_runs:
         L.append(f"| {labels[s]} | {f(a and a['ms'], '.3f')} | {f(b and b['ms'], '.3f')} | {f(ratio, '.3f')} | {faster} | {same} |")
     L += ["", "Medians as in the first table (the ipc run right after the mpi one); same losses: every step's training "
           "loss bitwise equal, as it must be (a transport only moves bytes).", ""]
+    for s, b in ipc_runs.items():  # why an ipc run has no numbers (e.g. CUDA IPC refused between MPS clients)
+        log = f"{out}/train_{s}_ipc.log"
+        why = [l.strip() for l in open(log, errors="replace") if "ipc" in l and ("error" in l.lower() or "fail" in l.lower())] \
+            if b is None and os.path.exists(log) else []
+        if why:
+            L += [f"{s} over ipc did not finish (train_{s}_ipc.log): `{why[0][:400]}`", ""]
 L += ["## Per-update times (ms, every step; the median leaves out the first segment)", ""]
 def per_update(r):
     return " ".join(f"{1e3 * (r['rows'][0]['tokens'] / r['rows'][0]['step']) / x['tokens_per_s']:.1f}" for x in r["rows"])

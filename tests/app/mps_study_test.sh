@@ -17,7 +17,8 @@
 #     runs the real mpirun with runtime.backend=cpu): bench and the 4 runs go through
 #     scripts/mps_pipeline.sh on 4 MPS ranks of 25 %, the report names the GPU and has
 #     numbers; the ipc run goes through mps_pipeline.sh --transport ipc; without the MPS
-#     daemon the ranks run under plain mpirun and the report says so; --ipc none runs no ipc.
+#     daemon the ranks run under plain mpirun and the report says so; --ipc none runs no ipc;
+#     an ipc run refused (stand-in error) fails the study, and the report quotes the error.
 # Usage: mps_study_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
@@ -129,6 +130,10 @@ cat >"$fake/mpirun" <<'SH'
 args=()
 for a in "$@"; do args+=("${a/runtime.backend=cuda/runtime.backend=cpu}"); done
 echo "mpirun pct=${CUDA_MPS_ACTIVE_THREAD_PERCENTAGE:-none} ${args[*]}" >>"$FAKE_LOG"
+if [ -n "${FAKE_IPC_REFUSED:-}" ] && [[ " ${args[*]} " == *runtime.transport=ipc* ]]; then
+  echo "pipetrain: error: ipc transport: pipeline rank 1 could not open what pipeline rank 0 shares over cuda IPC: refused"
+  exit 1
+fi
 exec mpirun "${args[@]}"
 SH
 chmod +x "$fake"/*
@@ -164,4 +169,15 @@ grep -q "vs ipc" "$work/nomps/mps_pipeline.md" && fail "--ipc none: the report h
 grep -q "4 ranks time-sharing it WITHOUT MPS (.*no-mps-control not found)" "$work/nomps/mps_pipeline.md" ||
   fail "no MPS: the report does not say so"
 echo "ok: cuda path without the MPS daemon: plain mpirun, said in the report"
+# CUDA IPC refused between the MPS clients: the study fails, and its report says why.
+rc=0
+FAKE_IPC_REFUSED=1 FAKE_LOG="$work/refused.fake" NVIDIA_SMI="$fake/smi" MPS_CONTROL="$fake/mps" MPIRUN="$fake/mpirun" \
+  MPS_STUDY_ITERS=2 bash "$script" --np 2 --steps 8 --segment 4 --binary "$bin" --config "$cfg" \
+  --data "$work/data/train_*.bin" "$work/refused" >"$work/refused.log" 2>&1 || rc=$?
+[ "$rc" = 1 ] || { cat "$work/refused.log"; fail "ipc refused: exit $rc, expected 1"; }
+grep -q "^| 1f1b | [0-9.]* | n/a | n/a | n/a | n/a |$" "$work/refused/mps_pipeline.md" &&
+  grep -q "^1f1b over ipc did not finish (train_1f1b_ipc.log): \`pipetrain: error: ipc transport: pipeline rank 1 could not open" \
+    "$work/refused/mps_pipeline.md" && grep -q "FAILED: train 1f1b_ipc" "$work/refused/mps_pipeline.md" ||
+  { cat "$work/refused/mps_pipeline.md"; fail "ipc refused: the report does not say so"; }
+echo "ok: ipc refused: the study fails and the report quotes why"
 echo "PASS"
