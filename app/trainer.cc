@@ -199,17 +199,25 @@ Status TrainingRun::setup_stages() {
   return Status::ok();
 }
 
-// `local` keeps every stage in this process (pp = 1); mpi or nccl carries everything else.
+// `local` keeps every stage in this process (pp = 1); mpi, nccl or ipc carries everything else.
+// ipc: each receiving rank keeps kIpcSlots mailbox slots of one boundary tensor (B x T x C
+// floats) per channel; a message finding no free slot waits in the sender's queue
+// (transport_ipc.cc), so the count bounds memory, not correctness.
 Status TrainingRun::setup_transport(const TransportChoice& choice, int transport_gpu) {
+  constexpr int kIpcSlots = 4;
+  Status st;
   if (choice.transport == "local") {
     transport_ = make_local_transport(make_local_hub(1), 0);
   } else if (choice.transport == "nccl") {
-    Status st;
     transport_ = make_nccl_transport(g_.pipeline, transport_gpu, pipeline_channels(*placement_), &st);
-    PT_RETURN_IF_ERROR(st.with_context(c_.source_file + ": key 'runtime.transport'"));
+  } else if (choice.transport == "ipc") {
+    const size_t act = size_t(c_.training.micro_batch_size) * size_t(c_.training.seq_len) * size_t(c_.model.n_embd);
+    transport_ = make_ipc_transport(g_.pipeline, backend_ == "cuda" ? "cuda" : "shm", transport_gpu,
+                                    pipeline_channels(*placement_), act, kIpcSlots, &st);
   } else {
     transport_ = make_mpi_transport(g_.pipeline);
   }
+  PT_RETURN_IF_ERROR(st.with_context(c_.source_file + ": key 'runtime.transport'"));
   if (root()) log_info("pipetrain: transport " + choice.transport + " (" + choice.reason + ")");
   return Status::ok();
 }

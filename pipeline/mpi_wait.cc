@@ -11,6 +11,12 @@ namespace pt {
 namespace {
 
 double g_deadline_s = 600.0;
+std::vector<std::pair<int, std::function<void()>>> g_hooks;  // add_poll_hook
+int g_next_hook = 0;
+
+void run_hooks() {
+  for (auto& [id, hook] : g_hooks) hook();
+}
 MPI_Comm g_ping_comm = MPI_COMM_NULL;
 constexpr int kPingTag = 1, kPongTag = 2;
 
@@ -70,27 +76,47 @@ std::vector<std::pair<int, int>> silent_members(MPI_Comm comm, double seconds) {
   return silent;
 }
 
+int add_poll_hook(std::function<void()> hook) {
+  g_hooks.push_back({g_next_hook, std::move(hook)});
+  return g_next_hook++;
+}
+
+void remove_poll_hook(int id) {
+  for (auto it = g_hooks.begin(); it != g_hooks.end(); ++it)
+    if (it->first == id) {
+      g_hooks.erase(it);
+      return;
+    }
+}
+
 void set_wait_deadline_seconds(double seconds) { g_deadline_s = seconds; }
 double wait_deadline_seconds() { return g_deadline_s; }
 
 bool poll_until_deadline(MPI_Request* request, MPI_Status* status) {
-  using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
   MPI_Status ignored;
   MPI_Status* st = status ? status : &ignored;
-  int done = 0;
+  return poll_until_deadline([&] {
+    int done = 0;
+    PT_MPI_CHECK(MPI_Test(request, &done, st));
+    return done != 0;
+  });
+}
+
+bool poll_until_deadline(const std::function<bool()>& done) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
   // Spin briefly (most stage-boundary messages arrive within microseconds of being
   // waited for), then sleep 10 us, doubling up to 1 ms: latency stays small and an
   // idle wait costs well under 1% of a core.
   for (int i = 0; i < 64; ++i) {
-    PT_MPI_CHECK(MPI_Test(request, &done, st));
-    if (done) return true;
+    if (done()) return true;
+    run_hooks();
   }
   auto nap = std::chrono::microseconds(10);
   const auto limit = std::chrono::duration<double>(g_deadline_s);
   while (true) {
-    PT_MPI_CHECK(MPI_Test(request, &done, st));
-    if (done) return true;
+    if (done()) return true;
+    run_hooks();
     answer_pings();
     if (g_deadline_s > 0 && Clock::now() - start > limit) return false;
     std::this_thread::sleep_for(nap);

@@ -79,6 +79,27 @@ std::unique_ptr<Transport> make_nccl_transport(MPI_Comm comm, int device,
                                                const std::vector<std::pair<int, int>>& channels,
                                                Status* status);
 
+// One-sided copies between the processes of one node (transport_ipc.cc explains the
+// protocol): every receiving rank exports `slots` mailbox buffers of `slot_floats` floats
+// per channel, which the sender copies into; MPI carries only the small control and credit
+// messages. memory "cuda": CUDA IPC on `device` (device-to-device copies between ranks
+// that share a GPU, e.g. under MPS, or GPUs of one node); "shm": POSIX shared memory (the
+// cpu backend; the CPU stand-in of the same protocol). Host or device buffers; a device
+// recv() returns an event of the transport's stream, a host recv() completes on return.
+// Messages larger than a slot go in pieces. channels as for make_nccl_transport (empty =
+// every ordered pair); messages of one channel are received in send order with the same
+// tag and size (else fatal). Collective over `comm`, and so is destruction. On failure
+// (no GPU, a peer's handle cannot be opened) returns nullptr and sets *status on every
+// rank; the failing rank's message names it and suggests runtime.transport=mpi.
+std::unique_ptr<Transport> make_ipc_transport(MPI_Comm comm, const std::string& memory, int device,
+                                              const std::vector<std::pair<int, int>>& channels, size_t slot_floats,
+                                              int slots, Status* status);
+// The same over an IpcMemory each rank made (pipeline/ipc_memory.h; tests pass one that fails).
+class IpcMemory;
+std::unique_ptr<Transport> make_ipc_transport_over(MPI_Comm comm, std::unique_ptr<IpcMemory> memory,
+                                                   const std::vector<std::pair<int, int>>& channels,
+                                                   size_t slot_floats, int slots, Status* status);
+
 // fp32 sum all-reduce over the ranks of `comm` (data-parallel gradients, tied
 // embeddings), NCCL on CUDA device `device`. In place, blocking; host or device buffer.
 // Every rank of `comm` calls all_reduce_sum in the same order with the same count.

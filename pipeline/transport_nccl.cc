@@ -77,28 +77,17 @@
 #include <vector>
 
 #include "common/check.h"
+#include "pipeline/cuda_rt_check.h"
+#include "pipeline/status_agree.h"
 #include "pipeline/transport.h"
 
 namespace pt {
 namespace {
 
-std::string where_am_i() {
-  int world = -1, initialized = 0;
-  MPI_Initialized(&initialized);
-  if (initialized) MPI_Comm_rank(MPI_COMM_WORLD, &world);
-  char host[256] = {0};
-  gethostname(host, sizeof(host) - 1);
-  return "world rank " + std::to_string(world) + " on " + host;
-}
-
 std::string nccl_error_detail(ncclResult_t rc) {
   std::string last = ncclGetLastError(nullptr);
   return std::string("NCCL ") + ncclGetErrorString(rc) + (last.empty() ? "" : " (" + last + ")") + ", " +
          where_am_i();
-}
-
-std::string cuda_error_detail(cudaError_t rc) {
-  return std::string(cudaGetErrorName(rc)) + ": " + cudaGetErrorString(rc) + ", " + where_am_i();
 }
 
 }  // namespace
@@ -112,53 +101,8 @@ std::string cuda_error_detail(cudaError_t rc) {
       ::pt::fatal_error(#call, __FILE__, __LINE__, ::pt::nccl_error_detail(pt_nccl_rc_));        \
   } while (0)
 
-#define PT_CUDA_RT_CHECK(call)                                                                   \
-  do {                                                                                           \
-    cudaError_t pt_cuda_rc_ = (call);                                                            \
-    if (pt_cuda_rc_ != cudaSuccess)                                                              \
-      ::pt::fatal_error(#call, __FILE__, __LINE__, ::pt::cuda_error_detail(pt_cuda_rc_));        \
-  } while (0)
-
 namespace pt {
 namespace {
-
-// Makes `device` current; a Status (user-fixable: no GPU, wrong device) otherwise.
-Status use_device(int device) {
-  int count = 0;
-  const cudaError_t rc = cudaGetDeviceCount(&count);
-  if (rc != cudaSuccess) {
-    (void)cudaGetLastError();
-    return Status::error("no usable GPU: cudaGetDeviceCount failed with " + std::string(cudaGetErrorName(rc)) +
-                         " (" + where_am_i() + ")");
-  }
-  if (count == 0) return Status::error("no usable GPU: no CUDA device is visible (" + where_am_i() + ")");
-  if (device < 0 || device >= count)
-    return Status::error("CUDA device " + std::to_string(device) + " does not exist: " + std::to_string(count) +
-                         " visible (" + where_am_i() + ")");
-  const cudaError_t set = cudaSetDevice(device);
-  if (set != cudaSuccess) {
-    (void)cudaGetLastError();
-    return Status::error("cudaSetDevice(" + std::to_string(device) + ") failed: " + cudaGetErrorName(set) + " (" +
-                         where_am_i() + ")");
-  }
-  return Status::ok();
-}
-
-// Collective: every rank learns whether every rank's `mine` succeeded. The failing
-// ranks return their own message; the others name the failing ranks.
-Status agree(MPI_Comm comm, const Status& mine, const std::string& what) {
-  int size = 1;
-  PT_MPI_CHECK(MPI_Comm_size(comm, &size));
-  int ok = mine.is_ok() ? 1 : 0;
-  std::vector<int> all(size_t(size), 0);
-  PT_MPI_CHECK(MPI_Allgather(&ok, 1, MPI_INT, all.data(), 1, MPI_INT, comm));
-  if (!mine.is_ok()) return mine;
-  std::string failing;
-  for (int r = 0; r < size; ++r)
-    if (!all[size_t(r)]) failing += (failing.empty() ? "" : ", ") + std::to_string(r);
-  if (failing.empty()) return Status::ok();
-  return Status::error(what + ": rank(s) " + failing + " of the communicator could not use their GPU (see their message)");
-}
 
 // A pool of device memory owned by one transport: stream-ordered allocation without
 // cudaMalloc/cudaFree (which may synchronize the device) once it is warm.
@@ -220,7 +164,7 @@ std::vector<ncclUniqueId> shared_ids(MPI_Comm comm, size_t count) {
 
 class NcclTransport final : public Transport {
  public:
-  // Called only after use_device(device) succeeded on every rank of `comm`.
+  // Called only after use_cuda_device(device) succeeded on every rank of `comm`.
   NcclTransport(MPI_Comm comm, int device, std::vector<std::pair<int, int>> channels) : device_(device) {
     PT_MPI_CHECK(MPI_Comm_rank(comm, &rank_));
     PT_MPI_CHECK(MPI_Comm_size(comm, &size_));
@@ -467,23 +411,19 @@ std::unique_ptr<Transport> make_nccl_transport(MPI_Comm comm, int device,
   int rank = 0, size = 1;
   PT_MPI_CHECK(MPI_Comm_rank(comm, &rank));
   PT_MPI_CHECK(MPI_Comm_size(comm, &size));
-  std::vector<std::pair<int, int>> list = channels;
-  if (list.empty())
-    for (int a = 0; a < size; ++a)
-      for (int b = 0; b < size; ++b)
-        if (a != b) list.push_back({a, b});
-  Status mine = use_device(device);
+  std::vector<std::pair<int, int>> list = channels_or_all(channels, size);
+  Status mine = use_cuda_device(device);
   for (const auto& [a, b] : list)
     if (mine.is_ok() && (a < 0 || b < 0 || a >= size || b >= size || a == b))
       mine = Status::error("bad NCCL channel (" + std::to_string(a) + ", " + std::to_string(b) + ") for " +
                            std::to_string(size) + " pipeline ranks");
-  *status = agree(comm, mine, "nccl transport");
+  *status = agree_status(comm, mine, "nccl transport", "could not use their GPU");
   if (!status->is_ok()) return nullptr;
   return std::make_unique<NcclTransport>(comm, device, std::move(list));
 }
 
 std::unique_ptr<AllReducer> make_nccl_all_reducer(MPI_Comm comm, int device, Status* status) {
-  *status = agree(comm, use_device(device), "nccl all-reduce");
+  *status = agree_status(comm, use_cuda_device(device), "nccl all-reduce", "could not use their GPU");
   if (!status->is_ok()) return nullptr;
   return std::make_unique<NcclAllReducer>(comm, device);
 }

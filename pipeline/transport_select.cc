@@ -26,12 +26,39 @@ std::string gpu_sharing_problem(const TransportRequest& r) {
   return "";
 }
 
+// Empty when every pipeline rank runs on one host (and, with `gpu`, has a GPU); otherwise why not.
+std::string one_host_problem(const TransportRequest& r, bool gpu) {
+  if (int(r.ranks.size()) != r.pp)
+    return "where each of the " + std::to_string(r.pp) + " pipeline ranks runs is unknown (got " +
+           std::to_string(r.ranks.size()) + " entries)";
+  for (int i = 0; i < r.pp; ++i) {
+    const RankDevice& d = r.ranks[size_t(i)];
+    if (d.host != r.ranks[0].host)
+      return "pipeline rank " + std::to_string(i) + " runs on host " + d.host + ", pipeline rank 0 on " +
+             r.ranks[0].host;
+    if (gpu && d.gpu.empty()) return "pipeline rank " + std::to_string(i) + " (host " + d.host + ") has no GPU";
+  }
+  return "";
+}
+
+// ipc: one-sided copies between the processes of one node; CUDA IPC with the cuda
+// backend, POSIX shared memory (the CPU stand-in of the same protocol) with cpu.
+Status select_ipc(const TransportRequest& r, TransportChoice* choice) {
+  const bool cuda = r.backend == "cuda";
+  const std::string problem = one_host_problem(r, cuda);
+  if (!problem.empty())
+    return bad("ipc copies between the processes of one node, but " + problem + "; use mpi (or nccl across nodes)");
+  *choice = {"ipc", cuda ? "requested ipc; CUDA IPC between the pipeline ranks of one node"
+                         : "requested ipc; the cpu backend shares host memory (POSIX shm) between the pipeline ranks"};
+  return Status::ok();
+}
+
 }  // namespace
 
 Status select_transport(const TransportRequest& r, TransportChoice* choice) {
   const std::string& want = r.requested;
-  if (want != "auto" && want != "mpi" && want != "local" && want != "nccl")
-    return bad("'" + want + "' is not one of: auto, mpi, local, nccl");
+  if (want != "auto" && want != "mpi" && want != "local" && want != "nccl" && want != "ipc")
+    return bad("'" + want + "' is not one of: auto, mpi, local, nccl, ipc");
   if (r.backend != "cpu" && r.backend != "cuda")
     return bad("unknown backend '" + r.backend + "' (expected cpu or cuda)");
   if (r.pp < 1) return bad("parallel.pp must be at least 1, got " + std::to_string(r.pp));
@@ -47,6 +74,7 @@ Status select_transport(const TransportRequest& r, TransportChoice* choice) {
     *choice = {"mpi", "requested mpi"};
     return Status::ok();
   }
+  if (want == "ipc") return select_ipc(r, choice);
   if (want == "nccl") {
     if (!r.nccl_built)
       return bad("nccl: this binary was built without CUDA (no NCCL); rebuild with -DPIPETRAIN_CUDA=ON or use mpi");
@@ -93,6 +121,15 @@ std::vector<std::pair<int, int>> pipeline_channels(const Schedule& s) {
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
+}
+
+std::vector<std::pair<int, int>> channels_or_all(const std::vector<std::pair<int, int>>& channels, int ranks) {
+  if (!channels.empty()) return channels;
+  std::vector<std::pair<int, int>> all;
+  for (int a = 0; a < ranks; ++a)
+    for (int b = 0; b < ranks; ++b)
+      if (a != b) all.push_back({a, b});
+  return all;
 }
 
 }  // namespace pt

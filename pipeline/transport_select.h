@@ -5,6 +5,10 @@
 //          ranks share a GPU (the MPS one-GPU pipeline emulation, scripts/mps_pipeline.sh).
 //   nccl   needs a CUDA build, the cuda backend and a GPU of its own for every pipeline
 //          rank: NCCL cannot put two ranks of one communicator on one GPU.
+//   ipc    one-sided copies into the receiver's memory between the processes of one node
+//          (transport_ipc.cc): CUDA IPC with the cuda backend (ranks sharing a GPU under
+//          MPS included), POSIX shared memory with cpu. Needs every pipeline rank on one
+//          host (and, with cuda, a GPU); never chosen by auto.
 //   auto   nccl when the backend is cuda, the build has NCCL and every pipeline rank has
 //          a GPU of its own; mpi otherwise (pp = 1 included: no messages cross ranks).
 // Errors name the key runtime.transport and say what to use instead.
@@ -27,15 +31,15 @@ struct RankDevice {
 };
 
 struct TransportRequest {
-  std::string requested = "auto";  // runtime.transport: auto | mpi | local | nccl
+  std::string requested = "auto";  // runtime.transport: auto | mpi | local | nccl | ipc
   std::string backend = "cpu";     // the backend actually used: cpu | cuda
   int pp = 1;                      // pipeline ranks
   bool nccl_built = false;         // this binary has the NCCL transport (CUDA build)
-  std::vector<RankDevice> ranks;   // per pipeline rank; only read for nccl / auto + cuda
+  std::vector<RankDevice> ranks;   // per pipeline rank; only read for nccl, ipc and auto + cuda
 };
 
 struct TransportChoice {
-  std::string transport;  // mpi | local | nccl
+  std::string transport;  // mpi | local | nccl | ipc
   std::string reason;     // one line for the log
 };
 
@@ -45,5 +49,8 @@ Status select_transport(const TransportRequest& request, TransportChoice* choice
 // both directions between the ranks of chain-neighbour stages on different ranks
 // (activations forward, gradients back), sorted, without duplicates.
 std::vector<std::pair<int, int>> pipeline_channels(const Schedule& schedule);
+
+// `channels` itself, or every ordered pair (a, b), a != b, of `ranks` ranks when it is empty.
+std::vector<std::pair<int, int>> channels_or_all(const std::vector<std::pair<int, int>>& channels, int ranks);
 
 }  // namespace pt

@@ -8,7 +8,8 @@
 #      reference scripts/bench/torch_gpt2_gpu.py (same model, batch, sequence length and
 #      optimizer; bf16 torch.compile and eager) at B in {8, 16, 32}, T = 1024 (bench.jsonl);
 #   5. issue #13's MPS pipeline study, scripts/mps_study.sh (4 ranks on the GPU through MPS:
-#      bench, plan --costs, 1f1b/bfpp/paci_flush/paci runs, measured vs predicted), into
+#      bench, plan --costs, 1f1b/bfpp/paci_flush/paci runs, measured vs predicted, and 1f1b
+#      once more over runtime.transport=ipc: CUDA IPC vs mpi host staging, which is faster), into
 #      OUTDIR/mps (its report: OUTDIR/mps/mps_pipeline.md), with what is left of the budget;
 #   6. writes summary.md and every log into OUTDIR.
 # Benchmarks left when GPU_CHECK_BUDGET_S (default 480) minus the MPS study's reserve

@@ -1,29 +1,31 @@
 #!/usr/bin/env bash
 # A real N-stage pipeline on ONE GPU: N ranks share the GPU through CUDA MPS, each
-# limited to P % of its SMs, and exchange activations over the mpi transport (NCCL
-# cannot put two ranks of one communicator on one GPU). See docs/transports.md.
+# limited to P % of its SMs, and exchange activations over the mpi transport (host
+# staging) or the ipc transport (CUDA IPC device-to-device copies); NCCL cannot put two
+# ranks of one communicator on one GPU. See docs/transports.md.
 #
-# Usage: scripts/mps_pipeline.sh -np N [--sm-percent P] [--gpu I] [--binary PATH] [--command C] -- ARGS...
+# Usage: scripts/mps_pipeline.sh -np N [--sm-percent P] [--gpu I] [--binary PATH] [--command C] [--transport T] -- ARGS...
 #   -np N          ranks (mpirun -np N); set parallel.pp (x parallel.dp) = N in ARGS
 #   --sm-percent P CUDA_MPS_ACTIVE_THREAD_PERCENTAGE of every rank (default 100 / N)
 #   --gpu I        the GPU to use when CUDA_VISIBLE_DEVICES is not set (default 0)
 #   --binary PATH  pipetrain binary (default $PIPETRAIN_BINARY, else build/pipetrain)
 #   --command C    pipetrain subcommand run on the N ranks: train (default) or bench
+#   --transport T  runtime.transport of the ranks: mpi (default) or ipc
 #   ARGS           arguments of `pipetrain C`, e.g. --config configs/quickstart.yaml
-#                  --set runtime.backend=cuda; runtime.transport=mpi is appended.
+#                  --set runtime.backend=cuda; --set runtime.transport=T is appended.
 # Example:
 #   scripts/mps_pipeline.sh -np 4 -- --config configs/quickstart.yaml --set runtime.backend=cuda
 #
 # Starts a private MPS control daemon (pipe and log directories in a temporary
 # directory, so it neither needs nor disturbs a system-wide one), runs
-# `mpirun --oversubscribe -np N pipetrain C ARGS --set runtime.transport=mpi`,
+# `mpirun --oversubscribe -np N pipetrain C ARGS --set runtime.transport=T`,
 # stops the daemon on every exit path and exits with that command's status.
 # The tools it needs can be overridden for tests: NVIDIA_SMI, MPS_CONTROL, MPIRUN.
 set -uo pipefail
 
 prog=$(basename "$0")
 usage() {
-  sed -n '6,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '7,15p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 die() {
@@ -35,6 +37,7 @@ np=""
 sm=""
 gpu=0
 sub=train
+transport=mpi
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${PIPETRAIN_BINARY:-$here/../build/pipetrain}
 while [ $# -gt 0 ]; do
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
     --gpu) [ $# -ge 2 ] || usage; gpu=$2; shift 2 ;;
     --binary) [ $# -ge 2 ] || usage; bin=$2; shift 2 ;;
     --command) [ $# -ge 2 ] || usage; sub=$2; shift 2 ;;
+    --transport) [ $# -ge 2 ] || usage; transport=$2; shift 2 ;;
     --) shift; break ;;
     -h | --help) usage ;;
     *) echo "$prog: unknown argument '$1' (pipetrain arguments go after --)" >&2; usage ;;
@@ -51,6 +55,7 @@ while [ $# -gt 0 ]; do
 done
 [[ $np =~ ^[1-9][0-9]*$ ]] || die "-np N is required, a positive integer (got '${np}')"
 case $sub in train | bench) ;; *) die "--command must be train or bench (got '$sub')" ;; esac
+case $transport in mpi | ipc) ;; *) die "--transport must be mpi or ipc (got '$transport')" ;; esac
 [ $# -gt 0 ] || die "no pipetrain $sub arguments after --; e.g. -- --config configs/quickstart.yaml"
 if [ -z "$sm" ]; then
   sm=$((100 / np))
@@ -105,7 +110,7 @@ export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 "$mpirun" --oversubscribe -np "$np" \
   -x CUDA_VISIBLE_DEVICES -x CUDA_MPS_PIPE_DIRECTORY -x CUDA_MPS_LOG_DIRECTORY -x CUDA_MPS_ACTIVE_THREAD_PERCENTAGE \
   -x OPENBLAS_NUM_THREADS \
-  "$bin" "$sub" "$@" --set runtime.transport=mpi
+  "$bin" "$sub" "$@" --set runtime.transport="$transport"
 rc=$?
 [ "$rc" = 0 ] || echo "$prog: pipetrain $sub exited with status $rc" >&2
 exit "$rc"

@@ -8,9 +8,14 @@
 #      median over the steps after the first SEGMENT of tokens_per_step / tokens_per_s
 #      (sync: each step's wall time; async: the time per update of its drained segment,
 #      schedule.drain_every = SEGMENT, the same segment plan predicts);
+#      The schedules of --ipc (default 1f1b) run a second time right after, over
+#      runtime.transport=ipc (CUDA IPC device-to-device copies between the MPS ranks;
+#      the cpu rehearsal: POSIX shared memory) instead of mpi (host staging);
 #   4. writes OUTDIR/mps_pipeline.md: measured/predicted per schedule, PACI vs 1F1B-flush
 #      throughput ratio (measured and predicted) and time to a target training loss (the
-#      loss 1f1b's smoothed curve has at 60% of its steps), the machine and the commands.
+#      loss 1f1b's smoothed curve has at 60% of its steps), mpi vs ipc time per update
+#      (which transport is faster, and whether the losses are bitwise equal), the machine
+#      and the commands.
 # Every schedule runs the config with model.tie_embeddings=false (the asynchronous ones
 # keep per-stage weight versions and cannot share wte) and no validation.
 # Stages that do not fit in MPS_STUDY_BUDGET_S (default 450 s; the runs are timed out at the
@@ -31,6 +36,8 @@
 #   --set KEY=VALUE     passed to every bench, plan and train (repeatable)
 #   --binary PATH       pipetrain (default BUILD_DIR/pipetrain; BUILD_DIR defaults to
 #                       build-gpu with cuda, build with cpu)
+#   --ipc LIST          schedules (comma-separated) also trained over the ipc transport,
+#                       default 1f1b; none: only mpi
 # Environment: MPS_STUDY_BUDGET_S, MPS_STUDY_ITERS (bench repetitions, default 10), PYTHON
 # (python3), NVIDIA_SMI, MPS_CONTROL, MPIRUN (tools, as in scripts/mps_pipeline.sh).
 # Exit: 0 every stage ran or was skipped for time (listed), 1 a stage failed, 2 bad
@@ -39,16 +46,16 @@
 #   scripts/mps_study.sh --backend cpu --config configs/cpu_paci.yaml --np 2 runs/mps_rehearsal
 set -uo pipefail
 prog=mps_study
-usage() { sed -n '19,39p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '24,46p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "$prog: $*" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 invocation=$(printf '%q ' "$0" "$@")
 
-backend=cuda config=$root/configs/gpt2_124m.yaml np=4 steps=30 segment=10 precision=fp32 data="" bin="" outdir=""
+backend=cuda config=$root/configs/gpt2_124m.yaml np=4 steps=30 segment=10 precision=fp32 data="" bin="" outdir="" ipc=1f1b
 sets=()
 while [ $# -gt 0 ]; do
   case $1 in
-    --backend | --config | --np | --steps | --segment | --precision | --data | --set | --binary)
+    --backend | --config | --np | --steps | --segment | --precision | --data | --set | --binary | --ipc)
       [ $# -ge 2 ] || die "$1 needs a value" ;;
   esac
   case $1 in
@@ -61,6 +68,7 @@ while [ $# -gt 0 ]; do
     --data) data=$2; shift 2 ;;
     --set) sets+=(--set "$2"); shift 2 ;;
     --binary) bin=$2; shift 2 ;;
+    --ipc) ipc=$2; shift 2 ;;
     -h | --help) usage ;;
     -*) echo "$prog: unknown option '$1'" >&2; usage ;;
     *) [ -z "$outdir" ] || die "one OUTDIR only (got '$outdir' and '$1')"; outdir=$1; shift ;;
@@ -74,6 +82,11 @@ case $backend in cuda | cpu) ;; *) die "--backend must be cuda or cpu (got '$bac
 [[ $steps =~ ^[1-9][0-9]*$ ]] && [ "$steps" -ge $((2 * segment)) ] ||
   die "--steps must be an integer >= 2 x --segment = $((2 * segment)) (got '$steps'): the median leaves the first segment out"
 case $precision in bf16 | fp32) ;; *) die "--precision must be bf16 or fp32 (got '$precision')" ;; esac
+[ "$ipc" = none ] && ipc=""
+for s in ${ipc//,/ }; do
+  case $s in 1f1b | paci_flush | paci | bfpp) ;; *) die "--ipc: '$s' is not one of 1f1b, paci_flush, paci, bfpp (or none)" ;; esac
+done
+ipc=" ${ipc//,/ } "  # " 1f1b paci ": membership by " $s "
 budget=${MPS_STUDY_BUDGET_S:-450}
 [[ $budget =~ ^[0-9]+$ ]] || die "MPS_STUDY_BUDGET_S must be a whole number of seconds (got '$budget')"
 iters=${MPS_STUDY_ITERS:-10}
@@ -142,11 +155,13 @@ fi
 
 # ---- running pipetrain on the N ranks ----
 record() { printf '%q ' "$@" >>"$out/commands.txt"; echo >>"$out/commands.txt"; }
-launch() {  # launch LOG SUBCOMMAND ARGS...: on N MPS ranks (cuda) or N CPU ranks, killed at the budget
-  local log=$1 sub=$2 secs
-  shift 2
-  local cmd=("${MPIRUN:-mpirun}" --oversubscribe -np "$np" -x OPENBLAS_NUM_THREADS "$bin" "$sub" "$@" --set runtime.transport=mpi)
-  [ "$backend" = cpu ] || [ "$mps" = 0 ] || cmd=("$root/scripts/mps_pipeline.sh" -np "$np" --binary "$bin" --command "$sub" -- "$@")
+launch() {  # launch LOG TRANSPORT SUBCOMMAND ARGS...: on N MPS ranks (cuda) or N CPU ranks, killed at the budget
+  local log=$1 transport=$2 sub=$3 secs
+  shift 3
+  local cmd=("${MPIRUN:-mpirun}" --oversubscribe -np "$np" -x OPENBLAS_NUM_THREADS "$bin" "$sub" "$@"
+             --set runtime.transport="$transport")
+  [ "$backend" = cpu ] || [ "$mps" = 0 ] ||
+    cmd=("$root/scripts/mps_pipeline.sh" -np "$np" --binary "$bin" --command "$sub" --transport "$transport" -- "$@")
   record "${cmd[@]}"
   secs=$(left)
   [ "$secs" -gt 0 ] || { echo "$prog: no time left in the budget" >"$log"; return 124; }
@@ -176,7 +191,7 @@ with_kind() { local kv; for kv in $(kind_sets "$1"); do printf '%s\n' --set "$kv
 set_common
 bench_ok=0
 note "pipetrain bench ($np ranks, $iters iterations)"
-launch "$out/bench.log" bench "${common[@]}" --iters "$iters" --out "$out/costs.json"
+launch "$out/bench.log" mpi bench "${common[@]}" --iters "$iters" --out "$out/costs.json"
 case $? in
   0) bench_ok=1 ;;
   124 | 137) skipped+=("bench (out of time)") ;;
@@ -186,6 +201,24 @@ esac
 # ---- 2 and 3. plan and train each schedule ----
 schedules="1f1b paci_flush paci bfpp"
 last_run_s=0
+train_run() {  # train_run SCHEDULE TRANSPORT: runs/SCHEDULE (mpi) or runs/SCHEDULE_ipc, unless it would not fit
+  local s=$1 t=$2 name=$1 rc
+  [ "$t" = mpi ] || name=${s}_$t
+  # A run that would not fit (15% over the last one's wall time) is skipped, not started.
+  if [ "$(left)" -le $((last_run_s * 115 / 100 + 5)) ]; then skipped+=("train $name"); return; fi
+  note "train $s over $t ($steps steps; $(left) s of the budget left)"
+  t0=$(date +%s)
+  rm -rf "$out/runs/$name"
+  launch "$out/train_$name.log" "$t" train "${common[@]}" "${ks[@]}" --set "data.train=$data" \
+    --set training.log_every=1 --set run.out_dir="$out/runs" --set run.name="$name"
+  rc=$?
+  case $rc in
+    0) ;;
+    124 | 137) skipped+=("train $name (cut at the budget)") ;;
+    *) tail -20 "$out/train_$name.log"; failed+=("train $name") ;;
+  esac
+  last_run_s=$(($(date +%s) - t0))
+}
 for s in $schedules; do
   [ "$bench_ok" = 1 ] || { skipped+=("$s (no cost file)"); continue; }
   mapfile -t ks < <(with_kind "$s")
@@ -195,29 +228,18 @@ for s in $schedules; do
     --trace "$out/plan_$s.json" >"$out/plan_$s.log" 2>&1 || { failed+=("plan $s"); continue; }
   sed -n 's/^predicted \(step time\|time per update\): \([0-9.]*\) ms.*/\2/p' "$out/plan_$s.log" >"$out/predicted_$s.txt"
   [ -s "$out/predicted_$s.txt" ] || { failed+=("plan $s printed no prediction"); continue; }
-  # A run that would not fit (15% over the last one's wall time) is skipped, not started.
-  if [ "$(left)" -le $((last_run_s * 115 / 100 + 5)) ]; then skipped+=("train $s"); continue; fi
-  note "train $s ($steps steps; $(left) s of the budget left)"
-  t0=$(date +%s)
-  rm -rf "$out/runs/$s"
-  launch "$out/train_$s.log" train "${common[@]}" "${ks[@]}" --set "data.train=$data" \
-    --set training.log_every=1 --set run.out_dir="$out/runs" --set run.name="$s"
-  rc=$?
-  case $rc in
-    0) ;;
-    124 | 137) skipped+=("train $s (cut at the budget)") ;;
-    *) tail -20 "$out/train_$s.log"; failed+=("train $s") ;;
-  esac
-  last_run_s=$(($(date +%s) - t0))
+  train_run "$s" mpi
+  [[ $ipc == *" $s "* ]] && train_run "$s" ipc
 done
 
 # ---- 4. the report ----
 note "report"
 machine="$machine; load average at the start $load0, at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 "$py" - "$out" "$steps" "$segment" "$np" "$precision" "$backend" "$machine" "$(elapsed)" "$budget" \
-  "$config" "$(IFS=';'; echo "${failed[*]:-}")" "$(IFS=';'; echo "${skipped[*]:-}")" "$invocation" "$root" <<'PY' || failed+=("report")
+  "$config" "$(IFS=';'; echo "${failed[*]:-}")" "$(IFS=';'; echo "${skipped[*]:-}")" "$invocation" "$root" "$ipc" \
+  <<'PY' || failed+=("report")
 import json, os, statistics, sys
-out, steps, seg, np_, prec, backend, machine, secs, budget, config, failed, skipped, invocation, root = sys.argv[1:15]
+out, steps, seg, np_, prec, backend, machine, secs, budget, config, failed, skipped, invocation, root, ipc = sys.argv[1:16]
 steps, seg = int(steps), int(seg)
 labels = {"1f1b": "1f1b", "bfpp": "bfpp (2 chunks)", "paci_flush": "paci_flush (1F1B-flush)", "paci": "paci"}
 
@@ -240,6 +262,7 @@ def predicted(s):
     return float(open(p).read().split()[0]) if os.path.exists(p) and open(p).read().strip() else None
 
 runs = {s: read_run(s) for s in labels}
+ipc_runs = {s: read_run(f"{s}_ipc") for s in ipc.split()}  # the --ipc schedules over runtime.transport=ipc
 pred = {s: predicted(s) for s in labels}
 at = max(1, round(0.6 * steps))
 target = runs["1f1b"]["smooth"][at - 1] if runs["1f1b"] else None
@@ -290,10 +313,30 @@ cf, cp = crossing(rf), crossing(rp)
 ttt = cf["time_s"] / cp["time_s"] if cf and cp else None
 L += ["**PACI vs 1F1B-flush (paci_flush):** throughput ratio paci / paci_flush measured "
       f"{f(meas, '.3f')}, predicted {f(predr, '.3f')}; time to the target loss paci_flush / paci {f(ttt, '.3f')}"
-      f" ({f(cf and cf['time_s'], '.3f')} s vs {f(cp and cp['time_s'], '.3f')} s).", "",
-      "## Per-update times (ms, every step; the median leaves out the first segment)", ""]
-L += [f"- {s}: " + " ".join(f"{1e3 * (r['rows'][0]['tokens'] / r['rows'][0]['step']) / x['tokens_per_s']:.1f}"
-                            for x in r["rows"]) for s, r in runs.items() if r]
+      f" ({f(cf and cf['time_s'], '.3f')} s vs {f(cp and cp['time_s'], '.3f')} s).", ""]
+if ipc_runs:
+    how = "CUDA IPC device-to-device copies" if backend == "cuda" else "POSIX shared memory, the CPU stand-in of CUDA IPC"
+    L += [f"## Transport: mpi (host staging) vs ipc ({how})", "",
+          "| schedule | mpi ms/update | ipc ms/update | ipc / mpi | faster | same losses |", "|---|---|---|---|---|---|"]
+    for s, b in ipc_runs.items():
+        a = runs[s]
+        ratio = b["ms"] / a["ms"] if a and b else None
+        faster = "n/a" if ratio is None else "ipc" if ratio < 1 else "mpi" if ratio > 1 else "equal"
+        same = "n/a" if not (a and b) else "yes" if [r["loss"] for r in a["rows"]] == [r["loss"] for r in b["rows"]] else "no"
+        L.append(f"| {labels[s]} | {f(a and a['ms'], '.3f')} | {f(b and b['ms'], '.3f')} | {f(ratio, '.3f')} | {faster} | {same} |")
+    L += ["", "Medians as in the first table (the ipc run right after the mpi one); same losses: every step's training "
+          "loss bitwise equal, as it must be (a transport only moves bytes).", ""]
+    for s, b in ipc_runs.items():  # why an ipc run has no numbers (e.g. CUDA IPC refused between MPS clients)
+        log = f"{out}/train_{s}_ipc.log"
+        why = [l.strip() for l in open(log, errors="replace") if "ipc" in l and ("error" in l.lower() or "fail" in l.lower())] \
+            if b is None and os.path.exists(log) else []
+        if why:
+            L += [f"{s} over ipc did not finish (train_{s}_ipc.log): `{why[0][:400]}`", ""]
+L += ["## Per-update times (ms, every step; the median leaves out the first segment)", ""]
+def per_update(r):
+    return " ".join(f"{1e3 * (r['rows'][0]['tokens'] / r['rows'][0]['step']) / x['tokens_per_s']:.1f}" for x in r["rows"])
+L += [f"- {s}: " + per_update(r) for s, r in runs.items() if r]
+L += [f"- {s} over ipc: " + per_update(r) for s, r in ipc_runs.items() if r]
 bench_log = f"{out}/bench.log"
 keep = ("machine", "component", "block", "stage_io", "embedding", "head", "whole model", "composition", "optimizer",
         "p2p", "single stage", "achieved", "MFU", "peak memory")

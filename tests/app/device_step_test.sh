@@ -20,13 +20,10 @@
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
 init_test "$1" "$2"
-export PIPETRAIN_TEST_DEVICE_SPACE=0
-mpi_setup PIPETRAIN_TEST_DEVICE_SPACE
-make_corpus 64
+device_space_setup
 steps=4
-common=(--set "data.train=$work/data/train_*.bin" --set "data.val=$work/data/val_*.bin" --set run.out_dir="$runs"
-        --set run.save_params=true --set training.steps=$steps --set training.eval_every=2 --set training.eval_batches=2
-        --set training.microbatches=4)
+saved_run_common $steps 2
+common+=(--set training.microbatches=4)
 
 switch_took_effect() {  # switch_took_effect NAME MODE(0|1|nccl): in the device-space runs, and only there
   local name=$1 mode=$2 notices

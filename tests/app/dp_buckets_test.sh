@@ -13,12 +13,9 @@
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
 init_test "$1" "$2"
-export PIPETRAIN_TEST_DEVICE_SPACE=0
-mpi_setup PIPETRAIN_TEST_DEVICE_SPACE
-make_corpus 64
-common=(--set "data.train=$work/data/train_*.bin" --set "data.val=$work/data/val_*.bin" --set run.out_dir="$runs"
-        --set run.save_params=true --set training.steps=3 --set training.eval_every=3 --set training.eval_batches=2
-        --set training.microbatches=4 --set parallel.dp=2)
+device_space_setup
+saved_run_common 3 3
+common+=(--set training.microbatches=4 --set parallel.dp=2)
 
 bucketed() {  # bucketed NAME: every stage logged > 1 bucket, and > 0 started during the backward
   local lines

@@ -6,7 +6,8 @@
 #       and, on a machine without nvidia-smi, also with the defaults); no GPU needed.
 #   gpu (label gpu): without a usable GPU prints "no usable GPU: ..." and exits 0 (ctest
 #       reports it skipped); with one, trains a tiny 4-stage 1F1B pipeline on the CUDA
-#       backend as 4 MPS ranks and checks that it finished every step over mpi.
+#       backend as 4 MPS ranks and checks that it finished every step over mpi; then the
+#       same over ipc (CUDA IPC between the MPS clients).
 set -uo pipefail
 source "$2/tests/app/test_lib.sh"
 init_test "$1" "$2"
@@ -30,6 +31,7 @@ if [ "$mode" = cli ]; then
   expect_error no_train_args "no pipetrain train arguments" "$script" -np 2
   expect_error bad_percent "--sm-percent must be an integer in 1..100" "$script" -np 2 --sm-percent 150 -- --config x
   expect_error bad_command "--command must be train or bench (got 'plan')" "$script" -np 2 --command plan -- --config x
+  expect_error bad_transport "--transport must be mpi or ipc (got 'nccl')" "$script" -np 2 --transport nccl -- --config x
   expect_error unknown_arg "unknown argument '--bogus'" "$script" -np 2 --bogus -- --config x
   expect_error no_nvidia_smi "nvidia-smi-missing not found: CUDA MPS needs an NVIDIA GPU" \
     env NVIDIA_SMI="$work/nvidia-smi-missing" "$script" -np 2 --binary "$bin" -- --config x
@@ -97,6 +99,10 @@ RUN
     "$work/fake.log" || { cat "$work/fake.log"; fail "--command bench: unexpected mpirun line"; }
   [ "$(tail -1 "$work/fake.log")" = "command quit" ] || { cat "$work/fake.log"; fail "MPS not stopped after bench"; }
   echo "ok: flow --command bench: pipetrain bench on 4 MPS ranks"
+  flow 0 -np 2 --transport ipc --binary "$bin" -- --config my.yaml
+  grep -q "^mpirun --oversubscribe -np 2 .*$bin train --config my.yaml --set runtime.transport=ipc | pct=50 " \
+    "$work/fake.log" || { cat "$work/fake.log"; fail "--transport ipc: unexpected mpirun line"; }
+  echo "ok: flow --transport ipc: the ranks run runtime.transport=ipc"
   if ! command -v nvidia-smi >/dev/null 2>&1; then
     expect_error this_machine_has_no_gpu "nvidia-smi not found" "$script" -np 2 --binary "$bin" -- --config x
   fi
@@ -110,17 +116,24 @@ nvidia-smi -L >/dev/null 2>&1 || { echo "no usable GPU: nvidia-smi -L failed"; e
 command -v nvidia-cuda-mps-control >/dev/null 2>&1 || { echo "no usable GPU: nvidia-cuda-mps-control not found"; exit 0; }
 
 make_corpus 64
-TMPDIR="$work" "$script" -np 4 --binary "$bin" -- --config "$cfg" \
-  --set "data.train=$work/data/train_*.bin" --set run.out_dir="$runs" --set run.name=mps \
-  --set parallel.pp=4 --set schedule.kind=1f1b --set runtime.backend=cuda --set training.steps=5 \
-  >"$work/run.log" 2>&1
-rc=$?
-cat "$work/run.log"
-[ "$rc" = 0 ] || fail "mps_pipeline.sh exited with $rc"
-grep -q "transport mpi" "$work/run.log" || fail "the run did not report the mpi transport"
-grep -q "backend cuda" "$work/run.log" || fail "the run did not report the cuda backend"
-steps=$(grep -c '"step":' "$runs/mps/metrics.jsonl")
-[ "$steps" -ge 5 ] || fail "metrics.jsonl holds $steps step records, expected 5"
-[ -f "$runs/mps/summary.json" ] || fail "no summary.json"
-ls -d "$work"/pipetrain-mps.* 2>/dev/null && fail "the MPS work directory was not removed"
-echo "PASS: 4-rank 1F1B over MPS finished $steps steps"
+mps_run() {  # mps_run TRANSPORT: a 5-step 4-rank 1F1B run over MPS into runs/mps_TRANSPORT
+  local t=$1 rc=0
+  TMPDIR="$work" "$script" -np 4 --transport "$t" --binary "$bin" -- --config "$cfg" \
+    --set "data.train=$work/data/train_*.bin" --set run.out_dir="$runs" --set run.name="mps_$t" \
+    --set parallel.pp=4 --set schedule.kind=1f1b --set runtime.backend=cuda --set training.steps=5 \
+    >"$work/run_$t.log" 2>&1 || rc=$?
+  cat "$work/run_$t.log"
+  [ "$rc" = 0 ] || fail "mps_pipeline.sh --transport $t exited with $rc"
+  grep -q "transport $t" "$work/run_$t.log" || fail "the run did not report the $t transport"
+  grep -q "backend cuda" "$work/run_$t.log" || fail "the run did not report the cuda backend"
+  steps=$(grep -c '"step":' "$runs/mps_$t/metrics.jsonl")
+  [ "$steps" -ge 5 ] || fail "$t: metrics.jsonl holds $steps step records, expected 5"
+  [ -f "$runs/mps_$t/summary.json" ] || fail "$t: no summary.json"
+  ls -d "$work"/pipetrain-mps.* 2>/dev/null && fail "the MPS work directory was not removed"
+  return 0
+}
+mps_run mpi
+mps_run ipc
+# The transport only moves bytes: the same losses and grad norms, bit for bit.
+same_metrics mps_mpi mps_ipc
+echo "PASS: 4-rank 1F1B over MPS finished $steps steps over mpi and over ipc, bitwise equal"

@@ -8,13 +8,17 @@
 #     predicted and the PACI ratios equal the rows' ratios (the report's arithmetic); the
 #     predictions equal what `pipetrain plan --costs` prints for the listed command; 1f1b
 #     reaches the target (its own loss at 60% of its steps) by that step; 1f1b and bfpp
-#     end on the same loss (one synchronous update rule); the commands are listed;
+#     end on the same loss (one synchronous update rule); the commands are listed; 1f1b ran a
+#     second time over runtime.transport=ipc (the shared-memory stand-in on the CPU), its
+#     row in the transport table has numbers, and its losses equal the mpi run's bitwise;
 #  4. a budget of 0 s, into the OUTDIR of 3: the bench and the schedules are listed as
 #     skipped, exit 0, and no row shows the earlier run's numbers;
 #  5. --backend cuda with stand-ins for nvidia-smi (a GPU), the MPS daemon and mpirun (which
 #     runs the real mpirun with runtime.backend=cpu): bench and the 4 runs go through
 #     scripts/mps_pipeline.sh on 4 MPS ranks of 25 %, the report names the GPU and has
-#     numbers; without the MPS daemon the ranks run under plain mpirun and the report says so.
+#     numbers; the ipc run goes through mps_pipeline.sh --transport ipc; without the MPS
+#     daemon the ranks run under plain mpirun and the report says so; --ipc none runs no ipc;
+#     an ipc run refused (stand-in error) fails the study, and the report quotes the error.
 # Usage: mps_study_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
@@ -37,6 +41,7 @@ expect_exit bad_precision 2 "--precision must be bf16 or fp32" bash "$script" --
 expect_exit unknown 2 "unknown option '--fast'" bash "$script" --fast "$work/o"
 expect_exit two_outdirs 2 "one OUTDIR only" bash "$script" "$work/a" "$work/b"
 expect_exit missing_value 2 "--config needs a value" bash "$script" "$work/o" --config
+expect_exit bad_ipc 2 "--ipc: 'gpipe' is not one of 1f1b, paci_flush, paci, bfpp (or none)" bash "$script" --ipc 1f1b,gpipe "$work/o"
 
 printf '#!/bin/sh\nexit 9\n' >"$work/no-gpu-smi"
 chmod +x "$work/no-gpu-smi"
@@ -66,7 +71,15 @@ for name, (pred, meas, ratio, within, *_rest) in rows.items():
 # The predictions are what plan prints for the command the report lists.
 cmds = md.split("# what it ran:\n")[1].split("```")[0].strip().splitlines()
 plans = [c for c in cmds if " plan " in c]
-assert len(plans) == 4 and sum(" train " in c for c in cmds) == 4 and sum(" bench " in c for c in cmds) == 1, cmds
+assert len(plans) == 4 and sum(" train " in c for c in cmds) == 5 and sum(" bench " in c for c in cmds) == 1, cmds
+ipc_trains = [c for c in cmds if " train " in c and "runtime.transport=ipc" in c]
+assert len(ipc_trains) == 1 and "schedule.kind=1f1b" in ipc_trains[0] and "run.name=1f1b_ipc" in ipc_trains[0], cmds
+assert sum("runtime.transport=mpi" in c for c in cmds if " train " in c or " bench " in c) == 5, cmds
+m = re.search(rf"^\| 1f1b \| {num} \| {num} \| {num} \| (ipc|mpi|equal) \| yes \|$", md, re.M)
+assert m and "vs ipc (POSIX shared memory, the CPU stand-in of CUDA IPC)" in md, f"no transport row for 1f1b:\n{md}"
+mpi_ms, ipc_ms, ratio = map(float, m.groups()[:3])
+assert mpi_ms == rows["1f1b"][1] and abs(ipc_ms / mpi_ms - ratio) <= 1e-3 * ratio + 5e-4, (mpi_ms, ipc_ms, ratio)
+assert m.group(4) == ("ipc" if ratio < 1 else "mpi" if ratio > 1 else "equal"), m.group(0)
 for c in plans:
     kind = re.search(r"schedule.kind=(\w+)", c).group(1)
     # Paths in the listed commands are relative to the repository root.
@@ -117,33 +130,54 @@ cat >"$fake/mpirun" <<'SH'
 args=()
 for a in "$@"; do args+=("${a/runtime.backend=cuda/runtime.backend=cpu}"); done
 echo "mpirun pct=${CUDA_MPS_ACTIVE_THREAD_PERCENTAGE:-none} ${args[*]}" >>"$FAKE_LOG"
+if [ -n "${FAKE_IPC_REFUSED:-}" ] && [[ " ${args[*]} " == *runtime.transport=ipc* ]]; then
+  echo "pipetrain: error: ipc transport: pipeline rank 1 could not open what pipeline rank 0 shares over cuda IPC: refused"
+  exit 1
+fi
 exec mpirun "${args[@]}"
 SH
 chmod +x "$fake"/*
-cuda_study() {  # cuda_study NAME MPS_CONTROL: the cuda path with the stand-ins
-  local rc=0
-  : >"$work/$1.fake"
-  FAKE_LOG="$work/$1.fake" NVIDIA_SMI="$fake/smi" MPS_CONTROL=$2 MPIRUN="$fake/mpirun" MPS_STUDY_ITERS=2 \
+cuda_study() {  # cuda_study NAME MPS_CONTROL [OPTIONS...]: the cuda path with the stand-ins
+  local rc=0 name=$1 control=$2
+  shift 2
+  : >"$work/$name.fake"
+  FAKE_LOG="$work/$name.fake" NVIDIA_SMI="$fake/smi" MPS_CONTROL=$control MPIRUN="$fake/mpirun" MPS_STUDY_ITERS=2 \
     bash "$script" --np 4 --steps 8 --segment 4 --precision fp32 --binary "$bin" --config "$cfg" \
-    --data "$work/data/train_*.bin" "$work/$1" >"$work/$1.log" 2>&1 || rc=$?
-  [ "$rc" = 0 ] || { cat "$work/$1.log"; fail "$1: exit $rc"; }
+    --data "$work/data/train_*.bin" "$@" "$work/$name" >"$work/$name.log" 2>&1 || rc=$?
+  [ "$rc" = 0 ] || { cat "$work/$name.log"; fail "$name: exit $rc"; }
   for s in "1f1b" "bfpp (2 chunks)" "paci_flush (1F1B-flush)" "paci"; do
-    grep -qE "^\| $(sed 's/[()]/\\&/g' <<<"$s") \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| (yes|no) \|" "$work/$1/mps_pipeline.md" ||
-      { cat "$work/$1/mps_pipeline.md"; fail "$1: no row of numbers for $s"; }
+    grep -qE "^\| $(sed 's/[()]/\\&/g' <<<"$s") \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| (yes|no) \|" "$work/$name/mps_pipeline.md" ||
+      { cat "$work/$name/mps_pipeline.md"; fail "$name: no row of numbers for $s"; }
   done
 }
 cuda_study mps "$fake/mps"
 [ "$(grep -c '^mpirun pct=25 .* bench .*runtime.backend=cpu' "$work/mps.fake")" = 1 ] &&
-  [ "$(grep -c '^mpirun pct=25 .* train .*runtime.backend=cpu' "$work/mps.fake")" = 4 ] &&
-  [ "$(grep -c '^mps start' "$work/mps.fake")" = 5 ] && [ "$(grep -c '^mps quit' "$work/mps.fake")" = 5 ] ||
-  { cat "$work/mps.fake"; fail "cuda: bench and 4 runs were not each on 4 MPS ranks of 25 %"; }
+  [ "$(grep -c '^mpirun pct=25 .* train .*runtime.backend=cpu' "$work/mps.fake")" = 5 ] &&
+  [ "$(grep -c '^mpirun pct=25 .* train .*runtime.transport=ipc$' "$work/mps.fake")" = 1 ] &&
+  [ "$(grep -c '^mps start' "$work/mps.fake")" = 6 ] && [ "$(grep -c '^mps quit' "$work/mps.fake")" = 6 ] ||
+  { cat "$work/mps.fake"; fail "cuda: bench and 5 runs (one over ipc) were not each on 4 MPS ranks of 25 %"; }
+grep -q "vs ipc (CUDA IPC device-to-device copies)" "$work/mps/mps_pipeline.md" ||
+  { cat "$work/mps/mps_pipeline.md"; fail "cuda: no mpi vs ipc table"; }
 grep -q "^- Machine: GPU: Stand-in GPU, 570.00, 143771 MiB; 4 MPS ranks x 25 % of the SMs" "$work/mps/mps_pipeline.md" ||
   { cat "$work/mps/mps_pipeline.md"; fail "cuda: the report does not name the GPU and MPS"; }
-echo "ok: cuda path with stand-ins: bench and 4 runs through mps_pipeline.sh, report with numbers"
-cuda_study nomps "$work/no-mps-control"
+echo "ok: cuda path with stand-ins: bench and 5 runs (1f1b also over ipc) through mps_pipeline.sh, report with numbers"
+cuda_study nomps "$work/no-mps-control" --ipc none
 grep -q "^mps" "$work/nomps.fake" && fail "no MPS daemon: it was started anyway"
 [ "$(grep -c '^mpirun pct=none ' "$work/nomps.fake")" = 5 ] || { cat "$work/nomps.fake"; fail "no MPS: not 5 plain mpiruns"; }
+grep -q "runtime.transport=ipc" "$work/nomps.fake" && { cat "$work/nomps.fake"; fail "--ipc none: an ipc run"; }
+grep -q "vs ipc" "$work/nomps/mps_pipeline.md" && fail "--ipc none: the report has a transport table"
 grep -q "4 ranks time-sharing it WITHOUT MPS (.*no-mps-control not found)" "$work/nomps/mps_pipeline.md" ||
   fail "no MPS: the report does not say so"
 echo "ok: cuda path without the MPS daemon: plain mpirun, said in the report"
+# CUDA IPC refused between the MPS clients: the study fails, and its report says why.
+rc=0
+FAKE_IPC_REFUSED=1 FAKE_LOG="$work/refused.fake" NVIDIA_SMI="$fake/smi" MPS_CONTROL="$fake/mps" MPIRUN="$fake/mpirun" \
+  MPS_STUDY_ITERS=2 bash "$script" --np 2 --steps 8 --segment 4 --binary "$bin" --config "$cfg" \
+  --data "$work/data/train_*.bin" "$work/refused" >"$work/refused.log" 2>&1 || rc=$?
+[ "$rc" = 1 ] || { cat "$work/refused.log"; fail "ipc refused: exit $rc, expected 1"; }
+grep -q "^| 1f1b | [0-9.]* | n/a | n/a | n/a | n/a |$" "$work/refused/mps_pipeline.md" &&
+  grep -q "^1f1b over ipc did not finish (train_1f1b_ipc.log): \`pipetrain: error: ipc transport: pipeline rank 1 could not open" \
+    "$work/refused/mps_pipeline.md" && grep -q "FAILED: train 1f1b_ipc" "$work/refused/mps_pipeline.md" ||
+  { cat "$work/refused/mps_pipeline.md"; fail "ipc refused: the report does not say so"; }
+echo "ok: ipc refused: the study fails and the report quotes why"
 echo "PASS"

@@ -79,6 +79,15 @@ mpi_setup() {  # mpi_setup [VAR...]
   for v in "$@"; do mpirun+=" -x $v"; done
 }
 
+device_space_setup() {  # device_space_setup: mpirun passes PIPETRAIN_TEST_DEVICE_SPACE (off unless set per run); a 64 KiB corpus
+  export PIPETRAIN_TEST_DEVICE_SPACE=0
+  mpi_setup PIPETRAIN_TEST_DEVICE_SPACE
+  make_corpus 64
+}
+saved_run_common() {  # saved_run_common STEPS EVAL_EVERY: common= that corpus (train and val), saved parameters, 2 eval batches
+  common=(--set "data.train=$work/data/train_*.bin" --set "data.val=$work/data/val_*.bin" --set run.out_dir="$runs"
+          --set run.save_params=true --set training.steps="$1" --set training.eval_every="$2" --set training.eval_batches=2)
+}
 fail() {
   echo "FAIL: $*"
   exit 1

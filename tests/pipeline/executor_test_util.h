@@ -4,7 +4,10 @@
 // step must equal bit for bit.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -12,8 +15,11 @@
 
 #include "common/rng.h"
 #include "model/stage_model.h"
+#include "pipeline/executor.h"
 #include "pipeline/lower.h"
 #include "pipeline/schedules/schedules.h"
+#include "pipeline/transport.h"
+#include "pipeline/validate.h"
 
 namespace pt::testing {
 
@@ -98,6 +104,49 @@ inline AccumulationReference gradient_accumulation_reference(const ModelConfig& 
   }
   ref.grads = grads_by_id(*whole);
   return ref;
+}
+
+// Pipeline rank `rank` of 2 runs `kind` (chunks per rank, m micro-batches) through the
+// Executor over the transport `make` returns for the lowered list; its losses (on the last
+// stage's rank) and every local gradient must equal gradient accumulation in one process,
+// bit for bit. Every rank calls it (the transport is collective).
+inline void expect_executor_matches_reference(const std::string& kind, int chunks, int m, int rank,
+                                              const std::function<std::unique_ptr<Transport>(const Schedule&)>& make) {
+  const int S = 2 * chunks;
+  const ModelConfig cfg = executor_test_model(S);
+  const AccumulationReference reference = gradient_accumulation_reference(cfg, m);
+  Schedule lowered;
+  std::string error;
+  ASSERT_TRUE(lowered_schedule(kind, 2, chunks, m, &lowered, &error)) << error;
+  ASSERT_TRUE(validate_lowered(lowered).is_ok());
+  std::vector<std::unique_ptr<StageModel>> owned;
+  std::vector<StageModel*> mine(size_t(S), nullptr);
+  for (int s = 0; s < S; ++s) {
+    if (lowered.stage_to_rank[size_t(s)] != rank) continue;
+    owned.push_back(make_cpu_stage_model(cfg, StageSpec{s, s + 1, s == 0, s == S - 1}, kExecB, kExecT));
+    owned.back()->init_params(3);
+    owned.back()->zero_grads();
+    mine[size_t(s)] = owned.back().get();
+  }
+  std::unique_ptr<Transport> transport = make(lowered);
+  ASSERT_TRUE(transport);
+  StepOutput out;
+  {
+    Executor ex(lowered, rank, mine, transport.get());
+    out = ex.run_step(executor_test_batch, 1.0f / float(m));
+  }
+  if (lowered.stage_to_rank[size_t(S - 1)] == rank) {
+    ASSERT_EQ(out.losses.size(), size_t(m));
+    for (int mb = 0; mb < m; ++mb) EXPECT_EQ(out.losses[size_t(mb)], reference.losses[size_t(mb)]) << kind << " mb " << mb;
+  }
+  int compared = 0;
+  for (const auto& model : owned)
+    for (const auto& [id, g] : grads_by_id(*model)) {
+      ASSERT_TRUE(reference.grads.count(id));
+      EXPECT_TRUE(g == reference.grads.at(id)) << kind << ": tensor " << id << " differs on rank " << rank;
+      ++compared;
+    }
+  EXPECT_GT(compared, 0);
 }
 
 }  // namespace pt::testing

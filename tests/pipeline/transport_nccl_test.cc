@@ -29,6 +29,7 @@
 #include "pipeline/transport_select.h"
 #include "pipeline/validate.h"
 #include "tests/pipeline/executor_test_util.h"
+#include "tests/pipeline/transport_test_util.h"
 
 namespace pt {
 namespace {
@@ -70,47 +71,8 @@ class NcclTest : public ::testing::Test {
   }
 };
 
-float pattern(int sender, int msg, size_t i) { return float(sender * 1000003 + msg * 7919) + float(i % 4093) * 0.25f; }
-
-// Host or device buffer of n floats.
-struct Buf {
-  bool device = false;
-  size_t n = 0;
-  std::vector<float> host;
-  float* dev = nullptr;
-  Buf(bool on_device, size_t count) : device(on_device), n(count) {
-    if (device)
-      EXPECT_EQ(cudaMalloc(&dev, n * sizeof(float)), cudaSuccess);
-    else
-      host.assign(n, -1.0f);
-  }
-  ~Buf() {
-    if (dev) cudaFree(dev);
-  }
-  float* ptr() { return device ? dev : host.data(); }
-  void fill(int sender, int msg) {
-    std::vector<float> v(n);
-    for (size_t i = 0; i < n; ++i) v[i] = pattern(sender, msg, i);
-    if (device)
-      EXPECT_EQ(cudaMemcpy(dev, v.data(), n * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
-    else
-      host = v;
-  }
-  std::vector<float> read() {
-    if (!device) return host;
-    std::vector<float> v(n);
-    EXPECT_EQ(cudaMemcpy(v.data(), dev, n * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
-    return v;
-  }
-};
-
-void expect_pattern(const std::vector<float>& got, int sender, int msg, const std::string& what) {
-  size_t bad = 0;
-  for (size_t i = 0; i < got.size(); ++i)
-    if (got[i] != pattern(sender, msg, i) && bad++ < 3)
-      ADD_FAILURE() << what << "[" << i << "] = " << got[i] << ", expected " << pattern(sender, msg, i);
-  EXPECT_EQ(bad, 0u) << what;
-}
+using testing::expect_pattern;
+using testing::pattern;
 
 std::unique_ptr<Transport> make_transport() {
   Status st;
@@ -124,23 +86,8 @@ std::unique_ptr<Transport> make_transport() {
 void send_send_recv_recv(bool send_on_device, bool recv_on_device) {
   auto t = make_transport();
   ASSERT_TRUE(t);
-  const int peer = 1 - g_rank;
-  const size_t n = size_t(8) << 20;
-  Buf s0(send_on_device, n), s1(send_on_device, n), r0(recv_on_device, n), r1(recv_on_device, n);
-  s0.fill(g_rank, 0);
-  s1.fill(g_rank, 1);
-  t->send(s0.ptr(), n, peer, 11);
-  t->send(s1.ptr(), n, peer, 12);
-  t->recv(r0.ptr(), n, peer, 11);
-  t->recv(r1.ptr(), n, peer, 12);
-  t->wait_sends();
-  const std::string what = std::string(send_on_device ? "device" : "host") + " -> " +
-                           (recv_on_device ? "device" : "host") + " rank " + std::to_string(g_rank);
-  expect_pattern(r0.read(), peer, 0, what + " message 0");
-  expect_pattern(r1.read(), peer, 1, what + " message 1");
+  testing::send_send_recv_recv(*t, g_rank, size_t(8) << 20, send_on_device, recv_on_device, "nccl");
   EXPECT_EQ(t->name(), "nccl");
-  EXPECT_EQ(t->rank(), g_rank);
-  EXPECT_EQ(t->size(), 2);
 }
 
 TEST_F(NcclTest, SendSendRecvRecvHostToHost) { send_send_recv_recv(false, false); }
@@ -180,7 +127,7 @@ TEST_F(NcclTest, AllReduceSumsHostAndDeviceBuffers) {
   size_t bad = 0;
   for (size_t i = 0; i < n; ++i) bad += h[i] != 3.0f * float(i % 1024);
   EXPECT_EQ(bad, 0u) << "host all-reduce";
-  Buf d(true, n);
+  testing::Buf d(true, n);
   d.fill(g_rank, 5);
   ar->all_reduce_sum(d.ptr(), n);
   const std::vector<float> got = d.read();
@@ -190,54 +137,15 @@ TEST_F(NcclTest, AllReduceSumsHostAndDeviceBuffers) {
 }
 
 // The executor over NCCL equals gradient accumulation in one process, bitwise.
-constexpr int kB = testing::kExecB, kT = testing::kExecT, kM = 6;
+constexpr int kM = 6;
 
 void executor_matches_reference(const std::string& kind, int chunks) {
-  const int S = 2 * chunks;
-  const ModelConfig cfg = testing::executor_test_model(S);
-  const testing::AccumulationReference reference = testing::gradient_accumulation_reference(cfg, kM);
-  const std::vector<float>& ref_losses = reference.losses;
-  const auto& ref = reference.grads;
-
-  ScheduleSpec spec;
-  spec.kind = kind;
-  spec.ranks = 2;
-  spec.chunks = chunks;
-  spec.microbatches = kM;
-  Schedule compute, lowered;
-  ASSERT_TRUE(make_schedule(spec, &compute).is_ok());
-  ASSERT_TRUE(lower_communication(compute, &lowered).is_ok());
-  ASSERT_TRUE(validate_lowered(lowered).is_ok());
-
-  std::vector<std::unique_ptr<StageModel>> owned;
-  std::vector<StageModel*> mine(size_t(S), nullptr);
-  for (int s = 0; s < S; ++s) {
-    if (lowered.stage_to_rank[size_t(s)] != g_rank) continue;
-    owned.push_back(make_cpu_stage_model(cfg, StageSpec{s, s + 1, s == 0, s == S - 1}, kB, kT));
-    owned.back()->init_params(3);
-    owned.back()->zero_grads();
-    mine[size_t(s)] = owned.back().get();
-  }
-  Status st;
-  auto transport = make_nccl_transport(MPI_COMM_WORLD, g_device, pipeline_channels(lowered), &st);
-  ASSERT_TRUE(st.is_ok()) << st.message();
-  StepOutput out;
-  {
-    Executor ex(lowered, g_rank, mine, transport.get());
-    out = ex.run_step(testing::executor_test_batch, 1.0f / kM);
-  }
-  if (lowered.stage_to_rank[size_t(S - 1)] == g_rank) {
-    ASSERT_EQ(out.losses.size(), size_t(kM));
-    for (int mb = 0; mb < kM; ++mb) EXPECT_EQ(out.losses[size_t(mb)], ref_losses[size_t(mb)]) << kind << " mb " << mb;
-  }
-  int compared = 0;
-  for (const auto& m : owned)
-    for (const auto& [id, g] : testing::grads_by_id(*m)) {
-      ASSERT_TRUE(ref.count(id));
-      EXPECT_TRUE(g == ref.at(id)) << kind << ": tensor " << id << " differs on rank " << g_rank;
-      ++compared;
-    }
-  EXPECT_GT(compared, 0);
+  testing::expect_executor_matches_reference(kind, chunks, kM, g_rank, [](const Schedule& lowered) {
+    Status st;
+    auto transport = make_nccl_transport(MPI_COMM_WORLD, g_device, pipeline_channels(lowered), &st);
+    EXPECT_TRUE(st.is_ok()) << st.message();
+    return transport;
+  });
 }
 
 TEST_F(NcclTest, ExecutorOneFOneBEqualsGradientAccumulationBitwise) { executor_matches_reference("1f1b", 1); }
@@ -258,8 +166,5 @@ int main(int argc, char** argv) {
   pt::set_reporting_rank(pt::g_rank);
   pt::g_skip = pt::decide_skip();
   if (!pt::g_skip.empty() && pt::g_rank == 0) std::printf("%s\n", pt::g_skip.c_str());
-  int failed = RUN_ALL_TESTS() != 0 ? 1 : 0, any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return any;
+  return pt::testing::run_tests_on_every_rank();
 }

@@ -52,6 +52,32 @@ TEST(TransportSelect, LocalNeedsOnePipelineRank) {
   EXPECT_NE(e.find("parallel.pp = 1"), std::string::npos) << e;
 }
 
+TEST(TransportSelect, IpcNeedsOneHost) {
+  EXPECT_EQ(chosen(request("ipc", "cuda", 4, true, /*shared=*/true)), "ipc");  // MPS: one GPU
+  EXPECT_EQ(chosen(request("ipc", "cuda", 4)), "ipc");                         // GPUs of one node
+  TransportRequest cpu = request("ipc", "cpu", 2);
+  cpu.ranks = {{"node0", ""}, {"node0", ""}};
+  EXPECT_EQ(chosen(cpu), "ipc");
+  TransportRequest two = request("ipc", "cuda", 2);
+  two.ranks = {{"node0", "GPU-0"}, {"node1", "GPU-0"}};
+  std::string e = error_of(two);
+  EXPECT_NE(e.find("pipeline rank 1 runs on host node1, pipeline rank 0 on node0"), std::string::npos) << e;
+  EXPECT_NE(e.find("use mpi"), std::string::npos) << e;
+  TransportRequest gpuless = request("ipc", "cuda", 2);
+  gpuless.ranks[1].gpu = "";
+  e = error_of(gpuless);
+  EXPECT_NE(e.find("pipeline rank 1 (host node0) has no GPU"), std::string::npos) << e;
+  TransportRequest unknown = request("ipc", "cpu", 3);
+  unknown.ranks.pop_back();
+  e = error_of(unknown);
+  EXPECT_NE(e.find("unknown"), std::string::npos) << e;
+}
+
+TEST(TransportSelect, AutoNeverPicksIpc) {
+  EXPECT_EQ(chosen(request("auto", "cuda", 4, true, /*shared=*/true)), "mpi");
+  EXPECT_EQ(chosen(request("auto", "cpu", 4)), "mpi");
+}
+
 TEST(TransportSelect, NcclWithOwnGpus) {
   EXPECT_EQ(chosen(request("nccl", "cuda", 4)), "nccl");
   EXPECT_EQ(chosen(request("nccl", "cuda", 1)), "nccl");
@@ -112,7 +138,7 @@ TEST(TransportSelect, AutoPicksNcclOnlyForCudaWithOwnGpus) {
 
 TEST(TransportSelect, RejectsUnknownValues) {
   const std::string e = error_of(request("gloo", "cpu", 1));
-  EXPECT_NE(e.find("'gloo' is not one of: auto, mpi, local, nccl"), std::string::npos) << e;
+  EXPECT_NE(e.find("'gloo' is not one of: auto, mpi, local, nccl, ipc"), std::string::npos) << e;
   const std::string e2 = error_of(request("auto", "rocm", 1));
   EXPECT_NE(e2.find("rocm"), std::string::npos) << e2;
   const std::string e3 = error_of(request("auto", "cpu", 0));
