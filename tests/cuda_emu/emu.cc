@@ -1,0 +1,287 @@
+// The emulator's scheduler: blocks one at a time, each block's threads as ucontext
+// fibers switched only at barriers and shuffles; see emu.h for the model and
+// README.md for what it checks. Errors (barrier deadlock or divergence, a shuffle
+// naming an exited or missing lane) abort with the kernel, block and thread named.
+#include "tests/cuda_emu/emu.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace emu {
+
+thread_local uint3 tl_threadIdx, tl_blockIdx;
+thread_local dim3 tl_blockDim, tl_gridDim;
+
+// Set by runtime.cc's cudaFuncSetAttribute: the dynamic shared memory a kernel opted into.
+std::map<const void*, int>& smem_opt_in();
+void set_last_error(cudaError_t e);
+
+namespace {
+
+constexpr size_t kStackBytes = 256 * 1024;
+constexpr int kMaxThreads = 1024;
+constexpr size_t kDefaultSmem = 48 * 1024;
+constexpr size_t kMaxOptInSmem = 227 * 1024;  // H100/H200: 227 KB per block
+
+enum class State { Ready, AtBlockBarrier, AtWarpBarrier, Exited };
+
+struct Fiber {
+  ucontext_t ctx;
+  State state = State::Ready;
+  unsigned warp_mask = 0;  // the mask it waits on at a warp barrier
+};
+
+struct Warp {
+  unsigned exists = 0, exited = 0, arrived = 0;
+  uint64_t slot[32] = {};
+};
+
+// One mmap'd stack per thread slot, reused by every block; a guard page below each.
+char* fiber_stack(int i) {
+  static std::vector<char*> stacks;
+  while (int(stacks.size()) <= i) {
+    const size_t page = size_t(sysconf(_SC_PAGESIZE));
+    void* p = mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED) fail("mmap of a fiber stack failed");
+    mprotect(p, page, PROT_NONE);
+    stacks.push_back(static_cast<char*>(p) + page);
+  }
+  return stacks[size_t(i)];
+}
+
+struct Block {
+  const char* kernel = "";
+  void (*body)(void*) = nullptr;
+  void* ctx = nullptr;
+  int n = 0, live = 0, cur = 0, at_barrier = 0;
+  std::vector<Fiber> fibers;
+  std::vector<Warp> warps;
+  ucontext_t sched;
+  std::vector<unsigned char> dyn_smem;
+  std::vector<std::pair<const void*, std::unique_ptr<unsigned char[]>>> static_smem;
+};
+
+thread_local Block* g_block = nullptr;
+
+Block& block() {
+  if (!g_block) fail("a device function (barrier, shuffle, shared memory) was called outside a kernel");
+  return *g_block;
+}
+
+uint3 thread_of(const Block& b, int i) {
+  const dim3& d = tl_blockDim;
+  return uint3{unsigned(i) % d.x, unsigned(i) / d.x % d.y, unsigned(i) / (d.x * d.y)};
+}
+
+void yield() {
+  Block& b = block();
+  swapcontext(&b.fibers[size_t(b.cur)].ctx, &b.sched);
+}
+
+void release_block_barrier(Block& b) {
+  if (b.at_barrier == 0 || b.at_barrier != b.live) return;
+  for (Fiber& f : b.fibers) {
+    if (f.state == State::AtBlockBarrier) f.state = State::Ready;
+  }
+  b.at_barrier = 0;
+}
+
+void fiber_main() {
+  Block& b = block();
+  b.body(b.ctx);
+  Fiber& me = b.fibers[size_t(b.cur)];
+  me.state = State::Exited;
+  --b.live;
+  b.warps[size_t(b.cur / 32)].exited |= 1u << (b.cur % 32);
+  release_block_barrier(b);
+}  // returns to b.sched through uc_link
+
+std::string where(const Block& b, int i) {
+  const uint3 t = thread_of(b, i);
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "kernel %s block (%u,%u,%u) thread (%u,%u,%u)", b.kernel, tl_blockIdx.x,
+                tl_blockIdx.y, tl_blockIdx.z, t.x, t.y, t.z);
+  return buf;
+}
+
+[[noreturn]] void deadlock(const Block& b) {
+  int at_block = 0, at_warp = 0;
+  for (const Fiber& f : b.fibers) {
+    at_block += f.state == State::AtBlockBarrier;
+    at_warp += f.state == State::AtWarpBarrier;
+  }
+  const std::string msg = "deadlock in " + where(b, 0) + ": " + std::to_string(at_block) +
+                          " threads wait at __syncthreads, " + std::to_string(at_warp) +
+                          " at a warp barrier/shuffle, " + std::to_string(b.n - b.live) +
+                          " exited (barrier divergence: a GPU would hang or misbehave)";
+  fail(msg.c_str());
+}
+
+// One sweep over the fibers in the block's order; false when none was ready.
+bool sweep(Block& b, bool reverse) {
+  bool ran = false;
+  for (int k = 0; k < b.n; ++k) {
+    const int i = reverse ? b.n - 1 - k : k;
+    if (b.fibers[size_t(i)].state != State::Ready) continue;
+    b.cur = i;
+    tl_threadIdx = thread_of(b, i);
+    swapcontext(&b.sched, &b.fibers[size_t(i)].ctx);
+    ran = true;
+  }
+  return ran;
+}
+
+void start_fibers(Block& b) {
+  for (int i = 0; i < b.n; ++i) {
+    Fiber& f = b.fibers[size_t(i)];
+    f.state = State::Ready;
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = fiber_stack(i);
+    f.ctx.uc_stack.ss_size = kStackBytes;
+    f.ctx.uc_link = &b.sched;
+    makecontext(&f.ctx, fiber_main, 0);
+  }
+  for (int w = 0; w < int(b.warps.size()); ++w) {
+    const int lanes = std::min(32, b.n - 32 * w);
+    b.warps[size_t(w)] = Warp{};
+    b.warps[size_t(w)].exists = lanes == 32 ? ~0u : (1u << lanes) - 1;
+  }
+}
+
+void run_block(Block& b, size_t smem, bool reverse) {
+  b.live = b.n;
+  b.at_barrier = 0;
+  b.static_smem.clear();
+  b.dyn_smem.assign(smem, 0xFF);
+  start_fibers(b);
+  while (b.live > 0) {
+    if (!sweep(b, reverse)) deadlock(b);
+  }
+}
+
+bool valid(const char* name, const void* kernel, const Config& c) {
+  const size_t threads = size_t(c.block.x) * c.block.y * c.block.z;
+  const bool dims_ok = threads >= 1 && threads <= kMaxThreads && c.block.z <= 64 && c.grid.x >= 1 &&
+                       c.grid.y >= 1 && c.grid.z >= 1 && c.grid.y <= 65535 && c.grid.z <= 65535;
+  if (!dims_ok) {
+    std::fprintf(stderr, "emu: %s launched with an invalid configuration grid (%u,%u,%u) block (%u,%u,%u)\n", name,
+                 c.grid.x, c.grid.y, c.grid.z, c.block.x, c.block.y, c.block.z);
+    set_last_error(cudaErrorInvalidConfiguration);
+    return false;
+  }
+  const auto it = smem_opt_in().find(kernel);
+  const size_t limit = it == smem_opt_in().end()
+                           ? kDefaultSmem
+                           : std::max(kDefaultSmem, std::min(kMaxOptInSmem, size_t(it->second)));
+  if (c.smem > limit) {
+    std::fprintf(stderr, "emu: %s asks for %zu bytes of dynamic shared memory, %zu allowed (opt in with "
+                 "cudaFuncSetAttribute above 48 KB)\n", name, c.smem, limit);
+    set_last_error(cudaErrorInvalidValue);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void fail(const char* what) {
+  std::fprintf(stderr, "emu: %s\n", what);
+  std::fflush(stderr);
+  std::abort();
+}
+
+void run_kernel(const char* name, const void* kernel, const Config& cfg, void (*body)(void*), void* ctx) {
+  if (g_block) fail("kernel launched from device code (dynamic parallelism is not emulated)");
+  if (!valid(name, kernel, cfg)) return;
+  Block b;
+  b.kernel = name;
+  b.body = body;
+  b.ctx = ctx;
+  b.n = int(cfg.block.x * cfg.block.y * cfg.block.z);
+  b.fibers.resize(size_t(b.n));
+  b.warps.resize(size_t((b.n + 31) / 32));
+  tl_blockDim = cfg.block;
+  tl_gridDim = cfg.grid;
+  g_block = &b;
+  uint64_t k = 0;
+  for (unsigned z = 0; z < cfg.grid.z; ++z) {
+    for (unsigned y = 0; y < cfg.grid.y; ++y) {
+      for (unsigned x = 0; x < cfg.grid.x; ++x, ++k) {
+        tl_blockIdx = uint3{x, y, z};
+        run_block(b, cfg.smem, k % 2 == 1);
+      }
+    }
+  }
+  g_block = nullptr;
+}
+
+void syncthreads() {
+  Block& b = block();
+  Fiber& me = b.fibers[size_t(b.cur)];
+  me.state = State::AtBlockBarrier;
+  ++b.at_barrier;
+  release_block_barrier(b);
+  if (me.state != State::Ready) yield();
+}
+
+void syncwarp(unsigned mask) {
+  Block& b = block();
+  const int lane = b.cur % 32;
+  Warp& w = b.warps[size_t(b.cur / 32)];
+  if (!(mask >> lane & 1u)) fail(("__syncwarp/shuffle by a lane not in its mask: " + where(b, b.cur)).c_str());
+  if (mask & ~w.exists)
+    fail(("warp mask names lanes past blockDim (partial warp): " + where(b, b.cur)).c_str());
+  if (mask & w.exited) fail(("warp mask names lanes that have exited: " + where(b, b.cur)).c_str());
+  Fiber& me = b.fibers[size_t(b.cur)];
+  me.state = State::AtWarpBarrier;
+  me.warp_mask = mask;
+  w.arrived |= 1u << lane;
+  if ((w.arrived & mask) == mask) {
+    for (int l = 0; l < 32; ++l) {
+      if (mask >> l & 1u) b.fibers[size_t(b.cur / 32 * 32 + l)].state = State::Ready;
+    }
+    w.arrived &= ~mask;
+  }
+  if (me.state != State::Ready) yield();
+}
+
+uint64_t warp_exchange(unsigned mask, uint64_t bits, int src_lane) {
+  Block& b = block();
+  Warp& w = b.warps[size_t(b.cur / 32)];
+  w.slot[b.cur % 32] = bits;
+  syncwarp(mask);
+  if (src_lane < 0 || src_lane > 31 || !(mask >> src_lane & 1u))
+    fail(("shuffle reads a lane outside its mask (undefined on a GPU): " + where(b, b.cur)).c_str());
+  const uint64_t r = w.slot[src_lane];
+  syncwarp(mask);  // nobody overwrites a slot before every lane has read
+  return r;
+}
+
+int lane_id() { return block().cur % 32; }
+
+void* static_shared(const void* key, size_t bytes) {
+  Block& b = block();
+  for (auto& [k, p] : b.static_smem) {
+    if (k == key) return p.get();
+  }
+  auto p = std::make_unique<unsigned char[]>(bytes);
+  std::memset(p.get(), 0xFF, bytes);
+  b.static_smem.emplace_back(key, std::move(p));
+  return b.static_smem.back().second.get();
+}
+
+void* dynamic_shared() {
+  Block& b = block();
+  return b.dyn_smem.empty() ? nullptr : b.dyn_smem.data();
+}
+
+}  // namespace emu

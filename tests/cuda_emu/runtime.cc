@@ -1,0 +1,151 @@
+// Host stand-ins for the CUDA runtime calls the launchers and the gpu tests make,
+// with the real <cuda_runtime_api.h> signatures, so unchanged host code links
+// against the emulator instead of libcudart. "Device" memory is host memory: every
+// allocation ends at a PROT_NONE guard page (16-byte aligned, so an overrun by 16
+// bytes or more faults), and a fault names the emulated kernel and thread. All work
+// is synchronous: streams are ignored, a launch has finished when it returns.
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "tests/cuda_emu/emu.h"
+
+namespace emu {
+
+std::map<const void*, int>& smem_opt_in() {
+  static std::map<const void*, int> m;
+  return m;
+}
+
+namespace {
+
+thread_local cudaError_t g_last_error = cudaSuccess;
+
+struct Mapping {
+  void* base;
+  size_t len;
+};
+std::mutex g_mu;
+std::map<void*, Mapping> g_allocs;
+
+void on_fault(int sig, siginfo_t* info, void*) {
+  char buf[512];
+  const int n = std::snprintf(buf, sizeof buf,
+                              "emu: memory fault at %p (past the end of a cudaMalloc buffer, or a fiber stack "
+                              "overflow) in block (%u,%u,%u) thread (%u,%u,%u)\n",
+                              info->si_addr, tl_blockIdx.x, tl_blockIdx.y, tl_blockIdx.z, tl_threadIdx.x,
+                              tl_threadIdx.y, tl_threadIdx.z);
+  if (n > 0) (void)!write(2, buf, size_t(n));
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void install_fault_handler() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  static char alt[64 * 1024];
+  stack_t ss{};
+  ss.ss_sp = alt;
+  ss.ss_size = sizeof alt;
+  sigaltstack(&ss, nullptr);
+  struct sigaction sa{};
+  sa.sa_sigaction = on_fault;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigaction(SIGSEGV, &sa, nullptr);
+  sigaction(SIGBUS, &sa, nullptr);
+}
+
+void* guarded_alloc(size_t bytes) {
+  install_fault_handler();
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  const size_t used = (std::max<size_t>(bytes, 1) + 15) / 16 * 16;
+  const size_t len = (used + page - 1) / page * page + page;
+  void* base = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) return nullptr;
+  char* guard = static_cast<char*>(base) + len - page;
+  mprotect(guard, page, PROT_NONE);
+  void* p = guard - used;
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_allocs[p] = Mapping{base, len};
+  return p;
+}
+
+cudaError_t guarded_free(void* p) {
+  if (!p) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(g_mu);
+  const auto it = g_allocs.find(p);
+  if (it == g_allocs.end()) return cudaErrorInvalidValue;
+  munmap(it->second.base, it->second.len);
+  g_allocs.erase(it);
+  return cudaSuccess;
+}
+
+}  // namespace
+
+void set_last_error(cudaError_t e) { g_last_error = e; }
+
+}  // namespace emu
+
+extern "C" {
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+
+cudaError_t cudaGetLastError(void) {
+  const cudaError_t e = emu::g_last_error;
+  emu::g_last_error = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return emu::g_last_error; }
+const char* cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : "cudaError(emulated)"; }
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument (emulator)";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument (emulator)";
+    default: return "error (emulator)";
+  }
+}
+
+cudaError_t cudaFuncSetAttribute(const void* func, enum cudaFuncAttribute attr, int value) {
+  if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) emu::smem_opt_in()[func] = value;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void** p, size_t size) {
+  *p = emu::guarded_alloc(size);
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaMallocAsync(void** p, size_t size, cudaStream_t) { return cudaMalloc(p, size); }
+cudaError_t cudaFree(void* p) { return emu::guarded_free(p); }
+cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return emu::guarded_free(p); }
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, enum cudaMemcpyKind) {
+  if (count) std::memmove(dst, src, count);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind, cudaStream_t) {
+  return cudaMemcpy(dst, src, count, kind);
+}
+cudaError_t cudaMemset(void* p, int value, size_t count) {
+  if (count) std::memset(p, value, count);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* p, int value, size_t count, cudaStream_t) { return cudaMemset(p, value, count); }
+
+}  // extern "C"
