@@ -95,16 +95,6 @@ void release_block_barrier(Block& b) {
   b.at_barrier = 0;
 }
 
-void fiber_main() {
-  Block& b = block();
-  b.body(b.ctx);
-  Fiber& me = b.fibers[size_t(b.cur)];
-  me.state = State::Exited;
-  --b.live;
-  b.warps[size_t(b.cur / 32)].exited |= 1u << (b.cur % 32);
-  release_block_barrier(b);
-}  // returns to b.sched through uc_link
-
 std::string where(const Block& b, int i) {
   const uint3 t = thread_of(b, i);
   char buf[256];
@@ -112,6 +102,22 @@ std::string where(const Block& b, int i) {
                 tl_blockIdx.y, tl_blockIdx.z, t.x, t.y, t.z);
   return buf;
 }
+
+void fiber_main() {
+  Block& b = block();
+  b.body(b.ctx);
+  Fiber& me = b.fibers[size_t(b.cur)];
+  me.state = State::Exited;
+  --b.live;
+  Warp& w = b.warps[size_t(b.cur / 32)];
+  w.exited |= 1u << (b.cur % 32);
+  for (int l = 0; l < 32; ++l) {
+    const Fiber* f = w.arrived >> l & 1u ? &b.fibers[size_t(b.cur / 32 * 32 + l)] : nullptr;
+    if (f && (f->warp_mask >> (b.cur % 32) & 1u))
+      fail(("a lane exited while others wait for it at a warp barrier/shuffle: " + where(b, b.cur)).c_str());
+  }
+  release_block_barrier(b);
+}  // returns to b.sched through uc_link
 
 [[noreturn]] void deadlock(const Block& b) {
   int at_block = 0, at_warp = 0;
