@@ -42,6 +42,7 @@ struct Fiber {
 struct Warp {
   unsigned exists = 0, exited = 0, arrived = 0;
   uint64_t slot[32] = {};
+  std::vector<unsigned char> gather;
 };
 
 // One mmap'd stack per thread slot, reused by every block; a guard page below each.
@@ -273,6 +274,59 @@ uint64_t warp_exchange(unsigned mask, uint64_t bits, int src_lane) {
 }
 
 int lane_id() { return block().cur % 32; }
+
+void warp_gather(const void* mine, size_t bytes, void* all) {
+  Block& b = block();
+  std::vector<unsigned char>& buf = b.warps[size_t(b.cur / 32)].gather;
+  buf.resize(32 * bytes);
+  std::memcpy(buf.data() + size_t(b.cur % 32) * bytes, mine, bytes);
+  syncwarp(0xffffffffu);
+  std::memcpy(all, buf.data(), 32 * bytes);
+  syncwarp(0xffffffffu);
+}
+
+namespace {
+
+float bf16_half(uint32_t reg, int half) { return std::bit_cast<float>((reg >> (16 * half) & 0xFFFFu) << 16); }
+
+// PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type", with
+// g = lane / 4, t = lane % 4: A element a_i (i = 0..7, two per register) is at row
+// g + 8·((i / 2) % 2), column 2t + (i % 2) + 8·(i / 4); B element b_i (i = 0..3) at
+// row 2t + (i % 2) + 8·(i / 2), column g; C/D element c_i at row g + 8·(i / 2),
+// column 2t + (i % 2).
+struct MmaOperands {
+  float A[16][16], B[16][8];
+};
+
+MmaOperands mma_operands(const uint32_t (&regs)[32][6]) {
+  MmaOperands m{};
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 8; ++i) {
+      m.A[g + 8 * ((i / 2) % 2)][2 * t + i % 2 + 8 * (i / 4)] = bf16_half(regs[lane][i / 2], i % 2);
+    }
+    for (int i = 0; i < 4; ++i) m.B[2 * t + i % 2 + 8 * (i / 2)][g] = bf16_half(regs[lane][4 + i / 2], i % 2);
+  }
+  return m;
+}
+
+}  // namespace
+
+void mma_m16n8k16_bf16(float& d0, float& d1, float& d2, float& d3, uint32_t a0, uint32_t a1, uint32_t a2,
+                       uint32_t a3, uint32_t b0, uint32_t b1) {
+  const uint32_t mine[6] = {a0, a1, a2, a3, b0, b1};
+  uint32_t regs[32][6];
+  warp_gather(mine, sizeof mine, regs);
+  const MmaOperands m = mma_operands(regs);
+  const int g = lane_id() / 4, t = lane_id() % 4;
+  float* d[4] = {&d0, &d1, &d2, &d3};
+  for (int i = 0; i < 4; ++i) {
+    const int row = g + 8 * (i / 2), col = 2 * t + i % 2;
+    float acc = *d[i];
+    for (int k = 0; k < 16; ++k) acc += m.A[row][k] * m.B[k][col];
+    *d[i] = acc;
+  }
+}
 
 void* static_shared(const void* key, size_t bytes) {
   Block& b = block();

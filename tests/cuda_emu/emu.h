@@ -61,6 +61,13 @@ void syncwarp(unsigned mask);
 // The value `bits` of lane src_lane after every lane of `mask` has deposited its own.
 uint64_t warp_exchange(unsigned mask, uint64_t bits, int src_lane);
 int lane_id();
+// Every lane's `bytes` at `mine`, lane-major into all (32 · bytes), after all 32 lanes deposited.
+void warp_gather(const void* mine, size_t bytes, void* all);
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {d} = A · B + {d} for the warp,
+// from the fragment layouts of the PTX ISA; fp32 sums in k order (tensor cores add in
+// an unspecified order and may truncate: tolerances must allow it).
+void mma_m16n8k16_bf16(float& d0, float& d1, float& d2, float& d3, uint32_t a0, uint32_t a1, uint32_t a2,
+                       uint32_t a3, uint32_t b0, uint32_t b1);
 // Per-block storage of a static __shared__ variable (key: its declaration), poisoned.
 void* static_shared(const void* key, size_t bytes);
 // The launch's dynamic shared memory (extern __shared__), poisoned.
