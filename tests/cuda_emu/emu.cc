@@ -65,6 +65,7 @@ struct Block {
   void* ctx = nullptr;
   int n = 0, live = 0, cur = 0, at_barrier = 0;
   std::vector<Fiber> fibers;
+  std::vector<int> order;
   std::vector<Warp> warps;
   ucontext_t sched;
   std::vector<unsigned char> dyn_smem;
@@ -133,11 +134,10 @@ void fiber_main() {
   fail(msg.c_str());
 }
 
-// One sweep over the fibers in the block's order; false when none was ready.
-bool sweep(Block& b, bool reverse) {
+// One sweep over the ready fibers in the block's order; false when none was ready.
+bool sweep(Block& b) {
   bool ran = false;
-  for (int k = 0; k < b.n; ++k) {
-    const int i = reverse ? b.n - 1 - k : k;
+  for (const int i : b.order) {
     if (b.fibers[size_t(i)].state != State::Ready) continue;
     b.cur = i;
     tl_threadIdx = thread_of(b, i);
@@ -145,6 +145,20 @@ bool sweep(Block& b, bool reverse) {
     ran = true;
   }
   return ran;
+}
+
+// The order threads first run in: ascending, descending or a pseudo-random
+// permutation, by (launch + block) % 3, so one missing barrier shows in some order
+// and a rerun of a launcher sees other orders than the first run.
+void set_order(Block& b, uint64_t variant) {
+  b.order.resize(size_t(b.n));
+  for (int i = 0; i < b.n; ++i) b.order[size_t(i)] = variant % 3 == 1 ? b.n - 1 - i : i;
+  if (variant % 3 != 2) return;
+  uint64_t x = variant * 0x9E3779B97F4A7C15ull + 1;
+  for (int i = b.n - 1; i > 0; --i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;  // xorshift64
+    std::swap(b.order[size_t(i)], b.order[size_t(x % uint64_t(i + 1))]);
+  }
 }
 
 void start_fibers(Block& b) {
@@ -164,14 +178,15 @@ void start_fibers(Block& b) {
   }
 }
 
-void run_block(Block& b, size_t smem, bool reverse) {
+void run_block(Block& b, size_t smem, uint64_t variant) {
   b.live = b.n;
   b.at_barrier = 0;
   b.static_smem.clear();
   b.dyn_smem.assign(smem, 0xFF);
   start_fibers(b);
+  set_order(b, variant);
   while (b.live > 0) {
-    if (!sweep(b, reverse)) deadlock(b);
+    if (!sweep(b)) deadlock(b);
   }
 }
 
@@ -219,12 +234,13 @@ void run_kernel(const char* name, const void* kernel, const Config& cfg, void (*
   tl_blockDim = cfg.block;
   tl_gridDim = cfg.grid;
   g_block = &b;
-  uint64_t k = 0;
+  static uint64_t launches = 0;
+  uint64_t k = launches++;
   for (unsigned z = 0; z < cfg.grid.z; ++z) {
     for (unsigned y = 0; y < cfg.grid.y; ++y) {
       for (unsigned x = 0; x < cfg.grid.x; ++x, ++k) {
         tl_blockIdx = uint3{x, y, z};
-        run_block(b, cfg.smem, k % 2 == 1);
+        run_block(b, cfg.smem, k);
       }
     }
   }

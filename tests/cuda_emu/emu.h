@@ -6,10 +6,11 @@
 // a block are cooperative fibers on the calling host thread, switched only at
 // __syncthreads, __syncwarp and warp shuffles. So barriers and shuffles have a GPU's
 // semantics at the logic level, atomics are trivially atomic, and runs are
-// deterministic. Threads start in ascending order on even blocks and descending order
-// on odd blocks, so a read of shared memory another thread writes without a barrier
-// in between sees the poison (0xFF bytes: NaN for floats, -1 for ints) in one of
-// the two orders. Shared memory (static and dynamic) is poisoned at every block start.
+// deterministic. Threads first run in ascending, descending or a pseudo-random order,
+// varied by block and launch, so a read of shared memory another thread writes
+// without a barrier in between sees the poison (0xFF bytes: NaN for floats, -1 for
+// ints) in some order, and a rerun (determinism checks) sees other thread orders,
+// hence other atomic orders. Shared memory (static and dynamic) is poisoned at every block start.
 // Device memory is host memory (emu.cc's cudaMalloc puts a guard page after every
 // buffer, so reads or writes past the end fault with the kernel and thread named).
 #pragma once
