@@ -15,9 +15,13 @@
 #include <vector>
 
 #include "model/cpu/average.h"
+#include "model/cpu/crossentropy.h"
+#include "model/cpu/layernorm.h"
 #include "model/cpu/residual.h"
 #include "model/cuda/average.h"
 #include "model/cuda/bias_grad.cuh"
+#include "model/cuda/crossentropy.h"
+#include "model/cuda/layernorm.h"
 #include "model/cuda/residual.h"
 #include "tests/model/bf16_test_util.h"
 #include "tests/model/cuda/cuda_test_util.h"
@@ -114,6 +118,48 @@ TEST(CudaEmuKernels, BiasGradMatchesColumnSums) {
     check_bias_grad(dout, dout, N, OC);
     const auto dout16 = testing::bf16_normal(size_t(N) * OC, 36, uint64_t(N), 1.0f);
     check_bias_grad(dout16, testing::widen(dout16), N, OC);
+  }
+}
+
+// Rows narrower than a block or a warp, which the gpu tests (V ~ 1000, C ~ 100) do not
+// reach: threads with empty partitions (V < 256 threads; C < 32 lanes), and C = 1
+// (zero variance). Bounds as in ops_test.cc: a sum of K terms, 2·γ_K plus 8 ulp.
+TEST(CudaEmuKernels, CrossEntropyAndLayerNormOnNarrowRows) {
+  const int N = 37;
+  for (int V : {2, 67}) {
+    const auto logits = philox_vector(size_t(N) * V, 37, uint64_t(V), 3.0f);
+    std::vector<int32_t> targets(N);
+    for (int i = 0; i < N; ++i) targets[size_t(i)] = (i * 13) % V;
+    std::vector<float> losses(N), dlogits(logits.size());
+    cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), N, V);
+    cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), 0.5f, N, V);
+    DeviceBuffer<float> d_logits(logits), d_losses(N), d_dlogits(logits.size());
+    DeviceBuffer<int32_t> d_targets(targets);
+    d_losses.poison();
+    d_dlogits.poison();
+    cuda::crossentropy_forward(d_losses.get(), d_logits.get(), d_targets.get(), N, V, nullptr);
+    cuda::crossentropy_backward(d_dlogits.get(), d_logits.get(), d_targets.get(), 0.5f, N, V, nullptr);
+    const double rtol = testing::sum_order_rtol(V) + 8 * testing::kFp32Unit;
+    const std::string tag = " V " + std::to_string(V);
+    testing::expect_within("crossentropy losses" + tag, d_losses.download(), losses,
+                           testing::tolerances(losses, 2 * rtol, rtol));
+    testing::expect_within("crossentropy dlogits" + tag, d_dlogits.download(), dlogits,
+                           testing::tolerances(dlogits, rtol, rtol));
+  }
+  for (int C : {1, 50}) {
+    const auto inp = philox_vector(size_t(N) * C, 38, uint64_t(C), 2.0f, 0.5f);
+    const auto w = philox_vector(C, 39, 1, 0.5f, 1.0f), b = philox_vector(C, 39, 2, 0.5f);
+    std::vector<float> out(inp.size()), mean(N), rstd(N);
+    cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), w.data(), b.data(), N, C);
+    DeviceBuffer<float> d_inp(inp), d_w(w), d_b(b), d_out(inp.size()), d_mean(N), d_rstd(N);
+    for (auto* buf : {&d_out, &d_mean, &d_rstd}) buf->poison();
+    cuda::layernorm_forward(d_out.get(), d_mean.get(), d_rstd.get(), d_inp.get(), d_w.get(), d_b.get(), N, C,
+                            nullptr);
+    const double rtol = testing::sum_order_rtol(C) + 8 * testing::kFp32Unit;
+    const std::string tag = " C " + std::to_string(C);
+    testing::expect_within("layernorm mean" + tag, d_mean.download(), mean, testing::scaled_tolerances(mean, rtol));
+    testing::expect_within("layernorm rstd" + tag, d_rstd.download(), rstd, testing::tolerances(rstd, 0.0, rtol));
+    testing::expect_within("layernorm out" + tag, d_out.download(), out, testing::scaled_tolerances(out, 2 * rtol));
   }
 }
 
