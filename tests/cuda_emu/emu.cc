@@ -1,11 +1,12 @@
-// The emulator's scheduler: blocks one at a time, each block's threads as ucontext
-// fibers switched only at barriers and shuffles; see emu.h for the model and
+// The emulator's scheduler: blocks one at a time, each block's threads as fibers
+// (fiber.h) switched only at barriers and shuffles; see emu.h for the model and
 // README.md for what it checks. Errors (barrier deadlock or divergence, a shuffle
 // naming an exited or missing lane) abort with the kernel, block and thread named.
 #include "tests/cuda_emu/emu.h"
 
+#include "tests/cuda_emu/fiber.h"
+
 #include <sys/mman.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -22,6 +23,7 @@ thread_local dim3 tl_blockDim, tl_gridDim;
 
 // Set by runtime.cc's cudaFuncSetAttribute: the dynamic shared memory a kernel opted into.
 std::map<const void*, int>& smem_opt_in();
+void check_canaries(const char* kernel);
 void set_last_error(cudaError_t e);
 
 namespace {
@@ -34,7 +36,7 @@ constexpr size_t kMaxOptInSmem = 227 * 1024;  // H100/H200: 227 KB per block
 enum class State { Ready, AtBlockBarrier, AtWarpBarrier, Exited };
 
 struct Fiber {
-  ucontext_t ctx;
+  FiberContext ctx;
   State state = State::Ready;
   unsigned warp_mask = 0;  // the mask it waits on at a warp barrier
 };
@@ -67,7 +69,7 @@ struct Block {
   std::vector<Fiber> fibers;
   std::vector<int> order;
   std::vector<Warp> warps;
-  ucontext_t sched;
+  FiberContext sched;
   std::vector<unsigned char> dyn_smem;
   std::vector<std::pair<const void*, std::unique_ptr<unsigned char[]>>> static_smem;
 };
@@ -86,7 +88,7 @@ uint3 thread_of(const Block& b, int i) {
 
 void yield() {
   Block& b = block();
-  swapcontext(&b.fibers[size_t(b.cur)].ctx, &b.sched);
+  fiber_switch(b.fibers[size_t(b.cur)].ctx, b.sched);
 }
 
 void release_block_barrier(Block& b) {
@@ -119,7 +121,8 @@ void fiber_main() {
       fail(("a lane exited while others wait for it at a warp barrier/shuffle: " + where(b, b.cur)).c_str());
   }
   release_block_barrier(b);
-}  // returns to b.sched through uc_link
+  fiber_switch(me.ctx, b.sched);  // never resumed: the next block starts it afresh
+}
 
 [[noreturn]] void deadlock(const Block& b) {
   int at_block = 0, at_warp = 0;
@@ -141,7 +144,7 @@ bool sweep(Block& b) {
     if (b.fibers[size_t(i)].state != State::Ready) continue;
     b.cur = i;
     tl_threadIdx = thread_of(b, i);
-    swapcontext(&b.sched, &b.fibers[size_t(i)].ctx);
+    fiber_switch(b.sched, b.fibers[size_t(i)].ctx);
     ran = true;
   }
   return ran;
@@ -165,11 +168,7 @@ void start_fibers(Block& b) {
   for (int i = 0; i < b.n; ++i) {
     Fiber& f = b.fibers[size_t(i)];
     f.state = State::Ready;
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = fiber_stack(i);
-    f.ctx.uc_stack.ss_size = kStackBytes;
-    f.ctx.uc_link = &b.sched;
-    makecontext(&f.ctx, fiber_main, 0);
+    fiber_init(f.ctx, fiber_stack(i), kStackBytes, fiber_main);
   }
   for (int w = 0; w < int(b.warps.size()); ++w) {
     const int lanes = std::min(32, b.n - 32 * w);
@@ -245,6 +244,7 @@ void run_kernel(const char* name, const void* kernel, const Config& cfg, void (*
     }
   }
   g_block = nullptr;
+  check_canaries(name);
 }
 
 void syncthreads() {

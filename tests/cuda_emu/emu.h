@@ -44,6 +44,15 @@ struct Config {
 // (cudaGetLastError) instead when the configuration would not launch on an H100/H200.
 void run_kernel(const char* name, const void* kernel, const Config& cfg, void (*body)(void*), void* ctx);
 
+// Aborts unless p is null or inside (or one past) a cudaMalloc/cudaMallocHost buffer:
+// a kernel handed a host pointer would fault on the GPU but run here.
+void check_kernel_pointer(const char* kernel, int index, const void* p);
+
+template <typename T>
+void check_argument(const char* kernel, int index, const T& arg) {
+  if constexpr (std::is_pointer_v<T>) check_kernel_pointer(kernel, index, static_cast<const void*>(arg));
+}
+
 template <typename... P, typename... A>
 void launch(const char* name, const Config& cfg, void (*kernel)(P...), A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
@@ -51,6 +60,10 @@ void launch(const char* name, const Config& cfg, void (*kernel)(P...), A&&... ar
     void (*k)(P...);
     std::tuple<std::decay_t<P>...> params;
   } ctx{kernel, std::tuple<std::decay_t<P>...>(std::forward<A>(args)...)};
+  std::apply([name](const auto&... p) {
+    int i = 0;
+    (check_argument(name, i++, p), ...);
+  }, ctx.params);
   run_kernel(name, reinterpret_cast<const void*>(kernel), cfg, [](void* c) {
     auto* x = static_cast<Ctx*>(c);
     std::apply(x->k, x->params);  // each thread gets its own copy of the by-value parameters
@@ -101,7 +114,7 @@ inline int seg_base(int lane, int width) { return lane / width * width; }
 #define blockIdx (::emu::tl_blockIdx)
 #define blockDim (::emu::tl_blockDim)
 #define gridDim (::emu::tl_gridDim)
-#define warpSize 32
+constexpr int warpSize = 32;
 
 #define __launch_bounds__(...)
 #undef __forceinline__

@@ -77,13 +77,15 @@ __global__ void divergent_barrier_kernel() {
 }
 
 __global__ void overrun_kernel(float* out, int n) { out[n + threadIdx.x] = 1.0f; }
+__global__ void far_overrun_kernel(float* out, int n) { out[n + 64 + threadIdx.x] = 1.0f; }
 
 TEST(CudaEmuDeathTest, KernelBugsAbortWithTheKernelNamed) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   DeviceBuffer<float> out(32);
   EXPECT_DEATH(half_warp_exits_kernel<<<1, 32>>>(out.get()), "exited.*half_warp_exits_kernel");
   EXPECT_DEATH(divergent_barrier_kernel<<<1, 32>>>(), "deadlock in kernel divergent_barrier_kernel");
-  EXPECT_DEATH(overrun_kernel<<<1, 32>>>(out.get(), 32), "memory fault");
+  EXPECT_DEATH(overrun_kernel<<<1, 32>>>(out.get(), 32), "overrun_kernel wrote past the end of the 128-byte buffer");
+  EXPECT_DEATH(far_overrun_kernel<<<1, 32>>>(out.get(), 32), "memory fault");
 }
 
 __global__ void smem_kernel(float* out) {

@@ -1,9 +1,10 @@
 // Host stand-ins for the CUDA runtime calls the launchers and the gpu tests make,
 // with the real <cuda_runtime_api.h> signatures, so unchanged host code links
-// against the emulator instead of libcudart. "Device" memory is host memory: every
-// allocation ends at a PROT_NONE guard page (16-byte aligned, so an overrun by 16
-// bytes or more faults), and a fault names the emulated kernel and thread. All work
-// is synchronous: streams are ignored, a launch has finished when it returns.
+// against the emulator instead of libcudart. "Device" memory is host memory, 256-byte
+// aligned as cudaMalloc guarantees; 0xFF canary bytes fill the rest of the last 256
+// (checked after every launch: a write past the end aborts naming the kernel), then
+// a PROT_NONE guard page (any access beyond faults, naming the block and thread).
+// All work is synchronous: streams are ignored, a launch has finished when it returns.
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -25,10 +26,14 @@ std::map<const void*, int>& smem_opt_in() {
 namespace {
 
 thread_local cudaError_t g_last_error = cudaSuccess;
+constexpr size_t kAlign = 256;  // cudaMalloc's alignment guarantee; code paths depend on it
 
 struct Mapping {
   void* base;
   size_t len;
+  size_t bytes;  // requested; then 0xFF canary bytes up to the guard page
+  size_t used;   // bytes from the returned pointer to the guard page
+  bool device;   // cudaMalloc (true) or cudaMallocHost (pinned host memory)
 };
 std::mutex g_mu;
 std::map<void*, Mapping> g_allocs;
@@ -61,18 +66,19 @@ void install_fault_handler() {
   sigaction(SIGBUS, &sa, nullptr);
 }
 
-void* guarded_alloc(size_t bytes) {
+void* guarded_alloc(size_t bytes, bool device) {
   install_fault_handler();
   const size_t page = size_t(sysconf(_SC_PAGESIZE));
-  const size_t used = (std::max<size_t>(bytes, 1) + 15) / 16 * 16;
+  const size_t used = (std::max<size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
   const size_t len = (used + page - 1) / page * page + page;
   void* base = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (base == MAP_FAILED) return nullptr;
   char* guard = static_cast<char*>(base) + len - page;
   mprotect(guard, page, PROT_NONE);
-  void* p = guard - used;
+  char* p = guard - used;
+  std::memset(p + bytes, 0xFF, used - bytes);
   std::lock_guard<std::mutex> lock(g_mu);
-  g_allocs[p] = Mapping{base, len};
+  g_allocs[p] = Mapping{base, len, bytes, used, device};
   return p;
 }
 
@@ -86,9 +92,44 @@ cudaError_t guarded_free(void* p) {
   return cudaSuccess;
 }
 
+// The allocation holding p (its end included: a one-past-the-end pointer), or null.
+const Mapping* mapping_of(const void* p) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  auto it = g_allocs.upper_bound(const_cast<void*>(p));
+  if (it == g_allocs.begin()) return nullptr;
+  --it;
+  const char* start = static_cast<const char*>(it->first);
+  return static_cast<const char*>(p) <= start + it->second.bytes ? &it->second : nullptr;
+}
+
+bool canaries_intact(const char* p, const Mapping& m) {
+  for (size_t i = m.bytes; i < m.used; ++i) {
+    if (static_cast<unsigned char>(p[i]) != 0xFF) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 void set_last_error(cudaError_t e) { g_last_error = e; }
+
+void check_canaries(const char* kernel) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  for (const auto& [p, m] : g_allocs) {
+    if (canaries_intact(static_cast<const char*>(p), m)) continue;
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "kernel %s wrote past the end of the %zu-byte buffer at %p", kernel, m.bytes, p);
+    fail(buf);
+  }
+}
+
+void check_kernel_pointer(const char* kernel, int index, const void* p) {
+  if (p == nullptr || mapping_of(p) != nullptr) return;
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "kernel %s argument %d is %p, not device memory (cudaMalloc/cudaMallocHost)",
+                kernel, index, p);
+  fail(buf);
+}
 
 }  // namespace emu
 
@@ -103,7 +144,6 @@ cudaError_t cudaGetDevice(int* device) {
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int) { return cudaSuccess; }
-// The emulated device is an sm_90 (H100/H200), the project's target.
 cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int) {
   switch (attr) {
     case cudaDevAttrComputeCapabilityMajor: *value = 9; return cudaSuccess;
@@ -138,10 +178,61 @@ cudaError_t cudaFuncSetAttribute(const void* func, enum cudaFuncAttribute attr, 
 }
 
 cudaError_t cudaMalloc(void** p, size_t size) {
-  *p = emu::guarded_alloc(size);
+  *p = emu::guarded_alloc(size, true);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 cudaError_t cudaMallocAsync(void** p, size_t size, cudaStream_t) { return cudaMalloc(p, size); }
+cudaError_t cudaMallocHost(void** p, size_t size) {
+  *p = emu::guarded_alloc(size, false);
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void* p) { return emu::guarded_free(p); }
+
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attr, const void* p) {
+  *attr = cudaPointerAttributes{};
+  const emu::Mapping* m = emu::mapping_of(p);
+  attr->type = m == nullptr ? cudaMemoryTypeUnregistered : (m->device ? cudaMemoryTypeDevice : cudaMemoryTypeHost);
+  attr->devicePointer = m ? const_cast<void*>(p) : nullptr;
+  attr->hostPointer = m && !m->device ? const_cast<void*>(p) : nullptr;
+  return cudaSuccess;
+}
+
+// The emulated device: an sm_90 (H100/H200), the project's target.
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int) {
+  *prop = cudaDeviceProp{};
+  std::snprintf(prop->name, sizeof prop->name, "pipetrain cuda_emu (host SIMT emulator)");
+  prop->major = 9;
+  prop->minor = 0;
+  prop->multiProcessorCount = 132;
+  prop->warpSize = 32;
+  prop->maxThreadsPerBlock = 1024;
+  prop->sharedMemPerBlockOptin = 227 * 1024;
+  prop->totalGlobalMem = size_t(141) << 30;
+  return cudaSuccess;
+}
+
+// Streams and events are tokens: every call is synchronous, so ordering holds.
+cudaError_t cudaStreamCreate(cudaStream_t* s) {
+  *s = reinterpret_cast<cudaStream_t>(new char);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) { return cudaStreamCreate(s); }
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  delete reinterpret_cast<char*>(s);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = reinterpret_cast<cudaEvent_t>(new char);
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int) { return cudaEventCreate(e); }
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete reinterpret_cast<char*>(e);
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaFree(void* p) { return emu::guarded_free(p); }
 cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return emu::guarded_free(p); }
 
