@@ -113,6 +113,17 @@ bool canaries_intact(const char* p, const Mapping& m) {
 
 void set_last_error(cudaError_t e) { g_last_error = e; }
 
+template <typename Handle>
+cudaError_t new_token(Handle* h) {
+  *h = reinterpret_cast<Handle>(new char);
+  return cudaSuccess;
+}
+template <typename Handle>
+cudaError_t delete_token(Handle h) {
+  delete reinterpret_cast<char*>(h);
+  return cudaSuccess;
+}
+
 void check_canaries(const char* kernel) {
   std::lock_guard<std::mutex> lock(g_mu);
   for (const auto& [p, m] : g_allocs) {
@@ -212,25 +223,13 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int) {
 }
 
 // Streams and events are tokens: every call is synchronous, so ordering holds.
-cudaError_t cudaStreamCreate(cudaStream_t* s) {
-  *s = reinterpret_cast<cudaStream_t>(new char);
-  return cudaSuccess;
-}
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) { return cudaStreamCreate(s); }
-cudaError_t cudaStreamDestroy(cudaStream_t s) {
-  delete reinterpret_cast<char*>(s);
-  return cudaSuccess;
-}
+cudaError_t cudaStreamCreate(cudaStream_t* s) { return emu::new_token(s); }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) { return emu::new_token(s); }
+cudaError_t cudaStreamDestroy(cudaStream_t s) { return emu::delete_token(s); }
 cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
-cudaError_t cudaEventCreate(cudaEvent_t* e) {
-  *e = reinterpret_cast<cudaEvent_t>(new char);
-  return cudaSuccess;
-}
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int) { return cudaEventCreate(e); }
-cudaError_t cudaEventDestroy(cudaEvent_t e) {
-  delete reinterpret_cast<char*>(e);
-  return cudaSuccess;
-}
+cudaError_t cudaEventCreate(cudaEvent_t* e) { return emu::new_token(e); }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int) { return emu::new_token(e); }
+cudaError_t cudaEventDestroy(cudaEvent_t e) { return emu::delete_token(e); }
 cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaFree(void* p) { return emu::guarded_free(p); }
