@@ -18,6 +18,8 @@
 
 #include <cuda_bf16.h>
 
+#include "tests/cuda_emu/emu.h"
+
 namespace {
 
 struct Desc {
@@ -162,6 +164,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
                               const void* beta, const void* C, cublasLtMatrixLayout_t cdesc, void* D,
                               cublasLtMatrixLayout_t ddesc, const cublasLtMatmulAlgo_t*, void*, size_t,
                               cudaStream_t) {
+  const emu::DeviceAccess access;
   const Desc& d = *desc_of(desc);
   const Layout &la = *layout_of(adesc), &lb = *layout_of(bdesc), &lc = *layout_of(cdesc), &ld = *layout_of(ddesc);
   if (!consistent(d, la, lb, lc, ld)) return CUBLAS_STATUS_INVALID_VALUE;

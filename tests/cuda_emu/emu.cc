@@ -49,7 +49,7 @@ struct Warp {
 
 // One mmap'd stack per thread slot, reused by every block; a guard page below each.
 char* fiber_stack(int i) {
-  static std::vector<char*> stacks;
+  static thread_local std::vector<char*> stacks;  // per host thread: launches may run concurrently
   while (int(stacks.size()) <= i) {
     const size_t page = size_t(sysconf(_SC_PAGESIZE));
     void* p = mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
@@ -223,6 +223,7 @@ void fail(const char* what) {
 void run_kernel(const char* name, const void* kernel, const Config& cfg, void (*body)(void*), void* ctx) {
   if (g_block) fail("kernel launched from device code (dynamic parallelism is not emulated)");
   if (!valid(name, kernel, cfg)) return;
+  const DeviceAccess access;
   Block b;
   b.kernel = name;
   b.body = body;
@@ -233,7 +234,7 @@ void run_kernel(const char* name, const void* kernel, const Config& cfg, void (*
   tl_blockDim = cfg.block;
   tl_gridDim = cfg.grid;
   g_block = &b;
-  static uint64_t launches = 0;
+  static thread_local uint64_t launches = 0;
   uint64_t k = launches++;
   for (unsigned z = 0; z < cfg.grid.z; ++z) {
     for (unsigned y = 0; y < cfg.grid.y; ++y) {

@@ -32,6 +32,15 @@ namespace emu {
 extern thread_local uint3 tl_threadIdx, tl_blockIdx;
 extern thread_local dim3 tl_blockDim, tl_gridDim;
 
+// While one exists, device memory is accessible: kernels, runtime copies and the
+// library stand-ins hold one; host code outside them faults on device memory (runtime.cc).
+struct DeviceAccess {
+  DeviceAccess();
+  ~DeviceAccess();
+  DeviceAccess(const DeviceAccess&) = delete;
+  DeviceAccess& operator=(const DeviceAccess&) = delete;
+};
+
 // A kernel launch's configuration; the launch site's <<<grid, block, smem, stream>>>.
 struct Config {
   dim3 grid, block;

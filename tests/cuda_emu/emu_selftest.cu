@@ -2,10 +2,12 @@
 // and atomics give the values CUDA defines, and each kind of kernel bug the emulator
 // claims to catch is caught (README.md): a read of shared memory without the barrier
 // that orders it (in either thread order), a shuffle naming an exited lane, barrier
-// divergence, a write past the end of a buffer, and too much dynamic shared memory.
+// divergence, a write past the end of a buffer, host code reading device memory, and
+// too much dynamic shared memory.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <vector>
 
 #include "tests/model/cuda/cuda_test_util.h"
@@ -86,6 +88,8 @@ TEST(CudaEmuDeathTest, KernelBugsAbortWithTheKernelNamed) {
   EXPECT_DEATH(divergent_barrier_kernel<<<1, 32>>>(), "deadlock in kernel divergent_barrier_kernel");
   EXPECT_DEATH(overrun_kernel<<<1, 32>>>(out.get(), 32), "overrun_kernel wrote past the end of the 128-byte buffer");
   EXPECT_DEATH(far_overrun_kernel<<<1, 32>>>(out.get(), 32), "memory fault");
+  // Host code reading device memory (a GPU machine faults too).
+  EXPECT_DEATH(std::printf("%f\n", double(*static_cast<volatile float*>(out.get()))), "in host code");
 }
 
 __global__ void smem_kernel(float* out) {

@@ -5,16 +5,24 @@
 #include "optim/cuda/linalg.h"
 
 #include "optim/linalg.h"
+#include "tests/cuda_emu/emu.h"
 
 namespace pt::cuda {
 
 void gemm(bool trans_a, bool trans_b, int r, int c, int k, float alpha, const float* A, const float* B, float beta,
           float* C, cudaStream_t) {
+  const emu::DeviceAccess access;
   pt::gemm(trans_a, trans_b, r, c, k, alpha, A, B, beta, C);
 }
 
-void sym_eig_desc(const float* X, int n, float* Q, float* lambda, cudaStream_t) { pt::sym_eig_desc(X, n, Q, lambda); }
+void sym_eig_desc(const float* X, int n, float* Q, float* lambda, cudaStream_t) {
+  const emu::DeviceAccess access;
+  pt::sym_eig_desc(X, n, Q, lambda);
+}
 
-void qr_q(float* A, int n, cudaStream_t) { pt::qr_q(A, n); }
+void qr_q(float* A, int n, cudaStream_t) {
+  const emu::DeviceAccess access;
+  pt::qr_q(A, n);
+}
 
 }  // namespace pt::cuda

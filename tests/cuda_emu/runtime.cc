@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -38,13 +39,21 @@ struct Mapping {
 std::mutex g_mu;
 std::map<void*, Mapping> g_allocs;
 
+std::atomic<int> g_device_access{0};  // > 0 while device code (a kernel, a copy) runs
+
 void on_fault(int sig, siginfo_t* info, void*) {
   char buf[512];
-  const int n = std::snprintf(buf, sizeof buf,
-                              "emu: memory fault at %p (past the end of a cudaMalloc buffer, or a fiber stack "
-                              "overflow) in block (%u,%u,%u) thread (%u,%u,%u)\n",
-                              info->si_addr, tl_blockIdx.x, tl_blockIdx.y, tl_blockIdx.z, tl_threadIdx.x,
-                              tl_threadIdx.y, tl_threadIdx.z);
+  const int n =
+      g_device_access.load() == 0
+          ? std::snprintf(buf, sizeof buf,
+                          "emu: memory fault at %p in host code: device memory dereferenced outside a kernel "
+                          "or cudaMemcpy (a GPU machine faults too), or a null/wild pointer\n",
+                          info->si_addr)
+          : std::snprintf(buf, sizeof buf,
+                          "emu: memory fault at %p (past the end of a cudaMalloc buffer, or a fiber stack "
+                          "overflow) in block (%u,%u,%u) thread (%u,%u,%u)\n",
+                          info->si_addr, tl_blockIdx.x, tl_blockIdx.y, tl_blockIdx.z, tl_threadIdx.x,
+                          tl_threadIdx.y, tl_threadIdx.z);
   if (n > 0) (void)!write(2, buf, size_t(n));
   signal(sig, SIG_DFL);
   raise(sig);
@@ -79,6 +88,7 @@ void* guarded_alloc(size_t bytes, bool device) {
   std::memset(p + bytes, 0xFF, used - bytes);
   std::lock_guard<std::mutex> lock(g_mu);
   g_allocs[p] = Mapping{base, len, bytes, used, device};
+  if (device && g_device_access.load() == 0) mprotect(base, len - page, PROT_NONE);
   return p;
 }
 
@@ -90,6 +100,14 @@ cudaError_t guarded_free(void* p) {
   munmap(it->second.base, it->second.len);
   g_allocs.erase(it);
   return cudaSuccess;
+}
+
+void protect_device_memory(int prot) {
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  std::lock_guard<std::mutex> lock(g_mu);
+  for (const auto& [p, m] : g_allocs) {
+    if (m.device) mprotect(m.base, m.len - page, prot);
+  }
 }
 
 // The allocation holding p (its end included: a one-past-the-end pointer), or null.
@@ -112,6 +130,15 @@ bool canaries_intact(const char* p, const Mapping& m) {
 }  // namespace
 
 void set_last_error(cudaError_t e) { g_last_error = e; }
+
+// Device buffers are PROT_NONE while host code runs: the first DeviceAccess opens them
+// all, the last closes them (one mprotect per buffer each way).
+DeviceAccess::DeviceAccess() {
+  if (g_device_access.fetch_add(1) == 0) protect_device_memory(PROT_READ | PROT_WRITE);
+}
+DeviceAccess::~DeviceAccess() {
+  if (g_device_access.fetch_sub(1) == 1) protect_device_memory(PROT_NONE);
+}
 
 template <typename Handle>
 cudaError_t new_token(Handle* h) {
@@ -236,6 +263,7 @@ cudaError_t cudaFree(void* p) { return emu::guarded_free(p); }
 cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return emu::guarded_free(p); }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, enum cudaMemcpyKind) {
+  const emu::DeviceAccess access;
   if (count) std::memmove(dst, src, count);
   return cudaSuccess;
 }
@@ -243,6 +271,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaM
   return cudaMemcpy(dst, src, count, kind);
 }
 cudaError_t cudaMemset(void* p, int value, size_t count) {
+  const emu::DeviceAccess access;
   if (count) std::memset(p, value, count);
   return cudaSuccess;
 }
