@@ -58,11 +58,19 @@ double tf32(double x) {
   return std::isfinite(float(x)) ? double(std::bit_cast<float>(r)) : x;
 }
 
-// op(X)[i][k] of a column-major X (ld) that is transposed when trans.
-double op_at(const void* x, const Layout& l, bool trans, uint64_t i, uint64_t k, bool round_tf32) {
-  const size_t idx = trans ? size_t(k) + size_t(i) * size_t(l.ld) : size_t(i) + size_t(k) * size_t(l.ld);
-  const double v = load(x, l.type, idx);
-  return round_tf32 ? tf32(v) : v;
+// op(X) (rows x depth) of a column-major X (ld) that is transposed when trans, as a
+// dense row-major double matrix, rounded to tf32 first when round_tf32.
+std::vector<double> op_rows(const void* x, const Layout& l, bool trans, uint64_t rows, uint64_t depth,
+                            bool round_tf32) {
+  std::vector<double> out(size_t(rows * depth));
+  for (uint64_t i = 0; i < rows; ++i) {
+    for (uint64_t p = 0; p < depth; ++p) {
+      const size_t idx = trans ? size_t(p) + size_t(i) * size_t(l.ld) : size_t(i) + size_t(p) * size_t(l.ld);
+      const double v = load(x, l.type, idx);
+      out[size_t(i * depth + p)] = round_tf32 ? tf32(v) : v;
+    }
+  }
+  return out;
 }
 
 double gelu(double x) {
@@ -176,11 +184,13 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
   const cudaDataType bias_type = d.bias_type < 0 ? ld.type : cudaDataType(d.bias_type);
   const double al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
   const uint64_t m = ld.rows, n = ld.cols, k = ta ? la.rows : la.cols;
+  const std::vector<double> a = op_rows(A, la, ta, m, k, tf);   // op(A) (m x k)
+  const std::vector<double> bt = op_rows(B, lb, !tb, n, k, tf);  // op(B)ᵀ (n x k)
   std::vector<double> out(size_t(m * n));
   for (uint64_t j = 0; j < n; ++j) {
     for (uint64_t i = 0; i < m; ++i) {
       double s = 0.0;
-      for (uint64_t p = 0; p < k; ++p) s += op_at(A, la, ta, i, p, tf) * op_at(B, lb, tb, p, j, tf);
+      for (uint64_t p = 0; p < k; ++p) s += a[size_t(i * k + p)] * bt[size_t(j * k + p)];
       double v = al * s + (be != 0.0 ? be * load(C, lc.type, size_t(i + j * uint64_t(lc.ld))) : 0.0);
       if (bias) v += load(d.bias, bias_type, size_t(i));
       out[size_t(i + j * m)] = v;

@@ -168,12 +168,15 @@ void start_fibers(Block& b) {
   for (int i = 0; i < b.n; ++i) {
     Fiber& f = b.fibers[size_t(i)];
     f.state = State::Ready;
-    fiber_init(f.ctx, fiber_stack(i), kStackBytes, fiber_main);
+    // Stack tops staggered by i cache lines: equal offsets from page-aligned stacks
+    // would all map to the same cache sets.
+    fiber_init(f.ctx, fiber_stack(i), kStackBytes - size_t(i % 64) * 64 - size_t(i / 64 % 16) * 4096, fiber_main);
   }
   for (int w = 0; w < int(b.warps.size()); ++w) {
     const int lanes = std::min(32, b.n - 32 * w);
-    b.warps[size_t(w)] = Warp{};
-    b.warps[size_t(w)].exists = lanes == 32 ? ~0u : (1u << lanes) - 1;
+    Warp& warp = b.warps[size_t(w)];
+    warp.exited = warp.arrived = 0;
+    warp.exists = lanes == 32 ? ~0u : (1u << lanes) - 1;
   }
 }
 
@@ -291,6 +294,13 @@ uint64_t warp_exchange(unsigned mask, uint64_t bits, int src_lane) {
 }
 
 int lane_id() { return block().cur % 32; }
+
+void check_launch_bounds(int max_threads, int) {
+  const Block& b = block();
+  if (b.n > max_threads)
+    fail(("block of " + std::to_string(b.n) + " threads exceeds __launch_bounds__(" + std::to_string(max_threads) +
+          "): " + where(b, b.cur)).c_str());
+}
 
 void warp_gather(const void* mine, size_t bytes, void* all) {
   Block& b = block();

@@ -97,6 +97,10 @@ void* static_shared(const void* key, size_t bytes);
 void* dynamic_shared();
 [[noreturn]] void fail(const char* what);
 
+// A kernel's __launch_bounds__(max_threads[, min_blocks]): a launch with a larger block
+// fails on the GPU ("too many resources requested for launch").
+void check_launch_bounds(int max_threads, int min_blocks = 0);
+
 template <typename T>
 T& shared_var(const void* key) {
   return *static_cast<T*>(static_shared(key, sizeof(T)));
@@ -125,7 +129,6 @@ inline int seg_base(int lane, int width) { return lane / width * width; }
 #define gridDim (::emu::tl_gridDim)
 constexpr int warpSize = 32;
 
-#define __launch_bounds__(...)
 #undef __forceinline__
 #define __forceinline__ inline
 #undef __align__

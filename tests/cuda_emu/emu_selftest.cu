@@ -2,8 +2,8 @@
 // and atomics give the values CUDA defines, and each kind of kernel bug the emulator
 // claims to catch is caught (README.md): a read of shared memory without the barrier
 // that orders it (in either thread order), a shuffle naming an exited lane, barrier
-// divergence, a write past the end of a buffer, host code reading device memory, and
-// too much dynamic shared memory.
+// divergence, a block larger than __launch_bounds__, a write past the end of a buffer,
+// host code reading device memory, and too much dynamic shared memory.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -78,6 +78,8 @@ __global__ void divergent_barrier_kernel() {
   else __syncthreads();
 }
 
+__global__ void __launch_bounds__(32) bounded_kernel(float* out) { out[threadIdx.x] = 0.0f; }
+
 __global__ void overrun_kernel(float* out, int n) { out[n + threadIdx.x] = 1.0f; }
 __global__ void far_overrun_kernel(float* out, int n) { out[n + 64 + threadIdx.x] = 1.0f; }
 
@@ -88,6 +90,7 @@ TEST(CudaEmuDeathTest, KernelBugsAbortWithTheKernelNamed) {
   EXPECT_DEATH(divergent_barrier_kernel<<<1, 32>>>(), "deadlock in kernel divergent_barrier_kernel");
   EXPECT_DEATH(overrun_kernel<<<1, 32>>>(out.get(), 32), "overrun_kernel wrote past the end of the 128-byte buffer");
   EXPECT_DEATH(far_overrun_kernel<<<1, 32>>>(out.get(), 32), "memory fault");
+  EXPECT_DEATH(bounded_kernel<<<1, 64>>>(out.get()), "block of 64 threads exceeds __launch_bounds__\\(32\\)");
   // Host code reading device memory (a GPU machine faults too).
   EXPECT_DEATH(std::printf("%f\n", double(*static_cast<volatile float*>(out.get()))), "in host code");
 }

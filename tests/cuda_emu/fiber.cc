@@ -10,8 +10,9 @@
 
 extern "C" void emu_fiber_switch(void** save_sp, void* load_sp);
 
-// Frame below the return address: rbp rbx r12 r13 r14 r15 (48 bytes), then 16 bytes
-// holding the x87 control word (at 0) and MXCSR (at 8).
+// Frame below the return address: rbp rbx r12 r13 r14 r15 (48 bytes). The FP control
+// words (MXCSR, x87) are not switched: no emulated code changes them, and saving and
+// loading them cost most of a switch.
 asm(R"(
   .text
   .globl emu_fiber_switch
@@ -23,14 +24,8 @@ emu_fiber_switch:
   pushq %r13
   pushq %r14
   pushq %r15
-  subq $16, %rsp
-  fnstcw (%rsp)
-  stmxcsr 8(%rsp)
   movq %rsp, (%rdi)
   movq %rsi, %rsp
-  fldcw (%rsp)
-  ldmxcsr 8(%rsp)
-  addq $16, %rsp
   popq %r15
   popq %r14
   popq %r13
@@ -49,12 +44,8 @@ void fiber_init(FiberContext& ctx, char* stack, size_t size, void (*entry)()) {
   auto* ret = reinterpret_cast<uint64_t*>(top - 16);
   ret[0] = reinterpret_cast<uint64_t>(entry);
   ret[1] = 0;  // entry's own return address: it never returns
-  auto* frame = reinterpret_cast<unsigned char*>(ret) - 64;
-  std::memset(frame, 0, 64);
-  const uint16_t fpcw = 0x037F;  // the x86-64 ABI's initial control words
-  const uint32_t mxcsr = 0x1F80;
-  std::memcpy(frame, &fpcw, sizeof fpcw);
-  std::memcpy(frame + 8, &mxcsr, sizeof mxcsr);
+  auto* frame = reinterpret_cast<unsigned char*>(ret) - 48;  // the six callee-saved registers
+  std::memset(frame, 0, 48);
   ctx.sp = frame;
 }
 

@@ -1,6 +1,6 @@
 // Minimal fibers for the emulator's threads (emu.cc): a context is a saved stack
-// pointer, and a switch saves the callee-saved registers and the FP control words on
-// the current stack and restores the other's (x86-64 System V; a few instructions, no
+// pointer, and a switch saves the callee-saved registers on the current stack and
+// restores the other's (x86-64 System V; a few instructions, no
 // system call, which is what makes a 256-thread block with hundreds of barriers cheap).
 // Elsewhere the same interface over ucontext (correct, ~50x slower).
 #pragma once
