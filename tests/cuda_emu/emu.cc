@@ -295,6 +295,14 @@ uint64_t warp_exchange(unsigned mask, uint64_t bits, int src_lane) {
 
 int lane_id() { return block().cur % 32; }
 
+void misaligned(const void* p, size_t align) {
+  const std::string at = g_block ? where(*g_block, g_block->cur) : std::string("host code");
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "pointer %p cast to a type needing %zu-byte alignment (misaligned address): ", p,
+                align);
+  fail((buf + at).c_str());
+}
+
 void check_launch_bounds(int max_threads, int) {
   const Block& b = block();
   if (b.n > max_threads)

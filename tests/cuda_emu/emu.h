@@ -101,6 +101,21 @@ void* dynamic_shared();
 // fails on the GPU ("too many resources requested for launch").
 void check_launch_bounds(int max_threads, int min_blocks = 0);
 
+[[noreturn]] void misaligned(const void* p, size_t align);
+
+// reinterpret_cast in rewritten source: a pointer must be aligned for its pointee, or
+// the GPU access faults ("misaligned address"); the host would just load it.
+template <typename To, typename From>
+To device_cast(From p) {
+  if constexpr (std::is_pointer_v<To> && std::is_pointer_v<From>) {
+    using T = std::remove_cv_t<std::remove_pointer_t<To>>;
+    if constexpr (!std::is_void_v<T>) {
+      if (reinterpret_cast<uintptr_t>(p) % alignof(T) != 0) misaligned(p, alignof(T));
+    }
+  }
+  return reinterpret_cast<To>(p);
+}
+
 template <typename T>
 T& shared_var(const void* key) {
   return *static_cast<T*>(static_shared(key, sizeof(T)));

@@ -2,8 +2,9 @@
 // and atomics give the values CUDA defines, and each kind of kernel bug the emulator
 // claims to catch is caught (README.md): a read of shared memory without the barrier
 // that orders it (in either thread order), a shuffle naming an exited lane, barrier
-// divergence, a block larger than __launch_bounds__, a write past the end of a buffer,
-// host code reading device memory, and too much dynamic shared memory.
+// divergence, a block larger than __launch_bounds__, a misaligned vector access, a write
+// past the end of a buffer, host code reading device memory, and too much dynamic
+// shared memory.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -80,6 +81,10 @@ __global__ void divergent_barrier_kernel() {
 
 __global__ void __launch_bounds__(32) bounded_kernel(float* out) { out[threadIdx.x] = 0.0f; }
 
+__global__ void misaligned_kernel(float* out) {
+  *reinterpret_cast<float2*>(out + 1) = make_float2(0.0f, 0.0f);  // 8-byte type at a 4-byte offset
+}
+
 __global__ void overrun_kernel(float* out, int n) { out[n + threadIdx.x] = 1.0f; }
 __global__ void far_overrun_kernel(float* out, int n) { out[n + 64 + threadIdx.x] = 1.0f; }
 
@@ -91,6 +96,7 @@ TEST(CudaEmuDeathTest, KernelBugsAbortWithTheKernelNamed) {
   EXPECT_DEATH(overrun_kernel<<<1, 32>>>(out.get(), 32), "overrun_kernel wrote past the end of the 128-byte buffer");
   EXPECT_DEATH(far_overrun_kernel<<<1, 32>>>(out.get(), 32), "memory fault");
   EXPECT_DEATH(bounded_kernel<<<1, 64>>>(out.get()), "block of 64 threads exceeds __launch_bounds__\\(32\\)");
+  EXPECT_DEATH(misaligned_kernel<<<1, 1>>>(out.get()), "needing 8-byte alignment.*misaligned_kernel");
   // Host code reading device memory (a GPU machine faults too).
   EXPECT_DEATH(std::printf("%f\n", double(*static_cast<volatile float*>(out.get()))), "in host code");
 }
