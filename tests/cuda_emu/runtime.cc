@@ -1,7 +1,8 @@
 // Host stand-ins for the CUDA runtime calls the launchers and the gpu tests make,
 // with the real <cuda_runtime_api.h> signatures, so unchanged host code links
 // against the emulator instead of libcudart. "Device" memory is host memory, 256-byte
-// aligned as cudaMalloc guarantees; 0xFF canary bytes fill the rest of the last 256
+// aligned as cudaMalloc guarantees, its contents 0xFF bytes (NaN) until written (up to
+// 8 MB); 0xFF canary bytes fill the rest of the last 256
 // (checked after every launch: a write past the end aborts naming the kernel), then
 // a PROT_NONE guard page (any access beyond faults, naming the block and thread).
 // All work is synchronous: streams are ignored, a launch has finished when it returns.
@@ -28,6 +29,7 @@ namespace {
 
 thread_local cudaError_t g_last_error = cudaSuccess;
 constexpr size_t kAlign = 256;  // cudaMalloc's alignment guarantee; code paths depend on it
+constexpr size_t kPoisonMax = size_t(8) << 20;
 
 struct Mapping {
   void* base;
@@ -85,7 +87,10 @@ void* guarded_alloc(size_t bytes, bool device) {
   char* guard = static_cast<char*>(base) + len - page;
   mprotect(guard, page, PROT_NONE);
   char* p = guard - used;
-  std::memset(p + bytes, 0xFF, used - bytes);
+  // Contents poisoned (NaN), as cudaMalloc's are undefined, then the canaries. Not the
+  // large ones (the 32 MB cuBLASLt workspace, never read here): untouched pages keep
+  // the per-launch protection switch cheap.
+  std::memset(bytes <= kPoisonMax ? p : p + bytes, 0xFF, bytes <= kPoisonMax ? used : used - bytes);
   std::lock_guard<std::mutex> lock(g_mu);
   g_allocs[p] = Mapping{base, len, bytes, used, device};
   if (device && g_device_access.load() == 0) mprotect(base, len - page, PROT_NONE);
