@@ -10,18 +10,18 @@
 // varied by block and launch, so a read of shared memory another thread writes
 // without a barrier in between sees the poison (0xFF bytes: NaN for floats, -1 for
 // ints) in some order, and a rerun (determinism checks) sees other thread orders,
-// hence other atomic orders. Shared memory (static and dynamic) is poisoned at every block start.
-// Device memory is host memory (emu.cc's cudaMalloc puts a guard page after every
-// buffer, so reads or writes past the end fault with the kernel and thread named).
+// hence other atomic orders. Shared memory (static and dynamic) is poisoned at every
+// block start. Device memory is host memory (runtime.cc: poisoned, canaries and a
+// guard page after each buffer, inaccessible to host code between device calls).
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <bit>
 #include <cstring>
 #include <tuple>
 #include <type_traits>
