@@ -1,0 +1,122 @@
+// Self-test of the emulator (emulator only; nvcc never compiles this file): shuffles
+// and atomics give the values CUDA defines, and each kind of kernel bug the emulator
+// claims to catch is caught (README.md): a read of shared memory without the barrier
+// that orders it (in either thread order), a shuffle naming an exited lane, barrier
+// divergence, a block larger than __launch_bounds__, a misaligned vector access, a write
+// past the end of a buffer, host code reading device memory, and too much dynamic
+// shared memory.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "tests/model/cuda/cuda_test_util.h"
+
+namespace {
+
+using pt::testing::DeviceBuffer;
+
+__global__ void shuffle_kernel(int* out) {
+  const int lane = threadIdx.x;
+  out[lane] = __shfl_xor_sync(0xffffffffu, lane * 10, 5);
+  out[32 + lane] = __shfl_down_sync(0xffffffffu, lane * 10, 3);
+  out[64 + lane] = __shfl_sync(0xffffffffu, lane * 10, 7);
+  out[96 + lane] = __shfl_xor_sync(0xffffffffu, lane * 10, 2, 4);
+}
+
+TEST(CudaEmu, ShufflesFollowCudaSemantics) {
+  DeviceBuffer<int> out(128);
+  shuffle_kernel<<<1, 32>>>(out.get());
+  const std::vector<int> v = out.download();
+  for (int l = 0; l < 32; ++l) {
+    EXPECT_EQ(v[size_t(l)], (l ^ 5) * 10);
+    EXPECT_EQ(v[size_t(32 + l)], (l + 3 < 32 ? l + 3 : l) * 10);  // past the warp: own value
+    EXPECT_EQ(v[size_t(64 + l)], 70);
+    EXPECT_EQ(v[size_t(96 + l)], (l ^ 2) * 10);
+  }
+}
+
+__global__ void count_kernel(int* counter) { atomicAdd(counter, 1); }
+
+TEST(CudaEmu, AtomicsCountEveryThread) {
+  DeviceBuffer<int> c(std::vector<int>{0});
+  count_kernel<<<dim3(3, 2), dim3(7, 5)>>>(c.get());
+  EXPECT_EQ(c.download()[0], 3 * 2 * 7 * 5);
+}
+
+// Each thread reads its neighbour's shared value: neighbour tid + shift (mod 64).
+__global__ void neighbour_kernel(float* out, int shift, bool barrier) {
+  __shared__ float sh[64];
+  sh[threadIdx.x] = float(threadIdx.x);
+  if (barrier) __syncthreads();
+  out[blockIdx.x * 64 + threadIdx.x] = sh[(threadIdx.x + shift) % 64];
+}
+
+int nan_count(const std::vector<float>& v) {
+  int n = 0;
+  for (float x : v) n += std::isnan(x);
+  return n;
+}
+
+TEST(CudaEmu, MissingBarrierReadsPoisonInOneOfTheThreadOrders) {
+  DeviceBuffer<float> out(128);
+  for (int shift : {1, 63}) {  // the next thread's value, and the previous one's
+    neighbour_kernel<<<2, 64>>>(out.get(), shift, true);
+    EXPECT_EQ(nan_count(out.download()), 0) << "shift " << shift;
+    neighbour_kernel<<<2, 64>>>(out.get(), shift, false);
+    EXPECT_GT(nan_count(out.download()), 0) << "shift " << shift << ": the race went unnoticed";
+  }
+}
+
+__global__ void half_warp_exits_kernel(float* out) {
+  if (threadIdx.x >= 16) return;
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+
+__global__ void divergent_barrier_kernel() {
+  if (threadIdx.x < 16) __syncwarp();
+  else __syncthreads();
+}
+
+__global__ void __launch_bounds__(32) bounded_kernel(float* out) { out[threadIdx.x] = 0.0f; }
+
+__global__ void misaligned_kernel(float* out) {
+  *reinterpret_cast<float2*>(out + 1) = make_float2(0.0f, 0.0f);  // 8-byte type at a 4-byte offset
+}
+
+__global__ void overrun_kernel(float* out, int n) { out[n + threadIdx.x] = 1.0f; }
+__global__ void far_overrun_kernel(float* out, int n) { out[n + 64 + threadIdx.x] = 1.0f; }
+
+TEST(CudaEmuDeathTest, KernelBugsAbortWithTheKernelNamed) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  DeviceBuffer<float> out(32);
+  EXPECT_DEATH(half_warp_exits_kernel<<<1, 32>>>(out.get()), "exited.*half_warp_exits_kernel");
+  EXPECT_DEATH(divergent_barrier_kernel<<<1, 32>>>(), "deadlock in kernel divergent_barrier_kernel");
+  EXPECT_DEATH(overrun_kernel<<<1, 32>>>(out.get(), 32), "overrun_kernel wrote past the end of the 128-byte buffer");
+  EXPECT_DEATH(far_overrun_kernel<<<1, 32>>>(out.get(), 32), "memory fault");
+  EXPECT_DEATH(bounded_kernel<<<1, 64>>>(out.get()), "block of 64 threads exceeds __launch_bounds__\\(32\\)");
+  EXPECT_DEATH(misaligned_kernel<<<1, 1>>>(out.get()), "needing 8-byte alignment.*misaligned_kernel");
+  // Host code reading device memory (a GPU machine faults too).
+  EXPECT_DEATH(std::printf("%f\n", double(*static_cast<volatile float*>(out.get()))), "in host code");
+}
+
+__global__ void smem_kernel(float* out) {
+  extern __shared__ float smem[];
+  smem[threadIdx.x] = 2.0f;
+  __syncthreads();
+  out[threadIdx.x] = smem[31 - threadIdx.x];
+}
+
+TEST(CudaEmu, DynamicSharedMemoryAbove48KbNeedsTheOptIn) {
+  DeviceBuffer<float> out(32);
+  const size_t big = 64 * 1024;
+  smem_kernel<<<1, 32, big>>>(out.get());
+  EXPECT_NE(cudaGetLastError(), cudaSuccess);
+  ASSERT_EQ(cudaFuncSetAttribute(smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(big)), cudaSuccess);
+  smem_kernel<<<1, 32, big>>>(out.get());
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  EXPECT_EQ(out.download(), std::vector<float>(32, 2.0f));
+}
+
+}  // namespace
