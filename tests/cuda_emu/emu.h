@@ -79,6 +79,28 @@ void launch(const char* name, const Config& cfg, void (*kernel)(P...), A&&... ar
   }, &ctx);
 }
 
+// A launch of a template kernel without explicit template arguments
+// (k<<<...>>>(args), nvcc deduces them from args): the rewrite passes a generic lambda
+// calling k, so C++ deduces them per call the same way. Its key (the
+// cudaFuncSetAttribute identity) is unique per instantiation; attributes cannot be
+// set on such a launch (nvcc sources name the instantiation to set them).
+template <typename F, typename... A>
+void launch_deduced(const char* name, const Config& cfg, F call, A&&... args) {
+  struct Ctx {
+    F f;
+    std::tuple<std::decay_t<A>...> params;
+  } ctx{call, std::tuple<std::decay_t<A>...>(std::forward<A>(args)...)};
+  std::apply([name](const auto&... p) {
+    int i = 0;
+    (check_argument(name, i++, p), ...);
+  }, ctx.params);
+  static const char key = 0;
+  run_kernel(name, &key, cfg, [](void* c) {
+    auto* x = static_cast<Ctx*>(c);
+    std::apply(x->f, x->params);  // by value: each thread gets its own copy
+  }, &ctx);
+}
+
 void syncthreads();
 void syncwarp(unsigned mask);
 // The value `bits` of lane src_lane after every lane of `mask` has deposited its own.

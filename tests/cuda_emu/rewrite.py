@@ -5,6 +5,8 @@ usage: rewrite.py INPUT OUTPUT
 
 Only three constructs change; everything else is the kernel source as nvcc sees it:
   k<<<grid, block[, smem[, stream]]>>>(args)  ->  ::emu::launch("k", ::emu::Config(grid, block, ...), k, args)
+    (a template kernel of the file launched without template arguments: launch_deduced
+    with a generic lambda calling k, so its arguments are deduced as nvcc does)
   extern __shared__ T name[];                ->  T* name = static_cast<T*>(::emu::dynamic_shared());
   __shared__ T name[dims];                   ->  per-block storage from ::emu::static_shared (poisoned)
   asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 ..." : "+f"(d0..3) : "r"(a0..3), "r"(b0, b1))
@@ -18,6 +20,8 @@ rewritten span), so compiler errors and emulator reports point into the .cu file
 import re
 import sys
 
+TEMPLATE_KERNEL = re.compile(r"template\s*<[^;{]*?>\s*(?:static\s+)?__global__\s+void\s+"
+                             r"(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\(")
 LAUNCH = re.compile(r"([A-Za-z_][\w:]*(?:\s*<[^<>;{}]*>)?)\s*<<<")
 EXTERN_SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?([^;\[]+?)\s+(\w+)\s*\[\s*\]\s*;")
 MMA = re.compile(r'asm\s*(?:volatile\s*)?\(\s*"mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.bf16\.bf16\.f32')
@@ -44,6 +48,7 @@ def keep_lines(old, new):
 
 
 def rewrite_launches(text):
+    templates = set(TEMPLATE_KERNEL.findall(text))  # kernels a launch may leave to deduction
     out, pos = [], 0
     for m in LAUNCH.finditer(text):
         if m.start() < pos:
@@ -55,7 +60,11 @@ def rewrite_launches(text):
         name = kernel.split("<")[0]
         cfg = text[m.end():cfg_end]
         args = text[args_open + 1:args_close - 1].strip()
-        call = f'::emu::launch("{name}", ::emu::Config({cfg}), {kernel}' + (f", {args})" if args else ")")
+        if "<" not in kernel and name in templates:  # template arguments deduced from args
+            fn = f"[](auto... p) {{ {kernel}(p...); }}"
+            call = f'::emu::launch_deduced("{name}", ::emu::Config({cfg}), {fn}' + (f", {args})" if args else ")")
+        else:
+            call = f'::emu::launch("{name}", ::emu::Config({cfg}), {kernel}' + (f", {args})" if args else ")")
         out.append(text[pos:m.start()])
         out.append(keep_lines(text[m.start():args_close], call))
         pos = args_close
