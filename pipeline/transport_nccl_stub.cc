@@ -2,12 +2,14 @@
 // fails with a Status that says so (transport_select never picks nccl here).
 #include "pipeline/transport.h"
 
+// PT_NO_NCCL_WHY: why the binary has none (tests/cuda_emu's pipetrain_cuda_emu sets its own).
+#ifndef PT_NO_NCCL_WHY
+#define PT_NO_NCCL_WHY "this binary was built without CUDA, so it has no NCCL and no GPU; rebuild with -DPIPETRAIN_CUDA=ON"
+#endif
+
 namespace pt {
 namespace {
-Status not_built() {
-  return Status::error("this binary was built without CUDA, so it has no NCCL and no GPU; rebuild with "
-                       "-DPIPETRAIN_CUDA=ON or use the mpi transport");
-}
+Status not_built() { return Status::error(PT_NO_NCCL_WHY " or use the mpi transport"); }
 }  // namespace
 
 bool nccl_transport_built() { return false; }

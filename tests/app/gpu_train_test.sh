@@ -27,18 +27,36 @@
 #     20 steps 3.0e-4. cuda vs cpu in bf16 differ by fewer roundings than that (sum-
 #     order flips in the GEMMs; the flash attention's P and dS roundings, 3 per
 #     block), so 2e-3 is a ~4x margin, and a wrong kernel or path errs by >1e-2.
-# Usage: gpu_train_test.sh PIPETRAIN SOURCE_DIR
+# Usage: gpu_train_test.sh PIPETRAIN SOURCE_DIR [emu]
+#   emu (ctest cuda_emu_train_test, label cuda_emu): PIPETRAIN is pipetrain_cuda_emu, the
+#   binary over the host CUDA emulator (tests/cuda_emu/README.md), which runs every CUDA
+#   thread as a fiber: the same checks on a smaller model (2 blocks, 2 microbatches) with
+#   pp=2 instead of 4 (2 ranks for 2 CPU cores), and a cuda run that cannot start fails
+#   instead of skipping.
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
 init_test "$1" "$2"
+emu=false
+pp=4
+if [ "${3:-}" = emu ]; then
+  emu=true
+  pp=2
+elif [ -n "${3:-}" ]; then
+  fail "unknown mode '$3' (expected emu or nothing)"
+fi
 mpi_setup
 make_corpus 128
 common=(--set "data.train=$work/data/train_*.bin" --set run.out_dir="$runs" --set run.save_params=true
         --set runtime.transport=mpi)
-
-# Skip (ctest SKIP_REGULAR_EXPRESSION "no usable GPU: ") when the binary cannot use
-# a GPU here: no CUDA in the build, no driver, or no device.
-train_or_skip cuda_a 1 --set training.steps=20 --set runtime.backend=cuda
+if $emu; then
+  common+=(--set model.n_layer=2 --set training.microbatches=2)
+  echo "emu mode: n_layer=2, microbatches=2, pp=$pp (pp=4 on a GPU); runs may not skip"
+  train cuda_a 1 --set training.steps=20 --set runtime.backend=cuda
+else
+  # Skip (ctest SKIP_REGULAR_EXPRESSION "no usable GPU: ") when the binary cannot use
+  # a GPU here: no CUDA in the build, no driver, or no device.
+  train_or_skip cuda_a 1 --set training.steps=20 --set runtime.backend=cuda
+fi
 grep -q "backend cuda" "$work/cuda_a.log" || { echo "FAIL cuda_a: did not run on the cuda backend"; cat "$work/cuda_a.log"; exit 1; }
 
 close() {  # close REF NAME STEPS [TOL1 TOL]: step 1 (loss, grad norm) within TOL1 (1e-4), every
@@ -73,22 +91,23 @@ train cpu 1 --set training.steps=20 --set runtime.backend=cpu
 same_run cuda_a cuda_b 20
 close cpu cuda_a 20
 
-# --- 3: pp=4 on the GPU(s) against pp=1 ---
-train cuda_pp4 4 --set training.steps=20 --set runtime.backend=cuda --set parallel.pp=4 --set schedule.kind=1f1b
-close cuda_a cuda_pp4 20
+# --- 3: pp=4 (emu: 2) on the GPU(s) against pp=1, and against the CPU ---
+train "cuda_pp$pp" "$pp" --set training.steps=20 --set runtime.backend=cuda --set parallel.pp="$pp" --set schedule.kind=1f1b
+close cuda_a "cuda_pp$pp" 20
+close cpu "cuda_pp$pp" 20
 
 # --- 4: resume == uninterrupted, bitwise, on the GPU ---
 resume=(--set runtime.backend=cuda --set training.steps=10 --set checkpoint.every_steps=5 --set checkpoint.keep_last=0)
 declare -A layout=(
-  [1f1b]="--set parallel.pp=4 --set schedule.kind=1f1b"
+  [1f1b]="--set parallel.pp=$pp --set schedule.kind=1f1b"
   # Asynchronous: the checkpoint at step 5 is a drain point (as in resume_test.sh).
-  [paci]="--set parallel.pp=4 --set schedule.kind=paci --set model.tie_embeddings=false"
+  [paci]="--set parallel.pp=$pp --set schedule.kind=paci --set model.tie_embeddings=false"
 )
 for s in 1f1b paci; do
   # shellcheck disable=SC2086
-  train "res_$s" 4 "${resume[@]}" ${layout[$s]}
+  train "res_$s" "$pp" "${resume[@]}" ${layout[$s]}
   # shellcheck disable=SC2086
-  resume_copy "res_$s" "res_${s}_resumed" 4 "${resume[@]}" ${layout[$s]}
+  resume_copy "res_$s" "res_${s}_resumed" "$pp" "${resume[@]}" ${layout[$s]}
   same_run "res_$s" "res_${s}_resumed" 10
 done
 # --- 5: bf16 on the bf16 kernels ---
@@ -98,4 +117,4 @@ train cuda_bf16_b 1 "${bf16[@]}" --set runtime.backend=cuda
 train cpu_bf16 1 "${bf16[@]}" --set runtime.backend=cpu
 same_run cuda_bf16_a cuda_bf16_b 20
 close cpu_bf16 cuda_bf16_a 20 2e-3 5e-3
-echo "all gpu training checks passed"
+echo "all gpu training checks passed$($emu && echo " (on the cuda emulator)")"
