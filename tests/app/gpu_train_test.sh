@@ -12,9 +12,10 @@
 #  2. cuda twice: bitwise identical losses, grad norms and final parameters
 #     (deterministic kernels, cuBLASLt plans fixed per shape and alignment).
 #  3. cuda 1f1b at pp=4 (4 ranks on the GPUs of the node, round robin; tied
-#     embeddings summed across ranks on the host) against cuda pp=1 within the
-#     tolerance of 1 (layouts change operand alignments, hence possibly GEMM
-#     algorithms, so pp=4 vs pp=1 is not claimed bitwise on the GPU).
+#     embeddings summed across ranks on the host) against cuda pp=1 and against
+#     cpu pp=1 within the tolerance of 1 (layouts change operand alignments, hence
+#     possibly GEMM algorithms, so pp=4 vs pp=1 is not claimed bitwise on the GPU).
+#     Boundary buffers travel device -> pinned host -> MPI -> pinned host -> device.
 #  4. resume == uninterrupted on the GPU, bitwise (losses, grad norms, data hashes,
 #     parameters, version records): 10 steps straight vs 5 + resume + 5 for 1f1b
 #     and paci at pp=4, as tests/app/resume_test.sh does on the CPU.
@@ -30,17 +31,20 @@
 # Usage: gpu_train_test.sh PIPETRAIN SOURCE_DIR [emu]
 #   emu (ctest cuda_emu_train_test, label cuda_emu): PIPETRAIN is pipetrain_cuda_emu, the
 #   binary over the host CUDA emulator (tests/cuda_emu/README.md), which runs every CUDA
-#   thread as a fiber: the same checks on a smaller model (2 blocks, 2 microbatches) with
-#   pp=2 instead of 4 (2 ranks for 2 CPU cores), and a cuda run that cannot start fails
+#   thread as a fiber: the same checks on a smaller model (2 blocks, 2 microbatches), over
+#   10 steps instead of 20 at twice the learning rate (the loss still falls by ~11%), with
+#   pp=2 instead of 4 (2 ranks for 2 CPU cores); a cuda run that cannot start fails
 #   instead of skipping.
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
 init_test "$1" "$2"
 emu=false
 pp=4
+steps=20
 if [ "${3:-}" = emu ]; then
   emu=true
   pp=2
+  steps=10
 elif [ -n "${3:-}" ]; then
   fail "unknown mode '$3' (expected emu or nothing)"
 fi
@@ -49,13 +53,13 @@ make_corpus 128
 common=(--set "data.train=$work/data/train_*.bin" --set run.out_dir="$runs" --set run.save_params=true
         --set runtime.transport=mpi)
 if $emu; then
-  common+=(--set model.n_layer=2 --set training.microbatches=2)
-  echo "emu mode: n_layer=2, microbatches=2, pp=$pp (pp=4 on a GPU); runs may not skip"
-  train cuda_a 1 --set training.steps=20 --set runtime.backend=cuda
+  common+=(--set model.n_layer=2 --set training.microbatches=2 --set optimizer.lr=2e-3)
+  echo "emu mode: n_layer=2, microbatches=2, lr=2e-3, $steps steps, pp=$pp (GPU: 8, 8, 1e-3, 20, 4); runs may not skip"
+  train cuda_a 1 --set training.steps="$steps" --set runtime.backend=cuda
 else
   # Skip (ctest SKIP_REGULAR_EXPRESSION "no usable GPU: ") when the binary cannot use
   # a GPU here: no CUDA in the build, no driver, or no device.
-  train_or_skip cuda_a 1 --set training.steps=20 --set runtime.backend=cuda
+  train_or_skip cuda_a 1 --set training.steps="$steps" --set runtime.backend=cuda
 fi
 grep -q "backend cuda" "$work/cuda_a.log" || { echo "FAIL cuda_a: did not run on the cuda backend"; cat "$work/cuda_a.log"; exit 1; }
 
@@ -86,15 +90,15 @@ PY
 }
 
 # --- 1 and 2: cuda vs cpu, cuda twice ---
-train cuda_b 1 --set training.steps=20 --set runtime.backend=cuda
-train cpu 1 --set training.steps=20 --set runtime.backend=cpu
-same_run cuda_a cuda_b 20
-close cpu cuda_a 20
+train cuda_b 1 --set training.steps="$steps" --set runtime.backend=cuda
+train cpu 1 --set training.steps="$steps" --set runtime.backend=cpu
+same_run cuda_a cuda_b "$steps"
+close cpu cuda_a "$steps"
 
 # --- 3: pp=4 (emu: 2) on the GPU(s) against pp=1, and against the CPU ---
-train "cuda_pp$pp" "$pp" --set training.steps=20 --set runtime.backend=cuda --set parallel.pp="$pp" --set schedule.kind=1f1b
-close cuda_a "cuda_pp$pp" 20
-close cpu "cuda_pp$pp" 20
+train "cuda_pp$pp" "$pp" --set training.steps="$steps" --set runtime.backend=cuda --set parallel.pp="$pp" --set schedule.kind=1f1b
+close cuda_a "cuda_pp$pp" "$steps"
+close cpu "cuda_pp$pp" "$steps"
 
 # --- 4: resume == uninterrupted, bitwise, on the GPU ---
 resume=(--set runtime.backend=cuda --set training.steps=10 --set checkpoint.every_steps=5 --set checkpoint.keep_last=0)
@@ -111,10 +115,10 @@ for s in 1f1b paci; do
   same_run "res_$s" "res_${s}_resumed" 10
 done
 # --- 5: bf16 on the bf16 kernels ---
-bf16=(--set training.steps=20 --set runtime.precision=bf16 --set model.n_embd=64)
+bf16=(--set training.steps="$steps" --set runtime.precision=bf16 --set model.n_embd=64)
 train cuda_bf16_a 1 "${bf16[@]}" --set runtime.backend=cuda
 train cuda_bf16_b 1 "${bf16[@]}" --set runtime.backend=cuda
 train cpu_bf16 1 "${bf16[@]}" --set runtime.backend=cpu
-same_run cuda_bf16_a cuda_bf16_b 20
-close cpu_bf16 cuda_bf16_a 20 2e-3 5e-3
+same_run cuda_bf16_a cuda_bf16_b "$steps"
+close cpu_bf16 cuda_bf16_a "$steps" 2e-3 5e-3
 echo "all gpu training checks passed$($emu && echo " (on the cuda emulator)")"
