@@ -171,7 +171,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
                               cublasLtMatrixLayout_t adesc, const void* B, cublasLtMatrixLayout_t bdesc,
                               const void* beta, const void* C, cublasLtMatrixLayout_t cdesc, void* D,
                               cublasLtMatrixLayout_t ddesc, const cublasLtMatmulAlgo_t*, void*, size_t,
-                              cudaStream_t) {
+                              cudaStream_t stream) {
+  emu::synchronize(stream);  // runs now, after its stream's pending work (descriptors are read now)
   const emu::DeviceAccess access;
   const Desc& d = *desc_of(desc);
   const Layout &la = *layout_of(adesc), &lb = *layout_of(bdesc), &lc = *layout_of(cdesc), &ld = *layout_of(ddesc);

@@ -217,6 +217,8 @@ bool valid(const char* name, const void* kernel, const Config& c) {
 
 }  // namespace
 
+bool launch_ok(const char* name, const void* kernel, const Config& cfg) { return valid(name, kernel, cfg); }
+
 void fail(const char* what) {
   std::fprintf(stderr, "emu: %s\n", what);
   std::fflush(stderr);

@@ -23,6 +23,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -53,6 +55,18 @@ struct Config {
 // (cudaGetLastError) instead when the configuration would not launch on an H100/H200.
 void run_kernel(const char* name, const void* kernel, const Config& cfg, void (*body)(void*), void* ctx);
 
+// Whether the configuration would launch; otherwise sets the last error (emu.cc).
+bool launch_ok(const char* name, const void* kernel, const Config& cfg);
+
+// Issues op on `stream` (runtime.cc): a created stream runs its ops in issue order, only
+// once something waits for them (stream, event or device synchronize, a synchronous copy,
+// another stream's event wait being run, a free); the default stream (0) first runs all
+// pending work, then op at once. So work runs as late as CUDA allows it to.
+void submit(cudaStream_t stream, std::function<void()> op);
+// cudaStreamSynchronize(stream) (0: every stream); for the library stand-ins, which run
+// at once after their stream's pending work.
+void synchronize(cudaStream_t stream);
+
 // Aborts unless p is null or inside (or one past) a cudaMalloc/cudaMallocHost buffer:
 // a kernel handed a host pointer would fault on the GPU but run here.
 void check_kernel_pointer(const char* kernel, int index, const void* p);
@@ -68,15 +82,20 @@ void launch(const char* name, const Config& cfg, void (*kernel)(P...), A&&... ar
   struct Ctx {
     void (*k)(P...);
     std::tuple<std::decay_t<P>...> params;
-  } ctx{kernel, std::tuple<std::decay_t<P>...>(std::forward<A>(args)...)};
+  };
+  auto ctx = std::make_shared<Ctx>(Ctx{kernel, std::tuple<std::decay_t<P>...>(std::forward<A>(args)...)});
   std::apply([name](const auto&... p) {
     int i = 0;
     (check_argument(name, i++, p), ...);
-  }, ctx.params);
-  run_kernel(name, reinterpret_cast<const void*>(kernel), cfg, [](void* c) {
-    auto* x = static_cast<Ctx*>(c);
-    std::apply(x->k, x->params);  // each thread gets its own copy of the by-value parameters
-  }, &ctx);
+  }, ctx->params);
+  const void* key = reinterpret_cast<const void*>(kernel);
+  if (!launch_ok(name, key, cfg)) return;
+  submit(cfg.stream, [name, key, cfg, ctx] {
+    run_kernel(name, key, cfg, [](void* c) {
+      auto* x = static_cast<Ctx*>(c);
+      std::apply(x->k, x->params);  // each thread gets its own copy of the by-value parameters
+    }, ctx.get());
+  });
 }
 
 // A launch of a template kernel without explicit template arguments
@@ -89,16 +108,20 @@ void launch_deduced(const char* name, const Config& cfg, F call, A&&... args) {
   struct Ctx {
     F f;
     std::tuple<std::decay_t<A>...> params;
-  } ctx{call, std::tuple<std::decay_t<A>...>(std::forward<A>(args)...)};
+  };
+  auto ctx = std::make_shared<Ctx>(Ctx{call, std::tuple<std::decay_t<A>...>(std::forward<A>(args)...)});
   std::apply([name](const auto&... p) {
     int i = 0;
     (check_argument(name, i++, p), ...);
-  }, ctx.params);
+  }, ctx->params);
   static const char key = 0;
-  run_kernel(name, &key, cfg, [](void* c) {
-    auto* x = static_cast<Ctx*>(c);
-    std::apply(x->f, x->params);  // by value: each thread gets its own copy
-  }, &ctx);
+  if (!launch_ok(name, &key, cfg)) return;
+  submit(cfg.stream, [name, cfg, ctx] {
+    run_kernel(name, &key, cfg, [](void* c) {
+      auto* x = static_cast<Ctx*>(c);
+      std::apply(x->f, x->params);  // by value: each thread gets its own copy
+    }, ctx.get());
+  });
 }
 
 void syncthreads();

@@ -3,8 +3,8 @@
 // claims to catch is caught (README.md): a read of shared memory without the barrier
 // that orders it (in either thread order), a shuffle naming an exited lane, barrier
 // divergence, a block larger than __launch_bounds__, a misaligned vector access, a write
-// past the end of a buffer, host code reading device memory, and too much dynamic
-// shared memory.
+// past the end of a buffer, host code reading device memory, too much dynamic shared
+// memory, and stream work read before anything waited for it.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -117,6 +117,50 @@ TEST(CudaEmu, DynamicSharedMemoryAbove48KbNeedsTheOptIn) {
   smem_kernel<<<1, 32, big>>>(out.get());
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
   EXPECT_EQ(out.download(), std::vector<float>(32, 2.0f));
+}
+
+__global__ void fill_kernel(float* out, float v) { out[threadIdx.x] = v; }
+__global__ void copy_kernel(float* out, const float* in) { out[threadIdx.x] = in[threadIdx.x]; }
+
+// Streams are lazy (runtime.cc): work nothing waited for has not run, so a missing
+// synchronize or event wait reads stale data here, as it may on the GPU.
+TEST(CudaEmu, StreamWorkRunsOnlyOnceWaitedFor) {
+  cudaStream_t a = nullptr, b = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&a), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreate(&b), cudaSuccess);
+  cudaEvent_t e = nullptr;
+  ASSERT_EQ(cudaEventCreate(&e), cudaSuccess);
+  DeviceBuffer<float> x(32), y(32);
+  float* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(&pinned, 32 * sizeof(float)), cudaSuccess);
+  pinned[0] = 0.0f;
+  fill_kernel<<<1, 32, 0, a>>>(x.get(), 3.0f);
+  ASSERT_EQ(cudaMemcpyAsync(pinned, x.get(), 32 * sizeof(float), cudaMemcpyDeviceToHost, a), cudaSuccess);
+  EXPECT_EQ(pinned[0], 0.0f) << "a copy into pinned memory completed before its stream was synchronized";
+  ASSERT_EQ(cudaStreamSynchronize(a), cudaSuccess);
+  EXPECT_EQ(pinned[0], 3.0f);
+
+  // b reads x without waiting for a's write: the old value.
+  fill_kernel<<<1, 32, 0, a>>>(x.get(), 5.0f);
+  copy_kernel<<<1, 32, 0, b>>>(y.get(), x.get());
+  ASSERT_EQ(cudaStreamSynchronize(b), cudaSuccess);
+  EXPECT_EQ(y.download()[0], 3.0f);
+  // With the event wait, the new one; the wait keeps the position recorded when it was
+  // issued (the later re-record and write are not waited for).
+  fill_kernel<<<1, 32, 0, a>>>(x.get(), 7.0f);
+  ASSERT_EQ(cudaEventRecord(e, a), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(b, e, 0), cudaSuccess);
+  fill_kernel<<<1, 32, 0, a>>>(x.get(), 9.0f);
+  ASSERT_EQ(cudaEventRecord(e, a), cudaSuccess);
+  copy_kernel<<<1, 32, 0, b>>>(y.get(), x.get());
+  ASSERT_EQ(cudaStreamSynchronize(b), cudaSuccess);
+  EXPECT_EQ(y.download()[0], 7.0f);
+  EXPECT_EQ(x.download()[0], 9.0f);  // a device synchronize runs everything
+
+  EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);
+  EXPECT_EQ(cudaEventDestroy(e), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(a), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(b), cudaSuccess);
 }
 
 }  // namespace

@@ -5,16 +5,21 @@
 // 8 MB); 0xFF canary bytes fill the rest of the last 256
 // (checked after every launch: a write past the end aborts naming the kernel), then
 // a PROT_NONE guard page (any access beyond faults, naming the block and thread).
-// All work is synchronous: streams are ignored, a launch has finished when it returns.
+// Streams are lazy (see emu.h, submit): work issued to a stream runs only when something
+// waits for it (a stream/event/device synchronize, a synchronous copy, an event wait of a
+// stream being run, a free), as late as CUDA allows, so a missing wait reads stale data.
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "tests/cuda_emu/emu.h"
 
@@ -145,15 +150,66 @@ DeviceAccess::~DeviceAccess() {
   if (g_device_access.fetch_sub(1) == 1) protect_device_memory(PROT_NONE);
 }
 
-template <typename Handle>
-cudaError_t new_token(Handle* h) {
-  *h = reinterpret_cast<Handle>(new char);
-  return cudaSuccess;
+// ---- lazy streams ----
+// A created stream's ops run in issue order, each only when work after it is waited
+// for. The legacy default stream (0) is synchronous with every (blocking) stream: an op
+// issued to it first runs all pending work, then runs at once. An event is a position in
+// one stream's order, captured when recorded.
+struct Stream {
+  std::deque<std::function<void()>> ops;
+  uint64_t issued = 0, done = 0;
+};
+struct Event {
+  Stream* stream = nullptr;  // null: recorded on the default stream (complete at once)
+  uint64_t seq = 0;          // complete once stream->done >= seq
+};
+std::recursive_mutex g_exec;  // issue and execution, across host threads
+std::vector<Stream*> g_streams;
+uint64_t g_drains = 0;
+
+Stream* stream_of(cudaStream_t s) {
+  // 0, cudaStreamLegacy (1) and cudaStreamPerThread (2): the default stream.
+  return reinterpret_cast<uintptr_t>(s) <= 2 ? nullptr : reinterpret_cast<Stream*>(s);
 }
-template <typename Handle>
-cudaError_t delete_token(Handle h) {
-  delete reinterpret_cast<char*>(h);
-  return cudaSuccess;
+
+void run_until(Stream* s, uint64_t seq) {
+  while (s->done < seq) {
+    std::function<void()> op = std::move(s->ops.front());
+    s->ops.pop_front();
+    ++s->done;
+    op();  // may run other streams (an event wait)
+  }
+}
+
+// Every stream's pending work, streams in creation order or reversed (alternating per
+// call), so a missing cross-stream wait is not hidden by one fixed order.
+void drain_all() {
+  std::vector<Stream*> order = g_streams;
+  if (g_drains++ % 2) std::reverse(order.begin(), order.end());
+  for (Stream* s : order) run_until(s, s->issued);
+}
+
+void sync_stream(cudaStream_t stream) {
+  Stream* s = stream_of(stream);
+  if (s) run_until(s, s->issued);
+  else drain_all();
+}
+
+void submit(cudaStream_t stream, std::function<void()> op) {
+  const std::lock_guard<std::recursive_mutex> lock(g_exec);
+  Stream* s = stream_of(stream);
+  if (s == nullptr) {
+    drain_all();
+    op();
+    return;
+  }
+  s->ops.push_back(std::move(op));
+  ++s->issued;
+}
+
+void synchronize(cudaStream_t stream) {
+  const std::lock_guard<std::recursive_mutex> lock(g_exec);
+  sync_stream(stream);
 }
 
 void check_canaries(const char* kernel) {
@@ -196,8 +252,14 @@ cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int) {
     default: return cudaErrorInvalidValue;
   }
 }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) {
+  emu::synchronize(nullptr);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  emu::synchronize(s);
+  return cudaSuccess;
+}
 
 cudaError_t cudaGetLastError(void) {
   const cudaError_t e = emu::g_last_error;
@@ -229,7 +291,12 @@ cudaError_t cudaMallocHost(void** p, size_t size) {
   *p = emu::guarded_alloc(size, false);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
-cudaError_t cudaFreeHost(void* p) { return emu::guarded_free(p); }
+// (cuda_runtime.h's typed cudaMallocHost(T**, size, flags) calls this one.)
+cudaError_t cudaHostAlloc(void** p, size_t size, unsigned int) { return cudaMallocHost(p, size); }
+cudaError_t cudaFreeHost(void* p) {
+  emu::synchronize(nullptr);  // as cudaFreeHost does
+  return emu::guarded_free(p);
+}
 
 cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attr, const void* p) {
   *attr = cudaPointerAttributes{};
@@ -254,32 +321,100 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int) {
   return cudaSuccess;
 }
 
-// Streams and events are tokens: every call is synchronous, so ordering holds.
-cudaError_t cudaStreamCreate(cudaStream_t* s) { return emu::new_token(s); }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) { return emu::new_token(s); }
-cudaError_t cudaStreamDestroy(cudaStream_t s) { return emu::delete_token(s); }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
-cudaError_t cudaEventCreate(cudaEvent_t* e) { return emu::new_token(e); }
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int) { return emu::new_token(e); }
-cudaError_t cudaEventDestroy(cudaEvent_t e) { return emu::delete_token(e); }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaFree(void* p) { return emu::guarded_free(p); }
-cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return emu::guarded_free(p); }
-
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, enum cudaMemcpyKind) {
-  const emu::DeviceAccess access;
-  if (count) std::memmove(dst, src, count);
+// Streams (blocking, whatever the flags: the default stream orders against them) and
+// events: see "lazy streams" above.
+cudaError_t cudaStreamCreate(cudaStream_t* s) {
+  const std::lock_guard<std::recursive_mutex> lock(emu::g_exec);
+  emu::g_streams.push_back(new emu::Stream);
+  *s = reinterpret_cast<cudaStream_t>(emu::g_streams.back());
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind, cudaStream_t) {
-  return cudaMemcpy(dst, src, count, kind);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) { return cudaStreamCreate(s); }
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  const std::lock_guard<std::recursive_mutex> lock(emu::g_exec);
+  emu::Stream* s = emu::stream_of(stream);
+  if (s == nullptr) return cudaErrorInvalidValue;
+  emu::run_until(s, s->issued);  // pending work completes, as on the GPU
+  emu::g_streams.erase(std::find(emu::g_streams.begin(), emu::g_streams.end(), s));
+  delete s;
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = reinterpret_cast<cudaEvent_t>(new emu::Event);
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int) { return cudaEventCreate(e); }
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete reinterpret_cast<emu::Event*>(e);
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  const std::lock_guard<std::recursive_mutex> lock(emu::g_exec);
+  auto* e = reinterpret_cast<emu::Event*>(event);
+  e->stream = emu::stream_of(stream);
+  if (e->stream) e->seq = e->stream->issued;
+  else emu::drain_all();
+  return cudaSuccess;
+}
+// The wait captures the event's position now; a later re-record does not move it.
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
+  const auto* e = reinterpret_cast<const emu::Event*>(event);
+  emu::Stream* const producer = e->stream;
+  const uint64_t seq = e->seq;
+  emu::submit(stream, [producer, seq] {
+    if (producer) emu::run_until(producer, seq);
+  });
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  const std::lock_guard<std::recursive_mutex> lock(emu::g_exec);
+  const auto* e = reinterpret_cast<const emu::Event*>(event);
+  if (e->stream) emu::run_until(e->stream, e->seq);
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void* p) {
+  emu::synchronize(nullptr);  // cudaFree synchronizes the device
+  return emu::guarded_free(p);
+}
+cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
+  emu::submit(s, [p] { emu::guarded_free(p); });
+  return cudaSuccess;
+}
+
+// Synchronous copies and memsets run after all pending work (the default stream).
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, enum cudaMemcpyKind) {
+  emu::submit(nullptr, [=] {
+    const emu::DeviceAccess access;
+    if (count) std::memmove(dst, src, count);
+  });
+  return cudaSuccess;
+}
+// Pinned (cudaMallocHost) or device memory on both sides: queued on the stream. Pageable
+// host memory on either side: the copy is synchronous with the host (CUDA stages it), so
+// it runs now, after the stream's pending work.
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaMemcpyKind, cudaStream_t stream) {
+  auto copy = [=] {
+    const emu::DeviceAccess access;
+    if (count) std::memmove(dst, src, count);
+  };
+  if (emu::mapping_of(dst) && emu::mapping_of(src)) {
+    emu::submit(stream, copy);
+  } else {
+    const std::lock_guard<std::recursive_mutex> lock(emu::g_exec);
+    emu::sync_stream(stream);
+    copy();
+  }
+  return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int value, size_t count) {
-  const emu::DeviceAccess access;
-  if (count) std::memset(p, value, count);
+  return cudaMemsetAsync(p, value, count, nullptr);
+}
+cudaError_t cudaMemsetAsync(void* p, int value, size_t count, cudaStream_t stream) {
+  emu::submit(stream, [=] {
+    const emu::DeviceAccess access;
+    if (count) std::memset(p, value, count);
+  });
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* p, int value, size_t count, cudaStream_t) { return cudaMemset(p, value, count); }
 
 }  // extern "C"
