@@ -16,6 +16,8 @@
 #     cpu pp=1 within the tolerance of 1 (layouts change operand alignments, hence
 #     possibly GEMM algorithms, so pp=4 vs pp=1 is not claimed bitwise on the GPU).
 #     Boundary buffers travel device -> pinned host -> MPI -> pinned host -> device.
+#     Also two stages on one rank (interleaved_1f1b, chunks=2, transport local: one
+#     stream per stage, each consumer waiting on its producer's event) against cpu.
 #  4. resume == uninterrupted on the GPU, bitwise (losses, grad norms, data hashes,
 #     parameters, version records): 10 steps straight vs 5 + resume + 5 for 1f1b
 #     and paci at pp=4, as tests/app/resume_test.sh does on the CPU.
@@ -99,6 +101,9 @@ close cpu cuda_a "$steps"
 train "cuda_pp$pp" "$pp" --set training.steps="$steps" --set runtime.backend=cuda --set parallel.pp="$pp" --set schedule.kind=1f1b
 close cuda_a "cuda_pp$pp" "$steps"
 close cpu "cuda_pp$pp" "$steps"
+train cuda_chunks2 1 --set training.steps="$steps" --set runtime.backend=cuda --set schedule.kind=interleaved_1f1b \
+  --set schedule.chunks=2 --set runtime.transport=local
+close cpu cuda_chunks2 "$steps"
 
 # --- 4: resume == uninterrupted, bitwise, on the GPU ---
 resume=(--set runtime.backend=cuda --set training.steps=10 --set checkpoint.every_steps=5 --set checkpoint.keep_last=0)
