@@ -30,6 +30,8 @@
 #     20 steps 3.0e-4. cuda vs cpu in bf16 differ by fewer roundings than that (sum-
 #     order flips in the GEMMs; the flash attention's P and dS roundings, 3 per
 #     block), so 2e-3 is a ~4x margin, and a wrong kernel or path errs by >1e-2.
+#     And resume == uninterrupted in bf16 (pp=1, 10 steps vs 5 + resume + 5, bitwise):
+#     the persistent bf16 weight copy must follow the restored parameters.
 # Usage: gpu_train_test.sh PIPETRAIN SOURCE_DIR [emu]
 #   emu (ctest cuda_emu_train_test, label cuda_emu): PIPETRAIN is pipetrain_cuda_emu, the
 #   binary over the host CUDA emulator (tests/cuda_emu/README.md), which runs every CUDA
@@ -126,4 +128,7 @@ train cuda_bf16_b 1 "${bf16[@]}" --set runtime.backend=cuda
 train cpu_bf16 1 "${bf16[@]}" --set runtime.backend=cpu
 same_run cuda_bf16_a cuda_bf16_b "$steps"
 close cpu_bf16 cuda_bf16_a "$steps" 2e-3 5e-3
+train res_bf16 1 "${bf16[@]}" "${resume[@]}"
+resume_copy res_bf16 res_bf16_resumed 1 "${bf16[@]}" "${resume[@]}"
+same_run res_bf16 res_bf16_resumed 10
 echo "all gpu training checks passed$($emu && echo " (on the cuda emulator)")"
