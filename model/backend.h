@@ -205,6 +205,16 @@ class Backend {
         (void)round_res_bf16;
     return false;
   }
+  // The fc layer fused with its GELU on bf16 storage: out = bf16(gelu(p)) and pre =
+  // bf16(p), p = inp · weightᵀ + bias unrounded (matmul_forward then gelu_forward of p,
+  // each output rounded once), bias non-null. Declined by default; a backend that takes
+  // it sets BackendSizes::fc_gelu_typed. CUDA evaluates gelu in the cuBLASLt epilogue
+  // (model/cuda/matmul_bf16.h, whose bound vs the tanh form the gpu tests derive).
+  virtual bool matmul_forward_gelu_typed(TensorPtr out, TensorPtr pre, TensorPtr inp, TensorPtr weight,
+                                         const float* bias, int N, int C, int OC) {
+    (void)out, (void)pre, (void)inp, (void)weight, (void)bias, (void)N, (void)C, (void)OC;
+    return false;
+  }
   // copy() with dtypes: dst = src converted (fp32 -> bf16: RNE; bf16 -> fp32: exact).
   // Either side may be host memory when fp32 (copy's contract); a backend that cannot
   // convert from or into host memory returns false there.
@@ -248,6 +258,15 @@ class Backend {
   // out (N,OC) = inp (N,C) · weight (OC,C)ᵀ + bias (OC or null)
   virtual void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
                               int OC) = 0;
+  // out, pre (N,OC): matmul_forward_gelu_typed's contract on the float* operands, for a
+  // backend that forwards it there (make_bf16_storage_backend: both outputs in bf16
+  // storage). Returns false, writing nothing, where it is not taken (the default): the
+  // caller then runs matmul_forward and gelu_forward.
+  virtual bool matmul_forward_gelu(float* out, float* pre, const float* inp, const float* weight, const float* bias,
+                                   int N, int C, int OC) {
+    (void)out, (void)pre, (void)inp, (void)weight, (void)bias, (void)N, (void)C, (void)OC;
+    return false;
+  }
   // dinp (N,C) = dout (N,OC) · weight (OC,C)
   virtual void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) = 0;
   // dweight (OC,C) += doutᵀ · inp; dbias (OC) += sum dout (null: none)

@@ -293,6 +293,14 @@ class Bf16StorageBackend final : public Backend {
     in_->matmul_forward(s.out(out, size_t(N) * OC), x, w, b, N, C, OC);
     s.done();
   }
+  // Typed only (no staged form): both outputs must be bf16 storage.
+  bool matmul_forward_gelu(float* out, float* pre, const float* inp, const float* weight, const float* bias, int N,
+                           int C, int OC) override {
+    Resolver typed(ranges_);
+    const TensorPtr o = typed(out, size_t(N) * OC), p = typed(pre, size_t(N) * OC);
+    const TensorPtr x = typed(inp, size_t(N) * C), w = typed(weight, size_t(OC) * C);
+    return o.bf16() && p.bf16() && typed.use({bias}) && in_->matmul_forward_gelu_typed(o, p, x, w, bias, N, C, OC);
+  }
   void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) override {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);

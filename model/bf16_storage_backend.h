@@ -11,7 +11,10 @@
 // elements in place (bf16 cuBLASLt GEMMs, flash attention, templated elementwise
 // kernels, conversion kernels), the CPU widens them (bitwise the staging below).
 // Otherwise (other ops, or the entry point declines, e.g. a GEMM shape the bf16 kernels
-// do not take) each operand inside bf16 storage is staged: unpacked (exactly) into an
+// do not take) each operand inside bf16 storage is staged (except the fused fc + GELU,
+// Backend::matmul_forward_gelu, which has only the typed form: it returns false unless
+// both outputs are bf16 storage and inner takes it, and the stage model then runs the
+// unfused ops): unpacked (exactly) into an
 // fp32 scratch buffer when the op reads it, the inner op runs on the scratch, and what
 // the op wrote is packed back with RNE. Since bf16 operands hold bf16 values and the
 // stage model rounds (round_to_bf16) each bf16 output right after its producer, the

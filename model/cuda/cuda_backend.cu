@@ -35,6 +35,7 @@ namespace {
 std::atomic<size_t> g_bf16_calls{0};  // cuda_bf16_kernel_calls()
 std::atomic<size_t> g_weight_conversions{0};  // cuda_bf16_weight_conversions()
 std::atomic<size_t> g_weight_operands{0};     // cuda_bf16_weight_operands()
+std::atomic<size_t> g_fused_gelu_calls{0};    // cuda_bf16_fused_gelu_calls()
 
 // Device memory only: pageable, pinned and managed memory are all host-readable,
 // so a copy touching them must finish before copy() returns.
@@ -267,15 +268,20 @@ class CudaBackend final : public Backend {
       cuda::matmul_forward_bf16_fp32out(static_cast<float*>(out.p), x, w, bias, N, C, OC, stream_);
       return true;
     }
-    // bias: bf16-valued (the weight copy), so its bf16 form is exact; the epilogue adds it in
-    // fp32. Converted per call (OC elements; not served from the declared copy, whose
-    // counters cuda_bf16_weight_operands() reports for GEMM weights only).
-    __nv_bfloat16* b = nullptr;
-    if (bias != nullptr) {
-      b = bf16_buffer(2, size_t(OC));
-      cuda::convert_fp32_to_bf16(b, bias, size_t(OC), stream_);
-    }
-    cuda::matmul_forward_bf16(static_cast<__nv_bfloat16*>(out.p), x, w, b, N, C, OC, stream_);
+    cuda::matmul_forward_bf16(bf16p(out), x, w, bias_bf16(bias, OC), N, C, OC, stream_);
+    return true;
+  }
+  // fc + GELU as one GEMM with the GELU_AUX_BIAS epilogue (matmul_forward_gelu_bf16: out =
+  // bf16(gelu(p)), pre = bf16(p) of the fp32 accumulator + bias; cuBLASLt's GELU, or the
+  // documented fallback on bf16(p)); both outputs bf16 and a bias, else declined.
+  bool matmul_forward_gelu_typed(TensorPtr out, TensorPtr pre, TensorPtr inp, TensorPtr weight, const float* bias,
+                                 int N, int C, int OC) override {
+    if (bias == nullptr || !out.bf16() || !pre.bf16() || !bf16_gemm_typed(C, OC, {out, pre, inp, weight}))
+      return false;
+    const __nv_bfloat16* x = as_bf16(0, inp, size_t(N) * C);
+    const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
+    cuda::matmul_forward_gelu_bf16(bf16p(out), bf16p(pre), x, w, bias_bf16(bias, OC), N, C, OC, stream_);
+    g_fused_gelu_calls.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
   bool matmul_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, int N, int C,
@@ -492,6 +498,17 @@ class CudaBackend final : public Backend {
   // A bf16 operand's elements.
   static __nv_bfloat16* bf16p(TensorPtr t) { return static_cast<__nv_bfloat16*>(t.p); }
 
+  // A GEMM bias (OC fp32, or null) as bf16 in scratch slot 2: bf16-valued (the weight copy),
+  // so exact; the epilogues add it in fp32. Converted per call (OC elements; not served
+  // from the declared copy, whose counters cuda_bf16_weight_operands() reports for GEMM
+  // weights only).
+  const __nv_bfloat16* bias_bf16(const float* bias, int OC) {
+    if (bias == nullptr) return nullptr;
+    __nv_bfloat16* b = bf16_buffer(2, size_t(OC));
+    cuda::convert_fp32_to_bf16(b, bias, size_t(OC), stream_);
+    return b;
+  }
+
   // t as bf16 elements: bf16 storage in place, fp32 through to_bf16 (scratch slot `slot`).
   const __nv_bfloat16* as_bf16(int slot, TensorPtr t, size_t n) {
     if (t.bf16()) return static_cast<const __nv_bfloat16*>(t.p);
@@ -636,6 +653,8 @@ size_t cuda_bf16_kernel_calls() { return g_bf16_calls.load(std::memory_order_rel
 size_t cuda_bf16_weight_conversions() { return g_weight_conversions.load(std::memory_order_relaxed); }
 
 size_t cuda_bf16_weight_operands() { return g_weight_operands.load(std::memory_order_relaxed); }
+
+size_t cuda_bf16_fused_gelu_calls() { return g_fused_gelu_calls.load(std::memory_order_relaxed); }
 
 std::unique_ptr<Backend> make_cuda_backend(int device, const BackendOptions& options) {
   return std::make_unique<CudaBackend>(device, options);
