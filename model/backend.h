@@ -141,8 +141,8 @@ class Backend {
   }
 
   // ---- typed entry points (real bf16 storage, model/bf16_storage_backend.h) ----
-  // The GEMMs, the attention, LayerNorm, GELU, the residual add (also fused with LayerNorm)
-  // and copies on operands of either dtype, reading bf16 operands and
+  // The GEMMs, the attention, LayerNorm, GELU, the residual add (also fused with LayerNorm),
+  // the embedding and copies on operands of either dtype, reading bf16 operands and
   // writing bf16 outputs in place. make_bf16_storage_backend calls these when an operand
   // is bf16 and falls back to staging it through fp32 (the float* ops below) when they
   // return false, which the defaults always do. Contracts of the float* ops, on the
@@ -203,6 +203,18 @@ class Backend {
                                                 bool round_res_bf16) {
     (void)res, (void)ln, (void)mean, (void)rstd, (void)inp1, (void)inp2, (void)weight, (void)bias, (void)N, (void)C,
         (void)round_res_bf16;
+    return false;
+  }
+  // The embedding with its activation operand (out, dout) of either dtype; the tables
+  // and their gradients fp32.
+  virtual bool encoder_forward_typed(TensorPtr out, const int32_t* inp, const float* wte, const float* wpe, int B,
+                                     int T, int C) {
+    (void)out, (void)inp, (void)wte, (void)wpe, (void)B, (void)T, (void)C;
+    return false;
+  }
+  virtual bool encoder_backward_typed(float* dwte, float* dwpe, TensorPtr dout, const int32_t* inp, int B, int T,
+                                      int C, int V) {
+    (void)dwte, (void)dwpe, (void)dout, (void)inp, (void)B, (void)T, (void)C, (void)V;
     return false;
   }
   // The fc layer fused with its GELU on bf16 storage: out = bf16(gelu(p)) and pre =

@@ -225,12 +225,22 @@ class Bf16StorageBackend final : public Backend {
   // ---- ops ----
   void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
                        int C) override {
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr o = typed(out, size_t(B) * T * C);
+      if (typed.use({wte, wpe}) && in_->encoder_forward_typed(o, inp, wte, wpe, B, T, C)) return;
+    }
     Staging s = staging();
     in_->encoder_forward(s.out(out, size_t(B) * T * C), inp, s.fp32(wte), s.fp32(wpe), B, T, C);
     s.done();
   }
   void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp, int B, int T, int C,
                         int V) override {
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr dy = typed(dout, size_t(B) * T * C);
+      if (typed.use({dwte, dwpe}) && in_->encoder_backward_typed(dwte, dwpe, dy, inp, B, T, C, V)) return;
+    }
     Staging s = staging();
     in_->encoder_backward(s.fp32(dwte), s.fp32(dwpe), s.in(dout, size_t(B) * T * C), inp, B, T, C, V);
   }

@@ -129,7 +129,8 @@ class CudaBackend final : public Backend {
   // Flash-style attention: saves lse (B, NH, T); the backward's scratch holds
   // D = rowsum(dout * out), also (B, NH, T).
   // bf16 tensors (alloc_bf16) are fp32 containers here; make_stage_model wraps the backend
-  // in make_bf16_storage_backend for real bf16 storage (cuda_backend_sizes' 2 bytes).
+  // in make_bf16_storage_backend for real bf16 storage (cuda_backend_sizes' 2 bytes), where
+  // the fc + GELU fusion (fc_gelu_typed) applies (BackendSizes::fuses_fc_gelu).
   BackendSizes sizes() const override {
     BackendSizes s = cuda_backend_sizes();
     s.bf16_bytes = 4;
@@ -199,9 +200,7 @@ class CudaBackend final : public Backend {
   void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp, int B, int T, int C,
                         int V) override {
     activate();
-    int32_t* ws = grow(&enc_workspace_, &enc_workspace_bytes_,
-                       cuda::encoder_backward_workspace_ints(B, T, V) * sizeof(int32_t));
-    cuda::encoder_backward(dwte, dwpe, dout, inp, B, T, C, V, ws, stream_);
+    cuda::encoder_backward(dwte, dwpe, dout, inp, B, T, C, V, encoder_workspace(B, T, V), stream_);
   }
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                          const float* bias, int N, int C) override {
@@ -362,6 +361,20 @@ class CudaBackend final : public Backend {
                                              bias, N, C, stream_);
     return true;
   }
+  // The embedding with a bf16 output / output gradient (encoder.h typed forms).
+  bool encoder_forward_typed(TensorPtr out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
+                             int C) override {
+    activate();
+    cuda::encoder_forward_typed(out.p, out.bf16(), inp, wte, wpe, B, T, C, stream_);
+    return true;
+  }
+  bool encoder_backward_typed(float* dwte, float* dwpe, TensorPtr dout, const int32_t* inp, int B, int T, int C,
+                              int V) override {
+    activate();
+    cuda::encoder_backward_typed(dwte, dwpe, dout.p, dout.bf16(), inp, B, T, C, V, encoder_workspace(B, T, V),
+                                 stream_);
+    return true;
+  }
   // Device to device only (the conversions are kernels); a host side is staged by the caller.
   bool copy_typed(TensorPtr dst, TensorPtr src, size_t n) override {
     if (n == 0) return true;
@@ -493,6 +506,12 @@ class CudaBackend final : public Backend {
     if (!aligned(ops) || !bf16_gemm(C, OC, nullptr)) return false;
     activate();
     return true;
+  }
+
+  // The embedding backward's bucketing workspace (encoder.h), grown on demand.
+  int32_t* encoder_workspace(int B, int T, int V) {
+    const size_t ints = cuda::encoder_backward_workspace_ints(B, T, V);
+    return grow(&enc_workspace_, &enc_workspace_bytes_, ints * sizeof(int32_t));
   }
 
   // A bf16 operand's elements.

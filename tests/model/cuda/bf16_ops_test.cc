@@ -32,7 +32,7 @@
 // fp32 outputs (weight/bias gradients, mean, rstd) are compared with Δ alone.
 // Conversions are compared bitwise (NaN: isnan). A wrong index, transpose, leading
 // dimension, epilogue or rounding point errs by O(r·|x|)..O(|x|) in many elements.
-// Kernels on bf16 activations (real bf16 storage: gelu/residual *_typed, LayerNorm and
+// Kernels on bf16 activations (real bf16 storage: gelu/residual/encoder *_typed, LayerNorm and
 // residual + LayerNorm *_bf16act): bitwise the fp32 CUDA kernel on the widened inputs,
 // its outputs rounded on the host (same arithmetic and order, one RNE at the store),
 // fp32 outputs (mean, rstd, weight gradients) bitwise; C = 37, 200, 2100 covers every
@@ -54,6 +54,7 @@
 #include "model/cpu/matmul.h"
 #include "model/cpu/matmul_bf16.h"
 #include "model/cuda/convert_bf16.h"
+#include "model/cuda/encoder.h"
 #include "model/cuda/gelu.h"
 #include "model/cuda/layernorm.h"
 #include "model/cuda/layernorm_bf16.h"
@@ -487,6 +488,35 @@ TEST_F(CudaBf16Ops, ElementwiseOnBf16Activations) {
   out.poison();
   cuda::residual_forward_typed(dev(out), true, dev(bx), true, dev(by), true, n, nullptr);
   expect_rounded("residual_forward", out, ref);
+}
+
+// The embedding with a bf16 output (forward) and output gradient (backward): bitwise the
+// fp32 kernels on the widened values with the output rounded (encoder.h typed forms);
+// tokens repeat, so the backward's per-token sums have several terms.
+TEST_F(CudaBf16Ops, EncoderOnBf16Activations) {
+  const int B = 3, T = 37, C = 40, V = 11, maxT = 40;
+  std::vector<int32_t> tokens(size_t(B) * T);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t((i * 7 + i / 5) % V);
+  const auto wte = widen(bf16_normal(size_t(V) * C, 91, 1, 1.0f)), wpe = widen(bf16_normal(size_t(maxT) * C, 91, 2, 0.5f));
+  const auto dy = bf16_normal(size_t(B) * T * C, 91, 3, 1.0f);
+  const auto g0 = testing::philox_vector(size_t(V) * C, 91, 4), p0 = testing::philox_vector(size_t(maxT) * C, 91, 5);
+  DeviceBuffer<int32_t> d_tok(tokens);
+  DeviceBuffer<float> d_wte(wte), d_wpe(wpe), ref(size_t(B) * T * C), fdy(widen(dy));
+  DeviceBuffer<bf16> out(size_t(B) * T * C), bdy(dy);
+  cuda::encoder_forward(ref.get(), d_tok.get(), d_wte.get(), d_wpe.get(), B, T, C, nullptr);
+  out.poison();
+  cuda::encoder_forward_typed(dev(out), true, d_tok.get(), d_wte.get(), d_wpe.get(), B, T, C, nullptr);
+  expect_rounded("encoder_forward_typed", out, ref);
+  DeviceBuffer<int32_t> ws(cuda::encoder_backward_workspace_ints(B, T, V));
+  DeviceBuffer<float> gw(g0), gp(p0), gw2(g0), gp2(p0);
+  cuda::encoder_backward(gw.get(), gp.get(), fdy.get(), d_tok.get(), B, T, C, V, ws.get(), nullptr);
+  cuda::encoder_backward_typed(gw2.get(), gp2.get(), dev(bdy), true, d_tok.get(), B, T, C, V, ws.get(), nullptr);
+  expect_bitwise("encoder_backward_typed dwte", gw, gw2);
+  expect_bitwise("encoder_backward_typed dwpe", gp, gp2);
+  const auto got = gw.download();
+  size_t changed = 0;
+  for (size_t i = 0; i < got.size(); ++i) changed += got[i] != g0[i];
+  EXPECT_GT(changed, got.size() / 2) << "the backward added to dwte";
 }
 
 void check_layernorm_bf16act(int N, int C) {
