@@ -54,7 +54,8 @@
 // there too): LayerNorm mean/rstd, the attention's saved softmax state, the
 // per-token losses, the parameter gradients (fp32 +=).
 // The fc matmul and GELU round both outputs from the unrounded pre-activation, as
-// the fused cuBLASLt GELU epilogue does (which the CUDA backend runs: fc_forward). Stage-boundary tensors (output, dinput)
+// the fused cuBLASLt GELU epilogue does (which the CUDA backend runs: fc_forward).
+// Stage-boundary tensors (output, dinput)
 // are therefore bf16 values sent in fp32 containers: the wire format does not
 // change, and any pipeline split stays bitwise equal to pp=1. Differences from the
 // bf16 kernels' arithmetic: fp32 summation order, and the attention, whose CPU op

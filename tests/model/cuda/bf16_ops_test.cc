@@ -497,7 +497,8 @@ TEST_F(CudaBf16Ops, EncoderOnBf16Activations) {
   const int B = 3, T = 37, C = 40, V = 11, maxT = 40;
   std::vector<int32_t> tokens(size_t(B) * T);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t((i * 7 + i / 5) % V);
-  const auto wte = widen(bf16_normal(size_t(V) * C, 91, 1, 1.0f)), wpe = widen(bf16_normal(size_t(maxT) * C, 91, 2, 0.5f));
+  const auto wte = widen(bf16_normal(size_t(V) * C, 91, 1, 1.0f));
+  const auto wpe = widen(bf16_normal(size_t(maxT) * C, 91, 2, 0.5f));
   const auto dy = bf16_normal(size_t(B) * T * C, 91, 3, 1.0f);
   const auto g0 = testing::philox_vector(size_t(V) * C, 91, 4), p0 = testing::philox_vector(size_t(maxT) * C, 91, 5);
   DeviceBuffer<int32_t> d_tok(tokens);
