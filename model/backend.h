@@ -141,8 +141,8 @@ class Backend {
   }
 
   // ---- typed entry points (real bf16 storage, model/bf16_storage_backend.h) ----
-  // The GEMMs, the attention, LayerNorm, GELU, the residual add (also fused with LayerNorm)
-  // and copies on operands of either dtype, reading bf16 operands and
+  // The GEMMs, the attention, LayerNorm, GELU, the residual add (also fused with LayerNorm),
+  // the embedding and copies on operands of either dtype, reading bf16 operands and
   // writing bf16 outputs in place. make_bf16_storage_backend calls these when an operand
   // is bf16 and falls back to staging it through fp32 (the float* ops below) when they
   // return false, which the defaults always do. Contracts of the float* ops, on the
@@ -205,6 +205,28 @@ class Backend {
         (void)round_res_bf16;
     return false;
   }
+  // The embedding with its activation operand (out, dout) of either dtype; the tables
+  // and their gradients fp32.
+  virtual bool encoder_forward_typed(TensorPtr out, const int32_t* inp, const float* wte, const float* wpe, int B,
+                                     int T, int C) {
+    (void)out, (void)inp, (void)wte, (void)wpe, (void)B, (void)T, (void)C;
+    return false;
+  }
+  virtual bool encoder_backward_typed(float* dwte, float* dwpe, TensorPtr dout, const int32_t* inp, int B, int T,
+                                      int C, int V) {
+    (void)dwte, (void)dwpe, (void)dout, (void)inp, (void)B, (void)T, (void)C, (void)V;
+    return false;
+  }
+  // The fc layer fused with its GELU on bf16 storage: out = bf16(gelu(p)) and pre =
+  // bf16(p), p = inp · weightᵀ + bias unrounded (matmul_forward then gelu_forward of p,
+  // each output rounded once), bias non-null. Declined by default; a backend that takes
+  // it sets BackendSizes::fc_gelu_typed. CUDA evaluates gelu in the cuBLASLt epilogue
+  // (model/cuda/matmul_bf16.h, whose bound vs the tanh form the gpu tests derive).
+  virtual bool matmul_forward_gelu_typed(TensorPtr out, TensorPtr pre, TensorPtr inp, TensorPtr weight,
+                                         const float* bias, int N, int C, int OC) {
+    (void)out, (void)pre, (void)inp, (void)weight, (void)bias, (void)N, (void)C, (void)OC;
+    return false;
+  }
   // copy() with dtypes: dst = src converted (fp32 -> bf16: RNE; bf16 -> fp32: exact).
   // Either side may be host memory when fp32 (copy's contract); a backend that cannot
   // convert from or into host memory returns false there.
@@ -248,6 +270,15 @@ class Backend {
   // out (N,OC) = inp (N,C) · weight (OC,C)ᵀ + bias (OC or null)
   virtual void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
                               int OC) = 0;
+  // out, pre (N,OC): matmul_forward_gelu_typed's contract on the float* operands, for a
+  // backend that forwards it there (make_bf16_storage_backend: both outputs in bf16
+  // storage). Returns false, writing nothing, where it is not taken (the default): the
+  // caller then runs matmul_forward and gelu_forward.
+  virtual bool matmul_forward_gelu(float* out, float* pre, const float* inp, const float* weight, const float* bias,
+                                   int N, int C, int OC) {
+    (void)out, (void)pre, (void)inp, (void)weight, (void)bias, (void)N, (void)C, (void)OC;
+    return false;
+  }
   // dinp (N,C) = dout (N,OC) · weight (OC,C)
   virtual void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) = 0;
   // dweight (OC,C) += doutᵀ · inp; dbias (OC) += sum dout (null: none)

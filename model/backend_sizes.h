@@ -24,6 +24,11 @@ struct BackendSizes {
   // 4 where bf16 values live in fp32 containers (CPU), 2 where they are really stored
   // as bf16 (CUDA in runtime.precision bf16: model/bf16_storage_backend.h).
   size_t bf16_bytes = 4;
+  // Whether Backend::matmul_forward_gelu_typed runs the fc layer and its GELU as one
+  // op on real bf16 storage (bf16_bytes == 2) when C and OC are multiples of 8 (CUDA:
+  // the cuBLASLt GELU_AUX_BIAS epilogue, model/cuda/matmul_bf16.h). The stage model in
+  // bf16 then keeps no fp32 copy of the fc pre-activation (fuses_fc_gelu, stage_memory).
+  bool fc_gelu_typed = false;
 
   size_t attention_saved_floats(int B, int NH, int T) const {
     return attention_saves_probabilities ? size_t(B) * NH * T * T : size_t(B) * NH * T;
@@ -31,10 +36,13 @@ struct BackendSizes {
   size_t attention_scratch_floats(int B, int NH, int T) const {
     return attention_saves_probabilities ? size_t(T) * T : size_t(B) * NH * T;
   }
+  // Whether the fc layer of n_embd C runs fused with its GELU (see fc_gelu_typed).
+  bool fuses_fc_gelu(int C) const { return fc_gelu_typed && bf16_bytes == 2 && C % 8 == 0; }
 };
 
-inline BackendSizes cpu_backend_sizes() { return BackendSizes{true, size_t(16) << 20, 4}; }
-// The CUDA backend as make_cuda_backend returns it: bf16 storage in runtime.precision bf16.
-inline BackendSizes cuda_backend_sizes() { return BackendSizes{false, size_t(256) << 20, 2}; }
+inline BackendSizes cpu_backend_sizes() { return BackendSizes{true, size_t(16) << 20, 4, false}; }
+// The CUDA backend as make_stage_model runs it: bf16 storage in runtime.precision bf16,
+// fc + GELU fused there.
+inline BackendSizes cuda_backend_sizes() { return BackendSizes{false, size_t(256) << 20, 2, true}; }
 
 }  // namespace pt

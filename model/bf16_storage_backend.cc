@@ -225,12 +225,22 @@ class Bf16StorageBackend final : public Backend {
   // ---- ops ----
   void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
                        int C) override {
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr o = typed(out, size_t(B) * T * C);
+      if (typed.use({wte, wpe}) && in_->encoder_forward_typed(o, inp, wte, wpe, B, T, C)) return;
+    }
     Staging s = staging();
     in_->encoder_forward(s.out(out, size_t(B) * T * C), inp, s.fp32(wte), s.fp32(wpe), B, T, C);
     s.done();
   }
   void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp, int B, int T, int C,
                         int V) override {
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr dy = typed(dout, size_t(B) * T * C);
+      if (typed.use({dwte, dwpe}) && in_->encoder_backward_typed(dwte, dwpe, dy, inp, B, T, C, V)) return;
+    }
     Staging s = staging();
     in_->encoder_backward(s.fp32(dwte), s.fp32(dwpe), s.in(dout, size_t(B) * T * C), inp, B, T, C, V);
   }
@@ -292,6 +302,14 @@ class Bf16StorageBackend final : public Backend {
     const float *x = s.in(inp, size_t(N) * C), *w = s.in(weight, size_t(OC) * C), *b = s.in(bias, size_t(OC));
     in_->matmul_forward(s.out(out, size_t(N) * OC), x, w, b, N, C, OC);
     s.done();
+  }
+  // Typed only (no staged form): both outputs must be bf16 storage.
+  bool matmul_forward_gelu(float* out, float* pre, const float* inp, const float* weight, const float* bias, int N,
+                           int C, int OC) override {
+    Resolver typed(ranges_);
+    const TensorPtr o = typed(out, size_t(N) * OC), p = typed(pre, size_t(N) * OC);
+    const TensorPtr x = typed(inp, size_t(N) * C), w = typed(weight, size_t(OC) * C);
+    return o.bf16() && p.bf16() && typed.use({bias}) && in_->matmul_forward_gelu_typed(o, p, x, w, bias, N, C, OC);
   }
   void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) override {
     {  // typed entry point first (backend.h), else staged

@@ -11,7 +11,10 @@
 // elements in place (bf16 cuBLASLt GEMMs, flash attention, templated elementwise
 // kernels, conversion kernels), the CPU widens them (bitwise the staging below).
 // Otherwise (other ops, or the entry point declines, e.g. a GEMM shape the bf16 kernels
-// do not take) each operand inside bf16 storage is staged: unpacked (exactly) into an
+// do not take) each operand inside bf16 storage is staged (except the fused fc + GELU,
+// Backend::matmul_forward_gelu, which has only the typed form: it returns false unless
+// both outputs are bf16 storage and inner takes it, and the stage model then runs the
+// unfused ops): unpacked (exactly) into an
 // fp32 scratch buffer when the op reads it, the inner op runs on the scratch, and what
 // the op wrote is packed back with RNE. Since bf16 operands hold bf16 values and the
 // stage model rounds (round_to_bf16) each bf16 output right after its producer, the
@@ -26,10 +29,10 @@
 // output, and fp32 scratch for one op's bf16 operands (one buffer per operand position,
 // grown on demand to the largest it held, reused, inner memory, so in
 // peak_device_bytes; in the stage model LayerNorm and the residual + LayerNorm stage up
-// to 3 NC, so about 3 NC fp32 in all). Still staged on CUDA (no typed entry point yet):
-// LayerNorm forward and backward, the fused residual + LayerNorm, the embedding forward
-// and backward, copies from or to host memory, and the GEMMs the bf16 kernels decline
-// (an LM head whose V is not a multiple of 8).
+// to 3 NC, so about 3 NC fp32 in all). Still staged on CUDA (its typed entry points
+// decline): copies from or to host memory, LayerNorm with mixed activation dtypes, and
+// the GEMMs the bf16 kernels decline (an LM head whose V is not a multiple of 8). The
+// embedding forward and backward run typed (bf16 output, bf16 output gradient).
 // host_memory() is false: handles must not be dereferenced on the host.
 // Used by make_cuda_backend in bf16 (cuda_backend.h) and, on the CPU backend, by the
 // test switch PIPETRAIN_TEST_BF16_STORAGE (stage_model_factory.h).

@@ -54,7 +54,8 @@
 // there too): LayerNorm mean/rstd, the attention's saved softmax state, the
 // per-token losses, the parameter gradients (fp32 +=).
 // The fc matmul and GELU round both outputs from the unrounded pre-activation, as
-// the fused cuBLASLt GELU epilogue does. Stage-boundary tensors (output, dinput)
+// the fused cuBLASLt GELU epilogue does (which the CUDA backend runs: fc_forward).
+// Stage-boundary tensors (output, dinput)
 // are therefore bf16 values sent in fp32 containers: the wire format does not
 // change, and any pipeline split stays bitwise equal to pp=1. Differences from the
 // bf16 kernels' arithmetic: fp32 summation order, and the attention, whose CPU op
@@ -76,7 +77,9 @@
 // the attention state, losses, the logits chunk, parameters and their gradients, the
 // boundary buffers (the stage's inputs and outputs stay fp32 containers of bf16
 // values). The unrounded fc output that the GELU reads lives in the fp32 workspace
-// scratch_fch_ (N, 4C) and is copied (rounded) into fch (fc_forward).
+// scratch_fch_ (N, 4C) and is copied (rounded) into fch (fc_forward), except where the
+// backend fuses the fc layer with its GELU (BackendSizes::fuses_fc_gelu: CUDA's bf16
+// storage), which writes fch and fch_gelu from its accumulator and needs no scratch.
 // fp32: no rounding and no weight copy; the code path is the fp32 one bit for bit.
 #include <algorithm>
 #include <functional>
@@ -339,7 +342,8 @@ class BackendStageModel final : public StageModel {
     workspace_floats_ = mem.workspace_floats;
     scratch_nc_ = bf16_ ? backend_->alloc_bf16(size_t(N_) * C_) : backend_->alloc(size_t(N_) * C_);
     scratch_tt_ = backend_->alloc(sizes.attention_scratch_floats(B_, NH_, T_));
-    if (bf16_) scratch_fch_ = backend_->alloc(size_t(N_) * 4 * C_);
+    fused_fc_gelu_ = bf16_ && sizes.fuses_fc_gelu(C_);
+    if (bf16_ && !fused_fc_gelu_) scratch_fch_ = backend_->alloc(size_t(N_) * 4 * C_);
     if (!needs_.split_backward) alloc_blocks(*backend_, grad_sizes(geometry_), &shared_grads_, &shared_grads_bf16_);
     if (spec_.has_head) {
       chunk_rows_ = classifier_chunk_rows(geometry_, needs_, sizes);
@@ -824,19 +828,30 @@ class BackendStageModel final : public StageModel {
     if (bf16_) backend_->round_to_bf16(p, n);
   }
 
-  // fch, fch_gelu = the fc matmul and the GELU of its unrounded output (as the fused
-  // cuBLASLt GELU epilogue), then both rounded. bf16: the unrounded output lives in the
-  // fp32 scratch_fch_ (fch itself is a bf16 tensor) and is copied into fch, which rounds
-  // it exactly as stored() would.
+  // fch, fch_gelu = the fc matmul and the GELU of its unrounded output, then both
+  // rounded: in one op where the backend fuses them (fused_fc_gelu_), else unfused. bf16
+  // unfused: the unrounded output lives in the fp32 scratch_fch_ (fch itself is a bf16
+  // tensor) and is copied into fch, which rounds it exactly as stored() would.
   void fc_forward(LayerActs& a, const BlockParams& w) {
     Backend& be = *backend_;
     const size_t n = size_t(N_) * 4 * C_;
-    float* fch = bf16_ ? scratch_fch_ : a.fch;
-    be.matmul_forward(fch, a.ln2, w[BlockTensor::kFcW], w[BlockTensor::kFcB], N_, C_, 4 * C_);
-    be.gelu_forward(a.fch_gelu, fch, N_ * 4 * C_);
-    if (bf16_) be.copy(a.fch, fch, n);
+    const float *ln2 = a.ln2, *wfc = w[BlockTensor::kFcW], *bfc = w[BlockTensor::kFcB];
+    if (!fused_fc_gelu_ || !be.matmul_forward_gelu(a.fch_gelu, a.fch, ln2, wfc, bfc, N_, C_, 4 * C_)) {
+      float* fch = bf16_ ? fch_scratch() : a.fch;
+      be.matmul_forward(fch, ln2, wfc, bfc, N_, C_, 4 * C_);
+      be.gelu_forward(a.fch_gelu, fch, N_ * 4 * C_);
+      if (bf16_) be.copy(a.fch, fch, n);
+    }
     stored(a.fch, n);
     stored(a.fch_gelu, n);
+  }
+
+  // scratch_fch_, allocated here if the backend declined a fusion it announced (beyond
+  // stage_memory's estimate; the bf16 storage backend only declines misaligned operands,
+  // which the 256-byte carving never gives).
+  float* fch_scratch() {
+    if (scratch_fch_ == nullptr) scratch_fch_ = backend_->alloc(size_t(N_) * 4 * C_);
+    return scratch_fch_;
   }
 
   // Block i's output res2 = res1 + res2 (in place), fused with the LayerNorm that reads it:
@@ -906,7 +921,8 @@ class BackendStageModel final : public StageModel {
   float* scratch_tt_ = nullptr;  // (T, T) attention backward work buffer
   float* shared_grads_ = nullptr;  // without split backward: layout_grads' one set, shared by every slot
   float* shared_grads_bf16_ = nullptr;  // its bf16 tensors in bf16 precision (Carvers)
-  float* scratch_fch_ = nullptr;  // bf16: (N, 4C) the unrounded fc output the GELU reads (forward)
+  float* scratch_fch_ = nullptr;  // bf16 unfused: (N, 4C) the unrounded fc output the GELU reads (forward)
+  bool fused_fc_gelu_ = false;    // bf16 and BackendSizes::fuses_fc_gelu: fc_forward in one op
   int chunk_rows_ = 0;             // last stage: rows per classifier chunk (R)
   float* logits_chunk_ = nullptr;  // last stage: (R, V) logits, then dlogits, of the chunk being worked on
   size_t workspace_floats_ = 0;    // workspace_floats(): the buffers above + scratch_nc_ (stage_memory)
@@ -929,7 +945,7 @@ StageMemory stage_memory(const ModelConfig& config, const StageSpec& spec, int B
   const size_t NC = g.N() * size_t(g.C);
   // scratch_nc_ (a bf16 tensor in bf16), scratch_tt_
   m.workspace_floats = (g.bf16 ? g.bf16_floats(NC) : NC) + sizes.attention_scratch_floats(B, g.NH, T);
-  if (g.bf16) m.workspace_floats += g.N() * 4 * size_t(g.C);  // scratch_fch_
+  if (g.bf16 && !sizes.fuses_fc_gelu(g.C)) m.workspace_floats += g.N() * 4 * size_t(g.C);  // scratch_fch_
   if (!needs.split_backward) m.workspace_floats += grad_sizes(g).floats(g);
   if (spec.has_head) m.workspace_floats += size_t(classifier_chunk_rows(g, needs, sizes)) * size_t(g.V);
   return m;

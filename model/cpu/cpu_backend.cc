@@ -157,6 +157,19 @@ class CpuBackend final : public Backend {
     o.store();
     return true;
   }
+  bool encoder_forward_typed(TensorPtr out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
+                             int C) override {
+    Widened o(out, size_t(B) * T * C, false);
+    cpu::encoder_forward(o.f32(), inp, wte, wpe, B, T, C);
+    o.store();
+    return true;
+  }
+  bool encoder_backward_typed(float* dwte, float* dwpe, TensorPtr dout, const int32_t* inp, int B, int T, int C,
+                              int V) override {
+    Widened dy(dout, size_t(B) * T * C);
+    encoder_backward(dwte, dwpe, dy.f32(), inp, B, T, C, V);
+    return true;
+  }
   bool matmul_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, int N, int C, int OC) override {
     Widened dy(dout, size_t(N) * OC), w(weight, size_t(OC) * C), dx(dinp, size_t(N) * C, false);
     cpu::matmul_backward_input(dx.f32(), dy.f32(), w.f32(), N, C, OC);

@@ -35,6 +35,7 @@ namespace {
 std::atomic<size_t> g_bf16_calls{0};  // cuda_bf16_kernel_calls()
 std::atomic<size_t> g_weight_conversions{0};  // cuda_bf16_weight_conversions()
 std::atomic<size_t> g_weight_operands{0};     // cuda_bf16_weight_operands()
+std::atomic<size_t> g_fused_gelu_calls{0};    // cuda_bf16_fused_gelu_calls()
 
 // Device memory only: pageable, pinned and managed memory are all host-readable,
 // so a copy touching them must finish before copy() returns.
@@ -128,7 +129,8 @@ class CudaBackend final : public Backend {
   // Flash-style attention: saves lse (B, NH, T); the backward's scratch holds
   // D = rowsum(dout * out), also (B, NH, T).
   // bf16 tensors (alloc_bf16) are fp32 containers here; make_stage_model wraps the backend
-  // in make_bf16_storage_backend for real bf16 storage (cuda_backend_sizes' 2 bytes).
+  // in make_bf16_storage_backend for real bf16 storage (cuda_backend_sizes' 2 bytes), where
+  // the fc + GELU fusion (fc_gelu_typed) applies (BackendSizes::fuses_fc_gelu).
   BackendSizes sizes() const override {
     BackendSizes s = cuda_backend_sizes();
     s.bf16_bytes = 4;
@@ -198,9 +200,7 @@ class CudaBackend final : public Backend {
   void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp, int B, int T, int C,
                         int V) override {
     activate();
-    int32_t* ws = grow(&enc_workspace_, &enc_workspace_bytes_,
-                       cuda::encoder_backward_workspace_ints(B, T, V) * sizeof(int32_t));
-    cuda::encoder_backward(dwte, dwpe, dout, inp, B, T, C, V, ws, stream_);
+    cuda::encoder_backward(dwte, dwpe, dout, inp, B, T, C, V, encoder_workspace(B, T, V), stream_);
   }
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                          const float* bias, int N, int C) override {
@@ -267,15 +267,20 @@ class CudaBackend final : public Backend {
       cuda::matmul_forward_bf16_fp32out(static_cast<float*>(out.p), x, w, bias, N, C, OC, stream_);
       return true;
     }
-    // bias: bf16-valued (the weight copy), so its bf16 form is exact; the epilogue adds it in
-    // fp32. Converted per call (OC elements; not served from the declared copy, whose
-    // counters cuda_bf16_weight_operands() reports for GEMM weights only).
-    __nv_bfloat16* b = nullptr;
-    if (bias != nullptr) {
-      b = bf16_buffer(2, size_t(OC));
-      cuda::convert_fp32_to_bf16(b, bias, size_t(OC), stream_);
-    }
-    cuda::matmul_forward_bf16(static_cast<__nv_bfloat16*>(out.p), x, w, b, N, C, OC, stream_);
+    cuda::matmul_forward_bf16(bf16p(out), x, w, bias_bf16(bias, OC), N, C, OC, stream_);
+    return true;
+  }
+  // fc + GELU as one GEMM with the GELU_AUX_BIAS epilogue (matmul_forward_gelu_bf16: out =
+  // bf16(gelu(p)), pre = bf16(p) of the fp32 accumulator + bias; cuBLASLt's GELU, or the
+  // documented fallback on bf16(p)); both outputs bf16 and a bias, else declined.
+  bool matmul_forward_gelu_typed(TensorPtr out, TensorPtr pre, TensorPtr inp, TensorPtr weight, const float* bias,
+                                 int N, int C, int OC) override {
+    if (bias == nullptr || !out.bf16() || !pre.bf16() || !bf16_gemm_typed(C, OC, {out, pre, inp, weight}))
+      return false;
+    const __nv_bfloat16* x = as_bf16(0, inp, size_t(N) * C);
+    const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
+    cuda::matmul_forward_gelu_bf16(bf16p(out), bf16p(pre), x, w, bias_bf16(bias, OC), N, C, OC, stream_);
+    g_fused_gelu_calls.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
   bool matmul_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, int N, int C,
@@ -354,6 +359,20 @@ class CudaBackend final : public Backend {
     activate();
     cuda::residual_layernorm_forward_bf16act(bf16p(res), bf16p(ln), mean, rstd, bf16p(inp1), bf16p(inp2), weight,
                                              bias, N, C, stream_);
+    return true;
+  }
+  // The embedding with a bf16 output / output gradient (encoder.h typed forms).
+  bool encoder_forward_typed(TensorPtr out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
+                             int C) override {
+    activate();
+    cuda::encoder_forward_typed(out.p, out.bf16(), inp, wte, wpe, B, T, C, stream_);
+    return true;
+  }
+  bool encoder_backward_typed(float* dwte, float* dwpe, TensorPtr dout, const int32_t* inp, int B, int T, int C,
+                              int V) override {
+    activate();
+    cuda::encoder_backward_typed(dwte, dwpe, dout.p, dout.bf16(), inp, B, T, C, V, encoder_workspace(B, T, V),
+                                 stream_);
     return true;
   }
   // Device to device only (the conversions are kernels); a host side is staged by the caller.
@@ -489,8 +508,25 @@ class CudaBackend final : public Backend {
     return true;
   }
 
+  // The embedding backward's bucketing workspace (encoder.h), grown on demand.
+  int32_t* encoder_workspace(int B, int T, int V) {
+    const size_t ints = cuda::encoder_backward_workspace_ints(B, T, V);
+    return grow(&enc_workspace_, &enc_workspace_bytes_, ints * sizeof(int32_t));
+  }
+
   // A bf16 operand's elements.
   static __nv_bfloat16* bf16p(TensorPtr t) { return static_cast<__nv_bfloat16*>(t.p); }
+
+  // A GEMM bias (OC fp32, or null) as bf16 in scratch slot 2: bf16-valued (the weight copy),
+  // so exact; the epilogues add it in fp32. Converted per call (OC elements; not served
+  // from the declared copy, whose counters cuda_bf16_weight_operands() reports for GEMM
+  // weights only).
+  const __nv_bfloat16* bias_bf16(const float* bias, int OC) {
+    if (bias == nullptr) return nullptr;
+    __nv_bfloat16* b = bf16_buffer(2, size_t(OC));
+    cuda::convert_fp32_to_bf16(b, bias, size_t(OC), stream_);
+    return b;
+  }
 
   // t as bf16 elements: bf16 storage in place, fp32 through to_bf16 (scratch slot `slot`).
   const __nv_bfloat16* as_bf16(int slot, TensorPtr t, size_t n) {
@@ -636,6 +672,8 @@ size_t cuda_bf16_kernel_calls() { return g_bf16_calls.load(std::memory_order_rel
 size_t cuda_bf16_weight_conversions() { return g_weight_conversions.load(std::memory_order_relaxed); }
 
 size_t cuda_bf16_weight_operands() { return g_weight_operands.load(std::memory_order_relaxed); }
+
+size_t cuda_bf16_fused_gelu_calls() { return g_fused_gelu_calls.load(std::memory_order_relaxed); }
 
 std::unique_ptr<Backend> make_cuda_backend(int device, const BackendOptions& options) {
   return std::make_unique<CudaBackend>(device, options);

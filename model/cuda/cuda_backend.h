@@ -59,7 +59,11 @@
 // to_bf16) and write a bf16 destination directly (matmul_forward_bf16 with the bias
 // epilogue, the bias converted from the bf16-valued weight copy; matmul_backward_input_bf16:
 // the single RNE of the fp32 accumulator + bias that the stage model's rounding gave),
-// an fp32 one through the *_fp32out forms (the fc output the GELU reads); the flash
+// an fp32 one through the *_fp32out forms; the fc layer and its GELU run as one GEMM
+// (matmul_forward_gelu_typed: the GELU_AUX_BIAS epilogue writes bf16 gelu(p) and bf16 p,
+// p the fp32 accumulator + bias, so the stage model keeps no fp32 (N, 4C) pre-activation;
+// cuBLASLt's GELU instead of gelu.h's tanhf, bound in tests/model/cuda/bf16_ops_test.cc;
+// BackendSizes::fc_gelu_typed, counted by cuda_bf16_fused_gelu_calls); the flash
 // attention reads and writes bf16 storage in place; LayerNorm (forward, both backwards),
 // the fused residual + LayerNorm, GELU and the residual add run templated kernels that
 // load bf16 widened and store bf16 rounded once (layernorm.h, residual_layernorm.h,
@@ -106,6 +110,10 @@ size_t cuda_bf16_kernel_calls();
 // buffer instead of a per-call conversion, by every CUDA backend of this process.
 size_t cuda_bf16_weight_conversions();
 size_t cuda_bf16_weight_operands();
+
+// fc + GELU GEMMs run fused (Backend::matmul_forward_gelu_typed) by every CUDA backend of
+// this process so far.
+size_t cuda_bf16_fused_gelu_calls();
 
 // A backend on `device` (0 <= device < cuda_device_count()). Every call makes
 // that device current for the calling thread before it issues work. options.tf32:

@@ -14,20 +14,23 @@
 
 #include "model/cuda/common.cuh"
 #include "model/cuda/cuda_check.h"
+#include "model/cuda/typed_dispatch.cuh"
 
 namespace pt::cuda {
 namespace {
 
 using detail::ceil_div;
 
-static __global__ void encoder_forward_kernel(float* out, const int32_t* inp, const float* wte, const float* wpe,
+// TO, TD (out, dout): float or __nv_bfloat16 (the typed forms); fp32 arithmetic.
+template <typename TO>
+static __global__ void encoder_forward_kernel(TO* out, const int32_t* inp, const float* wte, const float* wpe,
                                               int BT, int T, int C) {
   const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= size_t(BT) * C) return;
   const size_t bt = i / C;
   const int c = int(i % C);
   const int t = int(bt % T);
-  out[i] = wte[size_t(inp[bt]) * C + c] + wpe[size_t(t) * C + c];
+  detail::store_float(out + i, wte[size_t(inp[bt]) * C + c] + wpe[size_t(t) * C + c]);
 }
 
 static __global__ void encoder_count_kernel(int32_t* count, const int32_t* inp, int BT, int V) {
@@ -86,7 +89,8 @@ static __global__ void encoder_sort_kernel(int32_t* sorted, const int32_t* bucke
 }
 
 // grid (V, ceil(C / blockDim)): block per vocabulary row, thread per channel.
-static __global__ void encoder_wte_kernel(float* dwte, const float* dout, const int32_t* sorted,
+template <typename TD>
+static __global__ void encoder_wte_kernel(float* dwte, const TD* dout, const int32_t* sorted,
                                           const int32_t* offset, const int32_t* count, int C) {
   const int v = blockIdx.x;
   const int c = blockIdx.y * blockDim.x + threadIdx.x;
@@ -94,15 +98,16 @@ static __global__ void encoder_wte_kernel(float* dwte, const float* dout, const 
   if (c >= C || n == 0) return;
   const int32_t* pos = sorted + offset[v];
   float acc = dwte[size_t(v) * C + c];
-  for (int j = 0; j < n; ++j) acc += dout[size_t(pos[j]) * C + c];
+  for (int j = 0; j < n; ++j) acc += detail::to_float(dout[size_t(pos[j]) * C + c]);
   dwte[size_t(v) * C + c] = acc;
 }
 
-static __global__ void encoder_wpe_kernel(float* dwpe, const float* dout, int B, int T, int C) {
+template <typename TD>
+static __global__ void encoder_wpe_kernel(float* dwpe, const TD* dout, int B, int T, int C) {
   const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= size_t(T) * C) return;
   float acc = dwpe[i];
-  for (int b = 0; b < B; ++b) acc += dout[size_t(b) * T * C + i];
+  for (int b = 0; b < B; ++b) acc += detail::to_float(dout[size_t(b) * T * C + i]);
   dwpe[i] = acc;
 }
 
@@ -110,9 +115,16 @@ static __global__ void encoder_wpe_kernel(float* dwpe, const float* dout, int B,
 
 void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe, int B, int T, int C,
                      cudaStream_t stream) {
+  encoder_forward_typed(out, false, inp, wte, wpe, B, T, C, stream);
+}
+
+void encoder_forward_typed(void* out, bool out_bf16, const int32_t* inp, const float* wte, const float* wpe, int B,
+                           int T, int C, cudaStream_t stream) {
   const size_t n = size_t(B) * T * C;
   if (n == 0) return;
-  encoder_forward_kernel<<<ceil_div(n, 256), 256, 0, stream>>>(out, inp, wte, wpe, B * T, T, C);
+  detail::with_type(out, out_bf16, [&](auto* o) {
+    encoder_forward_kernel<<<ceil_div(n, 256), 256, 0, stream>>>(o, inp, wte, wpe, B * T, T, C);
+  });
   PT_CUDA_CHECK_LAUNCH();
 }
 
@@ -120,6 +132,11 @@ size_t encoder_backward_workspace_ints(int B, int T, int V) { return 3 * size_t(
 
 void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp, int B, int T, int C, int V,
                       int32_t* workspace, cudaStream_t stream) {
+  encoder_backward_typed(dwte, dwpe, dout, false, inp, B, T, C, V, workspace, stream);
+}
+
+void encoder_backward_typed(float* dwte, float* dwpe, const void* dout, bool dout_bf16, const int32_t* inp, int B,
+                            int T, int C, int V, int32_t* workspace, cudaStream_t stream) {
   const int BT = B * T;
   if (BT == 0 || C == 0) return;
   int32_t* count = workspace;    // (V)
@@ -138,10 +155,12 @@ void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t
   encoder_sort_kernel<<<pos_blocks, 256, 0, stream>>>(sorted, bucket, offset, count, inp, BT, V);
   PT_CUDA_CHECK_LAUNCH();
   const int threads = C < 256 ? ((C + 31) / 32) * 32 : 256;
-  encoder_wte_kernel<<<dim3(V, ceil_div(C, threads)), threads, 0, stream>>>(dwte, dout, sorted, offset, count, C);
-  PT_CUDA_CHECK_LAUNCH();
-  encoder_wpe_kernel<<<ceil_div(size_t(T) * C, 256), 256, 0, stream>>>(dwpe, dout, B, T, C);
-  PT_CUDA_CHECK_LAUNCH();
+  detail::with_type(dout, dout_bf16, [&](auto* dy) {
+    encoder_wte_kernel<<<dim3(V, ceil_div(C, threads)), threads, 0, stream>>>(dwte, dy, sorted, offset, count, C);
+    PT_CUDA_CHECK_LAUNCH();
+    encoder_wpe_kernel<<<ceil_div(size_t(T) * C, 256), 256, 0, stream>>>(dwpe, dy, B, T, C);
+    PT_CUDA_CHECK_LAUNCH();
+  });
 }
 
 }  // namespace pt::cuda

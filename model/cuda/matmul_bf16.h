@@ -45,7 +45,9 @@
 // Status: compiled for sm_90; NOT yet run on a GPU (none in the task that wrote it):
 // tests/model/cuda/bf16_ops_test.cc compares every function with the twin on a GPU.
 // Used by training through the CUDA backend's bf16 mode (the *_fp32out forms and
-// matmul_backward_weight_bf16; model/cuda/cuda_backend.h).
+// matmul_backward_weight_bf16; on real bf16 storage matmul_forward_bf16,
+// matmul_backward_input_bf16 and, for the fc layer, matmul_forward_gelu_bf16;
+// model/cuda/cuda_backend.h).
 #pragma once
 
 #include <cuda_bf16.h>

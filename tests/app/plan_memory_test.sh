@@ -4,7 +4,7 @@
 # in-flight micro-batch than zero-bubble's split backward (zb_h1) on every stage,
 # and its "with split backward" figure is exactly what zb_h1 reports; a (B,T,V)
 # logits tensor no longer scales the last stage's slot with the vocabulary; in bf16 a cuda
-# slot stores its bf16 tensors in 2 bytes.
+# slot stores its bf16 tensors in 2 bytes, and its workspace keeps no fp32 fc scratch.
 # Usage: plan_memory_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
@@ -19,6 +19,7 @@ plan() {  # NAME ARGS...: the plan's output in $work/NAME.log
 # Field of stage S's memory line: per-slot MiB ("x <n> activations") or the split figure.
 slot_mib() { sed -n "s/^  stage $2: .* x \([0-9.]*\) activations.*/\1/p" "$work/$1.log"; }
 split_mib() { sed -n "s/^  stage $2: .*; \([0-9.]*\) with split backward.*/\1/p" "$work/$1.log"; }
+workspace_mib() { sed -n "s/^  stage $2: .* + workspace \([0-9.]*\) = .*/\1/p" "$work/$1.log"; }
 
 plan 1f1b --set schedule.kind=1f1b --set "parallel.layer_split=[4,4]"
 plan zb_h1 --set schedule.kind=zb_h1 --set "parallel.layer_split=[4,4]"
@@ -48,4 +49,15 @@ for s in 0 1; do
     fail "stage $s: bf16 slot $b MiB on cuda is not 50-60% of fp32's $f MiB"
   echo "ok: stage $s: $b MiB per bf16 slot on cuda, $f MiB in fp32"
   [ "$(slot_mib bf16_cpu $s)" = "$(slot_mib fp32_cpu $s)" ] || fail "stage $s: cpu bf16 slot differs from fp32's"
+done
+# The cuda bf16 workspace: the (N, C) scratch and the shared gradients (12 NC, + dlnf on the
+# last stage) in 2 bytes, and no fp32 (N, 4C) fc scratch (fc + GELU fused,
+# BackendSizes::fuses_fc_gelu): 6.5 NC below fp32's on stage 0, 7 NC on the last (2.5 and 3 NC
+# with that scratch). tiny_test.yaml: NC = 2·16·32·4 B; the plan prints 3 decimals.
+nc=$(awk 'BEGIN { print 2 * 16 * 32 * 4 / 1048576 }')
+for s in 0 1; do
+  f=$(workspace_mib fp32_cuda $s) b=$(workspace_mib bf16_cuda $s) k=$(awk -v s=$s 'BEGIN { print (13 + s) / 2 }')
+  awk -v f="$f" -v b="$b" -v nc="$nc" -v k="$k" 'BEGIN { d = f - b - k * nc; exit !(d < 0.0015 && d > -0.0015) }' ||
+    fail "stage $s: cuda workspace bf16 $b MiB, fp32 $f MiB: not $k NC ($nc MiB each) apart"
+  echo "ok: stage $s: cuda bf16 workspace $b MiB = fp32's $f MiB - $k NC (no fp32 fc scratch)"
 done

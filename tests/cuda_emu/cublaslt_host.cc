@@ -5,7 +5,9 @@
 // column-major D (m x n) = alpha·op(A)·op(B) + beta·C; EPILOGUE_BIAS adds bias[row]
 // (length m = D's rows); GELU_AUX_BIAS stores the biased value in aux (D's type, leading
 // dimension AUX_LD, which must be >= m and divisible by 8) and writes GELU (tanh form)
-// of it. Sums are in double, rounded once to D's type; FAST_TF32 rounds A and B to tf32
+// of it (cuBLASLt names no formula; PyTorch's addmm_activation falls back to the tanh
+// form without the epilogue, and the gpu tests bound the real one's difference from it).
+// Sums are in double, rounded once to D's type; FAST_TF32 rounds A and B to tf32
 // first. What it checks is the plan's descriptors (transposes, shapes, leading
 // dimensions, epilogue, bias and aux pointers) against the CPU twins, not cuBLASLt.
 #include <cublasLt.h>

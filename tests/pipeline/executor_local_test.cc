@@ -39,7 +39,9 @@ void check_spans(const std::vector<Action>& actions, const std::vector<ActionSpa
   for (size_t i = 0; i < spans.size(); ++i) {
     EXPECT_LE(0.0, spans[i].start);
     EXPECT_LE(spans[i].start, spans[i].end) << "span " << i;
-    if (i > 0) EXPECT_LE(spans[i - 1].end, spans[i].start) << "span " << i;
+    if (i > 0) {
+      EXPECT_LE(spans[i - 1].end, spans[i].start) << "span " << i;
+    }
   }
 }
 

@@ -36,7 +36,9 @@ void check_plan(const Extents& tensors, size_t cap, const std::vector<GradBucket
       EXPECT_EQ(in, overlaps) << what << ": a tensor is split between buckets";
       inside += in && n > 0;
     }
-    if (cap > 0 && b.count > cap) EXPECT_EQ(inside, 1) << what << ": bucket over the cap with several tensors";
+    if (cap > 0 && b.count > cap) {
+      EXPECT_EQ(inside, 1) << what << ": bucket over the cap with several tensors";
+    }
     EXPECT_GE(inside, 1) << what;
   }
 }
@@ -51,8 +53,12 @@ TEST(GradBuckets, PlansOnStageLayoutsRespectTheCapAndCoverEveryTensorOnce) {
       const std::string what = "stage [" + std::to_string(spec.first_layer) + ", " + std::to_string(spec.last_layer) +
                                ") cap " + std::to_string(cap);
       check_plan(t, cap, plan, what);
-      if (cap == 0 || cap == (size_t(1) << 30)) EXPECT_EQ(plan.size(), 1u) << what;
-      if (cap == 1) EXPECT_EQ(plan.size(), t.size()) << what << ": one bucket per tensor";
+      if (cap == 0 || cap == (size_t(1) << 30)) {
+        EXPECT_EQ(plan.size(), 1u) << what;
+      }
+      if (cap == 1) {
+        EXPECT_EQ(plan.size(), t.size()) << what << ": one bucket per tensor";
+      }
     }
 }
 
@@ -152,7 +158,9 @@ TEST(GradBuckets, GradsReadyHookReportsOnlyFinalSuffixes) {
     ASSERT_GE(seen.size(), 3u);
     EXPECT_EQ(seen.back().first, 0u);
     for (size_t k = 0; k < seen.size(); ++k) {
-      if (k > 0) EXPECT_LT(seen[k].first, seen[k - 1].first) << "suffixes must grow";
+      if (k > 0) {
+        EXPECT_LT(seen[k].first, seen[k - 1].first) << "suffixes must grow";
+      }
       const size_t from = seen[k].first;
       EXPECT_TRUE(seen[k].second == std::vector<float>(m->grads() + from, m->grads() + m->num_params()))
           << "report " << k << " (from " << from << ") was not final";

@@ -17,17 +17,22 @@
 // i.e. the fp32 sum-order bound 2γ_K doubled because tensor-core fp32 accumulation
 // may truncate instead of round (as in attention_bf16_test.cc), plus the final
 // alpha/beta/bias roundings; Σ|terms| comes from the fp32 CPU op on |inputs|.
-// GELU epilogue: cuBLASLt does not document its GELU formula; we allow it to differ
+// GELU epilogue: cuBLASLt does not document its GELU formula (cublasLt.h and the cuBLAS
+// docs say "GELU point-wise transform", x := GELU(x); PyTorch's addmm_activation, which
+// uses the epilogue, falls back to gelu(x, approximate="tanh") without it, so the tanh
+// form is the intended one, as in the emulator's stand-in); we allow it to differ
 // from the tanh form of cpu::gelu_forward by 2^-9·|p| (covers a tanh.approx.f32
 // tanh, max relative error 2^-10.99, and even the erf form, which differs from the
 // tanh form by < 5e-4 absolute) and also cover the unfused fallback, which applies
 // GELU to bf16(p): Δg = 1.13·(Δp + r·(|p| + Δp)) + 2^-9·|p| + 16u·|p| (|gelu'| <= 1.13).
+// FusedGeluMatchesUnfused compares the fused GEMM with the unfused ops it replaces in
+// training (same Δp and Δg, the unfused outputs as the reference).
 // LayerNorm: the per-row bounds of bf16_ops_cpu_test.cc (sum-order differences of
 // the mean, variance and backward means; ~1e-5 relative), then two_roundings.
 // fp32 outputs (weight/bias gradients, mean, rstd) are compared with Δ alone.
 // Conversions are compared bitwise (NaN: isnan). A wrong index, transpose, leading
 // dimension, epilogue or rounding point errs by O(r·|x|)..O(|x|) in many elements.
-// Kernels on bf16 activations (real bf16 storage: gelu/residual *_typed, LayerNorm and
+// Kernels on bf16 activations (real bf16 storage: gelu/residual/encoder *_typed, LayerNorm and
 // residual + LayerNorm *_bf16act): bitwise the fp32 CUDA kernel on the widened inputs,
 // its outputs rounded on the host (same arithmetic and order, one RNE at the store),
 // fp32 outputs (mean, rstd, weight gradients) bitwise; C = 37, 200, 2100 covers every
@@ -49,6 +54,7 @@
 #include "model/cpu/matmul.h"
 #include "model/cpu/matmul_bf16.h"
 #include "model/cuda/convert_bf16.h"
+#include "model/cuda/encoder.h"
 #include "model/cuda/gelu.h"
 #include "model/cuda/layernorm.h"
 #include "model/cuda/layernorm_bf16.h"
@@ -101,6 +107,20 @@ struct Shape {
   int N, C, OC;
 };
 
+// Δp and Δg (header comment, "GELU epilogue") of a fused GELU GEMM over C products +
+// bias against a reference whose rounded pre-activation is pre and whose Σ|terms| is mag.
+void gelu_gemm_deltas(const std::vector<float>& pre, const std::vector<float>& mag, int C, std::vector<double>* dp,
+                      std::vector<double>* dg) {
+  dp->resize(mag.size());
+  dg->resize(mag.size());
+  for (size_t i = 0; i < mag.size(); ++i) {
+    const double d = e_tc(C + 1) * mag[i];
+    const double p = std::fabs(pre[i]) * (1.0 + 2.0 * kR);  // >= |p| of the reference's fp32 value
+    (*dp)[i] = d;
+    (*dg)[i] = 1.13 * (d + kR * (p + d)) + std::ldexp(1.0, -9) * (p + d) + 16 * kU * (p + d);
+  }
+}
+
 void check_matmul(const Shape& s) {
   const int N = s.N, C = s.C, OC = s.OC;
   const std::string tag = " N" + std::to_string(N) + " C" + std::to_string(C) + " OC" + std::to_string(OC);
@@ -137,12 +157,8 @@ void check_matmul(const Shape& s) {
     std::vector<float> mag(out.size());
     cpu::matmul_forward(mag.data(), ai.data(), aw.data(), ab.data(), N, C, OC);
     const auto pre_f = widen(pre), out_f = widen(out);
-    std::vector<double> dp(mag.size()), dg(mag.size());
-    for (size_t i = 0; i < mag.size(); ++i) {
-      dp[i] = e_tc(C + 1) * mag[i];
-      const double p = std::fabs(pre_f[i]) * (1.0 + 2.0 * kR);  // >= |p| of the twin's fp32 value
-      dg[i] = 1.13 * (dp[i] + kR * (p + dp[i])) + std::ldexp(1.0, -9) * (p + dp[i]) + 16 * kU * (p + dp[i]);
-    }
+    std::vector<double> dp, dg;
+    gelu_gemm_deltas(pre_f, mag, C, &dp, &dg);
     d_out.poison();
     d_pre.poison();
     cuda::matmul_forward_gelu_bf16(dev(d_out), dev(d_pre), dev(d_inp), dev(d_w), dev(d_bias), N, C, OC, nullptr);
@@ -328,6 +344,46 @@ void check_layernorm(int N, int C) {
   expect_within("layernorm_backward_weight_bf16 dbias (2 calls)" + tag, d_db.download(), db, tol_b);
 }
 
+// The fused fc + GELU (matmul_forward_gelu_bf16, what the CUDA backend runs on bf16
+// storage, cuda_backend.h) against the unfused ops it replaces (the fp32-scratch path:
+// matmul_forward_bf16_fp32out with the fp32 bias, gelu_forward_typed bf16 <- fp32 on the
+// unrounded p, convert_fp32_to_bf16 of p). Both sides are cuBLASLt fp32 accumulations of
+// the same exact products in their own orders (Δp, as kernel vs twin) and round once;
+// the GELU is the epilogue's (or the fallback's on bf16(p)) against gelu.cu's tanh form
+// on p, so Δg of the header comment, with the unfused outputs as the reference.
+void check_fused_gelu(const Shape& s) {
+  const int N = s.N, C = s.C, OC = s.OC;
+  const std::string tag = " N" + std::to_string(N) + " C" + std::to_string(C) + " OC" + std::to_string(OC);
+  const size_t n = size_t(N) * OC;
+  const auto inp = bf16_normal(size_t(N) * C, 43, 1, 1.0f), weight = bf16_normal(size_t(OC) * C, 43, 2, 0.2f);
+  const auto bias = bf16_normal(OC, 43, 3, 0.5f);
+  const auto fb = widen(bias);
+  std::vector<float> mag(n);
+  cpu::matmul_forward(mag.data(), abs_of(widen(inp)).data(), abs_of(widen(weight)).data(), abs_of(fb).data(), N, C,
+                      OC);
+  DeviceBuffer<bf16> d_inp(inp), d_w(weight), d_bias(bias), out(n), pre(n), out_u(n), pre_u(n);
+  DeviceBuffer<float> d_fb(fb), p32(n);
+  for (auto* b : {&out, &pre, &out_u, &pre_u}) b->poison();
+  p32.poison();
+  cuda::matmul_forward_bf16_fp32out(p32.get(), dev(d_inp), dev(d_w), d_fb.get(), N, C, OC, nullptr);
+  cuda::gelu_forward_typed(dev(out_u), true, p32.get(), false, int(n), nullptr);
+  cuda::convert_fp32_to_bf16(dev(pre_u), p32.get(), n, nullptr);
+  cuda::matmul_forward_gelu_bf16(dev(out), dev(pre), dev(d_inp), dev(d_w), dev(d_bias), N, C, OC, nullptr);
+  const auto ref_pre = widen(pre_u.download()), ref_out = widen(out_u.download());
+  std::vector<double> dp, dg;
+  gelu_gemm_deltas(ref_pre, mag, C, &dp, &dg);
+  expect_within("fused vs unfused pre_gelu" + tag, widen(pre.download()), ref_pre, two_rounding_tols(ref_pre, dp));
+  expect_within("fused vs unfused gelu" + tag, widen(out.download()), ref_out, two_rounding_tols(ref_out, dg));
+  size_t negative = 0;
+  for (float p : ref_pre) negative += p < 0.0f;
+  EXPECT_GT(negative, n / 4) << "both GELU branches exercised";
+}
+
+// GPT-2's fc shape (C = 768, OC = 4C) on a few rows, and shapes off every tile.
+TEST_F(CudaBf16Ops, FusedGeluMatchesUnfused) {
+  for (const Shape& s : {Shape{77, 48, 192}, Shape{130, 96, 40}, Shape{5, 768, 3072}}) check_fused_gelu(s);
+}
+
 TEST_F(CudaBf16Ops, LayerNorm) {
   check_layernorm(77, 200);
   check_layernorm(130, 37);
@@ -432,6 +488,36 @@ TEST_F(CudaBf16Ops, ElementwiseOnBf16Activations) {
   out.poison();
   cuda::residual_forward_typed(dev(out), true, dev(bx), true, dev(by), true, n, nullptr);
   expect_rounded("residual_forward", out, ref);
+}
+
+// The embedding with a bf16 output (forward) and output gradient (backward): bitwise the
+// fp32 kernels on the widened values with the output rounded (encoder.h typed forms);
+// tokens repeat, so the backward's per-token sums have several terms.
+TEST_F(CudaBf16Ops, EncoderOnBf16Activations) {
+  const int B = 3, T = 37, C = 40, V = 11, maxT = 40;
+  std::vector<int32_t> tokens(size_t(B) * T);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t((i * 7 + i / 5) % V);
+  const auto wte = widen(bf16_normal(size_t(V) * C, 91, 1, 1.0f));
+  const auto wpe = widen(bf16_normal(size_t(maxT) * C, 91, 2, 0.5f));
+  const auto dy = bf16_normal(size_t(B) * T * C, 91, 3, 1.0f);
+  const auto g0 = testing::philox_vector(size_t(V) * C, 91, 4), p0 = testing::philox_vector(size_t(maxT) * C, 91, 5);
+  DeviceBuffer<int32_t> d_tok(tokens);
+  DeviceBuffer<float> d_wte(wte), d_wpe(wpe), ref(size_t(B) * T * C), fdy(widen(dy));
+  DeviceBuffer<bf16> out(size_t(B) * T * C), bdy(dy);
+  cuda::encoder_forward(ref.get(), d_tok.get(), d_wte.get(), d_wpe.get(), B, T, C, nullptr);
+  out.poison();
+  cuda::encoder_forward_typed(dev(out), true, d_tok.get(), d_wte.get(), d_wpe.get(), B, T, C, nullptr);
+  expect_rounded("encoder_forward_typed", out, ref);
+  DeviceBuffer<int32_t> ws(cuda::encoder_backward_workspace_ints(B, T, V));
+  DeviceBuffer<float> gw(g0), gp(p0), gw2(g0), gp2(p0);
+  cuda::encoder_backward(gw.get(), gp.get(), fdy.get(), d_tok.get(), B, T, C, V, ws.get(), nullptr);
+  cuda::encoder_backward_typed(gw2.get(), gp2.get(), dev(bdy), true, d_tok.get(), B, T, C, V, ws.get(), nullptr);
+  expect_bitwise("encoder_backward_typed dwte", gw, gw2);
+  expect_bitwise("encoder_backward_typed dwpe", gp, gp2);
+  const auto got = gw.download();
+  size_t changed = 0;
+  for (size_t i = 0; i < got.size(); ++i) changed += got[i] != g0[i];
+  EXPECT_GT(changed, got.size() / 2) << "the backward added to dwte";
 }
 
 void check_layernorm_bf16act(int N, int C) {
