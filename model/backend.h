@@ -205,6 +205,13 @@ class Backend {
         (void)round_res_bf16;
     return false;
   }
+  virtual bool layernorm_backward_input_residual_typed(TensorPtr dinp, TensorPtr dres, TensorPtr dout, TensorPtr inp,
+                                                       const float* weight, const float* mean, const float* rstd,
+                                                       int N, int C, bool round_bf16) {
+    (void)dinp, (void)dres, (void)dout, (void)inp, (void)weight, (void)mean, (void)rstd, (void)N, (void)C,
+        (void)round_bf16;
+    return false;
+  }
   // The embedding with its activation operand (out, dout) of either dtype; the tables
   // and their gradients fp32.
   virtual bool encoder_forward_typed(TensorPtr out, const int32_t* inp, const float* wte, const float* wpe, int B,
@@ -303,6 +310,13 @@ class Backend {
   virtual void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd, const float* inp1,
                                           const float* inp2, const float* weight, const float* bias, int N, int C,
                                           bool round_res_bf16) = 0;
+  // dinp (N,C) = dres + g, g = layernorm_backward_input(dout, inp, weight, mean, rstd),
+  // rounded to bf16 first when round_bf16 (dinp itself is not rounded); dinp must not
+  // overlap an input. Bitwise the unfused layernorm_backward_input, round_to_bf16,
+  // residual_forward(dinp, dres, g) of the same backend.
+  virtual void layernorm_backward_input_residual(float* dinp, const float* dres, const float* dout,
+                                                 const float* inp, const float* weight, const float* mean,
+                                                 const float* rstd, int N, int C, bool round_bf16) = 0;
   // Classifier loss over rows of logits (model/cpu/crossentropy.h); the stage
   // model calls these per chunk of rows. losses (N); logits (N,V); targets (N)
   virtual void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) = 0;

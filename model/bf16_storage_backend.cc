@@ -413,6 +413,23 @@ class Bf16StorageBackend final : public Backend {
                                     b, w, c, N, C, round_res_bf16);
     s.done();
   }
+  void layernorm_backward_input_residual(float* dinp, const float* dres, const float* dout, const float* inp,
+                                         const float* weight, const float* mean, const float* rstd, int N, int C,
+                                         bool round_bf16) override {
+    const size_t NC = size_t(N) * C;
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr dx = typed(dinp, NC), r = typed(dres, NC), dy = typed(dout, NC), x = typed(inp, NC);
+      if (typed.use({weight, mean, rstd}) &&
+          in_->layernorm_backward_input_residual_typed(dx, r, dy, x, weight, mean, rstd, N, C, round_bf16))
+        return;
+    }
+    Staging s = staging();
+    const float *r = s.in(dres, NC), *dy = s.in(dout, NC), *x = s.in(inp, NC), *w = s.in(weight, size_t(C));
+    const float *m = s.in(mean, size_t(N)), *rs = s.in(rstd, size_t(N));
+    in_->layernorm_backward_input_residual(s.out(dinp, NC), r, dy, x, w, m, rs, N, C, round_bf16);
+    s.done();
+  }
   void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
     Staging s = staging();
     const float* x = s.in(logits, size_t(N) * V);

@@ -35,7 +35,9 @@
 // when the last block and the head share a stage), bitwise the unfused residual_forward,
 // rounding and layernorm_forward on each backend, so the fusion changes no result and
 // a split (whose boundary res2 is a plain residual_forward) stays bitwise equal to pp=1.
-// The backward is unfused.
+// Backward: each LayerNorm input gradient is added to the residual stream's gradient in
+// the same op (Backend::layernorm_backward_input_residual; d_res1 and d_resid[i]),
+// bitwise the unfused layernorm_backward_input, rounding and residual_forward.
 //
 // Memory (stage_model.h, memory contract): params_ and grads_ are the only copies, in
 // backend memory. download()/upload() check that their range lies in one of them and
@@ -654,9 +656,9 @@ class BackendStageModel final : public StageModel {
     stored(a.dfch, 4 * NC);
     be.matmul_backward_input(a.dln2, a.dfch, w[BlockTensor::kFcW], N_, C_, 4 * C_);
     stored(a.dln2, NC);
-    be.layernorm_backward_input(tmp, a.dln2, a.res1, w[BlockTensor::kLn2W], a.ln2_mean, a.ln2_rstd, N_, C_);
-    stored(tmp, NC);
-    be.residual_forward(a.d_res1, dout, tmp, N_ * C_);
+    // Each LayerNorm input gradient is added to the residual stream's in the same op.
+    be.layernorm_backward_input_residual(a.d_res1, dout, a.dln2, a.res1, w[BlockTensor::kLn2W], a.ln2_mean,
+                                         a.ln2_rstd, N_, C_, bf16_);
     stored(a.d_res1, NC);
     // Attention: tmp holds d(atty).
     be.matmul_backward_input(tmp, a.d_res1, w[BlockTensor::kAttProjW], N_, C_, C_);
@@ -665,10 +667,8 @@ class BackendStageModel final : public StageModel {
     stored(a.dqkv, 3 * NC);
     be.matmul_backward_input(a.dln1, a.dqkv, w[BlockTensor::kQkvW], N_, C_, 3 * C_);
     stored(a.dln1, NC);
-    be.layernorm_backward_input(tmp, a.dln1, block_input(s, i), w[BlockTensor::kLn1W], a.ln1_mean, a.ln1_rstd, N_,
-                                C_);
-    stored(tmp, NC);
-    be.residual_forward(s.d_resid[i], a.d_res1, tmp, N_ * C_);
+    be.layernorm_backward_input_residual(s.d_resid[i], a.d_res1, a.dln1, block_input(s, i), w[BlockTensor::kLn1W],
+                                         a.ln1_mean, a.ln1_rstd, N_, C_, bf16_);
     stored(s.d_resid[i], NC);
   }
 

@@ -361,6 +361,15 @@ class CudaBackend final : public Backend {
                                              bias, N, C, stream_);
     return true;
   }
+  bool layernorm_backward_input_residual_typed(TensorPtr dinp, TensorPtr dres, TensorPtr dout, TensorPtr inp,
+                                               const float* weight, const float* mean, const float* rstd, int N, int C,
+                                               bool round_bf16) override {
+    if (!round_bf16 || !dinp.bf16() || !dres.bf16() || !dout.bf16() || !inp.bf16()) return false;
+    activate();
+    cuda::layernorm_backward_input_residual_bf16act(bf16p(dinp), bf16p(dres), bf16p(dout), bf16p(inp), weight, mean,
+                                                    rstd, N, C, stream_);
+    return true;
+  }
   // The embedding with a bf16 output / output gradient (encoder.h typed forms).
   bool encoder_forward_typed(TensorPtr out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
                              int C) override {
@@ -453,6 +462,12 @@ class CudaBackend final : public Backend {
     activate();
     cuda::residual_layernorm_forward(res, ln, mean, rstd, inp1, inp2, weight, bias, N, C, round_res_bf16,
                                      stream_);
+  }
+  void layernorm_backward_input_residual(float* dinp, const float* dres, const float* dout, const float* inp,
+                                         const float* weight, const float* mean, const float* rstd, int N, int C,
+                                         bool round_bf16) override {
+    activate();
+    cuda::layernorm_backward_input_residual(dinp, dres, dout, inp, weight, mean, rstd, N, C, round_bf16, stream_);
   }
   // Same argument order and contract as the CPU twin; only the stream is added.
   void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {

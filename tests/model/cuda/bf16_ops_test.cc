@@ -557,6 +557,21 @@ void check_layernorm_bf16act(int N, int C) {
   expect_rounded("residual_layernorm_forward_bf16act res" + at, res, fres);
   expect_bitwise("residual_layernorm_forward_bf16act mean" + at, m, m2);
   expect_bitwise("residual_layernorm_forward_bf16act rstd" + at, r, r2);
+  // LayerNorm input gradient + residual add: bitwise the unfused bf16 ops, and the fp32
+  // form with round_bf16 on the widened values, rounded once.
+  DeviceBuffer<bf16> tmp(NC), fused(NC);
+  tmp.poison();
+  out.poison();
+  fused.poison();
+  cuda::layernorm_backward_input_bf16act(dev(tmp), dev(bdy), dev(bx), dw.get(), m.get(), r.get(), N, C, nullptr);
+  cuda::residual_forward_typed(dev(out), true, dev(bx2), true, dev(tmp), true, int(NC), nullptr);
+  cuda::layernorm_backward_input_residual_bf16act(dev(fused), dev(bx2), dev(bdy), dev(bx), dw.get(), m.get(),
+                                                  r.get(), N, C, nullptr);
+  testing::expect_bitwise_equal("layernorm_backward_input_residual_bf16act vs unfused" + at,
+                                widen(fused.download()), widen(out.download()));
+  cuda::layernorm_backward_input_residual(ref.get(), fx2.get(), fdy.get(), fx.get(), dw.get(), m.get(), r.get(), N,
+                                          C, /*round_bf16=*/true, nullptr);
+  expect_rounded("layernorm_backward_input_residual_bf16act" + at, fused, ref);
 }
 
 TEST_F(CudaBf16Ops, LayerNormOnBf16Activations) {
