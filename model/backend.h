@@ -234,6 +234,16 @@ class Backend {
     (void)out, (void)pre, (void)inp, (void)weight, (void)bias, (void)N, (void)C, (void)OC;
     return false;
   }
+  // The MLP projection's input gradient fused with the GELU backward on bf16 storage:
+  // dinp = bf16(gelu'(pre) · (dout · weight)) (N, C), pre (N, C) the forward's bf16
+  // pre-activation; one rounding where matmul_backward_input then gelu_backward round
+  // the product first, so only CUDA takes it (cuBLASLt DGELU epilogue, model/cuda/
+  // matmul_bf16.h); declined by default, keeping the CPU numerics.
+  virtual bool matmul_backward_input_dgelu_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, TensorPtr pre,
+                                                 int N, int C, int OC) {
+    (void)dinp, (void)dout, (void)weight, (void)pre, (void)N, (void)C, (void)OC;
+    return false;
+  }
   // copy() with dtypes: dst = src converted (fp32 -> bf16: RNE; bf16 -> fp32: exact).
   // Either side may be host memory when fp32 (copy's contract); a backend that cannot
   // convert from or into host memory returns false there.
@@ -284,6 +294,14 @@ class Backend {
   virtual bool matmul_forward_gelu(float* out, float* pre, const float* inp, const float* weight, const float* bias,
                                    int N, int C, int OC) {
     (void)out, (void)pre, (void)inp, (void)weight, (void)bias, (void)N, (void)C, (void)OC;
+    return false;
+  }
+  // dinp, pre (N,C): matmul_backward_input_dgelu_typed's contract on the float* operands
+  // (make_bf16_storage_backend forwards it there); false, writing nothing, where not
+  // taken (the default): the caller then runs matmul_backward_input and gelu_backward.
+  virtual bool matmul_backward_input_dgelu(float* dinp, const float* dout, const float* weight, const float* pre,
+                                           int N, int C, int OC) {
+    (void)dinp, (void)dout, (void)weight, (void)pre, (void)N, (void)C, (void)OC;
     return false;
   }
   // dinp (N,C) = dout (N,OC) · weight (OC,C)

@@ -311,6 +311,14 @@ class Bf16StorageBackend final : public Backend {
     const TensorPtr x = typed(inp, size_t(N) * C), w = typed(weight, size_t(OC) * C);
     return o.bf16() && p.bf16() && typed.use({bias}) && in_->matmul_forward_gelu_typed(o, p, x, w, bias, N, C, OC);
   }
+  // Typed only, as matmul_forward_gelu.
+  bool matmul_backward_input_dgelu(float* dinp, const float* dout, const float* weight, const float* pre, int N,
+                                   int C, int OC) override {
+    Resolver typed(ranges_);
+    const TensorPtr dx = typed(dinp, size_t(N) * C), p = typed(pre, size_t(N) * C);
+    const TensorPtr dy = typed(dout, size_t(N) * OC), w = typed(weight, size_t(OC) * C);
+    return dx.bf16() && p.bf16() && typed.use() && in_->matmul_backward_input_dgelu_typed(dx, dy, w, p, N, C, OC);
+  }
   void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) override {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
