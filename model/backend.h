@@ -205,6 +205,13 @@ class Backend {
         (void)round_res_bf16;
     return false;
   }
+  virtual bool layernorm_backward_input_residual_typed(TensorPtr dinp, TensorPtr dres, TensorPtr dout, TensorPtr inp,
+                                                       const float* weight, const float* mean, const float* rstd,
+                                                       int N, int C, bool round_bf16) {
+    (void)dinp, (void)dres, (void)dout, (void)inp, (void)weight, (void)mean, (void)rstd, (void)N, (void)C,
+        (void)round_bf16;
+    return false;
+  }
   // The embedding with its activation operand (out, dout) of either dtype; the tables
   // and their gradients fp32.
   virtual bool encoder_forward_typed(TensorPtr out, const int32_t* inp, const float* wte, const float* wpe, int B,
@@ -225,6 +232,16 @@ class Backend {
   virtual bool matmul_forward_gelu_typed(TensorPtr out, TensorPtr pre, TensorPtr inp, TensorPtr weight,
                                          const float* bias, int N, int C, int OC) {
     (void)out, (void)pre, (void)inp, (void)weight, (void)bias, (void)N, (void)C, (void)OC;
+    return false;
+  }
+  // The MLP projection's input gradient fused with the GELU backward on bf16 storage:
+  // dinp = bf16(gelu'(pre) · (dout · weight)) (N, C), pre (N, C) the forward's bf16
+  // pre-activation; one rounding where matmul_backward_input then gelu_backward round
+  // the product first, so only CUDA takes it (cuBLASLt DGELU epilogue, model/cuda/
+  // matmul_bf16.h); declined by default, keeping the CPU numerics.
+  virtual bool matmul_backward_input_dgelu_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, TensorPtr pre,
+                                                 int N, int C, int OC) {
+    (void)dinp, (void)dout, (void)weight, (void)pre, (void)N, (void)C, (void)OC;
     return false;
   }
   // copy() with dtypes: dst = src converted (fp32 -> bf16: RNE; bf16 -> fp32: exact).
@@ -279,6 +296,14 @@ class Backend {
     (void)out, (void)pre, (void)inp, (void)weight, (void)bias, (void)N, (void)C, (void)OC;
     return false;
   }
+  // dinp, pre (N,C): matmul_backward_input_dgelu_typed's contract on the float* operands
+  // (make_bf16_storage_backend forwards it there); false, writing nothing, where not
+  // taken (the default): the caller then runs matmul_backward_input and gelu_backward.
+  virtual bool matmul_backward_input_dgelu(float* dinp, const float* dout, const float* weight, const float* pre,
+                                           int N, int C, int OC) {
+    (void)dinp, (void)dout, (void)weight, (void)pre, (void)N, (void)C, (void)OC;
+    return false;
+  }
   // dinp (N,C) = dout (N,OC) · weight (OC,C)
   virtual void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) = 0;
   // dweight (OC,C) += doutᵀ · inp; dbias (OC) += sum dout (null: none)
@@ -303,6 +328,13 @@ class Backend {
   virtual void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd, const float* inp1,
                                           const float* inp2, const float* weight, const float* bias, int N, int C,
                                           bool round_res_bf16) = 0;
+  // dinp (N,C) = dres + g, g = layernorm_backward_input(dout, inp, weight, mean, rstd),
+  // rounded to bf16 first when round_bf16 (dinp itself is not rounded); dinp must not
+  // overlap an input. Bitwise the unfused layernorm_backward_input, round_to_bf16,
+  // residual_forward(dinp, dres, g) of the same backend.
+  virtual void layernorm_backward_input_residual(float* dinp, const float* dres, const float* dout,
+                                                 const float* inp, const float* weight, const float* mean,
+                                                 const float* rstd, int N, int C, bool round_bf16) = 0;
   // Classifier loss over rows of logits (model/cpu/crossentropy.h); the stage
   // model calls these per chunk of rows. losses (N); logits (N,V); targets (N)
   virtual void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) = 0;

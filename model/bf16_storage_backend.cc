@@ -311,6 +311,14 @@ class Bf16StorageBackend final : public Backend {
     const TensorPtr x = typed(inp, size_t(N) * C), w = typed(weight, size_t(OC) * C);
     return o.bf16() && p.bf16() && typed.use({bias}) && in_->matmul_forward_gelu_typed(o, p, x, w, bias, N, C, OC);
   }
+  // Typed only, as matmul_forward_gelu.
+  bool matmul_backward_input_dgelu(float* dinp, const float* dout, const float* weight, const float* pre, int N,
+                                   int C, int OC) override {
+    Resolver typed(ranges_);
+    const TensorPtr dx = typed(dinp, size_t(N) * C), p = typed(pre, size_t(N) * C);
+    const TensorPtr dy = typed(dout, size_t(N) * OC), w = typed(weight, size_t(OC) * C);
+    return dx.bf16() && p.bf16() && typed.use() && in_->matmul_backward_input_dgelu_typed(dx, dy, w, p, N, C, OC);
+  }
   void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) override {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
@@ -411,6 +419,23 @@ class Bf16StorageBackend final : public Backend {
     const float *a = s.in(inp1, NC), *b = s.in(inp2, NC), *w = s.in(weight, size_t(C)), *c = s.in(bias, size_t(C));
     in_->residual_layernorm_forward(s.out(res, NC), s.out(ln, NC), s.out(mean, size_t(N)), s.out(rstd, size_t(N)), a,
                                     b, w, c, N, C, round_res_bf16);
+    s.done();
+  }
+  void layernorm_backward_input_residual(float* dinp, const float* dres, const float* dout, const float* inp,
+                                         const float* weight, const float* mean, const float* rstd, int N, int C,
+                                         bool round_bf16) override {
+    const size_t NC = size_t(N) * C;
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr dx = typed(dinp, NC), r = typed(dres, NC), dy = typed(dout, NC), x = typed(inp, NC);
+      if (typed.use({weight, mean, rstd}) &&
+          in_->layernorm_backward_input_residual_typed(dx, r, dy, x, weight, mean, rstd, N, C, round_bf16))
+        return;
+    }
+    Staging s = staging();
+    const float *r = s.in(dres, NC), *dy = s.in(dout, NC), *x = s.in(inp, NC), *w = s.in(weight, size_t(C));
+    const float *m = s.in(mean, size_t(N)), *rs = s.in(rstd, size_t(N));
+    in_->layernorm_backward_input_residual(s.out(dinp, NC), r, dy, x, w, m, rs, N, C, round_bf16);
     s.done();
   }
   void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {

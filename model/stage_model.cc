@@ -35,7 +35,9 @@
 // when the last block and the head share a stage), bitwise the unfused residual_forward,
 // rounding and layernorm_forward on each backend, so the fusion changes no result and
 // a split (whose boundary res2 is a plain residual_forward) stays bitwise equal to pp=1.
-// The backward is unfused.
+// Backward: each LayerNorm input gradient is added to the residual stream's gradient in
+// the same op (Backend::layernorm_backward_input_residual; d_res1 and d_resid[i]),
+// bitwise the unfused layernorm_backward_input, rounding and residual_forward.
 //
 // Memory (stage_model.h, memory contract): params_ and grads_ are the only copies, in
 // backend memory. download()/upload() check that their range lies in one of them and
@@ -80,6 +82,9 @@
 // scratch_fch_ (N, 4C) and is copied (rounded) into fch (fc_forward), except where the
 // backend fuses the fc layer with its GELU (BackendSizes::fuses_fc_gelu: CUDA's bf16
 // storage), which writes fch and fch_gelu from its accumulator and needs no scratch.
+// Likewise CUDA's bf16 storage takes the MLP projection's input gradient with the GELU
+// backward in one GEMM (Backend::matmul_backward_input_dgelu): dfch rounded once, not
+// after the GEMM and again after gelu_backward; elsewhere declined (CPU unchanged).
 // fp32: no rounding and no weight copy; the code path is the fp32 one bit for bit.
 #include <algorithm>
 #include <functional>
@@ -638,6 +643,22 @@ class BackendStageModel final : public StageModel {
     stored(s.d_resid[nl_], NC);
   }
 
+  // MLP: dfch = d(fch) from dout. One op where the backend fuses the GELU backward into
+  // the GEMM (bf16 storage on CUDA: one rounding, Backend::matmul_backward_input_dgelu);
+  // else dfch first holds d(fch_gelu), then GELU backward turns it into d(fch) in place.
+  void mlp_proj_backward_input(LayerActs& a, const float* dout, const float* wproj) {
+    Backend& be = *backend_;
+    const size_t n = size_t(N_) * 4 * C_;
+    if (bf16_ && be.matmul_backward_input_dgelu(a.dfch, dout, wproj, a.fch, N_, 4 * C_, C_)) {
+      stored(a.dfch, n);
+      return;
+    }
+    be.matmul_backward_input(a.dfch, dout, wproj, N_, 4 * C_, C_);
+    stored(a.dfch, n);
+    be.gelu_backward(a.dfch, a.fch, a.dfch, N_ * 4 * C_);
+    stored(a.dfch, n);
+  }
+
   // Input gradients of local block i: d_resid[i] from d_resid[i + 1], keeping
   // dfch, dln2, d_res1, dqkv and dln1 for block_backward_weight.
   void block_backward_input(Slot& s, int i) {
@@ -647,16 +668,12 @@ class BackendStageModel final : public StageModel {
     const BlockParams& w = blocks_[i];
     LayerActs& a = s.layers[i];
     const float* dout = s.d_resid[i + 1];
-    // MLP: dfch first holds d(fch_gelu), then GELU backward turns it into d(fch) in place.
-    be.matmul_backward_input(a.dfch, dout, w[BlockTensor::kFcProjW], N_, 4 * C_, C_);
-    stored(a.dfch, 4 * NC);
-    be.gelu_backward(a.dfch, a.fch, a.dfch, N_ * 4 * C_);
-    stored(a.dfch, 4 * NC);
+    mlp_proj_backward_input(a, dout, w[BlockTensor::kFcProjW]);
     be.matmul_backward_input(a.dln2, a.dfch, w[BlockTensor::kFcW], N_, C_, 4 * C_);
     stored(a.dln2, NC);
-    be.layernorm_backward_input(tmp, a.dln2, a.res1, w[BlockTensor::kLn2W], a.ln2_mean, a.ln2_rstd, N_, C_);
-    stored(tmp, NC);
-    be.residual_forward(a.d_res1, dout, tmp, N_ * C_);
+    // Each LayerNorm input gradient is added to the residual stream's in the same op.
+    be.layernorm_backward_input_residual(a.d_res1, dout, a.dln2, a.res1, w[BlockTensor::kLn2W], a.ln2_mean,
+                                         a.ln2_rstd, N_, C_, bf16_);
     stored(a.d_res1, NC);
     // Attention: tmp holds d(atty).
     be.matmul_backward_input(tmp, a.d_res1, w[BlockTensor::kAttProjW], N_, C_, C_);
@@ -665,10 +682,8 @@ class BackendStageModel final : public StageModel {
     stored(a.dqkv, 3 * NC);
     be.matmul_backward_input(a.dln1, a.dqkv, w[BlockTensor::kQkvW], N_, C_, 3 * C_);
     stored(a.dln1, NC);
-    be.layernorm_backward_input(tmp, a.dln1, block_input(s, i), w[BlockTensor::kLn1W], a.ln1_mean, a.ln1_rstd, N_,
-                                C_);
-    stored(tmp, NC);
-    be.residual_forward(s.d_resid[i], a.d_res1, tmp, N_ * C_);
+    be.layernorm_backward_input_residual(s.d_resid[i], a.d_res1, a.dln1, block_input(s, i), w[BlockTensor::kLn1W],
+                                         a.ln1_mean, a.ln1_rstd, N_, C_, bf16_);
     stored(s.d_resid[i], NC);
   }
 

@@ -143,6 +143,11 @@ class CpuBackend final : public Backend {
                                   bool round_res_bf16) override {
     cpu::residual_layernorm_forward(res, ln, mean, rstd, inp1, inp2, weight, bias, N, C, round_res_bf16);
   }
+  void layernorm_backward_input_residual(float* dinp, const float* dres, const float* dout, const float* inp,
+                                         const float* weight, const float* mean, const float* rstd, int N, int C,
+                                         bool round_bf16) override {
+    cpu::layernorm_backward_input_residual(dinp, dres, dout, inp, weight, mean, rstd, N, C, round_bf16);
+  }
   void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
     cpu::crossentropy_forward(losses, logits, targets, N, V);
   }
@@ -229,6 +234,16 @@ class CpuBackend final : public Backend {
                                     round_res_bf16);
     r.store();
     l.store();
+    return true;
+  }
+  bool layernorm_backward_input_residual_typed(TensorPtr dinp, TensorPtr dres, TensorPtr dout, TensorPtr inp,
+                                               const float* weight, const float* mean, const float* rstd, int N, int C,
+                                               bool round_bf16) override {
+    const size_t NC = size_t(N) * C;
+    Widened r(dres, NC), dy(dout, NC), x(inp, NC), dx(dinp, NC, false);
+    cpu::layernorm_backward_input_residual(dx.f32(), r.f32(), dy.f32(), x.f32(), weight, mean, rstd, N, C,
+                                           round_bf16);
+    dx.store();
     return true;
   }
   bool copy_typed(TensorPtr dst, TensorPtr src, size_t n) override {

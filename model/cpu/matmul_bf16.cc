@@ -86,6 +86,16 @@ void matmul_backward_input_bf16(bf16* dinp, const bf16* dout, const bf16* weight
   backward_input(dinp, dout, weight, N, C, OC);
 }
 
+void matmul_backward_input_dgelu_bf16(bf16* dinp, const bf16* dout, const bf16* weight, const bf16* pre, int N,
+                                      int C, int OC) {
+  const size_t n = size_t(N) * C;
+  std::vector<float> g(n);
+  backward_input(g.data(), dout, weight, N, C, OC);
+  const std::vector<float> x = widen(pre, n);
+  gelu_backward(g.data(), x.data(), g.data(), int(n));
+  for (size_t i = 0; i < n; ++i) dinp[i] = float_to_bf16(g[i]);
+}
+
 void matmul_backward_input_bf16_fp32out(float* dinp, const bf16* dout, const bf16* weight, int N, int C, int OC) {
   backward_input(dinp, dout, weight, N, C, OC);
 }

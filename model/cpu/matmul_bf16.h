@@ -6,6 +6,9 @@
 //                              p = fp32(Σ_c inp·w) + bias  (GELU of the unrounded p,
 //                              as the cuBLASLt GELU_AUX_BIAS epilogue does)
 //   matmul_backward_input_bf16 dinp = bf16(fp32(Σ_o dout·w))
+//   matmul_backward_input_dgelu_bf16  dinp = bf16(gelu'(pre) · fp32(Σ_o dout·w)), one
+//                              rounding (the cuBLASLt DGELU epilogue; the unfused
+//                              GEMM + gelu_backward rounds the sum to bf16 first)
 //   *_fp32out                  the same with an fp32 output and no rounding (the
 //                              forward's bias fp32 too): the CUDA backend's bf16
 //                              mode, whose stage model rounds every output itself
@@ -40,6 +43,11 @@ void matmul_forward_bf16_fp32out(float* out, const bf16* inp, const bf16* weight
 
 // dinp (N, C) = bf16(dout (N, OC) · weight (OC, C)).
 void matmul_backward_input_bf16(bf16* dinp, const bf16* dout, const bf16* weight, int N, int C, int OC);
+
+// dinp (N, C) = bf16(gelu'(pre (N, C)) · (dout (N, OC) · weight (OC, C))): the product
+// in fp32, gelu' the tanh form of gelu_backward (model/cpu/gelu.h).
+void matmul_backward_input_dgelu_bf16(bf16* dinp, const bf16* dout, const bf16* weight, const bf16* pre, int N,
+                                      int C, int OC);
 
 // dinp (N, C) fp32 = dout (N, OC) · weight (OC, C).
 void matmul_backward_input_bf16_fp32out(float* dinp, const bf16* dout, const bf16* weight, int N, int C, int OC);

@@ -24,4 +24,18 @@ void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd,
   }
 }
 
+void layernorm_backward_input_residual(float* dinp, const float* dres, const float* dout, const float* inp,
+                                       const float* weight, const float* mean, const float* rstd, int N, int C,
+                                       bool round_bf16) {
+  for (int n = 0; n < N; ++n) {
+    const size_t off = size_t(n) * C;
+    float* d = dinp + off;
+    // Row-local: layernorm_backward_input on one row is the same arithmetic as on all N.
+    layernorm_backward_input(d, dout + off, inp + off, weight, mean + n, rstd + n, 1, C);
+    if (round_bf16)
+      for (int c = 0; c < C; ++c) d[c] = round_to_bf16(d[c]);
+    add(d, dres + off, d, size_t(C));
+  }
+}
+
 }  // namespace pt::cpu

@@ -36,6 +36,7 @@ std::atomic<size_t> g_bf16_calls{0};  // cuda_bf16_kernel_calls()
 std::atomic<size_t> g_weight_conversions{0};  // cuda_bf16_weight_conversions()
 std::atomic<size_t> g_weight_operands{0};     // cuda_bf16_weight_operands()
 std::atomic<size_t> g_fused_gelu_calls{0};    // cuda_bf16_fused_gelu_calls()
+std::atomic<size_t> g_fused_dgelu_calls{0};   // cuda_bf16_fused_dgelu_calls()
 
 // Device memory only: pageable, pinned and managed memory are all host-readable,
 // so a copy touching them must finish before copy() returns.
@@ -283,6 +284,17 @@ class CudaBackend final : public Backend {
     g_fused_gelu_calls.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
+  // MLP projection input gradient + GELU backward as one GEMM with the DGELU epilogue
+  // (matmul_backward_input_dgelu_bf16); dinp and pre bf16, else declined.
+  bool matmul_backward_input_dgelu_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, TensorPtr pre, int N,
+                                         int C, int OC) override {
+    if (!dinp.bf16() || !pre.bf16() || !bf16_gemm_typed(C, OC, {dinp, dout, weight, pre})) return false;
+    const __nv_bfloat16* d = as_bf16(0, dout, size_t(N) * OC);
+    const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
+    cuda::matmul_backward_input_dgelu_bf16(bf16p(dinp), d, w, bf16p(pre), N, C, OC, stream_);
+    g_fused_dgelu_calls.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
   bool matmul_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, int N, int C,
                                    int OC) override {
     if (!bf16_gemm_typed(C, OC, {dinp, dout, weight})) return false;
@@ -359,6 +371,15 @@ class CudaBackend final : public Backend {
     activate();
     cuda::residual_layernorm_forward_bf16act(bf16p(res), bf16p(ln), mean, rstd, bf16p(inp1), bf16p(inp2), weight,
                                              bias, N, C, stream_);
+    return true;
+  }
+  bool layernorm_backward_input_residual_typed(TensorPtr dinp, TensorPtr dres, TensorPtr dout, TensorPtr inp,
+                                               const float* weight, const float* mean, const float* rstd, int N, int C,
+                                               bool round_bf16) override {
+    if (!round_bf16 || !dinp.bf16() || !dres.bf16() || !dout.bf16() || !inp.bf16()) return false;
+    activate();
+    cuda::layernorm_backward_input_residual_bf16act(bf16p(dinp), bf16p(dres), bf16p(dout), bf16p(inp), weight, mean,
+                                                    rstd, N, C, stream_);
     return true;
   }
   // The embedding with a bf16 output / output gradient (encoder.h typed forms).
@@ -453,6 +474,12 @@ class CudaBackend final : public Backend {
     activate();
     cuda::residual_layernorm_forward(res, ln, mean, rstd, inp1, inp2, weight, bias, N, C, round_res_bf16,
                                      stream_);
+  }
+  void layernorm_backward_input_residual(float* dinp, const float* dres, const float* dout, const float* inp,
+                                         const float* weight, const float* mean, const float* rstd, int N, int C,
+                                         bool round_bf16) override {
+    activate();
+    cuda::layernorm_backward_input_residual(dinp, dres, dout, inp, weight, mean, rstd, N, C, round_bf16, stream_);
   }
   // Same argument order and contract as the CPU twin; only the stream is added.
   void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
@@ -674,6 +701,7 @@ size_t cuda_bf16_weight_conversions() { return g_weight_conversions.load(std::me
 size_t cuda_bf16_weight_operands() { return g_weight_operands.load(std::memory_order_relaxed); }
 
 size_t cuda_bf16_fused_gelu_calls() { return g_fused_gelu_calls.load(std::memory_order_relaxed); }
+size_t cuda_bf16_fused_dgelu_calls() { return g_fused_dgelu_calls.load(std::memory_order_relaxed); }
 
 std::unique_ptr<Backend> make_cuda_backend(int device, const BackendOptions& options) {
   return std::make_unique<CudaBackend>(device, options);

@@ -63,7 +63,10 @@
 // (matmul_forward_gelu_typed: the GELU_AUX_BIAS epilogue writes bf16 gelu(p) and bf16 p,
 // p the fp32 accumulator + bias, so the stage model keeps no fp32 (N, 4C) pre-activation;
 // cuBLASLt's GELU instead of gelu.h's tanhf, bound in tests/model/cuda/bf16_ops_test.cc;
-// BackendSizes::fc_gelu_typed, counted by cuda_bf16_fused_gelu_calls); the flash
+// BackendSizes::fc_gelu_typed, counted by cuda_bf16_fused_gelu_calls); in the backward
+// the MLP projection's input-gradient GEMM applies the GELU backward in its DGELU epilogue
+// (matmul_backward_input_dgelu_typed, aux = bf16 fch: one rounding instead of two, so
+// bf16 CUDA differs from bf16 CPU there; counted by cuda_bf16_fused_dgelu_calls); the flash
 // attention reads and writes bf16 storage in place; LayerNorm (forward, both backwards),
 // the fused residual + LayerNorm, GELU and the residual add run templated kernels that
 // load bf16 widened and store bf16 rounded once (layernorm.h, residual_layernorm.h,
@@ -114,6 +117,10 @@ size_t cuda_bf16_weight_operands();
 // fc + GELU GEMMs run fused (Backend::matmul_forward_gelu_typed) by every CUDA backend of
 // this process so far.
 size_t cuda_bf16_fused_gelu_calls();
+
+// MLP-projection input-gradient GEMMs run with the GELU backward fused (DGELU epilogue,
+// Backend::matmul_backward_input_dgelu_typed) by every CUDA backend of this process so far.
+size_t cuda_bf16_fused_dgelu_calls();
 
 // A backend on `device` (0 <= device < cuda_device_count()). Every call makes
 // that device current for the calling thread before it issues work. options.tf32:

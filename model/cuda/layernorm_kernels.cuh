@@ -10,6 +10,7 @@
 // fixed chunks of kRowsPerChunk rows, then the partials in chunk order.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -55,10 +56,13 @@ __global__ void __launch_bounds__(kLayerNormRowThreads)
   }
 }
 
+// dres null: dinp = g (the LayerNorm input gradient). Else dinp = dres + g', g' = g
+// rounded to bf16 when round_bf16 (residual_layernorm.h); __fadd_rn keeps nvcc from
+// contracting the add with g's multiply by s, so the sum is the unfused residual add's.
 template <typename T, typename TW>
 __global__ void __launch_bounds__(kLayerNormRowThreads)
-    layernorm_backward_input_kernel(T* dinp, const T* dout, const T* inp, const TW* weight, const float* mean,
-                                    const float* rstd, int N, int C) {
+    layernorm_backward_input_kernel(T* dinp, const T* dres, const T* dout, const T* inp, const TW* weight,
+                                    const float* mean, const float* rstd, int N, int C, bool round_bf16) {
   const int row = blockIdx.x * kLayerNormRowsPerBlock + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   if (row >= N) return;
@@ -78,7 +82,12 @@ __global__ void __launch_bounds__(kLayerNormRowThreads)
   for (int c = lane; c < C; c += kWarpSize) {
     const float norm = (to_float(x[c]) - m) * s;
     const float dnorm = to_float(weight[c]) * to_float(d[c]);
-    store_float(dx + c, (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s);
+    float g = (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
+    if (dres != nullptr) {
+      if (round_bf16) g = __bfloat162float(__float2bfloat16_rn(g));
+      g = __fadd_rn(to_float(dres[row * size_t(C) + c]), g);
+    }
+    store_float(dx + c, g);
   }
 }
 
@@ -127,13 +136,21 @@ void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const TW*
   PT_CUDA_CHECK_LAUNCH();
 }
 
+// dres: null, or the residual gradient added to the input gradient (the kernel above).
+template <typename T, typename TW>
+void layernorm_backward_input_residual(T* dinp, const T* dres, const T* dout, const T* inp, const TW* weight,
+                                       const float* mean, const float* rstd, int N, int C, bool round_bf16,
+                                       cudaStream_t stream) {
+  if (N <= 0) return;
+  layernorm_backward_input_kernel<T, TW><<<ceil_div(N, kLayerNormRowsPerBlock), kLayerNormRowThreads, 0, stream>>>(
+      dinp, dres, dout, inp, weight, mean, rstd, N, C, round_bf16);
+  PT_CUDA_CHECK_LAUNCH();
+}
+
 template <typename T, typename TW>
 void layernorm_backward_input(T* dinp, const T* dout, const T* inp, const TW* weight, const float* mean,
                               const float* rstd, int N, int C, cudaStream_t stream) {
-  if (N <= 0) return;
-  layernorm_backward_input_kernel<T, TW><<<ceil_div(N, kLayerNormRowsPerBlock), kLayerNormRowThreads, 0, stream>>>(
-      dinp, dout, inp, weight, mean, rstd, N, C);
-  PT_CUDA_CHECK_LAUNCH();
+  layernorm_backward_input_residual<T, TW>(dinp, nullptr, dout, inp, weight, mean, rstd, N, C, false, stream);
 }
 
 constexpr int layernorm_weight_chunks(int N, int rows_per_chunk) { return (N + rows_per_chunk - 1) / rows_per_chunk; }

@@ -20,6 +20,7 @@
 #include "model/cuda/bias_grad.cuh"
 #include "model/cuda/common.cuh"
 #include "model/cuda/cuda_check.h"
+#include "model/cuda/gelu.h"
 #include "model/cuda/matmul_plan.h"
 
 namespace pt::cuda {
@@ -119,6 +120,18 @@ void matmul_backward_input_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, 
                                 int N, int C, int OC, cudaStream_t stream) {
   check_args("matmul_backward_input_bf16", C, OC, {dinp, dout, weight});
   backward_input(dinp, CUDA_R_16BF, dout, weight, N, C, OC, stream);
+}
+
+void matmul_backward_input_dgelu_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const __nv_bfloat16* weight,
+                                      const __nv_bfloat16* pre_gelu, int N, int C, int OC, cudaStream_t stream) {
+  check_args("matmul_backward_input_dgelu_bf16", C, OC, {dinp, dout, weight, pre_gelu});
+  if (N == 0 || C == 0) return;
+  if (OC > 0 && lt_matmul(dinp, CUDA_R_16BF, weight, dout, C, N, OC, false, false, 0.0f, Epilogue::kDGelu, nullptr,
+                          const_cast<__nv_bfloat16*>(pre_gelu), stream, /*allow_missing=*/true)) {
+    return;
+  }
+  backward_input(dinp, CUDA_R_16BF, dout, weight, N, C, OC, stream);
+  gelu_backward_typed(dinp, true, pre_gelu, true, dinp, true, int(size_t(N) * C), stream);
 }
 
 void matmul_backward_input_bf16_fp32out(float* dinp, const __nv_bfloat16* dout, const __nv_bfloat16* weight, int N,

@@ -46,8 +46,8 @@
 // tests/model/cuda/bf16_ops_test.cc compares every function with the twin on a GPU.
 // Used by training through the CUDA backend's bf16 mode (the *_fp32out forms and
 // matmul_backward_weight_bf16; on real bf16 storage matmul_forward_bf16,
-// matmul_backward_input_bf16 and, for the fc layer, matmul_forward_gelu_bf16;
-// model/cuda/cuda_backend.h).
+// matmul_backward_input_bf16, for the fc layer matmul_forward_gelu_bf16 and for the MLP
+// projection's input gradient matmul_backward_input_dgelu_bf16; model/cuda/cuda_backend.h).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -73,6 +73,16 @@ void matmul_forward_bf16_fp32out(float* out, const __nv_bfloat16* inp, const __n
 // dinp (N, C) = bf16(dout (N, OC) · weight (OC, C)).
 void matmul_backward_input_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const __nv_bfloat16* weight,
                                 int N, int C, int OC, cudaStream_t stream);
+
+// dinp (N, C) = bf16(gelu'(pre_gelu) · (dout (N, OC) · weight (OC, C))), pre_gelu (N, C)
+// bf16 (the forward's aux output): the cuBLASLt DGELU epilogue (aux = pre_gelu, leading
+// dimension C), one rounding. When cuBLASLt offers no algorithm for it (choice cached per
+// plan, as the GELU forward), the fallback is matmul_backward_input_bf16 then
+// gelu_backward_typed in place (the unfused ops: the sum rounded to bf16 first).
+// gelu' is cuBLASLt's (undocumented formula; the gpu test's bound vs the tanh form
+// is in tests/model/cuda/bf16_ops_test.cc).
+void matmul_backward_input_dgelu_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const __nv_bfloat16* weight,
+                                      const __nv_bfloat16* pre_gelu, int N, int C, int OC, cudaStream_t stream);
 
 // dinp (N, C) fp32 = dout (N, OC) · weight (OC, C), no rounding (as the forward above).
 void matmul_backward_input_bf16_fp32out(float* dinp, const __nv_bfloat16* dout, const __nv_bfloat16* weight, int N,

@@ -57,8 +57,8 @@ uint32_t LtPlanCache::alignment_of(const void* p) const {
 LtPlanCache::Key LtPlanCache::key_of(const LtGemm& g) const {
   int device = 0;
   PT_CUDA_CHECK(cudaGetDevice(&device));
-  const bool bias = types_.bias_at_plan && g.ep != Epilogue::kNone;
-  const bool aux = types_.bias_at_plan && g.ep == Epilogue::kGeluAuxBias;
+  const bool bias = types_.bias_at_plan && has_bias(g.ep);
+  const bool aux = types_.bias_at_plan && has_aux(g.ep);
   return Key{device,          g.m, g.n, g.k, g.ta, g.tb, int(g.ep), int(g.d_type), alignment_of(g.a), alignment_of(g.b),
              alignment_of(g.d), bias ? alignment_of(g.bias) : 0u, aux ? alignment_of(g.aux) : 0u};
 }
@@ -71,17 +71,14 @@ std::unique_ptr<LtPlanCache::Plan> LtPlanCache::make_plan(const LtGemm& g, const
   set_desc(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, g.tb ? CUBLAS_OP_T : CUBLAS_OP_N);
   cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
   if (g.ep == Epilogue::kBias) epi = CUBLASLT_EPILOGUE_BIAS;
-  if (g.ep == Epilogue::kGeluAuxBias) {
-    epi = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
-    set_desc(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, int64_t(g.m));  // aux has D's shape (m, n)
-  }
-  if (types_.bias_at_plan && g.ep != Epilogue::kNone) {
+  if (g.ep == Epilogue::kGeluAuxBias) epi = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+  if (g.ep == Epilogue::kDGelu) epi = CUBLASLT_EPILOGUE_DGELU;
+  if (has_aux(g.ep)) set_desc(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, int64_t(g.m));  // D's shape (m, n)
+  if (types_.bias_at_plan && has_bias(g.ep)) {
     set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(types_.ab_type));
     set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias);
   }
-  if (types_.bias_at_plan && g.ep == Epilogue::kGeluAuxBias) {
-    set_desc(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, g.aux);
-  }
+  if (types_.bias_at_plan && has_aux(g.ep)) set_desc(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, g.aux);
   set_desc(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, epi);
   // Stored shapes: op(A) is (m, k), so A is (k, m) when transposed; likewise B.
   const cudaDataType_t ab = types_.ab_type;
@@ -123,8 +120,8 @@ bool LtPlanCache::matmul(const LtGemm& g, cudaStream_t stream, bool allow_missin
     return false;
   }
   // Pointers change per call; they are read when cublasLtMatmul is enqueued.
-  if (g.ep != Epilogue::kNone) set_desc(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias);
-  if (g.ep == Epilogue::kGeluAuxBias) set_desc(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, g.aux);
+  if (has_bias(g.ep)) set_desc(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias);
+  if (has_aux(g.ep)) set_desc(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, g.aux);
   void*& ws = workspaces_[stream];
   if (ws == nullptr) PT_CUDA_CHECK(cudaMalloc(&ws, kWorkspaceBytes));
   const float alpha = 1.0f;

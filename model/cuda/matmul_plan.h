@@ -22,14 +22,17 @@
 
 namespace pt::cuda::detail {
 
-enum class Epilogue : int { kNone, kBias, kGeluAuxBias };
+// kDGelu: D = gelu'(aux) · (A·B) (CUBLASLT_EPILOGUE_DGELU; aux read, D's shape and type).
+enum class Epilogue : int { kNone, kBias, kGeluAuxBias, kDGelu };
+inline bool has_bias(Epilogue ep) { return ep == Epilogue::kBias || ep == Epilogue::kGeluAuxBias; }
+inline bool has_aux(Epilogue ep) { return ep == Epilogue::kGeluAuxBias || ep == Epilogue::kDGelu; }
 
 // Whether p is 16-byte aligned (cuBLASLt's epilogue and vector-load requirement).
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // One GEMM: D = op(A) · op(B) + beta · D with epilogue ep. bias (length m) is read
-// when ep != kNone, aux (D's shape, D's type, leading dimension m) is written when
-// ep == kGeluAuxBias.
+// when has_bias(ep), aux (D's shape, D's type, leading dimension m) is written when
+// ep == kGeluAuxBias and read when ep == kDGelu.
 struct LtGemm {
   void* d;
   cudaDataType_t d_type;

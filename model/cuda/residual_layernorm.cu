@@ -139,4 +139,18 @@ void residual_layernorm_forward_bf16act(__nv_bfloat16* res, __nv_bfloat16* ln, f
   dispatch(res, ln, mean, rstd, inp1, inp2, weight, bias, N, C, /*round_res_bf16=*/true, stream);
 }
 
+void layernorm_backward_input_residual(float* dinp, const float* dres, const float* dout, const float* inp,
+                                       const float* weight, const float* mean, const float* rstd, int N, int C,
+                                       bool round_bf16, cudaStream_t stream) {
+  detail::layernorm_backward_input_residual(dinp, dres, dout, inp, weight, mean, rstd, N, C, round_bf16, stream);
+}
+
+void layernorm_backward_input_residual_bf16act(__nv_bfloat16* dinp, const __nv_bfloat16* dres,
+                                               const __nv_bfloat16* dout, const __nv_bfloat16* inp,
+                                               const float* weight, const float* mean, const float* rstd, int N,
+                                               int C, cudaStream_t stream) {
+  detail::layernorm_backward_input_residual(dinp, dres, dout, inp, weight, mean, rstd, N, C, /*round_bf16=*/true,
+                                            stream);
+}
+
 }  // namespace pt::cuda

@@ -30,4 +30,20 @@ void residual_layernorm_forward_bf16act(__nv_bfloat16* res, __nv_bfloat16* ln, f
                                         const __nv_bfloat16* inp1, const __nv_bfloat16* inp2, const float* weight,
                                         const float* bias, int N, int C, cudaStream_t stream);
 
+// dinp (N, C) = dres + g, g the LayerNorm input gradient (cuda::layernorm_backward_input),
+// rounded to bf16 first when round_bf16; dinp not rounded, must not overlap an input.
+// The LayerNorm backward kernel with the add in its store: bitwise cuda::layernorm_backward_input,
+// cuda::round_fp32_to_bf16 (when round_bf16), cuda::residual_forward(dinp, dres, g).
+// Against the CPU twin: g differs by summation order only, then the same rounding and add.
+void layernorm_backward_input_residual(float* dinp, const float* dres, const float* dout, const float* inp,
+                                       const float* weight, const float* mean, const float* rstd, int N, int C,
+                                       bool round_bf16, cudaStream_t stream);
+
+// The same on bf16 activations (dinp, dres, dout, inp): dinp = bf16(dres + bf16(g)), bitwise
+// layernorm_backward_input_bf16act then residual_forward_typed on bf16 (the unfused typed ops).
+void layernorm_backward_input_residual_bf16act(__nv_bfloat16* dinp, const __nv_bfloat16* dres,
+                                               const __nv_bfloat16* dout, const __nv_bfloat16* inp,
+                                               const float* weight, const float* mean, const float* rstd, int N,
+                                               int C, cudaStream_t stream);
+
 }  // namespace pt::cuda

@@ -6,7 +6,9 @@
 // (length m = D's rows); GELU_AUX_BIAS stores the biased value in aux (D's type, leading
 // dimension AUX_LD, which must be >= m and divisible by 8) and writes GELU (tanh form)
 // of it (cuBLASLt names no formula; PyTorch's addmm_activation falls back to the tanh
-// form without the epilogue, and the gpu tests bound the real one's difference from it).
+// form without the epilogue, and the gpu tests bound the real one's difference from it);
+// DGELU multiplies the product by the tanh form's derivative at aux (read, same type and
+// leading dimension rules), before the one rounding to D's type.
 // Sums are in double, rounded once to D's type; FAST_TF32 rounds A and B to tf32
 // first. What it checks is the plan's descriptors (transposes, shapes, leading
 // dimensions, epilogue, bias and aux pointers) against the CPU twins, not cuBLASLt.
@@ -75,22 +77,29 @@ std::vector<double> op_rows(const void* x, const Layout& l, bool trans, uint64_t
   return out;
 }
 
-double gelu(double x) {
-  const double kScale = 0.7978845608028654, kCubic = 0.044715;
-  return 0.5 * x * (1.0 + std::tanh(kScale * (x + kCubic * x * x * x)));
+constexpr double kScale = 0.7978845608028654, kCubic = 0.044715;
+
+double gelu(double x) { return 0.5 * x * (1.0 + std::tanh(kScale * (x + kCubic * x * x * x))); }
+
+// d gelu(x) / dx of the tanh form above.
+double gelu_grad(double x) {
+  const double t = std::tanh(kScale * (x + kCubic * x * x * x));
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * kScale * (1.0 + 3.0 * kCubic * x * x);
 }
 
+bool is(uint32_t epilogue, uint32_t mode) { return (epilogue & mode) == mode; }
+
 // The checks cuBLASLt documents (or would fail on): shapes agree, leading dimensions
-// cover the rows, the aux leading dimension of the GELU epilogue.
+// cover the rows, the aux leading dimension of the GELU and DGELU epilogues.
 bool consistent(const Desc& d, const Layout& a, const Layout& b, const Layout& c, const Layout& dd) {
   const bool ta = d.trans_a == CUBLAS_OP_T, tb = d.trans_b == CUBLAS_OP_T;
   const uint64_t m = dd.rows, n = dd.cols, k = ta ? a.rows : a.cols;
   const bool shapes = (ta ? a.cols : a.rows) == m && (tb ? b.rows : b.cols) == n && (tb ? b.cols : b.rows) == k &&
                       c.rows == m && c.cols == n;
   const bool lds = uint64_t(a.ld) >= a.rows && uint64_t(b.ld) >= b.rows && uint64_t(dd.ld) >= dd.rows;
-  const bool gelu_aux = (d.epilogue & CUBLASLT_EPILOGUE_GELU_AUX) != CUBLASLT_EPILOGUE_GELU_AUX ||
-                        (d.aux_ld >= int64_t(m) && d.aux_ld % 8 == 0);
-  return shapes && lds && gelu_aux;
+  const bool uses_aux = is(d.epilogue, CUBLASLT_EPILOGUE_GELU_AUX) || is(d.epilogue, CUBLASLT_EPILOGUE_DGELU);
+  const bool aux_ld = !uses_aux || (d.aux_ld >= int64_t(m) && d.aux_ld % 8 == 0);
+  return shapes && lds && aux_ld;
 }
 
 }  // namespace
@@ -182,8 +191,9 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
   const bool ta = d.trans_a == CUBLAS_OP_T, tb = d.trans_b == CUBLAS_OP_T;
   const bool tf = d.compute == CUBLAS_COMPUTE_32F_FAST_TF32;
   const bool bias = (d.epilogue & CUBLASLT_EPILOGUE_BIAS) == CUBLASLT_EPILOGUE_BIAS;
-  const bool gelu_aux = (d.epilogue & CUBLASLT_EPILOGUE_GELU_AUX) == CUBLASLT_EPILOGUE_GELU_AUX;
-  if ((bias && !d.bias) || (gelu_aux && !d.aux)) return CUBLAS_STATUS_INVALID_VALUE;
+  const bool gelu_aux = is(d.epilogue, CUBLASLT_EPILOGUE_GELU_AUX), dgelu = is(d.epilogue, CUBLASLT_EPILOGUE_DGELU);
+  if (is(d.epilogue, CUBLASLT_EPILOGUE_DGELU_BGRAD)) return CUBLAS_STATUS_NOT_SUPPORTED;  // not emulated
+  if ((bias && !d.bias) || ((gelu_aux || dgelu) && !d.aux)) return CUBLAS_STATUS_INVALID_VALUE;
   const cudaDataType bias_type = d.bias_type < 0 ? ld.type : cudaDataType(d.bias_type);
   const double al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
   const uint64_t m = ld.rows, n = ld.cols, k = ta ? la.rows : la.cols;
@@ -201,7 +211,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
   }
   for (uint64_t j = 0; j < n; ++j) {
     for (uint64_t i = 0; i < m; ++i) {
-      const double v = out[size_t(i + j * m)];
+      double v = out[size_t(i + j * m)];
+      if (dgelu) v *= gelu_grad(load(d.aux, ld.type, size_t(i + j * uint64_t(d.aux_ld))));
       if (gelu_aux) store(d.aux, ld.type, size_t(i + j * uint64_t(d.aux_ld)), v);
       store(D, ld.type, size_t(i + j * uint64_t(ld.ld)), gelu_aux ? gelu(v) : v);
     }

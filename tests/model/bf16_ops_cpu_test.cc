@@ -257,6 +257,26 @@ TEST_P(Bf16MatmulTwin, MatchesFp32Ops) {
     expect_within("matmul_backward_input_bf16" + tag, widen(dinp), ref, tol);
   }
 
+  // Input gradient with the GELU backward (DGELU): dinp = bf16(gelu'(pre)·a) against the
+  // fp32 ops, cpu::gelu_backward on the fp32 op's a: both evaluate the same gelu' on the
+  // same pre (bitwise), so Δ = 1.13·Δa + u·(2|ref| + Δa) (each side's product rounding),
+  // then the twin's one bf16 rounding.
+  {
+    const auto pre = bf16_normal(size_t(N) * C, 21, 7, 1.5f);
+    std::vector<bf16> dinp(size_t(N) * C);
+    cpu::matmul_backward_input_dgelu_bf16(dinp.data(), dout.data(), weight.data(), pre.data(), N, C, OC);
+    std::vector<float> a(dinp.size()), ref(dinp.size()), mag(dinp.size());
+    cpu::matmul_backward_input(a.data(), fd.data(), fw.data(), N, C, OC);
+    cpu::matmul_backward_input(mag.data(), ad.data(), aw.data(), N, C, OC);
+    cpu::gelu_backward(ref.data(), widen(pre).data(), a.data(), int(a.size()));
+    std::vector<double> tol(ref.size());
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const double da = 1.13 * sum_order(OC) * mag[i];
+      tol[i] = one_rounding(ref[i], da + kU * (2 * std::fabs(ref[i]) + da));
+    }
+    expect_within("matmul_backward_input_dgelu_bf16" + tag, widen(dinp), ref, tol);
+  }
+
   // fp32-output forms (the CUDA backend's bf16 mode): the fp32 values the bf16 forms
   // round, so bf16 of each is bitwise the bf16 form (same serial sums, the same bias
   // value), and each is within Δ of the fp32 op (no rounding term).

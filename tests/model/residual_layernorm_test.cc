@@ -4,6 +4,8 @@
 // so every output is compared bit for bit, on sizes that fill no 8-wide accumulator
 // or tile evenly (C = 37, 13 rows), GPT-2's C = 768, and a row of C < 8, with the sum
 // written to a separate buffer and in place over either input (as the stage model does).
+// cpu::layernorm_backward_input_residual likewise against layernorm_backward_input,
+// round_fp32_to_bf16 and residual_forward(dinp, dres, g).
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -61,6 +63,30 @@ TEST(ResidualLayerNormCpu, BitwiseEqualToUnfusedOps) {
   for (int C : {37, 768, 5})
     for (bool round_bf16 : {false, true})
       for (Alias alias : {Alias::kNone, Alias::kInp1, Alias::kInp2}) check(13, C, round_bf16, alias);
+}
+
+void check_backward(int N, int C, bool round_bf16) {
+  const std::string tag = " N=" + std::to_string(N) + " C=" + std::to_string(C) + (round_bf16 ? " bf16" : " fp32");
+  const size_t NC = size_t(N) * C;
+  const auto x = random_vector(NC, 21 + C, 1.0f, 3.0f), dy = random_vector(NC, 22 + C, 0.5f);
+  const auto dres = random_vector(NC, 23 + C, 0.5f), w = random_vector(size_t(C), 24, 0.3f, 1.0f);
+  std::vector<float> ln(NC), mean(N), rstd(N);
+  cpu::layernorm_forward(ln.data(), mean.data(), rstd.data(), x.data(), w.data(), w.data(), N, C);
+
+  std::vector<float> g(NC), ref(NC);
+  cpu::layernorm_backward_input(g.data(), dy.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+  if (round_bf16) cpu::round_fp32_to_bf16(g.data(), NC);
+  cpu::residual_forward(ref.data(), dres.data(), g.data(), int(NC));
+
+  std::vector<float> got(NC, -7.0f);
+  cpu::layernorm_backward_input_residual(got.data(), dres.data(), dy.data(), x.data(), w.data(), mean.data(),
+                                         rstd.data(), N, C, round_bf16);
+  expect_bits("dinp" + tag, got, ref);
+}
+
+TEST(ResidualLayerNormCpu, BackwardInputResidualBitwiseEqualToUnfusedOps) {
+  for (int C : {37, 768, 5})
+    for (bool round_bf16 : {false, true}) check_backward(13, C, round_bf16);
 }
 
 }  // namespace

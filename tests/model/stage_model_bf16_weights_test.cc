@@ -123,6 +123,11 @@ class RecordingBackend final : public Backend {
                                   const float* w, const float* bias, int N, int C, bool round_res) override {
     in_->residual_layernorm_forward(res, ln, mean, rstd, a, b, w, bias, N, C, round_res);
   }
+  void layernorm_backward_input_residual(float* dinp, const float* dres, const float* dout, const float* inp,
+                                         const float* w, const float* mean, const float* rstd, int N, int C,
+                                         bool round) override {
+    in_->layernorm_backward_input_residual(dinp, dres, dout, inp, w, mean, rstd, N, C, round);
+  }
   void crossentropy_forward(float* losses, const float* logits, const int32_t* t, int N, int V) override {
     in_->crossentropy_forward(losses, logits, t, N, V);
   }

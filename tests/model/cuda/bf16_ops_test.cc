@@ -27,6 +27,13 @@
 // GELU to bf16(p): Δg = 1.13·(Δp + r·(|p| + Δp)) + 2^-9·|p| + 16u·|p| (|gelu'| <= 1.13).
 // FusedGeluMatchesUnfused compares the fused GEMM with the unfused ops it replaces in
 // training (same Δp and Δg, the unfused outputs as the reference).
+// DGELU epilogue (matmul_backward_input_dgelu_bf16, v = gelu'(x)·a, a the GEMM sum, x
+// bf16): the formula is again undocumented; with d(x) = |x|·s·(1 + 3c·x²) (s = sqrt(2/pi),
+// c = 0.044715) we allow gelu' to differ from the tanh form's by
+// Δd = 2^-10 (the erf form's derivative differs by < 8.7e-4) + 2^-11·(0.5 + d(x)) (a
+// tanh off by 2^-11 absolute: 0.5·Δt + 0.5·d(x)·2|t|·Δt) + 16u·(1 + d(x)) (the twin's
+// fp32 evaluation), and cover the fallback's extra rounding of a:
+// Δv = 1.13·(Δa + r·(|a| + Δa)) + Δd·(|a| + Δa), Δa = e_tc(K)·Σ|terms|, then two_roundings.
 // LayerNorm: the per-row bounds of bf16_ops_cpu_test.cc (sum-order differences of
 // the mean, variance and backward means; ~1e-5 relative), then two_roundings.
 // fp32 outputs (weight/bias gradients, mean, rstd) are compared with Δ alone.
@@ -121,6 +128,19 @@ void gelu_gemm_deltas(const std::vector<float>& pre, const std::vector<float>& m
   }
 }
 
+// Δv of the DGELU GEMM (header comment) per element: pre x, the twin's fp32 sum a, Δa.
+std::vector<double> dgelu_deltas(const std::vector<float>& pre, const std::vector<float>& a,
+                                 const std::vector<double>& da) {
+  const double s = 0.7978845608028654, c = 0.044715;
+  std::vector<double> dv(pre.size());
+  for (size_t i = 0; i < pre.size(); ++i) {
+    const double x = std::fabs(pre[i]), dx = x * s * (1.0 + 3.0 * c * x * x), am = std::fabs(a[i]) + da[i];
+    const double dd = std::ldexp(1.0, -10) + std::ldexp(1.0, -11) * (0.5 + dx) + 16 * kU * (1.0 + dx);
+    dv[i] = 1.13 * (da[i] + kR * am) + dd * am;
+  }
+  return dv;
+}
+
 void check_matmul(const Shape& s) {
   const int N = s.N, C = s.C, OC = s.OC;
   const std::string tag = " N" + std::to_string(N) + " C" + std::to_string(C) + " OC" + std::to_string(OC);
@@ -178,6 +198,17 @@ void check_matmul(const Shape& s) {
     cuda::matmul_backward_input_bf16(dev(d_dinp), dev(d_dout), dev(d_w), N, C, OC, nullptr);
     expect_within("matmul_backward_input_bf16" + tag, widen(d_dinp.download()), widen(dinp),
                   two_rounding_tols(widen(dinp), scaled(mag, e_tc(OC))));
+    // With the GELU backward fused (DGELU epilogue, aux = pre).
+    const auto pre = bf16_normal(size_t(N) * C, 41, 5, 1.5f);
+    std::vector<float> a(dinp.size());
+    cpu::matmul_backward_input_bf16_fp32out(a.data(), dout.data(), weight.data(), N, C, OC);
+    cpu::matmul_backward_input_dgelu_bf16(dinp.data(), dout.data(), weight.data(), pre.data(), N, C, OC);
+    DeviceBuffer<bf16> d_pre_c(pre);
+    d_dinp.poison();
+    cuda::matmul_backward_input_dgelu_bf16(dev(d_dinp), dev(d_dout), dev(d_w), dev(d_pre_c), N, C, OC, nullptr);
+    const auto dv = dgelu_deltas(widen(pre), a, scaled(mag, e_tc(OC)));
+    expect_within("matmul_backward_input_dgelu_bf16" + tag, widen(d_dinp.download()), widen(dinp),
+                  two_rounding_tols(widen(dinp), dv));
   }
 
   // fp32-output forms (the CUDA backend's bf16 mode): fp32 results, so only the
@@ -557,6 +588,21 @@ void check_layernorm_bf16act(int N, int C) {
   expect_rounded("residual_layernorm_forward_bf16act res" + at, res, fres);
   expect_bitwise("residual_layernorm_forward_bf16act mean" + at, m, m2);
   expect_bitwise("residual_layernorm_forward_bf16act rstd" + at, r, r2);
+  // LayerNorm input gradient + residual add: bitwise the unfused bf16 ops, and the fp32
+  // form with round_bf16 on the widened values, rounded once.
+  DeviceBuffer<bf16> tmp(NC), fused(NC);
+  tmp.poison();
+  out.poison();
+  fused.poison();
+  cuda::layernorm_backward_input_bf16act(dev(tmp), dev(bdy), dev(bx), dw.get(), m.get(), r.get(), N, C, nullptr);
+  cuda::residual_forward_typed(dev(out), true, dev(bx2), true, dev(tmp), true, int(NC), nullptr);
+  cuda::layernorm_backward_input_residual_bf16act(dev(fused), dev(bx2), dev(bdy), dev(bx), dw.get(), m.get(),
+                                                  r.get(), N, C, nullptr);
+  testing::expect_bitwise_equal("layernorm_backward_input_residual_bf16act vs unfused" + at,
+                                widen(fused.download()), widen(out.download()));
+  cuda::layernorm_backward_input_residual(ref.get(), fx2.get(), fdy.get(), fx.get(), dw.get(), m.get(), r.get(), N,
+                                          C, /*round_bf16=*/true, nullptr);
+  expect_rounded("layernorm_backward_input_residual_bf16act" + at, fused, ref);
 }
 
 TEST_F(CudaBf16Ops, LayerNormOnBf16Activations) {

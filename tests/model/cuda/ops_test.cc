@@ -223,6 +223,55 @@ TEST_F(CudaOps, ResidualLayerNormMatchesUnfusedOpsAndCpu) {
   }
 }
 
+// Bound of the fused LayerNorm input gradient + residual add vs the CPU twin, per element:
+// g differs by δ = the LayerNorm dinp bound of LayerNormMatchesCpu (summation order); the
+// bf16 rounding (unit R = 2^-8) of two values δ apart differs by <= δ + R(2|g| + δ); the
+// add of the same dres to both, each rounded once (u), then by <= (1 + u)·δ' + 2u(1 + u)|out|.
+std::vector<double> ln_residual_tolerances(const std::vector<float>& g, const std::vector<float>& out, int C,
+                                           bool round_bf16) {
+  const double kR = 1.0 / 256.0, u = kFp32Unit;
+  const auto delta = testing::scaled_tolerances(g, 2 * testing::sum_order_rtol(C) + 8 * u);
+  std::vector<double> t(g.size());
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double d = round_bf16 ? delta[i] + kR * (2 * std::fabs(double(g[i])) + delta[i]) : delta[i];
+    t[i] = (1 + u) * d + 2 * u * (1 + u) * std::fabs(double(out[i]));
+  }
+  return t;
+}
+
+// layernorm_backward_input_residual: bitwise the unfused CUDA ops it replaces in the stage
+// model (layernorm_backward_input, round_fp32_to_bf16, residual_forward), and the CPU twin
+// within the bound above, on C below a warp, odd C and GPT-2's 768.
+TEST_F(CudaOps, LayerNormBackwardResidualMatchesUnfusedOpsAndCpu) {
+  const int N = 13;
+  for (int C : {5, 103, 768}) {
+    for (bool round_bf16 : {false, true}) {
+      const std::string tag = " C=" + std::to_string(C) + (round_bf16 ? " bf16" : " fp32");
+      const size_t NC = size_t(N) * C;
+      const auto x = philox_vector(NC, 10, uint64_t(C), 2.0f, 0.5f), dy = philox_vector(NC, 10, uint64_t(C) + 1);
+      const auto dres = philox_vector(NC, 10, uint64_t(C) + 2), w = philox_vector(size_t(C), 10, 2, 0.5f, 1.0f);
+      std::vector<float> ln(NC), mean(N), rstd(N), g(NC), out(NC);
+      cpu::layernorm_forward(ln.data(), mean.data(), rstd.data(), x.data(), w.data(), w.data(), N, C);
+      cpu::layernorm_backward_input(g.data(), dy.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+      cpu::layernorm_backward_input_residual(out.data(), dres.data(), dy.data(), x.data(), w.data(), mean.data(),
+                                             rstd.data(), N, C, round_bf16);
+
+      DeviceBuffer<float> d_x(x), d_dy(dy), d_dres(dres), d_w(w), d_mean(mean), d_rstd(rstd);
+      DeviceBuffer<float> u_g(NC), u_out(NC), d_out(NC);
+      for (auto* buf : {&u_g, &u_out, &d_out}) buf->poison();
+      cuda::layernorm_backward_input(u_g.get(), d_dy.get(), d_x.get(), d_w.get(), d_mean.get(), d_rstd.get(), N, C,
+                                     nullptr);
+      if (round_bf16) cuda::round_fp32_to_bf16(u_g.get(), NC, nullptr);
+      cuda::residual_forward(u_out.get(), d_dres.get(), u_g.get(), int(NC), nullptr);
+      cuda::layernorm_backward_input_residual(d_out.get(), d_dres.get(), d_dy.get(), d_x.get(), d_w.get(),
+                                              d_mean.get(), d_rstd.get(), N, C, round_bf16, nullptr);
+      const auto f_out = d_out.download();
+      expect_bitwise_equal("fused vs unfused dinp" + tag, f_out, u_out.download());
+      expect_within("fused dinp vs cpu" + tag, f_out, out, ln_residual_tolerances(g, out, C, round_bf16));
+    }
+  }
+}
+
 TEST_F(CudaOps, CrossEntropyMatchesCpu) {
   const auto logits = philox_vector(size_t(kN) * kV, 5, 1, 3.0f);
   std::vector<int32_t> targets(kN);

@@ -314,12 +314,15 @@ TEST_F(CudaStageModel, ChunkedClassifierWithoutSplitMatchesCpu) {
 // GELU run fused (cuBLASLt GELU_AUX_BIAS epilogue, matmul_bf16.h, on real bf16 storage):
 // its GELU may differ from the CPU's tanh form by 2^-9·|p| = (u/2)·|p| (bf16_ops_test.cc),
 // or, in the fallback without an epilogue algorithm, reads bf16(p): 1.13·u·|p|
-// (|gelu'| <= 1.13); 2 first-order roundings per block cover either. Loss and gradients
-// (relative, L2 over all parameters) agree within
-//   bound = (2·K_bwd + 2L + extra)·u + 2·model_rtol,  extra = 0 (fp32 attention) or 3L.
+// (|gelu'| <= 1.13); 2 first-order roundings per block cover either. The MLP
+// projection's input gradient runs with the GELU backward fused (DGELU epilogue): the
+// CPU's rounding of the sum a before gelu' is missing (1.13·u·|a|) and gelu' may differ
+// from the tanh form's by 2^-10 + 2^-11·(0.5 + d(x)) <= 0.7u for |x| <= 2 (bf16_ops_test.cc):
+// 2 more per block. Loss and gradients (relative, L2 over all parameters) agree within
+//   bound = (2·K_bwd + 4L + extra)·u + 2·model_rtol,  extra = 0 (fp32 attention) or 3L.
 // bf16 kernel calls (cuda_bf16_kernel_calls) per block and step: 4 GEMMs forward (the
-// fc one fused with the GELU: cuda_bf16_fused_gelu_calls), 4 input and 4 weight
-// gradients backward, + 2 with the flash attention; the head (OC = V = 97, not a
+// fc one fused with the GELU: cuda_bf16_fused_gelu_calls), 4 input (the MLP projection's
+// fused with the GELU backward: cuda_bf16_fused_dgelu_calls) and 4 weight gradients backward, + 2 with the flash attention; the head (OC = V = 97, not a
 // multiple of 8) must fall back to the fp32 GEMMs.
 // The stage output is bf16-valued and a repeated step is bitwise equal.
 // Block GEMM weights (qkv, attention projection, fc, MLP projection) the CUDA backend
@@ -339,7 +342,7 @@ size_t served_block_weights(const StageModel& m) {
 void expect_bf16_matches_cpu(const ModelConfig& c, bool flash) {
   const double rtol = model_rtol(kL, c.n_embd);
   const double k_bwd = 24.0 * kL + 11.0, extra = flash ? 3.0 * kL : 0.0;
-  const double bound = (2.0 * k_bwd + 2.0 * kL + extra) / 256.0 + 2.0 * rtol;
+  const double bound = (2.0 * k_bwd + 4.0 * kL + extra) / 256.0 + 2.0 * rtol;
   const size_t calls_per_block = flash ? 14 : 12;
   for (const StageSpec& s : {spec(0, kL, true, true), spec(0, 1, true, false)}) {
     auto gpu = make_model("cuda", c, s, Precision::kBf16);
@@ -352,6 +355,7 @@ void expect_bf16_matches_cpu(const ModelConfig& c, bool flash) {
       gpu->zero_grads();
       cpu->zero_grads();
       const size_t calls = cuda_bf16_kernel_calls(), fused = cuda_bf16_fused_gelu_calls();
+      const size_t fused_bwd = cuda_bf16_fused_dgelu_calls();
       const size_t conversions = cuda_bf16_weight_conversions(), served = cuda_bf16_weight_operands();
       const auto og = forward(*gpu, 0, b), oc = forward(*cpu, 0, b);
       for (float x : og) ASSERT_EQ(pt::cpu::round_to_bf16(x), x) << "cuda bf16 stage output is not bf16-valued";
@@ -364,6 +368,8 @@ void expect_bf16_matches_cpu(const ModelConfig& c, bool flash) {
           << "bf16 kernel calls: every block GEMM" << (flash ? " and attention" : "")
           << " on the bf16 kernels, the head (V = 97) on the fp32 ones";
       EXPECT_EQ(cuda_bf16_fused_gelu_calls() - fused, size_t(s.last_layer - s.first_layer)) << "fc + GELU fused";
+      EXPECT_EQ(cuda_bf16_fused_dgelu_calls() - fused_bwd, size_t(s.last_layer - s.first_layer))
+          << "MLP projection input gradient + GELU backward fused";
       EXPECT_EQ(cuda_bf16_weight_conversions() - conversions, rep == 0 ? 1u : 0u)
           << "the bf16 weights are converted once after init_params, not per step";
       EXPECT_EQ(cuda_bf16_weight_operands() - served, served_per_step)
