@@ -81,9 +81,15 @@ class MpiCollectives : public Collectives {
     MPI_Request reqs[2];
     PT_MPI_CHECK(MPI_Irecv(recv, count(n), MPI_FLOAT, peer, kSendrecvTag, comm(g), &reqs[0]));
     PT_MPI_CHECK(MPI_Isend(send, count(n), MPI_FLOAT, peer, kSendrecvTag, comm(g), &reqs[1]));
-    const std::string what = "an exchange with " + std::string(group_name(g)) + " rank " + std::to_string(peer);
-    wait_request(&reqs[0], nullptr, [&] { return what; });
-    wait_request(&reqs[1], nullptr, [&] { return what; });
+    // The peer may itself wait on the silent rank (e.g. the tied-embedding exchange between
+    // the first and the last stage while a middle stage is stopped): name who does not
+    // answer a ping, as the collectives do.
+    const auto what = [&] {
+      return "an exchange with " + std::string(group_name(g)) + " rank " + std::to_string(peer) + "; " +
+             silent_description(g);
+    };
+    wait_request(&reqs[0], nullptr, what);
+    wait_request(&reqs[1], nullptr, what);
   }
   void set_replica_group(const std::vector<int>& members) override {
     PT_CHECK(!members.empty());
@@ -118,15 +124,17 @@ class MpiCollectives : public Collectives {
   // On expiry the silent members are found by pinging the group (mpi_wait.h).
   void finish(MPI_Request* req, const char* op, Group g) const {
     wait_request(req, nullptr, [&] {
-      std::string silent;
-      for (const auto& [r, w] : silent_members(comm(g), 2.0))  // world = replica * pp + pipeline rank
-        silent += std::string(silent.empty() ? "" : ", ") + "world rank " + std::to_string(w) + " (pipeline rank " +
-                  std::to_string(w % groups_.pp) + " of replica " + std::to_string(w / groups_.pp) + ")";
       return std::string("a collective (") + op + ") over the " + group_name(g) + " group of " +
-             std::to_string(size(g)) + " ranks; " +
-             (silent.empty() ? "every member answers pings, so one is stuck in other work"
-                             : "not answering: " + silent);
+             std::to_string(size(g)) + " ranks; " + silent_description(g);
     });
+  }
+  // Who in group g does not answer a ping within 2 s (mpi_wait.h), for a watchdog message.
+  std::string silent_description(Group g) const {
+    std::string silent;
+    for (const auto& [r, w] : silent_members(comm(g), 2.0))  // world = replica * pp + pipeline rank
+      silent += std::string(silent.empty() ? "" : ", ") + "world rank " + std::to_string(w) + " (pipeline rank " +
+                std::to_string(w % groups_.pp) + " of replica " + std::to_string(w / groups_.pp) + ")";
+    return silent.empty() ? "every member answers pings, so one is stuck in other work" : "not answering: " + silent;
   }
   struct Started {
     MPI_Request req = MPI_REQUEST_NULL;
