@@ -96,7 +96,7 @@ Status make_bench_device(const Config& c, int local_rank, BenchDevice* out) {
 // arithmetic the run will use, and the cost file records it (cost_shape_of).
 Precision bench_precision(const Config& c) {
   Precision p = Precision::kFp32;
-  const Status st = parse_precision(c.runtime.precision, &p);
+  const Status st = run_precision(c, &p);
   PT_CHECK_MSG(st.is_ok(), st.message());
   return p;
 }

@@ -424,6 +424,10 @@ template <class Bad> Status validate_runtime_and_checkpoint(const Config& c, con
   return Status::ok();
 }
 
+Status run_precision(const Config& c, Precision* out) {
+  return parse_precision(c.runtime.precision, out).with_context(c.source_file + ": key 'runtime.precision'");
+}
+
 Status validate(const Config& c) {
   const std::string& src = c.source_file;
   auto bad = [&](const std::string& key, const std::string& what) {

@@ -10,6 +10,7 @@
 
 #include "common/status.h"
 #include "model/config.h"
+#include "model/precision.h"
 #include "optim/registry.h"
 #include "pipeline/schedules/schedules.h"
 
@@ -124,6 +125,8 @@ Status load_config_text(const std::string& yaml, const std::string& source,
                         const std::vector<std::string>& overrides, Config* out);
 // Every cross-field rule. Messages name the key and the file.
 Status validate(const Config& c);
+// runtime.precision parsed (validate() has checked it; the error names the file and key).
+Status run_precision(const Config& c, Precision* out);
 // The resolved config as YAML, every key included.
 std::string dump_config(const Config& c);
 

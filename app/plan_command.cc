@@ -238,8 +238,7 @@ void print_sync_prediction(const Plan& p, double tokens_per_update) {
 Status print_memory_estimate(const Plan& p) {
   const Config& c = p.c;
   Precision precision = Precision::kFp32;
-  PT_RETURN_IF_ERROR(parse_precision(c.runtime.precision, &precision)
-                         .with_context(c.source_file + ": key 'runtime.precision'"));
+  PT_RETURN_IF_ERROR(run_precision(c, &precision));
   const bool cpu = c.runtime.backend == "cpu";
   const BackendSizes sizes = cpu ? cpu_backend_sizes() : cuda_backend_sizes();
   const int S = p.lowered.num_stages, L = chain_length(p.lowered);

@@ -43,8 +43,7 @@ Status make_local_stage(const Config& c, const std::string& backend, int gpu, in
   out->stage = stage;
   out->layers = ranges[size_t(ms)];
   Precision precision = Precision::kFp32;
-  PT_RETURN_IF_ERROR(parse_precision(c.runtime.precision, &precision)
-                         .with_context(c.source_file + ": key 'runtime.precision'"));
+  PT_RETURN_IF_ERROR(run_precision(c, &precision));
   PT_RETURN_IF_ERROR(make_stage_model(backend, gpu, c.model, spec, c.training.micro_batch_size, c.training.seq_len,
                                       &out->model, precision, needs, BackendOptions{c.runtime.tf32})
                          .with_context(c.source_file));
