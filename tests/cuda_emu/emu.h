@@ -76,26 +76,35 @@ void check_argument(const char* kernel, int index, const T& arg) {
   if constexpr (std::is_pointer_v<T>) check_kernel_pointer(kernel, index, static_cast<const void*>(arg));
 }
 
-template <typename... P, typename... A>
-void launch(const char* name, const Config& cfg, void (*kernel)(P...), A&&... args) {
-  static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
+// Both launch forms: checks the pointer arguments, then queues on cfg.stream a run of
+// call(params...) by every thread (each gets its own copy of the by-value parameters).
+// Params: the tuple the arguments are stored as; key: the kernel's identity for
+// launch_ok (cudaFuncSetAttribute).
+template <typename Params, typename F, typename... A>
+void launch_call(const char* name, const Config& cfg, const void* key, F call, A&&... args) {
   struct Ctx {
-    void (*k)(P...);
-    std::tuple<std::decay_t<P>...> params;
+    F f;
+    Params params;
   };
-  auto ctx = std::make_shared<Ctx>(Ctx{kernel, std::tuple<std::decay_t<P>...>(std::forward<A>(args)...)});
+  auto ctx = std::make_shared<Ctx>(Ctx{call, Params(std::forward<A>(args)...)});
   std::apply([name](const auto&... p) {
     int i = 0;
     (check_argument(name, i++, p), ...);
   }, ctx->params);
-  const void* key = reinterpret_cast<const void*>(kernel);
   if (!launch_ok(name, key, cfg)) return;
   submit(cfg.stream, [name, key, cfg, ctx] {
     run_kernel(name, key, cfg, [](void* c) {
       auto* x = static_cast<Ctx*>(c);
-      std::apply(x->k, x->params);  // each thread gets its own copy of the by-value parameters
+      std::apply(x->f, x->params);
     }, ctx.get());
   });
+}
+
+template <typename... P, typename... A>
+void launch(const char* name, const Config& cfg, void (*kernel)(P...), A&&... args) {
+  static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
+  launch_call<std::tuple<std::decay_t<P>...>>(name, cfg, reinterpret_cast<const void*>(kernel), kernel,
+                                               std::forward<A>(args)...);
 }
 
 // A launch of a template kernel without explicit template arguments
@@ -105,23 +114,8 @@ void launch(const char* name, const Config& cfg, void (*kernel)(P...), A&&... ar
 // set on such a launch (nvcc sources name the instantiation to set them).
 template <typename F, typename... A>
 void launch_deduced(const char* name, const Config& cfg, F call, A&&... args) {
-  struct Ctx {
-    F f;
-    std::tuple<std::decay_t<A>...> params;
-  };
-  auto ctx = std::make_shared<Ctx>(Ctx{call, std::tuple<std::decay_t<A>...>(std::forward<A>(args)...)});
-  std::apply([name](const auto&... p) {
-    int i = 0;
-    (check_argument(name, i++, p), ...);
-  }, ctx->params);
   static const char key = 0;
-  if (!launch_ok(name, &key, cfg)) return;
-  submit(cfg.stream, [name, cfg, ctx] {
-    run_kernel(name, &key, cfg, [](void* c) {
-      auto* x = static_cast<Ctx*>(c);
-      std::apply(x->f, x->params);  // by value: each thread gets its own copy
-    }, ctx.get());
-  });
+  launch_call<std::tuple<std::decay_t<A>...>>(name, cfg, &key, call, std::forward<A>(args)...);
 }
 
 void syncthreads();
