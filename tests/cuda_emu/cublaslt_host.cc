@@ -183,6 +183,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
                               const void* beta, const void* C, cublasLtMatrixLayout_t cdesc, void* D,
                               cublasLtMatrixLayout_t ddesc, const cublasLtMatmulAlgo_t*, void*, size_t,
                               cudaStream_t stream) {
+  emu::count(emu::Count::kLibraryCall);
   emu::synchronize(stream);  // runs now, after its stream's pending work (descriptors are read now)
   const emu::DeviceAccess access;
   const Desc& d = *desc_of(desc);

@@ -76,6 +76,25 @@ void check_argument(const char* kernel, int index, const T& arg) {
   if constexpr (std::is_pointer_v<T>) check_kernel_pointer(kernel, index, static_cast<const void*>(arg));
 }
 
+// Host-side costs of the CUDA runtime and library calls made so far (counts.cc), counted
+// at the API (a stand-in's own internal synchronization is not a call): what a GPU run
+// pays in host waits and allocator calls. PIPETRAIN_EMU_COUNTS=path appends them at exit.
+enum class Count {
+  kLaunch,        // kernel launches
+  kLibraryCall,   // cublasLtMatmul
+  kDeviceSync,    // cudaDeviceSynchronize
+  kStreamSync,    // cudaStreamSynchronize
+  kEventSync,     // cudaEventSynchronize
+  kSyncCopy,      // cudaMemcpy, and cudaMemcpyAsync with pageable host memory (both block the host)
+  kMalloc,        // cudaMalloc
+  kFree,          // cudaFree (synchronizes the device)
+  kHostAlloc,     // cudaMallocHost / cudaHostAlloc
+  kHostFree,      // cudaFreeHost (synchronizes the device)
+  kStreamAlloc,   // cudaMallocAsync / cudaFreeAsync
+  kN
+};
+void count(Count what);
+
 // Both launch forms: checks the pointer arguments, then queues on cfg.stream a run of
 // call(params...) by every thread (each gets its own copy of the by-value parameters).
 // Params: the tuple the arguments are stored as; key: the kernel's identity for
@@ -92,6 +111,7 @@ void launch_call(const char* name, const Config& cfg, const void* key, F call, A
     (check_argument(name, i++, p), ...);
   }, ctx->params);
   if (!launch_ok(name, key, cfg)) return;
+  count(Count::kLaunch);
   submit(cfg.stream, [name, key, cfg, ctx] {
     run_kernel(name, key, cfg, [](void* c) {
       auto* x = static_cast<Ctx*>(c);
@@ -135,6 +155,7 @@ void* static_shared(const void* key, size_t bytes);
 // The launch's dynamic shared memory (extern __shared__), poisoned.
 void* dynamic_shared();
 [[noreturn]] void fail(const char* what);
+
 
 // A kernel's __launch_bounds__(max_threads[, min_blocks]): a launch with a larger block
 // fails on the GPU ("too many resources requested for launch").

@@ -253,10 +253,12 @@ cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int) {
   }
 }
 cudaError_t cudaDeviceSynchronize(void) {
+  emu::count(emu::Count::kDeviceSync);
   emu::synchronize(nullptr);
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  emu::count(emu::Count::kStreamSync);
   emu::synchronize(s);
   return cudaSuccess;
 }
@@ -283,17 +285,24 @@ cudaError_t cudaFuncSetAttribute(const void* func, enum cudaFuncAttribute attr, 
 }
 
 cudaError_t cudaMalloc(void** p, size_t size) {
+  emu::count(emu::Count::kMalloc);
   *p = emu::guarded_alloc(size, true);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
-cudaError_t cudaMallocAsync(void** p, size_t size, cudaStream_t) { return cudaMalloc(p, size); }
+cudaError_t cudaMallocAsync(void** p, size_t size, cudaStream_t) {
+  emu::count(emu::Count::kStreamAlloc);
+  *p = emu::guarded_alloc(size, true);
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
 cudaError_t cudaMallocHost(void** p, size_t size) {
+  emu::count(emu::Count::kHostAlloc);
   *p = emu::guarded_alloc(size, false);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 // (cuda_runtime.h's typed cudaMallocHost(T**, size, flags) calls this one.)
 cudaError_t cudaHostAlloc(void** p, size_t size, unsigned int) { return cudaMallocHost(p, size); }
 cudaError_t cudaFreeHost(void* p) {
+  emu::count(emu::Count::kHostFree);
   emu::synchronize(nullptr);  // as cudaFreeHost does
   return emu::guarded_free(p);
 }
@@ -367,22 +376,26 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  emu::count(emu::Count::kEventSync);
   const std::lock_guard<std::recursive_mutex> lock(emu::g_exec);
   const auto* e = reinterpret_cast<const emu::Event*>(event);
   if (e->stream) emu::run_until(e->stream, e->seq);
   return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
+  emu::count(emu::Count::kFree);
   emu::synchronize(nullptr);  // cudaFree synchronizes the device
   return emu::guarded_free(p);
 }
 cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
+  emu::count(emu::Count::kStreamAlloc);
   emu::submit(s, [p] { emu::guarded_free(p); });
   return cudaSuccess;
 }
 
 // Synchronous copies and memsets run after all pending work (the default stream).
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, enum cudaMemcpyKind) {
+  emu::count(emu::Count::kSyncCopy);
   emu::submit(nullptr, [=] {
     const emu::DeviceAccess access;
     if (count) std::memmove(dst, src, count);
@@ -400,6 +413,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaM
   if (emu::mapping_of(dst) && emu::mapping_of(src)) {
     emu::submit(stream, copy);
   } else {
+    emu::count(emu::Count::kSyncCopy);
     const std::lock_guard<std::recursive_mutex> lock(emu::g_exec);
     emu::sync_stream(stream);
     copy();
