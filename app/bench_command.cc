@@ -106,8 +106,10 @@ Precision bench_precision(const Config& c) {
 std::unique_ptr<StageModel> bench_stage_model(const Config& c, const BenchDevice& dev, int local_rank,
                                               const StageSpec& spec) {
   std::unique_ptr<StageModel> model;
+  StageNeeds needs;  // split_backward: Bx and Bw are timed too
+  needs.keep_logits = c.runtime.keep_logits;
   const Status st = make_stage_model(dev.backend, local_rank, c.model, spec, c.training.micro_batch_size,
-                                     c.training.seq_len, &model, bench_precision(c), StageNeeds{},
+                                     c.training.seq_len, &model, bench_precision(c), needs,
                                      BackendOptions{c.runtime.tf32});
   // make_bench_device resolved the same backend, and load_config validated the shape.
   PT_CHECK_MSG(st.is_ok(), st.message());

@@ -90,6 +90,7 @@ struct RuntimeSection {
   std::string backend = "auto";        // auto | cpu | cuda
   std::string precision = "fp32";      // fp32 | bf16 (model/precision.h)
   bool tf32 = false;                   // cuda: fp32 GEMMs with TF32 tensor-core compute
+  bool keep_logits = true;             // bf16, last stage: keep the logits for the backward (StageNeeds)
   std::string transport = "auto";      // auto | mpi | local | nccl | ipc
   int threads = 0;                     // OpenBLAS threads per rank; 0 = library default
   std::string progress = "auto";       // auto | on | off (one-line progress on rank 0)

@@ -249,7 +249,7 @@ Status print_memory_estimate(const Plan& p) {
   for (int v = 0; v < S; ++v) {
     const int ms = v % L;
     const StageSpec spec{p.ranges[size_t(ms)].first, p.ranges[size_t(ms)].second, ms == 0, ms == L - 1};
-    const StageNeeds needs = stage_needs(p.lowered, v);
+    const StageNeeds needs = stage_needs(c, p.lowered, v);
     StageNeeds split = needs;
     split.split_backward = true;
     const int B = c.training.micro_batch_size, T = c.training.seq_len;

@@ -24,8 +24,9 @@ Status open_data_loader(const Config& c, int dp_size, bool with_val, DataLoader*
   return Status::ok();
 }
 
-StageNeeds stage_needs(const Schedule& lowered, int stage) {
+StageNeeds stage_needs(const Config& c, const Schedule& lowered, int stage) {
   StageNeeds needs;
+  needs.keep_logits = c.runtime.keep_logits;
   // A partial_backward (block-coordinate) list is drawn per segment: any stage may run a Bx in a
   // later segment's list even when this one has none.
   needs.split_backward = lowered.partial_backward;

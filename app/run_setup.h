@@ -21,8 +21,9 @@ Status open_data_loader(const Config& c, int dp_size, bool with_val, DataLoader*
 
 // What (virtual) stage `stage` of the lowered schedule asks of its model
 // (model/stage_model.h): split-backward buffers only when some rank's list runs a
-// Bx or Bw of it (every stage of a partial_backward list: its next segment may).
-StageNeeds stage_needs(const Schedule& lowered, int stage);
+// Bx or Bw of it (every stage of a partial_backward list: its next segment may);
+// keep_logits from runtime.keep_logits.
+StageNeeds stage_needs(const Config& c, const Schedule& lowered, int stage);
 
 // (Virtual) stage `stage` = model stage stage % chain, blocks `ranges[stage % chain]`:
 // a StageModel on `backend` (GPU `gpu` for cuda) allocating for `needs`, with

@@ -193,7 +193,7 @@ Status TrainingRun::setup_stages() {
     ls.model = nullptr;
     const bool with_state = !runner_->replicas().owner_mode() || placement_->stage_to_rank[size_t(s % chain_)] == g_.pp_rank;
     PT_RETURN_IF_ERROR(
-        make_local_stage(c_, backend_, g_.node_rank, s, chain_, ranges_, with_state, stage_needs(*placement_, s), &ls));
+        make_local_stage(c_, backend_, g_.node_rank, s, chain_, ranges_, with_state, stage_needs(c_, *placement_, s), &ls));
     state_.local.push_back(std::move(ls));
   }
   return Status::ok();

@@ -13,21 +13,27 @@
 // first forward into a slot and returned on release(), so steady-state training
 // allocates nothing.
 //
-// Classifier (last stage): no (N, V) logits are kept. The forward runs the head
-// matmul and the loss chunk by chunk over the N = B*T rows in one (R, V) logits
-// workspace per model (R = StageNeeds::classifier_chunk_rows or from
-// BackendSizes::classifier_chunk_bytes) and keeps only the per-row losses. The
-// backward recomputes each chunk's logits from the saved lnf output, turns them
-// into dlogits in place (the loss op recomputes the softmax), writes that chunk's
-// rows of dlnf (=) and adds its part of the head's weight gradient (+=), chunks
-// in increasing row order: a fixed summation order, the same on every rerun and
-// pipeline layout. The split backward recomputes the chunk once in Bx (for dlnf)
-// and again in Bw (for the weight gradient; Bx saves the loss scale in the slot),
-// so Bw reads the head weights: schedules give a micro-batch's Bx and Bw the same
-// weight version. The loss op recomputes the softmax from the recomputed logits
-// (no saved log-sum-exp): with the forward's weights that is the forward's softmax
-// bit for bit; with newer weights (an asynchronous schedule whose backward reads a
-// later version) it is the consistent softmax of those weights.
+// Classifier (last stage). The forward runs the head matmul and the loss chunk by chunk
+// over the N = B*T rows (R rows per chunk: StageNeeds::classifier_chunk_rows or from
+// BackendSizes::classifier_chunk_bytes) and keeps the per-row losses. The backward
+// turns each chunk's logits into dlogits in place (the loss op recomputes the softmax),
+// writes that chunk's rows of dlnf (=) and adds its part of the head's weight gradient
+// (+=), chunks in increasing row order: a fixed summation order, the same on every
+// rerun and pipeline layout. Where the logits live:
+//  * kept (bf16 precision, StageNeeds::keep_logits): in the slot, (N, V) of dtype bf16,
+//    written by the forward; the backward uses them as they are while the weights are
+//    the forward's (weights_version_), and Bw (split backward) then reuses the dlogits
+//    Bx left there. Else the backward recomputes them into the slot first.
+//  * not kept (fp32, or keep_logits false): one (R, V) chunk workspace per model; the
+//    backward recomputes each chunk's logits from the saved lnf output, the split
+//    backward once in Bx (for dlnf) and again in Bw (for the weight gradient; Bx saves
+//    the loss scale in the slot).
+// Both give the same bits: a recomputation with the same weights repeats the forward's
+// GEMM on the same operands (the kept tensors start 256-byte aligned like the chunk
+// workspace, so the GEMM plan is the same), and the bf16 logits are stored rounded
+// either way. Schedules give a micro-batch's Bx and Bw the same weight version. With
+// newer weights than the forward's (an asynchronous schedule whose backward reads a
+// later version) the backward uses the consistent softmax of those weights.
 // Stage-independent numerics: a block computes the same ops on the same shapes
 // whichever stage owns it, so any pipeline split is bitwise equal to pp=1.
 // Fused forward ops: each residual add that feeds a LayerNorm runs as one
@@ -147,6 +153,11 @@ struct Slot {
   float* losses = nullptr;    // (N)
   float* dlnf = nullptr;      // (N, C)
   float loss_scale = 0.0f;    // last stage: what backward_input was given, for backward_weight
+  // Last stage with kept logits (Geometry::keep_logits): (N, V) bf16, holding `kept` as
+  // computed with weights version kept_version (BackendStageModel::weights_version_).
+  float* logits = nullptr;
+  enum class Kept { kNothing, kLogits, kDlogits } kept = Kept::kNothing;
+  uint64_t kept_version = 0;
 };
 
 // The shapes a slot's layout depends on (see stage_memory in stage_model.h).
@@ -156,6 +167,7 @@ struct Geometry {
   size_t att_floats;  // BackendSizes::attention_saved_floats(B, NH, T)
   bool bf16;          // Precision::kBf16: bf16 tensors come from Backend::alloc_bf16
   size_t bf16_bytes;  // BackendSizes::bf16_bytes
+  bool keep_logits;   // last stage, bf16 and StageNeeds::keep_logits: (N, V) bf16 logits per slot
   size_t N() const { return size_t(B) * T; }
   // Floats of backend memory that n elements of a bf16 tensor take.
   size_t bf16_floats(size_t n) const { return (n * bf16_bytes + sizeof(float) - 1) / sizeof(float); }
@@ -168,7 +180,8 @@ Geometry geometry(const ModelConfig& c, const StageSpec& spec, int B, int T, Pre
                   c.vocab_size, spec.last_layer - spec.first_layer,
                   spec.has_head, needs.split_backward,
                   sizes.attention_saved_floats(B, c.n_head, T), precision == Precision::kBf16,
-                  sizes.bf16_bytes};
+                  sizes.bf16_bytes,
+                  spec.has_head && precision == Precision::kBf16 && needs.keep_logits};
 }
 
 // Hands out consecutive sub-buffers of `base` (null: only counts), `granule`
@@ -224,9 +237,11 @@ void layout_acts(const Geometry& g, Carvers& c, Slot* s) {
     t.lnf_mean = c.take(N);
     t.lnf_rstd = c.take(N);
     t.losses = c.take(N);
+    if (g.keep_logits) t.logits = c.take_bf16(N * size_t(g.V));
   }
   if (s != nullptr) {
     s->x0 = t.x0;
+    s->logits = t.logits;
     s->lnf = t.lnf;
     s->lnf_mean = t.lnf_mean;
     s->lnf_rstd = t.lnf_rstd;
@@ -352,7 +367,7 @@ class BackendStageModel final : public StageModel {
     if (!needs_.split_backward) alloc_blocks(*backend_, grad_sizes(geometry_), &shared_grads_, &shared_grads_bf16_);
     if (spec_.has_head) {
       chunk_rows_ = classifier_chunk_rows(geometry_, needs_, sizes);
-      logits_chunk_ = backend_->alloc(size_t(chunk_rows_) * V_);
+      if (!geometry_.keep_logits) logits_chunk_ = backend_->alloc(size_t(chunk_rows_) * V_);
     }
   }
 
@@ -410,6 +425,7 @@ class BackendStageModel final : public StageModel {
   }
 
   void params_written() override {
+    ++weights_version_;
     if (bf16_) params_stale_ = true;
   }
 
@@ -506,9 +522,11 @@ class BackendStageModel final : public StageModel {
       }
       for (int r0 = 0; r0 < N_; r0 += chunk_rows_) {
         const int rows = std::min(chunk_rows_, N_ - r0);
-        chunk_logits(s, r0, rows);
-        be.crossentropy_forward(s.losses + r0, logits_chunk_, s.targets + r0, rows, V_);
+        float* logits = chunk_logits(s, r0, rows);
+        be.crossentropy_forward(s.losses + r0, logits, s.targets + r0, rows, V_);
       }
+      s.kept = Slot::Kept::kLogits;
+      s.kept_version = weights_version_;
     } else {
       PT_CHECK_MSG(output != nullptr, "non-last stage forward needs an output buffer");
       be.copy(output, out, size_t(N_) * C_);
@@ -602,25 +620,43 @@ class BackendStageModel final : public StageModel {
   }
 
  private:
-  // Logits of rows [r0, r0 + rows) into logits_chunk_ (rows <= chunk_rows_), as the
-  // forward and every recomputation compute them.
-  void chunk_logits(const Slot& s, int r0, int rows) {
-    backend_->matmul_forward(logits_chunk_, s.lnf + size_t(r0) * C_, head_, nullptr, rows, C_, V_);
-    stored(logits_chunk_, size_t(rows) * V_);
+  // Where the logits of rows [r0, ...) live: the slot's kept logits, else logits_chunk_.
+  float* chunk_buffer(const Slot& s, int r0) const {
+    return geometry_.keep_logits ? s.logits + size_t(r0) * V_ : logits_chunk_;
   }
 
-  // Recomputes the classifier chunk by chunk; with `input` writes dlnf (=), with
+  // Logits of rows [r0, r0 + rows) (rows <= chunk_rows_) into chunk_buffer(s, r0), as
+  // the forward and every recomputation compute them; returns that buffer.
+  float* chunk_logits(const Slot& s, int r0, int rows) {
+    float* logits = chunk_buffer(s, r0);
+    backend_->matmul_forward(logits, s.lnf + size_t(r0) * C_, head_, nullptr, rows, C_, V_);
+    stored(logits, size_t(rows) * V_);
+    return logits;
+  }
+
+  // The classifier's backward chunk by chunk; with `input` writes dlnf (=), with
   // `weight` adds the head's weight gradient (+=), chunks in increasing row order.
-  void classifier_backward(const Slot& s, float loss_scale, bool input, bool weight) {
+  // dlogits come from what the slot kept when it is current (see the header comment),
+  // else from recomputed logits.
+  void classifier_backward(Slot& s, float loss_scale, bool input, bool weight) {
     Backend& be = *backend_;
     const float scale = loss_scale / float(N_);  // loss(slot) is the mean over the N tokens
+    const bool current = geometry_.keep_logits && s.kept_version == weights_version_;
+    const Slot::Kept have = current ? s.kept : Slot::Kept::kNothing;
     for (int r0 = 0; r0 < N_; r0 += chunk_rows_) {
       const int rows = std::min(chunk_rows_, N_ - r0);
-      chunk_logits(s, r0, rows);
-      be.crossentropy_backward(logits_chunk_, logits_chunk_, s.targets + r0, scale, rows, V_);
-      stored(logits_chunk_, size_t(rows) * V_);
-      if (input) be.matmul_backward_input(s.dlnf + size_t(r0) * C_, logits_chunk_, head_, rows, C_, V_);
-      if (weight) be.matmul_backward_weight(head_grad_, nullptr, logits_chunk_, s.lnf + size_t(r0) * C_, rows, C_, V_);
+      float* dlogits = chunk_buffer(s, r0);
+      if (have != Slot::Kept::kDlogits) {
+        if (have != Slot::Kept::kLogits) chunk_logits(s, r0, rows);
+        be.crossentropy_backward(dlogits, dlogits, s.targets + r0, scale, rows, V_);
+        stored(dlogits, size_t(rows) * V_);
+      }
+      if (input) be.matmul_backward_input(s.dlnf + size_t(r0) * C_, dlogits, head_, rows, C_, V_);
+      if (weight) be.matmul_backward_weight(head_grad_, nullptr, dlogits, s.lnf + size_t(r0) * C_, rows, C_, V_);
+    }
+    if (geometry_.keep_logits) {
+      s.kept = Slot::Kept::kDlogits;
+      s.kept_version = weights_version_;
     }
   }
 
@@ -923,6 +959,7 @@ class BackendStageModel final : public StageModel {
   bool bf16_ = false;        // Precision::kBf16 (see the header comment)
   float* wparams_ = nullptr; // bf16: (num_params) backend memory, params_ rounded to bf16; fp32: null
   bool params_stale_ = false;     // bf16: wparams_ lags params_ (refresh before use)
+  uint64_t weights_version_ = 0;  // + 1 at every params_written(): what a slot's kept logits were computed with
   std::vector<size_t> tensor_offsets_, tensor_numels_;  // tensors_' ranges (grad_sums_of_squares)
   Transfers transfers_;
   std::map<int, float*> stash_;   // weight stashes: key -> (num_params) backend memory
@@ -939,7 +976,7 @@ class BackendStageModel final : public StageModel {
   float* scratch_fch_ = nullptr;  // bf16 unfused: (N, 4C) the unrounded fc output the GELU reads (forward)
   bool fused_fc_gelu_ = false;    // bf16 and BackendSizes::fuses_fc_gelu: fc_forward in one op
   int chunk_rows_ = 0;             // last stage: rows per classifier chunk (R)
-  float* logits_chunk_ = nullptr;  // last stage: (R, V) logits, then dlogits, of the chunk being worked on
+  float* logits_chunk_ = nullptr;  // last stage, logits not kept: (R, V) logits, then dlogits, of the chunk being worked on
   size_t workspace_floats_ = 0;    // workspace_floats(): the buffers above + scratch_nc_ (stage_memory)
   std::vector<Slot> slots_;
   std::vector<Slot> pool_;       // released slots with their carved buffers
@@ -962,7 +999,8 @@ StageMemory stage_memory(const ModelConfig& config, const StageSpec& spec, int B
   m.workspace_floats = (g.bf16 ? g.bf16_floats(NC) : NC) + sizes.attention_scratch_floats(B, g.NH, T);
   if (g.bf16 && !sizes.fuses_fc_gelu(g.C)) m.workspace_floats += g.N() * 4 * size_t(g.C);  // scratch_fch_
   if (!needs.split_backward) m.workspace_floats += grad_sizes(g).floats(g);
-  if (spec.has_head) m.workspace_floats += size_t(classifier_chunk_rows(g, needs, sizes)) * size_t(g.V);
+  if (spec.has_head && !g.keep_logits)  // logits_chunk_ (kept logits are in the slot)
+    m.workspace_floats += size_t(classifier_chunk_rows(g, needs, sizes)) * size_t(g.V);
   return m;
 }
 

@@ -94,6 +94,13 @@ struct StageNeeds {
   // chunk size changes fp32 summation order (the head's weight gradient is summed
   // chunk by chunk), never the set of values computed.
   int classifier_chunk_rows = 0;
+  // bf16 precision, last stage: each slot keeps its (N, V) logits, of dtype bf16, from
+  // the forward to the backward, which then turns them into dlogits in place instead of
+  // recomputing them (one head GEMM fewer per micro-batch, and no fp32 chunk buffer);
+  // N·V bf16 elements more per slot. Recomputed anyway when the weights changed since
+  // the forward. Bitwise the same results either way. fp32 always recomputes (its
+  // logits would take 4 bytes each), as does false.
+  bool keep_logits = true;
 };
 
 class StageModel {

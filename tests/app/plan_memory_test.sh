@@ -4,7 +4,9 @@
 # in-flight micro-batch than zero-bubble's split backward (zb_h1) on every stage,
 # and its "with split backward" figure is exactly what zb_h1 reports; a (B,T,V)
 # logits tensor no longer scales the last stage's slot with the vocabulary; in bf16 a cuda
-# slot stores its bf16 tensors in 2 bytes, and its workspace keeps no fp32 fc scratch.
+# slot stores its bf16 tensors in 2 bytes, and its workspace keeps no fp32 fc scratch; with
+# runtime.keep_logits (bf16) the last stage's slot holds its (N, V) logits instead of the
+# workspace holding an (R, V) fp32 chunk.
 # Usage: plan_memory_test.sh PIPETRAIN SOURCE_DIR
 set -euo pipefail
 source "$2/tests/app/test_lib.sh"
@@ -41,6 +43,8 @@ echo "ok: the last stage's slot does not depend on the vocabulary size"
 for backend in cuda cpu; do
   plan "fp32_$backend" --set schedule.kind=1f1b --set "parallel.layer_split=[4,4]" --set runtime.backend=$backend
   plan "bf16_$backend" --set schedule.kind=1f1b --set "parallel.layer_split=[4,4]" --set runtime.backend=$backend \
+    --set runtime.precision=bf16 --set runtime.keep_logits=false
+  plan "keep_$backend" --set schedule.kind=1f1b --set "parallel.layer_split=[4,4]" --set runtime.backend=$backend \
     --set runtime.precision=bf16
 done
 for s in 0 1; do
@@ -60,4 +64,21 @@ for s in 0 1; do
   awk -v f="$f" -v b="$b" -v nc="$nc" -v k="$k" 'BEGIN { d = f - b - k * nc; exit !(d < 0.0015 && d > -0.0015) }' ||
     fail "stage $s: cuda workspace bf16 $b MiB, fp32 $f MiB: not $k NC ($nc MiB each) apart"
   echo "ok: stage $s: cuda bf16 workspace $b MiB = fp32's $f MiB - $k NC (no fp32 fc scratch)"
+done
+# runtime.keep_logits (the default): the last stage's slot grows by N·V bf16 elements (2 bytes
+# on cuda, 4 in the cpu's fp32 containers) and its workspace loses the (R, V) fp32 chunk
+# (tiny_test.yaml: N = 2·16 rows, R = N, V = 256); stage 0 does not change.
+nv=$(awk 'BEGIN { print 2 * 16 * 256 / 1048576 }')
+close() { awk -v d="$1" 'BEGIN { exit !(d < 0.0015 && d > -0.0015) }'; }
+for backend in cuda cpu; do
+  bytes=2
+  [ $backend = cpu ] && bytes=4
+  [ "$(slot_mib keep_$backend 0)" = "$(slot_mib bf16_$backend 0)" ] || fail "$backend stage 0: keep_logits changed its slot"
+  k=$(slot_mib keep_$backend 1) r=$(slot_mib bf16_$backend 1)
+  close "$(awk -v k="$k" -v r="$r" -v nv="$nv" -v b=$bytes 'BEGIN { print k - r - b * nv }')" ||
+    fail "$backend stage 1: kept-logits slot $k MiB is not the recomputing slot $r MiB + N·V·$bytes bytes"
+  k=$(workspace_mib keep_$backend 1) r=$(workspace_mib bf16_$backend 1)
+  close "$(awk -v k="$k" -v r="$r" -v nv="$nv" 'BEGIN { print r - k - 4 * nv }')" ||
+    fail "$backend stage 1: kept-logits workspace $k MiB is not the recomputing one $r MiB - the (R, V) fp32 chunk"
+  echo "ok: $backend stage 1 keeps its logits: slot $(slot_mib keep_$backend 1) MiB, workspace $k MiB (recomputing: $(slot_mib bf16_$backend 1), $r)"
 done

@@ -8,6 +8,9 @@
 //  * backward() of a model without split-backward buffers (shared gradient
 //    buffers, fused per block) = backward_input + backward_weight of a split model,
 //    bitwise, also with two slots in flight whose backwards interleave.
+//  * bf16 with kept logits (StageNeeds::keep_logits) = recomputed logits, bitwise, for
+//    every call pattern above, and when the weights change between a micro-batch's
+//    forward and its backward (the kept logits are then recomputed with the new ones).
 //  * Without split backward a slot holds exactly the per-slot gradient buffers
 //    fewer (closed form below), and backward_input is refused; slots do not grow
 //    with V (no (N, V) logits).
@@ -55,10 +58,11 @@ ModelConfig config(int vocab = kV) {
 const StageSpec kWhole{0, kLayers, true, true};
 const StageSpec kLast{1, kLayers, false, true};
 
-StageNeeds needs(int chunk_rows, bool split) {
+StageNeeds needs(int chunk_rows, bool split, bool keep_logits = true) {
   StageNeeds n;
   n.classifier_chunk_rows = chunk_rows;
   n.split_backward = split;
+  n.keep_logits = keep_logits;
   return n;
 }
 
@@ -189,6 +193,46 @@ TEST(ClassifierChunks, FusedBackwardEqualsSplitBitwise) {
         expect_bitwise(run(*fused, false, order), bx_bw, "model without split backward, backward()");
       }
     }
+  }
+}
+
+TEST(ClassifierChunks, KeptLogitsEqualRecomputedBitwise) {
+  for (Order order : {Order::kOneByOne, Order::kInterleaved})
+    for (const StageSpec& s : {kWhole, kLast})
+      for (bool split : {true, false})
+        for (bool split_calls : {false, split}) {
+          auto kept = make(s, needs(4, split, true), Precision::kBf16);
+          auto recomputed = make(s, needs(4, split, false), Precision::kBf16);
+          expect_bitwise(run(*kept, split_calls, order), run(*recomputed, split_calls, order),
+                         split_calls ? "kept logits, Bx + Bw" : "kept logits, backward()");
+        }
+}
+
+// An asynchronous schedule's backward may read newer weights than its forward: the kept
+// logits are stale then and must be recomputed, as the recomputing model does anyway.
+TEST(ClassifierChunks, KeptLogitsFollowWeightsChangedAfterTheForward) {
+  for (bool split_calls : {false, true}) {
+    Result r[2];
+    for (bool keep : {true, false}) {
+      auto m = make(kLast, needs(4, true, keep), Precision::kBf16);
+      Batch b(0);
+      std::vector<float> input_grad(size_t(kN) * kC);
+      m->forward(0, nullptr, b.input.data(), b.targets.data(), nullptr);
+      std::vector<float> p(m->num_params());
+      m->params_to_host(p.data());
+      for (float& x : p) x *= 1.25f;  // every weight the classifier reads changes
+      m->params_from_host(p.data());
+      if (split_calls) {
+        m->backward_input(0, nullptr, input_grad.data(), 0.5f);
+        m->backward_weight(0);
+      } else {
+        m->backward(0, nullptr, input_grad.data(), 0.5f);
+      }
+      r[keep].dinput = input_grad;
+      r[keep].grads.resize(m->num_params());
+      m->download(r[keep].grads.data(), m->grads(), m->num_params());
+    }
+    expect_bitwise(r[1], r[0], split_calls ? "weights changed, Bx + Bw" : "weights changed, backward()");
   }
 }
 
