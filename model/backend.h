@@ -142,7 +142,7 @@ class Backend {
 
   // ---- typed entry points (real bf16 storage, model/bf16_storage_backend.h) ----
   // The GEMMs, the attention, LayerNorm, GELU, the residual add (also fused with LayerNorm),
-  // the embedding and copies on operands of either dtype, reading bf16 operands and
+  // the embedding, the cross-entropy and copies on operands of either dtype, reading bf16 operands and
   // writing bf16 outputs in place. make_bf16_storage_backend calls these when an operand
   // is bf16 and falls back to staging it through fp32 (the float* ops below) when they
   // return false, which the defaults always do. Contracts of the float* ops, on the
@@ -242,6 +242,19 @@ class Backend {
   virtual bool matmul_backward_input_dgelu_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, TensorPtr pre,
                                                  int N, int C, int OC) {
     (void)dinp, (void)dout, (void)weight, (void)pre, (void)N, (void)C, (void)OC;
+    return false;
+  }
+  // The classifier loss on logits of either dtype: crossentropy_forward's and
+  // crossentropy_backward's contracts on the float* operands (losses, targets), bf16
+  // logits read widened, bf16 dlogits stored RNE-rounded (the value round_to_bf16 of the
+  // fp32 op's dlogits keeps). dlogits may alias logits (in place, same dtype).
+  virtual bool crossentropy_forward_typed(float* losses, TensorPtr logits, const int32_t* targets, int N, int V) {
+    (void)losses, (void)logits, (void)targets, (void)N, (void)V;
+    return false;
+  }
+  virtual bool crossentropy_backward_typed(TensorPtr dlogits, TensorPtr logits, const int32_t* targets, float scale,
+                                           int N, int V) {
+    (void)dlogits, (void)logits, (void)targets, (void)scale, (void)N, (void)V;
     return false;
   }
   // copy() with dtypes: dst = src converted (fp32 -> bf16: RNE; bf16 -> fp32: exact).

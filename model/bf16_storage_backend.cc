@@ -439,6 +439,11 @@ class Bf16StorageBackend final : public Backend {
     s.done();
   }
   void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr x = typed(logits, size_t(N) * V);
+      if (typed.use({losses}) && in_->crossentropy_forward_typed(losses, x, targets, N, V)) return;
+    }
     Staging s = staging();
     const float* x = s.in(logits, size_t(N) * V);
     in_->crossentropy_forward(s.out(losses, size_t(N)), x, targets, N, V);
@@ -446,9 +451,15 @@ class Bf16StorageBackend final : public Backend {
   }
   void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N,
                              int V) override {
+    const size_t NV = size_t(N) * V;
+    {  // typed entry point first (backend.h), else staged
+      Resolver typed(ranges_);
+      const TensorPtr d = typed(dlogits, NV), x = typed(logits, NV);
+      if (typed.use() && in_->crossentropy_backward_typed(d, x, targets, scale, N, V)) return;
+    }
     Staging s = staging();
-    const float* x = s.in(logits, size_t(N) * V);
-    in_->crossentropy_backward(s.out(dlogits, size_t(N) * V), x, targets, scale, N, V);
+    const float* x = s.in(logits, NV);
+    in_->crossentropy_backward(s.out(dlogits, NV), x, targets, scale, N, V);
     s.done();
   }
 

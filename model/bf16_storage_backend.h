@@ -32,7 +32,8 @@
 // to 3 NC, so about 3 NC fp32 in all). Still staged on CUDA (its typed entry points
 // decline): copies from or to host memory, LayerNorm with mixed activation dtypes, and
 // the GEMMs the bf16 kernels decline (an LM head whose V is not a multiple of 8). The
-// embedding forward and backward run typed (bf16 output, bf16 output gradient).
+// embedding forward and backward run typed (bf16 output, bf16 output gradient), and so
+// does the cross-entropy (bf16 logits and dlogits, read and written in place).
 // host_memory() is false: handles must not be dereferenced on the host.
 // Used by make_cuda_backend in bf16 (cuda_backend.h) and, on the CPU backend, by the
 // test switch PIPETRAIN_TEST_BF16_STORAGE (stage_model_factory.h).

@@ -270,6 +270,19 @@ class CpuBackend final : public Backend {
     y.store();
     return true;
   }
+  bool crossentropy_forward_typed(float* losses, TensorPtr logits, const int32_t* targets, int N, int V) override {
+    Widened x(logits, size_t(N) * V);
+    cpu::crossentropy_forward(losses, x.f32(), targets, N, V);
+    return true;
+  }
+  bool crossentropy_backward_typed(TensorPtr dlogits, TensorPtr logits, const int32_t* targets, float scale, int N,
+                                   int V) override {
+    const size_t NV = size_t(N) * V;
+    Widened x(logits, NV), dx(dlogits, NV, false);  // in place: separate copies, like the fp32 op
+    cpu::crossentropy_backward(dx.f32(), x.f32(), targets, scale, N, V);
+    dx.store();
+    return true;
+  }
   void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N,
                              int V) override {
     cpu::crossentropy_backward(dlogits, logits, targets, scale, N, V);

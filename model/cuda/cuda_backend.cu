@@ -426,6 +426,19 @@ class CudaBackend final : public Backend {
     cuda::residual_forward_typed(out.p, out.bf16(), inp1.p, inp1.bf16(), inp2.p, inp2.bf16(), N, stream_);
     return true;
   }
+  // The classifier loss with logits / dlogits of either dtype (crossentropy.h typed forms).
+  bool crossentropy_forward_typed(float* losses, TensorPtr logits, const int32_t* targets, int N, int V) override {
+    activate();
+    cuda::crossentropy_forward_typed(losses, logits.p, logits.bf16(), targets, N, V, stream_);
+    return true;
+  }
+  bool crossentropy_backward_typed(TensorPtr dlogits, TensorPtr logits, const int32_t* targets, float scale, int N,
+                                   int V) override {
+    activate();
+    cuda::crossentropy_backward_typed(dlogits.p, dlogits.bf16(), logits.p, logits.bf16(), targets, scale, N, V,
+                                      stream_);
+    return true;
+  }
   // bf16 mode with a head size the flash kernel takes: inputs to bf16 scratch (exact,
   // bf16-valued), the kernel's bf16 outputs back to fp32 (exact). lse and the
   // backward scratch are the fp32 kernel's shapes, (B, NH, T) each.

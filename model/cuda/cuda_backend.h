@@ -68,9 +68,10 @@
 // (matmul_backward_input_dgelu_typed, aux = bf16 fch: one rounding instead of two, so
 // bf16 CUDA differs from bf16 CPU there; counted by cuda_bf16_fused_dgelu_calls); the flash
 // attention reads and writes bf16 storage in place; LayerNorm (forward, both backwards),
-// the fused residual + LayerNorm, GELU and the residual add run templated kernels that
-// load bf16 widened and store bf16 rounded once (layernorm.h, residual_layernorm.h,
-// gelu.h, residual.h *_typed / *_bf16act forms: the fp32 kernels' arithmetic and order);
+// the fused residual + LayerNorm, GELU, the residual add and the cross-entropy run
+// templated kernels that load bf16 widened and store bf16 rounded once (layernorm.h,
+// residual_layernorm.h, gelu.h, residual.h, crossentropy.h *_typed / *_bf16act forms:
+// the fp32 kernels' arithmetic and order);
 // device-to-device copies convert in one kernel. Declined (staged by the wrapper): GEMMs
 // the bf16 kernels do not take (C or OC not a multiple of 8, unaligned operands),
 // attention with other head sizes, LayerNorm with mixed activation dtypes, copies from

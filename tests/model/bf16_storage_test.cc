@@ -4,7 +4,8 @@
 //    a handle faults when the host dereferences it;
 //  * the decorated CPU backend stores 2-byte elements: an op on bf16 operands equals the
 //    plain op on bf16-valued fp32 containers rounded after, bitwise, in place too; an
-//    operand of unknown size or two overlapping operands in bf16 storage fail loudly;
+//    operand of unknown size or two overlapping operands in bf16 storage fail loudly; the
+//    cross-entropy on bf16 logits runs on the typed entry points, nothing staged;
 //  * a bf16 StageModel on it equals the one on the plain CPU backend bitwise (losses,
 //    gradients, stage outputs and input gradients) for a whole model, and for a 2-stage
 //    split with split backward and two slots in flight; its slots take the bytes of the
@@ -121,6 +122,39 @@ TEST(Bf16StorageBackend, OpsEqualTheRoundedFp32Ops) {
   be->free(dy);
   be->free(y);
   be->free(in);
+}
+
+// Cross-entropy on bf16 logits goes to the typed entry points (nothing staged): losses
+// equal the fp32 op's on the values, dlogits its dlogits rounded, out of place and in place.
+TEST(Bf16StorageBackend, CrossEntropyOnBf16LogitsRunsTyped) {
+  constexpr int N = 5, V = 67;
+  constexpr float kScale = 1.0f / 7.0f;
+  auto be = make_bf16_storage_backend(make_cpu_backend());
+  auto ref = make_cpu_backend();
+  const auto x = rounded(random_vector(N * V, 5));
+  std::vector<int32_t> targets(N);
+  for (int n = 0; n < N; ++n) targets[n] = (n * 37 + 11) % V;
+  std::vector<float> expect_l(N), expect_d(N * V);
+  ref->crossentropy_forward(expect_l.data(), x.data(), targets.data(), N, V);
+  ref->crossentropy_backward(expect_d.data(), x.data(), targets.data(), kScale, N, V);
+  ref->round_to_bf16(expect_d.data(), expect_d.size());
+  float* logits = bf16_tensor(*be, x);
+  float* dlogits = be->alloc_bf16(N * V);
+  float* losses = be->alloc(N);
+  const size_t staged = bf16_staged_operands();  // downloads stage: count the ops alone
+  be->crossentropy_forward(losses, logits, targets.data(), N, V);
+  be->crossentropy_backward(dlogits, logits, targets.data(), kScale, N, V);
+  EXPECT_EQ(bf16_staged_operands() - staged, 0u);
+  EXPECT_TRUE(bitwise_equal(contents(*be, losses, N), expect_l));
+  EXPECT_TRUE(bitwise_equal(contents(*be, dlogits, N * V), expect_d));
+  const size_t staged_inplace = bf16_staged_operands();
+  be->crossentropy_backward(logits, logits, targets.data(), kScale, N, V);
+  EXPECT_EQ(bf16_staged_operands() - staged_inplace, 0u);
+  EXPECT_TRUE(bitwise_equal(contents(*be, logits, N * V), expect_d));
+  EXPECT_NE(expect_d, x);  // the in-place check sees a write
+  be->free(losses);
+  be->free(dlogits);
+  be->free(logits);
 }
 
 TEST(Bf16StorageBackendDeathTest, UnknownSizesAndOverlapsFail) {

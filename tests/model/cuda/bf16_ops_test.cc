@@ -39,7 +39,7 @@
 // fp32 outputs (weight/bias gradients, mean, rstd) are compared with Δ alone.
 // Conversions are compared bitwise (NaN: isnan). A wrong index, transpose, leading
 // dimension, epilogue or rounding point errs by O(r·|x|)..O(|x|) in many elements.
-// Kernels on bf16 activations (real bf16 storage: gelu/residual/encoder *_typed, LayerNorm and
+// Kernels on bf16 activations (real bf16 storage: gelu/residual/encoder/crossentropy *_typed, LayerNorm and
 // residual + LayerNorm *_bf16act): bitwise the fp32 CUDA kernel on the widened inputs,
 // its outputs rounded on the host (same arithmetic and order, one RNE at the store),
 // fp32 outputs (mean, rstd, weight gradients) bitwise; C = 37, 200, 2100 covers every
@@ -61,6 +61,7 @@
 #include "model/cpu/matmul.h"
 #include "model/cpu/matmul_bf16.h"
 #include "model/cuda/convert_bf16.h"
+#include "model/cuda/crossentropy.h"
 #include "model/cuda/encoder.h"
 #include "model/cuda/gelu.h"
 #include "model/cuda/layernorm.h"
@@ -549,6 +550,45 @@ TEST_F(CudaBf16Ops, EncoderOnBf16Activations) {
   size_t changed = 0;
   for (size_t i = 0; i < got.size(); ++i) changed += got[i] != g0[i];
   EXPECT_GT(changed, got.size() / 2) << "the backward added to dwte";
+}
+
+// Cross-entropy on bf16 logits (crossentropy.h typed forms), V = 1000 and 67 (not a
+// multiple of the 256-thread block; 67 leaves most threads of a row empty): losses
+// bitwise the fp32 kernel's on the widened logits, bf16 dlogits its dlogits rounded,
+// also in place (dlogits == logits) and into fp32 dlogits (no rounding).
+void check_crossentropy_bf16(int N, int V) {
+  const std::string at = " N=" + std::to_string(N) + " V=" + std::to_string(V);
+  const size_t NV = size_t(N) * V;
+  const float scale = 1.0f / 7.0f;
+  const auto x = bf16_normal(NV, 95, 1, 3.0f);
+  std::vector<int32_t> targets(N);
+  for (int n = 0; n < N; ++n) targets[n] = int32_t((n * 37 + 11) % V);
+  DeviceBuffer<int32_t> d_t(targets);
+  DeviceBuffer<bf16> bx(x), d(NV), inplace(x);
+  DeviceBuffer<float> fx(widen(x)), ref_l(N), l(N), ref_d(NV), fd(NV);
+  cuda::crossentropy_forward(ref_l.get(), fx.get(), d_t.get(), N, V, nullptr);
+  l.poison();
+  cuda::crossentropy_forward_typed(l.get(), dev(bx), true, d_t.get(), N, V, nullptr);
+  expect_bitwise("crossentropy_forward_typed losses" + at, l, ref_l);
+  cuda::crossentropy_backward(ref_d.get(), fx.get(), d_t.get(), scale, N, V, nullptr);
+  d.poison();
+  cuda::crossentropy_backward_typed(dev(d), true, dev(bx), true, d_t.get(), scale, N, V, nullptr);
+  expect_rounded("crossentropy_backward_typed bf16 <- bf16" + at, d, ref_d);
+  cuda::crossentropy_backward_typed(dev(inplace), true, dev(inplace), true, d_t.get(), scale, N, V, nullptr);
+  expect_rounded("crossentropy_backward_typed in place" + at, inplace, ref_d);
+  fd.poison();
+  cuda::crossentropy_backward_typed(fd.get(), false, dev(bx), true, d_t.get(), scale, N, V, nullptr);
+  expect_bitwise("crossentropy_backward_typed fp32 <- bf16" + at, fd, ref_d);
+  // The comparison has teeth: the gradients are not all zero and rounding changes some.
+  const auto g = ref_d.download();
+  size_t nonzero = 0, inexact = 0;
+  for (float v : g) nonzero += v != 0.0f, inexact += cpu::bf16_to_float(cpu::float_to_bf16(v)) != v;
+  EXPECT_GT(nonzero, NV / 2) << at;
+  EXPECT_GT(inexact, NV / 2) << at;
+}
+
+TEST_F(CudaBf16Ops, CrossEntropyOnBf16Logits) {
+  for (int V : {1000, 67}) check_crossentropy_bf16(5, V);
 }
 
 void check_layernorm_bf16act(int N, int C) {
