@@ -28,10 +28,12 @@
 //    backward recomputes each chunk's logits from the saved lnf output, the split
 //    backward once in Bx (for dlnf) and again in Bw (for the weight gradient; Bx saves
 //    the loss scale in the slot).
-// Both give the same bits: a recomputation with the same weights repeats the forward's
-// GEMM on the same operands (the kept tensors start 256-byte aligned like the chunk
-// workspace, so the GEMM plan is the same), and the bf16 logits are stored rounded
-// either way. Schedules give a micro-batch's Bx and Bw the same weight version. With
+// Both compute the same values: a recomputation with the same weights repeats the
+// forward's GEMM on the same operands, and the bf16 logits are stored rounded either
+// way; the CPU gives the same bits (classifier_chunk_test). On CUDA the kept logits are
+// a bf16 GEMM output where the chunk is an fp32 one rounded after, and a chunk of the
+// kept tensor may start off the 256-byte grid (V odd), so cuBLASLt may choose another
+// algorithm: the same up to summation order. Schedules give a micro-batch's Bx and Bw the same weight version. With
 // newer weights than the forward's (an asynchronous schedule whose backward reads a
 // later version) the backward uses the consistent softmax of those weights.
 // Stage-independent numerics: a block computes the same ops on the same shapes

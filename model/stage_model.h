@@ -98,7 +98,8 @@ struct StageNeeds {
   // the forward to the backward, which then turns them into dlogits in place instead of
   // recomputing them (one head GEMM fewer per micro-batch, and no fp32 chunk buffer);
   // N·V bf16 elements more per slot. Recomputed anyway when the weights changed since
-  // the forward. Bitwise the same results either way. fp32 always recomputes (its
+  // the forward. The same results either way (bitwise on the CPU; on CUDA up to the
+  // head GEMMs' summation order, stage_model.cc). fp32 always recomputes (its
   // logits would take 4 bytes each), as does false.
   bool keep_logits = true;
 };

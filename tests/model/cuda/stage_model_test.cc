@@ -407,9 +407,10 @@ TEST_F(CudaStageModel, Bf16FlashAttentionMatchesCpuBf16) {
 // agree within the bf16 bound of expect_bf16_matches_cpu (GEMM outputs rounded once either
 // way; the cuBLASLt algorithm for a bf16 D may sum in another order). Every op runs on a
 // typed bf16 entry point (the embedding's output and output gradient included) except
-// the head, whose V = 97 the bf16 GEMMs refuse (one chunk of N = 57 rows: lnf rows read
-// in the forward and in the backward's recomputation, dlnf rows written, lnf rows read by
-// the weight gradient): 4 staged operands per forward + backward (bf16_staged_operands). The fc
+// the head, whose V = 97 the bf16 GEMMs refuse (one chunk of N = 57 rows, the logits kept in
+// bf16 storage, StageNeeds::keep_logits: the forward GEMM reads lnf rows and writes logits,
+// the dlnf GEMM reads dlogits and writes dlnf rows, the weight gradient reads dlogits and
+// lnf rows): 6 staged operands per forward + backward (bf16_staged_operands). The fc
 // layer and its GELU run fused on bf16 storage only (one call per block and forward,
 // cuda_bf16_fused_gelu_calls; its GELU bound as in expect_bf16_matches_cpu, 2L more
 // roundings), so the real model keeps no fp32 (N, 4C) scratch: its workspace is
@@ -447,7 +448,7 @@ TEST_F(CudaStageModel, Bf16StorageHalvesActivationBytes) {
     backward(*real, slot, b, false);
     backward(*boxed, slot, b, false);
   }
-  EXPECT_EQ(bf16_staged_operands() - staged, 4 * 4u) << "operands staged through fp32 in 4 forwards + backwards";
+  EXPECT_EQ(bf16_staged_operands() - staged, 4 * 6u) << "operands staged through fp32 in 4 forwards + backwards";
   const auto gr = host_grads(*real), gb = host_grads(*boxed);
   double d2 = 0, r2 = 0;
   for (size_t i = 0; i < gb.size(); ++i) {
