@@ -628,7 +628,10 @@ class CudaBackend final : public Backend {
     if (bytes == 0 || dst == src) return;
     activate();
     const bool device_dst = is_device_pointer(dst), device_src = is_device_pointer(src);
-    if (device_dst && !device_src) return staging_.upload(dst, src, bytes, stream_);
+    if (device_dst && !device_src) {
+      staging_.upload(dst, src, bytes, stream_);
+      return;
+    }
     PT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
     if (!device_dst || !device_src) PT_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
@@ -675,7 +678,10 @@ class CudaBackend final : public Backend {
     Entry take() {
       if (!entries_.empty()) {
         const cudaError_t rc = cudaEventQuery(entries_.front().done);
-        if (rc != cudaErrorNotReady) PT_CUDA_CHECK(rc);
+        // Not ready is no error, but clear it as PyTorch's allocator does, so the next
+        // launch check (cudaGetLastError) cannot see it: launches check their own at once.
+        if (rc == cudaErrorNotReady) (void)cudaGetLastError();
+        else PT_CUDA_CHECK(rc);
         if (rc == cudaSuccess || entries_.size() >= kMaxEntries) {
           if (rc != cudaSuccess) PT_CUDA_CHECK(cudaEventSynchronize(entries_.front().done));
           Entry e = entries_.front();
