@@ -31,10 +31,15 @@ void reduce_tied_embeddings(Collectives& coll, const TiedEmbeddings& tied, std::
     PT_CHECK(e && h && e->numel == h->numel);
     float* ge = first->grads() + e->offset;
     float* gh = last->grads() + h->offset;
-    last->synchronize();  // each model computes on its own stream (CUDA): the head part is written
-    first->add(ge, ge, gh, e->numel);  // embedding part + head part
-    first->synchronize();
+    // Two models compute on their own streams (CUDA): each waits for the other's writes,
+    // and first's later writes of ge (the next zero_grads) for last's read, on the device.
+    // One model (pp = 1, one stage): one stream orders it all.
+    const bool two = first != last;
+    if (two) first->wait_event(last->record_event());  // the head part is written
+    first->add(ge, ge, gh, e->numel);                   // embedding part + head part
+    if (two) last->wait_event(first->record_event());
     last->copy(gh, ge, e->numel);
+    if (two) first->wait_event(last->record_event());
     return;
   }
   if (!first && !last) return;

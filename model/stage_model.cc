@@ -466,6 +466,8 @@ class BackendStageModel final : public StageModel {
   }
 
   void synchronize() override { backend_->synchronize(); }
+  void* record_event() override { return backend_->record_event(); }
+  void wait_event(void* event) override { backend_->wait_event(event); }
   std::unique_ptr<BoundaryMemory> boundary_memory() override { return make_backend_boundary_memory(backend_.get()); }
   void set_grads_ready_hook(std::function<void(size_t, void*)> fn) override { grads_ready_hook_ = std::move(fn); }
   size_t peak_device_bytes() const override { return backend_->peak_device_bytes(); }

@@ -126,8 +126,10 @@ class StageModel {
   // The backend's CUDA stream (cudaStream_t), null on the CPU: a non-null stream means
   // params()/grads() are device memory and device optimizer states step them on it.
   virtual void* stream() const = 0;
-  // Host <-> backend copies of n floats at a range inside params() or grads(); they return
-  // once the data arrived. upload() into params() implies params_written().
+  // Host <-> backend copies of n floats at a range inside params() or grads(). download()
+  // returns once the data is on the host; upload() once host_src may be reused, the data
+  // arriving in stream order (this model's later ops see it; another stream: synchronize()
+  // or an event first, see above). upload() into params() implies params_written().
   virtual void download(float* host_dst, const float* src, size_t n) = 0;
   virtual void upload(float* dst, const float* host_src, size_t n) = 0;
   void params_to_host(float* host_dst) { download(host_dst, params(), num_params()); }
@@ -149,7 +151,8 @@ class StageModel {
   virtual void grad_sums_of_squares(double* out) = 0;
   // out = a + b (n floats), elementwise, and a copy: pointers into any stage model's
   // params()/grads() on this process's device. out may alias a or b. Issued on this model's
-  // stream: synchronize() another model that wrote an input first.
+  // stream: order it after another model that wrote an input (synchronize() that one, or
+  // wait_event(its record_event())).
   virtual void add(float* out, const float* a, const float* b, size_t n) = 0;
   virtual void copy(float* dst, const float* src, size_t n) = 0;  // backend to backend
   // Every bufs[p] (count host-held pointers to n floats in stage models' backend memory on this
@@ -167,6 +170,13 @@ class StageModel {
   // on another stream (NCCL, another stage model's ops). Host outputs, loss() and
   // download() already wait. No-op on the CPU.
   virtual void synchronize() {}
+  // Ordering between the streams of stage models on one device without a host wait
+  // (Backend::record_event/wait_event): record_event() returns an event completing once
+  // every op issued so far on this model has finished (the backend's, valid until its next
+  // record_event: consume it at once); wait_event(e) makes this model's ops issued from
+  // now on wait for e. nullptr and a no-op where ops are synchronous (CPU).
+  virtual void* record_event() { return nullptr; }
+  virtual void wait_event(void* event) { (void)event; }
   // Peak bytes of backend (device) memory this model's backend has held at once
   // (Backend::peak_device_bytes); 0 where not tracked (CPU).
   virtual size_t peak_device_bytes() const { return 0; }

@@ -10,6 +10,8 @@
 #include <atomic>
 #include <initializer_list>
 #include <cstdint>
+#include <cstring>
+#include <deque>
 #include <string>
 #include <unordered_map>
 
@@ -631,15 +633,81 @@ class CudaBackend final : public Backend {
     }
   }
 
-  // Ordered on the stream after every op issued so far. When either side is host
-  // memory, waits for the copy: the caller may then read a host dst or reuse a
-  // host src (pinned memory is otherwise read or written asynchronously).
+  // Ordered on the stream after every op issued so far; the caller may read a host dst
+  // or reuse a host src at once. Host -> device: src is copied into the staging ring and
+  // the copy queued without a host wait (the host issues the next kernels while the
+  // stream runs). Otherwise, when either side is host memory, waits for the copy.
   void copy_bytes(void* dst, const void* src, size_t bytes) {
     if (bytes == 0 || dst == src) return;
     activate();
+    const bool device_dst = is_device_pointer(dst), device_src = is_device_pointer(src);
+    if (device_dst && !device_src) {
+      staging_.upload(dst, src, bytes, stream_);
+      return;
+    }
     PT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
-    if (!is_device_pointer(dst) || !is_device_pointer(src)) PT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (!device_dst || !device_src) PT_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
+
+  // Pinned staging of host -> device copies: entries in issue order, oldest first, each
+  // a pinned buffer (grown to the largest copy it served) and the event recorded after
+  // its copy. An entry is reused once its event completed (cudaEventQuery: never
+  // blocks); while the oldest is busy the ring grows, up to kMaxEntries, then the
+  // oldest is waited for. Steady state: as many entries as copies the stream lags behind
+  // the host by (those between two host waits), no allocation.
+  class StagingRing {
+   public:
+    static constexpr size_t kMaxEntries = 64;
+    StagingRing() = default;
+    StagingRing(const StagingRing&) = delete;
+    StagingRing& operator=(const StagingRing&) = delete;
+    // After ~CudaBackend's stream synchronize: no copy reads an entry any more.
+    ~StagingRing() {
+      for (Entry& e : entries_) {
+        if (e.host != nullptr) PT_CUDA_CHECK(cudaFreeHost(e.host));
+        PT_CUDA_CHECK(cudaEventDestroy(e.done));
+      }
+    }
+    void upload(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+      Entry e = take();
+      if (e.bytes < bytes) {
+        if (e.host != nullptr) PT_CUDA_CHECK(cudaFreeHost(e.host));
+        PT_CUDA_CHECK(cudaMallocHost(&e.host, bytes));
+        e.bytes = bytes;
+      }
+      std::memcpy(e.host, src, bytes);
+      PT_CUDA_CHECK(cudaMemcpyAsync(dst, e.host, bytes, cudaMemcpyHostToDevice, stream));
+      PT_CUDA_CHECK(cudaEventRecord(e.done, stream));
+      entries_.push_back(e);
+    }
+
+   private:
+    struct Entry {
+      void* host = nullptr;
+      size_t bytes = 0;
+      cudaEvent_t done = nullptr;
+    };
+    // An entry no queued copy reads: the oldest if done (or, at the cap, once done), else a new one.
+    Entry take() {
+      if (!entries_.empty()) {
+        const cudaError_t rc = cudaEventQuery(entries_.front().done);
+        // Not ready is no error, but clear it as PyTorch's allocator does, so the next
+        // launch check (cudaGetLastError) cannot see it: launches check their own at once.
+        if (rc == cudaErrorNotReady) (void)cudaGetLastError();
+        else PT_CUDA_CHECK(rc);
+        if (rc == cudaSuccess || entries_.size() >= kMaxEntries) {
+          if (rc != cudaSuccess) PT_CUDA_CHECK(cudaEventSynchronize(entries_.front().done));
+          Entry e = entries_.front();
+          entries_.pop_front();
+          return e;
+        }
+      }
+      Entry e;
+      PT_CUDA_CHECK(cudaEventCreateWithFlags(&e.done, cudaEventDisableTiming));
+      return e;
+    }
+    std::deque<Entry> entries_;
+  };
 
   // A workspace of at least `bytes`, reallocated (after the stream drains) when too small.
   template <typename T>
@@ -670,6 +738,7 @@ class CudaBackend final : public Backend {
   double* sumsq_ = nullptr;      // sums_of_squares: results and reduction scratch
   size_t sumsq_bytes_ = 0;
   cudaEvent_t event_ = nullptr;  // record_event()
+  StagingRing staging_;          // copy_bytes: host -> device
   float* ln_scratch_ = nullptr;  // LayerNorm weight-gradient partial sums
   size_t ln_scratch_bytes_ = 0;
   int32_t* enc_workspace_ = nullptr;  // encoder backward bucketing

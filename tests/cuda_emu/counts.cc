@@ -3,7 +3,7 @@
 // set to a path, each process appends one JSON line at exit:
 //   {"rank": R, "launches": ..., "library_calls": ..., "device_syncs": ..., ...}
 // R is the MPI rank from Open MPI's or PMIx's environment, else -1. Two runs of
-// different lengths give the per-step counts by difference (tests/cuda_emu/host_sync_test.sh).
+// different lengths give the per-step counts by difference (tests/cuda_emu/host_costs_test.sh).
 #include <fcntl.h>
 #include <unistd.h>
 

@@ -163,4 +163,40 @@ TEST(CudaEmu, StreamWorkRunsOnlyOnceWaitedFor) {
   EXPECT_EQ(cudaStreamDestroy(b), cudaSuccess);
 }
 
+// cudaEventQuery never blocks and runs nothing: not ready until a wait ran the stream up
+// to the event (here another stream's wait, which runs only the work before it); a
+// pinned->device copy queued before it has then read its source, later ones have not.
+TEST(CudaEmu, EventQueryReportsOnlyWorkThatRan) {
+  cudaStream_t a = nullptr, b = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&a), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreate(&b), cudaSuccess);
+  cudaEvent_t e1 = nullptr, e2 = nullptr, never = nullptr, legacy = nullptr;
+  for (cudaEvent_t* e : {&e1, &e2, &never, &legacy}) ASSERT_EQ(cudaEventCreate(e), cudaSuccess);
+  EXPECT_EQ(cudaEventQuery(never), cudaSuccess);  // never recorded
+  DeviceBuffer<float> x(32), y(32);
+  float* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(&pinned, 32 * sizeof(float)), cudaSuccess);
+  pinned[0] = 1.0f;
+  ASSERT_EQ(cudaMemcpyAsync(x.get(), pinned, 32 * sizeof(float), cudaMemcpyHostToDevice, a), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(e1, a), cudaSuccess);
+  fill_kernel<<<1, 32, 0, a>>>(y.get(), 4.0f);
+  ASSERT_EQ(cudaEventRecord(e2, a), cudaSuccess);
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(cudaEventQuery(e1), cudaErrorNotReady) << "a query ran the stream";
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "not ready is not an error";
+  ASSERT_EQ(cudaStreamWaitEvent(b, e1, 0), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(b), cudaSuccess);  // runs a up to e1 only
+  EXPECT_EQ(cudaEventQuery(e1), cudaSuccess);
+  EXPECT_EQ(cudaEventQuery(e2), cudaErrorNotReady);
+  pinned[0] = 2.0f;  // the copy before e1 has read the old value
+  EXPECT_EQ(x.download()[0], 1.0f);
+  EXPECT_EQ(cudaEventQuery(e2), cudaSuccess);  // the download drained every stream
+  ASSERT_EQ(cudaEventRecord(legacy, nullptr), cudaSuccess);
+  EXPECT_EQ(cudaEventQuery(legacy), cudaSuccess);  // the default stream is synchronous
+
+  EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);
+  for (cudaEvent_t e : {e1, e2, never, legacy}) EXPECT_EQ(cudaEventDestroy(e), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(a), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(b), cudaSuccess);
+}
+
 }  // namespace

@@ -375,6 +375,14 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
   });
   return cudaSuccess;
 }
+// Never blocks and never runs work: cudaErrorNotReady until the event's stream has run up
+// to it (a synchronize, or another stream's wait, ran it). Recorded on the default
+// stream, or never recorded: complete. Not a launch error (cudaGetLastError unchanged).
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  const std::lock_guard<std::recursive_mutex> lock(emu::g_exec);
+  const auto* e = reinterpret_cast<const emu::Event*>(event);
+  return e->stream == nullptr || e->stream->done >= e->seq ? cudaSuccess : cudaErrorNotReady;
+}
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   emu::count(emu::Count::kEventSync);
   const std::lock_guard<std::recursive_mutex> lock(emu::g_exec);

@@ -8,8 +8,9 @@
 // repeated step bitwise equal to the first (determinism); the memory contract of
 // stage_model.h (params uploaded from the host reach the forward, an uploaded gradient
 // edit is what a later backward accumulates onto, zero_grads clears the gradients,
-// transfers are counted; the step ops: per-tensor sums of squares against the CPU,
-// add bitwise, average bitwise against its CPU twin, weight stashes swap and restore); the
+// transfers are counted, an upload's host source may be reused at once (100 uploads
+// without a wait); the step ops: per-tensor sums of squares against the CPU, add bitwise,
+// average bitwise against its CPU twin, weight stashes swap and restore); the
 // backend factory (runs without a GPU too); bf16 precision against the CPU bf16 model
 // (Bf16MatchesCpuBf16 with the bf16 GEMMs, Bf16FlashAttentionMatchesCpuBf16 also with
 // the bf16 flash attention; bound derived there); the persistent bf16 weight copy
@@ -663,6 +664,28 @@ TEST_F(CudaStageModel, ExplicitTransfers) {
   backward(*gpu, 0, b1, false);
   backward(*cpu, 0, b1, false);
   expect_grads_within("after zero_grads", *gpu, *cpu, rtol);
+}
+
+// upload() returns once the host source may be reused (backend.h): the CUDA backend copies
+// it into pinned staging and queues the device copy without a host wait. 100 uploads from
+// one host buffer rewritten after each, with no wait in between (more than the staging
+// ring's 64 entries, so its full-ring wait is taken too), each land their own values.
+TEST_F(CudaStageModel, UploadsMayReuseTheHostSourceAtOnce) {
+  auto gpu = make_model("cuda", tiny_config(true), spec(0, kL, true, true));
+  ASSERT_TRUE(gpu);
+  constexpr size_t kUploads = 100;
+  const size_t len = gpu->num_params() / kUploads;
+  ASSERT_GT(len, 0u);
+  std::vector<float> host(len);
+  for (size_t u = 0; u < kUploads; ++u) {
+    std::fill(host.begin(), host.end(), float(u + 1));
+    gpu->upload(gpu->grads() + u * len, host.data(), len);
+  }
+  std::fill(host.begin(), host.end(), -1.0f);
+  const std::vector<float> got = host_grads(*gpu);
+  for (size_t u = 0; u < kUploads; ++u)
+    for (size_t i = 0; i < len; ++i)
+      ASSERT_EQ(got[u * len + i], float(u + 1)) << "upload " << u << " element " << i;
 }
 
 // Backend choice (runs with or without a GPU; see stage_model_factory.h).
