@@ -68,8 +68,9 @@ class Backend {
   virtual void zero(float* p, size_t n) = 0;  // backend memory
   // dst and src may each be backend memory or host memory (the pipeline hands the
   // stage model host buffers). Returns once a host dst holds the data and a host src
-  // may be reused (CUDA: a host src is copied to pinned staging and the upload queued
-  // without a host wait), so the caller may read dst or reuse src right away; backend
+  // may be reused (CUDA: a small pageable host src is copied to pinned staging and the
+  // upload queued without a host wait; a pinned or large one is waited for), so the
+  // caller may read dst or reuse src right away; backend
   // memory is written in stream order (ops issued later on this backend see it).
   virtual void copy(float* dst, const float* src, size_t n) = 0;
   virtual void upload(float* dst, const float* host_src, size_t n) = 0;

@@ -42,15 +42,17 @@ std::atomic<size_t> g_fused_dgelu_calls{0};   // cuda_bf16_fused_dgelu_calls()
 
 // Device memory only: pageable, pinned and managed memory are all host-readable,
 // so a copy touching them must finish before copy() returns.
-bool is_device_pointer(const void* p) {
+cudaMemoryType memory_type(const void* p) {
   cudaPointerAttributes attr{};
   const cudaError_t rc = cudaPointerGetAttributes(&attr, p);
   if (rc != cudaSuccess) {
     (void)cudaGetLastError();  // older runtimes report plain host pointers as an error
-    return false;
+    return cudaMemoryTypeUnregistered;
   }
-  return attr.type == cudaMemoryTypeDevice;
+  return attr.type;
 }
+
+bool is_device_pointer(const void* p) { return memory_type(p) == cudaMemoryTypeDevice; }
 
 class CudaBackend final : public Backend {
  public:
@@ -634,14 +636,20 @@ class CudaBackend final : public Backend {
   }
 
   // Ordered on the stream after every op issued so far; the caller may read a host dst
-  // or reuse a host src at once. Host -> device: src is copied into the staging ring and
-  // the copy queued without a host wait (the host issues the next kernels while the
-  // stream runs). Otherwise, when either side is host memory, waits for the copy.
+  // or reuse a host src at once. Host -> device from pageable memory, up to
+  // StagingRing::kMaxBytes (the per-micro-batch tokens and targets): src is copied into
+  // the staging ring and the copy queued without a host wait (the host issues the next
+  // kernels while the stream runs). Otherwise, when either side is host memory, waits
+  // for the copy: a pinned src (the executor's boundary buffers, (B, T, C) floats) is
+  // copied by the DMA engine directly rather than through a host memcpy on the critical
+  // path of the stage that waited for it, and large pageable copies (checkpoints,
+  // init) would keep that much pinned memory in the ring.
   void copy_bytes(void* dst, const void* src, size_t bytes) {
     if (bytes == 0 || dst == src) return;
     activate();
-    const bool device_dst = is_device_pointer(dst), device_src = is_device_pointer(src);
-    if (device_dst && !device_src) {
+    const cudaMemoryType dst_type = memory_type(dst), src_type = memory_type(src);
+    const bool device_dst = dst_type == cudaMemoryTypeDevice, device_src = src_type == cudaMemoryTypeDevice;
+    if (device_dst && src_type == cudaMemoryTypeUnregistered && bytes <= StagingRing::kMaxBytes) {
       staging_.upload(dst, src, bytes, stream_);
       return;
     }
@@ -651,13 +659,14 @@ class CudaBackend final : public Backend {
 
   // Pinned staging of host -> device copies: entries in issue order, oldest first, each
   // a pinned buffer (grown to the largest copy it served) and the event recorded after
-  // its copy. An entry is reused once its event completed (cudaEventQuery: never
+  // its copy (at most kMaxBytes). An entry is reused once its event completed (cudaEventQuery: never
   // blocks); while the oldest is busy the ring grows, up to kMaxEntries, then the
   // oldest is waited for. Steady state: as many entries as copies the stream lags behind
   // the host by (those between two host waits), no allocation.
   class StagingRing {
    public:
     static constexpr size_t kMaxEntries = 64;
+    static constexpr size_t kMaxBytes = size_t(4) << 20;  // larger copies wait instead (copy_bytes)
     StagingRing() = default;
     StagingRing(const StagingRing&) = delete;
     StagingRing& operator=(const StagingRing&) = delete;
