@@ -83,7 +83,9 @@ void matmul_backward_weight(float* dweight, float* dbias, const float* dout, con
     lt_matmul(dweight, inp, dout, C, OC, N, false, true, 1.0f, Epilogue::kNone, nullptr, nullptr, stream, tf32);
   }
   if (dbias != nullptr && N > 0) {
-    detail::bias_grad(dbias, dout, N, OC, stream);
+    size_t bytes = 0;
+    void* scratch = cache(tf32).workspace(stream, &bytes);
+    detail::bias_grad(dbias, dout, N, OC, static_cast<float*>(scratch), bytes / sizeof(float), stream);
   }
 }
 

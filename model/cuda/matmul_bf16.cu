@@ -149,7 +149,9 @@ void matmul_backward_weight_bf16(float* dweight, float* dbias, const __nv_bfloat
               stream);
   }
   if (dbias != nullptr) {
-    detail::bias_grad(dbias, dout, N, OC, stream);
+    size_t bytes = 0;
+    void* scratch = cache().workspace(stream, &bytes);
+    detail::bias_grad(dbias, dout, N, OC, static_cast<float*>(scratch), bytes / sizeof(float), stream);
   }
 }
 

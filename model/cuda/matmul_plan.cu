@@ -122,12 +122,23 @@ bool LtPlanCache::matmul(const LtGemm& g, cudaStream_t stream, bool allow_missin
   // Pointers change per call; they are read when cublasLtMatmul is enqueued.
   if (has_bias(g.ep)) set_desc(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias);
   if (has_aux(g.ep)) set_desc(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, g.aux);
-  void*& ws = workspaces_[stream];
-  if (ws == nullptr) PT_CUDA_CHECK(cudaMalloc(&ws, kWorkspaceBytes));
+  void* ws = workspace_locked(stream);
   const float alpha = 1.0f;
   PT_CUBLAS_CHECK(cublasLtMatmul(handle_, plan.desc, &alpha, g.a, plan.a, g.b, plan.b, &g.beta, g.d, plan.d, g.d,
                                  plan.d, &plan.algo, ws, kWorkspaceBytes, stream));
   return true;
+}
+
+void* LtPlanCache::workspace(cudaStream_t stream, size_t* bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  *bytes = kWorkspaceBytes;
+  return workspace_locked(stream);
+}
+
+void* LtPlanCache::workspace_locked(cudaStream_t stream) {
+  void*& ws = workspaces_[stream];
+  if (ws == nullptr) PT_CUDA_CHECK(cudaMalloc(&ws, kWorkspaceBytes));
+  return ws;
 }
 
 void LtPlanCache::release() {

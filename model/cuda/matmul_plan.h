@@ -71,12 +71,18 @@ class LtPlanCache {
   // Drops every plan, workspace and the handle. Must not race with matmul.
   void release();
 
+  // The stream's cuBLASLt workspace (allocated on first use), *bytes its size. Work
+  // queued on `stream` may use it between GEMMs: the stream orders it with them (the
+  // bias-gradient partial sums, bias_grad.cuh).
+  void* workspace(cudaStream_t stream, size_t* bytes);
+
  private:
   struct Plan;
   //                 device m    n    k    ta    tb    epilogue Dtype alignA    alignB    alignD    alignBias alignAux
   using Key = std::tuple<int, int, int, int, bool, bool, int, int, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t>;
 
   uint32_t alignment_of(const void* p) const;
+  void* workspace_locked(cudaStream_t stream);  // mu_ held
   Key key_of(const LtGemm& g) const;
   std::unique_ptr<Plan> make_plan(const LtGemm& g, const Key& key) const;
 

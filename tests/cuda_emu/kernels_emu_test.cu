@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <memory>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <string>
@@ -94,7 +95,7 @@ void bias_grad_reference(const std::vector<float>& dout, const std::vector<float
 }
 
 template <typename T>
-void check_bias_grad(const std::vector<T>& dout, const std::vector<float>& wide, int N, int OC) {
+void check_bias_grad(const std::vector<T>& dout, const std::vector<float>& wide, int N, int OC, size_t scratch_floats) {
   const auto dbias0 = philox_vector(OC, 34, uint64_t(N));
   std::vector<float> ref;
   std::vector<double> tol;
@@ -103,22 +104,34 @@ void check_bias_grad(const std::vector<T>& dout, const std::vector<float>& wide,
   DeviceBuffer<float> d_dbias(dbias0);
   using Dev = std::conditional_t<std::is_same_v<T, float>, float, __nv_bfloat16>;  // cpu::bf16 has its bits
   const Dev* dev_dout = reinterpret_cast<const Dev*>(d_dout.get());
-  cuda::detail::bias_grad(d_dbias.get(), dev_dout, N, OC, nullptr);
+  DeviceBuffer<float> scratch(scratch_floats);
+  scratch.poison();  // partial sums are written (=) before they are read
+  cuda::detail::bias_grad(d_dbias.get(), dev_dout, N, OC, scratch.get(), scratch_floats, nullptr);
   const auto first = d_dbias.download();
-  const std::string tag = " N " + std::to_string(N) + " OC " + std::to_string(OC);
+  const std::string tag = " N " + std::to_string(N) + " OC " + std::to_string(OC) + " chunks " +
+                          std::to_string(cuda::detail::bias_grad_chunks(N, OC, scratch_floats));
   testing::expect_within("bias_grad" + tag, first, ref, tol);
   d_dbias.upload(dbias0);  // a rerun (other thread orders on the emulator) gives the same bits
-  cuda::detail::bias_grad(d_dbias.get(), dev_dout, N, OC, nullptr);
+  scratch.poison();
+  cuda::detail::bias_grad(d_dbias.get(), dev_dout, N, OC, scratch.get(), scratch_floats, nullptr);
   expect_bitwise_equal("bias_grad rerun" + tag, d_dbias.download(), first);
 }
 
+// One row chunk (N = 37 < 64 rows), 16 chunks of 63 rows (N = 1000, the last one 55),
+// and the same limited to 3 chunks of 334 rows by a scratch of 3·OC + 5 floats.
 TEST(CudaEmuKernels, BiasGradMatchesColumnSums) {
-  for (auto [N, OC] : {std::pair{37, 50}, std::pair{1000, 67}}) {
+  for (auto [N, OC, scratch] : {std::tuple{37, 50, 1 << 16}, std::tuple{1000, 67, 1 << 16}, std::tuple{1000, 67, 206}}) {
     const auto dout = philox_vector(size_t(N) * OC, 35, uint64_t(N));
-    check_bias_grad(dout, dout, N, OC);
+    check_bias_grad(dout, dout, N, OC, size_t(scratch));
     const auto dout16 = testing::bf16_normal(size_t(N) * OC, 36, uint64_t(N), 1.0f);
-    check_bias_grad(dout16, testing::widen(dout16), N, OC);
+    check_bias_grad(dout16, testing::widen(dout16), N, OC, size_t(scratch));
   }
+  EXPECT_EQ(cuda::detail::bias_grad_chunks(37, 50, 1 << 16), 1);
+  EXPECT_EQ(cuda::detail::bias_grad_chunks(1000, 67, 1 << 16), 16);
+  EXPECT_EQ(cuda::detail::bias_grad_chunks(1000, 67, 206), 3);
+  // GPT-2's bias widths at N = 32768: ~1024 blocks in the first pass.
+  EXPECT_EQ(cuda::detail::bias_grad_chunks(32768, 768, size_t(8) << 20), 43);
+  EXPECT_EQ(cuda::detail::bias_grad_chunks(32768, 3072, size_t(8) << 20), 11);
 }
 
 // Rows narrower than a block or a warp, which the gpu tests (V ~ 1000, C ~ 100) do not
