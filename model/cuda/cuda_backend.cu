@@ -14,6 +14,7 @@
 #include <deque>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "common/check.h"
 #include "model/cuda/attention.h"
@@ -182,10 +183,16 @@ class CudaBackend final : public Backend {
                        int count) override {
     if (count <= 0) return;
     activate();
-    // count results, then the reduction's scratch (reused: the launches are in stream order).
-    double* d = grow(&sumsq_, &sumsq_bytes_, (size_t(count) + cuda::kSumOfSquaresBlocks) * sizeof(double));
-    for (int k = 0; k < count; ++k) cuda::sum_of_squares(d + k, x + offsets[k], numels[k], d + count, stream_);
-    copy_bytes(out, d, size_t(count) * sizeof(double));  // host destination: waits
+    // count results, then the reduction's scratch (count · kSumOfSquaresBlocks partials),
+    // then the (offset, numel) table, uploaded without a host wait (copy_bytes).
+    const size_t n = size_t(count), partials = n * cuda::kSumOfSquaresBlocks;
+    double* d = grow(&sumsq_, &sumsq_bytes_, (n + partials) * sizeof(double) + 2 * n * sizeof(size_t));
+    size_t* table = reinterpret_cast<size_t*>(d + n + partials);
+    sumsq_table_.clear();
+    for (int k = 0; k < count; ++k) sumsq_table_.insert(sumsq_table_.end(), {offsets[k], numels[k]});
+    copy_bytes(table, sumsq_table_.data(), 2 * n * sizeof(size_t));
+    cuda::sums_of_squares(d, x, table, count, d + n, stream_);
+    copy_bytes(out, d, n * sizeof(double));  // host destination: waits
   }
   void add(float* out, const float* a, const float* b, size_t n) override {
     activate();
@@ -744,8 +751,9 @@ class CudaBackend final : public Backend {
   __nv_bfloat16* bf16_weights_ = nullptr;
   size_t bf16_weights_bytes_ = 0;
   cudaStream_t stream_ = nullptr;
-  double* sumsq_ = nullptr;      // sums_of_squares: results and reduction scratch
+  double* sumsq_ = nullptr;      // sums_of_squares: results, reduction scratch, tensor table
   size_t sumsq_bytes_ = 0;
+  std::vector<size_t> sumsq_table_;  // sums_of_squares: the table's host side (offset, numel pairs)
   cudaEvent_t event_ = nullptr;  // record_event()
   StagingRing staging_;          // copy_bytes: host -> device
   float* ln_scratch_ = nullptr;  // LayerNorm weight-gradient partial sums

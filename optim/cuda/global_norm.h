@@ -19,6 +19,13 @@ constexpr int kSumOfSquaresBlocks = 256;
 // *out (1, device) = sum_i x[i]² in double.  x (n), scratch (kSumOfSquaresBlocks doubles).
 void sum_of_squares(double* out, const float* x, size_t n, double* scratch, cudaStream_t stream);
 
+// out[k] (count, device) = sum_i x[table[2k] + i]² over i < table[2k + 1], for every k:
+// the tensors of one buffer (offset, numel pairs in a device table of 2·count size_t),
+// bitwise what count calls of sum_of_squares give (the same partitions and trees), in two
+// launches instead of 2·count. scratch: count · kSumOfSquaresBlocks doubles.
+void sums_of_squares(double* out, const float* x, const size_t* table, int count, double* scratch,
+                     cudaStream_t stream);
+
 // *norm (1, device) = sqrt(sum_k per_tensor[k]), summed in k order.  per_tensor (count).
 void combine_norm(double* norm, const double* per_tensor, int count, cudaStream_t stream);
 

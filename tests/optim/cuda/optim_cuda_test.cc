@@ -185,6 +185,23 @@ TEST_F(CudaOptim, GlobalNormMatchesCpuAndIsReproducible) {
   cuda::combine_norm(d_norm2.get(), d_ss.get(), int(sizes.size()), nullptr);
   EXPECT_EQ(d_ss.download(), gpu_ss);
   EXPECT_EQ(d_norm2.download()[0], d_norm.download()[0]);
+  // Every tensor of one buffer in two launches: bitwise the per-tensor calls.
+  std::vector<float> all;
+  std::vector<size_t> table;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    const auto x = philox_vector(sizes[k], 9, k, 0.3f);
+    table.push_back(all.size() + 3);  // offsets off any alignment
+    table.push_back(sizes[k]);
+    all.resize(all.size() + 3, 1e6f);  // gaps the table skips
+    all.insert(all.end(), x.begin(), x.end());
+  }
+  DeviceBuffer<float> d_all(all);
+  DeviceBuffer<size_t> d_table(table);
+  DeviceBuffer<double> d_many(sizes.size()), d_many_scratch(sizes.size() * cuda::kSumOfSquaresBlocks);
+  d_many.poison();
+  d_many_scratch.poison();
+  cuda::sums_of_squares(d_many.get(), d_all.get(), d_table.get(), int(sizes.size()), d_many_scratch.get(), nullptr);
+  EXPECT_EQ(d_many.download(), gpu_ss);
 }
 
 }  // namespace
