@@ -7,6 +7,9 @@
 #   4. benchmarks pipetrain (configs/gpt2_124m.yaml, pp=1, m=1) against the project's PyTorch
 #      reference scripts/bench/torch_gpt2_gpu.py (same model, batch, sequence length and
 #      optimizer; bf16 torch.compile and eager) at B in {8, 16, 32}, T = 1024 (bench.jsonl);
+#   4b. profiles one more short pipetrain run at the largest batch with PIPETRAIN_OP_TIMES
+#      (model/cuda/op_timer.h): every backend op's GPU time, as a table (scripts/op_times.py)
+#      in summary.md and op_times.md, so the window ends with where the step's time goes;
 #   5. issue #13's MPS pipeline study, scripts/mps_study.sh (4 ranks on the GPU through MPS:
 #      bench, plan --costs, 1f1b/bfpp/paci_flush/paci runs, measured vs predicted, and 1f1b
 #      once more over runtime.transport=ipc: CUDA IPC vs mpi host staging, which is faster), into
@@ -48,6 +51,7 @@ mps_reserve=0
 [ "$mps_on" = 0 ] || mps_reserve=${GPU_CHECK_MPS_S:-240}
 mps_study=${MPS_STUDY:-$root/scripts/mps_study.sh}
 mps_status="not run (GPU_CHECK_MPS=0)"
+profile_status=""
 start=$(date +%s)
 failed=()
 summary="$out/summary.md"
@@ -107,14 +111,18 @@ bench="$out/bench.jsonl"
 : >"$bench"
 skipped_bench=()
 over_budget() { [ "$(elapsed)" -ge $((budget - mps_reserve)) ]; }
-pipetrain_rate() {  # pipetrain_rate B: one JSON line from a short pp=1 training run
-  local B=$1 dir="$out/runs" name="bench_b$1"
+pipetrain_run() {  # pipetrain_run B NAME: a short pp=1 training run (log: OUTDIR/NAME.log)
+  local B=$1 dir="$out/runs" name=$2
   mkdir -p "$dir"
   timeout 300 "$bin" train --config "$root/configs/gpt2_124m.yaml" --overwrite \
     --set "data.train=$out/data/train_*.bin" --set data.val= --set training.steps="$steps" \
     --set training.micro_batch_size="$B" --set training.microbatches=1 --set training.seq_len=1024 \
     --set runtime.backend=cuda --set runtime.progress=off --set run.out_dir="$dir" --set run.name="$name" \
-    "${precision_args[@]}" >"$out/$name.log" 2>&1 || { failed+=("pipetrain B=$B"); return; }
+    "${precision_args[@]}" >"$out/$name.log" 2>&1
+}
+pipetrain_rate() {  # pipetrain_rate B: one JSON line from a short pp=1 training run
+  local B=$1 dir="$out/runs" name="bench_b$1"
+  pipetrain_run "$B" "$name" || { failed+=("pipetrain B=$B"); return; }
   "$py" - "$dir/$name/metrics.jsonl" "$B" "$precision" <<'PY' >>"$bench"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
@@ -140,6 +148,20 @@ if [ -x "$bin" ]; then
       if [ "$what" = pipetrain ]; then pipetrain_rate "$B"; else torch_rate "$B" "$what"; fi
     done
   done
+  # 4b. where the step's time goes: every op's GPU time at the largest batch
+  top_b=$(printf '%s\n' $batches | sort -n | tail -1)
+  if over_budget; then
+    skipped_bench+=("profile B=$top_b")
+  else
+    note "profile B=$top_b (PIPETRAIN_OP_TIMES)"
+    rm -f "$out/op_times.jsonl"
+    if PIPETRAIN_OP_TIMES="$out/op_times.jsonl" pipetrain_run "$top_b" "profile_b$top_b" &&
+       "$py" "$root/scripts/op_times.py" "$out/op_times.jsonl" --top 25 >"$out/op_times.md" 2>&1; then
+      profile_status="B=$top_b, $steps steps ($out/op_times.jsonl, runs/profile_b$top_b)"
+    else
+      failed+=("profile B=$top_b")
+    fi
+  fi
 fi
 
 # ---- 5. issue #13: the N-stage pipeline through MPS, measured vs plan --costs ----
@@ -162,9 +184,9 @@ fi
 
 # ---- 6. summary ----
 "$py" - "$bench" "$out/env.txt" "$summary" "$(elapsed)" "${failed[*]:-}" "${skipped_bench[*]:-}" "$mps_status" \
-  "$precision" <<'PY'
-import json, sys
-bench, env, path, secs, failed, skipped, mps, precision = sys.argv[1:9]
+  "$precision" "$profile_status" "$out/op_times.md" <<'PY'
+import json, os, sys
+bench, env, path, secs, failed, skipped, mps, precision, profile, op_times = sys.argv[1:11]
 rows = [json.loads(l) for l in open(bench) if l.strip().startswith("{")]
 rate = {(r.get("impl"), r.get("batch")): r.get("tokens_per_s") for r in rows if "tokens_per_s" in r}
 lines = ["# gpu_check summary", "", "```", open(env).read().strip(), "```", "",
@@ -178,8 +200,11 @@ for b in sorted({k[1] for k in rate}):
     ratio = f"{p / c:.3f}" if p and c else "n/a"
     lines.append(f"| {b} | {p or 'n/a'} | {c or 'n/a'} | {e or 'n/a'} | {ratio} |")
 lines += ["", f"T = 1024; pipetrain {precision} (configs/gpt2_124m.yaml, pp=1, m=1); torch bf16 autocast "
-          "(scripts/bench/torch_gpt2_gpu.py). Logs beside this file.", "",
-          f"MPS pipeline study (issue #13, scripts/mps_study.sh): {mps}."]
+          "(scripts/bench/torch_gpt2_gpu.py). Logs beside this file.", ""]
+if profile and os.path.exists(op_times):
+    lines += [f"Per-op GPU time (PIPETRAIN_OP_TIMES, {profile}; events around each backend op, "
+              "so a little slower than the benchmark; scripts/op_times.py):", "", open(op_times).read().strip(), ""]
+lines += [f"MPS pipeline study (issue #13, scripts/mps_study.sh): {mps}."]
 open(path, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY

@@ -28,6 +28,7 @@
 #include "model/cuda/layernorm.h"
 #include "model/cuda/matmul.h"
 #include "model/cuda/matmul_bf16.h"
+#include "model/cuda/op_timer.h"
 #include "model/cuda/residual.h"
 #include "model/cuda/residual_layernorm.h"
 #include "optim/cuda/global_norm.h"
@@ -81,6 +82,7 @@ class CudaBackend final : public Backend {
     // stream handle) until matmul_release_plans(); other backends may still use
     // the cache, so it is not released here.
     if (event_ != nullptr) PT_CUDA_CHECK(cudaEventDestroy(event_));
+    timer_.report(device_);  // PIPETRAIN_OP_TIMES (op_timer.h); the stream is idle
     PT_CUDA_CHECK(cudaStreamDestroy(stream_));
   }
 
@@ -118,6 +120,7 @@ class CudaBackend final : public Backend {
   int32_t* alloc_i32(size_t n) override { return static_cast<int32_t*>(device_bytes(n * sizeof(int32_t))); }
   void free_i32(int32_t* p) override { free_device(p); }
   void zero(float* p, size_t n) override {
+    const cuda::OpTimer::Scope timed(&timer_, "zero", stream_);
     if (n == 0) return;
     activate();
     PT_CUDA_CHECK(cudaMemsetAsync(p, 0, n * sizeof(float), stream_));
@@ -156,19 +159,23 @@ class CudaBackend final : public Backend {
   }
   void round_to_bf16(float* p, size_t n) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "round_to_bf16", stream_);
     cuda::round_fp32_to_bf16(p, n, stream_);
   }
   void pack_bf16(uint16_t* dst, const float* src, size_t n) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "pack_bf16", stream_);
     cuda::convert_fp32_to_bf16(reinterpret_cast<__nv_bfloat16*>(dst), src, n, stream_);
   }
   void unpack_bf16(float* dst, const uint16_t* src, size_t n) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "unpack_bf16", stream_);
     cuda::convert_bf16_to_fp32(dst, reinterpret_cast<const __nv_bfloat16*>(src), n, stream_);
   }
   // bf16 mode: the whole range converted once (exact: bf16-valued) into bf16_weights_,
   // in stream order after whatever wrote it and before every later op; fp32: ignored.
   void set_bf16_weights(const float* wparams, size_t n) override {
+    const cuda::OpTimer::Scope timed(&timer_, "set_bf16_weights", stream_);
     if (!bf16_ || wparams == nullptr || n == 0) return;
     activate();
     grow(&bf16_weights_, &bf16_weights_bytes_, n * sizeof(__nv_bfloat16));
@@ -181,6 +188,7 @@ class CudaBackend final : public Backend {
   // ---- step ops ----
   void sums_of_squares(double* out, const float* x, const size_t* offsets, const size_t* numels,
                        int count) override {
+    const cuda::OpTimer::Scope timed(&timer_, "sums_of_squares", stream_);
     if (count <= 0) return;
     activate();
     // count results, then the reduction's scratch (count · kSumOfSquaresBlocks partials),
@@ -196,10 +204,12 @@ class CudaBackend final : public Backend {
   }
   void add(float* out, const float* a, const float* b, size_t n) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "add", stream_);
     cuda::add(out, a, b, n, stream_);
   }
   void average(float* const* bufs, int count, size_t n) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "average", stream_);
     cuda::average(bufs, count, n, stream_);
   }
 
@@ -207,26 +217,31 @@ class CudaBackend final : public Backend {
   void encoder_forward(float* out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
                        int C) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "encoder_forward", stream_);
     cuda::encoder_forward(out, inp, wte, wpe, B, T, C, stream_);
   }
   void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* inp, int B, int T, int C,
                         int V) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "encoder_backward", stream_);
     cuda::encoder_backward(dwte, dwpe, dout, inp, B, T, C, V, encoder_workspace(B, T, V), stream_);
   }
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                          const float* bias, int N, int C) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "layernorm_forward", stream_);
     cuda::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, stream_);
   }
   void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight,
                                 const float* mean, const float* rstd, int N, int C) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "layernorm_backward_input", stream_);
     cuda::layernorm_backward_input(dinp, dout, inp, weight, mean, rstd, N, C, stream_);
   }
   void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp,
                                  const float* mean, const float* rstd, int N, int C) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "layernorm_backward_weight", stream_);
     float* scratch =
         grow(&ln_scratch_, &ln_scratch_bytes_, cuda::layernorm_backward_weight_scratch_floats(N, C) * sizeof(float));
     cuda::layernorm_backward_weight(dweight, dbias, dout, inp, mean, rstd, N, C, scratch, stream_);
@@ -236,6 +251,7 @@ class CudaBackend final : public Backend {
   void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
                       int OC) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "matmul_forward", stream_);
     if (bf16_gemm(C, OC, out)) {
       const __nv_bfloat16* x = to_bf16(0, inp, size_t(N) * C);
       const __nv_bfloat16* w = to_bf16(1, weight, size_t(OC) * C);
@@ -246,6 +262,7 @@ class CudaBackend final : public Backend {
   }
   void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "matmul_backward_input", stream_);
     if (bf16_gemm(C, OC, dinp)) {
       const __nv_bfloat16* d = to_bf16(0, dout, size_t(N) * OC);
       const __nv_bfloat16* w = to_bf16(1, weight, size_t(OC) * C);
@@ -257,6 +274,7 @@ class CudaBackend final : public Backend {
   void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C,
                               int OC) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "matmul_backward_weight", stream_);
     if (bf16_gemm(C, OC, dweight)) {
       const __nv_bfloat16* d = to_bf16(0, dout, size_t(N) * OC);
       const __nv_bfloat16* x = to_bf16(1, inp, size_t(N) * C);
@@ -272,6 +290,7 @@ class CudaBackend final : public Backend {
   // form would not use the bf16 kernels or an operand is not 16-byte aligned.
   bool matmul_forward_typed(TensorPtr out, TensorPtr inp, TensorPtr weight, const float* bias, int N, int C,
                             int OC) override {
+    const cuda::OpTimer::Scope timed(&timer_, "matmul_forward_typed", stream_);
     if (!bf16_gemm_typed(C, OC, {out, inp, weight})) return false;
     const __nv_bfloat16* x = as_bf16(0, inp, size_t(N) * C);
     const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
@@ -287,6 +306,7 @@ class CudaBackend final : public Backend {
   // documented fallback on bf16(p)); both outputs bf16 and a bias, else declined.
   bool matmul_forward_gelu_typed(TensorPtr out, TensorPtr pre, TensorPtr inp, TensorPtr weight, const float* bias,
                                  int N, int C, int OC) override {
+    const cuda::OpTimer::Scope timed(&timer_, "matmul_forward_gelu_typed", stream_);
     if (bias == nullptr || !out.bf16() || !pre.bf16() || !bf16_gemm_typed(C, OC, {out, pre, inp, weight}))
       return false;
     const __nv_bfloat16* x = as_bf16(0, inp, size_t(N) * C);
@@ -299,6 +319,7 @@ class CudaBackend final : public Backend {
   // (matmul_backward_input_dgelu_bf16); dinp and pre bf16, else declined.
   bool matmul_backward_input_dgelu_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, TensorPtr pre, int N,
                                          int C, int OC) override {
+    const cuda::OpTimer::Scope timed(&timer_, "matmul_backward_input_dgelu_typed", stream_);
     if (!dinp.bf16() || !pre.bf16() || !bf16_gemm_typed(C, OC, {dinp, dout, weight, pre})) return false;
     const __nv_bfloat16* d = as_bf16(0, dout, size_t(N) * OC);
     const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
@@ -308,6 +329,7 @@ class CudaBackend final : public Backend {
   }
   bool matmul_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, int N, int C,
                                    int OC) override {
+    const cuda::OpTimer::Scope timed(&timer_, "matmul_backward_input_typed", stream_);
     if (!bf16_gemm_typed(C, OC, {dinp, dout, weight})) return false;
     const __nv_bfloat16* d = as_bf16(0, dout, size_t(N) * OC);
     const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
@@ -320,6 +342,7 @@ class CudaBackend final : public Backend {
   }
   bool matmul_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp, int N, int C,
                                     int OC) override {
+    const cuda::OpTimer::Scope timed(&timer_, "matmul_backward_weight_typed", stream_);
     if (!bf16_gemm_typed(C, OC, {TensorPtr{dweight}, dout, inp})) return false;
     const __nv_bfloat16* d = as_bf16(0, dout, size_t(N) * OC);
     const __nv_bfloat16* x = as_bf16(1, inp, size_t(N) * C);
@@ -327,6 +350,7 @@ class CudaBackend final : public Backend {
     return true;
   }
   bool attention_forward_typed(TensorPtr out, float* att, TensorPtr inp, int B, int T, int C, int NH) override {
+    const cuda::OpTimer::Scope timed(&timer_, "attention_forward_typed", stream_);
     if (!aligned({out, inp}) || !bf16_attention(C, NH)) return false;
     activate();
     const size_t n = size_t(B) * T * C;
@@ -338,6 +362,7 @@ class CudaBackend final : public Backend {
   }
   bool attention_backward_typed(TensorPtr dinp, float* scratch, TensorPtr dout, TensorPtr inp, TensorPtr out,
                                 const float* att, int B, int T, int C, int NH) override {
+    const cuda::OpTimer::Scope timed(&timer_, "attention_backward_typed", stream_);
     if (!aligned({dinp, dout, inp, out}) || !bf16_attention(C, NH)) return false;
     activate();
     const size_t n = size_t(B) * T * C;
@@ -353,6 +378,7 @@ class CudaBackend final : public Backend {
   // else declined (staged); layernorm.h, residual_layernorm.h.
   bool layernorm_forward_typed(TensorPtr out, float* mean, float* rstd, TensorPtr inp, const float* weight,
                                const float* bias, int N, int C) override {
+    const cuda::OpTimer::Scope timed(&timer_, "layernorm_forward_typed", stream_);
     if (!out.bf16() || !inp.bf16()) return false;
     activate();
     cuda::layernorm_forward_bf16act(bf16p(out), mean, rstd, bf16p(inp), weight, bias, N, C, stream_);
@@ -360,6 +386,7 @@ class CudaBackend final : public Backend {
   }
   bool layernorm_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr inp, const float* weight,
                                       const float* mean, const float* rstd, int N, int C) override {
+    const cuda::OpTimer::Scope timed(&timer_, "layernorm_backward_input_typed", stream_);
     if (!dinp.bf16() || !dout.bf16() || !inp.bf16()) return false;
     activate();
     cuda::layernorm_backward_input_bf16act(bf16p(dinp), bf16p(dout), bf16p(inp), weight, mean, rstd, N, C, stream_);
@@ -367,6 +394,7 @@ class CudaBackend final : public Backend {
   }
   bool layernorm_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp,
                                        const float* mean, const float* rstd, int N, int C) override {
+    const cuda::OpTimer::Scope timed(&timer_, "layernorm_backward_weight_typed", stream_);
     if (!dout.bf16() || !inp.bf16()) return false;
     activate();
     float* scratch =
@@ -378,6 +406,7 @@ class CudaBackend final : public Backend {
   bool residual_layernorm_forward_typed(TensorPtr res, TensorPtr ln, float* mean, float* rstd, TensorPtr inp1,
                                         TensorPtr inp2, const float* weight, const float* bias, int N, int C,
                                         bool round_res_bf16) override {
+    const cuda::OpTimer::Scope timed(&timer_, "residual_layernorm_forward_typed", stream_);
     if (!round_res_bf16 || !res.bf16() || !ln.bf16() || !inp1.bf16() || !inp2.bf16()) return false;
     activate();
     cuda::residual_layernorm_forward_bf16act(bf16p(res), bf16p(ln), mean, rstd, bf16p(inp1), bf16p(inp2), weight,
@@ -387,6 +416,7 @@ class CudaBackend final : public Backend {
   bool layernorm_backward_input_residual_typed(TensorPtr dinp, TensorPtr dres, TensorPtr dout, TensorPtr inp,
                                                const float* weight, const float* mean, const float* rstd, int N, int C,
                                                bool round_bf16) override {
+    const cuda::OpTimer::Scope timed(&timer_, "layernorm_backward_input_residual_typed", stream_);
     if (!round_bf16 || !dinp.bf16() || !dres.bf16() || !dout.bf16() || !inp.bf16()) return false;
     activate();
     cuda::layernorm_backward_input_residual_bf16act(bf16p(dinp), bf16p(dres), bf16p(dout), bf16p(inp), weight, mean,
@@ -397,18 +427,21 @@ class CudaBackend final : public Backend {
   bool encoder_forward_typed(TensorPtr out, const int32_t* inp, const float* wte, const float* wpe, int B, int T,
                              int C) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "encoder_forward_typed", stream_);
     cuda::encoder_forward_typed(out.p, out.bf16(), inp, wte, wpe, B, T, C, stream_);
     return true;
   }
   bool encoder_backward_typed(float* dwte, float* dwpe, TensorPtr dout, const int32_t* inp, int B, int T, int C,
                               int V) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "encoder_backward_typed", stream_);
     cuda::encoder_backward_typed(dwte, dwpe, dout.p, dout.bf16(), inp, B, T, C, V, encoder_workspace(B, T, V),
                                  stream_);
     return true;
   }
   // Device to device only (the conversions are kernels); a host side is staged by the caller.
   bool copy_typed(TensorPtr dst, TensorPtr src, size_t n) override {
+    const cuda::OpTimer::Scope timed(&timer_, "copy_typed", stream_);
     if (n == 0) return true;
     if (!is_device_pointer(dst.p) || !is_device_pointer(src.p)) return false;
     activate();
@@ -424,28 +457,33 @@ class CudaBackend final : public Backend {
   // Elementwise ops: each operand read or written in its own dtype (gelu.h, residual.h).
   bool gelu_forward_typed(TensorPtr out, TensorPtr inp, int N) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "gelu_forward_typed", stream_);
     cuda::gelu_forward_typed(out.p, out.bf16(), inp.p, inp.bf16(), N, stream_);
     return true;
   }
   bool gelu_backward_typed(TensorPtr dinp, TensorPtr inp, TensorPtr dout, int N) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "gelu_backward_typed", stream_);
     cuda::gelu_backward_typed(dinp.p, dinp.bf16(), inp.p, inp.bf16(), dout.p, dout.bf16(), N, stream_);
     return true;
   }
   bool residual_forward_typed(TensorPtr out, TensorPtr inp1, TensorPtr inp2, int N) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "residual_forward_typed", stream_);
     cuda::residual_forward_typed(out.p, out.bf16(), inp1.p, inp1.bf16(), inp2.p, inp2.bf16(), N, stream_);
     return true;
   }
   // The classifier loss with logits / dlogits of either dtype (crossentropy.h typed forms).
   bool crossentropy_forward_typed(float* losses, TensorPtr logits, const int32_t* targets, int N, int V) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "crossentropy_forward_typed", stream_);
     cuda::crossentropy_forward_typed(losses, logits.p, logits.bf16(), targets, N, V, stream_);
     return true;
   }
   bool crossentropy_backward_typed(TensorPtr dlogits, TensorPtr logits, const int32_t* targets, float scale, int N,
                                    int V) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "crossentropy_backward_typed", stream_);
     cuda::crossentropy_backward_typed(dlogits.p, dlogits.bf16(), logits.p, logits.bf16(), targets, scale, N, V,
                                       stream_);
     return true;
@@ -455,6 +493,7 @@ class CudaBackend final : public Backend {
   // backward scratch are the fp32 kernel's shapes, (B, NH, T) each.
   void attention_forward(float* out, float* att, const float* inp, int B, int T, int C, int NH) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "attention_forward", stream_);
     if (bf16_attention(C, NH)) {
       const size_t n = size_t(B) * T * C;
       const __nv_bfloat16* x = to_bf16(0, inp, 3 * n);
@@ -468,6 +507,7 @@ class CudaBackend final : public Backend {
   void attention_backward(float* dinp, float* scratch, const float* dout, const float* inp, const float* out,
                           const float* att, int B, int T, int C, int NH) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "attention_backward", stream_);
     if (bf16_attention(C, NH)) {
       const size_t n = size_t(B) * T * C;
       const __nv_bfloat16* d = to_bf16(0, dout, n);
@@ -482,20 +522,24 @@ class CudaBackend final : public Backend {
   }
   void gelu_forward(float* out, const float* inp, int N) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "gelu_forward", stream_);
     cuda::gelu_forward(out, inp, N, stream_);
   }
   void gelu_backward(float* dinp, const float* inp, const float* dout, int N) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "gelu_backward", stream_);
     cuda::gelu_backward(dinp, inp, dout, N, stream_);
   }
   void residual_forward(float* out, const float* inp1, const float* inp2, int N) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "residual_forward", stream_);
     cuda::residual_forward(out, inp1, inp2, N, stream_);
   }
   void residual_layernorm_forward(float* res, float* ln, float* mean, float* rstd, const float* inp1,
                                   const float* inp2, const float* weight, const float* bias, int N, int C,
                                   bool round_res_bf16) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "residual_layernorm_forward", stream_);
     cuda::residual_layernorm_forward(res, ln, mean, rstd, inp1, inp2, weight, bias, N, C, round_res_bf16,
                                      stream_);
   }
@@ -503,16 +547,19 @@ class CudaBackend final : public Backend {
                                          const float* weight, const float* mean, const float* rstd, int N, int C,
                                          bool round_bf16) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "layernorm_backward_input_residual", stream_);
     cuda::layernorm_backward_input_residual(dinp, dres, dout, inp, weight, mean, rstd, N, C, round_bf16, stream_);
   }
   // Same argument order and contract as the CPU twin; only the stream is added.
   void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "crossentropy_forward", stream_);
     cuda::crossentropy_forward(losses, logits, targets, N, V, stream_);
   }
   void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N,
                              int V) override {
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "crossentropy_backward", stream_);
     cuda::crossentropy_backward(dlogits, logits, targets, scale, N, V, stream_);
   }
 
@@ -756,6 +803,7 @@ class CudaBackend final : public Backend {
   std::vector<size_t> sumsq_table_;  // sums_of_squares: the table's host side (offset, numel pairs)
   cudaEvent_t event_ = nullptr;  // record_event()
   StagingRing staging_;          // copy_bytes: host -> device
+  cuda::OpTimer timer_;          // PIPETRAIN_OP_TIMES: every op's GPU time (op_timer.h)
   float* ln_scratch_ = nullptr;  // LayerNorm weight-gradient partial sums
   size_t ln_scratch_bytes_ = 0;
   int32_t* enc_workspace_ = nullptr;  // encoder backward bucketing

@@ -5,7 +5,8 @@
 #  3. a stand-in GPU whose gpu tests come back "Skipped": the check FAILS (exit 1) naming
 #     the skip, and still benchmarks and writes the summary;
 #  4. all stand-ins passing: exit 0; summary.md holds the table with every batch and the
-#     pipetrain / torch.compile ratio computed from the stand-ins' rates;
+#     pipetrain / torch.compile ratio computed from the stand-ins' rates, and the per-op
+#     table of the profile run (PIPETRAIN_OP_TIMES) at the largest batch;
 #  5. the MPS study stage (scripts/mps_study.sh): called last with the binary, the prepared
 #     data and the rest of the budget; its reserve GPU_CHECK_MPS_S stops the benchmarks
 #     early; under 90 s left it is skipped and listed; GPU_CHECK_MPS=0 leaves it out; a
@@ -71,6 +72,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 mkdir -p "$out/$name"
+[ -z "$PIPETRAIN_OP_TIMES" ] || echo "{\"rank\": -1, \"device\": 0, \"ops\": {\"attention_forward_typed\": {\"calls\": 5, \"ms\": 10.0}, \"matmul_forward_typed\": {\"calls\": 10, \"ms\": 30.0}}}" >>"$PIPETRAIN_OP_TIMES"
 for s in 1 2 3 4 5 6 7 8; do echo "{\"step\":$s,\"loss\":5.0,\"tokens_per_s\":$((1000 * B))}"; done >"$out/$name/metrics.jsonl"
 SH
 # python stand-in: torch runs at 800*B (compile) and 500*B (eager) tok/s; everything else is python3.
@@ -113,6 +115,11 @@ done
 grep -q "NVIDIA H200, 570.00" "$work/ok/summary.md" || fail "the summary does not show the GPU"
 [ "$(sort -u "$work/build/precisions.txt")" = bf16 ] || fail "pipetrain did not benchmark bf16 by default"
 grep -q "pipetrain bf16 (configs/gpt2_124m.yaml" "$work/ok/summary.md" || fail "the summary does not name the precision"
+# 4b. the profile run at the largest batch: its op table (stand-in times) in the summary
+grep -q "^Per-op GPU time (PIPETRAIN_OP_TIMES, B=32, 8 steps" "$work/ok/summary.md" &&
+  grep -q "^| matmul_forward_typed | 10 | 30.00 | 3000.0 | 75.0 % |$" "$work/ok/summary.md" &&
+  grep -q "^| attention_forward_typed | 5 | 10.00 | 2000.0 | 25.0 % |$" "$work/ok/summary.md" ||
+  { cat "$work/ok/summary.md"; fail "no per-op table from the profile run"; }
 
 # 5. the MPS study stage
 read -r budget_arg args <"$work/ok.mps" || fail "the MPS study was not called"
@@ -124,7 +131,7 @@ grep -q "^MPS pipeline study (issue #13, scripts/mps_study.sh): ran: mps/mps_pip
   { cat "$work/ok/summary.md"; fail "the summary does not point at the MPS report"; }
 rc=0; GPU_CHECK_BUDGET_S=200 GPU_CHECK_MPS_S=200 run_check reserve || rc=$?
 [ "$rc" -eq 0 ] || { cat "$work/reserve.log"; fail "reserve: exit $rc"; }
-grep -q "^Skipped for time (GPU_CHECK_BUDGET_S): pipetrain B=8 compile B=8 eager B=8 .* eager B=32\.$" \
+grep -q "^Skipped for time (GPU_CHECK_BUDGET_S): pipetrain B=8 compile B=8 eager B=8 .* eager B=32 profile B=32\.$" \
   "$work/reserve/summary.md" || { cat "$work/reserve/summary.md"; fail "reserve: benchmarks not skipped"; }
 [ -f "$work/reserve.mps" ] || fail "reserve: the MPS study did not run in its reserve"
 rc=0; GPU_CHECK_BUDGET_S=60 run_check short || rc=$?

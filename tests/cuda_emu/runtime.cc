@@ -13,11 +13,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -159,9 +161,13 @@ struct Stream {
   std::deque<std::function<void()>> ops;
   uint64_t issued = 0, done = 0;
 };
+// When the stream ran up to an event's record (cudaEventElapsedTime): set by an op queued
+// at the record, one per record, so a re-record elsewhere cannot overwrite an older one.
+using Stamp = std::shared_ptr<std::chrono::steady_clock::time_point>;
 struct Event {
   Stream* stream = nullptr;  // null: recorded on the default stream (complete at once)
   uint64_t seq = 0;          // complete once stream->done >= seq
+  Stamp at;                  // null: never recorded
 };
 std::recursive_mutex g_exec;  // issue and execution, across host threads
 std::vector<Stream*> g_streams;
@@ -361,8 +367,25 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   const std::lock_guard<std::recursive_mutex> lock(emu::g_exec);
   auto* e = reinterpret_cast<emu::Event*>(event);
   e->stream = emu::stream_of(stream);
-  if (e->stream) e->seq = e->stream->issued;
-  else emu::drain_all();
+  e->at = std::make_shared<std::chrono::steady_clock::time_point>();
+  if (e->stream) {
+    emu::submit(stream, [at = e->at] { *at = std::chrono::steady_clock::now(); });
+    e->seq = e->stream->issued;
+  } else {
+    emu::drain_all();
+    *e->at = std::chrono::steady_clock::now();
+  }
+  return cudaSuccess;
+}
+// Host time between the two records' execution here (emulated kernels in between).
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  for (cudaEvent_t e : {start, end}) {
+    if (reinterpret_cast<const emu::Event*>(e)->at == nullptr) return cudaErrorInvalidResourceHandle;
+    if (cudaEventQuery(e) != cudaSuccess) return cudaErrorNotReady;
+  }
+  const auto* a = reinterpret_cast<const emu::Event*>(start);
+  const auto* b = reinterpret_cast<const emu::Event*>(end);
+  *ms = std::chrono::duration<float, std::milli>(*b->at - *a->at).count();
   return cudaSuccess;
 }
 // The wait captures the event's position now; a later re-record does not move it.
