@@ -131,7 +131,7 @@ grep -q "^MPS pipeline study (issue #13, scripts/mps_study.sh): ran: mps/mps_pip
   { cat "$work/ok/summary.md"; fail "the summary does not point at the MPS report"; }
 rc=0; GPU_CHECK_BUDGET_S=200 GPU_CHECK_MPS_S=200 run_check reserve || rc=$?
 [ "$rc" -eq 0 ] || { cat "$work/reserve.log"; fail "reserve: exit $rc"; }
-grep -q "^Skipped for time (GPU_CHECK_BUDGET_S): pipetrain B=8 compile B=8 eager B=8 .* eager B=32 profile B=32\.$" \
+grep -q "^Skipped for time (GPU_CHECK_BUDGET_S): pipetrain B=32 compile B=32 eager B=32 .* eager B=8 profile B=32\.$" \
   "$work/reserve/summary.md" || { cat "$work/reserve/summary.md"; fail "reserve: benchmarks not skipped"; }
 [ -f "$work/reserve.mps" ] || fail "reserve: the MPS study did not run in its reserve"
 rc=0; GPU_CHECK_BUDGET_S=60 run_check short || rc=$?
