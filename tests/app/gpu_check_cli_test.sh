@@ -9,7 +9,8 @@
 #     table of the profile run (PIPETRAIN_OP_TIMES) at the largest batch;
 #  5. the MPS study stage (scripts/mps_study.sh): called last with the binary, the prepared
 #     data and the rest of the budget; its reserve GPU_CHECK_MPS_S stops the benchmarks
-#     early; under 90 s left it is skipped and listed; GPU_CHECK_MPS=0 leaves it out; a
+#     early (but not the first batch's pipetrain and torch.compile runs, the acceptance
+#     ratio); under 90 s left it is skipped and listed; GPU_CHECK_MPS=0 leaves it out; a
 #     failing study fails the check.
 # Stand-ins: nvidia-smi, ctest (on PATH), a pipetrain binary (BUILD_DIR, GPU_CHECK_SKIP_BUILD),
 # a python wrapper (PYTHON) that answers for scripts/bench/torch_gpt2_gpu.py and the MPS
