@@ -1,8 +1,14 @@
 // Softmax + cross-entropy on the GPU; see crossentropy.h.
 // One block of kThreads per row: each thread keeps a running (max m, sum s of
-// exp(x - m)) over its strided elements (online softmax: when m grows, s is
-// rescaled by exp(m_old - m_new)); the block then merges the pairs in a fixed
-// tree, so the row's (m, s) has the same bits on every run and in both ops.
+// exp(x - m)) over its elements (online softmax: when m grows, s is rescaled by
+// exp(m_old - m_new)); the block then merges the pairs in a fixed tree, so the row's
+// (m, s) has the same bits on every run and in both ops. A thread's elements: when
+// V % kVec == 0, runs of kVec consecutive ones, [kVec·(t + kThreads·i), + kVec), read
+// with 16-byte loads where the row is 16-byte aligned (bf16 logits: 8 per load, a
+// warp reads 512 contiguous bytes instead of 64) and element by element otherwise, in
+// the same order either way; else every kThreads-th element from t. The mapping
+// depends only on V, so the bf16 and fp32 instances give the same bits on the same
+// values.
 // loss = log(s) - (x_t - m) as in the CPU twin (finite even when the target
 // probability underflows). In-place safety (backward): each thread overwrites
 // only the elements it read itself, after the block's reduction.
@@ -12,6 +18,7 @@
 #include "model/cuda/crossentropy.h"
 
 #include <cmath>
+#include <cstdint>
 
 #include "common/check.h"
 #include "model/cuda/common.cuh"
@@ -22,6 +29,58 @@ namespace pt::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kVec = 8;  // consecutive elements per thread and step (V % kVec == 0)
+
+// x[0, kVec) widened into e: 16-byte loads when x is 16-byte aligned.
+__device__ inline void load_run(const float* x, float (&e)[kVec]) {
+  if (reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+    const float4 a = reinterpret_cast<const float4*>(x)[0], b = reinterpret_cast<const float4*>(x)[1];
+    e[0] = a.x, e[1] = a.y, e[2] = a.z, e[3] = a.w, e[4] = b.x, e[5] = b.y, e[6] = b.z, e[7] = b.w;
+  } else {
+    for (int j = 0; j < kVec; ++j) e[j] = x[j];
+  }
+}
+__device__ inline void load_run(const __nv_bfloat16* x, float (&e)[kVec]) {
+  if (reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+    const uint4 u = reinterpret_cast<const uint4*>(x)[0];
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+    for (int j = 0; j < kVec / 2; ++j) {
+      const float2 f = __bfloat1622float2(h[j]);
+      e[2 * j] = f.x, e[2 * j + 1] = f.y;
+    }
+  } else {
+    for (int j = 0; j < kVec; ++j) e[j] = __bfloat162float(x[j]);
+  }
+}
+// e stored into d[0, kVec), each rounded once (bf16: nearest even); 16-byte stores when aligned.
+__device__ inline void store_run(float* d, const float (&e)[kVec]) {
+  if (reinterpret_cast<uintptr_t>(d) % 16 == 0) {
+    reinterpret_cast<float4*>(d)[0] = make_float4(e[0], e[1], e[2], e[3]);
+    reinterpret_cast<float4*>(d)[1] = make_float4(e[4], e[5], e[6], e[7]);
+  } else {
+    for (int j = 0; j < kVec; ++j) d[j] = e[j];
+  }
+}
+__device__ inline void store_run(__nv_bfloat16* d, const float (&e)[kVec]) {
+  if (reinterpret_cast<uintptr_t>(d) % 16 == 0) {
+    uint4 u;
+    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
+    for (int j = 0; j < kVec / 2; ++j) h[j] = __floats2bfloat162_rn(e[2 * j], e[2 * j + 1]);
+    reinterpret_cast<uint4*>(d)[0] = u;
+  } else {
+    for (int j = 0; j < kVec; ++j) d[j] = __float2bfloat16_rn(e[j]);
+  }
+}
+
+// One online-softmax step: element xv into the thread's running (m, s).
+__device__ inline void accumulate(float xv, float& m, float& s) {
+  if (xv > m) {
+    s = s * expf(m - xv) + 1.0f;  // exp(-inf) = 0 on the first element
+    m = xv;
+  } else {
+    s += expf(xv - m);
+  }
+}
 
 // Merge (m_b, s_b) into (m_a, s_a). -inf maxima come only from empty partitions
 // (threads past the row end), whose sum is 0: skip them to avoid inf - inf.
@@ -44,14 +103,14 @@ __device__ void row_softmax_stats(const TX* x, int V, float* row_max, float* row
   __shared__ float sh_m[kThreads];
   __shared__ float sh_s[kThreads];
   float m = -INFINITY, s = 0.0f;
-  for (int v = threadIdx.x; v < V; v += kThreads) {
-    const float xv = detail::to_float(x[v]);
-    if (xv > m) {
-      s = s * expf(m - xv) + 1.0f;  // exp(-inf) = 0 on the first element
-      m = xv;
-    } else {
-      s += expf(xv - m);
+  if (V % kVec == 0) {
+    for (int v = threadIdx.x * kVec; v < V; v += kThreads * kVec) {
+      float e[kVec];
+      load_run(x + v, e);
+      for (int j = 0; j < kVec; ++j) accumulate(e[j], m, s);
     }
+  } else {
+    for (int v = threadIdx.x; v < V; v += kThreads) accumulate(detail::to_float(x[v]), m, s);
   }
   sh_m[threadIdx.x] = m;
   sh_s[threadIdx.x] = s;
@@ -93,12 +152,21 @@ static __global__ void __launch_bounds__(kThreads)
   row_softmax_stats(x, V, &m, &s);  // ends with a barrier: every read of the pass is done
   const float inv = 1.0f / s;
   const int target = targets[row];
-  for (int v = threadIdx.x; v < V; v += kThreads) {
-    // __fmul_rn keeps each product a separate rounding (no FMA with the
-    // subtraction), as in the CPU twin.
-    float g = __fmul_rn(__fmul_rn(expf(detail::to_float(x[v]) - m), inv), scale);
-    if (v == target) g = g - scale;
-    detail::store_float(d + v, g);
+  // __fmul_rn keeps each product a separate rounding (no FMA with the subtraction), as
+  // in the CPU twin. Same element mapping as row_softmax_stats (in-place safety).
+  auto grad = [&](int v, float xv) {
+    const float g = __fmul_rn(__fmul_rn(expf(xv - m), inv), scale);
+    return v == target ? g - scale : g;
+  };
+  if (V % kVec == 0) {
+    for (int v = threadIdx.x * kVec; v < V; v += kThreads * kVec) {
+      float e[kVec];
+      load_run(x + v, e);
+      for (int j = 0; j < kVec; ++j) e[j] = grad(v + j, e[j]);
+      store_run(d + v, e);
+    }
+  } else {
+    for (int v = threadIdx.x; v < V; v += kThreads) detail::store_float(d + v, grad(v, detail::to_float(x[v])));
   }
 }
 

@@ -272,39 +272,55 @@ TEST_F(CudaOps, LayerNormBackwardResidualMatchesUnfusedOpsAndCpu) {
   }
 }
 
-TEST_F(CudaOps, CrossEntropyMatchesCpu) {
-  const auto logits = philox_vector(size_t(kN) * kV, 5, 1, 3.0f);
+// One call over kN rows of V logits starting `offset` floats into the device buffer,
+// against the CPU twin.
+void check_crossentropy(int V, size_t offset) {
+  const auto logits = philox_vector(size_t(kN) * V, 5, uint64_t(V), 3.0f);
   std::vector<int32_t> targets(kN);
-  for (int i = 0; i < kN; ++i) targets[i] = int32_t((uint64_t(i) * 7919u) % kV);
-  targets[0] = kV - 1;
+  for (int i = 0; i < kN; ++i) targets[i] = int32_t((uint64_t(i) * 7919u) % V);
+  targets[0] = V - 1;
   std::vector<float> losses(kN), dlogits(logits.size());
-  cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), kN, kV);
+  cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), kN, V);
   const float scale = 1.0f / kN;
-  cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), scale, kN, kV);
+  cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), scale, kN, V);
 
-  DeviceBuffer<float> d_logits(logits), d_losses(kN), d_dlogits(dlogits.size());
+  std::vector<float> padded(offset, 0.0f);
+  padded.insert(padded.end(), logits.begin(), logits.end());
+  DeviceBuffer<float> d_padded(padded), d_losses(kN), d_dlogits(dlogits.size());
+  float* d_logits = d_padded.get() + offset;
   DeviceBuffer<int32_t> d_targets(targets);
+  const std::string at = " V " + std::to_string(V) + " offset " + std::to_string(offset);
   d_losses.poison();
-  cuda::crossentropy_forward(d_losses.get(), d_logits.get(), d_targets.get(), kN, kV, nullptr);
+  cuda::crossentropy_forward(d_losses.get(), d_logits, d_targets.get(), kN, V, nullptr);
   // The row sum of V exponentials is the longest reduction (K = V); each
   // probability adds exp (2 ulp per side), the reciprocal and the product. The
   // loss is log(sum) - (x_t - max): its absolute error is the relative error of
   // the sum (log's derivative is 1/sum) plus the final subtraction's ulp (in
   // rtol·|loss|). dlogits = p·scale (- scale): p's error times scale, plus the
   // subtraction's rounding, relative to |scale| at the target.
-  const double rtol = testing::sum_order_rtol(kV) + 8 * kFp32Unit;
-  expect_within("crossentropy losses", d_losses.download(), losses, testing::tolerances(losses, 2 * rtol, rtol));
-  expect_bitwise_equal("crossentropy logits untouched", d_logits.download(), logits);
+  const double rtol = testing::sum_order_rtol(V) + 8 * kFp32Unit;
+  expect_within("crossentropy losses" + at, d_losses.download(), losses, testing::tolerances(losses, 2 * rtol, rtol));
+  expect_bitwise_equal("crossentropy logits untouched" + at, d_padded.download(), padded);
 
   d_dlogits.poison();
-  cuda::crossentropy_backward(d_dlogits.get(), d_logits.get(), d_targets.get(), scale, kN, kV, nullptr);
-  expect_within("crossentropy dlogits", d_dlogits.download(), dlogits,
+  cuda::crossentropy_backward(d_dlogits.get(), d_logits, d_targets.get(), scale, kN, V, nullptr);
+  expect_within("crossentropy dlogits" + at, d_dlogits.download(), dlogits,
                 testing::tolerances(dlogits, 2 * rtol * scale, rtol));
   // In place (dlogits over the logits, as the stage model's chunk workspace) and
   // deterministic: the same bits as the out-of-place call.
   const std::vector<float> out_of_place = d_dlogits.download();
-  cuda::crossentropy_backward(d_logits.get(), d_logits.get(), d_targets.get(), scale, kN, kV, nullptr);
-  expect_bitwise_equal("crossentropy dlogits in place", d_logits.download(), out_of_place);
+  cuda::crossentropy_backward(d_logits, d_logits, d_targets.get(), scale, kN, V, nullptr);
+  const std::vector<float> all = d_padded.download();
+  expect_bitwise_equal("crossentropy dlogits in place" + at, std::vector<float>(all.begin() + offset, all.end()),
+                       out_of_place);
+}
+
+// V odd: one element per thread and step; V = 1000 (a multiple of 8): runs of 8 per
+// thread, with 16-byte loads (rows aligned) and, 2 floats off, element loads.
+TEST_F(CudaOps, CrossEntropyMatchesCpu) {
+  check_crossentropy(kV, 0);
+  check_crossentropy(1000, 0);
+  check_crossentropy(1000, 2);
 }
 
 // Rows that are not a whole number of blocks' strides and a vocabulary that is
