@@ -30,10 +30,13 @@
 //    the loss scale in the slot).
 // Both compute the same values: a recomputation with the same weights repeats the
 // forward's GEMM on the same operands, and the bf16 logits are stored rounded either
-// way; the CPU gives the same bits (classifier_chunk_test). On CUDA the kept logits are
-// a bf16 GEMM output where the chunk is an fp32 one rounded after, and a chunk of the
-// kept tensor may start off the 256-byte grid (V odd), so cuBLASLt may choose another
-// algorithm: the same up to summation order. Schedules give a micro-batch's Bx and Bw the same weight version. With
+// way; with the same chunk rows the CPU gives the same bits (classifier_chunk_test).
+// By default kept logits take one chunk of all N rows (classifier_chunk_rows), the
+// recomputation R: the head's weight gradient then sums in another order. On CUDA the
+// kept logits are also a bf16 GEMM output where the chunk is an fp32 one rounded after,
+// and a chunk of the kept tensor may start off the 256-byte grid (V odd), so cuBLASLt
+// may choose another algorithm: the same up to summation order. Schedules give a
+// micro-batch's Bx and Bw the same weight version. With
 // newer weights than the forward's (an asynchronous schedule whose backward reads a
 // later version) the backward uses the consistent softmax of those weights.
 // Stage-independent numerics: a block computes the same ops on the same shapes
@@ -317,11 +320,15 @@ void alloc_blocks(Backend& be, const BlockSizes& z, float** f32, float** b16) {
   *b16 = z.b16 > 0 ? be.alloc_bf16(z.b16) : nullptr;
 }
 
-// Rows per classifier chunk: StageNeeds::classifier_chunk_rows, else as many as
-// the backend's chunk budget holds (whole GEMM tiles of 64 rows when >= 64).
+// Rows per classifier chunk: StageNeeds::classifier_chunk_rows, else all N with kept
+// logits (they need no chunk buffer, and one chunk makes the head's weight gradient one
+// GEMM instead of a read-modify-write of the (V, C) fp32 gradient per chunk: at GPT-2
+// B = 32, 26 chunks of 1280 rows moved 8 GB per step), else as many as the backend's
+// chunk budget holds (whole GEMM tiles of 64 rows when >= 64).
 int classifier_chunk_rows(const Geometry& g, const StageNeeds& needs, const BackendSizes& sizes) {
   PT_CHECK_MSG(needs.classifier_chunk_rows >= 0, "StageNeeds::classifier_chunk_rows must be >= 0");
   size_t rows = size_t(needs.classifier_chunk_rows);
+  if (rows == 0 && g.keep_logits) rows = g.N();
   if (rows == 0) {
     rows = sizes.classifier_chunk_bytes / (sizeof(float) * size_t(g.V));
     if (rows >= 64) rows = rows / 64 * 64;

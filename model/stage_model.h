@@ -90,7 +90,8 @@ struct StageNeeds {
   // slot (one block's worth), and backward_input/backward_weight are refused.
   bool split_backward = true;
   // Rows per chunk of the last stage's classifier (head matmul + cross-entropy,
-  // stage_model.cc); 0: as many as BackendSizes::classifier_chunk_bytes allows. The
+  // stage_model.cc); 0: all rows with kept logits (keep_logits in bf16), else as many as
+  // BackendSizes::classifier_chunk_bytes allows. The
   // chunk size changes fp32 summation order (the head's weight gradient is summed
   // chunk by chunk), never the set of values computed.
   int classifier_chunk_rows = 0;
@@ -98,8 +99,8 @@ struct StageNeeds {
   // the forward to the backward, which then turns them into dlogits in place instead of
   // recomputing them (one head GEMM fewer per micro-batch, and no fp32 chunk buffer);
   // N·V bf16 elements more per slot. Recomputed anyway when the weights changed since
-  // the forward. The same results either way (bitwise on the CPU; on CUDA up to the
-  // head GEMMs' summation order, stage_model.cc). fp32 always recomputes (its
+  // the forward. The same values either way, up to summation order (bitwise on the CPU
+  // with the same classifier_chunk_rows; stage_model.cc). fp32 always recomputes (its
   // logits would take 4 bytes each), as does false.
   bool keep_logits = true;
 };
