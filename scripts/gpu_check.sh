@@ -17,7 +17,7 @@
 #   6. writes summary.md and every log into OUTDIR.
 # Benchmarks left when GPU_CHECK_BUDGET_S (default 480) minus the MPS study's reserve
 # GPU_CHECK_MPS_S (default 240) is spent are skipped and listed, except the first batch's
-# pipetrain and torch.compile runs (the 1.1x ratio), which always run; the MPS study then gets the
+# pipetrain and torch.compile runs (the 1.1x ratio) and the profile run, which always run; the MPS study then gets the
 # rest of GPU_CHECK_BUDGET_S, runs when at least 90 s remain (else it is listed as skipped)
 # and skips and lists what does not fit in it. GPU_CHECK_MPS=0 leaves it out (no reserve).
 #
@@ -155,19 +155,16 @@ if [ -x "$bin" ]; then
       if [ "$what" = pipetrain ]; then pipetrain_rate "$B"; else torch_rate "$B" "$what"; fi
     done
   done
-  # 4b. where the step's time goes: every op's GPU time at the largest batch
+  # 4b. where the step's time goes: every op's GPU time at the largest batch (a short run,
+  # never cut: with the acceptance ratio it is what the next optimization needs)
   top_b=$(printf '%s\n' $batches | sort -n | tail -1)
-  if over_budget; then
-    skipped_bench+=("profile B=$top_b")
+  note "profile B=$top_b (PIPETRAIN_OP_TIMES)"
+  rm -f "$out/op_times.jsonl"
+  if PIPETRAIN_OP_TIMES="$out/op_times.jsonl" pipetrain_run "$top_b" "profile_b$top_b" &&
+     "$py" "$root/scripts/op_times.py" "$out/op_times.jsonl" --top 25 >"$out/op_times.md" 2>&1; then
+    profile_status="B=$top_b, $steps steps ($out/op_times.jsonl, runs/profile_b$top_b)"
   else
-    note "profile B=$top_b (PIPETRAIN_OP_TIMES)"
-    rm -f "$out/op_times.jsonl"
-    if PIPETRAIN_OP_TIMES="$out/op_times.jsonl" pipetrain_run "$top_b" "profile_b$top_b" &&
-       "$py" "$root/scripts/op_times.py" "$out/op_times.jsonl" --top 25 >"$out/op_times.md" 2>&1; then
-      profile_status="B=$top_b, $steps steps ($out/op_times.jsonl, runs/profile_b$top_b)"
-    else
-      failed+=("profile B=$top_b")
-    fi
+    failed+=("profile B=$top_b")
   fi
 fi
 
