@@ -129,6 +129,15 @@ class Backend {
     (void)wparams;
     (void)n;
   }
+  // The stage model's weight refresh (stage_model.cc): wparams (n, backend memory) =
+  // params rounded to bf16, then declared (set_bf16_weights). Default: copy,
+  // round_to_bf16, set_bf16_weights; a backend with a bf16 weight copy may write both in
+  // one pass (CUDA: cuda::round_fp32_to_bf16_copy), with the same contents.
+  virtual void refresh_bf16_weights(float* wparams, const float* params, size_t n) {
+    copy(wparams, params, n);
+    round_to_bf16(wparams, n);
+    set_bf16_weights(wparams, n);
+  }
 
   // The conversions behind real bf16 storage (model/bf16_storage_backend.h), on backend
   // memory: dst[i] = the RNE bf16 bits of src[i] (model/cpu/bf16.h), and dst[i] = the

@@ -202,6 +202,12 @@ class Bf16StorageBackend final : public Backend {
   void set_bf16_weights(const float* wparams, size_t n) override {
     in_->set_bf16_weights(staging().fp32(wparams), n);
   }
+  // The stage model's wparams_ and params_ are fp32 memory: the inner backend's one pass.
+  void refresh_bf16_weights(float* wparams, const float* params, size_t n) override {
+    if (ranges_.find(wparams).range == nullptr && ranges_.find(params).range == nullptr)
+      return in_->refresh_bf16_weights(wparams, params, n);
+    Backend::refresh_bf16_weights(wparams, params, n);
+  }
   void pack_bf16(uint16_t* dst, const float* src, size_t n) override { in_->pack_bf16(dst, src, n); }
   void unpack_bf16(float* dst, const uint16_t* src, size_t n) override { in_->unpack_bf16(dst, src, n); }
 

@@ -853,9 +853,10 @@ class BackendStageModel final : public StageModel {
   }
 
   // bf16: rounds the masters into the weight copy the ops read when params_written()
-  // left it stale, and declares the new contents to the backend (set_bf16_weights: the
-  // CUDA backend converts them once into its persistent bf16 buffer, which serves the
-  // GEMMs' weight operands until the next declaration); fp32: nothing.
+  // left it stale, and declares the new contents to the backend
+  // (Backend::refresh_bf16_weights = copy, round_to_bf16, set_bf16_weights: the CUDA
+  // backend writes wparams_ and its persistent bf16 buffer, which serves the GEMMs'
+  // weight operands until the next declaration, in one pass); fp32: nothing.
   // Why the backend's copy is never stale: this is the only code that writes wparams_
   // (allocated once in the constructor, never reallocated), and it re-declares right
   // after writing, in stream order before any op that reads it. Every change of the
@@ -869,9 +870,7 @@ class BackendStageModel final : public StageModel {
   // the declarations with a recording backend.
   void refresh_device_params() {
     if (!params_stale_) return;
-    backend_->copy(wparams_, params_, num_params_);
-    backend_->round_to_bf16(wparams_, num_params_);
-    backend_->set_bf16_weights(wparams_, num_params_);
+    backend_->refresh_bf16_weights(wparams_, params_, num_params_);  // round, then declare
     params_stale_ = false;
   }
 

@@ -15,4 +15,11 @@ void round_fp32_to_bf16(float* p, size_t n) {
   for (size_t i = 0; i < n; ++i) p[i] = round_to_bf16(p[i]);
 }
 
+void round_fp32_to_bf16_copy(float* rounded, bf16* out, const float* inp, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = float_to_bf16(inp[i]);
+    rounded[i] = bf16_to_float(out[i]);
+  }
+}
+
 }  // namespace pt::cpu

@@ -25,4 +25,7 @@ void convert_bf16_to_fp32(float* out, const bf16* inp, size_t n);
 // p[i] = round_to_bf16(p[i]), i < n: the value a bf16 store of p[i] keeps, as fp32.
 void round_fp32_to_bf16(float* p, size_t n);
 
+// rounded[i] = round_to_bf16(inp[i]) and out[i] = float_to_bf16(inp[i]), i < n.
+void round_fp32_to_bf16_copy(float* rounded, bf16* out, const float* inp, size_t n);
+
 }  // namespace pt::cpu

@@ -29,4 +29,9 @@ void convert_bf16_to_fp32(float* out, const __nv_bfloat16* inp, size_t n, cudaSt
 // p[i] = __bfloat162float(__float2bfloat16_rn(p[i])), i < n (in place).
 void round_fp32_to_bf16(float* p, size_t n, cudaStream_t stream);
 
+// b = __float2bfloat16_rn(inp[i]); rounded[i] = __bfloat162float(b), out[i] = b, i < n:
+// round_fp32_to_bf16 of a copy and convert_fp32_to_bf16 of the result in one pass (the
+// bf16 weight refresh: 10 bytes per weight instead of 26). inp may not overlap the outputs.
+void round_fp32_to_bf16_copy(float* rounded, __nv_bfloat16* out, const float* inp, size_t n, cudaStream_t stream);
+
 }  // namespace pt::cuda

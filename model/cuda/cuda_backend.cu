@@ -185,6 +185,19 @@ class CudaBackend final : public Backend {
     g_weight_conversions.fetch_add(1, std::memory_order_relaxed);
   }
 
+  // One pass writes wparams (params rounded) and the persistent bf16 copy; the same
+  // contents as copy + round_to_bf16 + set_bf16_weights. fp32: the default.
+  void refresh_bf16_weights(float* wparams, const float* params, size_t n) override {
+    const cuda::OpTimer::Scope timed(&timer_, "refresh_bf16_weights", stream_);
+    if (!bf16_ || n == 0 || !is_device_pointer(params)) return Backend::refresh_bf16_weights(wparams, params, n);
+    activate();
+    grow(&bf16_weights_, &bf16_weights_bytes_, n * sizeof(__nv_bfloat16));
+    cuda::round_fp32_to_bf16_copy(wparams, bf16_weights_, params, n, stream_);
+    declared_ = wparams;
+    declared_n_ = n;
+    g_weight_conversions.fetch_add(1, std::memory_order_relaxed);
+  }
+
   // ---- step ops ----
   void sums_of_squares(double* out, const float* x, const size_t* offsets, const size_t* numels,
                        int count) override {

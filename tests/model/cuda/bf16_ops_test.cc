@@ -479,6 +479,30 @@ TEST_F(CudaBf16Ops, Convert) {
     if (!ok && bad++ < 5) ADD_FAILURE() << "round_fp32_to_bf16[" << i << "]: " << r[i] << " vs " << ref_r[i];
   }
   EXPECT_EQ(bad, 0u);
+
+  // Both at once (the bf16 weight refresh): the rounded copy as round_fp32_to_bf16's, the
+  // bf16 one as convert_fp32_to_bf16's, the input untouched; and the CPU twin the same.
+  DeviceBuffer<float> d_rc(x.size());
+  DeviceBuffer<bf16> d_bc(x.size());
+  d_rc.poison();
+  d_bc.poison();
+  cuda::round_fp32_to_bf16_copy(d_rc.get(), dev(d_bc), d_x.get(), x.size(), nullptr);
+  const auto rc = d_rc.download();
+  const auto bc = d_bc.download();
+  std::vector<float> cpu_rc(x.size());
+  std::vector<bf16> cpu_bc(x.size());
+  cpu::round_fp32_to_bf16_copy(cpu_rc.data(), cpu_bc.data(), x.data(), x.size());
+  const auto x_after = d_x.download();  // bytes: x holds NaNs
+  EXPECT_EQ(std::memcmp(x_after.data(), x.data(), x.size() * sizeof(float)), 0) << "round_fp32_to_bf16_copy wrote its input";
+  bad = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const bool nan = std::isnan(ref_r[i]);
+    const bool ok = nan ? std::isnan(rc[i]) && std::isnan(cpu_rc[i]) && std::isnan(cpu::bf16_to_float(bc[i]))
+                        : std::memcmp(&rc[i], &ref_r[i], sizeof(float)) == 0 && bc[i].bits == y[i].bits &&
+                              std::memcmp(&cpu_rc[i], &ref_r[i], sizeof(float)) == 0 && cpu_bc[i].bits == ref[i].bits;
+    if (!ok && bad++ < 5) ADD_FAILURE() << "round_fp32_to_bf16_copy[" << i << "]: " << rc[i] << " vs " << ref_r[i];
+  }
+  EXPECT_EQ(bad, 0u);
 }
 
 // ---------------------------------------------------------------- bf16 activations
