@@ -36,9 +36,9 @@
 // kept logits are also a bf16 GEMM output where the chunk is an fp32 one rounded after,
 // and a chunk of the kept tensor may start off the 256-byte grid (V odd), so cuBLASLt
 // may choose another algorithm: the same up to summation order. Schedules give a
-// micro-batch's Bx and Bw the same weight version. With
-// newer weights than the forward's (an asynchronous schedule whose backward reads a
-// later version) the backward uses the consistent softmax of those weights.
+// micro-batch's Bx and Bw the same weight version. With newer weights than the
+// forward's (an asynchronous schedule whose backward reads a later version) the
+// backward uses the consistent softmax of those weights.
 // Stage-independent numerics: a block computes the same ops on the same shapes
 // whichever stage owns it, so any pipeline split is bitwise equal to pp=1.
 // Fused forward ops: each residual add that feeds a LayerNorm runs as one
