@@ -257,16 +257,17 @@ class Backend {
     return false;
   }
   // The classifier loss on logits of either dtype: crossentropy_forward's and
-  // crossentropy_backward's contracts on the float* operands (losses, targets), bf16
+  // crossentropy_backward's contracts on the float* operands (losses, targets, stats), bf16
   // logits read widened, bf16 dlogits stored RNE-rounded (the value round_to_bf16 of the
   // fp32 op's dlogits keeps). dlogits may alias logits (in place, same dtype).
-  virtual bool crossentropy_forward_typed(float* losses, TensorPtr logits, const int32_t* targets, int N, int V) {
-    (void)losses, (void)logits, (void)targets, (void)N, (void)V;
+  virtual bool crossentropy_forward_typed(float* losses, TensorPtr logits, const int32_t* targets, int N, int V,
+                                          float* stats) {
+    (void)losses, (void)logits, (void)targets, (void)N, (void)V, (void)stats;
     return false;
   }
   virtual bool crossentropy_backward_typed(TensorPtr dlogits, TensorPtr logits, const int32_t* targets, float scale,
-                                           int N, int V) {
-    (void)dlogits, (void)logits, (void)targets, (void)scale, (void)N, (void)V;
+                                           int N, int V, const float* stats) {
+    (void)dlogits, (void)logits, (void)targets, (void)scale, (void)N, (void)V, (void)stats;
     return false;
   }
   // copy() with dtypes: dst = src converted (fp32 -> bf16: RNE; bf16 -> fp32: exact).
@@ -361,11 +362,14 @@ class Backend {
                                                  const float* inp, const float* weight, const float* mean,
                                                  const float* rstd, int N, int C, bool round_bf16) = 0;
   // Classifier loss over rows of logits (model/cpu/crossentropy.h); the stage
-  // model calls these per chunk of rows. losses (N); logits (N,V); targets (N)
-  virtual void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) = 0;
-  // dlogits (N,V) = (softmax(logits) - onehot) * scale (may alias logits)
+  // model calls these per chunk of rows. losses (N); logits (N,V); targets (N);
+  // stats (2N fp32, may be null): each row's softmax statistics, for the backward.
+  virtual void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V,
+                                    float* stats) = 0;
+  // dlogits (N,V) = (softmax(logits) - onehot) * scale (may alias logits); stats: the
+  // forward's on these logits (the same result, one pass over them fewer) or null.
   virtual void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale,
-                                     int N, int V) = 0;
+                                     int N, int V, const float* stats) = 0;
 };
 
 // Host backend on OpenBLAS (fp32 arithmetic; bf16 storage by round_to_bf16).

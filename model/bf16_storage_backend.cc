@@ -444,28 +444,31 @@ class Bf16StorageBackend final : public Backend {
     in_->layernorm_backward_input_residual(s.out(dinp, NC), r, dy, x, w, m, rs, N, C, round_bf16);
     s.done();
   }
-  void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
+  void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V,
+                            float* stats) override {
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
       const TensorPtr x = typed(logits, size_t(N) * V);
-      if (typed.use({losses}) && in_->crossentropy_forward_typed(losses, x, targets, N, V)) return;
+      if (typed.use({losses, stats}) && in_->crossentropy_forward_typed(losses, x, targets, N, V, stats)) return;
     }
     Staging s = staging();
     const float* x = s.in(logits, size_t(N) * V);
-    in_->crossentropy_forward(s.out(losses, size_t(N)), x, targets, N, V);
+    in_->crossentropy_forward(s.out(losses, size_t(N)), x, targets, N, V,
+                              stats != nullptr ? s.out(stats, 2 * size_t(N)) : nullptr);
     s.done();
   }
-  void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N,
-                             int V) override {
+  void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
+                             const float* stats) override {
     const size_t NV = size_t(N) * V;
     {  // typed entry point first (backend.h), else staged
       Resolver typed(ranges_);
       const TensorPtr d = typed(dlogits, NV), x = typed(logits, NV);
-      if (typed.use() && in_->crossentropy_backward_typed(d, x, targets, scale, N, V)) return;
+      if (typed.use({stats}) && in_->crossentropy_backward_typed(d, x, targets, scale, N, V, stats)) return;
     }
     Staging s = staging();
     const float* x = s.in(logits, NV);
-    in_->crossentropy_backward(s.out(dlogits, NV), x, targets, scale, N, V);
+    const float* st = stats != nullptr ? s.in(stats, 2 * size_t(N)) : nullptr;
+    in_->crossentropy_backward(s.out(dlogits, NV), x, targets, scale, N, V, st);
     s.done();
   }
 

@@ -161,6 +161,7 @@ struct Slot {
   // Last stage with kept logits (Geometry::keep_logits): (N, V) bf16, holding `kept` as
   // computed with weights version kept_version (BackendStageModel::weights_version_).
   float* logits = nullptr;
+  float* ce_stats = nullptr;  // (N, 2) fp32: each row's softmax (max, sum) from the forward's loss
   enum class Kept { kNothing, kLogits, kDlogits } kept = Kept::kNothing;
   uint64_t kept_version = 0;
 };
@@ -242,11 +243,15 @@ void layout_acts(const Geometry& g, Carvers& c, Slot* s) {
     t.lnf_mean = c.take(N);
     t.lnf_rstd = c.take(N);
     t.losses = c.take(N);
-    if (g.keep_logits) t.logits = c.take_bf16(N * size_t(g.V));
+    if (g.keep_logits) {
+      t.logits = c.take_bf16(N * size_t(g.V));
+      t.ce_stats = c.take(2 * N);
+    }
   }
   if (s != nullptr) {
     s->x0 = t.x0;
     s->logits = t.logits;
+    s->ce_stats = t.ce_stats;
     s->lnf = t.lnf;
     s->lnf_mean = t.lnf_mean;
     s->lnf_rstd = t.lnf_rstd;
@@ -534,7 +539,8 @@ class BackendStageModel final : public StageModel {
       for (int r0 = 0; r0 < N_; r0 += chunk_rows_) {
         const int rows = std::min(chunk_rows_, N_ - r0);
         float* logits = chunk_logits(s, r0, rows);
-        be.crossentropy_forward(s.losses + r0, logits, s.targets + r0, rows, V_);
+        float* stats = s.ce_stats != nullptr ? s.ce_stats + 2 * size_t(r0) : nullptr;
+        be.crossentropy_forward(s.losses + r0, logits, s.targets + r0, rows, V_, stats);
       }
       s.kept = Slot::Kept::kLogits;
       s.kept_version = weights_version_;
@@ -659,7 +665,9 @@ class BackendStageModel final : public StageModel {
       float* dlogits = chunk_buffer(s, r0);
       if (have != Slot::Kept::kDlogits) {
         if (have != Slot::Kept::kLogits) chunk_logits(s, r0, rows);
-        be.crossentropy_backward(dlogits, dlogits, s.targets + r0, scale, rows, V_);
+        // The kept logits' softmax statistics are the forward's: one pass over them fewer.
+        const float* stats = have == Slot::Kept::kLogits ? s.ce_stats + 2 * size_t(r0) : nullptr;
+        be.crossentropy_backward(dlogits, dlogits, s.targets + r0, scale, rows, V_, stats);
         stored(dlogits, size_t(rows) * V_);
       }
       if (input) be.matmul_backward_input(s.dlnf + size_t(r0) * C_, dlogits, head_, rows, C_, V_);

@@ -148,8 +148,9 @@ class CpuBackend final : public Backend {
                                          bool round_bf16) override {
     cpu::layernorm_backward_input_residual(dinp, dres, dout, inp, weight, mean, rstd, N, C, round_bf16);
   }
-  void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
-    cpu::crossentropy_forward(losses, logits, targets, N, V);
+  void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V,
+                            float* stats) override {
+    cpu::crossentropy_forward(losses, logits, targets, N, V, stats);
   }
 
   // Typed entry points: the fp32 ops on widened operands, bf16 outputs packed, which is
@@ -270,22 +271,23 @@ class CpuBackend final : public Backend {
     y.store();
     return true;
   }
-  bool crossentropy_forward_typed(float* losses, TensorPtr logits, const int32_t* targets, int N, int V) override {
+  bool crossentropy_forward_typed(float* losses, TensorPtr logits, const int32_t* targets, int N, int V,
+                                  float* stats) override {
     Widened x(logits, size_t(N) * V);
-    cpu::crossentropy_forward(losses, x.f32(), targets, N, V);
+    cpu::crossentropy_forward(losses, x.f32(), targets, N, V, stats);
     return true;
   }
   bool crossentropy_backward_typed(TensorPtr dlogits, TensorPtr logits, const int32_t* targets, float scale, int N,
-                                   int V) override {
+                                   int V, const float* stats) override {
     const size_t NV = size_t(N) * V;
     Widened x(logits, NV), dx(dlogits, NV, false);  // in place: separate copies, like the fp32 op
-    cpu::crossentropy_backward(dx.f32(), x.f32(), targets, scale, N, V);
+    cpu::crossentropy_backward(dx.f32(), x.f32(), targets, scale, N, V, stats);
     dx.store();
     return true;
   }
-  void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N,
-                             int V) override {
-    cpu::crossentropy_backward(dlogits, logits, targets, scale, N, V);
+  void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
+                             const float* stats) override {
+    cpu::crossentropy_backward(dlogits, logits, targets, scale, N, V, stats);
   }
 
  private:

@@ -13,7 +13,7 @@
 
 namespace pt::cpu {
 
-void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) {
+void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V, float* stats) {
   std::vector<float> e(size_t(V > 0 ? V : 0));  // exp(x - max) of one row (the logits stay untouched)
   for (size_t n = 0; n < size_t(N > 0 ? N : 0); ++n) {
     const float* x = logits + n * V;
@@ -22,17 +22,23 @@ void crossentropy_forward(float* losses, const float* logits, const int32_t* tar
     const float mx = row_max(x, V);
     const float sum = exp_shift_sum(e.data(), x, V, mx);
     losses[n] = std::log(sum) - (x[target] - mx);
+    if (stats != nullptr) stats[2 * n] = mx, stats[2 * n + 1] = sum;
   }
 }
 
-void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V) {
+// With stats the row's max and sum are the forward's (the CUDA kernel reads both and skips
+// its statistics pass); the exponentials are written into d either way (the vectorized
+// exp_shift_sum, whose sum on the same row is the saved one, bit for bit).
+void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
+                           const float* stats) {
   for (size_t n = 0; n < size_t(N > 0 ? N : 0); ++n) {
     const float* x = logits + n * V;
     float* d = dlogits + n * V;
     const int32_t target = targets[n];
     PT_CHECK_MSG(target >= 0 && target < V, "target token id out of range [0, V)");
-    const float mx = row_max(x, V);  // before d (which may alias x) is written
-    const float inv = 1.0f / exp_shift_sum(d, x, V, mx);
+    const float mx = stats != nullptr ? stats[2 * n] : row_max(x, V);  // before d (which may alias x) is written
+    const float sum = exp_shift_sum(d, x, V, mx);
+    const float inv = 1.0f / (stats != nullptr ? stats[2 * n + 1] : sum);
     for (int v = 0; v < V; ++v) d[v] *= inv;
     for (int v = 0; v < V; ++v) d[v] *= scale;
     d[target] -= scale;

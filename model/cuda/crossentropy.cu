@@ -130,7 +130,7 @@ __device__ void row_softmax_stats(const TX* x, int V, float* row_max, float* row
 
 template <typename TX>
 static __global__ void __launch_bounds__(kThreads)
-    crossentropy_forward_kernel(float* losses, const TX* logits, const int32_t* targets, int V) {
+    crossentropy_forward_kernel(float* losses, const TX* logits, const int32_t* targets, int V, float* stats) {
   const size_t row = blockIdx.x;
   const TX* x = logits + row * V;
   float m, s;
@@ -139,17 +139,24 @@ static __global__ void __launch_bounds__(kThreads)
     const int target = targets[row];
     const float xt = (target >= 0 && target < V) ? detail::to_float(x[target]) : NAN;
     losses[row] = logf(s) - (xt - m);
+    if (stats != nullptr) stats[2 * row] = m, stats[2 * row + 1] = s;
   }
 }
 
 template <typename TD, typename TX>
 static __global__ void __launch_bounds__(kThreads)
-    crossentropy_backward_kernel(TD* dlogits, const TX* logits, const int32_t* targets, float scale, int V) {
+    crossentropy_backward_kernel(TD* dlogits, const TX* logits, const int32_t* targets, float scale, int V,
+                                 const float* stats) {
   const size_t row = blockIdx.x;
   const TX* x = logits + row * V;
   TD* d = dlogits + row * V;
   float m, s;
-  row_softmax_stats(x, V, &m, &s);  // ends with a barrier: every read of the pass is done
+  if (stats != nullptr) {  // the forward's: the bits of the pass below, without reading x
+    m = stats[2 * row];
+    s = stats[2 * row + 1];
+  } else {
+    row_softmax_stats(x, V, &m, &s);  // ends with a barrier: every read of the pass is done
+  }
   const float inv = 1.0f / s;
   const int target = targets[row];
   // __fmul_rn keeps each product a separate rounding (no FMA with the subtraction), as
@@ -172,38 +179,39 @@ static __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V,
+void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V, float* stats,
                           cudaStream_t stream) {
   if (N <= 0) return;
-  crossentropy_forward_kernel<<<N, kThreads, 0, stream>>>(losses, logits, targets, V);
+  crossentropy_forward_kernel<<<N, kThreads, 0, stream>>>(losses, logits, targets, V, stats);
   PT_CUDA_CHECK_LAUNCH();
 }
 
 void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
-                           cudaStream_t stream) {
+                           const float* stats, cudaStream_t stream) {
   if (N <= 0) return;
-  crossentropy_backward_kernel<<<N, kThreads, 0, stream>>>(dlogits, logits, targets, scale, V);
+  crossentropy_backward_kernel<<<N, kThreads, 0, stream>>>(dlogits, logits, targets, scale, V, stats);
   PT_CUDA_CHECK_LAUNCH();
 }
 
 void crossentropy_forward_typed(float* losses, const void* logits, bool logits_bf16, const int32_t* targets, int N,
-                                int V, cudaStream_t stream) {
+                                int V, float* stats, cudaStream_t stream) {
   if (N <= 0) return;
   detail::with_type(logits, logits_bf16, [&](auto* x) {
-    crossentropy_forward_kernel<<<N, kThreads, 0, stream>>>(losses, x, targets, V);
+    crossentropy_forward_kernel<<<N, kThreads, 0, stream>>>(losses, x, targets, V, stats);
   });
   PT_CUDA_CHECK_LAUNCH();
 }
 
 void crossentropy_backward_typed(void* dlogits, bool dlogits_bf16, const void* logits, bool logits_bf16,
-                                 const int32_t* targets, float scale, int N, int V, cudaStream_t stream) {
+                                 const int32_t* targets, float scale, int N, int V, const float* stats,
+                                 cudaStream_t stream) {
   if (N <= 0) return;
   // In place needs one element type: each thread then rewrites exactly the bytes it read.
   PT_CHECK_MSG(dlogits != logits || dlogits_bf16 == logits_bf16,
                "crossentropy_backward_typed: dlogits aliases logits with another element type");
   detail::with_type(dlogits, dlogits_bf16, [&](auto* d) {
     detail::with_type(logits, logits_bf16, [&](auto* x) {
-      crossentropy_backward_kernel<<<N, kThreads, 0, stream>>>(d, x, targets, scale, V);
+      crossentropy_backward_kernel<<<N, kThreads, 0, stream>>>(d, x, targets, scale, V, stats);
     });
   });
   PT_CUDA_CHECK_LAUNCH();

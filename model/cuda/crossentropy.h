@@ -14,14 +14,17 @@
 
 namespace pt::cuda {
 
-// losses (N) = -log softmax(logits)[target]; logits (N, V), targets (N).
-void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V,
+// losses (N) = -log softmax(logits)[target]; logits (N, V), targets (N). stats (2N,
+// may be null): each row's (max, sum of exp(x - max)) for a backward on the same logits.
+void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V, float* stats,
                           cudaStream_t stream);
 
 // dlogits (N, V) = (softmax(logits) - onehot(targets)) * scale, rounded as the
-// CPU twin: p = e * (1/sum), then p * scale, then -scale at the target.
+// CPU twin: p = e * (1/sum), then p * scale, then -scale at the target. stats: the
+// forward's on these logits (the bits the statistics pass would give; it is skipped,
+// one read of the logits fewer), or null to recompute them.
 void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
-                           cudaStream_t stream);
+                           const float* stats, cudaStream_t stream);
 
 // The same with logits and dlogits each fp32 (flag false) or bf16 (true; real bf16
 // storage, model/bf16_storage_backend.h): bf16 logits read widened, bf16 dlogits stored
@@ -30,8 +33,9 @@ void crossentropy_backward(float* dlogits, const float* logits, const int32_t* t
 // forms' on the widened values, and bf16 dlogits their dlogits rounded. In place
 // (dlogits == logits) requires both flags equal.
 void crossentropy_forward_typed(float* losses, const void* logits, bool logits_bf16, const int32_t* targets, int N,
-                                int V, cudaStream_t stream);
+                                int V, float* stats, cudaStream_t stream);
 void crossentropy_backward_typed(void* dlogits, bool dlogits_bf16, const void* logits, bool logits_bf16,
-                                 const int32_t* targets, float scale, int N, int V, cudaStream_t stream);
+                                 const int32_t* targets, float scale, int N, int V, const float* stats,
+                                 cudaStream_t stream);
 
 }  // namespace pt::cuda

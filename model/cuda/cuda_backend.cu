@@ -487,18 +487,19 @@ class CudaBackend final : public Backend {
     return true;
   }
   // The classifier loss with logits / dlogits of either dtype (crossentropy.h typed forms).
-  bool crossentropy_forward_typed(float* losses, TensorPtr logits, const int32_t* targets, int N, int V) override {
+  bool crossentropy_forward_typed(float* losses, TensorPtr logits, const int32_t* targets, int N, int V,
+                                  float* stats) override {
     activate();
     const cuda::OpTimer::Scope timed(&timer_, "crossentropy_forward_typed", stream_);
-    cuda::crossentropy_forward_typed(losses, logits.p, logits.bf16(), targets, N, V, stream_);
+    cuda::crossentropy_forward_typed(losses, logits.p, logits.bf16(), targets, N, V, stats, stream_);
     return true;
   }
   bool crossentropy_backward_typed(TensorPtr dlogits, TensorPtr logits, const int32_t* targets, float scale, int N,
-                                   int V) override {
+                                   int V, const float* stats) override {
     activate();
     const cuda::OpTimer::Scope timed(&timer_, "crossentropy_backward_typed", stream_);
     cuda::crossentropy_backward_typed(dlogits.p, dlogits.bf16(), logits.p, logits.bf16(), targets, scale, N, V,
-                                      stream_);
+                                      stats, stream_);
     return true;
   }
   // bf16 mode with a head size the flash kernel takes: inputs to bf16 scratch (exact,
@@ -564,16 +565,17 @@ class CudaBackend final : public Backend {
     cuda::layernorm_backward_input_residual(dinp, dres, dout, inp, weight, mean, rstd, N, C, round_bf16, stream_);
   }
   // Same argument order and contract as the CPU twin; only the stream is added.
-  void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V) override {
+  void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int N, int V,
+                            float* stats) override {
     activate();
     const cuda::OpTimer::Scope timed(&timer_, "crossentropy_forward", stream_);
-    cuda::crossentropy_forward(losses, logits, targets, N, V, stream_);
+    cuda::crossentropy_forward(losses, logits, targets, N, V, stats, stream_);
   }
-  void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N,
-                             int V) override {
+  void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
+                             const float* stats) override {
     activate();
     const cuda::OpTimer::Scope timed(&timer_, "crossentropy_backward", stream_);
-    cuda::crossentropy_backward(dlogits, logits, targets, scale, N, V, stream_);
+    cuda::crossentropy_backward(dlogits, logits, targets, scale, N, V, stats, stream_);
   }
 
  private:

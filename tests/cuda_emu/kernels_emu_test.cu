@@ -144,14 +144,14 @@ TEST(CudaEmuKernels, CrossEntropyAndLayerNormOnNarrowRows) {
     std::vector<int32_t> targets(N);
     for (int i = 0; i < N; ++i) targets[size_t(i)] = (i * 13) % V;
     std::vector<float> losses(N), dlogits(logits.size());
-    cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), N, V);
-    cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), 0.5f, N, V);
+    cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), N, V, nullptr);
+    cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), 0.5f, N, V, nullptr);
     DeviceBuffer<float> d_logits(logits), d_losses(N), d_dlogits(logits.size());
     DeviceBuffer<int32_t> d_targets(targets);
     d_losses.poison();
     d_dlogits.poison();
-    cuda::crossentropy_forward(d_losses.get(), d_logits.get(), d_targets.get(), N, V, nullptr);
-    cuda::crossentropy_backward(d_dlogits.get(), d_logits.get(), d_targets.get(), 0.5f, N, V, nullptr);
+    cuda::crossentropy_forward(d_losses.get(), d_logits.get(), d_targets.get(), N, V, nullptr, nullptr);
+    cuda::crossentropy_backward(d_dlogits.get(), d_logits.get(), d_targets.get(), 0.5f, N, V, nullptr, nullptr);
     const double rtol = testing::sum_order_rtol(V) + 8 * testing::kFp32Unit;
     const std::string tag = " V " + std::to_string(V);
     testing::expect_within("crossentropy losses" + tag, d_losses.download(), losses,

@@ -135,20 +135,20 @@ TEST(Bf16StorageBackend, CrossEntropyOnBf16LogitsRunsTyped) {
   std::vector<int32_t> targets(N);
   for (int n = 0; n < N; ++n) targets[n] = (n * 37 + 11) % V;
   std::vector<float> expect_l(N), expect_d(N * V);
-  ref->crossentropy_forward(expect_l.data(), x.data(), targets.data(), N, V);
-  ref->crossentropy_backward(expect_d.data(), x.data(), targets.data(), kScale, N, V);
+  ref->crossentropy_forward(expect_l.data(), x.data(), targets.data(), N, V, nullptr);
+  ref->crossentropy_backward(expect_d.data(), x.data(), targets.data(), kScale, N, V, nullptr);
   ref->round_to_bf16(expect_d.data(), expect_d.size());
   float* logits = bf16_tensor(*be, x);
   float* dlogits = be->alloc_bf16(N * V);
   float* losses = be->alloc(N);
   const size_t staged = bf16_staged_operands();  // downloads stage: count the ops alone
-  be->crossentropy_forward(losses, logits, targets.data(), N, V);
-  be->crossentropy_backward(dlogits, logits, targets.data(), kScale, N, V);
+  be->crossentropy_forward(losses, logits, targets.data(), N, V, nullptr);
+  be->crossentropy_backward(dlogits, logits, targets.data(), kScale, N, V, nullptr);
   EXPECT_EQ(bf16_staged_operands() - staged, 0u);
   EXPECT_TRUE(bitwise_equal(contents(*be, losses, N), expect_l));
   EXPECT_TRUE(bitwise_equal(contents(*be, dlogits, N * V), expect_d));
   const size_t staged_inplace = bf16_staged_operands();
-  be->crossentropy_backward(logits, logits, targets.data(), kScale, N, V);
+  be->crossentropy_backward(logits, logits, targets.data(), kScale, N, V, nullptr);
   EXPECT_EQ(bf16_staged_operands() - staged_inplace, 0u);
   EXPECT_TRUE(bitwise_equal(contents(*be, logits, N * V), expect_d));
   EXPECT_NE(expect_d, x);  // the in-place check sees a write

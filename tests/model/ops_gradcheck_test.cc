@@ -15,6 +15,7 @@
 // yet far below the O(1e-2..1) error of a wrong formula, index or sign.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -166,7 +167,7 @@ TEST(OpsGradcheck, SoftmaxCrossEntropy) {
   std::vector<float> losses(kN);
   const std::vector<float> logits_before = logits;
   auto f = [&] {
-    cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), kN, kV);
+    cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), kN, kV, nullptr);
     double s = 0;
     for (float l : losses) s += double(l) * scale;
     return s;
@@ -182,19 +183,36 @@ TEST(OpsGradcheck, SoftmaxCrossEntropy) {
     EXPECT_NEAR(losses[n], ref, 1e-5 * (1 + ref));
   }
   std::vector<float> dlogits(kN * kV);
-  cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), scale, kN, kV);
+  cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), scale, kN, kV, nullptr);
   // In place (dlogits over the logits, as the stage model runs it) gives the same values.
   std::vector<float> inplace = logits;
-  cpu::crossentropy_backward(inplace.data(), inplace.data(), targets.data(), scale, kN, kV);
+  cpu::crossentropy_backward(inplace.data(), inplace.data(), targets.data(), scale, kN, kV, nullptr);
   EXPECT_EQ(inplace, dlogits);
   // Row by row (the stage model's chunks) gives the same values too: rows are independent.
   std::vector<float> losses_rows(kN), dlogits_rows(kN * kV);
   for (int n = 0; n < kN; ++n) {
-    cpu::crossentropy_forward(&losses_rows[n], &logits[n * kV], &targets[n], 1, kV);
-    cpu::crossentropy_backward(&dlogits_rows[n * kV], &logits[n * kV], &targets[n], scale, 1, kV);
+    cpu::crossentropy_forward(&losses_rows[n], &logits[n * kV], &targets[n], 1, kV, nullptr);
+    cpu::crossentropy_backward(&dlogits_rows[n * kV], &logits[n * kV], &targets[n], scale, 1, kV, nullptr);
   }
   EXPECT_EQ(losses_rows, losses);
   EXPECT_EQ(dlogits_rows, dlogits);
+  // With the forward's softmax statistics the backward gives the same bits (in place too),
+  // and the statistics are each row's max and sum of exp(x - max).
+  std::vector<float> stats(2 * kN), losses_stats(kN), with_stats(kN * kV);
+  cpu::crossentropy_forward(losses_stats.data(), logits.data(), targets.data(), kN, kV, stats.data());
+  EXPECT_EQ(losses_stats, losses);
+  for (int n = 0; n < kN; ++n) {
+    const float* x = &logits[n * kV];
+    EXPECT_EQ(stats[2 * n], *std::max_element(x, x + kV)) << "row " << n;
+    double se = 0;
+    for (int v = 0; v < kV; ++v) se += std::exp(double(x[v]) - stats[2 * n]);
+    EXPECT_NEAR(stats[2 * n + 1], se, 1e-5 * se) << "row " << n;
+  }
+  cpu::crossentropy_backward(with_stats.data(), logits.data(), targets.data(), scale, kN, kV, stats.data());
+  EXPECT_EQ(with_stats, dlogits);
+  inplace = logits;
+  cpu::crossentropy_backward(inplace.data(), inplace.data(), targets.data(), scale, kN, kV, stats.data());
+  EXPECT_EQ(inplace, dlogits);
   expect_matches_central_difference("crossentropy dlogits", logits.data(), logits.size(), dlogits, kStep, kTol, f);
 }
 

@@ -128,12 +128,13 @@ class RecordingBackend final : public Backend {
                                          bool round) override {
     in_->layernorm_backward_input_residual(dinp, dres, dout, inp, w, mean, rstd, N, C, round);
   }
-  void crossentropy_forward(float* losses, const float* logits, const int32_t* t, int N, int V) override {
-    in_->crossentropy_forward(losses, logits, t, N, V);
+  void crossentropy_forward(float* losses, const float* logits, const int32_t* t, int N, int V,
+                            float* stats) override {
+    in_->crossentropy_forward(losses, logits, t, N, V, stats);
   }
-  void crossentropy_backward(float* dl, const float* logits, const int32_t* t, float scale, int N,
-                             int V) override {
-    in_->crossentropy_backward(dl, logits, t, scale, N, V);
+  void crossentropy_backward(float* dl, const float* logits, const int32_t* t, float scale, int N, int V,
+                             const float* stats) override {
+    in_->crossentropy_backward(dl, logits, t, scale, N, V, stats);
   }
 
  private:

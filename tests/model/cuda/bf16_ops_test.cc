@@ -590,18 +590,26 @@ void check_crossentropy_bf16(int N, int V) {
   DeviceBuffer<int32_t> d_t(targets);
   DeviceBuffer<bf16> bx(x), d(NV), inplace(x);
   DeviceBuffer<float> fx(widen(x)), ref_l(N), l(N), ref_d(NV), fd(NV);
-  cuda::crossentropy_forward(ref_l.get(), fx.get(), d_t.get(), N, V, nullptr);
+  cuda::crossentropy_forward(ref_l.get(), fx.get(), d_t.get(), N, V, nullptr, nullptr);
   l.poison();
-  cuda::crossentropy_forward_typed(l.get(), dev(bx), true, d_t.get(), N, V, nullptr);
+  cuda::crossentropy_forward_typed(l.get(), dev(bx), true, d_t.get(), N, V, nullptr, nullptr);
   expect_bitwise("crossentropy_forward_typed losses" + at, l, ref_l);
-  cuda::crossentropy_backward(ref_d.get(), fx.get(), d_t.get(), scale, N, V, nullptr);
+  cuda::crossentropy_backward(ref_d.get(), fx.get(), d_t.get(), scale, N, V, nullptr, nullptr);
   d.poison();
-  cuda::crossentropy_backward_typed(dev(d), true, dev(bx), true, d_t.get(), scale, N, V, nullptr);
+  cuda::crossentropy_backward_typed(dev(d), true, dev(bx), true, d_t.get(), scale, N, V, nullptr, nullptr);
   expect_rounded("crossentropy_backward_typed bf16 <- bf16" + at, d, ref_d);
-  cuda::crossentropy_backward_typed(dev(inplace), true, dev(inplace), true, d_t.get(), scale, N, V, nullptr);
+  cuda::crossentropy_backward_typed(dev(inplace), true, dev(inplace), true, d_t.get(), scale, N, V, nullptr, nullptr);
   expect_rounded("crossentropy_backward_typed in place" + at, inplace, ref_d);
+  // With the forward's softmax statistics (kept logits), in place: the same bits.
+  DeviceBuffer<float> stats(2 * size_t(N)), l2(N);
+  DeviceBuffer<bf16> kept(x);
+  stats.poison();
+  cuda::crossentropy_forward_typed(l2.get(), dev(kept), true, d_t.get(), N, V, stats.get(), nullptr);
+  expect_bitwise("crossentropy_forward_typed losses with stats" + at, l2, ref_l);
+  cuda::crossentropy_backward_typed(dev(kept), true, dev(kept), true, d_t.get(), scale, N, V, stats.get(), nullptr);
+  expect_rounded("crossentropy_backward_typed in place from stats" + at, kept, ref_d);
   fd.poison();
-  cuda::crossentropy_backward_typed(fd.get(), false, dev(bx), true, d_t.get(), scale, N, V, nullptr);
+  cuda::crossentropy_backward_typed(fd.get(), false, dev(bx), true, d_t.get(), scale, N, V, nullptr, nullptr);
   expect_bitwise("crossentropy_backward_typed fp32 <- bf16" + at, fd, ref_d);
   // The comparison has teeth: the gradients are not all zero and rounding changes some.
   const auto g = ref_d.download();

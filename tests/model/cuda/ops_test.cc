@@ -280,9 +280,9 @@ void check_crossentropy(int V, size_t offset) {
   for (int i = 0; i < kN; ++i) targets[i] = int32_t((uint64_t(i) * 7919u) % V);
   targets[0] = V - 1;
   std::vector<float> losses(kN), dlogits(logits.size());
-  cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), kN, V);
+  cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), kN, V, nullptr);
   const float scale = 1.0f / kN;
-  cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), scale, kN, V);
+  cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), scale, kN, V, nullptr);
 
   std::vector<float> padded(offset, 0.0f);
   padded.insert(padded.end(), logits.begin(), logits.end());
@@ -291,7 +291,7 @@ void check_crossentropy(int V, size_t offset) {
   DeviceBuffer<int32_t> d_targets(targets);
   const std::string at = " V " + std::to_string(V) + " offset " + std::to_string(offset);
   d_losses.poison();
-  cuda::crossentropy_forward(d_losses.get(), d_logits, d_targets.get(), kN, V, nullptr);
+  cuda::crossentropy_forward(d_losses.get(), d_logits, d_targets.get(), kN, V, nullptr, nullptr);
   // The row sum of V exponentials is the longest reduction (K = V); each
   // probability adds exp (2 ulp per side), the reciprocal and the product. The
   // loss is log(sum) - (x_t - max): its absolute error is the relative error of
@@ -303,13 +303,22 @@ void check_crossentropy(int V, size_t offset) {
   expect_bitwise_equal("crossentropy logits untouched" + at, d_padded.download(), padded);
 
   d_dlogits.poison();
-  cuda::crossentropy_backward(d_dlogits.get(), d_logits, d_targets.get(), scale, kN, V, nullptr);
+  cuda::crossentropy_backward(d_dlogits.get(), d_logits, d_targets.get(), scale, kN, V, nullptr, nullptr);
   expect_within("crossentropy dlogits" + at, d_dlogits.download(), dlogits,
                 testing::tolerances(dlogits, 2 * rtol * scale, rtol));
   // In place (dlogits over the logits, as the stage model's chunk workspace) and
   // deterministic: the same bits as the out-of-place call.
   const std::vector<float> out_of_place = d_dlogits.download();
-  cuda::crossentropy_backward(d_logits, d_logits, d_targets.get(), scale, kN, V, nullptr);
+  // With the forward's softmax statistics (the kept logits' backward): the same bits, one
+  // pass over the logits fewer; the losses unchanged.
+  DeviceBuffer<float> d_stats(2 * size_t(kN)), d_losses2(kN);
+  d_stats.poison();
+  cuda::crossentropy_forward(d_losses2.get(), d_logits, d_targets.get(), kN, V, d_stats.get(), nullptr);
+  expect_bitwise_equal("crossentropy losses with stats" + at, d_losses2.download(), d_losses.download());
+  d_dlogits.poison();
+  cuda::crossentropy_backward(d_dlogits.get(), d_logits, d_targets.get(), scale, kN, V, d_stats.get(), nullptr);
+  expect_bitwise_equal("crossentropy dlogits from stats" + at, d_dlogits.download(), out_of_place);
+  cuda::crossentropy_backward(d_logits, d_logits, d_targets.get(), scale, kN, V, d_stats.get(), nullptr);
   const std::vector<float> all = d_padded.download();
   expect_bitwise_equal("crossentropy dlogits in place" + at, std::vector<float>(all.begin() + offset, all.end()),
                        out_of_place);
@@ -334,19 +343,19 @@ TEST_F(CudaOps, CrossEntropyChunkedRows) {
   for (int i = 0; i < kRows; ++i) targets[i] = int32_t((uint64_t(i) * 104729u) % kVocab);
   std::vector<float> losses(kRows), dlogits(logits.size());
   const float scale = 0.25f;
-  cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), kRows, kVocab);
-  cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), scale, kRows, kVocab);
+  cpu::crossentropy_forward(losses.data(), logits.data(), targets.data(), kRows, kVocab, nullptr);
+  cpu::crossentropy_backward(dlogits.data(), logits.data(), targets.data(), scale, kRows, kVocab, nullptr);
   DeviceBuffer<float> d_logits(logits), d_losses(kRows), d_dlogits(dlogits.size()), d_chunked(dlogits.size());
   DeviceBuffer<float> d_losses_chunked(kRows);
   DeviceBuffer<int32_t> d_targets(targets);
-  cuda::crossentropy_forward(d_losses.get(), d_logits.get(), d_targets.get(), kRows, kVocab, nullptr);
-  cuda::crossentropy_backward(d_dlogits.get(), d_logits.get(), d_targets.get(), scale, kRows, kVocab, nullptr);
+  cuda::crossentropy_forward(d_losses.get(), d_logits.get(), d_targets.get(), kRows, kVocab, nullptr, nullptr);
+  cuda::crossentropy_backward(d_dlogits.get(), d_logits.get(), d_targets.get(), scale, kRows, kVocab, nullptr, nullptr);
   for (int r0 = 0; r0 < kRows; r0 += kChunk) {
     const int rows = std::min(kChunk, kRows - r0);
     cuda::crossentropy_forward(d_losses_chunked.get() + r0, d_logits.get() + size_t(r0) * kVocab,
-                               d_targets.get() + r0, rows, kVocab, nullptr);
+                               d_targets.get() + r0, rows, kVocab, nullptr, nullptr);
     cuda::crossentropy_backward(d_chunked.get() + size_t(r0) * kVocab, d_logits.get() + size_t(r0) * kVocab,
-                                d_targets.get() + r0, scale, rows, kVocab, nullptr);
+                                d_targets.get() + r0, scale, rows, kVocab, nullptr, nullptr);
   }
   const double rtol = testing::sum_order_rtol(kVocab) + 8 * kFp32Unit;
   expect_within("chunked losses", d_losses.download(), losses, testing::tolerances(losses, 2 * rtol, rtol));
