@@ -120,9 +120,9 @@ class CudaBackend final : public Backend {
   int32_t* alloc_i32(size_t n) override { return static_cast<int32_t*>(device_bytes(n * sizeof(int32_t))); }
   void free_i32(int32_t* p) override { free_device(p); }
   void zero(float* p, size_t n) override {
-    const cuda::OpTimer::Scope timed(&timer_, "zero", stream_);
     if (n == 0) return;
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "zero", stream_);
     PT_CUDA_CHECK(cudaMemsetAsync(p, 0, n * sizeof(float), stream_));
   }
   void copy(float* dst, const float* src, size_t n) override { copy_bytes(dst, src, n * sizeof(float)); }
@@ -175,35 +175,27 @@ class CudaBackend final : public Backend {
   // bf16 mode: the whole range converted once (exact: bf16-valued) into bf16_weights_,
   // in stream order after whatever wrote it and before every later op; fp32: ignored.
   void set_bf16_weights(const float* wparams, size_t n) override {
-    const cuda::OpTimer::Scope timed(&timer_, "set_bf16_weights", stream_);
     if (!bf16_ || wparams == nullptr || n == 0) return;
     activate();
-    grow(&bf16_weights_, &bf16_weights_bytes_, n * sizeof(__nv_bfloat16));
-    cuda::convert_fp32_to_bf16(bf16_weights_, wparams, n, stream_);
-    declared_ = wparams;
-    declared_n_ = n;
-    g_weight_conversions.fetch_add(1, std::memory_order_relaxed);
+    const cuda::OpTimer::Scope timed(&timer_, "set_bf16_weights", stream_);
+    cuda::convert_fp32_to_bf16(declare_bf16_weights(wparams, n), wparams, n, stream_);
   }
 
   // One pass writes wparams (params rounded) and the persistent bf16 copy; the same
   // contents as copy + round_to_bf16 + set_bf16_weights. fp32: the default.
   void refresh_bf16_weights(float* wparams, const float* params, size_t n) override {
-    const cuda::OpTimer::Scope timed(&timer_, "refresh_bf16_weights", stream_);
     if (!bf16_ || n == 0 || !is_device_pointer(params)) return Backend::refresh_bf16_weights(wparams, params, n);
     activate();
-    grow(&bf16_weights_, &bf16_weights_bytes_, n * sizeof(__nv_bfloat16));
-    cuda::round_fp32_to_bf16_copy(wparams, bf16_weights_, params, n, stream_);
-    declared_ = wparams;
-    declared_n_ = n;
-    g_weight_conversions.fetch_add(1, std::memory_order_relaxed);
+    const cuda::OpTimer::Scope timed(&timer_, "refresh_bf16_weights", stream_);
+    cuda::round_fp32_to_bf16_copy(wparams, declare_bf16_weights(wparams, n), params, n, stream_);
   }
 
   // ---- step ops ----
   void sums_of_squares(double* out, const float* x, const size_t* offsets, const size_t* numels,
                        int count) override {
-    const cuda::OpTimer::Scope timed(&timer_, "sums_of_squares", stream_);
     if (count <= 0) return;
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "sums_of_squares", stream_);
     // count results, then the reduction's scratch (count · kSumOfSquaresBlocks partials),
     // then the (offset, numel) table, uploaded without a host wait (copy_bytes).
     const size_t n = size_t(count), partials = n * cuda::kSumOfSquaresBlocks;
@@ -303,8 +295,8 @@ class CudaBackend final : public Backend {
   // form would not use the bf16 kernels or an operand is not 16-byte aligned.
   bool matmul_forward_typed(TensorPtr out, TensorPtr inp, TensorPtr weight, const float* bias, int N, int C,
                             int OC) override {
-    const cuda::OpTimer::Scope timed(&timer_, "matmul_forward_typed", stream_);
     if (!bf16_gemm_typed(C, OC, {out, inp, weight})) return false;
+    const cuda::OpTimer::Scope timed(&timer_, "matmul_forward_typed", stream_);
     const __nv_bfloat16* x = as_bf16(0, inp, size_t(N) * C);
     const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
     if (!out.bf16()) {
@@ -319,9 +311,9 @@ class CudaBackend final : public Backend {
   // documented fallback on bf16(p)); both outputs bf16 and a bias, else declined.
   bool matmul_forward_gelu_typed(TensorPtr out, TensorPtr pre, TensorPtr inp, TensorPtr weight, const float* bias,
                                  int N, int C, int OC) override {
-    const cuda::OpTimer::Scope timed(&timer_, "matmul_forward_gelu_typed", stream_);
     if (bias == nullptr || !out.bf16() || !pre.bf16() || !bf16_gemm_typed(C, OC, {out, pre, inp, weight}))
       return false;
+    const cuda::OpTimer::Scope timed(&timer_, "matmul_forward_gelu_typed", stream_);
     const __nv_bfloat16* x = as_bf16(0, inp, size_t(N) * C);
     const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
     cuda::matmul_forward_gelu_bf16(bf16p(out), bf16p(pre), x, w, bias_bf16(bias, OC), N, C, OC, stream_);
@@ -332,8 +324,8 @@ class CudaBackend final : public Backend {
   // (matmul_backward_input_dgelu_bf16); dinp and pre bf16, else declined.
   bool matmul_backward_input_dgelu_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, TensorPtr pre, int N,
                                          int C, int OC) override {
-    const cuda::OpTimer::Scope timed(&timer_, "matmul_backward_input_dgelu_typed", stream_);
     if (!dinp.bf16() || !pre.bf16() || !bf16_gemm_typed(C, OC, {dinp, dout, weight, pre})) return false;
+    const cuda::OpTimer::Scope timed(&timer_, "matmul_backward_input_dgelu_typed", stream_);
     const __nv_bfloat16* d = as_bf16(0, dout, size_t(N) * OC);
     const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
     cuda::matmul_backward_input_dgelu_bf16(bf16p(dinp), d, w, bf16p(pre), N, C, OC, stream_);
@@ -342,8 +334,8 @@ class CudaBackend final : public Backend {
   }
   bool matmul_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr weight, int N, int C,
                                    int OC) override {
-    const cuda::OpTimer::Scope timed(&timer_, "matmul_backward_input_typed", stream_);
     if (!bf16_gemm_typed(C, OC, {dinp, dout, weight})) return false;
+    const cuda::OpTimer::Scope timed(&timer_, "matmul_backward_input_typed", stream_);
     const __nv_bfloat16* d = as_bf16(0, dout, size_t(N) * OC);
     const __nv_bfloat16* w = as_bf16(1, weight, size_t(OC) * C);
     if (dinp.bf16()) {
@@ -355,17 +347,17 @@ class CudaBackend final : public Backend {
   }
   bool matmul_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp, int N, int C,
                                     int OC) override {
-    const cuda::OpTimer::Scope timed(&timer_, "matmul_backward_weight_typed", stream_);
     if (!bf16_gemm_typed(C, OC, {TensorPtr{dweight}, dout, inp})) return false;
+    const cuda::OpTimer::Scope timed(&timer_, "matmul_backward_weight_typed", stream_);
     const __nv_bfloat16* d = as_bf16(0, dout, size_t(N) * OC);
     const __nv_bfloat16* x = as_bf16(1, inp, size_t(N) * C);
     cuda::matmul_backward_weight_bf16(dweight, dbias, d, x, N, C, OC, stream_);
     return true;
   }
   bool attention_forward_typed(TensorPtr out, float* att, TensorPtr inp, int B, int T, int C, int NH) override {
-    const cuda::OpTimer::Scope timed(&timer_, "attention_forward_typed", stream_);
     if (!aligned({out, inp}) || !bf16_attention(C, NH)) return false;
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "attention_forward_typed", stream_);
     const size_t n = size_t(B) * T * C;
     const __nv_bfloat16* x = as_bf16(0, inp, 3 * n);
     __nv_bfloat16* o = out.bf16() ? static_cast<__nv_bfloat16*>(out.p) : bf16_buffer(1, n);
@@ -375,9 +367,9 @@ class CudaBackend final : public Backend {
   }
   bool attention_backward_typed(TensorPtr dinp, float* scratch, TensorPtr dout, TensorPtr inp, TensorPtr out,
                                 const float* att, int B, int T, int C, int NH) override {
-    const cuda::OpTimer::Scope timed(&timer_, "attention_backward_typed", stream_);
     if (!aligned({dinp, dout, inp, out}) || !bf16_attention(C, NH)) return false;
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "attention_backward_typed", stream_);
     const size_t n = size_t(B) * T * C;
     const __nv_bfloat16* d = as_bf16(0, dout, n);
     const __nv_bfloat16* x = as_bf16(1, inp, 3 * n);
@@ -391,25 +383,25 @@ class CudaBackend final : public Backend {
   // else declined (staged); layernorm.h, residual_layernorm.h.
   bool layernorm_forward_typed(TensorPtr out, float* mean, float* rstd, TensorPtr inp, const float* weight,
                                const float* bias, int N, int C) override {
-    const cuda::OpTimer::Scope timed(&timer_, "layernorm_forward_typed", stream_);
     if (!out.bf16() || !inp.bf16()) return false;
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "layernorm_forward_typed", stream_);
     cuda::layernorm_forward_bf16act(bf16p(out), mean, rstd, bf16p(inp), weight, bias, N, C, stream_);
     return true;
   }
   bool layernorm_backward_input_typed(TensorPtr dinp, TensorPtr dout, TensorPtr inp, const float* weight,
                                       const float* mean, const float* rstd, int N, int C) override {
-    const cuda::OpTimer::Scope timed(&timer_, "layernorm_backward_input_typed", stream_);
     if (!dinp.bf16() || !dout.bf16() || !inp.bf16()) return false;
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "layernorm_backward_input_typed", stream_);
     cuda::layernorm_backward_input_bf16act(bf16p(dinp), bf16p(dout), bf16p(inp), weight, mean, rstd, N, C, stream_);
     return true;
   }
   bool layernorm_backward_weight_typed(float* dweight, float* dbias, TensorPtr dout, TensorPtr inp,
                                        const float* mean, const float* rstd, int N, int C) override {
-    const cuda::OpTimer::Scope timed(&timer_, "layernorm_backward_weight_typed", stream_);
     if (!dout.bf16() || !inp.bf16()) return false;
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "layernorm_backward_weight_typed", stream_);
     float* scratch =
         grow(&ln_scratch_, &ln_scratch_bytes_, cuda::layernorm_backward_weight_scratch_floats(N, C) * sizeof(float));
     cuda::layernorm_backward_weight_bf16act(dweight, dbias, bf16p(dout), bf16p(inp), mean, rstd, N, C, scratch,
@@ -419,9 +411,9 @@ class CudaBackend final : public Backend {
   bool residual_layernorm_forward_typed(TensorPtr res, TensorPtr ln, float* mean, float* rstd, TensorPtr inp1,
                                         TensorPtr inp2, const float* weight, const float* bias, int N, int C,
                                         bool round_res_bf16) override {
-    const cuda::OpTimer::Scope timed(&timer_, "residual_layernorm_forward_typed", stream_);
     if (!round_res_bf16 || !res.bf16() || !ln.bf16() || !inp1.bf16() || !inp2.bf16()) return false;
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "residual_layernorm_forward_typed", stream_);
     cuda::residual_layernorm_forward_bf16act(bf16p(res), bf16p(ln), mean, rstd, bf16p(inp1), bf16p(inp2), weight,
                                              bias, N, C, stream_);
     return true;
@@ -429,9 +421,9 @@ class CudaBackend final : public Backend {
   bool layernorm_backward_input_residual_typed(TensorPtr dinp, TensorPtr dres, TensorPtr dout, TensorPtr inp,
                                                const float* weight, const float* mean, const float* rstd, int N, int C,
                                                bool round_bf16) override {
-    const cuda::OpTimer::Scope timed(&timer_, "layernorm_backward_input_residual_typed", stream_);
     if (!round_bf16 || !dinp.bf16() || !dres.bf16() || !dout.bf16() || !inp.bf16()) return false;
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "layernorm_backward_input_residual_typed", stream_);
     cuda::layernorm_backward_input_residual_bf16act(bf16p(dinp), bf16p(dres), bf16p(dout), bf16p(inp), weight, mean,
                                                     rstd, N, C, stream_);
     return true;
@@ -454,10 +446,10 @@ class CudaBackend final : public Backend {
   }
   // Device to device only (the conversions are kernels); a host side is staged by the caller.
   bool copy_typed(TensorPtr dst, TensorPtr src, size_t n) override {
-    const cuda::OpTimer::Scope timed(&timer_, "copy_typed", stream_);
     if (n == 0) return true;
     if (!is_device_pointer(dst.p) || !is_device_pointer(src.p)) return false;
     activate();
+    const cuda::OpTimer::Scope timed(&timer_, "copy_typed", stream_);
     if (dst.bf16() && src.bf16()) {
       if (dst.p != src.p) PT_CUDA_CHECK(cudaMemcpyAsync(dst.p, src.p, n * 2, cudaMemcpyDeviceToDevice, stream_));
     } else if (dst.bf16()) {
@@ -645,6 +637,16 @@ class CudaBackend final : public Backend {
   const __nv_bfloat16* as_bf16(int slot, TensorPtr t, size_t n) {
     if (t.bf16()) return static_cast<const __nv_bfloat16*>(t.p);
     return to_bf16(slot, static_cast<const float*>(t.p), n);
+  }
+
+  // [wparams, wparams + n) becomes the declared range; returns bf16_weights_ (grown to
+  // n), which the caller fills with its bf16 copy in stream order. Counts the conversion.
+  __nv_bfloat16* declare_bf16_weights(const float* wparams, size_t n) {
+    grow(&bf16_weights_, &bf16_weights_bytes_, n * sizeof(__nv_bfloat16));
+    declared_ = wparams;
+    declared_n_ = n;
+    g_weight_conversions.fetch_add(1, std::memory_order_relaxed);
+    return bf16_weights_;
   }
 
   // Scratch slot `slot` (< kBf16Slots) holding at least n bf16, grown on demand.

@@ -1,12 +1,10 @@
 // Per-op GPU time of a CUDA backend; see op_timer.h.
 #include "model/cuda/op_timer.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 
+#include "common/report_line.h"
 #include "model/cuda/cuda_check.h"
 
 namespace pt::cuda {
@@ -18,13 +16,6 @@ const char* times_path() {
     return (p != nullptr && *p != '\0') ? p : nullptr;
   }();
   return path;
-}
-
-int rank_from_environment() {
-  for (const char* var : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"}) {
-    if (const char* v = std::getenv(var)) return std::atoi(v);
-  }
-  return -1;
 }
 
 }  // namespace
@@ -101,11 +92,8 @@ void OpTimer::report(int device) {
     first = false;
   }
   line += "}}\n";
-  // One write(2) with O_APPEND: the lines of concurrent ranks do not interleave.
-  const int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-  if (fd < 0 || write(fd, line.data(), line.size()) != ssize_t(line.size()))
+  if (!append_line(path, line))
     std::fprintf(stderr, "pipetrain: cannot append the op times to %s (PIPETRAIN_OP_TIMES)\n", path);
-  if (fd >= 0) close(fd);
   totals_.clear();
 }
 

@@ -4,15 +4,13 @@
 //   {"rank": R, "launches": ..., "library_calls": ..., "device_syncs": ..., ...}
 // R is the MPI rank from Open MPI's or PMIx's environment, else -1. Two runs of
 // different lengths give the per-step counts by difference (tests/cuda_emu/host_costs_test.sh).
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
+#include "common/report_line.h"
 #include "tests/cuda_emu/emu.h"
 
 namespace emu {
@@ -25,26 +23,15 @@ constexpr std::array<const char*, size_t(Count::kN)> kNames = {
 // Constant-initialized and trivially destructible: valid in Report's destructor at exit.
 std::array<std::atomic<unsigned long long>, size_t(Count::kN)> g_counts{};
 
-int rank_from_environment() {
-  for (const char* var : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"}) {
-    if (const char* v = std::getenv(var)) return std::atoi(v);
-  }
-  return -1;
-}
-
-// One write(2) of one line with O_APPEND: lines of concurrent ranks do not interleave.
 struct Report {
   ~Report() {
     const char* path = std::getenv("PIPETRAIN_EMU_COUNTS");
     if (path == nullptr || *path == '\0') return;
-    std::string line = "{\"rank\": " + std::to_string(rank_from_environment());
+    std::string line = "{\"rank\": " + std::to_string(pt::rank_from_environment());
     for (size_t i = 0; i < kNames.size(); ++i)
       line += std::string(", \"") + kNames[i] + "\": " + std::to_string(g_counts[i].load());
     line += "}\n";
-    const int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd < 0 || write(fd, line.data(), line.size()) != ssize_t(line.size()))
-      std::fprintf(stderr, "emu: cannot append the counts to %s\n", path);
-    if (fd >= 0) close(fd);
+    if (!pt::append_line(path, line)) std::fprintf(stderr, "emu: cannot append the counts to %s\n", path);
   }
 } g_report;
 
