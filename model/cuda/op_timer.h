@@ -10,7 +10,8 @@
 // with cudaEventQuery when later ops start; only past kMaxPending outstanding pairs does
 // the oldest get waited for), so the step time is a little longer than untimed and the
 // split between ops is what to read. Nested ops (an op that calls another) count once,
-// under the outer name. Results of the ops do not change.
+// under the outer name; a typed entry point that declines (its caller then stages the
+// operands and calls the plain op) is not counted. Results of the ops do not change.
 #pragma once
 
 #include <cuda_runtime.h>
