@@ -3,7 +3,8 @@
 #  1. a bad command line exits 2 with the usage;
 #  2. nvidia-smi listing no GPU: exit 3 and a summary that says so, nothing built or run;
 #  3. a stand-in GPU whose gpu tests come back "Skipped": the check FAILS (exit 1) naming
-#     the skip, and still benchmarks and writes the summary;
+#     the skip, and still benchmarks and writes the summary; a gpu test that hangs is
+#     stopped at GPU_CHECK_TESTS_S, named as a failure, and the benchmark still runs;
 #  4. all stand-ins passing: exit 0; summary.md holds the table with every batch and the
 #     pipetrain / torch.compile ratio computed from the stand-ins' rates, and the per-op
 #     table of the profile run (PIPETRAIN_OP_TIMES) at the largest batch;
@@ -54,7 +55,10 @@ esac
 SH
 cat >"$stand/ctest" <<'SH'
 #!/bin/sh
+echo "      Start  1: model_cuda_ops_test"
 echo "1/2 Test #1: model_cuda_ops_test ....   Passed    0.50 sec"
+echo "      Start  2: gpu_train_test"
+[ -z "$STANDIN_HANG" ] || { sleep 300; echo "the hung test went on"; }
 if [ -n "$STANDIN_SKIP" ]; then echo "2/2 Test #2: gpu_train_test ...***Skipped   0.01 sec"; echo "no usable GPU: stand-in"
 else echo "2/2 Test #2: gpu_train_test ....   Passed   30.00 sec"; fi
 SH
@@ -107,6 +111,17 @@ rc=0; STANDIN_SKIP=1 run_check skipped || rc=$?
 [ "$rc" -eq 1 ] || { cat "$work/skipped.log"; fail "skipped gpu tests: exit $rc, expected 1"; }
 grep -q "gpu tests skipped although nvidia-smi lists 1 GPU" "$work/skipped/summary.md" ||
   { cat "$work/skipped/summary.md"; fail "the summary does not name the skip"; }
+# a hung gpu test: stopped at GPU_CHECK_TESTS_S and named; the benchmark still runs
+t0=$(date +%s)
+rc=0; STANDIN_HANG=1 GPU_CHECK_TESTS_S=2 run_check hung || rc=$?
+[ "$rc" -eq 1 ] && [ $(( $(date +%s) - t0 )) -lt 60 ] || { cat "$work/hung.log"; fail "a hung test: exit $rc or not stopped"; }
+grep -q "FAILED: gpu tests stopped after GPU_CHECK_TESTS_S=2 s in gpu_train_test" "$work/hung/summary.md" &&
+  grep -q "^| 32 | 32000.0 | 25600 | " "$work/hung/summary.md" ||
+  { cat "$work/hung/summary.md"; fail "a hung test: not named, or no benchmark after it"; }
+! grep -q "the hung test went on" "$work/hung/gpu_tests.log" || fail "the hung test was not stopped"
+rc=0; GPU_CHECK_TESTS_S=4m bash "$src/scripts/gpu_check.sh" "$work/cap" >"$work/usage.log" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] && grep -q "GPU_CHECK_TESTS_S must be a whole number of seconds, got '4m'" "$work/usage.log" ||
+  fail "bad GPU_CHECK_TESTS_S: exit $rc"
 rc=0; run_check ok || rc=$?
 [ "$rc" -eq 0 ] || { cat "$work/ok.log"; fail "all passing: exit $rc, expected 0"; }
 for B in 8 16 32; do
