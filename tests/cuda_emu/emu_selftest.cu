@@ -9,6 +9,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "tests/model/cuda/cuda_test_util.h"
@@ -161,6 +163,56 @@ TEST(CudaEmu, StreamWorkRunsOnlyOnceWaitedFor) {
   EXPECT_EQ(cudaEventDestroy(e), cudaSuccess);
   EXPECT_EQ(cudaStreamDestroy(a), cudaSuccess);
   EXPECT_EQ(cudaStreamDestroy(b), cudaSuccess);
+}
+
+// A stream created under PIPETRAIN_EMU_STREAMS=eager runs each op as it is issued (after
+// the waits before it). Next to a lazy stream that shows a missing wait before a write:
+// b overwrites x while a's read of x is still queued. Lazy streams alone hide it when a
+// is drained first; with the wait, the read sees the old value under both.
+cudaStream_t stream_with_policy(const char* policy) {
+  const char* old = std::getenv("PIPETRAIN_EMU_STREAMS");
+  const std::string saved = old ? old : "";
+  setenv("PIPETRAIN_EMU_STREAMS", policy, 1);
+  cudaStream_t s = nullptr;
+  EXPECT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  if (old) setenv("PIPETRAIN_EMU_STREAMS", saved.c_str(), 1);
+  else unsetenv("PIPETRAIN_EMU_STREAMS");
+  return s;
+}
+
+// y = x read on a, then x = 2 written on b, with or without b waiting for the read; returns y.
+float read_then_overwrite(cudaStream_t a, cudaStream_t b, bool wait) {
+  DeviceBuffer<float> x(32), y(32);
+  fill_kernel<<<1, 32>>>(x.get(), 1.0f);  // default stream: runs now
+  copy_kernel<<<1, 32, 0, a>>>(y.get(), x.get());
+  cudaEvent_t read = nullptr;
+  EXPECT_EQ(cudaEventCreate(&read), cudaSuccess);
+  EXPECT_EQ(cudaEventRecord(read, a), cudaSuccess);
+  if (wait) {
+    EXPECT_EQ(cudaStreamWaitEvent(b, read, 0), cudaSuccess);
+  }
+  fill_kernel<<<1, 32, 0, b>>>(x.get(), 2.0f);
+  EXPECT_EQ(cudaStreamSynchronize(a), cudaSuccess);  // a first: the order that hides the bug
+  EXPECT_EQ(cudaStreamSynchronize(b), cudaSuccess);
+  EXPECT_EQ(cudaEventDestroy(read), cudaSuccess);
+  return y.download()[0];
+}
+
+TEST(CudaEmu, EagerStreamShowsAMissingWaitBeforeAWrite) {
+  cudaStream_t lazy_a = stream_with_policy("lazy"), lazy_b = stream_with_policy("lazy");
+  cudaStream_t eager_b = stream_with_policy("eager");
+  EXPECT_EQ(read_then_overwrite(lazy_a, lazy_b, false), 1.0f) << "lazy streams alone hide this order";
+  EXPECT_EQ(read_then_overwrite(lazy_a, eager_b, false), 2.0f) << "the eager write did not overtake the queued read";
+  EXPECT_EQ(read_then_overwrite(lazy_a, eager_b, true), 1.0f) << "the wait did not order the write after the read";
+  // An eager stream's work has run when issued: no synchronize needed to see it.
+  DeviceBuffer<float> z(32);
+  fill_kernel<<<1, 32, 0, eager_b>>>(z.get(), 4.0f);
+  cudaEvent_t done = nullptr;
+  ASSERT_EQ(cudaEventCreate(&done), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(done, eager_b), cudaSuccess);
+  EXPECT_EQ(cudaEventQuery(done), cudaSuccess);
+  EXPECT_EQ(cudaEventDestroy(done), cudaSuccess);
+  for (cudaStream_t s : {lazy_a, lazy_b, eager_b}) EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
 }
 
 // cudaEventQuery never blocks and runs nothing: not ready until a wait ran the stream up

@@ -8,12 +8,16 @@
 // Streams are lazy (see emu.h, submit): work issued to a stream runs only when something
 // waits for it (a stream/event/device synchronize, a synchronous copy, an event wait of a
 // stream being run, a free), as late as CUDA allows, so a missing wait reads stale data.
+// PIPETRAIN_EMU_STREAMS=eager|eager-odd|eager-even makes all or every other stream run its
+// work as early as CUDA allows instead (below, "lazy (and eager) streams").
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <string>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -152,15 +156,47 @@ DeviceAccess::~DeviceAccess() {
   if (g_device_access.fetch_sub(1) == 1) protect_device_memory(PROT_NONE);
 }
 
-// ---- lazy streams ----
+// ---- lazy (and eager) streams ----
 // A created stream's ops run in issue order, each only when work after it is waited
 // for. The legacy default stream (0) is synchronous with every (blocking) stream: an op
 // issued to it first runs all pending work, then runs at once. An event is a position in
 // one stream's order, captured when recorded.
+// PIPETRAIN_EMU_STREAMS picks, per created stream, the other extreme CUDA allows: an
+// eager stream runs each op as it is issued (after the waits before it, which run their
+// producers that far). "lazy" (the default): every stream lazy; "eager": every stream
+// eager; "eager-odd" / "eager-even": the 1st, 3rd, ... / the 2nd, 4th, ... created stream
+// eager, the others lazy. A lazy stream next to an eager one is how a missing wait
+// *before a write* shows: the eager stream's write lands while the lazy stream's earlier
+// read of the same buffer is still queued (lazy streams alone never run work early).
 struct Stream {
   std::deque<std::function<void()>> ops;
   uint64_t issued = 0, done = 0;
+  bool eager = false;
 };
+
+enum class StreamPolicy { kLazy, kEager, kEagerOdd, kEagerEven };
+
+// Read at each stream's creation, so a test may give two streams different policies.
+StreamPolicy stream_policy() {
+  const char* v = std::getenv("PIPETRAIN_EMU_STREAMS");
+  const std::string s = v ? v : "";
+  if (s.empty() || s == "lazy") return StreamPolicy::kLazy;
+  if (s == "eager") return StreamPolicy::kEager;
+  if (s == "eager-odd") return StreamPolicy::kEagerOdd;
+  if (s == "eager-even") return StreamPolicy::kEagerEven;
+  fail(("PIPETRAIN_EMU_STREAMS is '" + s + "'; use lazy, eager, eager-odd or eager-even").c_str());
+}
+
+// Whether the n-th created stream (from 1) runs eagerly under the policy.
+bool eager_stream(uint64_t n) {
+  switch (stream_policy()) {
+    case StreamPolicy::kEager: return true;
+    case StreamPolicy::kEagerOdd: return n % 2 == 1;
+    case StreamPolicy::kEagerEven: return n % 2 == 0;
+    case StreamPolicy::kLazy: break;
+  }
+  return false;
+}
 // When the stream ran up to an event's record (cudaEventElapsedTime): set by an op queued
 // at the record, one per record, so a re-record elsewhere cannot overwrite an older one.
 using Stamp = std::shared_ptr<std::chrono::steady_clock::time_point>;
@@ -211,6 +247,7 @@ void submit(cudaStream_t stream, std::function<void()> op) {
   }
   s->ops.push_back(std::move(op));
   ++s->issued;
+  if (s->eager) run_until(s, s->issued);
 }
 
 void synchronize(cudaStream_t stream) {
@@ -340,7 +377,9 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int) {
 // events: see "lazy streams" above.
 cudaError_t cudaStreamCreate(cudaStream_t* s) {
   const std::lock_guard<std::recursive_mutex> lock(emu::g_exec);
+  static uint64_t created = 0;
   emu::g_streams.push_back(new emu::Stream);
+  emu::g_streams.back()->eager = emu::eager_stream(++created);
   *s = reinterpret_cast<cudaStream_t>(emu::g_streams.back());
   return cudaSuccess;
 }
