@@ -75,7 +75,7 @@ class TrainingRun {
 
  private:
   Status setup_devices(TransportChoice* choice, int* transport_gpu);
-  Status setup_data_sums(int gpu);
+  Status setup_data_sums();
   Status setup_stages();
   Status setup_transport(const TransportChoice& choice, int transport_gpu);
   Status setup_run_dir();
@@ -143,12 +143,19 @@ Status TrainingRun::setup_devices(TransportChoice* choice, int* transport_gpu) {
 }
 
 // The data-parallel gradient sum on the stages' memory (app/backend_staging.h): on cuda with
-// dp > 1, NCCL sums the device gradients in place where the binary has NCCL; otherwise MPI
-// (staged through the host on cuda). Before any user of coll_ is made.
-Status TrainingRun::setup_data_sums(int gpu) {
-  if (backend_ != "cuda" || g_.dp < 2 || !nccl_transport_built()) return Status::ok();
+// dp > 1, NCCL sums the device gradients in place where the binary has NCCL and the data
+// group's ranks have a GPU each (select_data_sums); otherwise MPI (staged through the host
+// on cuda). Before any user of coll_ is made.
+Status TrainingRun::setup_data_sums() {
+  if (backend_ != "cuda" || g_.dp < 2) return Status::ok();
+  int gpu = -1;
+  std::vector<RankDevice> ranks;
+  PT_RETURN_IF_ERROR(gather_rank_devices(g_.data, true, g_.node_rank, &gpu, &ranks));
+  const TransportChoice sums = select_data_sums(nccl_transport_built(), ranks);
+  if (root()) log_info("pipetrain: data-parallel sums over " + sums.transport + " (" + sums.reason + ")");
+  if (sums.transport != "nccl") return Status::ok();
   Status st;
-  std::unique_ptr<Collectives> nccl = make_nccl_collectives(g_, gpu < 0 ? 0 : gpu, &st);
+  std::unique_ptr<Collectives> nccl = make_nccl_collectives(g_, gpu, &st);
   if (!nccl) return st.with_context("data-parallel gradient sums over NCCL");
   coll_ = std::move(nccl);
   return Status::ok();
@@ -278,7 +285,7 @@ Status TrainingRun::setup() {
   TransportChoice choice;
   int transport_gpu = -1;
   PT_RETURN_IF_ERROR(setup_devices(&choice, &transport_gpu));
-  PT_RETURN_IF_ERROR(setup_data_sums(transport_gpu));
+  PT_RETURN_IF_ERROR(setup_data_sums());
   PT_RETURN_IF_ERROR(refuse_existing_record());
   PT_RETURN_IF_ERROR(setup_stages());
   PT_RETURN_IF_ERROR(open_data_loader(c_, c_.parallel.dp, true, &data_));

@@ -8,23 +8,25 @@ namespace {
 
 Status bad(const std::string& why) { return Status::error("key 'runtime.transport': " + why); }
 
-// Empty when every pipeline rank has a GPU of its own; otherwise why not (the first
-// rank without a GPU, or the first two ranks that share one).
-std::string gpu_sharing_problem(const TransportRequest& r) {
-  if (int(r.ranks.size()) != r.pp)
-    return "the GPU of each of the " + std::to_string(r.pp) + " pipeline ranks is unknown (got " +
-           std::to_string(r.ranks.size()) + " entries)";
+// Empty when each of the n ranks of a group ("pipeline", "data-parallel") has a GPU of its
+// own; otherwise why not (the first rank without a GPU, or the first two that share one).
+std::string gpu_sharing_problem(const std::vector<RankDevice>& ranks, int n, const std::string& group) {
+  if (int(ranks.size()) != n)
+    return "the GPU of each of the " + std::to_string(n) + " " + group + " ranks is unknown (got " +
+           std::to_string(ranks.size()) + " entries)";
   std::map<std::pair<std::string, std::string>, int> owner;
-  for (int i = 0; i < r.pp; ++i) {
-    const RankDevice& d = r.ranks[size_t(i)];
-    if (d.gpu.empty()) return "pipeline rank " + std::to_string(i) + " (host " + d.host + ") has no GPU";
+  for (int i = 0; i < n; ++i) {
+    const RankDevice& d = ranks[size_t(i)];
+    if (d.gpu.empty()) return group + " rank " + std::to_string(i) + " (host " + d.host + ") has no GPU";
     auto [it, fresh] = owner.emplace(std::make_pair(d.host, d.gpu), i);
     if (!fresh)
-      return "pipeline ranks " + std::to_string(it->second) + " and " + std::to_string(i) + " share GPU " + d.gpu +
+      return group + " ranks " + std::to_string(it->second) + " and " + std::to_string(i) + " share GPU " + d.gpu +
              " on host " + d.host;
   }
   return "";
 }
+
+std::string gpu_sharing_problem(const TransportRequest& r) { return gpu_sharing_problem(r.ranks, r.pp, "pipeline"); }
 
 // Empty when every pipeline rank runs on one host (and, with `gpu`, has a GPU); otherwise why not.
 std::string one_host_problem(const TransportRequest& r, bool gpu) {
@@ -104,6 +106,13 @@ Status select_transport(const TransportRequest& r, TransportChoice* choice) {
   }
   *choice = {"nccl", "auto: cuda backend and every pipeline rank has a GPU of its own"};
   return Status::ok();
+}
+
+TransportChoice select_data_sums(bool nccl_built, const std::vector<RankDevice>& data_ranks) {
+  if (!nccl_built) return {"mpi", "this binary has no NCCL"};
+  const std::string problem = gpu_sharing_problem(data_ranks, int(data_ranks.size()), "data-parallel");
+  if (!problem.empty()) return {"mpi", problem + " (NCCL needs one GPU per rank)"};
+  return {"nccl", "every data-parallel rank has a GPU of its own"};
 }
 
 std::vector<std::pair<int, int>> pipeline_channels(const Schedule& s) {

@@ -45,6 +45,12 @@ struct TransportChoice {
 
 Status select_transport(const TransportRequest& request, TransportChoice* choice);
 
+// How the data-parallel gradient sums run on the cuda backend (dp > 1), from each data-group
+// rank's host and GPU: "nccl" (on the device) when the binary has NCCL and every rank has a
+// GPU of its own; "mpi" (staged through the host) otherwise, e.g. dp ranks sharing one GPU
+// through MPS, which NCCL refuses ("Duplicate GPU"). The reason is one line for the log.
+TransportChoice select_data_sums(bool nccl_built, const std::vector<RankDevice>& data_ranks);
+
 // The directed channels (from, to) in pipeline ranks that a schedule's messages use:
 // both directions between the ranks of chain-neighbour stages on different ranks
 // (activations forward, gradients back), sorted, without duplicates.

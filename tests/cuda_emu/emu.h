@@ -63,6 +63,9 @@ bool launch_ok(const char* name, const void* kernel, const Config& cfg);
 // another stream's event wait being run, a free); the default stream (0) first runs all
 // pending work, then op at once. So work runs as late as CUDA allows it to.
 void submit(cudaStream_t stream, std::function<void()> op);
+// PIPETRAIN_EMU_DEVICES (default 1) and the one cudaSetDevice made current.
+int device_count();
+int current_device();
 // cudaStreamSynchronize(stream) (0: every stream); for the library stand-ins, which run
 // at once after their stream's pending work.
 void synchronize(cudaStream_t stream);

@@ -39,6 +39,7 @@ std::map<const void*, int>& smem_opt_in() {
 namespace {
 
 thread_local cudaError_t g_last_error = cudaSuccess;
+int g_current_device = 0;
 constexpr size_t kAlign = 256;  // cudaMalloc's alignment guarantee; code paths depend on it
 constexpr size_t kPoisonMax = size_t(8) << 20;
 
@@ -146,6 +147,14 @@ bool canaries_intact(const char* p, const Mapping& m) {
 }  // namespace
 
 void set_last_error(cudaError_t e) { g_last_error = e; }
+
+int device_count() {
+  const char* v = std::getenv("PIPETRAIN_EMU_DEVICES");
+  const int n = v ? std::atoi(v) : 1;
+  if (n < 1 || n > 64) fail("PIPETRAIN_EMU_DEVICES must be 1..64");
+  return n;
+}
+int current_device() { return g_current_device; }
 
 // Device buffers are PROT_NONE while host code runs: the first DeviceAccess opens them
 // all, the last closes them (one mprotect per buffer each way).
@@ -277,15 +286,22 @@ void check_kernel_pointer(const char* kernel, int index, const void* p) {
 
 extern "C" {
 
+// PIPETRAIN_EMU_DEVICES (default 1) emulated GPUs per process, each with its own UUID:
+// ranks that pick different devices (node-local rank % count) count as on different GPUs
+// (transport selection; the NCCL stand-in, nccl_host.cc). Memory is the process's either way.
 cudaError_t cudaGetDeviceCount(int* count) {
-  *count = 1;
+  *count = emu::device_count();
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int* device) {
-  *device = 0;
+  *device = emu::current_device();
   return cudaSuccess;
 }
-cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+cudaError_t cudaSetDevice(int device) {
+  if (device < 0 || device >= emu::device_count()) return emu::g_last_error = cudaErrorInvalidDevice;
+  emu::g_current_device = device;
+  return cudaSuccess;
+}
 cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int) {
   switch (attr) {
     case cudaDevAttrComputeCapabilityMajor: *value = 9; return cudaSuccess;
@@ -337,6 +353,18 @@ cudaError_t cudaMallocAsync(void** p, size_t size, cudaStream_t) {
   *p = emu::guarded_alloc(size, true);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
+// Memory pools (the NCCL transport's staging): a pool is a tag; its allocations are
+// cudaMallocAsync's.
+cudaError_t cudaMemPoolCreate(cudaMemPool_t* pool, const cudaMemPoolProps*) {
+  static int pools = 0;
+  *pool = reinterpret_cast<cudaMemPool_t>(uintptr_t(++pools));
+  return cudaSuccess;
+}
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, enum cudaMemPoolAttr, void*) { return cudaSuccess; }
+cudaError_t cudaMemPoolDestroy(cudaMemPool_t) { return cudaSuccess; }
+cudaError_t cudaMallocFromPoolAsync(void** p, size_t size, cudaMemPool_t, cudaStream_t stream) {
+  return cudaMallocAsync(p, size, stream);
+}
 cudaError_t cudaMallocHost(void** p, size_t size) {
   emu::count(emu::Count::kHostAlloc);
   *p = emu::guarded_alloc(size, false);
@@ -354,14 +382,18 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attr, const void* p)
   *attr = cudaPointerAttributes{};
   const emu::Mapping* m = emu::mapping_of(p);
   attr->type = m == nullptr ? cudaMemoryTypeUnregistered : (m->device ? cudaMemoryTypeDevice : cudaMemoryTypeHost);
+  attr->device = emu::current_device();  // every allocation of the process: its device
   attr->devicePointer = m ? const_cast<void*>(p) : nullptr;
   attr->hostPointer = m && !m->device ? const_cast<void*>(p) : nullptr;
   return cudaSuccess;
 }
 
 // The emulated device: an sm_90 (H100/H200), the project's target.
-cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int) {
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device < 0 || device >= emu::device_count()) return emu::g_last_error = cudaErrorInvalidDevice;
   *prop = cudaDeviceProp{};
+  prop->uuid.bytes[0] = static_cast<char>(0xE0);  // "GPU-e0000000-...-0000000000NN": device NN
+  prop->uuid.bytes[15] = static_cast<char>(device);
   std::snprintf(prop->name, sizeof prop->name, "pipetrain cuda_emu (host SIMT emulator)");
   prop->major = 9;
   prop->minor = 0;

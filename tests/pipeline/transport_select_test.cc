@@ -157,6 +157,23 @@ Schedule placement(std::vector<int> stage_to_rank, int num_ranks, int pipelines 
 
 using Channels = std::vector<std::pair<int, int>>;
 
+// Data-parallel sums (dp > 1, cuda): NCCL only when every data rank has a GPU of its own;
+// ranks sharing one (MPS), a rank without one, or a binary without NCCL: MPI, with the why.
+TEST(DataSumsSelect, NcclOnlyWithAGpuPerDataRank) {
+  const std::vector<RankDevice> own = {{"node0", "GPU-0"}, {"node0", "GPU-1"}, {"node1", "GPU-0"}};
+  EXPECT_EQ(select_data_sums(true, own).transport, "nccl");
+  const TransportChoice no_build = select_data_sums(false, own);
+  EXPECT_EQ(no_build.transport, "mpi");
+  EXPECT_NE(no_build.reason.find("no NCCL"), std::string::npos) << no_build.reason;
+  const TransportChoice shared = select_data_sums(true, {{"node0", "GPU-0"}, {"node1", "GPU-0"}, {"node0", "GPU-0"}});
+  EXPECT_EQ(shared.transport, "mpi");
+  EXPECT_NE(shared.reason.find("data-parallel ranks 0 and 2 share GPU GPU-0 on host node0"), std::string::npos)
+      << shared.reason;
+  const TransportChoice none = select_data_sums(true, {{"node0", "GPU-0"}, {"node0", ""}});
+  EXPECT_EQ(none.transport, "mpi");
+  EXPECT_NE(none.reason.find("data-parallel rank 1 (host node0) has no GPU"), std::string::npos) << none.reason;
+}
+
 TEST(PipelineChannels, PlainPipelineIsBothDirectionsBetweenNeighbours) {
   EXPECT_EQ(pipeline_channels(placement({0, 1, 2, 3}, 4)), (Channels{{0, 1}, {1, 0}, {1, 2}, {2, 1}, {2, 3}, {3, 2}}));
   EXPECT_TRUE(pipeline_channels(placement({0}, 1)).empty());
