@@ -17,6 +17,7 @@ void RunTrace::add_segment(const std::vector<ActionSpan>& spans, double offset, 
     t.microbatch = a.microbatch;
     t.world_rank = world_rank_;
     t.kind = a.kind;
+    t.device = a.device;
     spans_.push_back(t);
   }
 }
@@ -113,6 +114,7 @@ std::string trace_json(const std::vector<TraceSpan>& spans, int world, int pp, i
     // counts to the segment's first update; evaluations and checkpoints to the step they follow.
     const int64_t step = between ? t.first_step : t.microbatch >= 0 ? t.first_step + t.microbatch / m + 1 : t.first_step + 1;
     args.field("step", step);
+    if (t.device) args.field("clock", "device");  // a CUDA compute action: the GPU's interval
     x.raw("args", args.str());
     out += x.str() + ",\n";
     const int64_t id = flow_id(t, pp, m);

@@ -27,7 +27,8 @@ struct TraceSpan {
   int32_t stage = -1, microbatch = -1;
   int32_t world_rank = 0;
   uint8_t kind = 0;           // ActionKind, kSpanWaitSends, kSpanEval or kSpanCheckpoint
-  uint8_t pad[3] = {};
+  uint8_t device = 0;         // ActionSpan::device: when the GPU ran the action, not when it was issued
+  uint8_t pad[2] = {};
 };
 
 class RunTrace {

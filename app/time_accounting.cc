@@ -1,5 +1,6 @@
 #include "app/time_accounting.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -54,14 +55,42 @@ std::string number_array(const std::vector<double>& v) {
   return out + "]";
 }
 
+namespace {
+
+// The union of the device spans' intervals, merged and sorted; each device span's share
+// of it is added to its category (the part no earlier-starting device span covered:
+// stages on two streams of one device may overlap).
+std::vector<std::pair<double, double>> device_busy(const std::vector<ActionSpan>& spans, RankTimes* t) {
+  std::vector<const ActionSpan*> dev;
+  for (const ActionSpan& s : spans)
+    if (s.device) dev.push_back(&s);
+  std::sort(dev.begin(), dev.end(), [](const ActionSpan* a, const ActionSpan* b) { return a->start < b->start; });
+  std::vector<std::pair<double, double>> merged;
+  for (const ActionSpan* s : dev) {
+    const double covered_to = merged.empty() ? s->start : std::max(s->start, merged.back().second);
+    t->s[size_t(kind_of_span(s->kind))] += std::max(0.0, s->end - covered_to);
+    if (!merged.empty() && s->start <= merged.back().second) merged.back().second = std::max(merged.back().second, s->end);
+    else merged.push_back({s->start, s->end});
+  }
+  return merged;
+}
+
+// Length of [a, b] outside the sorted disjoint intervals `busy`.
+double outside(double a, double b, const std::vector<std::pair<double, double>>& busy) {
+  double len = std::max(0.0, b - a);
+  for (const auto& [x, y] : busy) len -= std::max(0.0, std::min(b, y) - std::max(a, x));
+  return std::max(0.0, len);
+}
+
+}  // namespace
+
 RankTimes split_spans(const std::vector<ActionSpan>& spans, double wall) {
   RankTimes t;
+  const std::vector<std::pair<double, double>> busy = device_busy(spans, &t);
+  for (const ActionSpan& s : spans)
+    if (!s.device) t.s[size_t(kind_of_span(s.kind))] += outside(s.start, s.end, busy);
   double sum = 0;
-  for (const ActionSpan& s : spans) {
-    const double d = s.end - s.start;
-    t.s[size_t(kind_of_span(s.kind))] += d;
-    sum += d;
-  }
+  for (int k = 0; k < kTimeOther; ++k) sum += t.s[size_t(k)];
   t.s[kTimeWall] = wall;
   t.s[kTimeOther] = std::max(0.0, wall - sum);
   return t;

@@ -25,6 +25,10 @@
 //                   accounting_s       the trainer's own accounting after each segment: splitting
 //                                      the spans, gathering the split, keeping trace spans (run totals)
 //                 measured bubble = 1 - (forward + backward + backward_input + backward_weight) / wall.
+//                 On CUDA the compute categories are device time (the executor's timed
+//                 events around each compute action, ActionSpan::device), not the host's
+//                 issue time; the other categories count host time the device was not
+//                 computing (split_spans).
 //   SimClock      sim_time: the makespan (pipeline/simulate.h) of each lowered list that ran,
 //                 summed over segments, under unit costs (F = 1, Bx = Bw = 1, so B = 2, for a
 //                 rank's share of one pipeline chain: 1/v each for v chain stages per rank) or the
@@ -63,7 +67,11 @@ struct RankTimes {
   }
 };
 
-// Sums `spans` by category; other_s = wall - the categorized sum.
+// Sums `spans` by category; other_s = wall - the categorized sum. A partition of wall:
+// device spans (ActionSpan::device, compute actions of a CUDA stage) count as the time the
+// device ran them, overlapping device spans once; every other span counts only where no
+// device span covers it (a host waiting for the device's compute, e.g. a send's copy out
+// waiting for the producer, is compute time, not send time).
 RankTimes split_spans(const std::vector<ActionSpan>& spans, double wall);
 
 // {"forward_s":[per world rank], ..., "bubble":[per world rank], "planned_bubble":[per pipeline rank]}

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/check.h"
 #include "model/backend_sizes.h"
@@ -101,6 +102,13 @@ class Backend {
   // (CPU) return nullptr and ignore waits.
   virtual void* record_event() { return nullptr; }
   virtual void wait_event(void* event) { (void)event; }
+  // Device timing for the executor's time split (run.time_accounting): timing_mark()
+  // records a timed event on the stream and returns its index, or -1 where ops are
+  // synchronous (CPU: the host clock already times them). timing_marks() waits for every
+  // op issued so far, then gives for each mark since its last call how many seconds
+  // before its return the stream reached that mark, and starts over.
+  virtual int timing_mark() { return -1; }
+  virtual void timing_marks(std::vector<double>* before_now) { before_now->clear(); }
   // The most backend memory alloc()/alloc_i32() (and the backend's own
   // workspaces) held at once since construction, in bytes; 0 where not tracked
   // (CPU: host memory). Library-internal memory (CUDA context, cuBLASLt

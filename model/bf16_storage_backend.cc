@@ -190,6 +190,8 @@ class Bf16StorageBackend final : public Backend {
   void free_host(float* p) override { in_->free_host(p); }
   void synchronize() override { in_->synchronize(); }
   void* record_event() override { return in_->record_event(); }
+  int timing_mark() override { return in_->timing_mark(); }
+  void timing_marks(std::vector<double>* before_now) override { in_->timing_marks(before_now); }
   void wait_event(void* event) override { in_->wait_event(event); }
   size_t peak_device_bytes() const override { return in_->peak_device_bytes(); }
 

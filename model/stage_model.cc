@@ -479,6 +479,8 @@ class BackendStageModel final : public StageModel {
 
   void synchronize() override { backend_->synchronize(); }
   void* record_event() override { return backend_->record_event(); }
+  int timing_mark() override { return backend_->timing_mark(); }
+  void timing_marks(std::vector<double>* before_now) override { backend_->timing_marks(before_now); }
   void wait_event(void* event) override { backend_->wait_event(event); }
   std::unique_ptr<BoundaryMemory> boundary_memory() override { return make_backend_boundary_memory(backend_.get()); }
   void set_grads_ready_hook(std::function<void(size_t, void*)> fn) override { grads_ready_hook_ = std::move(fn); }

@@ -178,6 +178,10 @@ class StageModel {
   // now on wait for e. nullptr and a no-op where ops are synchronous (CPU).
   virtual void* record_event() { return nullptr; }
   virtual void wait_event(void* event) { (void)event; }
+  // Device timing of actions (Backend::timing_mark/timing_marks): a mark's index, -1 on
+  // the CPU; then per mark, seconds before timing_marks() returned that the device reached it.
+  virtual int timing_mark() { return -1; }
+  virtual void timing_marks(std::vector<double>* before_now) { before_now->clear(); }
   // Peak bytes of backend (device) memory this model's backend has held at once
   // (Backend::peak_device_bytes); 0 where not tracked (CPU).
   virtual size_t peak_device_bytes() const { return 0; }

@@ -207,6 +207,37 @@ void Executor::check_average(int s) const {
   }
 }
 
+namespace {
+
+// A device stage's compute action: its span and the marks before and after its ops.
+struct DeviceMark {
+  size_t span;
+  int stage, before, after;
+};
+
+// Gives each marked span the interval the device spent on it (ActionSpan::device), from
+// each stage's marks read once (a wait for its stream, where the step ends anyway).
+void apply_device_marks(const std::vector<DeviceMark>& marks, const std::vector<StageModel*>& stages,
+                        const std::function<double()>& now, std::vector<ActionSpan>* spans) {
+  std::vector<double> before;
+  for (size_t s = 0; s < stages.size(); ++s) {
+    bool any = false;
+    for (const DeviceMark& d : marks) any = any || d.stage == int(s);
+    if (!any) continue;
+    stages[s]->timing_marks(&before);
+    const double t = now();
+    for (const DeviceMark& d : marks) {
+      if (d.stage != int(s)) continue;
+      ActionSpan& span = (*spans)[d.span];
+      span.start = t - before.at(size_t(d.before));
+      span.end = t - before.at(size_t(d.after));
+      span.device = 1;
+    }
+  }
+}
+
+}  // namespace
+
 StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const StageCallbacks& callbacks) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
@@ -253,6 +284,7 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
   std::vector<size_t> backward_order;             // record indices in the order backwards ran
   std::vector<std::vector<size_t>> unapplied(S);  // per stage: records whose gradient awaits a STEP
   bool in_group = false;                          // between group_open_ and group_close_ ticks
+  std::vector<DeviceMark> device_marks;           // timing_: compute actions of device stages
 
   for (size_t i = 0; i < actions.size(); ++i) {
     const Action& a = actions[i];
@@ -263,6 +295,7 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
       transport_->group_begin();
       in_group = true;
     }
+    const int mark = timing_ && is_compute(a.kind) ? stages_[s]->timing_mark() : -1;
     switch (a.kind) {
       case ActionKind::F: {
         const int slot = forward_into_slot(s, mb, a.version, batch);
@@ -385,6 +418,7 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
       in_group = false;
     }
     if (!in_group && !pending_recvs_.empty()) finish_receives();
+    if (mark >= 0) device_marks.push_back({out.spans.size(), s, mark, stages_[s]->timing_mark()});
     if (timing_) {
       ActionSpan span;
       span.start = span_start;
@@ -412,6 +446,7 @@ StepOutput Executor::run_step(const BatchFn& batch, float loss_scale, const Stag
     PT_CHECK(l.size() == loss_order[s].size());
     for (size_t k = 0; k < l.size(); ++k) out.losses[loss_order[s][k]] = l[k];
   }
+  apply_device_marks(device_marks, stages_, since_t0, &out.spans);
   out.peak_slots = peak;
   out.versions.reserve(backward_order.size());
   for (size_t r : backward_order) out.versions.push_back(records[r]);

@@ -19,7 +19,9 @@ struct ActionSpan {
   int32_t microbatch = -1; // within the list; -1 for STEP/ALLREDUCE_GRAD/kSpanWaitSends
   uint8_t kind = 0;        // uint8_t(ActionKind) or kSpanWaitSends
   uint8_t group = 0;       // ALLREDUCE_GRAD's CollectiveGroup bits
-  uint8_t pad[6] = {};     // trivially copyable, no indeterminate bytes (gathered between ranks)
+  uint8_t device = 0;      // 1: a compute action of a device stage; [start, end] is when the
+                           // device ran it (StageModel::timing_mark), not when the host issued it
+  uint8_t pad[5] = {};     // trivially copyable, no indeterminate bytes (gathered between ranks)
 };
 
 }  // namespace pt

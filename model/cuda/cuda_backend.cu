@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <initializer_list>
 #include <cstdint>
 #include <cstring>
@@ -98,6 +99,14 @@ class CudaBackend final : public Backend {
     if (event_ == nullptr) PT_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
     PT_CUDA_CHECK(cudaEventRecord(event_, stream_));
     return event_;
+  }
+  int timing_mark() override {
+    activate();
+    return marks_.mark(stream_);
+  }
+  void timing_marks(std::vector<double>* before_now) override {
+    activate();
+    marks_.read(stream_, before_now);
   }
   void wait_event(void* event) override {
     if (event == nullptr) return;
@@ -789,6 +798,49 @@ class CudaBackend final : public Backend {
     std::deque<Entry> entries_;
   };
 
+  // Timed events on the stream for the executor's device time split (Backend::timing_mark):
+  // created on first use, reused every segment (none created once warm).
+  class TimingMarks {
+   public:
+    TimingMarks() = default;
+    TimingMarks(const TimingMarks&) = delete;
+    TimingMarks& operator=(const TimingMarks&) = delete;
+    ~TimingMarks() {
+      for (cudaEvent_t e : events_) PT_CUDA_CHECK(cudaEventDestroy(e));
+    }
+    int mark(cudaStream_t stream) {
+      if (used_ == events_.size()) {
+        cudaEvent_t e = nullptr;
+        PT_CUDA_CHECK(cudaEventCreate(&e));  // timing enabled
+        events_.push_back(e);
+      }
+      PT_CUDA_CHECK(cudaEventRecord(events_[used_], stream));
+      return int(used_++);
+    }
+    // One more mark, waited for; each earlier mark's time before it, plus the host time
+    // from that wait to the return, so the values are "before the return".
+    void read(cudaStream_t stream, std::vector<double>* before_now) {
+      before_now->clear();
+      if (used_ == 0) return;
+      const size_t last = size_t(mark(stream));
+      PT_CUDA_CHECK(cudaEventSynchronize(events_[last]));
+      const auto synced = std::chrono::steady_clock::now();
+      before_now->resize(last);
+      for (size_t k = 0; k < last; ++k) {
+        float ms = 0;
+        PT_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[k], events_[last]));
+        (*before_now)[k] = double(ms) * 1e-3;
+      }
+      const double tail = std::chrono::duration<double>(std::chrono::steady_clock::now() - synced).count();
+      for (double& t : *before_now) t += tail;
+      used_ = 0;
+    }
+
+   private:
+    std::vector<cudaEvent_t> events_;
+    size_t used_ = 0;
+  };
+
   // A workspace of at least `bytes`, reallocated (after the stream drains) when too small.
   template <typename T>
   T* grow(T** buf, size_t* have, size_t bytes) {
@@ -820,6 +872,7 @@ class CudaBackend final : public Backend {
   std::vector<size_t> sumsq_table_;  // sums_of_squares: the table's host side (offset, numel pairs)
   cudaEvent_t event_ = nullptr;  // record_event()
   StagingRing staging_;          // copy_bytes: host -> device
+  TimingMarks marks_;            // timing_mark / timing_marks
   cuda::OpTimer timer_;          // PIPETRAIN_OP_TIMES: every op's GPU time (op_timer.h)
   float* ln_scratch_ = nullptr;  // LayerNorm weight-gradient partial sums
   size_t ln_scratch_bytes_ = 0;

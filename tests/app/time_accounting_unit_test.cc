@@ -49,6 +49,37 @@ TEST(TimeAccounting, SplitSumsSpansByCategoryAndOtherIsTheRest) {
 
 // 1F1B with unit costs drains in (m + S - 1)·(F + B) = (m + S - 1)·3 units; every rank idles
 // (S - 1)·3 of them.
+// CUDA: compute spans are device intervals (ActionSpan::device). The host's spans count
+// only where the device was not computing, overlapping device spans (two streams) once,
+// and the categories partition the wall.
+ActionSpan device_span(ActionKind k, double start, double end) {
+  ActionSpan s = span(k, start, end);
+  s.device = 1;
+  return s;
+}
+
+TEST(TimeAccounting, DeviceSpansArePartitionedWithTheHostSpans) {
+  const std::vector<ActionSpan> spans = {
+      device_span(ActionKind::F, 1, 3),            // issued at 0, run 1..3
+      span(ActionKind::SEND_ACT, 0.5, 3.5),        // waits for the F: 0.5..1 and 3..3.5 are send
+      span(ActionKind::RECV_GRAD, 3.5, 5),         // a true wait
+      device_span(ActionKind::B, 5, 9),            // one stream
+      device_span(ActionKind::Bw, 8, 10),          // another stream, overlapping 8..9: counts 9..10
+      span(ActionKind::STEP, 6, 11)};              // host waits for the norm: only 10..11 is step
+  const RankTimes t = split_spans(spans, 12.0);
+  EXPECT_DOUBLE_EQ(t.s[kTimeForward], 2.0);
+  EXPECT_DOUBLE_EQ(t.s[kTimeSend], 1.0);
+  EXPECT_DOUBLE_EQ(t.s[kTimeWait], 1.5);
+  EXPECT_DOUBLE_EQ(t.s[kTimeBackward], 4.0);
+  EXPECT_DOUBLE_EQ(t.s[kTimeBackwardWeight], 1.0);
+  EXPECT_DOUBLE_EQ(t.s[kTimeStep], 1.0);
+  EXPECT_DOUBLE_EQ(t.s[kTimeOther], 1.5);  // 0..0.5 and 11..12
+  double sum = 0;
+  for (int k = 0; k <= kTimeOther; ++k) sum += t.s[size_t(k)];
+  EXPECT_DOUBLE_EQ(sum, 12.0);
+  EXPECT_DOUBLE_EQ(t.bubble(), 1.0 - 7.0 / 12.0);
+}
+
 TEST(TimeAccounting, SimClockOfOneFOneBIsTheClosedForm) {
   const int S = 4, m = 8;
   ScheduleSpec spec;

@@ -21,6 +21,8 @@
 #     reduction synchronized both (here the same) models: 14 per step at microbatches 2,
 #     22 at 4;
 #   - kernel launches, library calls (cuBLASLt) the same in both windows (a steady state).
+# These runs leave the time split off (run.time_accounting=false); one more with it on
+# must add exactly one event synchronize per step (its device marks read once per segment).
 # Also pp=2 (1f1b, transport mpi, 2 ranks) per rank: printed, not asserted (the boundary
 # transfers' waits depend on the schedule).
 # Usage: host_costs_test.sh PIPETRAIN_CUDA_EMU SOURCE_DIR
@@ -30,7 +32,7 @@ init_test "$1" "$2"
 mpi_setup PIPETRAIN_EMU_COUNTS
 make_corpus 64
 common=(--set "data.train=$work/data/train_*.bin" --set run.out_dir="$runs" --set runtime.backend=cuda
-        --set model.n_layer=2 --set runtime.transport=mpi)
+        --set model.n_layer=2 --set runtime.transport=mpi --set run.time_accounting=false)
 
 counts() {  # counts NAME NP STEPS [ARGS...]: the run's totals in $work/NAME.jsonl
   local name=$1 np=$2 steps=$3
@@ -96,6 +98,19 @@ a, b = (json.load(open(p))["-1:3-6"] for p in sys.argv[1:])
 assert a["host_waits"] == b["host_waits"], \
     f"FAIL: host waits per step grow with the micro-batches: {a['host_waits']:g} at 2, {b['host_waits']:g} at 4"
 print(f"ok   host waits per step independent of the micro-batches ({a['host_waits']:g} at 2 and 4)")
+PY
+# The time split's cost (run.time_accounting, default on): reading its device marks is one
+# event synchronize per stage per segment (after the losses' read, where the stream has
+# drained; the grad-norm read follows), and nothing else.
+per_step fp32_m2_timed direct --set training.microbatches=2 --set run.time_accounting=true
+python3 - "$work/fp32_m2.per_step.json" "$work/fp32_m2_timed.per_step.json" <<'PY'
+import json, sys
+for w in ("-1:3-6", "-1:6-9"):
+    a, b = (json.load(open(p))[w] for p in sys.argv[1:])
+    for k in a:
+        want = a[k] + (1 if k in ("event_syncs", "host_waits") else 0)
+        assert b[k] == want, f"FAIL timed {w}: {k} {b[k]:g} per step, expected {want:g} (untimed {a[k]:g})"
+print("ok   the time split adds one event synchronize per step (one stage), nothing else")
 PY
 per_step bf16_m2 direct --set training.microbatches=2 --set runtime.precision=bf16 --set model.n_embd=64
 check_pp1 bf16_m2
