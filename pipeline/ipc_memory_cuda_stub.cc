@@ -2,10 +2,7 @@
 // Status that says so (the ipc transport then needs the cpu backend's shm stand-in).
 #include "pipeline/ipc_memory.h"
 
-// PT_NO_CUDA_IPC_WHY: why the binary has none (tests/cuda_emu's pipetrain_cuda_emu sets its own).
-#ifndef PT_NO_CUDA_IPC_WHY
 #define PT_NO_CUDA_IPC_WHY "this binary was built without CUDA, so it has no CUDA IPC; rebuild with -DPIPETRAIN_CUDA=ON"
-#endif
 
 namespace pt {
 

@@ -10,8 +10,10 @@
 // stream being run, a free), as late as CUDA allows, so a missing wait reads stale data.
 // PIPETRAIN_EMU_STREAMS=eager|eager-odd|eager-even makes all or every other stream run its
 // work as early as CUDA allows instead (below, "lazy (and eager) streams").
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -49,6 +51,10 @@ struct Mapping {
   size_t bytes;  // requested; then 0xFF canary bytes up to the guard page
   size_t used;   // bytes from the returned pointer to the guard page
   bool device;   // cudaMalloc (true) or cudaMallocHost (pinned host memory)
+  int fd = -1;   // exported (cudaIpcGetMemHandle): the memfd now backing the pages
+  int opens = 0;       // opened from another process (cudaIpcOpenMemHandle): reference count
+  long owner_pid = 0;  // with opens: the exporting process and its fd, which identify it
+  int owner_fd = -1;
 };
 std::mutex g_mu;
 std::map<void*, Mapping> g_allocs;
@@ -115,8 +121,66 @@ cudaError_t guarded_free(void* p) {
   const auto it = g_allocs.find(p);
   if (it == g_allocs.end()) return cudaErrorInvalidValue;
   munmap(it->second.base, it->second.len);
+  if (it->second.fd >= 0) close(it->second.fd);
   g_allocs.erase(it);
   return cudaSuccess;
+}
+
+// ---- CUDA IPC between the processes of one host ----
+// An exported allocation's pages move to a memfd mapped at the same address (MAP_FIXED),
+// contents and protection kept; another process maps that memfd through
+// /proc/<pid>/fd/<fd>. The handle carries what the opener needs.
+struct IpcMem {
+  char magic[8];
+  long pid;
+  int fd;
+  size_t len, offset, bytes, used;
+};
+static_assert(sizeof(IpcMem) <= sizeof(cudaIpcMemHandle_t), "IpcMem too large for a handle");
+constexpr char kIpcMagic[8] = "ptemuIP";
+
+// Requires g_mu held; the allocation at p, exported once.
+int share_locked(void* p, Mapping* m) {
+  if (m->fd >= 0) return m->fd;
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  const int fd = int(syscall(SYS_memfd_create, "pipetrain_emu_ipc", 0));
+  if (fd < 0 || ftruncate(fd, off_t(m->len)) != 0) return -1;
+  void* copy = mmap(nullptr, m->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (copy == MAP_FAILED) return -1;
+  mprotect(m->base, m->len - page, PROT_READ | PROT_WRITE);
+  std::memcpy(copy, m->base, m->len - page);
+  munmap(copy, m->len);
+  if (mmap(m->base, m->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) return -1;
+  mprotect(static_cast<char*>(m->base) + m->len - page, page, PROT_NONE);
+  if (g_device_access.load() == 0) mprotect(m->base, m->len - page, PROT_NONE);
+  m->fd = fd;
+  return fd;
+}
+
+// Another process's export, mapped here (reference counted, as cudaIpcOpenMemHandle).
+void* open_shared(const IpcMem& h) {
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  std::lock_guard<std::mutex> lock(g_mu);
+  for (auto& [p, m] : g_allocs)
+    if (m.opens > 0 && m.owner_pid == h.pid && m.owner_fd == h.fd) {
+      ++m.opens;
+      return p;
+    }
+  const std::string path = "/proc/" + std::to_string(h.pid) + "/fd/" + std::to_string(h.fd);
+  const int fd = open(path.c_str(), O_RDWR);
+  if (fd < 0) return nullptr;
+  void* base = mmap(nullptr, h.len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (base == MAP_FAILED) return nullptr;
+  mprotect(static_cast<char*>(base) + h.len - page, page, PROT_NONE);
+  void* p = static_cast<char*>(base) + h.offset;
+  Mapping m{base, h.len, h.bytes, h.used, true};
+  m.opens = 1;
+  m.owner_pid = h.pid;
+  m.owner_fd = h.fd;
+  g_allocs[p] = m;
+  if (g_device_access.load() == 0) mprotect(base, h.len - page, PROT_NONE);
+  return p;
 }
 
 void protect_device_memory(int prot) {
@@ -213,6 +277,9 @@ struct Event {
   Stream* stream = nullptr;  // null: recorded on the default stream (complete at once)
   uint64_t seq = 0;          // complete once stream->done >= seq
   Stamp at;                  // null: never recorded
+  bool interprocess = false; // cudaEventInterprocess: a record runs its stream up to it at
+                             // once (another process cannot run this one's lazy streams),
+                             // so an opened copy (cudaIpcOpenEventHandle) is always complete
 };
 std::recursive_mutex g_exec;  // issue and execution, across host threads
 std::vector<Stream*> g_streams;
@@ -429,7 +496,11 @@ cudaError_t cudaEventCreate(cudaEvent_t* e) {
   *e = reinterpret_cast<cudaEvent_t>(new emu::Event);
   return cudaSuccess;
 }
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int) { return cudaEventCreate(e); }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int flags) {
+  cudaEventCreate(e);
+  reinterpret_cast<emu::Event*>(*e)->interprocess = (flags & cudaEventInterprocess) != 0;
+  return cudaSuccess;
+}
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete reinterpret_cast<emu::Event*>(e);
   return cudaSuccess;
@@ -442,12 +513,68 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (e->stream) {
     emu::submit(stream, [at = e->at] { *at = std::chrono::steady_clock::now(); });
     e->seq = e->stream->issued;
+    if (e->interprocess) emu::run_until(e->stream, e->seq);
   } else {
     emu::drain_all();
     *e->at = std::chrono::steady_clock::now();
   }
   return cudaSuccess;
 }
+// CUDA IPC (see share_locked/open_shared above). Opening a handle in the process that
+// exported it fails, as in CUDA.
+cudaError_t cudaIpcGetMemHandle(cudaIpcMemHandle_t* handle, void* p) {
+  std::lock_guard<std::mutex> lock(emu::g_mu);
+  auto it = emu::g_allocs.find(p);
+  if (it == emu::g_allocs.end() || !it->second.device || it->second.opens > 0) return cudaErrorInvalidValue;
+  const int fd = emu::share_locked(p, &it->second);
+  if (fd < 0) return cudaErrorMemoryAllocation;
+  emu::IpcMem h{};
+  std::memcpy(h.magic, emu::kIpcMagic, sizeof h.magic);
+  h.pid = long(getpid());
+  h.fd = fd;
+  h.len = it->second.len;
+  h.offset = size_t(static_cast<char*>(p) - static_cast<char*>(it->second.base));
+  h.bytes = it->second.bytes;
+  h.used = it->second.used;
+  std::memset(handle, 0, sizeof *handle);
+  std::memcpy(handle, &h, sizeof h);
+  return cudaSuccess;
+}
+cudaError_t cudaIpcOpenMemHandle(void** p, cudaIpcMemHandle_t handle, unsigned int) {
+  emu::IpcMem h;
+  std::memcpy(&h, &handle, sizeof h);
+  if (std::memcmp(h.magic, emu::kIpcMagic, sizeof h.magic) != 0) return emu::g_last_error = cudaErrorInvalidValue;
+  if (h.pid == long(getpid())) return emu::g_last_error = cudaErrorDeviceUninitialized;
+  *p = emu::open_shared(h);
+  return *p ? cudaSuccess : (emu::g_last_error = cudaErrorMapBufferObjectFailed);
+}
+cudaError_t cudaIpcCloseMemHandle(void* p) {
+  std::lock_guard<std::mutex> lock(emu::g_mu);
+  auto it = emu::g_allocs.find(p);
+  if (it == emu::g_allocs.end() || it->second.opens == 0) return cudaErrorInvalidValue;
+  if (--it->second.opens > 0) return cudaSuccess;
+  munmap(it->second.base, it->second.len);
+  emu::g_allocs.erase(it);
+  return cudaSuccess;
+}
+// An interprocess event's records run its stream up to them (cudaEventRecord), so the
+// opened copy is an event that is always complete: waits on it order nothing more.
+cudaError_t cudaIpcGetEventHandle(cudaIpcEventHandle_t* handle, cudaEvent_t event) {
+  if (!reinterpret_cast<const emu::Event*>(event)->interprocess) return cudaErrorInvalidResourceHandle;
+  std::memset(handle, 0, sizeof *handle);
+  const long pid = long(getpid());
+  std::memcpy(handle, emu::kIpcMagic, sizeof emu::kIpcMagic);
+  std::memcpy(reinterpret_cast<char*>(handle) + sizeof emu::kIpcMagic, &pid, sizeof pid);
+  return cudaSuccess;
+}
+cudaError_t cudaIpcOpenEventHandle(cudaEvent_t* event, cudaIpcEventHandle_t handle) {
+  long pid = 0;
+  if (std::memcmp(&handle, emu::kIpcMagic, sizeof emu::kIpcMagic) != 0) return cudaErrorInvalidValue;
+  std::memcpy(&pid, reinterpret_cast<const char*>(&handle) + sizeof emu::kIpcMagic, sizeof pid);
+  if (pid == long(getpid())) return emu::g_last_error = cudaErrorDeviceUninitialized;
+  return cudaEventCreateWithFlags(event, cudaEventInterprocess | cudaEventDisableTiming);
+}
+
 // Host time between the two records' execution here (emulated kernels in between).
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   for (cudaEvent_t e : {start, end}) {
