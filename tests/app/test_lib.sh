@@ -61,6 +61,10 @@
 #                             metrics.jsonl and versions.jsonl (the lines after step 5
 #                             must be dropped) and trains NP ranks with --resume auto
 #                             ARGS...; its log must say it resumed from step_5 at step 5.
+#   transport_pair TRANSPORT NAME NP [ARGS...]
+#                             NAME over runtime.transport=TRANSPORT (its log must say
+#                             "pipetrain: transport TRANSPORT (requested") and NAME_mpi
+#                             over mpi, NP ranks each; same_run NAME_mpi NAME $steps.
 
 init_test() {  # init_test BIN SRC
   bin=$1
@@ -185,4 +189,14 @@ resume_copy() {  # resume_copy REF NAME NP|direct [ARGS...]
   if [ -f "$runs/$ref/versions.jsonl" ]; then cp "$runs/$ref/versions.jsonl" "$runs/$name/"; fi  # likewise
   train "$name" "$np" --resume auto "$@"
   grep -q "resumed from .*step_5 at step 5" "$work/$name.log" || { echo "FAIL $name: no resume line"; cat "$work/$name.log"; exit 1; }
+}
+
+transport_pair() {  # transport_pair TRANSPORT NAME NP [ARGS...]
+  local transport=$1 name=$2 np=$3
+  shift 3
+  train "$name" "$np" --set runtime.transport="$transport" "$@"
+  grep -q "pipetrain: transport $transport (requested $transport" "$work/$name.log" ||
+    { echo "FAIL $name: not over $transport"; cat "$work/$name.log"; exit 1; }
+  train "${name}_mpi" "$np" --set runtime.transport=mpi "$@"
+  same_run "${name}_mpi" "$name" "$steps"
 }

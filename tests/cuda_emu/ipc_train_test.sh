@@ -15,16 +15,9 @@ steps=4
 common=(--set "data.train=$work/data/train_*.bin" --set run.out_dir="$runs" --set run.save_params=true
         --set runtime.backend=cuda --set model.n_layer=2 --set training.microbatches=4 --set training.steps=$steps
         --set parallel.pp=2)
-pair() {  # pair NAME [ARGS...]: NAME over ipc == NAME_mpi over mpi, bitwise
-  local name=$1
-  shift
-  train "$name" 2 --set runtime.transport=ipc "$@"
-  grep -q "pipetrain: transport ipc (requested ipc; CUDA IPC" "$work/$name.log" ||
-    { echo "FAIL $name: not over CUDA IPC"; cat "$work/$name.log"; exit 1; }
-  train "${name}_mpi" 2 --set runtime.transport=mpi "$@"
-  same_run "${name}_mpi" "$name" "$steps"
-}
+pair() { transport_pair ipc "$1" 2 "${@:2}"; }  # NAME [ARGS...]: over ipc == over mpi
 pair pp2
+grep -q "requested ipc; CUDA IPC" "$work/pp2.log" || fail "pp2: the ipc transport is not over CUDA IPC"
 pair interleaved --set schedule.kind=interleaved_1f1b --set schedule.chunks=2 --set model.n_layer=4
 pair zb --set schedule.kind=zb_h1
 pair paci --set schedule.kind=paci --set model.tie_embeddings=false

@@ -24,12 +24,7 @@ says() {  # says NAME TEXT: the run's log has the line
   grep -q "$2" "$work/$1.log" || { echo "FAIL $1: its log does not say '$2'"; cat "$work/$1.log"; exit 1; }
 }
 pair() {  # pair NAME NP [ARGS...]: NAME over nccl (a GPU per rank) == NAME_mpi over mpi, bitwise
-  local name=$1 np=$2
-  shift 2
-  PIPETRAIN_EMU_DEVICES=$np train "$name" "$np" --set runtime.transport=nccl "$@"
-  says "$name" "pipetrain: transport nccl"
-  PIPETRAIN_EMU_DEVICES=$np train "${name}_mpi" "$np" --set runtime.transport=mpi "$@"
-  same_run "${name}_mpi" "$name" "$steps"
+  PIPETRAIN_EMU_DEVICES=$2 transport_pair nccl "$@"
 }
 
 # 1. pipeline schedules
