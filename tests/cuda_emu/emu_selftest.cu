@@ -215,6 +215,37 @@ TEST(CudaEmu, EagerStreamShowsAMissingWaitBeforeAWrite) {
   for (cudaStream_t s : {lazy_a, lazy_b, eager_b}) EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
 }
 
+// CUDA IPC in one process: an export keeps the buffer's contents and address (its pages
+// move to a memfd), opening it in the exporting process fails as in CUDA, and an
+// interprocess event's record runs its stream at once (no other process could).
+TEST(CudaEmu, IpcExportKeepsTheBufferAndInterprocessEventsCompleteAtRecord) {
+  DeviceBuffer<float> x(32);
+  fill_kernel<<<1, 32>>>(x.get(), 6.0f);
+  cudaIpcMemHandle_t h;
+  ASSERT_EQ(cudaIpcGetMemHandle(&h, x.get()), cudaSuccess);
+  EXPECT_EQ(x.download()[0], 6.0f) << "the export lost the contents";
+  fill_kernel<<<1, 32>>>(x.get(), 7.0f);  // still device memory at the same address
+  EXPECT_EQ(x.download()[31], 7.0f);
+  void* opened = nullptr;
+  EXPECT_NE(cudaIpcOpenMemHandle(&opened, h, cudaIpcMemLazyEnablePeerAccess), cudaSuccess);
+  (void)cudaGetLastError();
+  cudaStream_t s = stream_with_policy("lazy");
+  cudaEvent_t local = nullptr, shared = nullptr;
+  ASSERT_EQ(cudaEventCreateWithFlags(&local, cudaEventDisableTiming), cudaSuccess);
+  ASSERT_EQ(cudaEventCreateWithFlags(&shared, cudaEventInterprocess | cudaEventDisableTiming), cudaSuccess);
+  fill_kernel<<<1, 32, 0, s>>>(x.get(), 8.0f);
+  ASSERT_EQ(cudaEventRecord(local, s), cudaSuccess);
+  EXPECT_EQ(cudaEventQuery(local), cudaErrorNotReady);
+  ASSERT_EQ(cudaEventRecord(shared, s), cudaSuccess);
+  EXPECT_EQ(cudaEventQuery(shared), cudaSuccess) << "an interprocess record did not run its stream";
+  EXPECT_EQ(cudaEventQuery(local), cudaSuccess);
+  cudaIpcEventHandle_t eh;
+  EXPECT_EQ(cudaIpcGetEventHandle(&eh, shared), cudaSuccess);
+  EXPECT_NE(cudaIpcGetEventHandle(&eh, local), cudaSuccess) << "only interprocess events export";
+  for (cudaEvent_t e : {local, shared}) EXPECT_EQ(cudaEventDestroy(e), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
+}
+
 // cudaEventQuery never blocks and runs nothing: not ready until a wait ran the stream up
 // to the event (here another stream's wait, which runs only the work before it); a
 // pinned->device copy queued before it has then read its source, later ones have not.
