@@ -24,22 +24,22 @@
 // ranks and devices; a handshake over MPI, then the files go; two members on one device
 // fail as in NCCL), and use MPI_COMM_WORLD with one tag per
 // communicator (its creator's world rank and a counter), FIFO per peer as NCCL is per
-// channel. Every wait has a deadline (kDeadline) and fails naming the peer.
+// channel. Every wait is the run's own (pipeline/mpi_wait.h: the runtime.watchdog_seconds
+// deadline, ending the job naming the peer; sleeping rather than spinning).
 #include <mpi.h>
 #include <nccl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <deque>
 #include <fstream>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "pipeline/mpi_wait.h"
 #include "tests/cuda_emu/emu.h"
 
 struct ncclComm {
@@ -49,7 +49,6 @@ struct ncclComm {
 
 namespace {
 
-constexpr auto kDeadline = std::chrono::seconds(120);
 constexpr int kTagBase = 1 << 20;
 
 struct Id {  // what an ncclUniqueId holds here
@@ -70,20 +69,10 @@ int world_rank() {
   return r;
 }
 
-// Completes req, or fails after kDeadline naming what it waited for.
+// Completes req within the run's wait deadline, or ends the job naming what it waited for.
 void wait_or_fail(MPI_Request* req, const char* what, int peer) {
-  const auto start = std::chrono::steady_clock::now();
-  for (int done = 0;;) {
-    MPI_Test(req, &done, MPI_STATUS_IGNORE);
-    if (done) return;
-    if (std::chrono::steady_clock::now() - start > kDeadline) {
-      char buf[200];
-      std::snprintf(buf, sizeof buf, "NCCL stand-in: %s world rank %d waited %lld s", what, peer,
-                    static_cast<long long>(kDeadline.count()));
-      emu::fail(buf);
-    }
-    std::this_thread::yield();
-  }
+  pt::wait_request(req, nullptr,
+                   [&] { return std::string("NCCL stand-in: ") + what + " world rank " + std::to_string(peer); });
 }
 
 // Sends in flight: the copy each MPI_Isend reads, kept until it completes.
@@ -123,9 +112,8 @@ void blocking_recv(void* data, size_t bytes, int world_peer, int tag, const char
   if (bytes) std::memcpy(data, tmp.data(), bytes);
 }
 
-size_t type_bytes(ncclDataType_t t) {
+void require_float(ncclDataType_t t) {
   if (t != ncclFloat) emu::fail("NCCL stand-in: only ncclFloat is emulated");
-  return sizeof(float);
 }
 
 // ---- the members of a unique id meet ----
@@ -143,14 +131,9 @@ std::vector<int> meet(const Id& id, int nranks, int rank, int tag, std::vector<i
   std::rename((mine + ".tmp").c_str(), mine.c_str());
   std::vector<int> world(size_t(nranks), -1);
   devices->assign(size_t(nranks), -1);
-  const auto start = std::chrono::steady_clock::now();
-  for (int r = 0; r < nranks; ++r) {
-    while (!(std::ifstream(meeting_file(id, r)) >> world[size_t(r)] >> (*devices)[size_t(r)])) {
-      if (std::chrono::steady_clock::now() - start > kDeadline)
-        emu::fail(("NCCL stand-in: ncclCommInitRank waited for member " + std::to_string(r)).c_str());
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-  }
+  for (int r = 0; r < nranks; ++r)
+    pt::wait_until([&] { return bool(std::ifstream(meeting_file(id, r)) >> world[size_t(r)] >> (*devices)[size_t(r)]); },
+                   [&] { return "NCCL stand-in: ncclCommInitRank waiting for member " + std::to_string(r); });
   // Everyone has read every file before any is removed: a handshake through rank 0.
   char token = 0;
   if (rank == 0) {
@@ -286,19 +269,19 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
 
 ncclResult_t ncclSend(const void* sendbuff, size_t count, ncclDataType_t datatype, int peer, ncclComm_t comm,
                       cudaStream_t stream) {
-  type_bytes(datatype);
+  require_float(datatype);
   return issue(Call{Call::kSend, sendbuff, nullptr, count, peer, comm, stream});
 }
 
 ncclResult_t ncclRecv(void* recvbuff, size_t count, ncclDataType_t datatype, int peer, ncclComm_t comm,
                       cudaStream_t stream) {
-  type_bytes(datatype);
+  require_float(datatype);
   return issue(Call{Call::kRecv, nullptr, recvbuff, count, peer, comm, stream});
 }
 
 ncclResult_t ncclAllReduce(const void* sendbuff, void* recvbuff, size_t count, ncclDataType_t datatype, ncclRedOp_t op,
                            ncclComm_t comm, cudaStream_t stream) {
-  type_bytes(datatype);
+  require_float(datatype);
   if (op != ncclSum) emu::fail("NCCL stand-in: only ncclSum is emulated");
   return issue(Call{Call::kAllReduce, sendbuff, recvbuff, count, 0, comm, stream});
 }
